@@ -1,0 +1,23 @@
+//! Runtime plumbing shared by Tally's services (everything here may do I/O;
+//! pure data contracts live in `tally-schemas`).
+//!
+//! * [`config`] — typed settings from `TALLY_…` environment variables.
+//! * [`telemetry`] — `tracing` subscriber set-up.
+//! * [`shutdown`] — SIGTERM/SIGINT as a future.
+//! * [`clock`] — the injectable wall clock.
+//! * [`clickhouse`] — client construction (18.16-compatible) and the migration runner.
+//! * [`kafka`] — librdkafka client settings and topic administration.
+//! * [`http`] — `/livez`, `/metrics` helpers.
+//! * [`service`] — the common `main` of every service binary.
+
+pub mod clickhouse;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod service;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use clock::{Clock, SystemClock};
+pub use config::ConfigError;

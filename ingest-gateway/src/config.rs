@@ -1,0 +1,59 @@
+//! Gateway settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tally_common::config::{ensure, env_or, ConfigError};
+use tally_common::kafka::KafkaConfig;
+
+/// Everything the gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`TALLY_GATEWAY_ADDR`, default `127.0.0.1:8080`).
+    pub addr: SocketAddr,
+    /// Broker and topics (`TALLY_KAFKA_*`).
+    pub kafka: KafkaConfig,
+    /// Longest wait for the broker's acknowledgement of a request's events
+    /// before answering 503 (`TALLY_GATEWAY_PRODUCE_TIMEOUT_MS`, default 5000).
+    pub produce_timeout: Duration,
+    /// Largest accepted body in bytes (`TALLY_GATEWAY_MAX_BODY_BYTES`, default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Most events in one batch (`TALLY_GATEWAY_MAX_BATCH_EVENTS`, default 500).
+    pub max_batch_events: usize,
+}
+
+impl Config {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Config {
+            addr: env_or(
+                "TALLY_GATEWAY_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8080)),
+            )?,
+            kafka: KafkaConfig::from_env()?,
+            produce_timeout: Duration::from_millis(env_or(
+                "TALLY_GATEWAY_PRODUCE_TIMEOUT_MS",
+                5_000u64,
+            )?),
+            max_body_bytes: env_or("TALLY_GATEWAY_MAX_BODY_BYTES", 1024 * 1024)?,
+            max_batch_events: env_or("TALLY_GATEWAY_MAX_BATCH_EVENTS", 500)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            (1_000..=60_000).contains(&self.produce_timeout.as_millis()),
+            "TALLY_GATEWAY_PRODUCE_TIMEOUT_MS must be within 1000..=60000",
+        )?;
+        ensure(
+            self.max_body_bytes >= 1024,
+            "TALLY_GATEWAY_MAX_BODY_BYTES must be at least 1024",
+        )?;
+        ensure(
+            (1..=10_000).contains(&self.max_batch_events),
+            "TALLY_GATEWAY_MAX_BATCH_EVENTS must be within 1..=10000",
+        )
+    }
+}

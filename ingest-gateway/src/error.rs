@@ -1,0 +1,69 @@
+//! The gateway's one error type and its explicit mapping to HTTP answers.
+//! Every error body is JSON: `{"error": "<machine-readable reason>", "message": "..."}`.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Why a whole request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The body is not a JSON batch of the expected shape.
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+    /// `app_id` is missing or not of the allowed form.
+    #[error("invalid app_id: must match [A-Za-z0-9_-]{{1,64}}")]
+    InvalidAppId,
+    /// The batch holds no events.
+    #[error("the batch holds no events")]
+    EmptyBatch,
+    /// The batch holds more events than allowed.
+    #[error("the batch holds {0} events; at most {1} are accepted")]
+    TooManyEvents(usize, usize),
+    /// The body exceeds the size limit.
+    #[error("body larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// The broker did not acknowledge in time; nothing of the request may be assumed stored.
+    #[error("event broker unavailable: {0}")]
+    BrokerUnavailable(String),
+}
+
+impl GatewayError {
+    /// Machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::MalformedBody(_) => "malformed_body",
+            GatewayError::InvalidAppId => "invalid_app_id",
+            GatewayError::EmptyBatch => "empty_batch",
+            GatewayError::TooManyEvents(..) => "too_many_events",
+            GatewayError::PayloadTooLarge(_) => "payload_too_large",
+            GatewayError::BrokerUnavailable(_) => "broker_unavailable",
+        }
+    }
+
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::MalformedBody(_)
+            | GatewayError::InvalidAppId
+            | GatewayError::EmptyBatch
+            | GatewayError::TooManyEvents(..) => StatusCode::BAD_REQUEST,
+            GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": self.reason(), "message": self.to_string() }));
+        let mut response = (self.status(), body).into_response();
+        if matches!(self, GatewayError::BrokerUnavailable(_)) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
+        response
+    }
+}

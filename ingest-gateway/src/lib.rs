@@ -1,0 +1,205 @@
+//! Tally's ingest gateway: `POST /api/v1/events/batch` → validate → enrich →
+//! Kafka, answering 200 only once the broker acknowledged every accepted event.
+//!
+//! [`run`] serves the [`app`] router until the shutdown future resolves, then
+//! stops intake, waits for in-flight requests and flushes the producer.
+
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod sink;
+pub mod validate;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Serialize;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_common::{Clock, SystemClock};
+use tally_schemas::event::BatchRequest;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::GatewayError;
+use metrics::Metrics;
+use sink::{EventSink, KafkaSink};
+use validate::{prepare, valid_app_id, Rejection, RequestContext};
+
+/// Shared dependencies of every handler.
+#[derive(Debug)]
+pub struct AppState<S> {
+    /// Destination of accepted events.
+    pub sink: S,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Wall clock (server timestamps).
+    pub clock: Arc<dyn Clock>,
+    /// Limits.
+    pub config: Config,
+}
+
+/// Answer to a batch.
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    /// Events stored on the broker.
+    pub accepted: usize,
+    /// Events refused.
+    pub rejected: usize,
+    /// One entry per refused event.
+    pub errors: Vec<Rejection>,
+}
+
+/// The gateway's routes.
+pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
+    Router::new()
+        .route("/api/v1/events/batch", post(ingest_batch::<S>))
+        .route("/livez", get(tally_common::http::livez))
+        .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics_handler::<S>))
+        .with_state(state)
+}
+
+async fn ingest_batch<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<BatchResponse>, GatewayError> {
+    let result = handle_batch(&state, peer, &headers, body).await;
+    let status = match &result {
+        Ok(_) => axum::http::StatusCode::OK,
+        Err(err) => err.status(),
+    };
+    state
+        .metrics
+        .requests
+        .with_label_values(&[status.as_str()])
+        .inc();
+    if let Err(err) = &result {
+        tracing::debug!(reason = err.reason(), error = %err, "batch refused");
+    }
+    result.map(Json)
+}
+
+async fn handle_batch<S: EventSink>(
+    state: &AppState<S>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<BatchResponse, GatewayError> {
+    let limit = state.config.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            GatewayError::PayloadTooLarge(limit)
+        } else {
+            GatewayError::MalformedBody(err.to_string())
+        }
+    })?;
+    let batch: BatchRequest = serde_json::from_slice(&bytes)
+        .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+    if !valid_app_id(&batch.app_id) {
+        return Err(GatewayError::InvalidAppId);
+    }
+    if batch.events.is_empty() {
+        return Err(GatewayError::EmptyBatch);
+    }
+    if batch.events.len() > state.config.max_batch_events {
+        return Err(GatewayError::TooManyEvents(
+            batch.events.len(),
+            state.config.max_batch_events,
+        ));
+    }
+    let context = RequestContext {
+        received_at_ms: state.clock.now_ms(),
+        ip: Some(peer.ip().to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
+    };
+    let prepared = prepare(batch, &context);
+    for rejection in &prepared.rejected {
+        state
+            .metrics
+            .events
+            .with_label_values(&["rejected", rejection.reason.code()])
+            .inc();
+    }
+    if !prepared.envelopes.is_empty() {
+        let started = Instant::now();
+        let published = state.sink.publish(&prepared.envelopes).await;
+        let outcome = if published.is_ok() { "ok" } else { "error" };
+        state
+            .metrics
+            .produce_seconds
+            .with_label_values(&[outcome])
+            .observe(started.elapsed().as_secs_f64());
+        published.map_err(GatewayError::BrokerUnavailable)?;
+        state
+            .metrics
+            .events
+            .with_label_values(&["accepted", "ok"])
+            .inc_by(prepared.envelopes.len() as u64);
+    }
+    Ok(BatchResponse {
+        accepted: prepared.envelopes.len(),
+        rejected: prepared.rejected.len(),
+        errors: prepared.rejected,
+    })
+}
+
+async fn readyz<S: EventSink>(State(state): State<Arc<AppState<S>>>) -> axum::response::Response {
+    let kafka = state.sink.ready().await.err();
+    tally_common::http::readiness(&[("kafka", kafka)])
+}
+
+async fn metrics_handler<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+) -> axum::response::Response {
+    tally_common::http::render_metrics(&state.metrics.registry)
+}
+
+/// Error starting or serving the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The producer could not be created.
+    #[error("kafka producer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Metrics registration failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Serving failed.
+    #[error("serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let sink = KafkaSink::new(&config.kafka, config.produce_timeout)?;
+    let state = Arc::new(AppState {
+        sink,
+        metrics: Metrics::new()?,
+        clock: Arc::new(SystemClock),
+        config,
+    });
+    tracing::info!(addr = %listener.local_addr()?, topic = %state.config.kafka.topic, "ingest gateway listening");
+    axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    state.sink.flush(Duration::from_secs(10));
+    tracing::info!("ingest gateway stopped");
+    Ok(())
+}

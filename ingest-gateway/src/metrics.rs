@@ -1,0 +1,52 @@
+//! Gateway Prometheus metrics. Labels are bounded: status codes, outcomes and
+//! reason codes come from fixed sets, never from client input.
+
+use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+
+/// The gateway's metrics and their registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Registry rendered at `/metrics`.
+    pub registry: Registry,
+    /// `tally_gateway_requests_total{status}`.
+    pub requests: IntCounterVec,
+    /// `tally_gateway_events_total{outcome,reason}`.
+    pub events: IntCounterVec,
+    /// `tally_gateway_produce_seconds{result}`: time until every event of a request was acknowledged.
+    pub produce_seconds: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tally_gateway_requests_total",
+                "Batch requests by HTTP status",
+            ),
+            &["status"],
+        )?;
+        let events = IntCounterVec::new(
+            Opts::new("tally_gateway_events_total", "Events by outcome and reason"),
+            &["outcome", "reason"],
+        )?;
+        let produce_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "tally_gateway_produce_seconds",
+                "Time from produce to broker acknowledgement of a request's events",
+            )
+            .buckets(exponential_buckets(0.0005, 2.0, 16)?),
+            &["result"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(produce_seconds.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            events,
+            produce_seconds,
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! Query-service settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
+
+use std::net::SocketAddr;
+use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::config::{ensure, env_or, env_string, ConfigError};
+
+/// Everything the query service needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address (`TALLY_QUERY_ADDR`, default `127.0.0.1:8081`).
+    pub addr: SocketAddr,
+    /// Redis URL (`TALLY_REDIS_URL`, default `redis://127.0.0.1:6379`).
+    pub redis_url: String,
+    /// Prefix of every Redis key (`TALLY_REDIS_PREFIX`, default `tally`); must equal the aggregator's.
+    pub redis_prefix: String,
+    /// ClickHouse (`TALLY_CLICKHOUSE_*`).
+    pub clickhouse: ClickHouseConfig,
+    /// Most live windows one request may ask for (`TALLY_QUERY_MAX_WINDOWS`, default 720 = 1 h).
+    pub max_windows: usize,
+    /// Longest range of a count, in days (`TALLY_QUERY_MAX_RANGE_DAYS`, default 731).
+    pub max_range_days: i64,
+}
+
+impl Config {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Config {
+            addr: env_or("TALLY_QUERY_ADDR", SocketAddr::from(([127, 0, 0, 1], 8081)))?,
+            redis_url: env_string("TALLY_REDIS_URL", "redis://127.0.0.1:6379"),
+            redis_prefix: env_string("TALLY_REDIS_PREFIX", "tally"),
+            clickhouse: ClickHouseConfig::from_env()?,
+            max_windows: env_or("TALLY_QUERY_MAX_WINDOWS", 720)?,
+            max_range_days: env_or("TALLY_QUERY_MAX_RANGE_DAYS", 731)?,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            (1..=17_280).contains(&self.max_windows),
+            "TALLY_QUERY_MAX_WINDOWS must be within 1..=17280 (24 h)",
+        )?;
+        ensure(
+            (1..=3_650).contains(&self.max_range_days),
+            "TALLY_QUERY_MAX_RANGE_DAYS must be within 1..=3650",
+        )?;
+        ensure(
+            !self.redis_prefix.is_empty(),
+            "TALLY_REDIS_PREFIX must be set",
+        )
+    }
+}

@@ -1,0 +1,67 @@
+//! The query service's one error type and its explicit mapping to HTTP answers.
+//! Every error body is JSON: `{"error": "<machine-readable reason>", "message": "..."}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// Why a query was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The app id is not of the allowed form.
+    #[error("invalid app_id: must match [A-Za-z0-9_-]{{1,64}}")]
+    InvalidAppId,
+    /// A query parameter is invalid.
+    #[error("invalid parameter {0}: {1}")]
+    InvalidParameter(&'static str, String),
+    /// Redis is unreachable or failed.
+    #[error("live store unavailable: {0}")]
+    LiveUnavailable(#[from] redis::RedisError),
+    /// ClickHouse is unreachable or failed.
+    #[error("event store unavailable: {0}")]
+    StoreUnavailable(#[from] clickhouse::error::Error),
+    /// Stored live data did not decode.
+    #[error("corrupt live data: {0}")]
+    CorruptLiveData(#[from] tally_schemas::live::SnapshotError),
+    /// Start-up failure (never an HTTP answer).
+    #[error("start-up: {0}")]
+    Startup(String),
+}
+
+impl QueryError {
+    /// Machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            QueryError::InvalidAppId => "invalid_app_id",
+            QueryError::InvalidParameter(..) => "invalid_parameter",
+            QueryError::LiveUnavailable(_) => "live_store_unavailable",
+            QueryError::StoreUnavailable(_) => "event_store_unavailable",
+            QueryError::CorruptLiveData(_) => "corrupt_live_data",
+            QueryError::Startup(_) => "startup",
+        }
+    }
+
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            QueryError::InvalidAppId | QueryError::InvalidParameter(..) => StatusCode::BAD_REQUEST,
+            QueryError::LiveUnavailable(_) | QueryError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            QueryError::CorruptLiveData(_) | QueryError::Startup(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            tracing::warn!(reason = self.reason(), error = %self, "query failed");
+        }
+        let body = Json(json!({ "error": self.reason(), "message": self.to_string() }));
+        (self.status(), body).into_response()
+    }
+}

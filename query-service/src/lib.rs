@@ -1,0 +1,91 @@
+//! Tally's query service: live windows from Redis and counts from ClickHouse
+//! (see [`api`] for the endpoints), plus `/livez`, `/readyz`, `/metrics`.
+//!
+//! [`run`] serves [`app`] until the shutdown future resolves, then drains
+//! in-flight requests.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod stores;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::sync::Arc;
+use tally_common::{Clock, SystemClock};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::QueryError;
+use metrics::Metrics;
+use stores::{ClickHouseStore, EventStore, LiveSource, RedisLive};
+
+/// Shared dependencies of every handler.
+#[derive(Debug)]
+pub struct AppState<L, E> {
+    /// Live windows.
+    pub live: L,
+    /// Raw events.
+    pub events: E,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Wall clock (which windows are "the last N").
+    pub clock: Arc<dyn Clock>,
+    /// Limits.
+    pub config: Config,
+}
+
+/// The query service's routes.
+pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
+    Router::new()
+        .route("/api/v1/analytics/{app_id}/live", get(api::live::<L, E>))
+        .route("/api/v1/analytics/{app_id}/count", get(api::count::<L, E>))
+        .route("/livez", get(tally_common::http::livez))
+        .route("/readyz", get(readyz::<L, E>))
+        .route("/metrics", get(metrics_handler::<L, E>))
+        .with_state(state)
+}
+
+async fn readyz<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+) -> axum::response::Response {
+    let redis = state.live.ping().await.err();
+    let clickhouse = state.events.ping().await.err();
+    tally_common::http::readiness(&[("redis", redis), ("clickhouse", clickhouse)])
+}
+
+async fn metrics_handler<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+) -> axum::response::Response {
+    tally_common::http::render_metrics(&state.metrics.registry)
+}
+
+/// Connects and serves on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), QueryError> {
+    let redis = redis::Client::open(config.redis_url.as_str())?;
+    let connection = redis::aio::ConnectionManager::new(redis).await?;
+    let state = Arc::new(AppState {
+        live: RedisLive::new(connection, &config.redis_prefix),
+        events: ClickHouseStore::new(config.clickhouse.client()),
+        metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,
+        clock: Arc::new(SystemClock),
+        config,
+    });
+    let addr = listener
+        .local_addr()
+        .map_err(|e| QueryError::Startup(e.to_string()))?;
+    tracing::info!(%addr, "query service listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| QueryError::Startup(e.to_string()))?;
+    tracing::info!("query service stopped");
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Read access to the stores behind small traits: [`LiveSource`] (Redis live
+//! windows, layout in `tally_schemas::live`) and [`EventStore`] (ClickHouse).
+//! Every ClickHouse query binds its inputs as parameters; none is spliced.
+
+use redis::aio::ConnectionManager;
+use std::future::Future;
+use tally_schemas::live::{window_key, WindowSnapshot};
+
+/// Live windows.
+pub trait LiveSource: Send + Sync + 'static {
+    /// Snapshots of `app_id`'s windows starting at `starts` (missing windows are empty).
+    fn windows(
+        &self,
+        app_id: &str,
+        starts: &[i64],
+    ) -> impl Future<Output = Result<Vec<WindowSnapshot>, crate::QueryError>> + Send;
+    /// `Ok` when reachable.
+    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Raw events.
+pub trait EventStore: Send + Sync + 'static {
+    /// Events of `app_id` with `from_ms <= ts < to_ms`.
+    fn count(
+        &self,
+        app_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<u64, crate::QueryError>> + Send;
+    /// `Ok` when reachable.
+    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// [`LiveSource`] on Redis.
+#[derive(Clone)]
+pub struct RedisLive {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLive")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLive {
+    /// Reads keys under `prefix`.
+    pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
+        RedisLive {
+            connection,
+            prefix: prefix.to_owned(),
+        }
+    }
+}
+
+impl LiveSource for RedisLive {
+    async fn windows(
+        &self,
+        app_id: &str,
+        starts: &[i64],
+    ) -> Result<Vec<WindowSnapshot>, crate::QueryError> {
+        let mut pipe = redis::pipe();
+        for start in starts {
+            pipe.cmd("HGETALL")
+                .arg(window_key(&self.prefix, app_id, *start));
+        }
+        let hashes: Vec<Vec<(String, Vec<u8>)>> =
+            pipe.query_async(&mut self.connection.clone()).await?;
+        starts
+            .iter()
+            .zip(hashes)
+            .map(|(start, fields)| Ok(WindowSnapshot::from_fields(*start, fields)?))
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        redis::cmd("PING")
+            .query_async::<String>(&mut self.connection.clone())
+            .await
+            .map(|_| ())
+            .map_err(|err| err.to_string())
+    }
+}
+
+/// [`EventStore`] on ClickHouse.
+#[derive(Clone)]
+pub struct ClickHouseStore {
+    client: clickhouse::Client,
+}
+
+impl std::fmt::Debug for ClickHouseStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseStore").finish_non_exhaustive()
+    }
+}
+
+impl ClickHouseStore {
+    /// Uses `client` (bound to Tally's database).
+    pub fn new(client: clickhouse::Client) -> Self {
+        ClickHouseStore { client }
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of an epoch-ms time, for partition pruning on `event_date`.
+pub fn utc_date(ms: i64) -> String {
+    let date = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// SQL of the count query (a golden test keeps it stable and valid on ClickHouse 18.16).
+pub const COUNT_SQL: &str = "SELECT count() FROM events \
+     WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) \
+     AND ts_ms >= ? AND ts_ms < ?";
+
+impl EventStore for ClickHouseStore {
+    async fn count(
+        &self,
+        app_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<u64, crate::QueryError> {
+        let count = self
+            .client
+            .query(COUNT_SQL)
+            .bind(app_id)
+            .bind(utc_date(from_ms))
+            .bind(utc_date(to_ms))
+            .bind(u64::try_from(from_ms).unwrap_or(0))
+            .bind(u64::try_from(to_ms).unwrap_or(0))
+            .fetch_one::<u64>()
+            .await?;
+        Ok(count)
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        self.client
+            .query("SELECT 1")
+            .execute()
+            .await
+            .map_err(|err| err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_700_000_000_000), "2023-11-14");
+        assert_eq!(utc_date(-1), "1969-12-31");
+    }
+}

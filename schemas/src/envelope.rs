@@ -1,0 +1,151 @@
+//! The enriched event as it travels on Kafka, and its versioned wire encoding.
+//!
+//! Every Kafka message value starts with one *format byte* naming the encoding
+//! of the rest. Version 1 ([`FORMAT_JSON_V1`]) is JSON. A faster binary
+//! encoding can be added later as a new format byte: consumers dispatch on the
+//! byte, so old messages stay readable and a producer can switch only after
+//! every consumer knows the new byte. Unknown bytes are a [`DecodeError`],
+//! never a panic (the aggregator sends such messages to the dead-letter topic).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Format byte of the JSON encoding (version 1 of the envelope).
+pub const FORMAT_JSON_V1: u8 = 1;
+
+/// An accepted, enriched event. Field names are part of the wire contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique id: the client's event id when given, else a server-made UUIDv7.
+    pub event_id: String,
+    /// App (tenant) the event belongs to.
+    pub app_id: String,
+    /// Event name.
+    pub name: String,
+    /// `user_id` if known, else `anonymous_id`: the identity used for uniques.
+    pub distinct_id: String,
+    /// Identified user, if the client sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Anonymous id, if the client sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<String>,
+    /// Event time in epoch milliseconds (client time, or `received_at` when absent).
+    pub timestamp_ms: i64,
+    /// When the gateway received the batch, epoch milliseconds.
+    pub received_at_ms: i64,
+    /// When the client says it sent the batch, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at_ms: Option<i64>,
+    /// Client IP as seen by the gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Client `User-Agent` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Flat map of JSON scalars.
+    #[serde(default)]
+    pub properties: Map<String, Value>,
+}
+
+/// Why a Kafka message value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The value was empty.
+    #[error("empty message")]
+    Empty,
+    /// The first byte names no encoding this build knows.
+    #[error("unknown envelope format byte {0}")]
+    UnknownFormat(u8),
+    /// The body did not parse in the named encoding.
+    #[error("malformed JSON envelope: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl Envelope {
+    /// Encodes with the current default format ([`FORMAT_JSON_V1`]).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        out.push(FORMAT_JSON_V1);
+        // Serializing a struct of strings, integers and a JSON map cannot fail.
+        serde_json::to_writer(&mut out, self).unwrap_or_default();
+        out
+    }
+
+    /// Decodes any format this build knows.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (&format, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        match format {
+            FORMAT_JSON_V1 => Ok(serde_json::from_slice(body)?),
+            other => Err(DecodeError::UnknownFormat(other)),
+        }
+    }
+
+    /// Kafka message key: keeps one user's events of one app on one partition, in order.
+    pub fn partition_key(&self) -> String {
+        format!("{}\u{1f}{}", self.app_id, self.distinct_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Envelope {
+        let mut properties = Map::new();
+        properties.insert("url".into(), Value::from("/home"));
+        properties.insert("price".into(), Value::from(9.5));
+        Envelope {
+            event_id: "0193a1b2-0000-7000-8000-000000000001".into(),
+            app_id: "APP-1".into(),
+            name: "page_view".into(),
+            distinct_id: "U1".into(),
+            user_id: Some("U1".into()),
+            anonymous_id: None,
+            timestamp_ms: 1_700_000_000_000,
+            received_at_ms: 1_700_000_000_050,
+            sent_at_ms: Some(1_700_000_000_040),
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some("curl/8".into()),
+            properties,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_starts_with_format_byte() {
+        let envelope = sample();
+        let bytes = envelope.encode();
+        assert_eq!(bytes[0], FORMAT_JSON_V1);
+        assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
+    }
+
+    #[test]
+    fn rejects_unknown_format_and_garbage() {
+        assert!(matches!(Envelope::decode(&[]), Err(DecodeError::Empty)));
+        assert!(matches!(
+            Envelope::decode(&[9, b'{']),
+            Err(DecodeError::UnknownFormat(9))
+        ));
+        assert!(matches!(
+            Envelope::decode(&[FORMAT_JSON_V1, b'{']),
+            Err(DecodeError::Json(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Envelope::decode(&bytes);
+        }
+
+        #[test]
+        fn round_trip_any_identity(app in "\\PC{1,20}", user in "\\PC{1,40}", ts in 0i64..4_000_000_000_000) {
+            let mut envelope = sample();
+            envelope.app_id = app;
+            envelope.distinct_id = user;
+            envelope.timestamp_ms = ts;
+            prop_assert_eq!(Envelope::decode(&envelope.encode()).unwrap(), envelope);
+        }
+    }
+}

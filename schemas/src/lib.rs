@@ -1,0 +1,21 @@
+//! Tally's shared data contracts. Nothing in this crate performs I/O.
+//!
+//! * [`event`] — what SDKs send (`POST /api/v1/events/batch`).
+//! * [`envelope`] — the enriched event the gateway puts on Kafka, with a
+//!   versioned encoding so the wire format can change without breaking consumers.
+//! * [`row`] — the ClickHouse `events` row.
+//! * [`live`] — 5-second window arithmetic and the Redis key layout shared by the
+//!   aggregator (writer) and the query service (reader).
+//! * [`sketch`] — the HyperLogLog++ sketch with a fixed, documented hash so that
+//!   sketches from different processes and versions merge correctly.
+//! * [`migrations`] — the versioned ClickHouse schema, applied in order.
+
+pub mod envelope;
+pub mod event;
+pub mod live;
+pub mod migrations;
+pub mod row;
+pub mod sketch;
+
+pub use envelope::{DecodeError, Envelope};
+pub use event::{BatchRequest, IncomingEvent};

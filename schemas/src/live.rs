@@ -1,0 +1,177 @@
+//! Live metrics: 5-second tumbling windows by event time and their Redis layout.
+//!
+//! This module is the contract between the writer (stream-aggregator) and the
+//! reader (query-service).
+//!
+//! One Redis hash per app and window: `{prefix}:w:{app_id}:{window_start_ms}`.
+//! Each Kafka partition owns its own fields in it, so two aggregator processes
+//! never write the same field, and a partition's fields carry the last Kafka
+//! offset applied to them (the exactly-once guard):
+//!
+//! | field               | value                                              |
+//! |---------------------|----------------------------------------------------|
+//! | `p{P}:off`          | last Kafka offset of partition P applied here       |
+//! | `p{P}:n`            | events from partition P in the window               |
+//! | `p{P}:e:{name}`     | events named `name` from partition P                |
+//! | `p{P}:hll`          | [`UniqueSketch`] of the window's users from P        |
+//!
+//! A reader sums the counters and merges the sketches over all partitions.
+//! Keys expire (the aggregator sets a TTL on every write).
+
+use crate::sketch::{SketchError, UniqueSketch};
+use std::collections::BTreeMap;
+
+/// Window length in milliseconds.
+pub const WINDOW_MS: i64 = 5_000;
+
+/// Start (epoch ms) of the window containing `ts_ms`.
+pub fn window_start(ts_ms: i64) -> i64 {
+    ts_ms.div_euclid(WINDOW_MS) * WINDOW_MS
+}
+
+/// Redis key of an app's window.
+pub fn window_key(prefix: &str, app_id: &str, window_start_ms: i64) -> String {
+    format!("{prefix}:w:{app_id}:{window_start_ms}")
+}
+
+/// Field holding partition `p`'s last applied offset.
+pub fn offset_field(partition: i32) -> String {
+    format!("p{partition}:off")
+}
+
+/// Field holding partition `p`'s event count.
+pub fn total_field(partition: i32) -> String {
+    format!("p{partition}:n")
+}
+
+/// Field holding partition `p`'s count of events named `name`.
+pub fn name_field(partition: i32, name: &str) -> String {
+    format!("p{partition}:e:{name}")
+}
+
+/// Field holding partition `p`'s sketch.
+pub fn sketch_field(partition: i32) -> String {
+    format!("p{partition}:hll")
+}
+
+/// One window as a reader sees it, summed over partitions.
+#[derive(Debug, Clone, Default)]
+pub struct WindowSnapshot {
+    /// Window start, epoch ms.
+    pub start_ms: i64,
+    /// Events in the window.
+    pub total: u64,
+    /// Events per name.
+    pub by_name: BTreeMap<String, u64>,
+    /// Users seen in the window (all partitions merged).
+    pub users: UniqueSketch,
+}
+
+/// Error reading a window hash.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A counter field was not an integer.
+    #[error("field {0} is not a counter")]
+    BadCounter(String),
+    /// A sketch field did not decode.
+    #[error("field {field}: {source}")]
+    BadSketch {
+        /// Field name.
+        field: String,
+        /// Decoding error.
+        source: SketchError,
+    },
+}
+
+impl WindowSnapshot {
+    /// Sums a window hash (as returned by `HGETALL`) over partitions.
+    pub fn from_fields(
+        start_ms: i64,
+        fields: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<Self, SnapshotError> {
+        let mut snapshot = WindowSnapshot {
+            start_ms,
+            ..Default::default()
+        };
+        for (field, value) in fields {
+            let Some((_partition, rest)) = field.split_once(':') else {
+                continue;
+            };
+            let counter = || {
+                std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|text| text.parse::<u64>().ok())
+                    .ok_or_else(|| SnapshotError::BadCounter(field.clone()))
+            };
+            if rest == "n" {
+                snapshot.total += counter()?;
+            } else if let Some(name) = rest.strip_prefix("e:") {
+                *snapshot.by_name.entry(name.to_owned()).or_default() += counter()?;
+            } else if rest == "hll" {
+                let sketch = UniqueSketch::from_bytes(&value).map_err(|source| {
+                    SnapshotError::BadSketch {
+                        field: field.clone(),
+                        source,
+                    }
+                })?;
+                snapshot
+                    .users
+                    .merge(&sketch)
+                    .map_err(|source| SnapshotError::BadSketch {
+                        field: field.clone(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn window_contains_its_timestamp(ts in -1_000_000_000_000i64..4_000_000_000_000) {
+            let start = window_start(ts);
+            prop_assert!(start <= ts && ts < start + WINDOW_MS);
+            prop_assert_eq!(start % WINDOW_MS, 0);
+            prop_assert_eq!(window_start(start), start);
+        }
+    }
+
+    #[test]
+    fn sums_partitions_and_merges_sketches() {
+        let mut a = UniqueSketch::new();
+        a.insert("u1");
+        a.insert("u2");
+        let mut b = UniqueSketch::new();
+        b.insert("u2");
+        b.insert("u3");
+        let fields = vec![
+            (total_field(0), b"3".to_vec()),
+            (total_field(1), b"2".to_vec()),
+            (name_field(0, "page_view"), b"3".to_vec()),
+            (name_field(1, "page_view"), b"1".to_vec()),
+            (name_field(1, "a:b"), b"1".to_vec()),
+            (offset_field(0), b"17".to_vec()),
+            (sketch_field(0), a.to_bytes()),
+            (sketch_field(1), b.to_bytes()),
+        ];
+        let mut snapshot = WindowSnapshot::from_fields(5_000, fields).unwrap();
+        assert_eq!(snapshot.total, 5);
+        assert_eq!(snapshot.by_name["page_view"], 4);
+        assert_eq!(snapshot.by_name["a:b"], 1);
+        assert_eq!(snapshot.users.estimate(), 3);
+    }
+
+    #[test]
+    fn rejects_corrupt_fields() {
+        let bad = vec![(total_field(0), b"x".to_vec())];
+        assert!(WindowSnapshot::from_fields(0, bad).is_err());
+        let bad = vec![(sketch_field(0), b"\x09".to_vec())];
+        assert!(WindowSnapshot::from_fields(0, bad).is_err());
+    }
+}

@@ -1,0 +1,145 @@
+//! The ClickHouse `events` row (see `migrations/clickhouse/0001_events.sql`).
+//!
+//! Column order here must equal the table's column order: rows are sent as
+//! `RowBinary` without names (ClickHouse 18.16 lacks `RowBinaryWithNamesAndTypes`).
+//! Properties are stored as parallel key/value arrays (18.16 has no `Map`);
+//! non-string scalars are stored in their JSON text form.
+
+use crate::envelope::Envelope;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+/// One raw event row. Times are UTC.
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRow {
+    /// Tenant; first in the sort key.
+    pub app_id: String,
+    /// `Date` (days since epoch) of `timestamp`; the partition key.
+    pub event_date: u16,
+    /// `DateTime` (seconds since epoch) of the event.
+    pub timestamp: u32,
+    /// Event time in epoch milliseconds (18.16 has no `DateTime64`).
+    pub ts_ms: u64,
+    /// `DateTime` the gateway received the event.
+    pub received_at: u32,
+    /// Unique event id.
+    pub event_id: String,
+    /// Event name.
+    pub name: String,
+    /// `user_id`, else `anonymous_id`.
+    pub distinct_id: String,
+    /// Identified user or empty.
+    pub user_id: String,
+    /// Anonymous id or empty.
+    pub anonymous_id: String,
+    /// Client IP or empty.
+    pub ip: String,
+    /// Client user agent or empty.
+    pub user_agent: String,
+    /// Property names, parallel to `prop_values`.
+    pub prop_keys: Vec<String>,
+    /// Property values as text.
+    pub prop_values: Vec<String>,
+    /// Kafka topic the event was read from.
+    pub kafka_topic: String,
+    /// Kafka partition the event was read from.
+    pub kafka_partition: u32,
+    /// Kafka offset of the event's message; with the partition, the row's
+    /// position in the log (used for exactly-once writes).
+    pub kafka_offset: u64,
+}
+
+/// Epoch milliseconds clamped into the range of ClickHouse `DateTime` (u32 seconds).
+fn clamp_secs(ms: i64) -> u32 {
+    u32::try_from(ms.div_euclid(1000).clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX)
+}
+
+/// Days since epoch of an epoch-millisecond time, clamped into ClickHouse `Date`.
+pub fn event_date(ts_ms: i64) -> u16 {
+    u16::try_from(ts_ms.div_euclid(DAY_MS).clamp(0, i64::from(u16::MAX))).unwrap_or(u16::MAX)
+}
+
+/// Text form of a property value as stored in `prop_values`.
+pub fn property_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl EventRow {
+    /// Builds the row for an envelope read from `topic`/`partition` at `offset`.
+    pub fn from_envelope(envelope: &Envelope, topic: &str, partition: i32, offset: i64) -> Self {
+        let (prop_keys, prop_values) = envelope
+            .properties
+            .iter()
+            .map(|(key, value)| (key.clone(), property_text(value)))
+            .unzip();
+        EventRow {
+            app_id: envelope.app_id.clone(),
+            event_date: event_date(envelope.timestamp_ms),
+            timestamp: clamp_secs(envelope.timestamp_ms),
+            ts_ms: u64::try_from(envelope.timestamp_ms).unwrap_or(0),
+            received_at: clamp_secs(envelope.received_at_ms),
+            event_id: envelope.event_id.clone(),
+            name: envelope.name.clone(),
+            distinct_id: envelope.distinct_id.clone(),
+            user_id: envelope.user_id.clone().unwrap_or_default(),
+            anonymous_id: envelope.anonymous_id.clone().unwrap_or_default(),
+            ip: envelope.ip.clone().unwrap_or_default(),
+            user_agent: envelope.user_agent.clone().unwrap_or_default(),
+            prop_keys,
+            prop_values,
+            kafka_topic: topic.to_owned(),
+            kafka_partition: u32::try_from(partition).unwrap_or(0),
+            kafka_offset: u64::try_from(offset).unwrap_or(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    #[test]
+    fn maps_envelope_fields_and_properties() {
+        let mut properties = Map::new();
+        properties.insert("url".into(), Value::from("/home"));
+        properties.insert("n".into(), Value::from(3));
+        properties.insert("ok".into(), Value::from(true));
+        let envelope = Envelope {
+            event_id: "e1".into(),
+            app_id: "a".into(),
+            name: "page_view".into(),
+            distinct_id: "u".into(),
+            user_id: Some("u".into()),
+            anonymous_id: None,
+            timestamp_ms: 86_400_000 * 3 + 1_500,
+            received_at_ms: 86_400_000 * 3 + 2_000,
+            sent_at_ms: None,
+            ip: None,
+            user_agent: None,
+            properties,
+        };
+        let row = EventRow::from_envelope(&envelope, "events", 2, 41);
+        assert_eq!(row.event_date, 3);
+        assert_eq!(row.timestamp, 86_400 * 3 + 1);
+        assert_eq!(row.ts_ms, 86_400_000 * 3 + 1_500);
+        assert_eq!(row.prop_keys, vec!["n", "ok", "url"]);
+        assert_eq!(row.prop_values, vec!["3", "true", "/home"]);
+        assert_eq!((row.kafka_partition, row.kafka_offset), (2, 41));
+    }
+
+    #[test]
+    fn clamps_out_of_range_times() {
+        assert_eq!(clamp_secs(-5), 0);
+        assert_eq!(clamp_secs(i64::MAX), u32::MAX);
+        assert_eq!(event_date(-1), 0);
+    }
+}

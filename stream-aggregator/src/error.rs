@@ -1,0 +1,44 @@
+//! The aggregator's one error type. The aggregator serves no business API, so
+//! the HTTP mapping only concerns start-up and health: every variant is logged
+//! with its reason code, and write errors are retried (consumption pauses).
+
+/// What can go wrong in the aggregator.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregatorError {
+    /// ClickHouse refused or could not be reached.
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    /// Redis refused or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// Another writer changed a live window since it was read (rebalance or zombie); retried.
+    #[error("live window {0} changed concurrently")]
+    Conflict(String),
+    /// Kafka client error.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A stored sketch did not decode.
+    #[error("sketch: {0}")]
+    Sketch(#[from] tally_schemas::sketch::SketchError),
+    /// Metrics registration failed.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Socket error serving health endpoints.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AggregatorError {
+    /// Machine-readable reason (bounded set, used as a metric label).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AggregatorError::ClickHouse(_) => "clickhouse",
+            AggregatorError::Redis(_) => "redis",
+            AggregatorError::Conflict(_) => "conflict",
+            AggregatorError::Kafka(_) => "kafka",
+            AggregatorError::Sketch(_) => "sketch",
+            AggregatorError::Metrics(_) => "metrics",
+            AggregatorError::Io(_) => "io",
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Tally's stream aggregator: consumes the `events` topic and writes, exactly
+//! once, 5-second live windows (counts, counts per name, HyperLogLog uniques)
+//! into Redis and raw rows into ClickHouse, committing Kafka offsets only after
+//! both stores hold a batch. See [`processor`] for the exactly-once argument.
+//!
+//! [`run`] serves `/livez`, `/readyz` and `/metrics` and consumes until the
+//! shutdown future resolves, then stops intake, flushes and commits.
+
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod live;
+pub mod metrics;
+pub mod processor;
+pub mod raw;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use error::AggregatorError;
+use live::{LiveStore, RedisLive};
+use metrics::Metrics;
+use processor::Processor;
+use raw::{ClickHouseSink, RawSink};
+
+/// Dependencies of the health endpoints.
+#[derive(Debug)]
+pub struct AppState {
+    /// Metrics.
+    pub metrics: Metrics,
+    /// ClickHouse sink (readiness).
+    pub raw: ClickHouseSink,
+    /// Redis store (readiness).
+    pub live: RedisLive,
+}
+
+/// Health and metrics routes.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/livez", get(tally_common::http::livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    let clickhouse = state.raw.ping().await.err().map(|e| e.to_string());
+    let redis = state.live.ping().await.err().map(|e| e.to_string());
+    tally_common::http::readiness(&[("clickhouse", clickhouse), ("redis", redis)])
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> axum::response::Response {
+    tally_common::http::render_metrics(&state.metrics.registry)
+}
+
+/// Connects, then consumes and serves health on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AggregatorError> {
+    if config.migrate {
+        tally_common::clickhouse::migrate(&config.clickhouse).await?;
+    }
+    let redis = redis::Client::open(config.redis_url.as_str())?;
+    let connection = redis::aio::ConnectionManager::new(redis).await?;
+    let live = RedisLive::new(connection, config.live_ttl.as_secs());
+    let raw = ClickHouseSink::new(config.clickhouse.client());
+    let metrics = Metrics::new()?;
+    let state = Arc::new(AppState {
+        metrics: metrics.clone(),
+        raw: raw.clone(),
+        live: live.clone(),
+    });
+    let consumer = consumer::subscribe(&config, consumer::RebalanceWatch::default())?;
+    let processor = Processor::new(raw, live, &config.kafka.topic, &config.redis_prefix);
+
+    let stop = CancellationToken::new();
+    let stop_on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop_on_signal.cancel();
+    });
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        topic = %config.kafka.topic,
+        group = %config.group_id,
+        database = %config.clickhouse.database,
+        "stream aggregator started"
+    );
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+    });
+    consumer::consume(consumer, processor, &config, &metrics, stop.clone()).await;
+    stop.cancel();
+    if let Ok(Err(err)) = server.await {
+        tracing::warn!(error = %err, "health server error");
+    }
+    tracing::info!("stream aggregator stopped");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! Aggregator Prometheus metrics (labels bounded: reason codes and fixed names).
+
+use prometheus::{
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+/// The aggregator's metrics and their registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    /// Registry rendered at `/metrics`.
+    pub registry: Registry,
+    /// `tally_aggregator_events_total`: events consumed and written.
+    pub events: IntCounter,
+    /// `tally_aggregator_replayed_total{store}`: events skipped because the store already held them.
+    pub replayed: IntCounterVec,
+    /// `tally_aggregator_undecodable_total`: messages that were not a known envelope.
+    pub undecodable: IntCounter,
+    /// `tally_aggregator_flush_errors_total{reason}`.
+    pub flush_errors: IntCounterVec,
+    /// `tally_aggregator_flush_seconds`: time to write one batch to both stores.
+    pub flush_seconds: Histogram,
+    /// `tally_aggregator_batch_events`: events per flushed batch.
+    pub batch_events: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let events = IntCounter::new("tally_aggregator_events_total", "Events written")?;
+        let replayed = IntCounterVec::new(
+            Opts::new(
+                "tally_aggregator_replayed_total",
+                "Events skipped because a store already held them (replay after crash or rebalance)",
+            ),
+            &["store"],
+        )?;
+        let undecodable = IntCounter::new(
+            "tally_aggregator_undecodable_total",
+            "Messages that did not decode as an envelope",
+        )?;
+        let flush_errors = IntCounterVec::new(
+            Opts::new(
+                "tally_aggregator_flush_errors_total",
+                "Failed batch writes by reason",
+            ),
+            &["reason"],
+        )?;
+        let flush_seconds = Histogram::with_opts(
+            HistogramOpts::new("tally_aggregator_flush_seconds", "Batch write time")
+                .buckets(exponential_buckets(0.001, 2.0, 14)?),
+        )?;
+        let batch_events = Histogram::with_opts(
+            HistogramOpts::new("tally_aggregator_batch_events", "Events per batch")
+                .buckets(exponential_buckets(1.0, 4.0, 10)?),
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(replayed.clone()))?;
+        registry.register(Box::new(undecodable.clone()))?;
+        registry.register(Box::new(flush_errors.clone()))?;
+        registry.register(Box::new(flush_seconds.clone()))?;
+        registry.register(Box::new(batch_events.clone()))?;
+        Ok(Metrics {
+            registry,
+            events,
+            replayed,
+            undecodable,
+            flush_errors,
+            flush_seconds,
+            batch_events,
+        })
+    }
+}

@@ -1,0 +1,280 @@
+//! Unit tests of the exactly-once logic with in-memory stores that follow the
+//! same contracts as ClickHouse (atomic inserts) and Redis (per-unit CAS).
+
+use super::*;
+use crate::live::UnitState;
+use crate::raw::Watermark;
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use tally_schemas::live::WindowSnapshot;
+
+#[derive(Debug, Default)]
+struct MemRaw {
+    rows: Mutex<Vec<EventRow>>,
+    /// Fail the insert whose 1-based call number equals this (0 = never).
+    fail_on_call: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl RawSink for MemRaw {
+    async fn watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Vec<Watermark>, clickhouse::error::Error> {
+        let mut marks: HashMap<u16, i64> = HashMap::new();
+        for row in self.rows.lock().unwrap().iter() {
+            if row.kafka_topic == topic && row.kafka_partition == partition as u32 {
+                let mark = marks.entry(row.event_date).or_insert(-1);
+                *mark = (*mark).max(row.kafka_offset as i64);
+            }
+        }
+        Ok(marks
+            .into_iter()
+            .map(|(event_date, offset)| Watermark { event_date, offset })
+            .collect())
+    }
+
+    async fn insert(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == self.fail_on_call.load(Ordering::SeqCst) {
+            return Err(clickhouse::error::Error::Custom("injected".into()));
+        }
+        self.rows.lock().unwrap().extend_from_slice(rows);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), clickhouse::error::Error> {
+        Ok(())
+    }
+}
+
+#[derive(Debug, Default)]
+struct MemLive {
+    hashes: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
+}
+
+impl LiveStore for MemLive {
+    async fn read(&self, units: &[Unit]) -> Result<Vec<UnitState>, redis::RedisError> {
+        let hashes = self.hashes.lock().unwrap();
+        Ok(units
+            .iter()
+            .map(|unit| {
+                let hash = hashes.get(&unit.key);
+                let field = |name: String| hash.and_then(|h| h.get(&name)).cloned();
+                UnitState {
+                    offset: field(format!("p{}:off", unit.partition))
+                        .map_or(-1, |v| String::from_utf8(v).unwrap().parse().unwrap()),
+                    sketch: field(format!("p{}:hll", unit.partition)),
+                }
+            })
+            .collect())
+    }
+
+    async fn apply(&self, writes: &[UnitWrite]) -> Result<Vec<Unit>, redis::RedisError> {
+        let mut hashes = self.hashes.lock().unwrap();
+        let mut conflicts = Vec::new();
+        for write in writes {
+            let p = write.unit.partition;
+            let hash = hashes.entry(write.unit.key.clone()).or_default();
+            let current = hash.get(&format!("p{p}:off")).map_or(-1, |v| {
+                String::from_utf8(v.clone()).unwrap().parse().unwrap()
+            });
+            if current != write.expected_offset {
+                conflicts.push(write.unit.clone());
+                continue;
+            }
+            let mut incr = |field: String, by: u64| {
+                let old: u64 = hash.get(&field).map_or(0, |v| {
+                    String::from_utf8(v.clone()).unwrap().parse().unwrap()
+                });
+                hash.insert(field, (old + by).to_string().into_bytes());
+            };
+            incr(format!("p{p}:n"), write.total);
+            for (name, count) in &write.by_name {
+                incr(format!("p{p}:e:{name}"), *count);
+            }
+            hash.insert(
+                format!("p{p}:off"),
+                write.new_offset.to_string().into_bytes(),
+            );
+            hash.insert(format!("p{p}:hll"), write.sketch.clone());
+        }
+        Ok(conflicts)
+    }
+
+    async fn ping(&self) -> Result<(), redis::RedisError> {
+        Ok(())
+    }
+}
+
+/// `n` messages over `partitions` partitions, spread over two days and several windows.
+fn messages(n: usize, partitions: i32) -> Vec<Message> {
+    let mut next_offset = vec![0i64; partitions as usize];
+    (0..n)
+        .map(|i| {
+            let partition = (i % partitions as usize) as i32;
+            let offset = next_offset[partition as usize];
+            next_offset[partition as usize] += 1;
+            // Around midnight of day 20000 so batches span two table partitions.
+            let timestamp_ms = 20_000 * 86_400_000 - 30_000 + (i as i64 * 997) % 60_000;
+            Message {
+                partition,
+                offset,
+                envelope: Envelope {
+                    event_id: format!("e{i}"),
+                    app_id: if i % 3 == 0 { "a".into() } else { "b".into() },
+                    name: if i % 2 == 0 {
+                        "page_view".into()
+                    } else {
+                        "click".into()
+                    },
+                    distinct_id: format!("u{}", i % 17),
+                    user_id: None,
+                    anonymous_id: None,
+                    timestamp_ms,
+                    received_at_ms: timestamp_ms,
+                    sent_at_ms: None,
+                    ip: None,
+                    user_agent: None,
+                    properties: Default::default(),
+                },
+            }
+        })
+        .collect()
+}
+
+fn live_totals(live: &MemLive) -> BTreeMap<String, (u64, BTreeMap<String, u64>, u64)> {
+    let hashes = live.hashes.lock().unwrap();
+    hashes
+        .iter()
+        .map(|(key, fields)| {
+            let mut snapshot =
+                WindowSnapshot::from_fields(0, fields.iter().map(|(k, v)| (k.clone(), v.clone())))
+                    .unwrap();
+            let users = snapshot.users.estimate();
+            (key.clone(), (snapshot.total, snapshot.by_name, users))
+        })
+        .collect()
+}
+
+fn run<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn row_ids(raw: &MemRaw) -> Vec<String> {
+    let mut ids: Vec<String> = raw
+        .rows
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.event_id.clone())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn applying_twice_changes_nothing() {
+    run(async {
+        let all = messages(200, 3);
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), "t", "x");
+        let first = processor.apply(&all).await.unwrap();
+        assert_eq!((first.raw_written, first.live_written), (200, 200));
+        let once = live_totals(processor.live());
+        let again = processor.apply(&all).await.unwrap();
+        assert_eq!((again.raw_written, again.raw_skipped), (0, 200));
+        assert_eq!((again.live_written, again.live_skipped), (0, 200));
+        assert_eq!(live_totals(processor.live()), once);
+        assert_eq!(row_ids(processor.raw()).len(), 200);
+        let total: u64 = once.values().map(|(n, _, _)| n).sum();
+        assert_eq!(total, 200);
+    });
+}
+
+#[test]
+fn failed_insert_then_retry_from_a_fresh_process_stores_each_row_once() {
+    run(async {
+        let all = messages(120, 2);
+        let raw = MemRaw::default();
+        raw.fail_on_call.store(2, Ordering::SeqCst); // second day's insert fails
+        let mut processor = Processor::new(raw, MemLive::default(), "t", "x");
+        assert!(processor.apply(&all).await.is_err());
+        // Retry in the same process, then a "restarted" process replays everything.
+        processor.apply(&all).await.unwrap();
+        let Processor { raw, live, .. } = processor;
+        let mut restarted = Processor::new(raw, live, "t", "x");
+        let replay = restarted.apply(&all).await.unwrap();
+        assert_eq!(replay.raw_written, 0);
+        let expected: Vec<String> = {
+            let mut ids: Vec<String> = all.iter().map(|m| m.envelope.event_id.clone()).collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(row_ids(restarted.raw()), expected);
+    });
+}
+
+#[test]
+fn concurrent_writer_is_reported_as_conflict() {
+    run(async {
+        let all = messages(10, 1);
+        let live = MemLive::default();
+        let processor = Processor::new(MemRaw::default(), live, "t", "x");
+        let units = vec![Unit {
+            key: "x:w:a:0".into(),
+            partition: 0,
+        }];
+        // Simulate a zombie: the stored offset moves between read and write.
+        let stale = UnitWrite {
+            unit: units[0].clone(),
+            expected_offset: 5,
+            new_offset: 9,
+            total: 1,
+            by_name: BTreeMap::new(),
+            sketch: UniqueSketch::new().to_bytes(),
+        };
+        let conflicts = processor.live().apply(&[stale]).await.unwrap();
+        assert_eq!(conflicts, units);
+        drop(all);
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+    /// Any split into batches, with any replays of earlier messages (crash before
+    /// commit, re-delivery), gives exactly the result of applying everything once.
+    #[test]
+    fn replays_and_batch_boundaries_do_not_change_results(
+        n in 1usize..150,
+        cuts in proptest::collection::vec(0usize..150, 0..6),
+        replay_from in proptest::collection::vec(0usize..150, 0..4),
+    ) {
+        let all = messages(n, 3);
+        let mut reference = Processor::new(MemRaw::default(), MemLive::default(), "t", "x");
+        run(reference.apply(&all)).unwrap();
+
+        let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (n + 1)).collect();
+        cuts.push(n);
+        cuts.sort_unstable();
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), "t", "x");
+        let mut start = 0;
+        for (i, end) in cuts.into_iter().enumerate() {
+            run(processor.apply(&all[start..end])).unwrap();
+            if let Some(from) = replay_from.get(i) {
+                // A new process re-reads from an older committed position.
+                let from = from % (end + 1);
+                let Processor { raw, live, .. } = processor;
+                processor = Processor::new(raw, live, "t", "x");
+                run(processor.apply(&all[from..end])).unwrap();
+            }
+            start = end;
+        }
+        prop_assert_eq!(row_ids(processor.raw()), row_ids(reference.raw()));
+        prop_assert_eq!(live_totals(processor.live()), live_totals(reference.live()));
+    }
+}

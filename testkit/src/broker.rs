@@ -1,0 +1,155 @@
+//! Kafka helpers for tests: topic creation on the shared broker, and a private
+//! tansu broker (in-memory storage, random port) that a test may stop and start.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Creates `topic` on `brokers` (panics with the reason on failure).
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    tally_common::kafka::ensure_topic(brokers, topic, partitions)
+        .await
+        .unwrap_or_else(|err| panic!("creating topic {topic} on {brokers}: {err}"));
+    // Wait until metadata shows every partition (creation is asynchronous on some brokers).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = tally_common::kafka::partition_count(brokers, topic)
+            .await
+            .unwrap_or(0);
+        if found >= usize::try_from(partitions).unwrap_or(0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic {topic} has {found} partitions"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The tansu binary built by `scripts/stack` (override with `TALLY_TANSU_BIN`).
+pub fn tansu_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("TALLY_TANSU_BIN") {
+        return path.into();
+    }
+    let cache = std::env::var("TALLY_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/tally")
+        });
+    cache.join("tansu-0.6.0/bin/tansu")
+}
+
+/// A broker process owned by one test.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    /// `host:port` to bootstrap from.
+    pub brokers: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|err| panic!("no free port: {err}"))
+}
+
+impl PrivateBroker {
+    /// Starts tansu with in-memory storage on a free port.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let mut broker = PrivateBroker {
+            brokers: format!("127.0.0.1:{port}"),
+            port,
+            child: None,
+        };
+        broker.resume().await;
+        broker
+    }
+
+    /// (Re)starts the process on the same port.
+    pub async fn resume(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|err| panic!("starting {}: {err}", tansu_bin().display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "private tansu did not listen");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills the process (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sets the committed offsets of `group` on every partition of `topic` to the
+/// start of the log, as if the group's consumers had crashed after writing
+/// everything but before any commit. Call only while no member is running.
+pub async fn rewind_group(brokers: &str, group: &str, topic: &str) {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let partitions = tally_common::kafka::partition_count(brokers, topic)
+        .await
+        .unwrap_or_else(|err| panic!("describing {topic}: {err}"));
+    let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap_or_else(|err| panic!("consumer: {err}"));
+        let mut offsets = TopicPartitionList::new();
+        for partition in 0..partitions {
+            let partition = i32::try_from(partition).unwrap_or(i32::MAX);
+            offsets
+                .add_partition_offset(&topic, partition, Offset::Offset(0))
+                .unwrap_or_else(|err| panic!("offset: {err}"));
+        }
+        consumer
+            .commit(&offsets, CommitMode::Sync)
+            .unwrap_or_else(|err| panic!("rewinding {group}: {err}"));
+        let committed = consumer
+            .committed_offsets(offsets, std::time::Duration::from_secs(5))
+            .unwrap_or_else(|err| panic!("reading back {group}: {err}"));
+        for element in committed.elements() {
+            assert_eq!(
+                element.offset(),
+                Offset::Offset(0),
+                "partition {}",
+                element.partition()
+            );
+        }
+    })
+    .await
+    .unwrap_or_else(|err| panic!("rewind task: {err}"));
+}

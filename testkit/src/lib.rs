@@ -1,0 +1,167 @@
+//! Test support for Tally's integration tests. Every test gets its own Kafka
+//! topic and consumer group, Redis key prefix and ClickHouse database, so tests
+//! run in parallel against one shared set of real servers (started by
+//! `scripts/stack up`). Services are booted in-process on port 0 through their
+//! real `run` functions.
+//!
+//! Server addresses come from `TALLY_TEST_KAFKA` (default `127.0.0.1:9092`),
+//! `TALLY_TEST_REDIS` (`redis://127.0.0.1:6379`) and `TALLY_TEST_CLICKHOUSE`
+//! (`http://127.0.0.1:8123`).
+
+pub mod broker;
+pub mod services;
+
+use rand::Rng;
+use std::time::{Duration, Instant};
+use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::kafka::KafkaConfig;
+
+/// Shared Kafka-protocol broker of the local stack.
+pub fn kafka_brokers() -> String {
+    std::env::var("TALLY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// Shared Redis of the local stack.
+pub fn redis_url() -> String {
+    std::env::var("TALLY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Shared ClickHouse of the local stack.
+pub fn clickhouse_url() -> String {
+    std::env::var("TALLY_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// A random lowercase suffix for isolating names.
+pub fn unique(prefix: &str) -> String {
+    let mut rng = rand::rng();
+    let suffix: String = (0..10)
+        .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+        .collect();
+    format!("{prefix}_{suffix}")
+}
+
+/// An isolated slice of the stack for one test.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    /// Kafka settings with a fresh topic and dead-letter topic.
+    pub kafka: KafkaConfig,
+    /// Consumer group for aggregators of this test.
+    pub group_id: String,
+    /// Redis key prefix.
+    pub redis_prefix: String,
+    /// ClickHouse settings with a fresh database.
+    pub clickhouse: ClickHouseConfig,
+}
+
+impl Isolation {
+    /// Creates a topic with `partitions`, and a migrated ClickHouse database.
+    pub async fn new(partitions: i32) -> Self {
+        let id = unique("t");
+        let kafka = KafkaConfig {
+            brokers: kafka_brokers(),
+            topic: format!("{id}_events"),
+            dlq_topic: format!("{id}_dlq"),
+        };
+        let clickhouse = ClickHouseConfig {
+            url: clickhouse_url(),
+            database: format!("tally_{id}"),
+            user: "default".into(),
+            password: String::new(),
+        };
+        broker::create_topic(&kafka.brokers, &kafka.topic, partitions).await;
+        tally_common::clickhouse::migrate(&clickhouse)
+            .await
+            .unwrap_or_else(|err| panic!("migrating {}: {err}", clickhouse.database));
+        Isolation {
+            group_id: format!("{id}_group"),
+            redis_prefix: id,
+            kafka,
+            clickhouse,
+        }
+    }
+
+    /// ClickHouse client on the test database.
+    pub fn clickhouse_client(&self) -> clickhouse::Client {
+        self.clickhouse.client()
+    }
+
+    /// Drops the test database and the Redis keys (topics are left to the broker's retention).
+    pub async fn cleanup(&self) {
+        let _ = self
+            .clickhouse
+            .server_client()
+            .query(&format!(
+                "DROP DATABASE IF EXISTS {}",
+                self.clickhouse.database
+            ))
+            .execute()
+            .await;
+        if let Ok(client) = redis::Client::open(redis_url()) {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}:*", self.redis_prefix))
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: Result<(), _> = redis::cmd("DEL")
+                        .arg(keys)
+                        .query_async(&mut connection)
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Current time, epoch ms.
+pub fn now_ms() -> i64 {
+    use tally_common::Clock;
+    tally_common::SystemClock.now_ms()
+}
+
+/// Posts one native batch; returns the status and the JSON answer.
+pub async fn post_batch(
+    http: &reqwest::Client,
+    gateway: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = http
+        .post(format!("{gateway}/api/v1/events/batch"))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("posting batch: {err}"));
+    let status = response.status().as_u16();
+    let json = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, json)
+}
+
+/// `(rows, distinct event ids)` of `app_id` in the test database.
+pub async fn clickhouse_counts(iso: &Isolation, app_id: &str) -> (u64, u64) {
+    iso.clickhouse_client()
+        .query("SELECT count(), uniqExact(event_id) FROM events WHERE app_id = ?")
+        .bind(app_id)
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap_or_else(|err| panic!("counting rows: {err}"))
+}

@@ -1,0 +1,131 @@
+//! Boots Tally's services in-process on port 0 through their real `run`
+//! functions, with a shutdown handle (graceful) and an abort (crash-like).
+
+use crate::Isolation;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running service.
+#[derive(Debug)]
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Graceful stop (SIGTERM path): waits until `run` returned.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), &mut self.task).await;
+    }
+
+    /// Crash-like stop: the task is dropped wherever it is (no flush, no commit).
+    pub async fn abort(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+async fn spawn<F>(start: impl FnOnce(TcpListener, oneshot::Receiver<()>) -> F) -> Running
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|err| panic!("bind: {err}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|err| panic!("addr: {err}"));
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(start(listener, stopped));
+    Running {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn on(stopped: oneshot::Receiver<()>) {
+    let _ = stopped.await;
+}
+
+/// Gateway settings for `iso` (produce timeout 3 s).
+pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
+    ingest_gateway::Config {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        kafka: iso.kafka.clone(),
+        produce_timeout: Duration::from_secs(3),
+        max_body_bytes: 1024 * 1024,
+        max_batch_events: 500,
+    }
+}
+
+/// Starts a gateway.
+pub async fn gateway(config: ingest_gateway::Config) -> Running {
+    spawn(|listener, stopped| async move {
+        if let Err(err) = ingest_gateway::run(config, listener, on(stopped)).await {
+            panic!("gateway failed: {err}");
+        }
+    })
+    .await
+}
+
+/// Aggregator settings for `iso` (flush every 200 ms).
+pub fn aggregator_config(iso: &Isolation) -> stream_aggregator::Config {
+    stream_aggregator::Config {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        kafka: iso.kafka.clone(),
+        group_id: iso.group_id.clone(),
+        redis_url: crate::redis_url(),
+        redis_prefix: iso.redis_prefix.clone(),
+        live_ttl: Duration::from_secs(3_600),
+        clickhouse: iso.clickhouse.clone(),
+        migrate: true,
+        flush_interval: Duration::from_millis(200),
+        max_batch_rows: 10_000,
+    }
+}
+
+/// Starts an aggregator.
+pub async fn aggregator(config: stream_aggregator::Config) -> Running {
+    spawn(|listener, stopped| async move {
+        if let Err(err) = stream_aggregator::run(config, listener, on(stopped)).await {
+            panic!("aggregator failed: {err}");
+        }
+    })
+    .await
+}
+
+/// Query-service settings for `iso`.
+pub fn query_config(iso: &Isolation) -> query_service::Config {
+    query_service::Config {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        redis_url: crate::redis_url(),
+        redis_prefix: iso.redis_prefix.clone(),
+        clickhouse: iso.clickhouse.clone(),
+        max_windows: 720,
+        max_range_days: 731,
+    }
+}
+
+/// Starts a query service.
+pub async fn query(config: query_service::Config) -> Running {
+    spawn(|listener, stopped| async move {
+        if let Err(err) = query_service::run(config, listener, on(stopped)).await {
+            panic!("query service failed: {err}");
+        }
+    })
+    .await
+}

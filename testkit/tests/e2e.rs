@@ -1,0 +1,137 @@
+//! One batch of events end to end over real HTTP, the real broker, Redis and
+//! ClickHouse, read back through the query service.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+
+const EVENTS: usize = 3_000;
+const USERS: usize = 1_000;
+
+fn name_of(i: usize) -> &'static str {
+    match i % 10 {
+        0..=5 => "page_view",
+        6..=8 => "add_to_cart",
+        _ => "purchase",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_posted_over_http_are_read_back_exactly() {
+    let iso = Isolation::new(4).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
+    let query = services::query(services::query_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = "e2e-app";
+
+    let started = now_ms();
+    let mut expected_names: BTreeMap<String, u64> = BTreeMap::new();
+    for chunk in 0..EVENTS / 300 {
+        let events: Vec<Value> = (chunk * 300..(chunk + 1) * 300)
+            .map(|i| {
+                *expected_names.entry(name_of(i).into()).or_default() += 1;
+                json!({
+                    "name": name_of(i),
+                    "user_id": format!("user-{}", i % USERS),
+                    "timestamp": now_ms(),
+                    "properties": {"url": format!("/p/{}", i % 7), "n": i}
+                })
+            })
+            .collect();
+        let (status, answer) = post_batch(
+            &http,
+            &gateway.url(),
+            &json!({"app_id": app, "events": events}),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["accepted"], 300);
+        assert_eq!(answer["rejected"], 0);
+    }
+
+    let count_url = format!(
+        "{}/api/v1/analytics/{app}/count?from={}&to={}",
+        query.url(),
+        started - 60_000,
+        now_ms() + 60_000
+    );
+    let count = eventually(
+        "ClickHouse count through the query service",
+        Duration::from_secs(60),
+        || async {
+            let answer: Value = http.get(&count_url).send().await.ok()?.json().await.ok()?;
+            let count = answer["count"].as_u64()?;
+            (count >= EVENTS as u64).then_some(count)
+        },
+    )
+    .await;
+    assert_eq!(count, EVENTS as u64);
+
+    let live_url = format!("{}/api/v1/analytics/{app}/live?windows=120", query.url());
+    let live: Value = eventually("live totals", Duration::from_secs(30), || async {
+        let answer: Value = http.get(&live_url).send().await.ok()?.json().await.ok()?;
+        (answer["total_events"].as_u64()? >= EVENTS as u64).then_some(answer)
+    })
+    .await;
+    assert_eq!(live["total_events"], EVENTS as u64);
+    let by_name: BTreeMap<String, u64> = live["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w["by_name"].as_object().unwrap().clone())
+        .fold(BTreeMap::new(), |mut acc, (name, n)| {
+            *acc.entry(name).or_default() += n.as_u64().unwrap();
+            acc
+        });
+    assert_eq!(by_name, expected_names);
+    let uniques = live["unique_users"].as_f64().unwrap();
+    let error = (uniques - USERS as f64).abs() / USERS as f64;
+    assert!(
+        error <= 0.02,
+        "unique users {uniques} vs {USERS} (error {error:.4})"
+    );
+
+    let (rows, ids) = clickhouse_counts(&iso, app).await;
+    assert_eq!((rows, ids), (EVENTS as u64, EVENTS as u64));
+
+    // Another app's data is not visible under this app.
+    let other: Value = http
+        .get(format!(
+            "{}/api/v1/analytics/other-app/count?from={}",
+            query.url(),
+            started - 60_000
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["count"], 0);
+
+    for service in [&gateway, &aggregator, &query] {
+        let ready = http
+            .get(format!("{}/readyz", service.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            ready.status(),
+            200,
+            "{}",
+            ready.text().await.unwrap_or_default()
+        );
+        let metrics = http
+            .get(format!("{}/metrics", service.url()))
+            .send()
+            .await
+            .unwrap();
+        assert!(metrics.text().await.unwrap().contains("tally_"));
+    }
+    gateway.stop().await;
+    aggregator.stop().await;
+    query.stop().await;
+    iso.cleanup().await;
+}
