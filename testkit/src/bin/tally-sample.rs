@@ -1,0 +1,202 @@
+//! `tally-sample`: sends a little realistic-looking traffic through the real
+//! HTTP API, reports what the gateway acknowledged (events/s, request latency),
+//! then reads the numbers back from the query service.
+//!
+//! ```text
+//! tally-sample [--gateway URL] [--query URL] [--app ID] [--events N]
+//!              [--batch N] [--concurrency N] [--users N] [--seed N]
+//! ```
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Args {
+    gateway: String,
+    query: String,
+    app: String,
+    events: usize,
+    batch: usize,
+    concurrency: usize,
+    users: usize,
+    seed: u64,
+}
+
+fn parse() -> Result<Args, String> {
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let get = |name: &str| -> Option<String> {
+        raw.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
+    };
+    let number = |name: &str, default: usize| -> Result<usize, String> {
+        get(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name} takes a number")))
+    };
+    Ok(Args {
+        gateway: get("--gateway").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
+        query: get("--query").unwrap_or_else(|| "http://127.0.0.1:8081".into()),
+        app: get("--app").unwrap_or_else(|| "demo".into()),
+        events: number("--events", 5_000)?,
+        batch: number("--batch", 50)?.clamp(1, 500),
+        concurrency: number("--concurrency", 4)?.max(1),
+        users: number("--users", 500)?.max(1),
+        seed: number("--seed", 42)? as u64,
+    })
+}
+
+fn event(rng: &mut StdRng, users: usize, now_ms: i64) -> Value {
+    let roll = rng.random_range(0..100);
+    let name = match roll {
+        0..=59 => "page_view",
+        60..=89 => "add_to_cart",
+        _ => "purchase",
+    };
+    let pages = ["/", "/pricing", "/docs", "/blog/launch", "/signup"];
+    json!({
+        "name": name,
+        "user_id": format!("user-{}", rng.random_range(0..users)),
+        "timestamp": now_ms,
+        "properties": {
+            "url": pages[rng.random_range(0..pages.len())],
+            "plan": if roll % 3 == 0 { "pro" } else { "free" },
+        }
+    })
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn send(args: &Args) -> Result<(usize, usize, Duration, Vec<Duration>), String> {
+    let http = reqwest::Client::new();
+    let batches = args.events.div_ceil(args.batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..args.concurrency {
+        let (http, next, args) = (http.clone(), next.clone(), args.clone());
+        workers.push(tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(worker as u64));
+            let (mut acked, mut refused, mut latencies) = (0usize, 0usize, Vec::new());
+            loop {
+                let batch = next.fetch_add(1, Ordering::SeqCst);
+                if batch >= batches {
+                    break;
+                }
+                let size = args.batch.min(args.events - batch * args.batch);
+                let now_ms = tally_testkit::now_ms();
+                let events: Vec<Value> = (0..size).map(|_| event(&mut rng, args.users, now_ms)).collect();
+                let body = json!({"app_id": args.app, "sent_at": now_ms, "events": events});
+                let sent = Instant::now();
+                let response = http
+                    .post(format!("{}/api/v1/events/batch", args.gateway))
+                    .json(&body)
+                    .send()
+                    .await;
+                latencies.push(sent.elapsed());
+                match response {
+                    Ok(r) if r.status().is_success() => {
+                        let answer: Value = r.json().await.unwrap_or(Value::Null);
+                        acked += answer["accepted"].as_u64().unwrap_or(0) as usize;
+                        refused += answer["rejected"].as_u64().unwrap_or(0) as usize;
+                    }
+                    Ok(r) => {
+                        refused += size;
+                        eprintln!("batch refused: HTTP {}", r.status());
+                    }
+                    Err(err) => return Err(format!("gateway unreachable: {err}")),
+                }
+            }
+            Ok((acked, refused, latencies))
+        }));
+    }
+    let (mut acked, mut refused, mut latencies) = (0, 0, Vec::new());
+    for worker in workers {
+        let (a, r, l) = worker.await.map_err(|e| e.to_string())??;
+        acked += a;
+        refused += r;
+        latencies.extend(l);
+    }
+    latencies.sort();
+    Ok((acked, refused, started.elapsed(), latencies))
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    println!(
+        "sending {} events for app {:?} in batches of {} ({} concurrent requests) to {}",
+        args.events, args.app, args.batch, args.concurrency, args.gateway
+    );
+    let (acked, refused, elapsed, latencies) = send(&args).await?;
+    println!(
+        "acknowledged {acked} events, refused {refused}, in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms",
+        elapsed.as_secs_f64(),
+        acked as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+    );
+
+    let http = reqwest::Client::new();
+    let live_url = format!("{}/api/v1/analytics/{}/live?windows=120", args.query, args.app);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let live = loop {
+        let answer: Value = http
+            .get(&live_url)
+            .send()
+            .await
+            .map_err(|e| format!("query service unreachable: {e}"))?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let total = answer["total_events"].as_u64().unwrap_or(0) as usize;
+        if total >= acked || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("\nlive numbers (last 10 minutes, 5-second windows) from {live_url}:");
+    println!("  events        {}", live["total_events"]);
+    println!("  unique users  {}", live["unique_users"]);
+    let mut by_name = std::collections::BTreeMap::<String, u64>::new();
+    for window in live["windows"].as_array().into_iter().flatten() {
+        for (name, n) in window["by_name"].as_object().into_iter().flatten() {
+            *by_name.entry(name.clone()).or_default() += n.as_u64().unwrap_or(0);
+        }
+    }
+    for (name, n) in by_name {
+        println!("  {name:<13} {n}");
+    }
+    let count_url = format!("{}/api/v1/analytics/{}/count", args.query, args.app);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer: Value = http.get(&count_url).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let count = answer["count"].as_u64().unwrap_or(0) as usize;
+        if count >= acked || Instant::now() > deadline {
+            println!("  ClickHouse count, last 24 h: {count} (from {count_url})");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match parse() {
+        Ok(args) => run(args).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tally-sample: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
