@@ -117,7 +117,7 @@ pub fn utc_date(ms: i64) -> String {
     )
 }
 
-/// SQL of the count query (a golden test keeps it stable and valid on ClickHouse 18.16).
+/// SQL of the count query (run against ClickHouse 18.16 by `testkit/tests/e2e.rs`).
 pub const COUNT_SQL: &str = "SELECT count() FROM events \
      WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) \
      AND ts_ms >= ? AND ts_ms < ?";

@@ -134,7 +134,6 @@ pub async fn consume<R: RawSink, L: LiveStore>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn flush<R: RawSink, L: LiveStore>(
     consumer: &EventConsumer,
     topic: &str,

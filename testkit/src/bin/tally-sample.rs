@@ -30,10 +30,14 @@ struct Args {
 fn parse() -> Result<Args, String> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let get = |name: &str| -> Option<String> {
-        raw.windows(2).find(|pair| pair[0] == name).map(|pair| pair[1].clone())
+        raw.windows(2)
+            .find(|pair| pair[0] == name)
+            .map(|pair| pair[1].clone())
     };
     let number = |name: &str, default: usize| -> Result<usize, String> {
-        get(name).map_or(Ok(default), |v| v.parse().map_err(|_| format!("{name} takes a number")))
+        get(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| format!("{name} takes a number"))
+        })
     };
     Ok(Args {
         gateway: get("--gateway").unwrap_or_else(|| "http://127.0.0.1:8080".into()),
@@ -92,7 +96,9 @@ async fn send(args: &Args) -> Result<(usize, usize, Duration, Vec<Duration>), St
                 }
                 let size = args.batch.min(args.events - batch * args.batch);
                 let now_ms = tally_testkit::now_ms();
-                let events: Vec<Value> = (0..size).map(|_| event(&mut rng, args.users, now_ms)).collect();
+                let events: Vec<Value> = (0..size)
+                    .map(|_| event(&mut rng, args.users, now_ms))
+                    .collect();
                 let body = json!({"app_id": args.app, "sent_at": now_ms, "events": events});
                 let sent = Instant::now();
                 let response = http
@@ -143,7 +149,10 @@ async fn run(args: Args) -> Result<(), String> {
     );
 
     let http = reqwest::Client::new();
-    let live_url = format!("{}/api/v1/analytics/{}/live?windows=120", args.query, args.app);
+    let live_url = format!(
+        "{}/api/v1/analytics/{}/live?windows=120",
+        args.query, args.app
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let live = loop {
         let answer: Value = http
@@ -175,7 +184,14 @@ async fn run(args: Args) -> Result<(), String> {
     let count_url = format!("{}/api/v1/analytics/{}/count", args.query, args.app);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer: Value = http.get(&count_url).send().await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let answer: Value = http
+            .get(&count_url)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
         let count = answer["count"].as_u64().unwrap_or(0) as usize;
         if count >= acked || Instant::now() > deadline {
             println!("  ClickHouse count, last 24 h: {count} (from {count_url})");
