@@ -6,6 +6,7 @@
 //!   once (duplicated);
 //! * a count from the query service that differs from the truth: `/count` per
 //!   app, `/live` per 5-second window and per event name;
+//! * exact unique users per app in ClickHouse that differ from the truth;
 //! * live unique users off by more than 2 % (HyperLogLog++ at precision 14 has
 //!   a 0.81 % standard error);
 //! * funnel step counts computed in ClickHouse that differ from the brute-force
@@ -120,6 +121,17 @@ pub async fn check(records: &[Acked], config: &CheckConfig) -> Result<Report, Ch
         }
     }
     for (app_id, app) in &truth {
+        let uniques: u64 = client
+            .query("SELECT uniqExact(distinct_id) FROM events WHERE app_id = ?")
+            .bind(app_id.as_str())
+            .fetch_one()
+            .await?;
+        if uniques != app.uniques {
+            report.mismatch(format!(
+                "uniques {app_id}: clickhouse {uniques} vs truth {}",
+                app.uniques
+            ));
+        }
         check_funnel(&client, app_id, app, &mut report).await?;
         if let Some(query) = &config.query {
             check_query_service(query, app_id, app, config.max_live_windows, &mut report).await?;
