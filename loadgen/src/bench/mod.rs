@@ -1,0 +1,338 @@
+//! The benchmark suite: B1–B6 on the local stack, in one run, printed as a
+//! markdown table and saved as JSON. Figures are printed, never asserted.
+//!
+//! The services run as child processes (the binaries next to `tally-loadgen`,
+//! or `--bin-dir`), each on a free port, with their own topic, consumer group,
+//! Redis prefix and ClickHouse database, so their peak RSS can be read.
+//!
+//! * B1 gateway: events/s accepted with batches of 50 vs the same messages
+//!   produced straight to the broker by a plain rdkafka producer (same
+//!   idempotent/acks=all settings).
+//! * B2 aggregator: events/s consumed and written to Redis + ClickHouse vs a
+//!   plain consumer reading the same topic (first to last message).
+//! * B3 freshness at 50 % of the measured capacity: acknowledgement → visible
+//!   in `/live`, and → queryable in ClickHouse (p50/p99 of probe events).
+//! * B4 `/live` read latency (last minute = 12 windows of the hottest app) at a
+//!   fixed request rate.
+//! * B5 query latency on a generated historical dataset (written straight into
+//!   ClickHouse): a 90-day group-by and a 30-day 3-step funnel, run as SQL
+//!   against ClickHouse (the query service's ad-hoc and funnel endpoints come later).
+//! * B6 peak RSS (VmHWM) of each service after B1–B4.
+
+use crate::model::ModelConfig;
+use crate::send::{self, SendConfig, Style};
+use crate::stats::{ms, percentile};
+
+mod peers;
+mod probes;
+mod process;
+mod report;
+
+use peers::{plain_consume, plain_produce};
+use probes::{freshness, live_reads, time_query};
+pub use probes::{B5_FUNNEL, B5_GROUP_BY};
+use process::{metric, Service};
+pub use report::table;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::{Clock, SystemClock};
+
+/// Sizes of one run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Directory holding the service binaries.
+    pub bin_dir: PathBuf,
+    /// Broker.
+    pub brokers: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// ClickHouse HTTP URL.
+    pub clickhouse_url: String,
+    /// Seconds of B1 traffic.
+    pub b1_seconds: f64,
+    /// Seconds of B3 traffic.
+    pub b3_seconds: f64,
+    /// B4 request rate and seconds.
+    pub b4_rate: f64,
+    /// B4 duration.
+    pub b4_seconds: f64,
+    /// Events of the B5 historical dataset.
+    pub b5_events: u64,
+    /// Repetitions of each B5 query.
+    pub b5_runs: usize,
+    /// Where the JSON goes.
+    pub out: PathBuf,
+}
+
+impl BenchConfig {
+    /// The full suite.
+    pub fn full(bin_dir: PathBuf) -> Self {
+        BenchConfig {
+            bin_dir,
+            brokers: env("TALLY_KAFKA_BROKERS", "127.0.0.1:9092"),
+            redis_url: env("TALLY_REDIS_URL", "redis://127.0.0.1:6379"),
+            clickhouse_url: env("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
+            b1_seconds: 20.0,
+            b3_seconds: 20.0,
+            b4_rate: 1_000.0,
+            b4_seconds: 10.0,
+            b5_events: 10_000_000,
+            b5_runs: 20,
+            out: PathBuf::from("target/bench/bench.json"),
+        }
+    }
+
+    /// A smoke run (seconds, not minutes): proves the suite still works.
+    pub fn quick(bin_dir: PathBuf) -> Self {
+        BenchConfig {
+            b1_seconds: 3.0,
+            b3_seconds: 3.0,
+            b4_rate: 200.0,
+            b4_seconds: 2.0,
+            b5_events: 200_000,
+            b5_runs: 3,
+            out: PathBuf::from("target/bench/bench-quick.json"),
+            ..Self::full(bin_dir)
+        }
+    }
+}
+
+fn env(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A name made unique per run.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", SystemClock.now_ms())
+}
+
+/// Runs the suite and returns the JSON results.
+pub async fn run(config: &BenchConfig) -> Result<Value, String> {
+    let id = unique("bench");
+    let topic = format!("{id}_events");
+    tally_common::kafka::ensure_topic(&config.brokers, &topic, 4)
+        .await
+        .map_err(|e| e.to_string())?;
+    tally_common::kafka::ensure_topic(&config.brokers, &format!("{topic}_peer"), 4)
+        .await
+        .map_err(|e| e.to_string())?;
+    let clickhouse = ClickHouseConfig {
+        url: config.clickhouse_url.clone(),
+        database: format!("tally_{id}"),
+        user: "default".into(),
+        password: String::new(),
+    };
+    tally_common::clickhouse::migrate(&clickhouse)
+        .await
+        .map_err(|e| e.to_string())?;
+    let common = vec![
+        ("TALLY_KAFKA_BROKERS", config.brokers.clone()),
+        ("TALLY_KAFKA_TOPIC", topic.clone()),
+        ("TALLY_KAFKA_DLQ_TOPIC", format!("{topic}_dlq")),
+        ("TALLY_REDIS_URL", config.redis_url.clone()),
+        ("TALLY_REDIS_PREFIX", id.clone()),
+        ("TALLY_CLICKHOUSE_URL", config.clickhouse_url.clone()),
+        ("TALLY_CLICKHOUSE_DATABASE", clickhouse.database.clone()),
+        ("TALLY_AGGREGATOR_GROUP", format!("{id}_group")),
+    ];
+    let gateway = Service::start(config, "ingest-gateway", "TALLY_GATEWAY_ADDR", &common).await?;
+    let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", &common).await?;
+
+    // B1: gateway vs plain producer.
+    eprintln!("B1: gateway, batches of 50, {} s", config.b1_seconds);
+    let (b1, _) = send::run(SendConfig {
+        gateway: gateway.url.clone(),
+        rate: None,
+        duration: Some(Duration::from_secs_f64(config.b1_seconds)),
+        max_events: None,
+        batch: 50,
+        concurrency: 16,
+        style: Style::Server,
+        model: ModelConfig {
+            seed: 5,
+            run_id: format!("{id}-b1"),
+            ..ModelConfig::default()
+        },
+        progress: false,
+    })
+    .await;
+    eprintln!("B1: plain producer, {} messages", b1.acknowledged);
+    let peer_produce =
+        plain_produce(&config.brokers, &format!("{topic}_peer"), b1.acknowledged).await?;
+
+    // B2: aggregator over the B1 backlog vs a plain consumer of the same topic.
+    eprintln!("B2: plain consumer");
+    let peer_consume = plain_consume(&config.brokers, &topic, b1.acknowledged).await?;
+    eprintln!("B2: aggregator");
+    let aggregator = Service::start(
+        config,
+        "stream-aggregator",
+        "TALLY_AGGREGATOR_ADDR",
+        &common,
+    )
+    .await?;
+    // Rate between the first and the last observation of the aggregator's counter
+    // (group join and start-up are excluded; so is the first observed flush).
+    let (mut first, mut last, deadline) = (None, 0.0, Instant::now() + Duration::from_secs(600));
+    let target = b1.acknowledged as f64;
+    while last < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        last = metric(&aggregator.url, "tally_aggregator_events_total").await;
+        if last > 0.0 && first.is_none() {
+            first = Some((Instant::now(), last));
+        }
+    }
+    let aggregator_rate = match first {
+        Some((at, seen)) if last > seen => (last - seen) / at.elapsed().as_secs_f64(),
+        _ => 0.0,
+    };
+    let capacity = if aggregator_rate > 0.0 {
+        b1.events_per_sec.min(aggregator_rate)
+    } else {
+        b1.events_per_sec
+    };
+
+    // B3: freshness at 50 % of capacity.
+    eprintln!("B3: freshness at {:.0} events/s", capacity * 0.5);
+    let background = tokio::spawn(send::run(SendConfig {
+        gateway: gateway.url.clone(),
+        rate: Some(capacity * 0.5),
+        duration: Some(Duration::from_secs_f64(config.b3_seconds)),
+        max_events: None,
+        batch: 20,
+        concurrency: 64,
+        style: Style::Browser,
+        model: ModelConfig {
+            seed: 6,
+            run_id: format!("{id}-b3"),
+            ..ModelConfig::default()
+        },
+        progress: false,
+    }));
+    let client = clickhouse.client();
+    let until = Instant::now() + Duration::from_secs_f64(config.b3_seconds);
+    let (fresh_live, fresh_stored) = freshness(
+        &gateway.url,
+        &query.url,
+        &client,
+        &format!("{id}-probe"),
+        until,
+    )
+    .await;
+    let b3_load = background.await.map_err(|e| e.to_string())?.0;
+
+    // B4: live reads of the hottest app of the B3 traffic (its last minute holds data).
+    eprintln!("B4: /live at {} req/s", config.b4_rate);
+    let hot_app = format!("{id}-b3-app-00");
+    let (b4, b4_achieved) =
+        live_reads(&query.url, &hot_app, config.b4_rate, config.b4_seconds).await;
+
+    // B6: peak RSS after B1–B4.
+    let rss: Vec<(&str, Option<u64>)> = [&gateway, &aggregator, &query]
+        .iter()
+        .map(|s| (s.name, s.peak_rss_kib()))
+        .collect();
+    gateway.stop();
+    aggregator.stop();
+    query.stop();
+
+    // B5: historical dataset (kept between runs when the size matches).
+    let history = ClickHouseConfig {
+        database: format!("tally_bench_history_{}", config.b5_events),
+        ..clickhouse.clone()
+    };
+    let hist_client = history.client();
+    let existing: u64 = hist_client
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await
+        .unwrap_or_default();
+    let generated = if existing == config.b5_events {
+        format!("reused {existing} rows in {}", history.database)
+    } else {
+        let _ = history
+            .server_client()
+            .query(&format!("DROP DATABASE IF EXISTS {}", history.database))
+            .execute()
+            .await;
+        eprintln!("B5: generating {} events over 90 days", config.b5_events);
+        crate::history::generate(&crate::history::HistoryConfig {
+            clickhouse: history.clone(),
+            days: 90,
+            events: config.b5_events,
+            seed: 7,
+            app_prefix: "hist".into(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .to_string()
+    };
+    let hot_rows: u64 = hist_client
+        .query("SELECT count() FROM events WHERE app_id = ?")
+        .bind("hist-app-00")
+        .fetch_one()
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("B5: queries");
+    let group_by = time_query(&hist_client, B5_GROUP_BY, "hist-app-00", config.b5_runs).await?;
+    let funnel = time_query(&hist_client, B5_FUNNEL, "hist-app-00", config.b5_runs).await?;
+    let _ = clickhouse
+        .server_client()
+        .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
+        .execute()
+        .await;
+
+    Ok(json!({
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "b1": {"gateway_events_per_sec": b1.events_per_sec, "gateway_p50_ms": b1.p50_ms, "gateway_p99_ms": b1.p99_ms,
+               "events": b1.acknowledged, "failed_requests": b1.failed_requests,
+               "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},
+        "b2": {"aggregator_events_per_sec": aggregator_rate, "plain_consumer_events_per_sec": peer_consume,
+               "ratio": aggregator_rate / peer_consume, "events": b1.acknowledged},
+        "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
+               "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),
+               "clickhouse_p50_ms": ms(percentile(&fresh_stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh_stored, 0.99))},
+        "b4": {"target_rate": config.b4_rate, "achieved_rate": b4_achieved, "requests": b4.len(),
+               "p50_ms": ms(percentile(&b4, 0.5)), "p99_ms": ms(percentile(&b4, 0.99))},
+        "b5": {"dataset": generated, "dataset_rows": config.b5_events, "hot_app_rows": hot_rows, "runs": config.b5_runs,
+               "group_by_90d_p50_ms": ms(percentile(&group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(&group_by, 0.95)),
+               "funnel_30d_p50_ms": ms(percentile(&funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(&funnel, 0.95))},
+        "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
+    }))
+}
+
+/// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N]`.
+pub async fn main(args: &[String]) -> Result<bool, String> {
+    let value = |name: &str| args.windows(2).find(|p| p[0] == name).map(|p| p[1].clone());
+    let bin_dir = value("--bin-dir").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_default()
+    });
+    let mut config = if args.iter().any(|a| a == "--quick") {
+        BenchConfig::quick(bin_dir)
+    } else {
+        BenchConfig::full(bin_dir)
+    };
+    if let Some(out) = value("--out") {
+        config.out = out.into();
+    }
+    if let Some(n) = value("--history-events") {
+        config.b5_events = n.parse().map_err(|_| "--history-events: not a number")?;
+    }
+    let results = run(&config).await?;
+    println!("{}", table(&results));
+    if let Some(parent) = config.out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    std::fs::write(
+        &config.out,
+        serde_json::to_vec_pretty(&results).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    println!("results saved to {}", config.out.display());
+    Ok(true)
+}

@@ -1,0 +1,134 @@
+//! Latency probes: freshness (B3), live reads (B4) and ClickHouse queries (B5).
+
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// B3: sequential probes; each measures ack → visible in /live and → in ClickHouse.
+pub async fn freshness(
+    gateway: &str,
+    query: &str,
+    client: &clickhouse::Client,
+    app: &str,
+    until: Instant,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let http = reqwest::Client::new();
+    let (mut live, mut stored) = (Vec::new(), Vec::new());
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        let body = json!({"app_id": app, "events": [{"name": "probe", "user_id": "probe", "event_id": format!("{app}-{sent}")}]});
+        let Ok(response) = http
+            .post(format!("{gateway}/api/v1/events/batch"))
+            .json(&body)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if !response.status().is_success() {
+            continue;
+        }
+        let acked = Instant::now();
+        sent += 1;
+        let (mut live_at, mut stored_at) = (None, None);
+        let give_up = acked + Duration::from_secs(30);
+        while (live_at.is_none() || stored_at.is_none()) && Instant::now() < give_up {
+            if live_at.is_none() {
+                let answer: Option<Value> = match http
+                    .get(format!("{query}/api/v1/analytics/{app}/live?windows=720"))
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.json().await.ok(),
+                    Err(_) => None,
+                };
+                if answer
+                    .and_then(|a| a["total_events"].as_u64())
+                    .is_some_and(|n| n >= sent)
+                {
+                    live_at = Some(acked.elapsed());
+                }
+            }
+            if stored_at.is_none() {
+                let rows: u64 = client
+                    .query("SELECT count() FROM events WHERE app_id = ?")
+                    .bind(app)
+                    .fetch_one()
+                    .await
+                    .unwrap_or(0);
+                if rows >= sent {
+                    stored_at = Some(acked.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        live.extend(live_at);
+        stored.extend(stored_at);
+    }
+    (live, stored)
+}
+
+/// B4: `/live` at a fixed rate.
+pub async fn live_reads(query: &str, app: &str, rate: f64, seconds: f64) -> (Vec<Duration>, f64) {
+    let http = reqwest::Client::new();
+    let total = (rate * seconds) as usize;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+        let (http, url) = (
+            http.clone(),
+            format!("{query}/api/v1/analytics/{app}/live?windows=12"),
+        );
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let ok = http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            ok.then(|| t.elapsed())
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        if let Ok(Some(latency)) = task.await {
+            latencies.push(latency);
+        }
+    }
+    let achieved = latencies.len() as f64 / started.elapsed().as_secs_f64();
+    (latencies, achieved)
+}
+
+/// B5: runs `sql` `runs` times; latencies.
+pub async fn time_query(
+    client: &clickhouse::Client,
+    sql: &str,
+    app: &str,
+    runs: usize,
+) -> Result<Vec<Duration>, String> {
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        client
+            .query(sql)
+            .bind(app)
+            .fetch_bytes("TSV")
+            .map_err(|e| e.to_string())?
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        out.push(started.elapsed());
+    }
+    Ok(out)
+}
+
+/// B5 ad-hoc query: page views per page and device class over 90 days.
+pub const B5_GROUP_BY: &str = "SELECT prop_values[indexOf(prop_keys, 'url')] AS url, \
+     positionCaseInsensitive(user_agent, 'mobile') > 0 AS mobile, count() AS views, uniqCombined(distinct_id) AS users \
+     FROM events WHERE app_id = ? AND event_date >= today() - 90 AND name = 'page_view' \
+     GROUP BY url, mobile ORDER BY views DESC LIMIT 100";
+/// B5 funnel: page_view → add_to_cart → purchase within 1 h, over 30 days.
+pub const B5_FUNNEL: &str = "SELECT level, count() AS users FROM ( \
+     SELECT distinct_id, windowFunnel(3600)(timestamp, name = 'page_view', name = 'add_to_cart', name = 'purchase') AS level \
+     FROM events WHERE app_id = ? AND event_date >= today() - 30 GROUP BY distinct_id) GROUP BY level ORDER BY level";

@@ -1,0 +1,101 @@
+//! Service child processes for the benchmark: start on a free port, wait for
+//! `/readyz`, read Prometheus counters and peak RSS, stop with SIGTERM.
+
+use super::BenchConfig;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A service child process.
+#[derive(Debug)]
+pub struct Service {
+    /// Binary name.
+    pub name: &'static str,
+    child: Child,
+    /// Base URL.
+    pub url: String,
+}
+
+impl Service {
+    /// Starts `name` with `envs`, listening where `addr_var` says.
+    pub async fn start(
+        config: &BenchConfig,
+        name: &'static str,
+        addr_var: &str,
+        envs: &[(&str, String)],
+    ) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut command = Command::new(config.bin_dir.join(name));
+        command
+            .env(addr_var, format!("127.0.0.1:{port}"))
+            .env("TALLY_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", config.bin_dir.join(name).display()))?;
+        let service = Service {
+            name,
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/readyz", service.url)).await {
+                if r.status().is_success() {
+                    return Ok(service);
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{name} not ready"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Peak resident set (KiB) from /proc.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// SIGTERM, then SIGKILL after 20 s.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Value of the Prometheus sample `name` (no labels) served by `url`, or 0.
+pub async fn metric(url: &str, name: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{url}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}

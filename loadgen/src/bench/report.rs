@@ -1,0 +1,65 @@
+//! The benchmark results as a markdown table.
+
+use serde_json::Value;
+
+/// The results as a markdown table.
+pub fn table(results: &Value) -> String {
+    let f = |v: &Value| {
+        v.as_f64().map_or("-".into(), |x| {
+            if x >= 100.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.2}")
+            }
+        })
+    };
+    let (b1, b2, b3, b4, b5, b6) = (
+        &results["b1"],
+        &results["b2"],
+        &results["b3"],
+        &results["b4"],
+        &results["b5"],
+        &results["b6"],
+    );
+    let mut out =
+        String::from("| bench | figure | Tally | peer | ratio |\n|---|---|---|---|---|\n");
+    out += &format!("| B1 gateway | events/s accepted, batches of 50 (p50 {} / p99 {} ms) | {} | {} (plain rdkafka producer) | {} |\n",
+        f(&b1["gateway_p50_ms"]), f(&b1["gateway_p99_ms"]), f(&b1["gateway_events_per_sec"]), f(&b1["plain_producer_events_per_sec"]), f(&b1["ratio"]));
+    out += &format!("| B2 aggregator | events/s into Redis + ClickHouse ({} events) | {} | {} (plain consumer) | {} |\n",
+        b2["events"], f(&b2["aggregator_events_per_sec"]), f(&b2["plain_consumer_events_per_sec"]), f(&b2["ratio"]));
+    out += &format!(
+        "| B3 freshness | ack → /live, p50 / p99 ms ({} probes at {} events/s) | {} / {} | | |\n",
+        b3["probes"],
+        f(&b3["load_events_per_sec"]),
+        f(&b3["live_p50_ms"]),
+        f(&b3["live_p99_ms"])
+    );
+    out += &format!(
+        "| B3 freshness | ack → ClickHouse row, p50 / p99 ms | {} / {} | | |\n",
+        f(&b3["clickhouse_p50_ms"]),
+        f(&b3["clickhouse_p99_ms"])
+    );
+    out += &format!(
+        "| B4 live reads | /live p50 / p99 ms at {} req/s (achieved {}) | {} / {} | | |\n",
+        f(&b4["target_rate"]),
+        f(&b4["achieved_rate"]),
+        f(&b4["p50_ms"]),
+        f(&b4["p99_ms"])
+    );
+    out += &format!(
+        "| B5 ad-hoc | 90-day group-by, p50 / p95 ms ({} rows, hot app {}) | {} / {} | | |\n",
+        b5["dataset_rows"],
+        b5["hot_app_rows"],
+        f(&b5["group_by_90d_p50_ms"]),
+        f(&b5["group_by_90d_p95_ms"])
+    );
+    out += &format!(
+        "| B5 funnel | 30-day 3-step funnel, p50 / p95 ms | {} / {} | | |\n",
+        f(&b5["funnel_30d_p50_ms"]),
+        f(&b5["funnel_30d_p95_ms"])
+    );
+    for name in ["ingest-gateway", "stream-aggregator", "query-service"] {
+        out += &format!("| B6 peak RSS | {name}, MiB | {} | | |\n", f(&b6[name]));
+    }
+    out
+}
