@@ -7,6 +7,7 @@
 //! * [`clock`] — the injectable wall clock.
 //! * [`clickhouse`] — client construction (18.16-compatible) and the migration runner.
 //! * [`kafka`] — librdkafka client settings and topic administration.
+//! * [`postgres`] — apps and API keys, PostgreSQL migrations.
 //! * [`http`] — `/livez`, `/metrics` helpers.
 //! * [`service`] — the common `main` of every service binary.
 
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod postgres;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

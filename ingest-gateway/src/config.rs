@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tally_common::config::{ensure, env_or, ConfigError};
 use tally_common::kafka::KafkaConfig;
+use tally_common::postgres::PostgresConfig;
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -19,6 +20,10 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most events in one batch (`TALLY_GATEWAY_MAX_BATCH_EVENTS`, default 500).
     pub max_batch_events: usize,
+    /// Apps and keys (`TALLY_POSTGRES_URL`).
+    pub postgres: PostgresConfig,
+    /// How often the write-key cache is reloaded (`TALLY_GATEWAY_KEY_REFRESH_SECS`, default 30).
+    pub key_refresh: Duration,
 }
 
 impl Config {
@@ -36,6 +41,8 @@ impl Config {
             )?),
             max_body_bytes: env_or("TALLY_GATEWAY_MAX_BODY_BYTES", 1024 * 1024)?,
             max_batch_events: env_or("TALLY_GATEWAY_MAX_BATCH_EVENTS", 500)?,
+            postgres: PostgresConfig::from_env()?,
+            key_refresh: Duration::from_secs(env_or("TALLY_GATEWAY_KEY_REFRESH_SECS", 30u64)?),
         };
         config.validate()?;
         Ok(config)
@@ -50,6 +57,10 @@ impl Config {
         ensure(
             self.max_body_bytes >= 1024,
             "TALLY_GATEWAY_MAX_BODY_BYTES must be at least 1024",
+        )?;
+        ensure(
+            (1..=3_600).contains(&self.key_refresh.as_secs()),
+            "TALLY_GATEWAY_KEY_REFRESH_SECS must be within 1..=3600",
         )?;
         ensure(
             (1..=10_000).contains(&self.max_batch_events),

@@ -24,6 +24,18 @@ pub enum GatewayError {
     /// The body exceeds the size limit.
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// No write key in the request.
+    #[error("no write key: send it as the HTTP Basic username, a Bearer token or `write_key`")]
+    MissingWriteKey,
+    /// The write key is unknown or revoked.
+    #[error("unknown or revoked write key")]
+    InvalidWriteKey,
+    /// The body names another app than the key's.
+    #[error("the write key does not belong to app {0:?}")]
+    KeyAppMismatch(String),
+    /// Keys could not be loaded yet (PostgreSQL unreachable since start).
+    #[error("write keys unavailable")]
+    KeysUnavailable,
     /// The broker did not acknowledge in time; nothing of the request may be assumed stored.
     #[error("event broker unavailable: {0}")]
     BrokerUnavailable(String),
@@ -39,6 +51,10 @@ impl GatewayError {
             GatewayError::TooManyEvents(..) => "too_many_events",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::BrokerUnavailable(_) => "broker_unavailable",
+            GatewayError::MissingWriteKey => "missing_write_key",
+            GatewayError::InvalidWriteKey => "invalid_write_key",
+            GatewayError::KeyAppMismatch(_) => "key_app_mismatch",
+            GatewayError::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -50,7 +66,12 @@ impl GatewayError {
             | GatewayError::EmptyBatch
             | GatewayError::TooManyEvents(..) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::MissingWriteKey
+            | GatewayError::InvalidWriteKey
+            | GatewayError::KeyAppMismatch(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::BrokerUnavailable(_) | GatewayError::KeysUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 }
@@ -59,7 +80,7 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.reason(), "message": self.to_string() }));
         let mut response = (self.status(), body).into_response();
-        if matches!(self, GatewayError::BrokerUnavailable(_)) {
+        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));

@@ -4,8 +4,10 @@
 //! [`run`] serves the [`app`] router until the shutdown future resolves, then
 //! stops intake, waits for in-flight requests and flushes the producer.
 
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod metrics;
 pub mod sink;
 pub mod validate;
@@ -34,6 +36,8 @@ use validate::{prepare, valid_app_id, Rejection, RequestContext};
 pub struct AppState<S> {
     /// Destination of accepted events.
     pub sink: S,
+    /// Write keys.
+    pub keys: Arc<keys::KeyCache>,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Wall clock (server timestamps).
@@ -103,8 +107,22 @@ async fn handle_batch<S: EventSink>(
     })?;
     let batch: BatchRequest = serde_json::from_slice(&bytes)
         .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
-    if !valid_app_id(&batch.app_id) {
+    if batch
+        .app_id
+        .as_deref()
+        .is_some_and(|app| !valid_app_id(app))
+    {
         return Err(GatewayError::InvalidAppId);
+    }
+    let key = auth::credential(headers, batch.write_key.as_deref())
+        .ok_or(GatewayError::MissingWriteKey)?;
+    let app_id = match state.keys.lookup(&key).await {
+        keys::Lookup::App(app) => app,
+        keys::Lookup::Unknown => return Err(GatewayError::InvalidWriteKey),
+        keys::Lookup::Unavailable => return Err(GatewayError::KeysUnavailable),
+    };
+    if let Some(claimed) = batch.app_id.as_deref().filter(|claimed| *claimed != app_id) {
+        return Err(GatewayError::KeyAppMismatch(claimed.to_owned()));
     }
     if batch.events.is_empty() {
         return Err(GatewayError::EmptyBatch);
@@ -123,7 +141,7 @@ async fn handle_batch<S: EventSink>(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    let prepared = prepare(batch, &context);
+    let prepared = prepare(&app_id, batch, &context);
     for rejection in &prepared.rejected {
         state
             .metrics
@@ -156,7 +174,8 @@ async fn handle_batch<S: EventSink>(
 
 async fn readyz<S: EventSink>(State(state): State<Arc<AppState<S>>>) -> axum::response::Response {
     let kafka = state.sink.ready().await.err();
-    tally_common::http::readiness(&[("kafka", kafka)])
+    let keys = (!state.keys.loaded()).then(|| "write keys not loaded yet".to_owned());
+    tally_common::http::readiness(&[("kafka", kafka), ("keys", keys)])
 }
 
 async fn metrics_handler<S: EventSink>(
@@ -186,8 +205,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     let sink = KafkaSink::new(&config.kafka, config.produce_timeout)?;
+    let keys = Arc::new(keys::KeyCache::new(keys::PostgresKeys::new(
+        config.postgres.clone(),
+    )));
+    keys::spawn_refresher(keys.clone(), config.key_refresh);
     let state = Arc::new(AppState {
         sink,
+        keys,
         metrics: Metrics::new()?,
         clock: Arc::new(SystemClock),
         config,

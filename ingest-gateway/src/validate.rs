@@ -83,12 +83,12 @@ pub fn valid_app_id(app_id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
 }
 
-/// Validates and enriches every event of `batch` (whose `app_id` is already checked).
-pub fn prepare(batch: BatchRequest, context: &RequestContext) -> Prepared {
+/// Validates and enriches every event of `batch` for `app_id` (already authenticated).
+pub fn prepare(app_id: &str, batch: BatchRequest, context: &RequestContext) -> Prepared {
     let sent_at = batch.sent_at.as_ref().map(|sent| sent.to_epoch_millis());
     let mut prepared = Prepared::default();
     for (index, event) in batch.events.into_iter().enumerate() {
-        match enrich(&batch.app_id, event, sent_at, context) {
+        match enrich(app_id, event, sent_at, context) {
             Ok(envelope) => prepared.envelopes.push(envelope),
             Err(reason) => prepared.rejected.push(Rejection { index, reason }),
         }
@@ -188,7 +188,7 @@ mod tests {
             {"name": "n", "anonymous_id": "a", "event_id": "e".repeat(MAX_ID_LEN + 1)},
             {"name": "ok2", "anonymous_id": "a", "properties": {"n": 1, "b": true, "s": "x", "z": null}}
         ]);
-        let prepared = prepare(batch(events, None), &context());
+        let prepared = prepare("app", batch(events, None), &context());
         let reasons: Vec<(usize, &str)> = prepared
             .rejected
             .iter()
@@ -214,6 +214,7 @@ mod tests {
     #[test]
     fn enriches_with_server_facts_and_fresh_ids() {
         let prepared = prepare(
+            "app",
             batch(
                 json!([{"name": "a", "user_id": "u"}, {"name": "b", "user_id": "u"}]),
                 None,
@@ -235,7 +236,7 @@ mod tests {
         // Client clock is 1 h ahead: event happened 2 s before sending.
         let hour = 3_600_000;
         let events = json!([{"name": "a", "user_id": "u", "timestamp": 1_000_000 + hour - 2_000, "event_id": "client-1"}]);
-        let prepared = prepare(batch(events, Some(1_000_000 + hour)), &context());
+        let prepared = prepare("app", batch(events, Some(1_000_000 + hour)), &context());
         assert_eq!(prepared.envelopes[0].timestamp_ms, 1_000_000 - 2_000);
         assert_eq!(prepared.envelopes[0].event_id, "client-1");
     }

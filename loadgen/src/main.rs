@@ -4,6 +4,7 @@
 //! tally-loadgen run     [--gateway URL] [--rate EPS | --max] [--duration S] [--events N]
 //!                       [--batch N] [--concurrency N] [--style browser|server] [--seed N]
 //!                       [--apps N] [--visitors N] [--run-id ID] [--record FILE] [--json FILE]
+//!                       [--postgres URL]   (apps and write keys are created there first)
 //! tally-loadgen check   --record FILE [--query URL] [--clickhouse URL] [--database DB]
 //! tally-loadgen history [--clickhouse URL] [--database DB] [--days N] [--events N] [--seed N] [--app-prefix P]
 //! tally-loadgen bench   [--quick] [--out FILE.json] (see `bench` module docs)
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::postgres::PostgresConfig;
 use tally_loadgen::check::{self, CheckConfig};
 use tally_loadgen::model::ModelConfig;
 use tally_loadgen::send::{self, SendConfig, Style};
@@ -36,6 +38,13 @@ impl Args {
         self.value(name).map_or(Ok(default), |v| {
             v.parse().map_err(|_| format!("{name}: not a number: {v}"))
         })
+    }
+    fn postgres(&self) -> Result<PostgresConfig, String> {
+        let mut config = PostgresConfig::from_env().map_err(|e| e.to_string())?;
+        if let Some(url) = self.value("--postgres") {
+            config.url = url;
+        }
+        Ok(config)
     }
     fn clickhouse(&self) -> Result<ClickHouseConfig, String> {
         let mut config = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
@@ -83,7 +92,11 @@ async fn run_command(args: &Args) -> Result<bool, String> {
             ..ModelConfig::default()
         },
         progress: true,
+        keys: Default::default(),
     };
+    let mut config = config;
+    let postgres = args.postgres()?;
+    config.keys = send::provision_keys(&postgres, &config.model).await?;
     let (summary, records) = send::run(config).await;
     println!(
         "acknowledged {} events ({} rejected, {} failed requests) in {:.1} s: {:.0} events/s, request p50 {:.1} ms p99 {:.1} ms",

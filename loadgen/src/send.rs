@@ -11,9 +11,11 @@ use crate::record::Acked;
 use crate::stats::{ms, percentile};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tally_common::postgres::{KeyKind, PostgresConfig};
 use tally_common::{Clock, SystemClock};
 
 /// How batches are formed.
@@ -46,6 +48,35 @@ pub struct SendConfig {
     pub model: ModelConfig,
     /// Print progress to stderr.
     pub progress: bool,
+    /// Write key per app (see [`provision_keys`]).
+    pub keys: HashMap<String, String>,
+}
+
+/// Creates the model's apps in PostgreSQL with one write key each.
+pub async fn provision_keys(
+    postgres: &PostgresConfig,
+    model: &ModelConfig,
+) -> Result<HashMap<String, String>, String> {
+    let client = postgres
+        .connect()
+        .await
+        .map_err(|e| format!("postgresql {}: {e}", postgres.url))?;
+    tally_common::postgres::migrate(&client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let names = Model::new(model);
+    let mut keys = HashMap::new();
+    for index in 0..names.apps() {
+        let app = names.app_id(index);
+        tally_common::postgres::create_app(&client, &app, &app)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = tally_common::postgres::create_key(&client, &app, KeyKind::Write)
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.insert(app, key);
+    }
+    Ok(keys)
 }
 
 /// Outcome of a run.
@@ -135,6 +166,10 @@ async fn worker(
         let sent = Instant::now();
         let response = http
             .post(format!("{}/api/v1/events/batch", config.gateway))
+            .basic_auth(
+                config.keys.get(&batch.app_id).map_or("", String::as_str),
+                Some(""),
+            )
             .header("user-agent", batch.user_agent)
             .header("x-forwarded-for", &batch.ip)
             .json(&body(&batch, now_ms))

@@ -16,6 +16,17 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
     let query = services::query(services::query_config(&iso)).await;
     let run_id = tally_testkit::unique("chk");
 
+    let model = ModelConfig {
+        seed: 11,
+        run_id: run_id.clone(),
+        apps: 4,
+        visitors: 300,
+        concurrent_sessions: 200,
+        mean_think_ms: 50.0,
+    };
+    let keys = send::provision_keys(&tally_testkit::postgres(), &model)
+        .await
+        .unwrap();
     let (summary, records) = send::run(SendConfig {
         gateway: gateway.url(),
         rate: None,
@@ -24,15 +35,9 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         batch: 10,
         concurrency: 4,
         style: Style::Browser,
-        model: ModelConfig {
-            seed: 11,
-            run_id: run_id.clone(),
-            apps: 4,
-            visitors: 300,
-            concurrent_sessions: 200,
-            mean_think_ms: 50.0,
-        },
+        model,
         progress: false,
+        keys,
     })
     .await;
     assert!(summary.acknowledged >= 3_000, "{summary:?}");

@@ -12,8 +12,12 @@ use serde_json::{Map, Value};
 /// Body of `POST /api/v1/events/batch`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct BatchRequest {
-    /// The app every event of the batch belongs to.
-    pub app_id: String,
+    /// The app every event of the batch belongs to (optional: the write key names it).
+    #[serde(default)]
+    pub app_id: Option<String>,
+    /// Write key, when not sent as HTTP Basic username or Bearer token.
+    #[serde(default, alias = "writeKey")]
+    pub write_key: Option<String>,
     /// When the client sent the batch (ISO-8601 or epoch milliseconds); used to
     /// correct client clock skew.
     #[serde(default)]
@@ -119,7 +123,7 @@ mod tests {
     fn batch_json_shape_from_seed_002() {
         let body = r#"{"app_id":"APP-1","events":[{"name":"page_view","properties":{"url":"/home"},"user_id":"U1","timestamp":1700000000000}]}"#;
         let batch: BatchRequest = serde_json::from_str(body).unwrap();
-        assert_eq!(batch.app_id, "APP-1");
+        assert_eq!(batch.app_id.as_deref(), Some("APP-1"));
         assert_eq!(batch.events[0].name.as_deref(), Some("page_view"));
         assert_eq!(batch.events[0].properties["url"], "/home");
     }

@@ -1,6 +1,6 @@
-//! The ClickHouse schema as versioned SQL files, applied in order by the
-//! migration runner (stream-aggregator's `migrate` module). Files live in
-//! `schemas/migrations/clickhouse/NNNN_name.sql`; every statement must be
+//! The ClickHouse and PostgreSQL schemas as versioned SQL files, applied in
+//! order by the runners in `tally-common`. Files live in
+//! `schemas/migrations/{clickhouse,postgres}/NNNN_name.sql`; every statement must be
 //! re-runnable (`IF NOT EXISTS`) and valid on ClickHouse 18.16 and current
 //! releases. Append new files; never edit an applied one.
 
@@ -14,6 +14,13 @@ pub struct Migration {
     /// SQL text; statements separated by `;` at the end of a line.
     pub sql: &'static str,
 }
+
+/// PostgreSQL migrations in application order (`schemas/migrations/postgres/`).
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "apps_keys",
+    sql: include_str!("../migrations/postgres/0001_apps_keys.sql"),
+}];
 
 /// ClickHouse migrations in application order.
 pub const CLICKHOUSE: &[Migration] = &[Migration {
@@ -47,6 +54,12 @@ mod tests {
     fn versions_strictly_increase_and_files_parse() {
         let mut last = 0;
         for migration in CLICKHOUSE {
+            assert!(migration.version > last, "{}", migration.name);
+            last = migration.version;
+            assert!(!migration.statements().is_empty());
+        }
+        last = 0;
+        for migration in POSTGRES {
             assert!(migration.version > last, "{}", migration.name);
             last = migration.version;
             assert!(!migration.statements().is_empty());

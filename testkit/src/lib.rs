@@ -15,6 +15,7 @@ use rand::Rng;
 use std::time::{Duration, Instant};
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::kafka::KafkaConfig;
+use tally_common::postgres::{KeyKind, PostgresConfig};
 
 /// Shared Kafka-protocol broker of the local stack.
 pub fn kafka_brokers() -> String {
@@ -29,6 +30,21 @@ pub fn redis_url() -> String {
 /// Shared ClickHouse of the local stack.
 pub fn clickhouse_url() -> String {
     std::env::var("TALLY_TEST_CLICKHOUSE").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// Shared PostgreSQL of the local stack (`TALLY_TEST_POSTGRES`).
+pub fn postgres() -> PostgresConfig {
+    PostgresConfig {
+        url: std::env::var("TALLY_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://tally:tally@127.0.0.1:5432/tally".into()),
+    }
+}
+
+/// Creates `app_id` (if needed) and returns a new write key for it.
+pub async fn write_key(app_id: &str) -> String {
+    tally_common::postgres::provision(&postgres(), app_id, KeyKind::Write)
+        .await
+        .unwrap_or_else(|err| panic!("provisioning a write key for {app_id}: {err}"))
 }
 
 /// A random lowercase suffix for isolating names.
@@ -139,14 +155,16 @@ pub fn now_ms() -> i64 {
     tally_common::SystemClock.now_ms()
 }
 
-/// Posts one native batch; returns the status and the JSON answer.
+/// Posts one native batch with `key` as HTTP Basic username; returns the status and the JSON answer.
 pub async fn post_batch(
     http: &reqwest::Client,
     gateway: &str,
+    key: &str,
     body: &serde_json::Value,
 ) -> (u16, serde_json::Value) {
     let response = http
         .post(format!("{gateway}/api/v1/events/batch"))
+        .basic_auth(key, Some(""))
         .json(body)
         .send()
         .await

@@ -69,6 +69,8 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         produce_timeout: Duration::from_secs(3),
         max_body_bytes: 1024 * 1024,
         max_batch_events: 500,
+        postgres: crate::postgres(),
+        key_refresh: Duration::from_secs(1),
     }
 }
 

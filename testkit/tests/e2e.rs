@@ -24,7 +24,9 @@ async fn events_posted_over_http_are_read_back_exactly() {
     let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
     let query = services::query(services::query_config(&iso)).await;
     let http = reqwest::Client::new();
-    let app = "e2e-app";
+    let app = tally_testkit::unique("e2e");
+    let app = app.as_str();
+    let key = tally_testkit::write_key(app).await;
 
     let started = now_ms();
     let mut expected_names: BTreeMap<String, u64> = BTreeMap::new();
@@ -43,6 +45,7 @@ async fn events_posted_over_http_are_read_back_exactly() {
         let (status, answer) = post_batch(
             &http,
             &gateway.url(),
+            &key,
             &json!({"app_id": app, "events": events}),
         )
         .await;

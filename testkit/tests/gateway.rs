@@ -1,9 +1,10 @@
-//! Gateway answers for bad input and for an unavailable broker, against real brokers.
+//! Gateway answers for bad input, authentication failures and an unavailable
+//! broker, against the real broker and PostgreSQL.
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tally_testkit::broker::{create_topic, PrivateBroker};
-use tally_testkit::{post_batch, services, Isolation};
+use tally_testkit::{eventually, post_batch, services, unique, write_key, Isolation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
@@ -11,7 +12,10 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/events/batch", gateway.url());
+    let app = unique("bad");
+    let key = write_key(&app).await;
 
+    let events = r#"[{"name":"x","user_id":"u"}]"#;
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("not json", b"{not json".to_vec(), 400, "malformed_body"),
         (
@@ -22,19 +26,19 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
         ),
         (
             "events not a list",
-            br#"{"app_id":"a","events":{}}"#.to_vec(),
+            br#"{"events":{}}"#.to_vec(),
             400,
             "malformed_body",
         ),
         (
             "bad app id",
-            br#"{"app_id":"a b","events":[{"name":"x","user_id":"u"}]}"#.to_vec(),
+            format!(r#"{{"app_id":"a b","events":{events}}}"#).into_bytes(),
             400,
             "invalid_app_id",
         ),
         (
             "empty batch",
-            br#"{"app_id":"a","events":[]}"#.to_vec(),
+            br#"{"events":[]}"#.to_vec(),
             400,
             "empty_batch",
         ),
@@ -50,10 +54,17 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
             413,
             "payload_too_large",
         ),
+        (
+            "another app",
+            format!(r#"{{"app_id":"someone-else","events":{events}}}"#).into_bytes(),
+            401,
+            "key_app_mismatch",
+        ),
     ];
     for (what, body, status, reason) in cases {
         let response = http
             .post(&url)
+            .basic_auth(&key, Some(""))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -66,12 +77,8 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
     let too_many: Vec<Value> = (0..501)
         .map(|_| json!({"name": "x", "user_id": "u"}))
         .collect();
-    let (status, answer) = post_batch(
-        &http,
-        &gateway.url(),
-        &json!({"app_id": "a", "events": too_many}),
-    )
-    .await;
+    let (status, answer) =
+        post_batch(&http, &gateway.url(), &key, &json!({"events": too_many})).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("too_many_events"))
@@ -81,7 +88,8 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
     let (status, answer) = post_batch(
         &http,
         &gateway.url(),
-        &json!({"app_id": "a", "events": [
+        &key,
+        &json!({"app_id": app, "events": [
             {"name": "ok", "user_id": "u"},
             {"user_id": "u"},
             {"name": "x"},
@@ -105,6 +113,79 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_keys_authenticate_and_revocation_takes_effect() {
+    let iso = Isolation::new(1).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/events/batch", gateway.url());
+    let app = unique("auth");
+    let key = write_key(&app).await;
+    let batch = json!({"events": [{"name": "x", "user_id": "u"}]});
+
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request
+            .json(&json!({"events": [{"name": "x", "user_id": "u"}]}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let (status, answer) = send(http.post(&url)).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("missing_write_key"))
+    );
+    let (status, answer) = send(http.post(&url).bearer_auth("tw_not_a_key")).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_write_key"))
+    );
+    // A key created a moment ago works at once, by Basic, Bearer or body.
+    let (status, _) = send(http.post(&url).basic_auth(&key, Some(""))).await;
+    assert_eq!(status, 200);
+    let (status, _) = send(http.post(&url).bearer_auth(&key)).await;
+    assert_eq!(status, 200);
+    let (status, answer) = post_batch(
+        &http,
+        &gateway.url(),
+        "",
+        &json!({"write_key": key, "events": batch["events"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    // A read key is not a write key.
+    let read = tally_common::postgres::provision(
+        &tally_testkit::postgres(),
+        &app,
+        tally_common::postgres::KeyKind::Read,
+    )
+    .await
+    .unwrap();
+    let (status, answer) = send(http.post(&url).bearer_auth(&read)).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_write_key"))
+    );
+
+    // Revoked keys stop working within the refresh interval (1 s in tests).
+    let client = tally_testkit::postgres().connect().await.unwrap();
+    tally_common::postgres::revoke_keys(&client, &key[..8])
+        .await
+        .unwrap();
+    eventually("revocation", Duration::from_secs(10), || {
+        let request = http.post(&url).basic_auth(&key, Some(""));
+        async move { (send(request).await.0 == 401).then_some(()) }
+    })
+    .await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_gives_503_within_seconds_never_200() {
     let mut broker = PrivateBroker::start().await;
     let mut iso = Isolation::new(1).await;
@@ -112,15 +193,17 @@ async fn broker_down_gives_503_within_seconds_never_200() {
     create_topic(&broker.brokers, &iso.kafka.topic, 2).await;
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let http = reqwest::Client::new();
-    let batch = json!({"app_id": "a", "events": [{"name": "x", "user_id": "u"}]});
+    let key = write_key(&unique("down")).await;
+    let batch = json!({"events": [{"name": "x", "user_id": "u"}]});
 
-    let (status, answer) = post_batch(&http, &gateway.url(), &batch).await;
+    let (status, answer) = post_batch(&http, &gateway.url(), &key, &batch).await;
     assert_eq!(status, 200, "{answer}");
 
     broker.kill();
     let started = Instant::now();
     let response = http
         .post(format!("{}/api/v1/events/batch", gateway.url()))
+        .basic_auth(&key, Some(""))
         .json(&batch)
         .send()
         .await

@@ -13,11 +13,13 @@ use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services,
 async fn aggregator_restarts_mid_stream_lose_and_double_nothing() {
     let iso = Isolation::new(4).await;
     let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let app = "restart-app";
+    let app_name = tally_testkit::unique("restart");
+    let app: &'static str = Box::leak(app_name.into_boxed_str());
+    let key = tally_testkit::write_key(app).await;
 
     // Steady traffic in the background; remember every acknowledged event id.
     let sender = {
-        let url = gateway.url();
+        let (url, key) = (gateway.url(), key.clone());
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut acked = BTreeSet::new();
@@ -29,7 +31,7 @@ async fn aggregator_restarts_mid_stream_lose_and_double_nothing() {
                     .map(|(i, id)| json!({"name": "tick", "event_id": id, "user_id": format!("u{}", (batch * 50 + i) % 400), "timestamp": now_ms()}))
                     .collect();
                 let (status, answer) =
-                    post_batch(&http, &url, &json!({"app_id": app, "events": events})).await;
+                    post_batch(&http, &url, &key, &json!({"app_id": app, "events": events})).await;
                 assert_eq!(status, 200, "{answer}");
                 acked.extend(ids);
                 tokio::time::sleep(Duration::from_millis(40)).await;

@@ -1,7 +1,10 @@
 //! `tally-admin`: operator tasks.
 //!
 //! ```text
-//! tally-admin migrate [--url URL] [--database DB]      apply ClickHouse migrations
+//! tally-admin migrate [--url URL] [--database DB]      apply ClickHouse and PostgreSQL migrations
+//! tally-admin apps create APP_ID [--name NAME]         create an app with a write and a read key
+//! tally-admin keys create --app APP_ID --kind write|read
+//! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
 //! tally-admin topics  [--brokers B] --require T:N ...  create topics T with N partitions
 //!                                                      (if missing) and check them
 //! ```
@@ -10,12 +13,21 @@
 use std::process::ExitCode;
 use tally_common::clickhouse::{migrate, ClickHouseConfig};
 use tally_common::kafka::{ensure_topic, partition_count, KafkaConfig};
+use tally_common::postgres::{self, KeyKind, PostgresConfig};
 
 fn flag(args: &[String], name: &str) -> Vec<String> {
     args.windows(2)
         .filter(|pair| pair[0] == name)
         .map(|pair| pair[1].clone())
         .collect()
+}
+
+async fn pg() -> Result<tokio_postgres::Client, String> {
+    let config = PostgresConfig::from_env().map_err(|e| e.to_string())?;
+    config
+        .connect()
+        .await
+        .map_err(|e| format!("postgresql {}: {e}", config.url))
 }
 
 async fn run(args: Vec<String>) -> Result<(), String> {
@@ -35,6 +47,60 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 config.database,
                 applied.len()
             );
+            let client = pg().await?;
+            let applied = postgres::migrate(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("postgresql: {} migration(s) applied", applied.len());
+            Ok(())
+        }
+        Some("apps") if args.get(1).map(String::as_str) == Some("create") => {
+            let app_id = args.get(2).ok_or("apps create APP_ID")?;
+            let name = flag(&args, "--name")
+                .pop()
+                .unwrap_or_else(|| app_id.clone());
+            let client = pg().await?;
+            postgres::migrate(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !postgres::create_app(&client, app_id, &name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("app {app_id} already exists"));
+            }
+            let write = postgres::create_key(&client, app_id, KeyKind::Write)
+                .await
+                .map_err(|e| e.to_string())?;
+            let read = postgres::create_key(&client, app_id, KeyKind::Read)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("app {app_id}\nwrite key (public, ingest only): {write}\nread key (secret, query only): {read}");
+            Ok(())
+        }
+        Some("keys") if args.get(1).map(String::as_str) == Some("create") => {
+            let app_id = flag(&args, "--app")
+                .pop()
+                .ok_or("keys create --app APP_ID --kind write|read")?;
+            let kind = match flag(&args, "--kind").pop().as_deref() {
+                Some("write") => KeyKind::Write,
+                Some("read") => KeyKind::Read,
+                _ => return Err("--kind write|read".into()),
+            };
+            let client = pg().await?;
+            let key = postgres::create_key(&client, &app_id, kind)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{key}");
+            Ok(())
+        }
+        Some("keys") if args.get(1).map(String::as_str) == Some("revoke") => {
+            let prefix = args.get(2).ok_or("keys revoke KEY_PREFIX")?;
+            let client = pg().await?;
+            let revoked = postgres::revoke_keys(&client, prefix)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{revoked} key(s) revoked");
             Ok(())
         }
         Some("topics") => {
@@ -62,7 +128,10 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => Err("usage: tally-admin migrate|topics [options]".into()),
+        _ => Err(
+            "usage: tally-admin migrate|topics|apps create|keys create|keys revoke [options]"
+                .into(),
+        ),
     }
 }
 

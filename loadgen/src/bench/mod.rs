@@ -64,6 +64,8 @@ pub struct BenchConfig {
     pub b5_runs: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
+    /// Apps and keys.
+    pub postgres: tally_common::postgres::PostgresConfig,
 }
 
 impl BenchConfig {
@@ -81,6 +83,12 @@ impl BenchConfig {
             b5_events: 10_000_000,
             b5_runs: 20,
             out: PathBuf::from("target/bench/bench.json"),
+            postgres: tally_common::postgres::PostgresConfig {
+                url: env(
+                    "TALLY_POSTGRES_URL",
+                    "postgres://tally:tally@127.0.0.1:5432/tally",
+                ),
+            },
         }
     }
 
@@ -136,11 +144,30 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         ("TALLY_CLICKHOUSE_URL", config.clickhouse_url.clone()),
         ("TALLY_CLICKHOUSE_DATABASE", clickhouse.database.clone()),
         ("TALLY_AGGREGATOR_GROUP", format!("{id}_group")),
+        ("TALLY_POSTGRES_URL", config.postgres.url.clone()),
     ];
     let gateway = Service::start(config, "ingest-gateway", "TALLY_GATEWAY_ADDR", &common).await?;
     let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", &common).await?;
 
     // B1: gateway vs plain producer.
+    let b1_model = ModelConfig {
+        seed: 5,
+        run_id: format!("{id}-b1"),
+        ..ModelConfig::default()
+    };
+    let b3_model = ModelConfig {
+        seed: 6,
+        run_id: format!("{id}-b3"),
+        ..ModelConfig::default()
+    };
+    let probe_app = format!("{id}-probe");
+    let probe_key = tally_common::postgres::provision(
+        &config.postgres,
+        &probe_app,
+        tally_common::postgres::KeyKind::Write,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     eprintln!("B1: gateway, batches of 50, {} s", config.b1_seconds);
     let (b1, _) = send::run(SendConfig {
         gateway: gateway.url.clone(),
@@ -150,11 +177,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         batch: 50,
         concurrency: 16,
         style: Style::Server,
-        model: ModelConfig {
-            seed: 5,
-            run_id: format!("{id}-b1"),
-            ..ModelConfig::default()
-        },
+        keys: send::provision_keys(&config.postgres, &b1_model).await?,
+        model: b1_model,
         progress: false,
     })
     .await;
@@ -204,11 +228,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         batch: 20,
         concurrency: 64,
         style: Style::Browser,
-        model: ModelConfig {
-            seed: 6,
-            run_id: format!("{id}-b3"),
-            ..ModelConfig::default()
-        },
+        keys: send::provision_keys(&config.postgres, &b3_model).await?,
+        model: b3_model,
         progress: false,
     }));
     let client = clickhouse.client();
@@ -217,7 +238,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         &gateway.url,
         &query.url,
         &client,
-        &format!("{id}-probe"),
+        &probe_app,
+        &probe_key,
         until,
     )
     .await;

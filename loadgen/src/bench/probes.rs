@@ -9,6 +9,7 @@ pub async fn freshness(
     query: &str,
     client: &clickhouse::Client,
     app: &str,
+    key: &str,
     until: Instant,
 ) -> (Vec<Duration>, Vec<Duration>) {
     let http = reqwest::Client::new();
@@ -18,6 +19,7 @@ pub async fn freshness(
         let body = json!({"app_id": app, "events": [{"name": "probe", "user_id": "probe", "event_id": format!("{app}-{sent}")}]});
         let Ok(response) = http
             .post(format!("{gateway}/api/v1/events/batch"))
+            .basic_auth(key, Some(""))
             .json(&body)
             .send()
             .await

@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! tally-sample [--gateway URL] [--query URL] [--app ID] [--events N]
-//!              [--batch N] [--concurrency N] [--users N] [--seed N]
+//!              [--batch N] [--concurrency N] [--users N] [--seed N] [--write-key KEY]
+//!
+//! Without `--write-key`, the app is created in PostgreSQL with a new write key.
 //! ```
 
 use rand::rngs::StdRng;
@@ -25,6 +27,7 @@ struct Args {
     concurrency: usize,
     users: usize,
     seed: u64,
+    write_key: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -48,6 +51,7 @@ fn parse() -> Result<Args, String> {
         concurrency: number("--concurrency", 4)?.max(1),
         users: number("--users", 500)?.max(1),
         seed: number("--seed", 42)? as u64,
+        write_key: get("--write-key"),
     })
 }
 
@@ -78,14 +82,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn send(args: &Args) -> Result<(usize, usize, Duration, Vec<Duration>), String> {
+async fn send(args: &Args, key: &str) -> Result<(usize, usize, Duration, Vec<Duration>), String> {
     let http = reqwest::Client::new();
     let batches = args.events.div_ceil(args.batch);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
-        let (http, next, args) = (http.clone(), next.clone(), args.clone());
+        let (http, next, args, key) = (http.clone(), next.clone(), args.clone(), key.to_owned());
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(worker as u64));
             let (mut acked, mut refused, mut latencies) = (0usize, 0usize, Vec::new());
@@ -103,6 +107,7 @@ async fn send(args: &Args) -> Result<(usize, usize, Duration, Vec<Duration>), St
                 let sent = Instant::now();
                 let response = http
                     .post(format!("{}/api/v1/events/batch", args.gateway))
+                    .basic_auth(&key, Some(""))
                     .json(&body)
                     .send()
                     .await;
@@ -139,7 +144,27 @@ async fn run(args: Args) -> Result<(), String> {
         "sending {} events for app {:?} in batches of {} ({} concurrent requests) to {}",
         args.events, args.app, args.batch, args.concurrency, args.gateway
     );
-    let (acked, refused, elapsed, latencies) = send(&args).await?;
+    let key = match &args.write_key {
+        Some(key) => key.clone(),
+        None => {
+            let postgres =
+                tally_common::postgres::PostgresConfig::from_env().map_err(|e| e.to_string())?;
+            tally_common::postgres::provision(
+                &postgres,
+                &args.app,
+                tally_common::postgres::KeyKind::Write,
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "creating a write key for {} in {}: {e}",
+                    args.app, postgres.url
+                )
+            })?
+        }
+    };
+    println!("write key for app {:?}: {key}", args.app);
+    let (acked, refused, elapsed, latencies) = send(&args, &key).await?;
     println!(
         "acknowledged {acked} events, refused {refused}, in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms",
         elapsed.as_secs_f64(),

@@ -1,0 +1,224 @@
+//! Write-key authentication with a cache that survives PostgreSQL outages.
+//!
+//! The cache holds a snapshot of all active write keys (SHA-256 → app id),
+//! refreshed every `key_refresh`. An unknown key triggers an immediate reload at
+//! most once per second (so a key created a moment ago works at once, and a
+//! flood of bad keys cannot hammer PostgreSQL). When PostgreSQL is unreachable
+//! the last snapshot keeps serving; before the first successful load every
+//! lookup is `Unavailable` (503), never a false 401.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tally_common::postgres::{active_keys, hash_key, KeyKind, PostgresConfig};
+
+/// Key hash → app id.
+pub type KeyMap = HashMap<String, String>;
+
+/// A boxed future yielding a [`KeyMap`] (keeps [`KeySource`] object-safe).
+pub type LoadFuture<'a> = Pin<Box<dyn Future<Output = Result<KeyMap, String>> + Send + 'a>>;
+
+/// Loads the active write keys (hash → app id).
+pub trait KeySource: Send + Sync + 'static {
+    /// One full load.
+    fn load(&self) -> LoadFuture<'_>;
+}
+
+/// [`KeySource`] reading PostgreSQL, reconnecting after failures.
+#[derive(Debug)]
+pub struct PostgresKeys {
+    config: PostgresConfig,
+    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl PostgresKeys {
+    /// A source on `config` (connects lazily).
+    pub fn new(config: PostgresConfig) -> Self {
+        PostgresKeys {
+            config,
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl KeySource for PostgresKeys {
+    fn load(&self) -> LoadFuture<'_> {
+        Box::pin(async move {
+            let mut slot = self.client.lock().await;
+            if slot.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+                let connect = tokio::time::timeout(Duration::from_secs(3), self.config.connect());
+                let client = connect
+                    .await
+                    .map_err(|_| "postgres connect timed out".to_owned())?
+                    .map_err(|e| e.to_string())?;
+                *slot = Some(client);
+            }
+            let Some(client) = slot.as_ref() else {
+                return Err("no postgres connection".into());
+            };
+            let loaded =
+                tokio::time::timeout(Duration::from_secs(3), active_keys(client, KeyKind::Write))
+                    .await;
+            match loaded {
+                Ok(Ok(keys)) => Ok(keys),
+                Ok(Err(err)) => {
+                    *slot = None;
+                    Err(err.to_string())
+                }
+                Err(_) => {
+                    *slot = None;
+                    Err("postgres query timed out".into())
+                }
+            }
+        })
+    }
+}
+
+/// Result of a key lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The key belongs to this app.
+    App(String),
+    /// No active key matches.
+    Unknown,
+    /// Keys could never be loaded.
+    Unavailable,
+}
+
+/// The cache.
+pub struct KeyCache {
+    source: Box<dyn KeySource>,
+    snapshot: RwLock<Option<Arc<HashMap<String, String>>>>,
+    last_load: tokio::sync::Mutex<Option<Instant>>,
+    min_reload_gap: Duration,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("loaded", &self.loaded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyCache {
+    /// A cache over `source`; call [`KeyCache::refresh`] to load.
+    pub fn new(source: impl KeySource) -> Self {
+        KeyCache {
+            source: Box::new(source),
+            snapshot: RwLock::new(None),
+            last_load: tokio::sync::Mutex::new(None),
+            min_reload_gap: Duration::from_secs(1),
+        }
+    }
+
+    /// Whether a snapshot exists.
+    pub fn loaded(&self) -> bool {
+        self.snapshot.read().is_ok_and(|s| s.is_some())
+    }
+
+    /// Reloads now (keeps the old snapshot on failure).
+    pub async fn refresh(&self) -> Result<usize, String> {
+        let mut last = self.last_load.lock().await;
+        self.reload(&mut last).await
+    }
+
+    async fn reload(&self, last: &mut Option<Instant>) -> Result<usize, String> {
+        *last = Some(Instant::now());
+        let keys = self.source.load().await?;
+        let count = keys.len();
+        if let Ok(mut snapshot) = self.snapshot.write() {
+            *snapshot = Some(Arc::new(keys));
+        }
+        Ok(count)
+    }
+
+    fn find(&self, hash: &str) -> Option<Option<String>> {
+        let snapshot = self.snapshot.read().ok()?.clone()?;
+        Some(snapshot.get(hash).cloned())
+    }
+
+    /// Which app `key` belongs to. A miss waits for a reload that started after
+    /// the request arrived (at most one reload per `min_reload_gap`; concurrent
+    /// misses share it), so a key created a moment ago is accepted.
+    pub async fn lookup(&self, key: &str) -> Lookup {
+        let hash = hash_key(key);
+        if let Some(Some(app)) = self.find(&hash) {
+            return Lookup::App(app);
+        }
+        let arrived = Instant::now();
+        let mut last = self.last_load.lock().await;
+        let fresh_enough = last.is_some_and(|at| at >= arrived);
+        if !fresh_enough {
+            if let Some(at) = *last {
+                tokio::time::sleep(self.min_reload_gap.saturating_sub(at.elapsed())).await;
+            }
+            if let Err(err) = self.reload(&mut last).await {
+                tracing::warn!(error = %err, "write keys could not be reloaded; serving the last snapshot");
+            }
+        }
+        drop(last);
+        match self.find(&hash) {
+            Some(Some(app)) => Lookup::App(app),
+            Some(None) => Lookup::Unknown,
+            None => Lookup::Unavailable,
+        }
+    }
+}
+
+/// Keeps `cache` fresh every `every` until the process ends.
+pub fn spawn_refresher(cache: Arc<KeyCache>, every: Duration) {
+    tokio::spawn(async move {
+        loop {
+            match cache.refresh().await {
+                Ok(count) => tracing::debug!(keys = count, "write keys refreshed"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "write keys refresh failed; serving the last snapshot")
+                }
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct Fake {
+        keys: HashMap<String, String>,
+        up: Arc<AtomicBool>,
+    }
+
+    impl KeySource for Fake {
+        fn load(&self) -> LoadFuture<'_> {
+            let result = if self.up.load(Ordering::SeqCst) {
+                Ok(self.keys.clone())
+            } else {
+                Err("down".to_owned())
+            };
+            Box::pin(async move { result })
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_last_snapshot_while_the_source_is_down() {
+        let up = Arc::new(AtomicBool::new(false));
+        let keys = HashMap::from([(hash_key("tw_good"), "app-1".to_owned())]);
+        let cache = KeyCache::new(Fake {
+            keys,
+            up: up.clone(),
+        });
+        assert_eq!(cache.lookup("tw_good").await, Lookup::Unavailable);
+        up.store(true, Ordering::SeqCst);
+        // Within the reload gap: the lookup waits for the next reload instead of failing.
+        assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
+        up.store(false, Ordering::SeqCst);
+        assert!(cache.refresh().await.is_err());
+        assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
+        assert_eq!(cache.lookup("tw_bad").await, Lookup::Unknown);
+    }
+}
