@@ -1,5 +1,6 @@
 //! Gateway settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
 
+use crate::validate::Limits;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tally_common::config::{ensure, env_or, ConfigError};
@@ -24,6 +25,28 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// How often the write-key cache is reloaded (`TALLY_GATEWAY_KEY_REFRESH_SECS`, default 30).
     pub key_refresh: Duration,
+    /// Per-event limits: `TALLY_GATEWAY_MAX_EVENT_BYTES` (32768), `TALLY_GATEWAY_MAX_PROPERTIES`
+    /// (256), `TALLY_GATEWAY_MAX_PROPERTY_KEY_LEN` (256), `TALLY_GATEWAY_MAX_PROPERTY_VALUE_LEN`
+    /// (8192), `TALLY_GATEWAY_MAX_PROPERTY_DEPTH` (3), `TALLY_GATEWAY_MAX_NAME_LEN` (200),
+    /// `TALLY_RETENTION_DAYS` (730; older events are rejected).
+    pub limits: Limits,
+}
+
+fn limits_from_env() -> Result<Limits, ConfigError> {
+    let default = Limits::default();
+    Ok(Limits {
+        max_event_bytes: env_or("TALLY_GATEWAY_MAX_EVENT_BYTES", default.max_event_bytes)?,
+        max_properties: env_or("TALLY_GATEWAY_MAX_PROPERTIES", default.max_properties)?,
+        max_key_len: env_or("TALLY_GATEWAY_MAX_PROPERTY_KEY_LEN", default.max_key_len)?,
+        max_value_len: env_or(
+            "TALLY_GATEWAY_MAX_PROPERTY_VALUE_LEN",
+            default.max_value_len,
+        )?,
+        max_depth: env_or("TALLY_GATEWAY_MAX_PROPERTY_DEPTH", default.max_depth)?,
+        max_name_len: env_or("TALLY_GATEWAY_MAX_NAME_LEN", default.max_name_len)?,
+        retention_ms: env_or("TALLY_RETENTION_DAYS", 730i64)?.saturating_mul(86_400_000),
+        ..default
+    })
 }
 
 impl Config {
@@ -43,6 +66,7 @@ impl Config {
             max_batch_events: env_or("TALLY_GATEWAY_MAX_BATCH_EVENTS", 500)?,
             postgres: PostgresConfig::from_env()?,
             key_refresh: Duration::from_secs(env_or("TALLY_GATEWAY_KEY_REFRESH_SECS", 30u64)?),
+            limits: limits_from_env()?,
         };
         config.validate()?;
         Ok(config)
@@ -61,6 +85,15 @@ impl Config {
         ensure(
             (1..=3_600).contains(&self.key_refresh.as_secs()),
             "TALLY_GATEWAY_KEY_REFRESH_SECS must be within 1..=3600",
+        )?;
+        ensure(
+            self.limits.max_event_bytes >= 256
+                && self.limits.max_event_bytes <= self.max_body_bytes,
+            "TALLY_GATEWAY_MAX_EVENT_BYTES must be within 256..=TALLY_GATEWAY_MAX_BODY_BYTES",
+        )?;
+        ensure(
+            (1..=16).contains(&self.limits.max_depth) && self.limits.retention_ms > 0,
+            "TALLY_GATEWAY_MAX_PROPERTY_DEPTH must be within 1..=16 and TALLY_RETENTION_DAYS positive",
         )?;
         ensure(
             (1..=10_000).contains(&self.max_batch_events),

@@ -21,6 +21,15 @@ pub enum GatewayError {
     /// The batch holds more events than allowed.
     #[error("the batch holds {0} events; at most {1} are accepted")]
     TooManyEvents(usize, usize),
+    /// The body is not UTF-8.
+    #[error("body is not valid UTF-8")]
+    InvalidUtf8,
+    /// `Content-Encoding: gzip` but not gzip.
+    #[error("body is not valid gzip")]
+    InvalidGzip,
+    /// Unknown Segment message type in the path.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
     /// The body exceeds the size limit.
     #[error("body larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -48,6 +57,9 @@ impl GatewayError {
             GatewayError::MalformedBody(_) => "malformed_body",
             GatewayError::InvalidAppId => "invalid_app_id",
             GatewayError::EmptyBatch => "empty_batch",
+            GatewayError::InvalidUtf8 => "invalid_utf8",
+            GatewayError::InvalidGzip => "invalid_gzip",
+            GatewayError::UnknownType(_) => "unknown_type",
             GatewayError::TooManyEvents(..) => "too_many_events",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::BrokerUnavailable(_) => "broker_unavailable",
@@ -64,7 +76,10 @@ impl GatewayError {
             GatewayError::MalformedBody(_)
             | GatewayError::InvalidAppId
             | GatewayError::EmptyBatch
+            | GatewayError::InvalidUtf8
+            | GatewayError::InvalidGzip
             | GatewayError::TooManyEvents(..) => StatusCode::BAD_REQUEST,
+            GatewayError::UnknownType(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::MissingWriteKey
             | GatewayError::InvalidWriteKey
@@ -72,6 +87,18 @@ impl GatewayError {
             GatewayError::BrokerUnavailable(_) | GatewayError::KeysUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+        }
+    }
+}
+
+impl From<crate::decode::DecodeError> for GatewayError {
+    fn from(err: crate::decode::DecodeError) -> Self {
+        use crate::decode::DecodeError;
+        match err {
+            DecodeError::TooLarge(limit) => GatewayError::PayloadTooLarge(limit),
+            DecodeError::BadGzip => GatewayError::InvalidGzip,
+            DecodeError::InvalidUtf8 => GatewayError::InvalidUtf8,
+            DecodeError::Malformed(text) => GatewayError::MalformedBody(text),
         }
     }
 }

@@ -6,13 +6,15 @@
 
 pub mod auth;
 pub mod config;
+pub mod decode;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod segment;
 pub mod sink;
 pub mod validate;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,14 +24,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_common::{Clock, SystemClock};
-use tally_schemas::event::BatchRequest;
 use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use error::GatewayError;
 use metrics::Metrics;
 use sink::{EventSink, KafkaSink};
-use validate::{prepare, valid_app_id, Rejection, RequestContext};
+use validate::{prepare, valid_app_id, Api, Rejection, RequestContext};
 
 /// Shared dependencies of every handler.
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub struct AppState<S> {
 /// Answer to a batch.
 #[derive(Debug, Serialize)]
 pub struct BatchResponse {
+    /// The request was accepted (Segment clients look for this).
+    pub success: bool,
     /// Events stored on the broker.
     pub accepted: usize,
     /// Events refused.
@@ -59,21 +62,74 @@ pub struct BatchResponse {
 
 /// The gateway's routes.
 pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
+    // Write keys are public and no cookie is ever used: any origin may post, credentials never.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::POST, axum::http::Method::OPTIONS])
+        .allow_headers([
+            axum::http::header::CONTENT_TYPE,
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_ENCODING,
+        ])
+        .max_age(Duration::from_secs(86_400));
+    let ingest = Router::new()
+        .route("/api/v1/events/batch", post(native_batch::<S>))
+        .route("/v1/batch", post(segment_batch::<S>))
+        .route("/v1/{kind}", post(segment_single::<S>))
+        .layer(cors);
     Router::new()
-        .route("/api/v1/events/batch", post(ingest_batch::<S>))
+        .merge(ingest)
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_handler::<S>))
         .with_state(state)
 }
 
-async fn ingest_batch<S: EventSink>(
+async fn native_batch<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<BatchResponse>, GatewayError> {
-    let result = handle_batch(&state, peer, &headers, body).await;
+    ingest(&state, peer, &headers, body, Api::Native).await
+}
+
+async fn segment_batch<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<BatchResponse>, GatewayError> {
+    ingest(&state, peer, &headers, body, Api::Segment(None)).await
+}
+
+async fn segment_single<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<BatchResponse>, GatewayError> {
+    let Some(kind) = segment::TYPES.iter().copied().find(|t| *t == kind) else {
+        return Err(GatewayError::UnknownType(kind));
+    };
+    ingest(&state, peer, &headers, body, Api::Segment(Some(kind))).await
+}
+
+#[derive(serde::Deserialize)]
+struct BodyKey {
+    #[serde(default, alias = "writeKey")]
+    write_key: Option<String>,
+}
+
+async fn ingest<S: EventSink>(
+    state: &AppState<S>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    api: Api,
+) -> Result<Json<BatchResponse>, GatewayError> {
+    let result = handle_batch(state, peer, headers, body, api).await;
     let status = match &result {
         Ok(_) => axum::http::StatusCode::OK,
         Err(err) => err.status(),
@@ -94,6 +150,7 @@ async fn handle_batch<S: EventSink>(
     peer: SocketAddr,
     headers: &HeaderMap,
     body: axum::body::Body,
+    api: Api,
 ) -> Result<BatchResponse, GatewayError> {
     let limit = state.config.max_body_bytes;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
@@ -105,31 +162,47 @@ async fn handle_batch<S: EventSink>(
             GatewayError::MalformedBody(err.to_string())
         }
     })?;
-    let batch: BatchRequest = serde_json::from_slice(&bytes)
-        .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
-    if batch
-        .app_id
-        .as_deref()
-        .is_some_and(|app| !valid_app_id(app))
-    {
+    let gzipped = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    let bytes = if gzipped {
+        std::borrow::Cow::Owned(decode::gunzip(&bytes, limit)?)
+    } else {
+        std::borrow::Cow::Borrowed(&bytes[..])
+    };
+    let text = decode::to_text(&bytes)?;
+    let (claimed_app, body_key, events, sent_at) = match api {
+        Api::Native | Api::Segment(None) => {
+            let batch = decode::parse_batch(&text)?;
+            (batch.app_id, batch.write_key, batch.events, batch.sent_at)
+        }
+        Api::Segment(Some(_)) => {
+            let key: BodyKey = serde_json::from_str(&text)
+                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+            let message: &serde_json::value::RawValue = serde_json::from_str(&text)
+                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+            (None, key.write_key, vec![message], None)
+        }
+    };
+    if claimed_app.as_deref().is_some_and(|app| !valid_app_id(app)) {
         return Err(GatewayError::InvalidAppId);
     }
-    let key = auth::credential(headers, batch.write_key.as_deref())
-        .ok_or(GatewayError::MissingWriteKey)?;
+    let key =
+        auth::credential(headers, body_key.as_deref()).ok_or(GatewayError::MissingWriteKey)?;
     let app_id = match state.keys.lookup(&key).await {
         keys::Lookup::App(app) => app,
         keys::Lookup::Unknown => return Err(GatewayError::InvalidWriteKey),
         keys::Lookup::Unavailable => return Err(GatewayError::KeysUnavailable),
     };
-    if let Some(claimed) = batch.app_id.as_deref().filter(|claimed| *claimed != app_id) {
-        return Err(GatewayError::KeyAppMismatch(claimed.to_owned()));
+    if let Some(claimed) = claimed_app.filter(|claimed| *claimed != app_id) {
+        return Err(GatewayError::KeyAppMismatch(claimed));
     }
-    if batch.events.is_empty() {
+    if events.is_empty() {
         return Err(GatewayError::EmptyBatch);
     }
-    if batch.events.len() > state.config.max_batch_events {
+    if events.len() > state.config.max_batch_events {
         return Err(GatewayError::TooManyEvents(
-            batch.events.len(),
+            events.len(),
             state.config.max_batch_events,
         ));
     }
@@ -141,7 +214,14 @@ async fn handle_batch<S: EventSink>(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
     };
-    let prepared = prepare(&app_id, batch, &context);
+    let prepared = prepare(
+        &app_id,
+        &events,
+        sent_at,
+        api,
+        &context,
+        &state.config.limits,
+    );
     for rejection in &prepared.rejected {
         state
             .metrics
@@ -166,6 +246,7 @@ async fn handle_batch<S: EventSink>(
             .inc_by(prepared.envelopes.len() as u64);
     }
     Ok(BatchResponse {
+        success: true,
         accepted: prepared.envelopes.len(),
         rejected: prepared.rejected.len(),
         errors: prepared.rejected,

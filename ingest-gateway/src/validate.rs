@@ -5,14 +5,54 @@
 //! event never fails the rest of its batch.
 
 use serde::Serialize;
-use serde_json::Value;
-use tally_schemas::event::{BatchRequest, IncomingEvent};
+
+use crate::segment;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use tally_schemas::event::{IncomingEvent, TimestampInput};
 use tally_schemas::Envelope;
 
-/// Longest event name accepted.
-pub const MAX_NAME_LEN: usize = 200;
-/// Longest client event id / identity accepted.
-pub const MAX_ID_LEN: usize = 200;
+/// Per-event limits (all configurable, see `config.rs`).
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest event, bytes of its JSON.
+    pub max_event_bytes: usize,
+    /// Most properties after flattening.
+    pub max_properties: usize,
+    /// Longest property key (after flattening, dotted).
+    pub max_key_len: usize,
+    /// Longest property value (text), bytes.
+    pub max_value_len: usize,
+    /// Deepest nesting of objects in properties (flattened with `.`).
+    pub max_depth: usize,
+    /// Longest event name, characters.
+    pub max_name_len: usize,
+    /// Longest id (user, anonymous, event), bytes.
+    pub max_id_len: usize,
+    /// Events further in the future are clamped to the receive time and flagged.
+    pub max_future_ms: i64,
+    /// Events older than this are rejected.
+    pub retention_ms: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 32 * 1024,
+            max_properties: 256,
+            max_key_len: 256,
+            max_value_len: 8 * 1024,
+            max_depth: 3,
+            max_name_len: 200,
+            max_id_len: 200,
+            max_future_ms: 23 * 3_600_000,
+            retention_ms: 730 * 86_400_000,
+        }
+    }
+}
+
+/// Property set on events whose future timestamp was clamped: the original time (epoch ms).
+pub const CLAMPED_PROPERTY: &str = "tally.clamped_timestamp";
 
 /// Server-side facts about the request, added to every event.
 #[derive(Debug, Clone)]
@@ -25,36 +65,83 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
 }
 
+/// Which API the events came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /api/v1/events/batch`.
+    Native,
+    /// Segment tracking API; `Some(type)` for `/v1/{type}` single-message calls.
+    Segment(Option<&'static str>),
+}
+
 /// Why one event was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
+    /// The event is not a JSON object of the expected shape.
+    MalformedEvent,
+    /// The event's JSON is larger than the limit.
+    EventTooLarge,
+    /// Segment `type` missing or unknown.
+    UnknownType,
     /// No `name`, or an empty one.
     MissingName,
-    /// `name` longer than [`MAX_NAME_LEN`].
+    /// `name` longer than the limit.
     NameTooLong,
     /// Neither `user_id` nor `anonymous_id`.
     MissingIdentity,
-    /// An id longer than [`MAX_ID_LEN`].
+    /// An id longer than the limit.
     IdTooLong,
-    /// `timestamp` or the batch's `sent_at` does not parse.
+    /// `timestamp` or `sent_at` does not parse.
     InvalidTimestamp,
-    /// A property value is an object or array.
-    PropertyNotScalar,
+    /// Older than the retention window.
+    TimestampTooOld,
+    /// More properties than the limit (after flattening).
+    TooManyProperties,
+    /// A property key longer than the limit.
+    PropertyKeyTooLong,
+    /// A property value longer than the limit.
+    PropertyValueTooLong,
+    /// Objects nested deeper than the limit.
+    PropertyTooDeep,
 }
 
 impl RejectReason {
     /// The reason code as it appears in answers and metrics.
     pub fn code(self) -> &'static str {
         match self {
+            RejectReason::MalformedEvent => "malformed_event",
+            RejectReason::EventTooLarge => "event_too_large",
+            RejectReason::UnknownType => "unknown_type",
             RejectReason::MissingName => "missing_name",
             RejectReason::NameTooLong => "name_too_long",
             RejectReason::MissingIdentity => "missing_identity",
             RejectReason::IdTooLong => "id_too_long",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
-            RejectReason::PropertyNotScalar => "property_not_scalar",
+            RejectReason::TimestampTooOld => "timestamp_too_old",
+            RejectReason::TooManyProperties => "too_many_properties",
+            RejectReason::PropertyKeyTooLong => "property_key_too_long",
+            RejectReason::PropertyValueTooLong => "property_value_too_long",
+            RejectReason::PropertyTooDeep => "property_too_deep",
         }
     }
+
+    /// Every reason (for tests and metrics documentation).
+    pub const ALL: [RejectReason; 13] = [
+        RejectReason::MalformedEvent,
+        RejectReason::EventTooLarge,
+        RejectReason::UnknownType,
+        RejectReason::MissingName,
+        RejectReason::NameTooLong,
+        RejectReason::MissingIdentity,
+        RejectReason::IdTooLong,
+        RejectReason::InvalidTimestamp,
+        RejectReason::TimestampTooOld,
+        RejectReason::TooManyProperties,
+        RejectReason::PropertyKeyTooLong,
+        RejectReason::PropertyValueTooLong,
+        RejectReason::PropertyTooDeep,
+    ];
 }
 
 /// One rejected event of a batch.
@@ -83,12 +170,21 @@ pub fn valid_app_id(app_id: &str) -> bool {
             .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
 }
 
-/// Validates and enriches every event of `batch` for `app_id` (already authenticated).
-pub fn prepare(app_id: &str, batch: BatchRequest, context: &RequestContext) -> Prepared {
-    let sent_at = batch.sent_at.as_ref().map(|sent| sent.to_epoch_millis());
+/// Validates and enriches every raw event for `app_id` (already authenticated).
+pub fn prepare(
+    app_id: &str,
+    events: &[&RawValue],
+    batch_sent_at: Option<&RawValue>,
+    api: Api,
+    context: &RequestContext,
+    limits: &Limits,
+) -> Prepared {
+    let batch_sent_at: Option<Result<i64, RejectReason>> = batch_sent_at
+        .filter(|raw| raw.get() != "null")
+        .map(|raw| parse_time(raw.get()));
     let mut prepared = Prepared::default();
-    for (index, event) in batch.events.into_iter().enumerate() {
-        match enrich(app_id, event, sent_at, context) {
+    for (index, raw) in events.iter().enumerate() {
+        match prepare_one(app_id, raw, batch_sent_at, api, context, limits) {
             Ok(envelope) => prepared.envelopes.push(envelope),
             Err(reason) => prepared.rejected.push(Rejection { index, reason }),
         }
@@ -96,47 +192,146 @@ pub fn prepare(app_id: &str, batch: BatchRequest, context: &RequestContext) -> P
     prepared
 }
 
+fn parse_time(raw: &str) -> Result<i64, RejectReason> {
+    serde_json::from_str::<TimestampInput>(raw)
+        .ok()
+        .and_then(|ts| ts.to_epoch_millis())
+        .ok_or(RejectReason::InvalidTimestamp)
+}
+
+fn prepare_one(
+    app_id: &str,
+    raw: &RawValue,
+    batch_sent_at: Option<Result<i64, RejectReason>>,
+    api: Api,
+    context: &RequestContext,
+    limits: &Limits,
+) -> Result<Envelope, RejectReason> {
+    if raw.get().len() > limits.max_event_bytes {
+        return Err(RejectReason::EventTooLarge);
+    }
+    let (event, own_sent_at, user_agent) = match api {
+        Api::Native => {
+            let event: IncomingEvent =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            (event, None, None)
+        }
+        Api::Segment(implied) => {
+            let message: segment::Message =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            segment::to_event(message, implied).map_err(|_| RejectReason::UnknownType)?
+        }
+    };
+    let sent_at = match own_sent_at {
+        Some(ts) => Some(ts.to_epoch_millis().ok_or(RejectReason::InvalidTimestamp)),
+        None => batch_sent_at,
+    }
+    .transpose()?;
+    enrich(app_id, event, sent_at, user_agent, context, limits)
+}
+
+/// Flattens nested objects into dotted keys (arrays become JSON text) and
+/// enforces the property limits.
+pub fn flatten(
+    properties: Map<String, Value>,
+    limits: &Limits,
+) -> Result<Map<String, Value>, RejectReason> {
+    fn walk(
+        prefix: &str,
+        map: Map<String, Value>,
+        depth: usize,
+        limits: &Limits,
+        out: &mut Map<String, Value>,
+    ) -> Result<(), RejectReason> {
+        for (key, value) in map {
+            let key = if prefix.is_empty() {
+                key
+            } else {
+                format!("{prefix}.{key}")
+            };
+            if key.len() > limits.max_key_len {
+                return Err(RejectReason::PropertyKeyTooLong);
+            }
+            let value = match value {
+                Value::Object(inner) => {
+                    if depth + 1 >= limits.max_depth {
+                        return Err(RejectReason::PropertyTooDeep);
+                    }
+                    walk(&key, inner, depth + 1, limits, out)?;
+                    continue;
+                }
+                Value::Array(items) => Value::String(Value::Array(items).to_string()),
+                other => other,
+            };
+            if value
+                .as_str()
+                .is_some_and(|text| text.len() > limits.max_value_len)
+            {
+                return Err(RejectReason::PropertyValueTooLong);
+            }
+            out.insert(key, value);
+            if out.len() > limits.max_properties {
+                return Err(RejectReason::TooManyProperties);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Map::new();
+    walk("", properties, 0, limits, &mut out)?;
+    Ok(out)
+}
+
 fn enrich(
     app_id: &str,
     event: IncomingEvent,
-    sent_at: Option<Option<i64>>,
+    sent_at_ms: Option<i64>,
+    user_agent: Option<String>,
     context: &RequestContext,
+    limits: &Limits,
 ) -> Result<Envelope, RejectReason> {
     let name = match event.name.as_deref() {
         None | Some("") => return Err(RejectReason::MissingName),
-        Some(name) if name.chars().count() > MAX_NAME_LEN => return Err(RejectReason::NameTooLong),
+        Some(name) if name.chars().count() > limits.max_name_len => {
+            return Err(RejectReason::NameTooLong)
+        }
         Some(name) => name.to_owned(),
     };
     let distinct_id = event
         .distinct_id()
         .ok_or(RejectReason::MissingIdentity)?
         .to_owned();
-    let ids = [Some(&distinct_id), event.event_id.as_ref()];
-    if ids.into_iter().flatten().any(|id| id.len() > MAX_ID_LEN) {
+    let ids = [
+        Some(&distinct_id),
+        event.event_id.as_ref(),
+        event.user_id.as_ref(),
+        event.anonymous_id.as_ref(),
+    ];
+    if ids
+        .into_iter()
+        .flatten()
+        .any(|id| id.len() > limits.max_id_len)
+    {
         return Err(RejectReason::IdTooLong);
     }
-    if event
-        .properties
-        .values()
-        .any(|value| matches!(value, Value::Object(_) | Value::Array(_)))
-    {
-        return Err(RejectReason::PropertyNotScalar);
-    }
+    let mut properties = flatten(event.properties, limits)?;
     let client_ts = match &event.timestamp {
         Some(ts) => Some(ts.to_epoch_millis().ok_or(RejectReason::InvalidTimestamp)?),
         None => None,
     };
-    let sent_at_ms = match sent_at {
-        Some(parsed) => Some(parsed.ok_or(RejectReason::InvalidTimestamp)?),
-        None => None,
-    };
     let received = context.received_at_ms;
     // Clock-skew correction: the client's clock is trusted for intervals, not for absolute time.
-    let timestamp_ms = match (client_ts, sent_at_ms) {
+    let mut timestamp_ms = match (client_ts, sent_at_ms) {
         (Some(ts), Some(sent)) => received.saturating_sub(sent.saturating_sub(ts)),
         (Some(ts), None) => ts,
         (None, _) => received,
     };
+    if timestamp_ms > received.saturating_add(limits.max_future_ms) {
+        properties.insert(CLAMPED_PROPERTY.into(), Value::from(timestamp_ms));
+        timestamp_ms = received;
+    }
+    if timestamp_ms < received.saturating_sub(limits.retention_ms) {
+        return Err(RejectReason::TimestampTooOld);
+    }
     let event_id = event
         .event_id
         .filter(|id| !id.is_empty())
@@ -152,100 +347,11 @@ fn enrich(
         received_at_ms: received,
         sent_at_ms,
         ip: context.ip.clone(),
-        user_agent: context.user_agent.clone(),
-        properties: event.properties,
+        user_agent: user_agent.or_else(|| context.user_agent.clone()),
+        properties,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn context() -> RequestContext {
-        RequestContext {
-            received_at_ms: 1_000_000,
-            ip: Some("10.0.0.1".into()),
-            user_agent: Some("test".into()),
-        }
-    }
-
-    fn batch(events: serde_json::Value, sent_at: Option<i64>) -> BatchRequest {
-        serde_json::from_value(json!({ "app_id": "app", "sent_at": sent_at, "events": events }))
-            .unwrap()
-    }
-
-    #[test]
-    fn rejects_each_bad_event_with_its_reason_and_keeps_the_rest() {
-        let events = json!([
-            {"name": "ok", "user_id": "u"},
-            {"user_id": "u"},
-            {"name": "", "user_id": "u"},
-            {"name": "x".repeat(MAX_NAME_LEN + 1), "user_id": "u"},
-            {"name": "n"},
-            {"name": "n", "user_id": "u", "timestamp": "not a time"},
-            {"name": "n", "user_id": "u", "properties": {"nested": {"a": 1}}},
-            {"name": "n", "anonymous_id": "a", "event_id": "e".repeat(MAX_ID_LEN + 1)},
-            {"name": "ok2", "anonymous_id": "a", "properties": {"n": 1, "b": true, "s": "x", "z": null}}
-        ]);
-        let prepared = prepare("app", batch(events, None), &context());
-        let reasons: Vec<(usize, &str)> = prepared
-            .rejected
-            .iter()
-            .map(|r| (r.index, r.reason.code()))
-            .collect();
-        assert_eq!(
-            reasons,
-            vec![
-                (1, "missing_name"),
-                (2, "missing_name"),
-                (3, "name_too_long"),
-                (4, "missing_identity"),
-                (5, "invalid_timestamp"),
-                (6, "property_not_scalar"),
-                (7, "id_too_long"),
-            ]
-        );
-        let names: Vec<&str> = prepared.envelopes.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, vec!["ok", "ok2"]);
-        assert_eq!(prepared.envelopes[1].distinct_id, "a");
-    }
-
-    #[test]
-    fn enriches_with_server_facts_and_fresh_ids() {
-        let prepared = prepare(
-            "app",
-            batch(
-                json!([{"name": "a", "user_id": "u"}, {"name": "b", "user_id": "u"}]),
-                None,
-            ),
-            &context(),
-        );
-        let [a, b] = &prepared.envelopes[..] else {
-            panic!("two envelopes expected")
-        };
-        assert_eq!(a.timestamp_ms, 1_000_000);
-        assert_eq!(a.received_at_ms, 1_000_000);
-        assert_eq!(a.ip.as_deref(), Some("10.0.0.1"));
-        assert_ne!(a.event_id, b.event_id);
-        assert!(uuid::Uuid::parse_str(&a.event_id).is_ok());
-    }
-
-    #[test]
-    fn corrects_clock_skew_with_sent_at_and_keeps_client_event_id() {
-        // Client clock is 1 h ahead: event happened 2 s before sending.
-        let hour = 3_600_000;
-        let events = json!([{"name": "a", "user_id": "u", "timestamp": 1_000_000 + hour - 2_000, "event_id": "client-1"}]);
-        let prepared = prepare("app", batch(events, Some(1_000_000 + hour)), &context());
-        assert_eq!(prepared.envelopes[0].timestamp_ms, 1_000_000 - 2_000);
-        assert_eq!(prepared.envelopes[0].event_id, "client-1");
-    }
-
-    #[test]
-    fn app_id_form() {
-        assert!(valid_app_id("APP-1_x"));
-        assert!(!valid_app_id(""));
-        assert!(!valid_app_id("a:b"));
-        assert!(!valid_app_id(&"a".repeat(65)));
-    }
-}
+#[path = "validate_tests.rs"]
+mod tests;

@@ -71,6 +71,7 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         max_batch_events: 500,
         postgres: crate::postgres(),
         key_refresh: Duration::from_secs(1),
+        limits: ingest_gateway::validate::Limits::default(),
     }
 }
 

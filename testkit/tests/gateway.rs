@@ -46,7 +46,7 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
             "invalid utf-8",
             b"{\"app_id\":\"a\xff\",\"events\":[]}".to_vec(),
             400,
-            "malformed_body",
+            "invalid_utf8",
         ),
         (
             "too large",
@@ -93,21 +93,74 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
             {"name": "ok", "user_id": "u"},
             {"user_id": "u"},
             {"name": "x"},
-            {"name": "x", "user_id": "u", "properties": {"deep": [1]}}
+            {"name": "x", "user_id": "u", "properties": {"a": {"b": {"c": {"d": 1}}}}},
+            {"name": "list", "user_id": "u", "properties": {"list": [1, 2]}}
         ]}),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["accepted"], 2);
     assert_eq!(answer["rejected"], 3);
     assert_eq!(
         answer["errors"],
         json!([
             {"index": 1, "reason": "missing_name"},
             {"index": 2, "reason": "missing_identity"},
-            {"index": 3, "reason": "property_not_scalar"}
+            {"index": 3, "reason": "property_too_deep"}
         ])
     );
+
+    // A lone surrogate escape is repaired, not fatal; gzip bodies are inflated with a cap.
+    let lone = br#"{"events":[{"name":"x\ud800","user_id":"u"}]}"#.to_vec();
+    let gz = |data: &[u8]| {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    };
+    let bomb = gz(&vec![b' '; 64 * 1024 * 1024]);
+    for (what, body, gzip, status, reason) in [
+        ("lone surrogate", lone.clone(), false, 200, None),
+        ("gzip", gz(&lone), true, 200, None),
+        ("gzip bomb", bomb, true, 413, Some("payload_too_large")),
+        (
+            "not gzip",
+            b"plain".to_vec(),
+            true,
+            400,
+            Some("invalid_gzip"),
+        ),
+    ] {
+        let mut request = http.post(&url).basic_auth(&key, Some("")).body(body);
+        if gzip {
+            request = request.header("content-encoding", "gzip");
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{what}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"].as_str(), reason, "{what}: {answer}");
+        if status == 200 {
+            assert_eq!(answer["accepted"], 1, "{what}");
+        }
+    }
+
+    // CORS: any origin may post, never with credentials.
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type,authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert!(!preflight
+        .headers()
+        .contains_key("access-control-allow-credentials"));
     gateway.stop().await;
     iso.cleanup().await;
 }
