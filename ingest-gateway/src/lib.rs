@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod decode;
+pub mod enrich;
 pub mod error;
 pub mod keys;
 pub mod metrics;
@@ -39,6 +40,10 @@ pub struct AppState<S> {
     pub sink: S,
     /// Write keys.
     pub keys: Arc<keys::KeyCache>,
+    /// Geo-IP databases.
+    pub geo: enrich::Geo,
+    /// User-agent and bot classification.
+    pub agents: enrich::Agents,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Wall clock (server timestamps).
@@ -206,13 +211,22 @@ async fn handle_batch<S: EventSink>(
             state.config.max_batch_events,
         ));
     }
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = enrich::client_ip(peer, forwarded, state.config.trusted_proxies);
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let mut enrichment = tally_schemas::Enrichment::default();
+    (enrichment.country, enrichment.region, enrichment.city) = state.geo.lookup(ip);
+    state
+        .agents
+        .classify(user_agent.as_deref().unwrap_or_default(), &mut enrichment);
     let context = RequestContext {
         received_at_ms: state.clock.now_ms(),
-        ip: Some(peer.ip().to_string()),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned),
+        ip: enrich::anonymize(ip, state.config.ip_mode),
+        user_agent,
+        enrichment,
     };
     let prepared = prepare(
         &app_id,
@@ -221,6 +235,7 @@ async fn handle_batch<S: EventSink>(
         api,
         &context,
         &state.config.limits,
+        &state.agents,
     );
     for rejection in &prepared.rejected {
         state
@@ -290,9 +305,15 @@ pub async fn run(
         config.postgres.clone(),
     )));
     keys::spawn_refresher(keys.clone(), config.key_refresh);
+    let (geo, warnings) = enrich::Geo::open(&config.geoip_paths);
+    for warning in warnings {
+        tracing::warn!(%warning, "geo-IP database unavailable; events get no geo fields from it");
+    }
     let state = Arc::new(AppState {
         sink,
         keys,
+        geo,
+        agents: enrich::Agents::default(),
         metrics: Metrics::new()?,
         clock: Arc::new(SystemClock),
         config,

@@ -6,11 +6,12 @@
 
 use serde::Serialize;
 
+use crate::enrich::{page_fields, Agents};
 use crate::segment;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tally_schemas::event::{IncomingEvent, TimestampInput};
-use tally_schemas::Envelope;
+use tally_schemas::{Enrichment, Envelope};
 
 /// Per-event limits (all configurable, see `config.rs`).
 #[derive(Debug, Clone)]
@@ -55,14 +56,16 @@ impl Default for Limits {
 pub const CLAMPED_PROPERTY: &str = "tally.clamped_timestamp";
 
 /// Server-side facts about the request, added to every event.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     /// When the gateway received the request, epoch ms.
     pub received_at_ms: i64,
-    /// Client IP.
+    /// Client IP as stored (anonymised per configuration).
     pub ip: Option<String>,
     /// `User-Agent` header.
     pub user_agent: Option<String>,
+    /// Geo and user-agent fields of the request (page fields are per event).
+    pub enrichment: Enrichment,
 }
 
 /// Which API the events came through.
@@ -178,13 +181,14 @@ pub fn prepare(
     api: Api,
     context: &RequestContext,
     limits: &Limits,
+    agents: &Agents,
 ) -> Prepared {
     let batch_sent_at: Option<Result<i64, RejectReason>> = batch_sent_at
         .filter(|raw| raw.get() != "null")
         .map(|raw| parse_time(raw.get()));
     let mut prepared = Prepared::default();
     for (index, raw) in events.iter().enumerate() {
-        match prepare_one(app_id, raw, batch_sent_at, api, context, limits) {
+        match prepare_one(app_id, raw, batch_sent_at, api, context, limits, agents) {
             Ok(envelope) => prepared.envelopes.push(envelope),
             Err(reason) => prepared.rejected.push(Rejection { index, reason }),
         }
@@ -206,6 +210,7 @@ fn prepare_one(
     api: Api,
     context: &RequestContext,
     limits: &Limits,
+    agents: &Agents,
 ) -> Result<Envelope, RejectReason> {
     if raw.get().len() > limits.max_event_bytes {
         return Err(RejectReason::EventTooLarge);
@@ -227,7 +232,7 @@ fn prepare_one(
         None => batch_sent_at,
     }
     .transpose()?;
-    enrich(app_id, event, sent_at, user_agent, context, limits)
+    enrich(app_id, event, sent_at, user_agent, context, limits, agents)
 }
 
 /// Flattens nested objects into dotted keys (arrays become JSON text) and
@@ -288,6 +293,7 @@ fn enrich(
     user_agent: Option<String>,
     context: &RequestContext,
     limits: &Limits,
+    agents: &Agents,
 ) -> Result<Envelope, RejectReason> {
     let name = match event.name.as_deref() {
         None | Some("") => return Err(RejectReason::MissingName),
@@ -336,6 +342,26 @@ fn enrich(
         .event_id
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let mut enrichment = context.enrichment.clone();
+    if let Some(agent) = user_agent
+        .as_deref()
+        .filter(|ua| Some(*ua) != context.user_agent.as_deref())
+    {
+        // A server-side SDK forwarding the end user's agent: classify that one.
+        let geo = (
+            enrichment.country.clone(),
+            enrichment.region.clone(),
+            enrichment.city.clone(),
+        );
+        enrichment = Enrichment {
+            country: geo.0,
+            region: geo.1,
+            city: geo.2,
+            ..Enrichment::default()
+        };
+        agents.classify(agent, &mut enrichment);
+    }
+    page_fields(&properties, &mut enrichment);
     Ok(Envelope {
         event_id,
         app_id: app_id.to_owned(),
@@ -349,6 +375,7 @@ fn enrich(
         ip: context.ip.clone(),
         user_agent: user_agent.or_else(|| context.user_agent.clone()),
         properties,
+        enrichment,
     })
 }
 

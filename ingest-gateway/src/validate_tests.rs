@@ -11,6 +11,7 @@ fn context() -> RequestContext {
         received_at_ms: NOW,
         ip: Some("10.0.0.1".into()),
         user_agent: Some("test".into()),
+        enrichment: Enrichment::default(),
     }
 }
 
@@ -27,7 +28,15 @@ fn run(events: Value, sent_at: Option<Value>, api: Api, limits: &Limits) -> Prep
         .collect();
     let refs: Vec<&RawValue> = raws.iter().map(|r| r.as_ref()).collect();
     let sent = sent_at.map(|s| RawValue::from_string(s.to_string()).unwrap());
-    prepare("app", &refs, sent.as_deref(), api, &context(), limits)
+    prepare(
+        "app",
+        &refs,
+        sent.as_deref(),
+        api,
+        &context(),
+        limits,
+        &Agents::default(),
+    )
 }
 
 fn reasons(prepared: &Prepared) -> Vec<(usize, &'static str)> {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::{Clock, SystemClock};
 use tally_schemas::row::{event_date, EventRow};
-use tally_schemas::Envelope;
+use tally_schemas::{Enrichment, Envelope};
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -99,6 +99,26 @@ pub async fn generate(config: &HistoryConfig) -> Result<HistorySummary, clickhou
                 sent_at_ms: None,
                 ip: Some(batch.ip.clone()),
                 user_agent: Some(batch.user_agent.to_owned()),
+                enrichment: Enrichment {
+                    country: batch.country.to_owned(),
+                    is_bot: batch.bot,
+                    device_type: if batch.bot {
+                        "bot"
+                    } else if batch.user_agent.contains("Mobile") {
+                        "mobile"
+                    } else {
+                        "desktop"
+                    }
+                    .to_owned(),
+                    url_path: event
+                        .properties
+                        .get("url")
+                        .and_then(|u| u.as_str())
+                        .and_then(|u| u.split_once(".example"))
+                        .map(|(_, path)| path.to_owned())
+                        .unwrap_or_default(),
+                    ..Enrichment::default()
+                },
                 properties: event.properties,
             };
             let row = EventRow::from_envelope(&envelope, "history", 0, offset);

@@ -133,6 +133,8 @@ pub struct GenBatch {
     pub ip: String,
     /// Whether the client is a bot.
     pub bot: bool,
+    /// Country of the client IP (ISO code).
+    pub country: &'static str,
     /// Events in order.
     pub events: Vec<GenEvent>,
 }
@@ -143,6 +145,7 @@ struct Session {
     visitor: usize,
     bot: bool,
     ip: String,
+    country: &'static str,
     user_agent: &'static str,
     /// Remaining journey, next step first.
     steps: Vec<(String, Map<String, Value>)>,
@@ -224,7 +227,7 @@ impl Model {
         let app = self.app_zipf.sample(rng);
         let visitor = self.visitor_zipf.sample(rng);
         let bot = rng.random_bool(P_BOT);
-        let (_, octets) = COUNTRIES[rng.random_range(0..COUNTRIES.len())];
+        let (country, octets) = COUNTRIES[rng.random_range(0..COUNTRIES.len())];
         let ip = format!(
             "{}.{}.{}.{}",
             octets[0],
@@ -296,6 +299,7 @@ impl Model {
             visitor,
             bot,
             ip,
+            country,
             user_agent,
             steps,
             next_at_ms: now_ms,
@@ -345,6 +349,7 @@ impl Model {
             user_agent: session.user_agent,
             ip: session.ip.clone(),
             bot: session.bot,
+            country: session.country,
             events,
         };
         if self.sessions[index].steps.is_empty() {

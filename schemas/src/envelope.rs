@@ -46,6 +46,54 @@ pub struct Envelope {
     /// Flat map of JSON scalars.
     #[serde(default)]
     pub properties: Map<String, Value>,
+    /// What the gateway derived from the request (absent in older messages).
+    #[serde(default, skip_serializing_if = "Enrichment::is_empty")]
+    pub enrichment: Enrichment,
+}
+
+/// Server-side enrichment. Empty strings mean "unknown".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Enrichment {
+    /// ISO country code from geo-IP.
+    pub country: String,
+    /// Region / state from geo-IP.
+    pub region: String,
+    /// City from geo-IP.
+    pub city: String,
+    /// Browser name from the user agent.
+    pub browser: String,
+    /// Browser version.
+    pub browser_version: String,
+    /// Operating system.
+    pub os: String,
+    /// `desktop`, `mobile`, `bot` or `other`.
+    pub device_type: String,
+    /// The user agent is a known bot (flagged, not dropped).
+    pub is_bot: bool,
+    /// Host of the `url` property.
+    pub url_host: String,
+    /// Path of the `url` property (or the `path` property).
+    pub url_path: String,
+    /// Host of the `referrer` property.
+    pub referrer_host: String,
+    /// `utm_source` (property or URL query).
+    pub utm_source: String,
+    /// `utm_medium`.
+    pub utm_medium: String,
+    /// `utm_campaign`.
+    pub utm_campaign: String,
+    /// `utm_term`.
+    pub utm_term: String,
+    /// `utm_content`.
+    pub utm_content: String,
+}
+
+impl Enrichment {
+    /// Nothing was derived.
+    pub fn is_empty(&self) -> bool {
+        self == &Enrichment::default()
+    }
 }
 
 /// Why a Kafka message value could not be decoded.
@@ -109,6 +157,11 @@ mod tests {
             ip: Some("127.0.0.1".into()),
             user_agent: Some("curl/8".into()),
             properties,
+            enrichment: Enrichment {
+                country: "FR".into(),
+                is_bot: true,
+                ..Enrichment::default()
+            },
         }
     }
 
@@ -118,6 +171,15 @@ mod tests {
         let bytes = envelope.encode();
         assert_eq!(bytes[0], FORMAT_JSON_V1);
         assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
+    }
+
+    #[test]
+    fn reads_messages_written_before_enrichment_existed() {
+        let old = br#"{"event_id":"e","app_id":"a","name":"n","distinct_id":"u","timestamp_ms":1,"received_at_ms":2}"#;
+        let mut bytes = vec![FORMAT_JSON_V1];
+        bytes.extend_from_slice(old);
+        let envelope = Envelope::decode(&bytes).unwrap();
+        assert!(envelope.enrichment.is_empty());
     }
 
     #[test]

@@ -17,5 +17,5 @@ pub mod migrations;
 pub mod row;
 pub mod sketch;
 
-pub use envelope::{DecodeError, Envelope};
+pub use envelope::{DecodeError, Enrichment, Envelope};
 pub use event::{BatchRequest, IncomingEvent};

@@ -23,11 +23,18 @@ pub const POSTGRES: &[Migration] = &[Migration {
 }];
 
 /// ClickHouse migrations in application order.
-pub const CLICKHOUSE: &[Migration] = &[Migration {
-    version: 1,
-    name: "events",
-    sql: include_str!("../migrations/clickhouse/0001_events.sql"),
-}];
+pub const CLICKHOUSE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../migrations/clickhouse/0001_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "enrichment",
+        sql: include_str!("../migrations/clickhouse/0002_enrichment.sql"),
+    },
+];
 
 impl Migration {
     /// The file's statements, comments and blank lines removed.

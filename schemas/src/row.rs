@@ -51,6 +51,38 @@ pub struct EventRow {
     /// Kafka offset of the event's message; with the partition, the row's
     /// position in the log (used for exactly-once writes).
     pub kafka_offset: u64,
+    /// Enrichment columns (migration 0002), in table order.
+    pub country: String,
+    /// Region / state.
+    pub region: String,
+    /// City.
+    pub city: String,
+    /// Browser.
+    pub browser: String,
+    /// Browser version.
+    pub browser_version: String,
+    /// Operating system.
+    pub os: String,
+    /// `desktop`, `mobile`, `bot`, `other` or empty.
+    pub device_type: String,
+    /// 1 when the user agent is a known bot.
+    pub is_bot: u8,
+    /// Host of the page URL.
+    pub url_host: String,
+    /// Path of the page URL.
+    pub url_path: String,
+    /// Host of the referrer.
+    pub referrer_host: String,
+    /// UTM source.
+    pub utm_source: String,
+    /// UTM medium.
+    pub utm_medium: String,
+    /// UTM campaign.
+    pub utm_campaign: String,
+    /// UTM term.
+    pub utm_term: String,
+    /// UTM content.
+    pub utm_content: String,
 }
 
 /// Epoch milliseconds clamped into the range of ClickHouse `DateTime` (u32 seconds).
@@ -80,6 +112,7 @@ impl EventRow {
             .iter()
             .map(|(key, value)| (key.clone(), property_text(value)))
             .unzip();
+        let e = &envelope.enrichment;
         EventRow {
             app_id: envelope.app_id.clone(),
             event_date: event_date(envelope.timestamp_ms),
@@ -98,6 +131,22 @@ impl EventRow {
             kafka_topic: topic.to_owned(),
             kafka_partition: u32::try_from(partition).unwrap_or(0),
             kafka_offset: u64::try_from(offset).unwrap_or(0),
+            country: e.country.clone(),
+            region: e.region.clone(),
+            city: e.city.clone(),
+            browser: e.browser.clone(),
+            browser_version: e.browser_version.clone(),
+            os: e.os.clone(),
+            device_type: e.device_type.clone(),
+            is_bot: u8::from(e.is_bot),
+            url_host: e.url_host.clone(),
+            url_path: e.url_path.clone(),
+            referrer_host: e.referrer_host.clone(),
+            utm_source: e.utm_source.clone(),
+            utm_medium: e.utm_medium.clone(),
+            utm_campaign: e.utm_campaign.clone(),
+            utm_term: e.utm_term.clone(),
+            utm_content: e.utm_content.clone(),
         }
     }
 }
@@ -126,6 +175,7 @@ mod tests {
             ip: None,
             user_agent: None,
             properties,
+            enrichment: crate::Enrichment::default(),
         };
         let row = EventRow::from_envelope(&envelope, "events", 2, 41);
         assert_eq!(row.event_date, 3);

@@ -139,6 +139,7 @@ fn messages(n: usize, partitions: i32) -> Vec<Message> {
                     ip: None,
                     user_agent: None,
                     properties: Default::default(),
+                    enrichment: Default::default(),
                 },
             }
         })

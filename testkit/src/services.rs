@@ -72,6 +72,9 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         postgres: crate::postgres(),
         key_refresh: Duration::from_secs(1),
         limits: ingest_gateway::validate::Limits::default(),
+        geoip_paths: ingest_gateway::config::default_geoip_paths(),
+        trusted_proxies: 1,
+        ip_mode: ingest_gateway::enrich::IpMode::Truncate,
     }
 }
 

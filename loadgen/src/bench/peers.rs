@@ -48,6 +48,7 @@ pub async fn plain_produce(brokers: &str, topic: &str, events: u64) -> Result<f6
                 ip: Some(batch.ip.clone()),
                 user_agent: Some(batch.user_agent.to_owned()),
                 properties: event.properties,
+                enrichment: Default::default(),
             };
             payloads.push((envelope.partition_key(), envelope.encode()));
         }
