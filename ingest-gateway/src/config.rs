@@ -41,6 +41,14 @@ pub struct Config {
     /// What is stored of the client IP: `full`, `truncate` (/24, /48) or `drop`
     /// (`TALLY_IP_ANONYMIZE`, default `truncate`). Geo-IP always sees the full address.
     pub ip_mode: IpMode,
+    /// Events/s each app may send (`TALLY_GATEWAY_APP_RATE`, default 20000)…
+    pub app_rate: u32,
+    /// …with this burst (`TALLY_GATEWAY_APP_BURST`, default 40000; ≥ the batch limit).
+    pub app_burst: u32,
+    /// Request bytes in flight before new requests get 503 (`TALLY_GATEWAY_MAX_INFLIGHT_MB`, default 256).
+    pub max_inflight_bytes: usize,
+    /// Longest time to receive a request body (`TALLY_GATEWAY_BODY_TIMEOUT_MS`, default 10000) → 408.
+    pub body_timeout: Duration,
 }
 
 /// Version of the DB-IP Lite City package installed by `scripts/stack`.
@@ -104,6 +112,14 @@ impl Config {
             },
             trusted_proxies: env_or("TALLY_GATEWAY_TRUSTED_PROXIES", 0usize)?,
             ip_mode: env_or("TALLY_IP_ANONYMIZE", IpMode::Truncate)?,
+            app_rate: env_or("TALLY_GATEWAY_APP_RATE", 20_000u32)?,
+            app_burst: env_or("TALLY_GATEWAY_APP_BURST", 40_000u32)?,
+            max_inflight_bytes: env_or("TALLY_GATEWAY_MAX_INFLIGHT_MB", 256usize)?
+                .saturating_mul(1024 * 1024),
+            body_timeout: Duration::from_millis(env_or(
+                "TALLY_GATEWAY_BODY_TIMEOUT_MS",
+                10_000u64,
+            )?),
         };
         config.validate()?;
         Ok(config)
@@ -131,6 +147,14 @@ impl Config {
         ensure(
             (1..=16).contains(&self.limits.max_depth) && self.limits.retention_ms > 0,
             "TALLY_GATEWAY_MAX_PROPERTY_DEPTH must be within 1..=16 and TALLY_RETENTION_DAYS positive",
+        )?;
+        ensure(
+            self.app_rate > 0 && self.app_burst as usize >= self.max_batch_events,
+            "TALLY_GATEWAY_APP_RATE must be positive and TALLY_GATEWAY_APP_BURST at least TALLY_GATEWAY_MAX_BATCH_EVENTS",
+        )?;
+        ensure(
+            self.max_inflight_bytes >= self.max_body_bytes && self.body_timeout >= Duration::from_millis(100),
+            "TALLY_GATEWAY_MAX_INFLIGHT_MB must hold one maximal body; TALLY_GATEWAY_BODY_TIMEOUT_MS ≥ 100",
         )?;
         ensure(
             (1..=10_000).contains(&self.max_batch_events),

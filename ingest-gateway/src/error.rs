@@ -45,6 +45,15 @@ pub enum GatewayError {
     /// Keys could not be loaded yet (PostgreSQL unreachable since start).
     #[error("write keys unavailable")]
     KeysUnavailable,
+    /// The app is over its rate; retry after the given time.
+    #[error("rate limit exceeded for this app")]
+    RateLimited(std::time::Duration),
+    /// Too many request bytes in flight.
+    #[error("gateway overloaded")]
+    Overloaded,
+    /// The body did not arrive in time.
+    #[error("request body not received in time")]
+    BodyTimeout,
     /// The broker did not acknowledge in time; nothing of the request may be assumed stored.
     #[error("event broker unavailable: {0}")]
     BrokerUnavailable(String),
@@ -67,6 +76,9 @@ impl GatewayError {
             GatewayError::InvalidWriteKey => "invalid_write_key",
             GatewayError::KeyAppMismatch(_) => "key_app_mismatch",
             GatewayError::KeysUnavailable => "keys_unavailable",
+            GatewayError::RateLimited(_) => "rate_limited",
+            GatewayError::Overloaded => "overloaded",
+            GatewayError::BodyTimeout => "body_timeout",
         }
     }
 
@@ -84,9 +96,11 @@ impl GatewayError {
             GatewayError::MissingWriteKey
             | GatewayError::InvalidWriteKey
             | GatewayError::KeyAppMismatch(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::BrokerUnavailable(_) | GatewayError::KeysUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::BrokerUnavailable(_)
+            | GatewayError::KeysUnavailable
+            | GatewayError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -107,10 +121,16 @@ impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "error": self.reason(), "message": self.to_string() }));
         let mut response = (self.status(), body).into_response();
-        if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match &self {
+            GatewayError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            GatewayError::Overloaded => Some(1),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(5),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
     }

@@ -11,6 +11,7 @@ pub mod enrich;
 pub mod error;
 pub mod keys;
 pub mod metrics;
+pub mod overload;
 pub mod segment;
 pub mod sink;
 pub mod validate;
@@ -44,6 +45,8 @@ pub struct AppState<S> {
     pub geo: enrich::Geo,
     /// User-agent and bot classification.
     pub agents: enrich::Agents,
+    /// Rate limits and in-flight caps.
+    pub overload: overload::Overload,
     /// Prometheus metrics.
     pub metrics: Metrics,
     /// Wall clock (server timestamps).
@@ -135,6 +138,10 @@ async fn ingest<S: EventSink>(
     api: Api,
 ) -> Result<Json<BatchResponse>, GatewayError> {
     let result = handle_batch(state, peer, headers, body, api).await;
+    state
+        .metrics
+        .inflight_bytes
+        .set(i64::try_from(state.overload.inflight_bytes()).unwrap_or(i64::MAX));
     let status = match &result {
         Ok(_) => axum::http::StatusCode::OK,
         Err(err) => err.status(),
@@ -158,15 +165,34 @@ async fn handle_batch<S: EventSink>(
     api: Api,
 ) -> Result<BatchResponse, GatewayError> {
     let limit = state.config.max_body_bytes;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|err| {
-        let too_large = std::error::Error::source(&err)
-            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            GatewayError::PayloadTooLarge(limit)
-        } else {
-            GatewayError::MalformedBody(err.to_string())
-        }
-    })?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .unwrap_or(limit);
+    if declared > limit {
+        return Err(GatewayError::PayloadTooLarge(limit));
+    }
+    let _room = state
+        .overload
+        .admit_bytes(declared)
+        .ok_or(GatewayError::Overloaded)?;
+    state
+        .metrics
+        .inflight_bytes
+        .set(i64::try_from(state.overload.inflight_bytes()).unwrap_or(i64::MAX));
+    let read = tokio::time::timeout(state.config.body_timeout, axum::body::to_bytes(body, limit));
+    let bytes = read
+        .await
+        .map_err(|_| GatewayError::BodyTimeout)?
+        .map_err(|err| {
+            let too_large = std::error::Error::source(&err)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                GatewayError::PayloadTooLarge(limit)
+            } else {
+                GatewayError::MalformedBody(err.to_string())
+            }
+        })?;
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"gzip"));
@@ -210,6 +236,14 @@ async fn handle_batch<S: EventSink>(
             events.len(),
             state.config.max_batch_events,
         ));
+    }
+    if let Err(wait) = state.overload.admit_events(&app_id, events.len()) {
+        state
+            .metrics
+            .rate_limited
+            .with_label_values(&[&state.overload.app_label(&app_id)])
+            .inc_by(events.len() as u64);
+        return Err(GatewayError::RateLimited(wait));
     }
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let ip = enrich::client_ip(peer, forwarded, state.config.trusted_proxies);
@@ -314,6 +348,11 @@ pub async fn run(
         keys,
         geo,
         agents: enrich::Agents::default(),
+        overload: overload::Overload::new(
+            config.app_rate,
+            config.app_burst,
+            config.max_inflight_bytes,
+        ),
         metrics: Metrics::new()?,
         clock: Arc::new(SystemClock),
         config,

@@ -1,7 +1,9 @@
 //! Gateway Prometheus metrics. Labels are bounded: status codes, outcomes and
 //! reason codes come from fixed sets, never from client input.
 
-use prometheus::{exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{
+    exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+};
 
 /// The gateway's metrics and their registry.
 #[derive(Debug, Clone)]
@@ -14,6 +16,10 @@ pub struct Metrics {
     pub events: IntCounterVec,
     /// `tally_gateway_produce_seconds{result}`: time until every event of a request was acknowledged.
     pub produce_seconds: HistogramVec,
+    /// `tally_gateway_inflight_bytes`: request bytes being processed.
+    pub inflight_bytes: IntGauge,
+    /// `tally_gateway_rate_limited_events_total{app}` (app labels bounded, see `overload.rs`).
+    pub rate_limited: IntCounterVec,
 }
 
 impl Metrics {
@@ -39,6 +45,17 @@ impl Metrics {
             .buckets(exponential_buckets(0.0005, 2.0, 16)?),
             &["result"],
         )?;
+        let inflight_bytes =
+            IntGauge::new("tally_gateway_inflight_bytes", "Request bytes in flight")?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "tally_gateway_rate_limited_events_total",
+                "Events refused by the per-app rate limit",
+            ),
+            &["app"],
+        )?;
+        registry.register(Box::new(inflight_bytes.clone()))?;
+        registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(produce_seconds.clone()))?;
@@ -47,6 +64,8 @@ impl Metrics {
             requests,
             events,
             produce_seconds,
+            inflight_bytes,
+            rate_limited,
         })
     }
 }

@@ -21,12 +21,26 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 /// Produces envelopes to the events topic, keyed by app and user.
-#[derive(Clone)]
+///
+/// After a broker outage an idempotent producer can be left unusable: librdkafka
+/// may declare it fatal, or the broker may refuse its old producer id and
+/// sequence numbers after a restart (tansu answers "unknown error" forever).
+/// The sink replaces the producer when it is fatal or after
+/// [`FAILURES_BEFORE_RESET`] consecutive failed publishes (at most once per
+/// [`RESET_GAP`]), so the gateway recovers by itself once the broker is back.
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: std::sync::RwLock<FutureProducer>,
+    config: KafkaConfig,
     topic: String,
     timeout: Duration,
+    failures: std::sync::atomic::AtomicU32,
+    last_reset: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// Consecutive failed publishes before the producer is replaced.
+pub const FAILURES_BEFORE_RESET: u32 = 3;
+/// Least time between two replacements.
+pub const RESET_GAP: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for KafkaSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -39,20 +53,72 @@ impl std::fmt::Debug for KafkaSink {
 impl KafkaSink {
     /// Creates the producer (no connection is made yet).
     pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, rdkafka::error::KafkaError> {
-        let timeout_ms = timeout.as_millis().to_string();
-        let producer: FutureProducer = kafka
+        Ok(KafkaSink {
+            producer: std::sync::RwLock::new(Self::create(kafka, timeout)?),
+            config: kafka.clone(),
+            topic: kafka.topic.clone(),
+            timeout,
+            failures: std::sync::atomic::AtomicU32::new(0),
+            last_reset: std::sync::Mutex::new(None),
+        })
+    }
+
+    fn create(
+        kafka: &KafkaConfig,
+        timeout: Duration,
+    ) -> Result<FutureProducer, rdkafka::error::KafkaError> {
+        kafka
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", &timeout_ms)
+            .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("queue.buffering.max.kbytes", "262144")
-            .create()?;
-        Ok(KafkaSink {
-            producer,
-            topic: kafka.topic.clone(),
-            timeout,
-        })
+            .create()
+    }
+
+    fn current(&self) -> Option<FutureProducer> {
+        self.producer.read().ok().map(|p| p.clone())
+    }
+
+    /// Replaces the producer if it is fatal or keeps failing.
+    fn recover(&self) {
+        use std::sync::atomic::Ordering;
+        let failures = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(producer) = self.current() else {
+            return;
+        };
+        let fatal = producer.client().fatal_error();
+        if fatal.is_none() && failures < FAILURES_BEFORE_RESET {
+            return;
+        }
+        let Ok(mut last) = self.last_reset.lock() else {
+            return;
+        };
+        if last.is_some_and(|at| at.elapsed() < RESET_GAP) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        drop(last);
+        tracing::warn!(?fatal, failures, "replacing the Kafka producer");
+        self.failures.store(0, Ordering::SeqCst);
+        match Self::create(&self.config, self.timeout) {
+            Ok(fresh) => {
+                let old = self
+                    .producer
+                    .write()
+                    .ok()
+                    .map(|mut slot| std::mem::replace(&mut *slot, fresh));
+                // Destroying a librdkafka client blocks; never do it on a runtime worker.
+                // Keep the old producer until requests still using it have timed out.
+                let linger = self.timeout + Duration::from_secs(2);
+                tokio::task::spawn_blocking(move || {
+                    std::thread::sleep(linger);
+                    drop(old);
+                });
+            }
+            Err(err) => tracing::error!(error = %err, "could not create a new producer"),
+        }
     }
 
     fn fetch_metadata(producer: &FutureProducer, topic: &str) -> Result<(), String> {
@@ -69,12 +135,40 @@ impl KafkaSink {
 
 impl EventSink for KafkaSink {
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), String> {
+        let result = self.publish_once(envelopes).await;
+        match &result {
+            Ok(()) => self.failures.store(0, std::sync::atomic::Ordering::SeqCst),
+            Err(_) => self.recover(),
+        }
+        result
+    }
+
+    async fn ready(&self) -> Result<(), String> {
+        let producer = self.current().ok_or("producer unavailable")?;
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || Self::fetch_metadata(&producer, &topic))
+            .await
+            .map_err(|err| err.to_string())?
+    }
+
+    fn flush(&self, timeout: Duration) {
+        if let Some(producer) = self.current() {
+            if let Err(err) = producer.flush(timeout) {
+                tracing::warn!(error = %err, "producer flush at shutdown incomplete");
+            }
+        }
+    }
+}
+
+impl KafkaSink {
+    async fn publish_once(&self, envelopes: &[Envelope]) -> Result<(), String> {
+        let producer = self.current().ok_or("producer unavailable")?;
         let mut deliveries = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let key = envelope.partition_key();
             let payload = envelope.encode();
             let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((err, _)) => return Err(format!("enqueue failed: {err}")),
             }
@@ -93,18 +187,5 @@ impl EventSink for KafkaSink {
             }
         }
         Ok(())
-    }
-
-    async fn ready(&self) -> Result<(), String> {
-        let (producer, topic) = (self.producer.clone(), self.topic.clone());
-        tokio::task::spawn_blocking(move || Self::fetch_metadata(&producer, &topic))
-            .await
-            .map_err(|err| err.to_string())?
-    }
-
-    fn flush(&self, timeout: Duration) {
-        if let Err(err) = self.producer.flush(timeout) {
-            tracing::warn!(error = %err, "producer flush at shutdown incomplete");
-        }
     }
 }

@@ -49,6 +49,8 @@ pub struct PrivateBroker {
     pub brokers: String,
     port: u16,
     child: Option<Child>,
+    storage: String,
+    dir: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -61,11 +63,25 @@ fn free_port() -> u16 {
 impl PrivateBroker {
     /// Starts tansu with in-memory storage on a free port.
     pub async fn start() -> Self {
+        Self::start_with("memory://tansu/".into()).await
+    }
+
+    /// Starts tansu with sqlite storage in a fresh directory (survives restarts).
+    /// tansu resolves the sqlite path against its working directory.
+    pub async fn start_durable() -> Self {
+        Self::start_with("sqlite://tansu.db".into()).await
+    }
+
+    async fn start_with(storage: String) -> Self {
         let port = free_port();
+        let dir = std::env::temp_dir().join(crate::unique("tansu"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|err| panic!("{}: {err}", dir.display()));
         let mut broker = PrivateBroker {
             brokers: format!("127.0.0.1:{port}"),
             port,
             child: None,
+            storage,
+            dir,
         };
         broker.resume().await;
         broker
@@ -75,6 +91,7 @@ impl PrivateBroker {
     pub async fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = Command::new(tansu_bin())
+            .current_dir(&self.dir)
             .args([
                 "broker",
                 "--listener-url",
@@ -82,7 +99,7 @@ impl PrivateBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", &self.storage])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -92,6 +109,17 @@ impl PrivateBroker {
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(Instant::now() < deadline, "private tansu did not listen");
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the process gracefully (SIGTERM) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
         }
     }
 
@@ -107,6 +135,7 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -152,4 +181,44 @@ pub async fn rewind_group(brokers: &str, group: &str, topic: &str) {
     })
     .await
     .unwrap_or_else(|err| panic!("rewind task: {err}"));
+}
+
+/// Event ids of every message on `topic` (read from the start, until `expected` or 20 s).
+pub async fn event_ids(brokers: &str, topic: &str, expected: usize) -> Vec<String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", crate::unique("reader"))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap_or_else(|err| panic!("consumer: {err}"));
+        consumer
+            .subscribe(&[&topic])
+            .unwrap_or_else(|err| panic!("subscribe: {err}"));
+        let mut ids = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ids.len() < expected && Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+                if let Some(Ok(envelope)) = message.payload().map(tally_schemas::Envelope::decode) {
+                    ids.push(envelope.event_id);
+                }
+            }
+        }
+        // A little longer, to see duplicates beyond `expected`.
+        let settle = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < settle {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+                if let Some(Ok(envelope)) = message.payload().map(tally_schemas::Envelope::decode) {
+                    ids.push(envelope.event_id);
+                }
+            }
+        }
+        ids
+    })
+    .await
+    .unwrap_or_else(|err| panic!("reader: {err}"))
 }

@@ -42,6 +42,10 @@ async fn spawn<F>(start: impl FnOnce(TcpListener, oneshot::Receiver<()>) -> F) -
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    // Logs of in-process services follow TALLY_LOG (quiet unless asked).
+    if std::env::var("TALLY_LOG").is_ok() {
+        tally_common::telemetry::init("test");
+    }
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|err| panic!("bind: {err}"));
@@ -75,6 +79,10 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         geoip_paths: ingest_gateway::config::default_geoip_paths(),
         trusted_proxies: 1,
         ip_mode: ingest_gateway::enrich::IpMode::Truncate,
+        app_rate: 100_000,
+        app_burst: 200_000,
+        max_inflight_bytes: 256 * 1024 * 1024,
+        body_timeout: Duration::from_secs(10),
     }
 }
 

@@ -239,17 +239,17 @@ async fn write_keys_authenticate_and_revocation_takes_effect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_down_gives_503_within_seconds_never_200() {
-    let mut broker = PrivateBroker::start().await;
+async fn broker_down_gives_503_within_seconds_and_keeps_what_was_acknowledged() {
+    let mut broker = PrivateBroker::start_durable().await;
     let mut iso = Isolation::new(1).await;
     iso.kafka.brokers = broker.brokers.clone();
     create_topic(&broker.brokers, &iso.kafka.topic, 2).await;
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let http = reqwest::Client::new();
     let key = write_key(&unique("down")).await;
-    let batch = json!({"events": [{"name": "x", "user_id": "u"}]});
+    let batch = |id: &str| json!({"events": [{"name": "x", "user_id": "u", "event_id": id}]});
 
-    let (status, answer) = post_batch(&http, &gateway.url(), &key, &batch).await;
+    let (status, answer) = post_batch(&http, &gateway.url(), &key, &batch("before")).await;
     assert_eq!(status, 200, "{answer}");
 
     broker.kill();
@@ -257,7 +257,7 @@ async fn broker_down_gives_503_within_seconds_never_200() {
     let response = http
         .post(format!("{}/api/v1/events/batch", gateway.url()))
         .basic_auth(&key, Some(""))
-        .json(&batch)
+        .json(&batch("during"))
         .send()
         .await
         .unwrap();
@@ -271,13 +271,125 @@ async fn broker_down_gives_503_within_seconds_never_200() {
         waited < Duration::from_secs(10),
         "answered after {waited:?}"
     );
-
     let ready = http
         .get(format!("{}/readyz", gateway.url()))
         .send()
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+
+    // Durability: what was acknowledged before the outage is on the broker after it.
+    broker.resume().await;
+    let ids = tally_testkit::broker::event_ids(&broker.brokers, &iso.kafka.topic, 1).await;
+    assert_eq!(
+        ids.iter().filter(|id| *id == "before").count(),
+        1,
+        "{ids:?}"
+    );
+    // A gateway started after the outage accepts events at once.
+    let fresh = services::gateway(services::gateway_config(&iso)).await;
+    let (status, answer) = post_batch(&http, &fresh.url(), &key, &batch("after")).await;
+    assert_eq!(status, 200, "{answer}");
+
+    fresh.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
+
+/// KNOWN BUG (issue 4, open): after a tansu 0.6.0 restart, the Kafka producers of a
+/// gateway that lived through the outage keep failing ("Unknown broker error",
+/// then timeouts) — even the replacement producers the sink creates — while a gateway
+/// started after the outage works at once (see the test above). Run with
+/// `cargo test -- --ignored` while fixing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known bug: gateway does not recover after a tansu restart (issue 4)"]
+async fn gateway_recovers_after_broker_restart() {
+    let mut broker = PrivateBroker::start_durable().await;
+    let mut iso = Isolation::new(1).await;
+    iso.kafka.brokers = broker.brokers.clone();
+    create_topic(&broker.brokers, &iso.kafka.topic, 2).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let key = write_key(&unique("recover")).await;
+    let batch = |id: &str| json!({"events": [{"name": "x", "user_id": "u", "event_id": id}]});
+    assert_eq!(
+        post_batch(&http, &gateway.url(), &key, &batch("before"))
+            .await
+            .0,
+        200
+    );
+    broker.kill();
+    assert_eq!(
+        post_batch(&http, &gateway.url(), &key, &batch("during"))
+            .await
+            .0,
+        503
+    );
+    broker.resume().await;
+    eventually("gateway recovery", Duration::from_secs(60), || {
+        let (http, url, key) = (http.clone(), gateway.url(), key.clone());
+        async move { (post_batch(&http, &url, &key, &batch("after")).await.0 == 200).then_some(()) }
+    })
+    .await;
+    let ids = tally_testkit::broker::event_ids(&broker.brokers, &iso.kafka.topic, 2).await;
+    assert_eq!(
+        ids.iter().filter(|id| *id == "before").count(),
+        1,
+        "{ids:?}"
+    );
+    assert!(ids.iter().any(|id| id == "after"), "{ids:?}");
+    gateway.stop().await;
+    iso.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_app_is_rate_limited_without_starving_others() {
+    let iso = Isolation::new(1).await;
+    let config = ingest_gateway::Config {
+        app_rate: 50,
+        app_burst: 500,
+        ..services::gateway_config(&iso)
+    };
+    let gateway = services::gateway(config).await;
+    let http = reqwest::Client::new();
+    let (hot, calm) = (unique("hot"), unique("calm"));
+    let (hot_key, calm_key) = (write_key(&hot).await, write_key(&calm).await);
+    let events = |n: usize| json!({"events": (0..n).map(|_| json!({"name": "x", "user_id": "u"})).collect::<Vec<_>>()});
+
+    let (status, _) = post_batch(&http, &gateway.url(), &hot_key, &events(500)).await;
+    assert_eq!(status, 200);
+    let response = http
+        .post(format!("{}/api/v1/events/batch", gateway.url()))
+        .basic_auth(&hot_key, Some(""))
+        .json(&events(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3).contains(&retry), "retry-after {retry}");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"], "rate_limited");
+    let (status, _) = post_batch(&http, &gateway.url(), &calm_key, &events(500)).await;
+    assert_eq!(status, 200, "the other app is not starved");
+    let metrics = http
+        .get(format!("{}/metrics", gateway.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "tally_gateway_rate_limited_events_total{{app=\"{hot}\"}} 100"
+        )),
+        "{metrics}"
+    );
 
     gateway.stop().await;
     iso.cleanup().await;
