@@ -9,6 +9,7 @@
 //! * [`kafka`] — librdkafka client settings and topic administration.
 //! * [`postgres`] — apps and API keys, PostgreSQL migrations.
 //! * [`http`] — `/livez`, `/metrics` helpers.
+//! * [`serve`] — the HTTP accept loop (header timeout, connection cap, drain).
 //! * [`service`] — the common `main` of every service binary.
 
 pub mod clickhouse;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod postgres;
+pub mod serve;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

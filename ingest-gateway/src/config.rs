@@ -49,6 +49,12 @@ pub struct Config {
     pub max_inflight_bytes: usize,
     /// Longest time to receive a request body (`TALLY_GATEWAY_BODY_TIMEOUT_MS`, default 10000) → 408.
     pub body_timeout: Duration,
+    /// Longest time to receive a request's headers (`TALLY_GATEWAY_HEADER_TIMEOUT_MS`,
+    /// default 10000); a client that is slower is disconnected.
+    pub header_timeout: Duration,
+    /// Most open client connections (`TALLY_GATEWAY_MAX_CONNECTIONS`, default 10000);
+    /// further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// Version of the DB-IP Lite City package installed by `scripts/stack`.
@@ -120,6 +126,11 @@ impl Config {
                 "TALLY_GATEWAY_BODY_TIMEOUT_MS",
                 10_000u64,
             )?),
+            header_timeout: Duration::from_millis(env_or(
+                "TALLY_GATEWAY_HEADER_TIMEOUT_MS",
+                10_000u64,
+            )?),
+            max_connections: env_or("TALLY_GATEWAY_MAX_CONNECTIONS", 10_000usize)?,
         };
         config.validate()?;
         Ok(config)
@@ -155,6 +166,10 @@ impl Config {
         ensure(
             self.max_inflight_bytes >= self.max_body_bytes && self.body_timeout >= Duration::from_millis(100),
             "TALLY_GATEWAY_MAX_INFLIGHT_MB must hold one maximal body; TALLY_GATEWAY_BODY_TIMEOUT_MS ≥ 100",
+        )?;
+        ensure(
+            self.header_timeout >= Duration::from_millis(100) && self.max_connections > 0,
+            "TALLY_GATEWAY_HEADER_TIMEOUT_MS must be ≥ 100 and TALLY_GATEWAY_MAX_CONNECTIONS positive",
         )?;
         ensure(
             (1..=10_000).contains(&self.max_batch_events),

@@ -87,6 +87,7 @@ pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
         .layer(cors);
     Router::new()
         .merge(ingest)
+        .route("/sdk.js", get(sdk_js))
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_handler::<S>))
@@ -278,7 +279,24 @@ async fn handle_batch<S: EventSink>(
             .with_label_values(&["rejected", rejection.reason.code()])
             .inc();
     }
-    if !prepared.envelopes.is_empty() {
+    let letters: Vec<tally_schemas::DeadLetter> = prepared
+        .rejected
+        .iter()
+        .map(|rejection| {
+            tally_schemas::DeadLetter::new(
+                "gateway",
+                rejection.reason.code(),
+                &app_id,
+                context.received_at_ms,
+                rejection.index.to_string(),
+                events.get(rejection.index).map_or("", |raw| raw.get()),
+            )
+        })
+        .collect();
+    let publish = async {
+        if prepared.envelopes.is_empty() {
+            return Ok(());
+        }
         let started = Instant::now();
         let published = state.sink.publish(&prepared.envelopes).await;
         let outcome = if published.is_ok() { "ok" } else { "error" };
@@ -287,7 +305,25 @@ async fn handle_batch<S: EventSink>(
             .produce_seconds
             .with_label_values(&[outcome])
             .observe(started.elapsed().as_secs_f64());
-        published.map_err(GatewayError::BrokerUnavailable)?;
+        published
+    };
+    let dead_letter = async {
+        if letters.is_empty() {
+            return;
+        }
+        let result = state.sink.dead_letter(&letters).await;
+        if let Err(error) = &result {
+            tracing::warn!(%error, app = %app_id, count = letters.len(), "dead letters not stored");
+        }
+        state
+            .metrics
+            .dead_letters
+            .with_label_values(&[if result.is_ok() { "stored" } else { "failed" }])
+            .inc_by(letters.len() as u64);
+    };
+    let (published, ()) = tokio::join!(publish, dead_letter);
+    published.map_err(GatewayError::BrokerUnavailable)?;
+    if !prepared.envelopes.is_empty() {
         state
             .metrics
             .events
@@ -300,6 +336,24 @@ async fn handle_batch<S: EventSink>(
         rejected: prepared.rejected.len(),
         errors: prepared.rejected,
     })
+}
+
+/// The browser tracker, compiled into the binary so the gateway that receives its
+/// events is also the one place that serves it.
+const SDK_JS: &str = include_str!("../static/sdk.js");
+
+async fn sdk_js() -> impl axum::response::IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
+        SDK_JS,
+    )
 }
 
 async fn readyz<S: EventSink>(State(state): State<Arc<AppState<S>>>) -> axum::response::Response {
@@ -358,12 +412,12 @@ pub async fn run(
         config,
     });
     tracing::info!(addr = %listener.local_addr()?, topic = %state.config.kafka.topic, "ingest gateway listening");
-    axum::serve(
-        listener,
-        app(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let options = tally_common::serve::ServeOptions {
+        header_timeout: state.config.header_timeout,
+        max_connections: state.config.max_connections,
+        ..Default::default()
+    };
+    tally_common::serve::serve(listener, app(state.clone()), options, shutdown).await?;
     state.sink.flush(Duration::from_secs(10));
     tracing::info!("ingest gateway stopped");
     Ok(())

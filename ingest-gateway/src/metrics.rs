@@ -18,6 +18,9 @@ pub struct Metrics {
     pub produce_seconds: HistogramVec,
     /// `tally_gateway_inflight_bytes`: request bytes being processed.
     pub inflight_bytes: IntGauge,
+    /// `tally_gateway_dead_letters_total{result}`: refused events written to (or lost
+    /// on the way to) the dead-letter topic.
+    pub dead_letters: IntCounterVec,
     /// `tally_gateway_rate_limited_events_total{app}` (app labels bounded, see `overload.rs`).
     pub rate_limited: IntCounterVec,
 }
@@ -54,6 +57,14 @@ impl Metrics {
             ),
             &["app"],
         )?;
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "tally_gateway_dead_letters_total",
+                "Refused events sent to the dead-letter topic, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -65,6 +76,7 @@ impl Metrics {
             events,
             produce_seconds,
             inflight_bytes,
+            dead_letters,
             rate_limited,
         })
     }

@@ -8,12 +8,18 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::future::Future;
 use std::time::Duration;
 use tally_common::kafka::KafkaConfig;
-use tally_schemas::Envelope;
+use tally_schemas::{DeadLetter, Envelope};
 
 /// A destination for accepted events.
 pub trait EventSink: Send + Sync + 'static {
     /// Stores all `envelopes` durably, or fails.
     fn publish(&self, envelopes: &[Envelope]) -> impl Future<Output = Result<(), String>> + Send;
+    /// Stores refused events on the dead-letter topic; the result is only reported
+    /// (a refused event's answer never depends on it).
+    fn dead_letter(
+        &self,
+        letters: &[DeadLetter],
+    ) -> impl Future<Output = Result<(), String>> + Send;
     /// `Ok` when the sink can currently accept events.
     fn ready(&self) -> impl Future<Output = Result<(), String>> + Send;
     /// Waits (bounded) for in-flight events at shutdown.
@@ -143,6 +149,13 @@ impl EventSink for KafkaSink {
         result
     }
 
+    async fn dead_letter(&self, letters: &[DeadLetter]) -> Result<(), String> {
+        let records = letters
+            .iter()
+            .map(|letter| (letter.key().to_owned(), letter.encode()));
+        self.produce_all(&self.config.dlq_topic, records).await
+    }
+
     async fn ready(&self) -> Result<(), String> {
         let producer = self.current().ok_or("producer unavailable")?;
         let topic = self.topic.clone();
@@ -162,12 +175,22 @@ impl EventSink for KafkaSink {
 
 impl KafkaSink {
     async fn publish_once(&self, envelopes: &[Envelope]) -> Result<(), String> {
+        let records = envelopes
+            .iter()
+            .map(|envelope| (envelope.partition_key(), envelope.encode()));
+        self.produce_all(&self.topic, records).await
+    }
+
+    /// Enqueues every `(key, payload)` on `topic` and waits for all acknowledgements.
+    async fn produce_all(
+        &self,
+        topic: &str,
+        records: impl ExactSizeIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<(), String> {
         let producer = self.current().ok_or("producer unavailable")?;
-        let mut deliveries = Vec::with_capacity(envelopes.len());
-        for envelope in envelopes {
-            let key = envelope.partition_key();
-            let payload = envelope.encode();
-            let record = FutureRecord::to(&self.topic).key(&key).payload(&payload);
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (key, payload) in records {
+            let record = FutureRecord::to(topic).key(&key).payload(&payload);
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),
                 Err((err, _)) => return Err(format!("enqueue failed: {err}")),

@@ -82,10 +82,14 @@ pub async fn run(
         .local_addr()
         .map_err(|e| QueryError::Startup(e.to_string()))?;
     tracing::info!(%addr, "query service listening");
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| QueryError::Startup(e.to_string()))?;
+    tally_common::serve::serve(
+        listener,
+        app(state),
+        tally_common::serve::ServeOptions::default(),
+        shutdown,
+    )
+    .await
+    .map_err(|e| QueryError::Startup(e.to_string()))?;
     tracing::info!("query service stopped");
     Ok(())
 }

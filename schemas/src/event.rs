@@ -57,6 +57,9 @@ pub enum TimestampInput {
     EpochMillis(i64),
     /// RFC 3339, e.g. `2026-11-23T10:00:00.123Z`.
     Text(String),
+    /// Any other JSON value (a boolean, a fraction, an object…): present but
+    /// unusable, so the event is refused as `invalid_timestamp`, not as malformed.
+    Invalid(serde::de::IgnoredAny),
 }
 
 impl TimestampInput {
@@ -64,6 +67,7 @@ impl TimestampInput {
     pub fn to_epoch_millis(&self) -> Option<i64> {
         match self {
             TimestampInput::EpochMillis(ms) => Some(*ms),
+            TimestampInput::Invalid(_) => None,
             TimestampInput::Text(text) => {
                 let parsed = time::OffsetDateTime::parse(
                     text,

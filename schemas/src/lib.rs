@@ -3,6 +3,7 @@
 //! * [`event`] — what SDKs send (`POST /api/v1/events/batch`).
 //! * [`envelope`] — the enriched event the gateway puts on Kafka, with a
 //!   versioned encoding so the wire format can change without breaking consumers.
+//! * [`dead_letter`] — the `events_dlq` record of a refused event.
 //! * [`row`] — the ClickHouse `events` row.
 //! * [`live`] — 5-second window arithmetic and the Redis key layout shared by the
 //!   aggregator (writer) and the query service (reader).
@@ -10,6 +11,7 @@
 //!   sketches from different processes and versions merge correctly.
 //! * [`migrations`] — the versioned ClickHouse schema, applied in order.
 
+pub mod dead_letter;
 pub mod envelope;
 pub mod event;
 pub mod live;
@@ -17,5 +19,6 @@ pub mod migrations;
 pub mod row;
 pub mod sketch;
 
+pub use dead_letter::DeadLetter;
 pub use envelope::{DecodeError, Enrichment, Envelope};
 pub use event::{BatchRequest, IncomingEvent};

@@ -96,9 +96,13 @@ pub async fn run(
     );
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app(state))
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await
+        tally_common::serve::serve(
+            listener,
+            app(state),
+            tally_common::serve::ServeOptions::default(),
+            async move { server_stop.cancelled().await },
+        )
+        .await
     });
     consumer::consume(consumer, processor, &config, &metrics, stop.clone()).await;
     stop.cancel();

@@ -185,6 +185,17 @@ pub async fn rewind_group(brokers: &str, group: &str, topic: &str) {
 
 /// Event ids of every message on `topic` (read from the start, until `expected` or 20 s).
 pub async fn event_ids(brokers: &str, topic: &str, expected: usize) -> Vec<String> {
+    payloads(brokers, topic, expected)
+        .await
+        .iter()
+        .filter_map(|payload| tally_schemas::Envelope::decode(payload).ok())
+        .map(|envelope| envelope.event_id)
+        .collect()
+}
+
+/// Every message payload on `topic`, read from the start until `expected` arrived
+/// (or 20 s), then one more second to catch anything beyond `expected`.
+pub async fn payloads(brokers: &str, topic: &str, expected: usize) -> Vec<Vec<u8>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
     let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
@@ -199,25 +210,23 @@ pub async fn event_ids(brokers: &str, topic: &str, expected: usize) -> Vec<Strin
         consumer
             .subscribe(&[&topic])
             .unwrap_or_else(|err| panic!("subscribe: {err}"));
-        let mut ids = Vec::new();
+        let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ids.len() < expected && Instant::now() < deadline {
-            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
-                if let Some(Ok(envelope)) = message.payload().map(tally_schemas::Envelope::decode) {
-                    ids.push(envelope.event_id);
+        let mut settle: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            match settle {
+                None if out.len() >= expected || now >= deadline => {
+                    settle = Some(now + Duration::from_secs(1));
                 }
+                Some(until) if now >= until => break,
+                _ => {}
             }
-        }
-        // A little longer, to see duplicates beyond `expected`.
-        let settle = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < settle {
             if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
-                if let Some(Ok(envelope)) = message.payload().map(tally_schemas::Envelope::decode) {
-                    ids.push(envelope.event_id);
-                }
+                out.push(message.payload().unwrap_or_default().to_vec());
             }
         }
-        ids
+        out
     })
     .await
     .unwrap_or_else(|err| panic!("reader: {err}"))

@@ -85,6 +85,7 @@ impl Isolation {
             password: String::new(),
         };
         broker::create_topic(&kafka.brokers, &kafka.topic, partitions).await;
+        broker::create_topic(&kafka.brokers, &kafka.dlq_topic, 1).await;
         tally_common::clickhouse::migrate(&clickhouse)
             .await
             .unwrap_or_else(|err| panic!("migrating {}: {err}", clickhouse.database));
@@ -172,6 +173,27 @@ pub async fn post_batch(
     let status = response.status().as_u16();
     let json = response.json().await.unwrap_or(serde_json::Value::Null);
     (status, json)
+}
+
+/// Where `scripts/stack` installed the third-party SDKs used by the compatibility
+/// tests (`node_modules` inside; versions pinned in the script's NODE_CLIENTS).
+pub fn node_clients_dir() -> std::path::PathBuf {
+    let cache = std::env::var("TALLY_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/tally")
+        });
+    cache.join("node-clients-1")
+}
+
+/// The `Authorization` header value Segment's SDKs send: Basic, key as user name.
+pub fn basic_auth(key: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))
+    )
 }
 
 /// `(rows, distinct event ids)` of `app_id` in the test database.

@@ -83,6 +83,8 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         app_burst: 200_000,
         max_inflight_bytes: 256 * 1024 * 1024,
         body_timeout: Duration::from_secs(10),
+        header_timeout: Duration::from_secs(10),
+        max_connections: 1_000,
     }
 }
 

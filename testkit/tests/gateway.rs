@@ -109,6 +109,36 @@ async fn bad_input_gets_a_status_and_a_machine_readable_reason() {
             {"index": 3, "reason": "property_too_deep"}
         ])
     );
+    // Each rejected event is kept on the dead-letter topic with its reason, app and time.
+    let letters: Vec<tally_schemas::DeadLetter> =
+        tally_testkit::broker::payloads(&iso.kafka.brokers, &iso.kafka.dlq_topic, 3)
+            .await
+            .iter()
+            .map(|payload| tally_schemas::DeadLetter::decode(payload).unwrap())
+            .collect();
+    let summary: Vec<(&str, &str, &str, &str)> = letters
+        .iter()
+        .map(|l| {
+            (
+                l.stage.as_str(),
+                l.app_id.as_str(),
+                l.origin.as_str(),
+                l.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("gateway", app.as_str(), "1", "missing_name"),
+            ("gateway", app.as_str(), "2", "missing_identity"),
+            ("gateway", app.as_str(), "3", "property_too_deep"),
+        ]
+    );
+    assert_eq!(letters[0].payload, r#"{"user_id":"u"}"#);
+    assert!(letters
+        .iter()
+        .all(|l| (l.at_ms - tally_testkit::now_ms()).abs() < 60_000 && !l.truncated));
 
     // A lone surrogate escape is repaired, not fatal; gzip bodies are inflated with a cap.
     let lone = br#"{"events":[{"name":"x\ud800","user_id":"u"}]}"#.to_vec();
@@ -391,6 +421,72 @@ async fn a_hot_app_is_rate_limited_without_starving_others() {
         "{metrics}"
     );
 
+    gateway.stop().await;
+    iso.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let iso = Isolation::new(1).await;
+    let config = ingest_gateway::Config {
+        header_timeout: Duration::from_secs(1),
+        body_timeout: Duration::from_secs(1),
+        ..services::gateway_config(&iso)
+    };
+    let gateway = services::gateway(config).await;
+    let key = write_key(&unique("slow")).await;
+    let addr = gateway.url().trim_start_matches("http://").to_owned();
+
+    // Reads until the server closes the connection; what it said, and when.
+    async fn answer_of(stream: &mut tokio::net::TcpStream) -> (String, Duration) {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut seen)).await;
+        (
+            String::from_utf8_lossy(&seen).into_owned(),
+            started.elapsed(),
+        )
+    }
+
+    // Headers that never finish: the connection is closed after the header timeout.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stream
+        .write_all(b"POST /api/v1/events/batch HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (said, after) = answer_of(&mut stream).await;
+    assert!(
+        after < Duration::from_secs(5),
+        "open for {after:?} with unfinished headers"
+    );
+    assert!(
+        said.is_empty() || said.starts_with("HTTP/1.1 408"),
+        "{said}"
+    );
+
+    // A body that stalls: 408 with its reason after the body timeout.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let credentials = tally_testkit::basic_auth(&key);
+    let head = format!(
+        "POST /api/v1/events/batch HTTP/1.1\r\nHost: x\r\nAuthorization: {credentials}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"events\":["
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (said, after) = answer_of(&mut stream).await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains("body_timeout"), "{said}");
+    assert!(after < Duration::from_secs(5), "answered after {after:?}");
+
+    // Nobody else was affected.
+    let http = reqwest::Client::new();
+    let (status, answer) = post_batch(
+        &http,
+        &gateway.url(),
+        &key,
+        &json!({"events": [{"name": "x", "user_id": "u"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
     gateway.stop().await;
     iso.cleanup().await;
 }

@@ -126,6 +126,9 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     tally_common::kafka::ensure_topic(&config.brokers, &format!("{topic}_peer"), 4)
         .await
         .map_err(|e| e.to_string())?;
+    tally_common::kafka::ensure_topic(&config.brokers, &format!("{topic}_dlq"), 1)
+        .await
+        .map_err(|e| e.to_string())?;
     let clickhouse = ClickHouseConfig {
         url: config.clickhouse_url.clone(),
         database: format!("tally_{id}"),

@@ -1,0 +1,68 @@
+//! The gateway's body decoder from raw bytes to envelopes: gzip (capped),
+//! UTF-8 and surrogate repair, batch parsing, per-event validation and
+//! enrichment. Invariants: no panic; every event is either accepted or rejected
+//! exactly once; accepted envelopes survive an encode/decode round trip.
+//! The first byte selects gzip and the API flavour.
+#![no_main]
+
+use ingest_gateway::decode;
+use ingest_gateway::enrich::Agents;
+use ingest_gateway::validate::{prepare, Api, Limits, RequestContext};
+use libfuzzer_sys::fuzz_target;
+use std::sync::LazyLock;
+
+static AGENTS: LazyLock<Agents> = LazyLock::new(Agents::default);
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, body)) = data.split_first() else {
+        return;
+    };
+    let limit = 64 * 1024;
+    let inflated;
+    let body = if mode & 1 == 1 {
+        match decode::gunzip(body, limit) {
+            Ok(bytes) => {
+                assert!(bytes.len() <= limit);
+                inflated = bytes;
+                &inflated[..]
+            }
+            Err(_) => return,
+        }
+    } else {
+        body
+    };
+    let Ok(text) = decode::to_text(body) else {
+        return;
+    };
+    let Ok(batch) = decode::parse_batch(&text) else {
+        return;
+    };
+    let api = match mode >> 1 & 3 {
+        0 => Api::Native,
+        1 => Api::Segment(None),
+        _ => Api::Segment(Some("track")),
+    };
+    let context = RequestContext {
+        received_at_ms: 1_780_000_000_000,
+        ip: Some("192.0.2.0".into()),
+        user_agent: None,
+        enrichment: Default::default(),
+    };
+    let prepared = prepare(
+        "fuzz",
+        &batch.events,
+        batch.sent_at,
+        api,
+        &context,
+        &Limits::default(),
+        &AGENTS,
+    );
+    assert_eq!(
+        prepared.envelopes.len() + prepared.rejected.len(),
+        batch.events.len()
+    );
+    for envelope in &prepared.envelopes {
+        let decoded = tally_schemas::Envelope::decode(&envelope.encode()).expect("round trip");
+        assert_eq!(&decoded, envelope);
+    }
+});
