@@ -4,8 +4,10 @@
 //! refreshed every `key_refresh`. An unknown key triggers an immediate reload at
 //! most once per second (so a key created a moment ago works at once, and a
 //! flood of bad keys cannot hammer PostgreSQL). When PostgreSQL is unreachable
-//! the last snapshot keeps serving; before the first successful load every
-//! lookup is `Unavailable` (503), never a false 401.
+//! the last snapshot keeps serving the keys it holds; a key it does not hold is
+//! `Unavailable` (503, the client retries) rather than `Unknown` (401, the client
+//! gives up) — it may have been created since — and before the first successful
+//! load every lookup is `Unavailable`. Never a false 401.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -92,6 +94,8 @@ pub struct KeyCache {
     source: Box<dyn KeySource>,
     snapshot: RwLock<Option<Arc<HashMap<String, String>>>>,
     last_load: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether the last reload succeeded.
+    healthy: std::sync::atomic::AtomicBool,
     min_reload_gap: Duration,
 }
 
@@ -110,6 +114,7 @@ impl KeyCache {
             source: Box::new(source),
             snapshot: RwLock::new(None),
             last_load: tokio::sync::Mutex::new(None),
+            healthy: std::sync::atomic::AtomicBool::new(false),
             min_reload_gap: Duration::from_secs(1),
         }
     }
@@ -127,7 +132,10 @@ impl KeyCache {
 
     async fn reload(&self, last: &mut Option<Instant>) -> Result<usize, String> {
         *last = Some(Instant::now());
-        let keys = self.source.load().await?;
+        let loaded = self.source.load().await;
+        self.healthy
+            .store(loaded.is_ok(), std::sync::atomic::Ordering::SeqCst);
+        let keys = loaded?;
         let count = keys.len();
         if let Ok(mut snapshot) = self.snapshot.write() {
             *snapshot = Some(Arc::new(keys));
@@ -162,8 +170,8 @@ impl KeyCache {
         drop(last);
         match self.find(&hash) {
             Some(Some(app)) => Lookup::App(app),
-            Some(None) => Lookup::Unknown,
-            None => Lookup::Unavailable,
+            Some(None) if self.healthy.load(std::sync::atomic::Ordering::SeqCst) => Lookup::Unknown,
+            Some(None) | None => Lookup::Unavailable,
         }
     }
 }
@@ -219,6 +227,9 @@ mod tests {
         up.store(false, Ordering::SeqCst);
         assert!(cache.refresh().await.is_err());
         assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
+        // Not in the snapshot and the source is down: maybe new, so "retry", not "wrong".
+        assert_eq!(cache.lookup("tw_new").await, Lookup::Unavailable);
+        up.store(true, Ordering::SeqCst);
         assert_eq!(cache.lookup("tw_bad").await, Lookup::Unknown);
     }
 }

@@ -28,12 +28,15 @@ pub trait EventSink: Send + Sync + 'static {
 
 /// Produces envelopes to the events topic, keyed by app and user.
 ///
-/// After a broker outage an idempotent producer can be left unusable: librdkafka
-/// may declare it fatal, or the broker may refuse its old producer id and
-/// sequence numbers after a restart (tansu answers "unknown error" forever).
-/// The sink replaces the producer when it is fatal or after
-/// [`FAILURES_BEFORE_RESET`] consecutive failed publishes (at most once per
-/// [`RESET_GAP`]), so the gateway recovers by itself once the broker is back.
+/// A producer that lived through a broker outage is retired, never reused: after
+/// timed-out deliveries an idempotent librdkafka producer resends its old batches
+/// and asks the broker to bump its epoch, which a restarted broker may not know
+/// how to answer (tansu 0.6 panics in its storage task on either, and then fails
+/// every request from every client until it is restarted). So when a publish
+/// fails, the sink purges the producer's queues at once (its pending deliveries
+/// fail, their requests get 503) and swaps in a fresh producer, which registers a
+/// new producer id when the broker is back. Replacement happens at most once per
+/// [`RESET_GAP`]; requests in between fail fast on the retired producer.
 pub struct KafkaSink {
     producer: std::sync::RwLock<FutureProducer>,
     config: KafkaConfig,
@@ -44,7 +47,7 @@ pub struct KafkaSink {
 }
 
 /// Consecutive failed publishes before the producer is replaced.
-pub const FAILURES_BEFORE_RESET: u32 = 3;
+pub const FAILURES_BEFORE_RESET: u32 = 1;
 /// Least time between two replacements.
 pub const RESET_GAP: Duration = Duration::from_secs(5);
 
@@ -115,13 +118,13 @@ impl KafkaSink {
                     .write()
                     .ok()
                     .map(|mut slot| std::mem::replace(&mut *slot, fresh));
-                // Destroying a librdkafka client blocks; never do it on a runtime worker.
-                // Keep the old producer until requests still using it have timed out.
-                let linger = self.timeout + Duration::from_secs(2);
-                tokio::task::spawn_blocking(move || {
-                    std::thread::sleep(linger);
-                    drop(old);
-                });
+                // Nothing the old producer holds may reach the broker again: purge its
+                // queues now (its pending deliveries fail), then destroy it off the
+                // runtime (destroying a librdkafka client blocks).
+                if let Some(old) = old {
+                    old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+                    tokio::task::spawn_blocking(move || drop(old));
+                }
             }
             Err(err) => tracing::error!(error = %err, "could not create a new producer"),
         }

@@ -173,6 +173,27 @@ mod tests {
         assert_eq!(Envelope::decode(&bytes).unwrap(), envelope);
     }
 
+    /// Found by the `gateway_body` fuzz target: a 90-digit integer property, parsed
+    /// from the client's JSON as a float, came back one ULP off after encode/decode
+    /// unless serde_json parses floats exactly (`float_roundtrip`).
+    #[test]
+    fn float_properties_round_trip_exactly() {
+        let mut envelope = sample();
+        let long = "8".to_owned() + &"7".repeat(89);
+        for text in [
+            long.as_str(),
+            "0.1",
+            "1.7976931348623157e308",
+            "5e-324",
+            "123456789012345678901234567890",
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            envelope.properties.insert("v".into(), value.clone());
+            let back = Envelope::decode(&envelope.encode()).unwrap();
+            assert_eq!(back.properties["v"], value, "{text}");
+        }
+    }
+
     #[test]
     fn reads_messages_written_before_enrichment_existed() {
         let old = br#"{"event_id":"e","app_id":"a","name":"n","distinct_id":"u","timestamp_ms":1,"received_at_ms":2}"#;

@@ -90,6 +90,13 @@ impl PrivateBroker {
     /// (Re)starts the process on the same port.
     pub async fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        // The broker's log stays beside its data (kept when TALLY_KEEP_BROKER_DIR is set).
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null());
         let child = Command::new(tansu_bin())
             .current_dir(&self.dir)
             .args([
@@ -101,7 +108,7 @@ impl PrivateBroker {
             ])
             .args(["--storage-engine", &self.storage])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("starting {}: {err}", tansu_bin().display()));
         self.child = Some(child);
@@ -135,7 +142,11 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if std::env::var_os("TALLY_KEEP_BROKER_DIR").is_some() {
+            eprintln!("broker directory kept: {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 //! (`http://127.0.0.1:8123`).
 
 pub mod broker;
+pub mod proxy;
 pub mod services;
 
 use rand::Rng;
