@@ -55,6 +55,9 @@ pub enum SketchError {
     /// Precision differs from [`PRECISION`].
     #[error("incompatible sketch precision")]
     Incompatible,
+    /// The body decoded but its contents are inconsistent.
+    #[error("corrupt sketch")]
+    Corrupt,
 }
 
 /// A mergeable distinct-count sketch of string ids.
@@ -104,17 +107,28 @@ impl UniqueSketch {
         out
     }
 
-    /// Parses the stored form.
+    /// Parses the stored form. Never panics, whatever the bytes.
+    ///
+    /// The sketch crate trusts its own serialized state: a corrupt varint list
+    /// makes it index out of bounds (found by the `sketch` fuzz target). Stored
+    /// sketches come from Redis, which anyone with access can overwrite, so the
+    /// decoded state is merged into a fresh sketch and counted under
+    /// `catch_unwind`; any panic there means the bytes were corrupt.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, SketchError> {
         match bytes.split_first() {
             Some((&SKETCH_FORMAT_V1, body)) => {
                 let hll: HyperLogLogPlus<String, FixedSipBuilder> = postcard::from_bytes(body)?;
-                let mut sketch = UniqueSketch::new();
-                sketch
-                    .0
-                    .merge(&hll)
-                    .map_err(|_| SketchError::Incompatible)?;
-                Ok(sketch)
+                let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    let mut sketch = UniqueSketch::new();
+                    let merged = sketch.0.merge(&hll);
+                    let _ = sketch.0.count();
+                    merged.map(|()| sketch)
+                }));
+                match checked {
+                    Ok(Ok(sketch)) => Ok(sketch),
+                    Ok(Err(_)) => Err(SketchError::Incompatible),
+                    Err(_) => Err(SketchError::Corrupt),
+                }
             }
             _ => Err(SketchError::UnknownFormat),
         }
@@ -135,6 +149,16 @@ mod tests {
             sketch.insert(&format!("user-{i}"));
         }
         sketch
+    }
+
+    /// Found by the `sketch` fuzz target: made the sketch crate index out of bounds.
+    #[test]
+    fn corrupt_stored_sketches_are_errors_not_panics() {
+        const CRASH: [u8; 25] = [
+            0x01, 0x0e, 0x03, 0x00, 0x01, 0x00, 0x00, 0x01, 0x0e, 0x0b, 0x00, 0x03, 0x00, 0x01,
+            0x00, 0x01, 0xff, 0x01, 0x00, 0x00, 0x00, 0xfd, 0xff, 0x00, 0x00,
+        ];
+        assert!(UniqueSketch::from_bytes(&CRASH).is_err());
     }
 
     #[test]

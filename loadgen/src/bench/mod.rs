@@ -148,6 +148,9 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         ("TALLY_CLICKHOUSE_DATABASE", clickhouse.database.clone()),
         ("TALLY_AGGREGATOR_GROUP", format!("{id}_group")),
         ("TALLY_POSTGRES_URL", config.postgres.url.clone()),
+        // The load generator sends each simulated client's address in
+        // X-Forwarded-For: trust one hop so B1 pays for real geo-IP lookups.
+        ("TALLY_GATEWAY_TRUSTED_PROXIES", "1".to_owned()),
     ];
     let gateway = Service::start(config, "ingest-gateway", "TALLY_GATEWAY_ADDR", &common).await?;
     let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", &common).await?;
