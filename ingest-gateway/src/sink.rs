@@ -42,12 +42,9 @@ pub struct KafkaSink {
     config: KafkaConfig,
     topic: String,
     timeout: Duration,
-    failures: std::sync::atomic::AtomicU32,
     last_reset: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-/// Consecutive failed publishes before the producer is replaced.
-pub const FAILURES_BEFORE_RESET: u32 = 1;
 /// Least time between two replacements.
 pub const RESET_GAP: Duration = Duration::from_secs(5);
 
@@ -67,7 +64,6 @@ impl KafkaSink {
             config: kafka.clone(),
             topic: kafka.topic.clone(),
             timeout,
-            failures: std::sync::atomic::AtomicU32::new(0),
             last_reset: std::sync::Mutex::new(None),
         })
     }
@@ -90,17 +86,11 @@ impl KafkaSink {
         self.producer.read().ok().map(|p| p.clone())
     }
 
-    /// Replaces the producer if it is fatal or keeps failing.
+    /// Retires the producer after a failed publish (see the type's doc).
     fn recover(&self) {
-        use std::sync::atomic::Ordering;
-        let failures = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
-        let Some(producer) = self.current() else {
-            return;
-        };
-        let fatal = producer.client().fatal_error();
-        if fatal.is_none() && failures < FAILURES_BEFORE_RESET {
-            return;
-        }
+        let fatal = self
+            .current()
+            .and_then(|producer| producer.client().fatal_error());
         let Ok(mut last) = self.last_reset.lock() else {
             return;
         };
@@ -109,8 +99,7 @@ impl KafkaSink {
         }
         *last = Some(std::time::Instant::now());
         drop(last);
-        tracing::warn!(?fatal, failures, "replacing the Kafka producer");
-        self.failures.store(0, Ordering::SeqCst);
+        tracing::warn!(?fatal, "replacing the Kafka producer");
         match Self::create(&self.config, self.timeout) {
             Ok(fresh) => {
                 let old = self
@@ -145,9 +134,8 @@ impl KafkaSink {
 impl EventSink for KafkaSink {
     async fn publish(&self, envelopes: &[Envelope]) -> Result<(), String> {
         let result = self.publish_once(envelopes).await;
-        match &result {
-            Ok(()) => self.failures.store(0, std::sync::atomic::Ordering::SeqCst),
-            Err(_) => self.recover(),
+        if result.is_err() {
+            self.recover();
         }
         result
     }
