@@ -51,6 +51,17 @@ pub fn env_string(var: &str, default: &str) -> String {
     }
 }
 
+/// The per-machine cache `scripts/stack` installs into (tansu, geo-IP data, test
+/// SDKs): `TALLY_CACHE_DIR`, default `~/.cache/tally`.
+pub fn cache_dir() -> std::path::PathBuf {
+    std::env::var("TALLY_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+                .join(".cache/tally")
+        })
+}
+
 /// Fails with [`ConfigError::Rule`] unless `ok`.
 pub fn ensure(ok: bool, rule: impl Into<String>) -> Result<(), ConfigError> {
     if ok {

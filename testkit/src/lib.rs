@@ -73,9 +73,14 @@ pub struct Isolation {
 impl Isolation {
     /// Creates a topic with `partitions`, and a migrated ClickHouse database.
     pub async fn new(partitions: i32) -> Self {
+        Self::on_broker(partitions, &kafka_brokers()).await
+    }
+
+    /// Like [`Isolation::new`], with the topics on `brokers` (a test's own broker).
+    pub async fn on_broker(partitions: i32, brokers: &str) -> Self {
         let id = unique("t");
         let kafka = KafkaConfig {
-            brokers: kafka_brokers(),
+            brokers: brokers.to_owned(),
             topic: format!("{id}_events"),
             dlq_topic: format!("{id}_dlq"),
         };
@@ -179,13 +184,7 @@ pub async fn post_batch(
 /// Where `scripts/stack` installed the third-party SDKs used by the compatibility
 /// tests (`node_modules` inside; versions pinned in the script's NODE_CLIENTS).
 pub fn node_clients_dir() -> std::path::PathBuf {
-    let cache = std::env::var("TALLY_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/tally")
-        });
-    cache.join("node-clients-1")
+    tally_common::config::cache_dir().join("node-clients-1")
 }
 
 /// The `Authorization` header value Segment's SDKs send: Basic, key as user name.

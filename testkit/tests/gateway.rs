@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tally_testkit::broker::{create_topic, PrivateBroker};
+use tally_testkit::broker::PrivateBroker;
 use tally_testkit::{eventually, post_batch, services, unique, write_key, Isolation};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,9 +271,7 @@ async fn write_keys_authenticate_and_revocation_takes_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_gives_503_within_seconds_and_keeps_what_was_acknowledged() {
     let mut broker = PrivateBroker::start_durable().await;
-    let mut iso = Isolation::new(1).await;
-    iso.kafka.brokers = broker.brokers.clone();
-    create_topic(&broker.brokers, &iso.kafka.topic, 2).await;
+    let iso = Isolation::on_broker(2, &broker.brokers).await;
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let http = reqwest::Client::new();
     let key = write_key(&unique("down")).await;
@@ -333,9 +331,7 @@ async fn broker_down_gives_503_within_seconds_and_keeps_what_was_acknowledged() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_recovers_after_broker_restarts() {
     let mut broker = PrivateBroker::start_durable().await;
-    let mut iso = Isolation::new(1).await;
-    iso.kafka.brokers = broker.brokers.clone();
-    create_topic(&broker.brokers, &iso.kafka.topic, 2).await;
+    let iso = Isolation::on_broker(2, &broker.brokers).await;
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let http = reqwest::Client::new();
     let key = write_key(&unique("recover")).await;

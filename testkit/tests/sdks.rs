@@ -8,11 +8,33 @@
 //!
 //! Every event must land exactly once, with the names and identities sent.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] fns
+
 use std::process::Command;
 use std::time::Duration;
 use tally_testkit::{
     clickhouse_counts, eventually, node_clients_dir, services, unique, write_key, Isolation,
 };
+
+/// Runs `tests/sdk/{script}` with `args` in Node; its stdout is one JSON report.
+async fn run_node(script: &str, args: Vec<String>) -> serde_json::Value {
+    let path = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("node is installed by scripts/stack")
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn browser_tracker_delivers_every_event_once() {
@@ -22,24 +44,7 @@ async fn browser_tracker_delivers_every_event_once() {
     let app = unique("sdk");
     let key = write_key(&app).await;
 
-    let harness = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/harness.js");
-    let url = gateway.url();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(harness)
-            .arg(url)
-            .arg(key)
-            .output()
-            .expect("node is installed by scripts/stack")
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "harness failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let stats = run_node("harness.js", vec![gateway.url(), key]).await;
     // One failed attempt, then at least: the retried page view, the batch of 20,
     // and the beacon with the rest. Every request that reached the gateway was
     // accepted (how the tail splits between fetches and the beacon depends on timing).
@@ -96,31 +101,14 @@ async fn segment_and_rudderstack_sdks_work_unmodified() {
     let app = unique("sdks");
     let key = write_key(&app).await;
 
-    let harness = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/clients.js");
     let dir = node_clients_dir();
     assert!(
         dir.join("node_modules/@segment/analytics-node").exists(),
         "run scripts/stack up: it installs the SDKs into {}",
         dir.display()
     );
-    let url = gateway.url();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(harness)
-            .arg(dir)
-            .arg(url)
-            .arg(key)
-            .output()
-            .expect("node is installed by scripts/stack")
-    })
-    .await
-    .unwrap();
-    assert!(
-        output.status.success(),
-        "harness failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let dir = dir.display().to_string();
+    let report = run_node("clients.js", vec![dir, gateway.url(), key]).await;
     assert_eq!(
         report["segment"]["errors"],
         serde_json::json!([]),
