@@ -5,20 +5,24 @@
 //! * an acknowledged event missing from ClickHouse (lost) or stored more than
 //!   once (duplicated);
 //! * a count from the query service that differs from the truth: `/count` per
-//!   app, `/live` per 5-second window and per event name;
+//!   app, `/live` per 5-second window and per event name (live leaves out bots
+//!   and events received after the allowed lateness; see [`crate::truth::live`]);
 //! * exact unique users per app in ClickHouse that differ from the truth;
 //! * live unique users off by more than 2 % (HyperLogLog++ at precision 14 has
 //!   a 0.81 % standard error);
 //! * funnel step counts computed in ClickHouse that differ from the brute-force
-//!   funnel over the record.
+//!   funnel over the record;
+//! * a `sessions` table that differs from sessionizing the record by
+//!   definition (30-minute gap per app and visitor).
 
 use crate::record::Acked;
-use crate::truth::{compute, AppTruth, FUNNEL};
+use crate::truth::{compute, live, sessions, AppTruth, LiveTruth, SessionTruth, FUNNEL};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_schemas::live::{window_start, WINDOW_MS};
+use tally_schemas::session::SESSION_GAP_MS;
 
 /// Where to look.
 #[derive(Debug, Clone)]
@@ -29,6 +33,8 @@ pub struct CheckConfig {
     pub query: Option<String>,
     /// Most live windows the query service serves per request.
     pub max_live_windows: i64,
+    /// The aggregator's allowed lateness (`TALLY_AGGREGATOR_LATENESS_MS`).
+    pub allowed_lateness_ms: i64,
 }
 
 /// What the checker found.
@@ -46,6 +52,12 @@ pub struct Report {
     pub mismatches: Vec<String>,
     /// Number of mismatches (all).
     pub mismatch_count: u64,
+    /// Of those, mismatches of the live windows (`/live`).
+    pub live_mismatches: u64,
+    /// Sessions of the definition compared with the `sessions` table.
+    pub sessions_checked: u64,
+    /// Apps whose sessions differ from the definition.
+    pub session_mismatches: u64,
     /// Largest relative error of live unique users over the apps.
     pub max_unique_error: f64,
     /// Whether everything matched.
@@ -53,6 +65,11 @@ pub struct Report {
 }
 
 impl Report {
+    fn live_mismatch(&mut self, text: String) {
+        self.live_mismatches += 1;
+        self.mismatch(text);
+    }
+
     fn mismatch(&mut self, text: String) {
         self.mismatch_count += 1;
         if self.mismatches.len() < 50 {
@@ -87,6 +104,8 @@ struct FunnelRow {
 /// Runs every check.
 pub async fn check(records: &[Acked], config: &CheckConfig) -> Result<Report, CheckError> {
     let truth = compute(records);
+    let live_truth = live(records, config.allowed_lateness_ms);
+    let session_truth = sessions(records, SESSION_GAP_MS);
     let mut report = Report {
         events_checked: records.len() as u64,
         apps: truth.len(),
@@ -133,8 +152,15 @@ pub async fn check(records: &[Acked], config: &CheckConfig) -> Result<Report, Ch
             ));
         }
         check_funnel(&client, app_id, app, &mut report).await?;
+        let want = session_truth
+            .get(app_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        check_sessions(&client, app_id, want, &mut report).await?;
         if let Some(query) = &config.query {
-            check_query_service(query, app_id, app, config.max_live_windows, &mut report).await?;
+            let live = live_truth.get(app_id).cloned().unwrap_or_default();
+            let horizon = (app.ts_range, config.max_live_windows);
+            check_query_service(query, app_id, app.events, horizon, &live, &mut report).await?;
         }
     }
     report.ok = report.lost == 0 && report.duplicated == 0 && report.mismatch_count == 0;
@@ -182,6 +208,51 @@ async fn check_funnel(
     Ok(())
 }
 
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct SessionShape {
+    distinct_id: String,
+    start_ms: u64,
+    end_ms: u64,
+    events: u32,
+}
+
+/// The `sessions` table (latest versions, merged-away ones left out) must hold
+/// exactly the sessions of the definition.
+async fn check_sessions(
+    client: &clickhouse::Client,
+    app_id: &str,
+    want: &[SessionTruth],
+    report: &mut Report,
+) -> Result<(), CheckError> {
+    let mut got: Vec<SessionTruth> = client
+        .query(
+            "SELECT distinct_id, start_ms, end_ms, events FROM sessions FINAL \
+             WHERE app_id = ? AND dropped = 0",
+        )
+        .bind(app_id)
+        .fetch_all::<SessionShape>()
+        .await?
+        .into_iter()
+        .map(|s| {
+            let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            (s.distinct_id, ms(s.start_ms), ms(s.end_ms), s.events)
+        })
+        .collect();
+    got.sort();
+    if got != want {
+        report.session_mismatches += 1;
+        let extra = got.iter().filter(|s| !want.contains(s)).count();
+        let missing = want.iter().filter(|s| !got.contains(s)).count();
+        report.mismatch(format!(
+            "sessions {app_id}: {} in ClickHouse vs {} by definition ({missing} missing, {extra} wrong or extra)",
+            got.len(),
+            want.len()
+        ));
+    }
+    report.sessions_checked += want.len() as u64;
+    Ok(())
+}
+
 async fn get_json(url: &str) -> Result<Value, CheckError> {
     let response = reqwest::get(url)
         .await
@@ -197,23 +268,26 @@ async fn get_json(url: &str) -> Result<Value, CheckError> {
     Ok(body)
 }
 
+/// `/count` must equal the ClickHouse truth (`events`, bots included); `/live`
+/// must show `live` (bots and late events left out) for every window from
+/// the first event's on, if the service serves that far back (`max_windows`).
 async fn check_query_service(
     query: &str,
     app_id: &str,
-    app: &AppTruth,
-    max_windows: i64,
+    events: u64,
+    ((from, to), max_windows): ((i64, i64), i64),
+    live: &LiveTruth,
     report: &mut Report,
 ) -> Result<(), CheckError> {
-    let (from, to) = app.ts_range;
     let count = get_json(&format!(
         "{query}/api/v1/analytics/{app_id}/count?from={from}&to={}",
         to + 1
     ))
     .await?;
-    if count["count"].as_u64() != Some(app.events) {
+    if count["count"].as_u64() != Some(events) {
         report.mismatch(format!(
-            "count {app_id}: query service {} vs truth {}",
-            count["count"], app.events
+            "count {app_id}: query service {} vs truth {events}",
+            count["count"]
         ));
     }
     // Live: every window from the first event's up to now, if the service serves that far back.
@@ -222,36 +296,41 @@ async fn check_query_service(
     if needed > max_windows {
         return Ok(()); // older than the live horizon: ClickHouse checks only
     }
-    let live = get_json(&format!(
+    let answer = get_json(&format!(
         "{query}/api/v1/analytics/{app_id}/live?windows={needed}"
     ))
     .await?;
     let mut names: BTreeMap<String, u64> = BTreeMap::new();
-    for window in live["windows"].as_array().into_iter().flatten() {
+    for window in answer["windows"].as_array().into_iter().flatten() {
         let start = window["start_ms"].as_i64().unwrap_or_default();
         let got = window["events"].as_u64().unwrap_or_default();
-        let want = app.windows.get(&start).copied().unwrap_or(0);
-        if got != want {
-            report.mismatch(format!(
-                "live {app_id} window {start}: {got} vs truth {want}"
+        let want = live.windows.get(&start).copied().unwrap_or_default();
+        if !want.admits(got) {
+            report.live_mismatch(format!(
+                "live {app_id} window {start}: {got} vs truth {} (+{} maybe late)",
+                want.sure, want.maybe
             ));
         }
         for (name, n) in window["by_name"].as_object().into_iter().flatten() {
             *names.entry(name.clone()).or_default() += n.as_u64().unwrap_or(0);
         }
     }
-    if names != app.by_name {
-        report.mismatch(format!(
-            "live {app_id} per name: {names:?} vs truth {:?}",
-            app.by_name
-        ));
+    for name in names.keys().chain(live.by_name.keys()) {
+        let got = names.get(name).copied().unwrap_or(0);
+        let want = live.by_name.get(name).copied().unwrap_or_default();
+        if !want.admits(got) {
+            report.live_mismatch(format!(
+                "live {app_id} events named {name}: {got} vs truth {} (+{} maybe late)",
+                want.sure, want.maybe
+            ));
+        }
     }
-    let estimate = live["unique_users"].as_f64().unwrap_or_default();
-    let truth = app.uniques as f64;
+    let estimate = answer["unique_users"].as_f64().unwrap_or_default();
+    let truth = live.uniques as f64;
     let error = (estimate - truth).abs() / truth.max(1.0);
     report.max_unique_error = report.max_unique_error.max(error);
     if error > 0.02 && (estimate - truth).abs() > 2.0 {
-        report.mismatch(format!(
+        report.live_mismatch(format!(
             "live {app_id} unique users: {estimate} vs truth {truth} ({:.2} % off)",
             error * 100.0
         ));
@@ -262,9 +341,10 @@ async fn check_query_service(
 /// Prints the report for a terminal.
 pub fn print(report: &Report) {
     println!(
-        "checked {} acknowledged events of {} apps: lost {}, duplicated {}, mismatches {}, max live-uniques error {:.2} %",
+        "checked {} acknowledged events of {} apps and {} sessions: lost {}, duplicated {}, mismatches {}, max live-uniques error {:.2} %",
         report.events_checked,
         report.apps,
+        report.sessions_checked,
         report.lost,
         report.duplicated,
         report.mismatch_count,

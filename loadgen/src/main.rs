@@ -5,7 +5,7 @@
 //!                       [--batch N] [--concurrency N] [--style browser|server] [--seed N]
 //!                       [--apps N] [--visitors N] [--run-id ID] [--record FILE] [--json FILE]
 //!                       [--postgres URL]   (apps and write keys are created there first)
-//! tally-loadgen check   --record FILE [--query URL] [--clickhouse URL] [--database DB]
+//! tally-loadgen check   --record FILE [--query URL] [--clickhouse URL] [--database DB] [--lateness-ms MS]
 //! tally-loadgen history [--clickhouse URL] [--database DB] [--days N] [--events N] [--seed N] [--app-prefix P]
 //! tally-loadgen bench   [--quick] [--out FILE.json] (see `bench` module docs)
 //! ```
@@ -132,6 +132,7 @@ async fn check_command(args: &Args) -> Result<bool, String> {
                 .unwrap_or_else(|| "http://127.0.0.1:8081".into()),
         ),
         max_live_windows: args.number("--max-live-windows", 720i64)?,
+        allowed_lateness_ms: args.number("--lateness-ms", 30_000i64)?,
     };
     let report = check::check(&records, &config)
         .await

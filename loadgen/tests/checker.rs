@@ -61,6 +61,7 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         clickhouse: iso.clickhouse.clone(),
         query: Some(query.url()),
         max_live_windows: 720,
+        allowed_lateness_ms: 30_000,
     };
     // Live windows are written in the same flush as the rows; allow one more flush.
     let clean = eventually("a clean check", Duration::from_secs(20), || async {
@@ -102,6 +103,7 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         &iso.redis_prefix,
         &victim.app_id,
         tally_schemas::live::window_start(victim.ts_ms),
+        tally_schemas::live::shard_of(0),
     );
     let redis = redis::Client::open(tally_testkit::redis_url()).unwrap();
     let mut connection = redis.get_multiplexed_async_connection().await.unwrap();

@@ -45,6 +45,8 @@ pub struct LiveWindow {
     pub events: u64,
     /// Estimated distinct users.
     pub unique_users: u64,
+    /// Estimated sessions active in the window.
+    pub active_sessions: u64,
     /// Events per name.
     pub by_name: BTreeMap<String, u64>,
 }
@@ -64,6 +66,8 @@ pub struct LiveResponse {
     pub total_events: u64,
     /// Distinct users over all windows (sketches merged).
     pub unique_users: u64,
+    /// Distinct sessions active over all windows (sketches merged).
+    pub active_sessions: u64,
 }
 
 /// Window starts of the last `n` windows ending with the one containing `now_ms`.
@@ -119,21 +123,25 @@ async fn live_inner<L: LiveSource, E: EventStore>(
         .windows(&app_id, &last_windows(now_ms, n))
         .await?;
     let mut all_users = UniqueSketch::new();
+    let mut all_sessions = UniqueSketch::new();
     let mut windows = Vec::with_capacity(snapshots.len());
     for mut snapshot in snapshots {
         all_users
             .merge(&snapshot.users)
+            .and_then(|()| all_sessions.merge(&snapshot.sessions))
             .map_err(|e| QueryError::Startup(e.to_string()))?;
         windows.push(LiveWindow {
             start_ms: snapshot.start_ms,
             events: snapshot.total,
             unique_users: snapshot.users.estimate(),
+            active_sessions: snapshot.sessions.estimate(),
             by_name: snapshot.by_name,
         });
     }
     Ok(LiveResponse {
         total_events: windows.iter().map(|w| w.events).sum(),
         unique_users: all_users.estimate(),
+        active_sessions: all_sessions.estimate(),
         app_id,
         window_ms: WINDOW_MS,
         now_ms,

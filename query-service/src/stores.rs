@@ -4,7 +4,7 @@
 
 use redis::aio::ConnectionManager;
 use std::future::Future;
-use tally_schemas::live::{window_key, WindowSnapshot};
+use tally_schemas::live::{window_keys, WindowSnapshot, LIVE_SHARDS};
 
 /// Live windows.
 pub trait LiveSource: Send + Sync + 'static {
@@ -64,15 +64,22 @@ impl LiveSource for RedisLive {
     ) -> Result<Vec<WindowSnapshot>, crate::QueryError> {
         let mut pipe = redis::pipe();
         for start in starts {
-            pipe.cmd("HGETALL")
-                .arg(window_key(&self.prefix, app_id, *start));
+            for key in window_keys(&self.prefix, app_id, *start) {
+                pipe.cmd("HGETALL").arg(key);
+            }
         }
         let hashes: Vec<Vec<(String, Vec<u8>)>> =
             pipe.query_async(&mut self.connection.clone()).await?;
+        let shards = usize::try_from(LIVE_SHARDS).unwrap_or(1);
         starts
             .iter()
-            .zip(hashes)
-            .map(|(start, fields)| Ok(WindowSnapshot::from_fields(*start, fields)?))
+            .zip(hashes.chunks(shards))
+            .map(|(start, split)| {
+                Ok(WindowSnapshot::from_fields(
+                    *start,
+                    split.iter().flatten().cloned(),
+                )?)
+            })
             .collect()
     }
 

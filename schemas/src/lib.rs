@@ -5,6 +5,7 @@
 //!   versioned encoding so the wire format can change without breaking consumers.
 //! * [`dead_letter`] — the `events_dlq` record of a refused event.
 //! * [`row`] — the ClickHouse `events` row.
+//! * [`session`] — the ClickHouse `sessions` row and the session gap.
 //! * [`live`] — 5-second window arithmetic and the Redis key layout shared by the
 //!   aggregator (writer) and the query service (reader).
 //! * [`sketch`] — the HyperLogLog++ sketch with a fixed, documented hash so that
@@ -17,6 +18,7 @@ pub mod event;
 pub mod live;
 pub mod migrations;
 pub mod row;
+pub mod session;
 pub mod sketch;
 
 pub use dead_letter::DeadLetter;

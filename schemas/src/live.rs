@@ -3,10 +3,14 @@
 //! This module is the contract between the writer (stream-aggregator) and the
 //! reader (query-service).
 //!
-//! One Redis hash per app and window: `{prefix}:w:{app_id}:{window_start_ms}`.
-//! Each Kafka partition owns its own fields in it, so two aggregator processes
-//! never write the same field, and a partition's fields carry the last Kafka
-//! offset applied to them (the exactly-once guard):
+//! Each app's window is split over [`LIVE_SHARDS`] Redis hashes (seed 001's
+//! split counters, summed on read), so a hot app's writes spread over several
+//! keys — and over several nodes of a Redis Cluster:
+//! `{prefix}:w:{app_id}:{window_start_ms}:{shard}`, where Kafka partition P
+//! writes shard `P mod LIVE_SHARDS`. Inside a hash each partition owns its own
+//! fields, so two aggregator processes never write the same field, and a
+//! partition's fields carry the last Kafka offset applied to them (the
+//! exactly-once guard):
 //!
 //! | field               | value                                              |
 //! |---------------------|----------------------------------------------------|
@@ -14,9 +18,12 @@
 //! | `p{P}:n`            | events from partition P in the window               |
 //! | `p{P}:e:{name}`     | events named `name` from partition P                |
 //! | `p{P}:hll`          | [`UniqueSketch`] of the window's users from P        |
+//! | `p{P}:ses`          | [`UniqueSketch`] of the window's session ids from P  |
 //!
-//! A reader sums the counters and merges the sketches over all partitions.
-//! Keys expire (the aggregator sets a TTL on every write).
+//! A reader fetches the window's shard hashes, sums the counters and merges the
+//! sketches over all partitions. Keys expire (the aggregator sets a TTL on every
+//! write, `TALLY_LIVE_TTL_SECS`, default 48 h). Bots and events received after a
+//! window's allowed lateness are not counted here (they are in ClickHouse).
 
 use crate::sketch::{SketchError, UniqueSketch};
 use std::collections::BTreeMap;
@@ -29,9 +36,25 @@ pub fn window_start(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(WINDOW_MS) * WINDOW_MS
 }
 
-/// Redis key of an app's window.
-pub fn window_key(prefix: &str, app_id: &str, window_start_ms: i64) -> String {
-    format!("{prefix}:w:{app_id}:{window_start_ms}")
+/// Number of Redis hashes one app-window is split over. Part of the contract:
+/// changing it needs writers and readers changed together.
+pub const LIVE_SHARDS: i32 = 4;
+
+/// The shard Kafka partition `partition` writes.
+pub fn shard_of(partition: i32) -> i32 {
+    partition.rem_euclid(LIVE_SHARDS)
+}
+
+/// Redis key of one shard of an app's window.
+pub fn window_key(prefix: &str, app_id: &str, window_start_ms: i64, shard: i32) -> String {
+    format!("{prefix}:w:{app_id}:{window_start_ms}:{shard}")
+}
+
+/// Redis keys of every shard of an app's window, in shard order.
+pub fn window_keys(prefix: &str, app_id: &str, window_start_ms: i64) -> Vec<String> {
+    (0..LIVE_SHARDS)
+        .map(|shard| window_key(prefix, app_id, window_start_ms, shard))
+        .collect()
 }
 
 /// Field holding partition `p`'s last applied offset.
@@ -54,6 +77,16 @@ pub fn sketch_field(partition: i32) -> String {
     format!("p{partition}:hll")
 }
 
+/// Field holding partition `p`'s sketch of session ids active in the window.
+pub fn sessions_field(partition: i32) -> String {
+    format!("p{partition}:ses")
+}
+
+/// Redis key of a visitor's session state (written by the aggregator only).
+pub fn visitor_key(prefix: &str, app_id: &str, distinct_id: &str) -> String {
+    format!("{prefix}:v:{app_id}:{distinct_id}")
+}
+
 /// One window as a reader sees it, summed over partitions.
 #[derive(Debug, Clone, Default)]
 pub struct WindowSnapshot {
@@ -65,6 +98,8 @@ pub struct WindowSnapshot {
     pub by_name: BTreeMap<String, u64>,
     /// Users seen in the window (all partitions merged).
     pub users: UniqueSketch,
+    /// Sessions active in the window (all partitions merged).
+    pub sessions: UniqueSketch,
 }
 
 /// Error reading a window hash.
@@ -107,20 +142,18 @@ impl WindowSnapshot {
                 snapshot.total += counter()?;
             } else if let Some(name) = rest.strip_prefix("e:") {
                 *snapshot.by_name.entry(name.to_owned()).or_default() += counter()?;
-            } else if rest == "hll" {
-                let sketch = UniqueSketch::from_bytes(&value).map_err(|source| {
-                    SnapshotError::BadSketch {
-                        field: field.clone(),
-                        source,
-                    }
-                })?;
-                snapshot
-                    .users
-                    .merge(&sketch)
-                    .map_err(|source| SnapshotError::BadSketch {
-                        field: field.clone(),
-                        source,
-                    })?;
+            } else if rest == "hll" || rest == "ses" {
+                let bad = |source| SnapshotError::BadSketch {
+                    field: field.clone(),
+                    source,
+                };
+                let sketch = UniqueSketch::from_bytes(&value).map_err(bad)?;
+                let target = if rest == "hll" {
+                    &mut snapshot.users
+                } else {
+                    &mut snapshot.sessions
+                };
+                target.merge(&sketch).map_err(bad)?;
             }
         }
         Ok(snapshot)

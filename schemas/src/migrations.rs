@@ -34,6 +34,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         name: "enrichment",
         sql: include_str!("../migrations/clickhouse/0002_enrichment.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sessions",
+        sql: include_str!("../migrations/clickhouse/0003_sessions.sql"),
+    },
 ];
 
 impl Migration {

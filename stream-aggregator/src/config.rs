@@ -30,6 +30,39 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Most events per write batch (`TALLY_AGGREGATOR_BATCH_ROWS`, default 10000).
     pub max_batch_rows: usize,
+    /// How long after a window's end the gateway may still receive events for it
+    /// (`TALLY_AGGREGATOR_LATENESS_MS`, default 30000). Later events go to
+    /// ClickHouse only and count in `tally_aggregator_late_events_total`.
+    pub allowed_lateness: Duration,
+    /// Repeats of a client event id received within this window of the first
+    /// copy are dropped (`TALLY_AGGREGATOR_DEDUP_WINDOW_SECS`, default 900 =
+    /// 15 min; 0 = off). Memory ≈ 48 bytes per event received in the window.
+    pub dedup_window: Duration,
+    /// Test-only fault injection (`TALLY_AGGREGATOR_FAULT`, default `none`):
+    /// `ignore-offsets` disables the exactly-once guards so the chaos test's
+    /// control run can prove its checker notices double counting. Never set in production.
+    pub fault: Fault,
+}
+
+/// Deliberate faults for the chaos test's control run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Normal operation.
+    #[default]
+    None,
+    /// Replays are applied again (no watermark or offset checks).
+    IgnoreOffsets,
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "none" | "" => Ok(Fault::None),
+            "ignore-offsets" => Ok(Fault::IgnoreOffsets),
+            other => Err(format!("unknown fault {other:?} (none, ignore-offsets)")),
+        }
+    }
 }
 
 impl Config {
@@ -49,6 +82,15 @@ impl Config {
             migrate: env_or("TALLY_CLICKHOUSE_MIGRATE", true)?,
             flush_interval: Duration::from_millis(env_or("TALLY_AGGREGATOR_FLUSH_MS", 500u64)?),
             max_batch_rows: env_or("TALLY_AGGREGATOR_BATCH_ROWS", 10_000usize)?,
+            allowed_lateness: Duration::from_millis(env_or(
+                "TALLY_AGGREGATOR_LATENESS_MS",
+                30_000u64,
+            )?),
+            dedup_window: Duration::from_secs(env_or(
+                "TALLY_AGGREGATOR_DEDUP_WINDOW_SECS",
+                900u64,
+            )?),
+            fault: env_or("TALLY_AGGREGATOR_FAULT", Fault::None)?,
         };
         config.validate()?;
         Ok(config)
@@ -71,6 +113,18 @@ impl Config {
         ensure(
             (10..=10_000).contains(&self.flush_interval.as_millis()),
             "TALLY_AGGREGATOR_FLUSH_MS must be within 10..=10000",
+        )?;
+        ensure(
+            self.allowed_lateness <= Duration::from_secs(3_600),
+            "TALLY_AGGREGATOR_LATENESS_MS must be at most 3600000 (1 h)",
+        )?;
+        ensure(
+            self.live_ttl > self.allowed_lateness + Duration::from_secs(60),
+            "TALLY_LIVE_TTL_SECS must exceed the allowed lateness by a minute",
+        )?;
+        ensure(
+            self.dedup_window <= Duration::from_secs(86_400),
+            "TALLY_AGGREGATOR_DEDUP_WINDOW_SECS must be at most 86400 (24 h)",
         )?;
         ensure(
             (1..=1_000_000).contains(&self.max_batch_rows),

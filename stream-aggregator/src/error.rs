@@ -14,6 +14,9 @@ pub enum AggregatorError {
     /// Another writer changed a live window since it was read (rebalance or zombie); retried.
     #[error("live window {0} changed concurrently")]
     Conflict(String),
+    /// Stored state could not be written (serialization).
+    #[error("state: {0}")]
+    State(String),
     /// Kafka client error.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -35,6 +38,7 @@ impl AggregatorError {
             AggregatorError::ClickHouse(_) => "clickhouse",
             AggregatorError::Redis(_) => "redis",
             AggregatorError::Conflict(_) => "conflict",
+            AggregatorError::State(_) => "state",
             AggregatorError::Kafka(_) => "kafka",
             AggregatorError::Sketch(_) => "sketch",
             AggregatorError::Metrics(_) => "metrics",

@@ -8,11 +8,14 @@
 
 pub mod config;
 pub mod consumer;
+pub mod dedup;
 pub mod error;
 pub mod live;
 pub mod metrics;
 pub mod processor;
 pub mod raw;
+pub mod sessions;
+pub mod visitors;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -78,8 +81,22 @@ pub async fn run(
         raw: raw.clone(),
         live: live.clone(),
     });
-    let consumer = consumer::subscribe(&config, consumer::RebalanceWatch::default())?;
-    let processor = Processor::new(raw, live, &config.kafka.topic, &config.redis_prefix);
+    let consumer = consumer::subscribe(&config, consumer::RebalanceWatch::new(&metrics))?;
+    let processor = Processor::new(
+        raw,
+        live,
+        processor::Settings {
+            topic: config.kafka.topic.clone(),
+            prefix: config.redis_prefix.clone(),
+            allowed_lateness_ms: i64::try_from(config.allowed_lateness.as_millis())
+                .unwrap_or(i64::MAX),
+            fault: config.fault,
+            dedup_window_secs: i64::try_from(config.dedup_window.as_secs()).unwrap_or(i64::MAX),
+        },
+    );
+    if config.fault != config::Fault::None {
+        tracing::warn!(fault = ?config.fault, "FAULT INJECTION ACTIVE: exactly-once guards are off (test-only)");
+    }
 
     let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();
@@ -104,7 +121,15 @@ pub async fn run(
         )
         .await
     });
-    consumer::consume(consumer, processor, &config, &metrics, stop.clone()).await;
+    consumer::consume(
+        consumer,
+        processor,
+        &config,
+        &metrics,
+        &tally_common::SystemClock,
+        stop.clone(),
+    )
+    .await;
     stop.cancel();
     if let Ok(Err(err)) = server.await {
         tracing::warn!(error = %err, "health server error");

@@ -7,11 +7,16 @@
 //! is still the one the writer read. A replay therefore never double counts, and
 //! a concurrent writer (zombie consumer after a rebalance) makes the write fail
 //! with a conflict instead of corrupting the counts.
+//!
+//! Session state (see [`crate::sessions`]) is one hash per visitor,
+//! `{prefix}:v:{app_id}:{distinct_id}` with fields `g` (guard: partition and
+//! offset of the last applied event) and `s` (the state as JSON), written by the
+//! same kind of compare-and-set on `g`. It expires like the windows.
 
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 use std::future::Future;
-use tally_schemas::live::{name_field, offset_field, sketch_field, total_field};
+use tally_schemas::live::{name_field, offset_field, sessions_field, sketch_field, total_field};
 
 /// Address of a unit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -27,8 +32,10 @@ pub struct Unit {
 pub struct UnitState {
     /// Last applied offset (`-1` if none).
     pub offset: i64,
-    /// Stored sketch bytes, if any.
+    /// Stored users sketch bytes, if any.
     pub sketch: Option<Vec<u8>>,
+    /// Stored sessions sketch bytes, if any.
+    pub sessions: Option<Vec<u8>>,
 }
 
 /// One compare-and-set write.
@@ -44,9 +51,28 @@ pub struct UnitWrite {
     pub total: u64,
     /// Events to add per name.
     pub by_name: BTreeMap<String, u64>,
-    /// Sketch to store (stored ∪ new users).
+    /// Users sketch to store (stored ∪ new users).
     pub sketch: Vec<u8>,
+    /// Sessions sketch to store (stored ∪ new session ids).
+    pub sessions: Vec<u8>,
 }
+
+/// One compare-and-set write of a visitor's session state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitorWrite {
+    /// Redis key of the visitor.
+    pub key: String,
+    /// Guard read before computing this write (`""`: no state;
+    /// [`ANY_GUARD`]: overwrite whatever is there).
+    pub expected_guard: String,
+    /// Guard after this write (`"{partition}:{offset}"`).
+    pub new_guard: String,
+    /// Serialized state.
+    pub state: Vec<u8>,
+}
+
+/// A visitor's stored state: its guard and serialized state.
+pub type StoredVisitor = Option<(String, Vec<u8>)>;
 
 /// Where live windows go.
 pub trait LiveStore: Send + Sync + 'static {
@@ -60,19 +86,48 @@ pub trait LiveStore: Send + Sync + 'static {
         &self,
         writes: &[UnitWrite],
     ) -> impl Future<Output = Result<Vec<Unit>, redis::RedisError>> + Send;
+    /// Stored session state of each visitor key, in order.
+    fn read_visitors(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<StoredVisitor>, redis::RedisError>> + Send;
+    /// Applies the visitor writes; returns the keys whose guard had changed (not written).
+    fn write_visitors(
+        &self,
+        writes: &[VisitorWrite],
+    ) -> impl Future<Output = Result<Vec<String>, redis::RedisError>> + Send;
     /// `Ok` when Redis answers.
     fn ping(&self) -> impl Future<Output = Result<(), redis::RedisError>> + Send;
 }
 
+/// `expected_offset` that matches any stored offset: used only by the chaos
+/// test's control run (`Fault::IgnoreOffsets`), which must double count.
+pub const ANY_OFFSET: i64 = i64::MIN;
+
+/// Guard that matches any stored visitor state (chaos control run only).
+pub const ANY_GUARD: &str = "*";
+
 /// Compare-and-set of one unit. KEYS[1] = window key.
-/// ARGV: off_field, expected, new, ttl, hll_field, hll, total_field, total, (name_field, n)*
+/// ARGV: off_field, expected, new, ttl, hll_field, hll, ses_field, ses, total_field, total,
+/// (name_field, n)*
 const CAS_SCRIPT: &str = r"
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur == false then cur = '-1' end
-if cur ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[5], ARGV[6])
-redis.call('HINCRBY', KEYS[1], ARGV[7], ARGV[8])
-for i = 9, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if cur ~= ARGV[2] and ARGV[2] ~= '-9223372036854775808' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+redis.call('HINCRBY', KEYS[1], ARGV[9], ARGV[10])
+for i = 11, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Compare-and-set of one visitor's session state. KEYS[1] = visitor key.
+/// ARGV: expected guard ('' = none, '*' = any), new guard, state, ttl
+const VISITOR_SCRIPT: &str = r"
+local cur = redis.call('HGET', KEYS[1], 'g')
+if cur == false then cur = '' end
+if cur ~= ARGV[1] and ARGV[1] ~= '*' then return 0 end
+redis.call('HSET', KEYS[1], 'g', ARGV[2], 's', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 ";
@@ -112,15 +167,17 @@ impl LiveStore for RedisLive {
             pipe.cmd("HMGET")
                 .arg(&unit.key)
                 .arg(offset_field(unit.partition))
-                .arg(sketch_field(unit.partition));
+                .arg(sketch_field(unit.partition))
+                .arg(sessions_field(unit.partition));
         }
-        let replies: Vec<(Option<i64>, Option<Vec<u8>>)> =
-            pipe.query_async(&mut self.connection.clone()).await?;
+        type Reply = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let replies: Vec<Reply> = pipe.query_async(&mut self.connection.clone()).await?;
         Ok(replies
             .into_iter()
-            .map(|(offset, sketch)| UnitState {
+            .map(|(offset, sketch, sessions)| UnitState {
                 offset: offset.unwrap_or(-1),
                 sketch,
+                sessions,
             })
             .collect())
     }
@@ -143,6 +200,8 @@ impl LiveStore for RedisLive {
                 .arg(self.ttl_secs)
                 .arg(sketch_field(p))
                 .arg(&write.sketch[..])
+                .arg(sessions_field(p))
+                .arg(&write.sessions[..])
                 .arg(total_field(p))
                 .arg(write.total);
             for (name, count) in &write.by_name {
@@ -155,6 +214,52 @@ impl LiveStore for RedisLive {
             .zip(applied)
             .filter(|(_, ok)| *ok == 0)
             .map(|(write, _)| write.unit.clone())
+            .collect())
+    }
+
+    async fn read_visitors(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<StoredVisitor>, redis::RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("HMGET").arg(key).arg("g").arg("s");
+        }
+        let replies: Vec<(Option<String>, Option<Vec<u8>>)> =
+            pipe.query_async(&mut self.connection.clone()).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(guard, state)| guard.zip(state))
+            .collect())
+    }
+
+    async fn write_visitors(
+        &self,
+        writes: &[VisitorWrite],
+    ) -> Result<Vec<String>, redis::RedisError> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for write in writes {
+            pipe.cmd("EVAL")
+                .arg(VISITOR_SCRIPT)
+                .arg(1)
+                .arg(&write.key)
+                .arg(&write.expected_guard)
+                .arg(&write.new_guard)
+                .arg(&write.state[..])
+                .arg(self.ttl_secs);
+        }
+        let applied: Vec<i64> = pipe.query_async(&mut self.connection.clone()).await?;
+        Ok(writes
+            .iter()
+            .zip(applied)
+            .filter(|(_, ok)| *ok == 0)
+            .map(|(write, _)| write.key.clone())
             .collect())
     }
 

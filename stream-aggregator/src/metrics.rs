@@ -1,7 +1,8 @@
 //! Aggregator Prometheus metrics (labels bounded: reason codes and fixed names).
 
 use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// The aggregator's metrics and their registry.
@@ -21,6 +22,18 @@ pub struct Metrics {
     pub flush_seconds: Histogram,
     /// `tally_aggregator_batch_events`: events per flushed batch.
     pub batch_events: Histogram,
+    /// `tally_aggregator_late_events_total`: events received after their window's
+    /// allowed lateness (stored in ClickHouse, not counted live).
+    pub late_events: IntCounter,
+    /// `tally_aggregator_bot_events_total`: bot events (stored, not counted live).
+    pub bot_events: IntCounter,
+    /// `tally_aggregator_duplicates_total`: messages dropped because an earlier
+    /// message carried the same client event id (client retries).
+    pub duplicates: IntCounter,
+    /// `tally_aggregator_visible_seconds`: event time → visible in live windows.
+    pub visible_seconds: Histogram,
+    /// `tally_aggregator_consumer_lag{partition}`: messages behind the log end (librdkafka statistics).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -54,6 +67,41 @@ impl Metrics {
             HistogramOpts::new("tally_aggregator_batch_events", "Events per batch")
                 .buckets(exponential_buckets(1.0, 4.0, 10)?),
         )?;
+        let late_events = IntCounter::new(
+            "tally_aggregator_late_events_total",
+            "Events received after their window's allowed lateness (ClickHouse only)",
+        )?;
+        let bot_events = IntCounter::new(
+            "tally_aggregator_bot_events_total",
+            "Bot events (ClickHouse only, not in live windows)",
+        )?;
+        let duplicates = IntCounter::new(
+            "tally_aggregator_duplicates_total",
+            "Messages dropped as a repeat of an earlier client event id",
+        )?;
+        let visible_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tally_aggregator_visible_seconds",
+                "Event time to visible in the live windows",
+            )
+            .buckets(exponential_buckets(0.05, 2.0, 14)?),
+        )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "tally_aggregator_consumer_lag",
+                "Messages between the committed position and the log end, per partition",
+            ),
+            &["partition"],
+        )?;
+        for metric in [
+            Box::new(late_events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(bot_events.clone()),
+            Box::new(duplicates.clone()),
+            Box::new(visible_seconds.clone()),
+            Box::new(consumer_lag.clone()),
+        ] {
+            registry.register(metric)?;
+        }
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(replayed.clone()))?;
         registry.register(Box::new(undecodable.clone()))?;
@@ -68,6 +116,11 @@ impl Metrics {
             flush_errors,
             flush_seconds,
             batch_events,
+            late_events,
+            bot_events,
+            duplicates,
+            visible_seconds,
+            consumer_lag,
         })
     }
 }

@@ -2,16 +2,19 @@
 //! same contracts as ClickHouse (atomic inserts) and Redis (per-unit CAS).
 
 use super::*;
-use crate::live::UnitState;
+use crate::dedup::SeenId;
+use crate::live::{StoredVisitor, UnitState, VisitorWrite, ANY_GUARD};
 use crate::raw::Watermark;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tally_schemas::live::WindowSnapshot;
+use tally_schemas::session::SessionRow;
 
 #[derive(Debug, Default)]
 struct MemRaw {
     rows: Mutex<Vec<EventRow>>,
+    sessions: Mutex<Vec<SessionRow>>,
     /// Fail the insert whose 1-based call number equals this (0 = never).
     fail_on_call: AtomicUsize,
     calls: AtomicUsize,
@@ -45,6 +48,35 @@ impl RawSink for MemRaw {
         Ok(())
     }
 
+    async fn recent_ids(
+        &self,
+        topic: &str,
+        partition: i32,
+        since_secs: i64,
+        since_date_secs: i64,
+    ) -> Result<Vec<SeenId>, clickhouse::error::Error> {
+        let since_date = event_date(since_date_secs * 1_000);
+        Ok(self
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.kafka_topic == topic && r.kafka_partition == partition as u32)
+            .filter(|r| i64::from(r.received_at) >= since_secs && r.event_date >= since_date)
+            .map(|r| SeenId {
+                app_id: r.app_id.clone(),
+                event_id: r.event_id.clone(),
+                offset: r.kafka_offset as i64,
+                received_secs: i64::from(r.received_at),
+            })
+            .collect())
+    }
+
+    async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), clickhouse::error::Error> {
+        self.sessions.lock().unwrap().extend_from_slice(rows);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), clickhouse::error::Error> {
         Ok(())
     }
@@ -53,6 +85,7 @@ impl RawSink for MemRaw {
 #[derive(Debug, Default)]
 struct MemLive {
     hashes: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
+    visitors: Mutex<HashMap<String, (String, Vec<u8>)>>,
 }
 
 impl LiveStore for MemLive {
@@ -67,6 +100,7 @@ impl LiveStore for MemLive {
                     offset: field(format!("p{}:off", unit.partition))
                         .map_or(-1, |v| String::from_utf8(v).unwrap().parse().unwrap()),
                     sketch: field(format!("p{}:hll", unit.partition)),
+                    sessions: field(format!("p{}:ses", unit.partition)),
                 }
             })
             .collect())
@@ -81,7 +115,7 @@ impl LiveStore for MemLive {
             let current = hash.get(&format!("p{p}:off")).map_or(-1, |v| {
                 String::from_utf8(v.clone()).unwrap().parse().unwrap()
             });
-            if current != write.expected_offset {
+            if current != write.expected_offset && write.expected_offset != ANY_OFFSET {
                 conflicts.push(write.unit.clone());
                 continue;
             }
@@ -100,12 +134,54 @@ impl LiveStore for MemLive {
                 write.new_offset.to_string().into_bytes(),
             );
             hash.insert(format!("p{p}:hll"), write.sketch.clone());
+            hash.insert(format!("p{p}:ses"), write.sessions.clone());
+        }
+        Ok(conflicts)
+    }
+
+    async fn read_visitors(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<StoredVisitor>, redis::RedisError> {
+        let visitors = self.visitors.lock().unwrap();
+        Ok(keys.iter().map(|key| visitors.get(key).cloned()).collect())
+    }
+
+    async fn write_visitors(
+        &self,
+        writes: &[VisitorWrite],
+    ) -> Result<Vec<String>, redis::RedisError> {
+        let mut visitors = self.visitors.lock().unwrap();
+        let mut conflicts = Vec::new();
+        for write in writes {
+            let current = visitors
+                .get(&write.key)
+                .map(|(g, _)| g.clone())
+                .unwrap_or_default();
+            if current != write.expected_guard && write.expected_guard != ANY_GUARD {
+                conflicts.push(write.key.clone());
+                continue;
+            }
+            visitors.insert(
+                write.key.clone(),
+                (write.new_guard.clone(), write.state.clone()),
+            );
         }
         Ok(conflicts)
     }
 
     async fn ping(&self) -> Result<(), redis::RedisError> {
         Ok(())
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        topic: "t".into(),
+        prefix: "x".into(),
+        allowed_lateness_ms: 30_000,
+        fault: Fault::None,
+        dedup_window_secs: 900,
     }
 }
 
@@ -160,6 +236,26 @@ fn live_totals(live: &MemLive) -> BTreeMap<String, (u64, BTreeMap<String, u64>, 
         .collect()
 }
 
+/// The sessions table as a reader sees it: highest version per session, dropped ones left out.
+fn final_sessions(raw: &MemRaw) -> BTreeMap<(String, String, String), SessionRow> {
+    let mut latest: BTreeMap<(String, String, String), SessionRow> = BTreeMap::new();
+    for row in raw.sessions.lock().unwrap().iter() {
+        let key = (
+            row.app_id.clone(),
+            row.distinct_id.clone(),
+            row.session_id.clone(),
+        );
+        if latest
+            .get(&key)
+            .is_none_or(|old| old.version <= row.version)
+        {
+            latest.insert(key, row.clone());
+        }
+    }
+    latest.retain(|_, row| row.dropped == 0);
+    latest
+}
+
 fn run<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -183,7 +279,7 @@ fn row_ids(raw: &MemRaw) -> Vec<String> {
 fn applying_twice_changes_nothing() {
     run(async {
         let all = messages(200, 3);
-        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), "t", "x");
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
         let first = processor.apply(&all).await.unwrap();
         assert_eq!((first.raw_written, first.live_written), (200, 200));
         let once = live_totals(processor.live());
@@ -203,12 +299,12 @@ fn failed_insert_then_retry_from_a_fresh_process_stores_each_row_once() {
         let all = messages(120, 2);
         let raw = MemRaw::default();
         raw.fail_on_call.store(2, Ordering::SeqCst); // second day's insert fails
-        let mut processor = Processor::new(raw, MemLive::default(), "t", "x");
+        let mut processor = Processor::new(raw, MemLive::default(), settings());
         assert!(processor.apply(&all).await.is_err());
         // Retry in the same process, then a "restarted" process replays everything.
         processor.apply(&all).await.unwrap();
         let Processor { raw, live, .. } = processor;
-        let mut restarted = Processor::new(raw, live, "t", "x");
+        let mut restarted = Processor::new(raw, live, settings());
         let replay = restarted.apply(&all).await.unwrap();
         assert_eq!(replay.raw_written, 0);
         let expected: Vec<String> = {
@@ -225,7 +321,7 @@ fn concurrent_writer_is_reported_as_conflict() {
     run(async {
         let all = messages(10, 1);
         let live = MemLive::default();
-        let processor = Processor::new(MemRaw::default(), live, "t", "x");
+        let processor = Processor::new(MemRaw::default(), live, settings());
         let units = vec![Unit {
             key: "x:w:a:0".into(),
             partition: 0,
@@ -238,10 +334,86 @@ fn concurrent_writer_is_reported_as_conflict() {
             total: 1,
             by_name: BTreeMap::new(),
             sketch: UniqueSketch::new().to_bytes(),
+            sessions: UniqueSketch::new().to_bytes(),
         };
         let conflicts = processor.live().apply(&[stale]).await.unwrap();
         assert_eq!(conflicts, units);
         drop(all);
+    });
+}
+
+#[test]
+fn bots_and_late_events_get_rows_but_stay_out_of_live_windows() {
+    run(async {
+        let mut all = messages(60, 2);
+        for (i, message) in all.iter_mut().enumerate() {
+            let envelope = &mut message.envelope;
+            match i % 4 {
+                0 => envelope.enrichment.is_bot = true,
+                // Received 35 s after its window ended: beyond the 30 s lateness.
+                1 => envelope.received_at_ms = window_start(envelope.timestamp_ms) + 40_000,
+                // Received 29 s after its window ended: still live.
+                2 => envelope.received_at_ms = window_start(envelope.timestamp_ms) + 34_000,
+                _ => {}
+            }
+        }
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        let outcome = processor.apply(&all).await.unwrap();
+        assert_eq!((outcome.bots, outcome.late), (15, 15));
+        assert_eq!(outcome.live_written, 30);
+        assert_eq!(outcome.made_visible.len(), 30);
+        assert_eq!(outcome.raw_written, 60);
+        let live: u64 = live_totals(processor.live())
+            .values()
+            .map(|(n, _, _)| n)
+            .sum();
+        assert_eq!(live, 30);
+        // A replay decides the same, whatever the time is now.
+        let again = processor.apply(&all).await.unwrap();
+        assert_eq!((again.live_written, again.late, again.bots), (0, 15, 15));
+    });
+}
+
+#[test]
+fn windows_are_split_over_shards_by_partition() {
+    run(async {
+        let all = messages(80, 6);
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        processor.apply(&all).await.unwrap();
+        let keys: Vec<String> = live_totals(processor.live()).into_keys().collect();
+        for message in &all {
+            let shard = shard_of(message.partition);
+            let key = window_key(
+                "x",
+                &message.envelope.app_id,
+                window_start(message.envelope.timestamp_ms),
+                shard,
+            );
+            assert!(keys.contains(&key), "{key}");
+        }
+        assert!(keys.iter().any(|k| k.ends_with(":3")));
+    });
+}
+
+#[test]
+fn broken_idempotence_double_counts_replays() {
+    // The control for the chaos test: with the guards off, a replay must show.
+    run(async {
+        let all = messages(50, 2);
+        let broken = Settings {
+            fault: Fault::IgnoreOffsets,
+            ..settings()
+        };
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), broken);
+        processor.apply(&all).await.unwrap();
+        processor.forget_watermarks();
+        processor.apply(&all).await.unwrap();
+        assert_eq!(row_ids(processor.raw()).len(), 100);
+        let live: u64 = live_totals(processor.live())
+            .values()
+            .map(|(n, _, _)| n)
+            .sum();
+        assert_eq!(live, 100);
     });
 }
 
@@ -255,14 +427,22 @@ proptest! {
         cuts in proptest::collection::vec(0usize..150, 0..6),
         replay_from in proptest::collection::vec(0usize..150, 0..4),
     ) {
-        let all = messages(n, 3);
-        let mut reference = Processor::new(MemRaw::default(), MemLive::default(), "t", "x");
+        let mut all = messages(n, 3);
+        // Client retries: every 7th message repeats the one 3 positions earlier
+        // (same partition), received a second later.
+        for i in (7..n).step_by(7) {
+            let (partition, offset) = (all[i].partition, all[i].offset);
+            all[i] = all[i - 3].clone();
+            all[i].envelope.received_at_ms += 1_000;
+            (all[i].partition, all[i].offset) = (partition, offset);
+        }
+        let mut reference = Processor::new(MemRaw::default(), MemLive::default(), settings());
         run(reference.apply(&all)).unwrap();
 
         let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (n + 1)).collect();
         cuts.push(n);
         cuts.sort_unstable();
-        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), "t", "x");
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
         let mut start = 0;
         for (i, end) in cuts.into_iter().enumerate() {
             run(processor.apply(&all[start..end])).unwrap();
@@ -270,12 +450,17 @@ proptest! {
                 // A new process re-reads from an older committed position.
                 let from = from % (end + 1);
                 let Processor { raw, live, .. } = processor;
-                processor = Processor::new(raw, live, "t", "x");
+                processor = Processor::new(raw, live, settings());
                 run(processor.apply(&all[from..end])).unwrap();
             }
             start = end;
         }
         prop_assert_eq!(row_ids(processor.raw()), row_ids(reference.raw()));
+        let mut unique = row_ids(reference.raw());
+        unique.dedup();
+        prop_assert_eq!(unique.len(), n - (7..n).step_by(7).count());
+        prop_assert_eq!(row_ids(reference.raw()).len(), unique.len());
         prop_assert_eq!(live_totals(processor.live()), live_totals(reference.live()));
+        prop_assert_eq!(final_sessions(processor.raw()), final_sessions(reference.raw()));
     }
 }

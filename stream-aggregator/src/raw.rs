@@ -9,10 +9,31 @@
 //! are a prefix of the log, and `max(kafka_offset)` — the *watermark* — says
 //! exactly which replayed messages are already stored.
 
+use crate::dedup::SeenId;
 use clickhouse::Client;
 use serde::Deserialize;
 use std::future::Future;
 use tally_schemas::row::EventRow;
+use tally_schemas::session::SessionRow;
+
+/// Inserts `rows` into `table` in one statement (nothing if `rows` is empty).
+async fn insert_all<T>(
+    client: &Client,
+    table: &str,
+    rows: &[T],
+) -> Result<(), clickhouse::error::Error>
+where
+    T: clickhouse::RowOwned + clickhouse::RowWrite + Sync,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<T>(table).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await
+}
 
 /// Highest stored offset of one Kafka partition for one day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +56,20 @@ pub trait RawSink: Send + Sync + 'static {
     fn insert(
         &self,
         rows: &[EventRow],
+    ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
+    /// Ids of `partition` received since `since_secs` (epoch seconds) with an
+    /// event date from `since_date_secs` on (see [`crate::dedup`]).
+    fn recent_ids(
+        &self,
+        topic: &str,
+        partition: i32,
+        since_secs: i64,
+        since_date_secs: i64,
+    ) -> impl Future<Output = Result<Vec<SeenId>, clickhouse::error::Error>> + Send;
+    /// Inserts session versions (upserts into the `sessions` ReplacingMergeTree).
+    fn insert_sessions(
+        &self,
+        rows: &[SessionRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
     /// `Ok` when ClickHouse answers.
     fn ping(&self) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
@@ -65,6 +100,14 @@ struct MarkRow {
     max_offset: u64,
 }
 
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct IdRow {
+    app_id: String,
+    event_id: String,
+    kafka_offset: u64,
+    received: u32,
+}
+
 impl RawSink for ClickHouseSink {
     async fn watermarks(
         &self,
@@ -90,12 +133,44 @@ impl RawSink for ClickHouseSink {
             .collect())
     }
 
+    async fn recent_ids(
+        &self,
+        topic: &str,
+        partition: i32,
+        since_secs: i64,
+        since_date_secs: i64,
+    ) -> Result<Vec<SeenId>, clickhouse::error::Error> {
+        let secs = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT app_id, event_id, kafka_offset, toUInt32(received_at) AS received FROM events \
+                 WHERE kafka_topic = ? AND kafka_partition = ? \
+                 AND event_date >= toDate(toDateTime(?)) AND received_at >= toDateTime(?)",
+            )
+            .bind(topic)
+            .bind(partition)
+            .bind(secs(since_date_secs))
+            .bind(secs(since_secs))
+            .fetch_all::<IdRow>()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| SeenId {
+                app_id: row.app_id,
+                event_id: row.event_id,
+                offset: i64::try_from(row.kafka_offset).unwrap_or(i64::MAX),
+                received_secs: i64::from(row.received),
+            })
+            .collect())
+    }
+
     async fn insert(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
-        let mut insert = self.client.insert::<EventRow>("events").await?;
-        for row in rows {
-            insert.write(row).await?;
-        }
-        insert.end().await
+        insert_all(&self.client, "events", rows).await
+    }
+
+    async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), clickhouse::error::Error> {
+        insert_all(&self.client, "sessions", rows).await
     }
 
     async fn ping(&self) -> Result<(), clickhouse::error::Error> {

@@ -1,7 +1,7 @@
 //! Kafka helpers for tests: topic creation on the shared broker, and a private
 //! tansu broker (in-memory storage, random port) that a test may stop and start.
 
-use std::net::TcpListener;
+use crate::servers::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,13 +45,6 @@ pub struct PrivateBroker {
     child: Option<Child>,
     storage: String,
     dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|err| panic!("no free port: {err}"))
 }
 
 impl PrivateBroker {

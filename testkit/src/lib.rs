@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod proxy;
+pub mod servers;
 pub mod services;
 
 use rand::Rng;
@@ -64,6 +65,8 @@ pub struct Isolation {
     pub kafka: KafkaConfig,
     /// Consumer group for aggregators of this test.
     pub group_id: String,
+    /// Redis server.
+    pub redis_url: String,
     /// Redis key prefix.
     pub redis_prefix: String,
     /// ClickHouse settings with a fresh database.
@@ -78,6 +81,16 @@ impl Isolation {
 
     /// Like [`Isolation::new`], with the topics on `brokers` (a test's own broker).
     pub async fn on_broker(partitions: i32, brokers: &str) -> Self {
+        Self::on_servers(partitions, brokers, &clickhouse_url(), &redis_url()).await
+    }
+
+    /// Like [`Isolation::new`], on the given servers (a test's own servers).
+    pub async fn on_servers(
+        partitions: i32,
+        brokers: &str,
+        clickhouse_url: &str,
+        redis_url: &str,
+    ) -> Self {
         let id = unique("t");
         let kafka = KafkaConfig {
             brokers: brokers.to_owned(),
@@ -85,7 +98,7 @@ impl Isolation {
             dlq_topic: format!("{id}_dlq"),
         };
         let clickhouse = ClickHouseConfig {
-            url: clickhouse_url(),
+            url: clickhouse_url.to_owned(),
             database: format!("tally_{id}"),
             user: "default".into(),
             password: String::new(),
@@ -97,6 +110,7 @@ impl Isolation {
             .unwrap_or_else(|err| panic!("migrating {}: {err}", clickhouse.database));
         Isolation {
             group_id: format!("{id}_group"),
+            redis_url: redis_url.to_owned(),
             redis_prefix: id,
             kafka,
             clickhouse,
@@ -119,7 +133,7 @@ impl Isolation {
             ))
             .execute()
             .await;
-        if let Ok(client) = redis::Client::open(redis_url()) {
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
             if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg(format!("{}:*", self.redis_prefix))

@@ -104,13 +104,16 @@ pub fn aggregator_config(iso: &Isolation) -> stream_aggregator::Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         kafka: iso.kafka.clone(),
         group_id: iso.group_id.clone(),
-        redis_url: crate::redis_url(),
+        redis_url: iso.redis_url.clone(),
         redis_prefix: iso.redis_prefix.clone(),
         live_ttl: Duration::from_secs(3_600),
         clickhouse: iso.clickhouse.clone(),
         migrate: true,
         flush_interval: Duration::from_millis(200),
         max_batch_rows: 10_000,
+        allowed_lateness: Duration::from_secs(30),
+        fault: stream_aggregator::config::Fault::None,
+        dedup_window: Duration::from_secs(900),
     }
 }
 
@@ -128,7 +131,7 @@ pub async fn aggregator(config: stream_aggregator::Config) -> Running {
 pub fn query_config(iso: &Isolation) -> query_service::Config {
     query_service::Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        redis_url: crate::redis_url(),
+        redis_url: iso.redis_url.clone(),
         redis_prefix: iso.redis_prefix.clone(),
         clickhouse: iso.clickhouse.clone(),
         max_windows: 720,

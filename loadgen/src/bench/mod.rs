@@ -211,12 +211,20 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
         last = metric(&aggregator.url, "tally_aggregator_events_total").await;
         if last > 0.0 && first.is_none() {
-            first = Some((Instant::now(), last));
+            first = Some((
+                Instant::now(),
+                last,
+                aggregator.cpu_seconds().unwrap_or(0.0),
+            ));
         }
     }
-    let aggregator_rate = match first {
-        Some((at, seen)) if last > seen => (last - seen) / at.elapsed().as_secs_f64(),
-        _ => 0.0,
+    let (aggregator_rate, per_core) = match first {
+        Some((at, seen, cpu_then)) if last > seen => {
+            let cpu = aggregator.cpu_seconds().unwrap_or(0.0) - cpu_then;
+            let per_core = if cpu > 0.0 { (last - seen) / cpu } else { 0.0 };
+            ((last - seen) / at.elapsed().as_secs_f64(), per_core)
+        }
+        _ => (0.0, 0.0),
     };
     let capacity = if aggregator_rate > 0.0 {
         b1.events_per_sec.min(aggregator_rate)
@@ -317,7 +325,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         "b1": {"gateway_events_per_sec": b1.events_per_sec, "gateway_p50_ms": b1.p50_ms, "gateway_p99_ms": b1.p99_ms,
                "events": b1.acknowledged, "failed_requests": b1.failed_requests,
                "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},
-        "b2": {"aggregator_events_per_sec": aggregator_rate, "plain_consumer_events_per_sec": peer_consume,
+        "b2": {"aggregator_events_per_sec": aggregator_rate, "aggregator_events_per_cpu_second": per_core, "plain_consumer_events_per_sec": peer_consume,
                "ratio": aggregator_rate / peer_consume, "events": b1.acknowledged},
         "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
                "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),

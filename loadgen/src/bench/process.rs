@@ -70,6 +70,17 @@ impl Service {
             .ok()
     }
 
+    /// CPU time (user + system) used so far, seconds, from /proc (USER_HZ = 100
+    /// on every Linux platform Tally runs on).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+        Some((ticks(11)? + ticks(12)?) / 100.0)
+    }
+
     /// SIGTERM, then SIGKILL after 20 s.
     pub fn stop(mut self) {
         let _ = Command::new("kill")

@@ -28,6 +28,10 @@ pub fn table(results: &Value) -> String {
     out += &format!("| B2 aggregator | events/s into Redis + ClickHouse ({} events) | {} | {} (plain consumer) | {} |\n",
         b2["events"], f(&b2["aggregator_events_per_sec"]), f(&b2["plain_consumer_events_per_sec"]), f(&b2["ratio"]));
     out += &format!(
+        "| B2 per core | events per CPU-second of the aggregator process | {} | | |\n",
+        f(&b2["aggregator_events_per_cpu_second"])
+    );
+    out += &format!(
         "| B3 freshness | ack → /live, p50 / p99 ms ({} probes at {} events/s) | {} / {} | | |\n",
         b3["probes"],
         f(&b3["load_events_per_sec"]),

@@ -1,0 +1,303 @@
+//! The chaos test: under steady load through the real gateway, the aggregator
+//! (a real child process) is killed with SIGKILL again and again, and the
+//! broker, ClickHouse and Redis it depends on are restarted or stopped. Then
+//! the ground-truth checker (`tally_loadgen::check`) must find every
+//! acknowledged event exactly once in ClickHouse and live windows equal to
+//! the truth.
+//!
+//! The servers here are the test's own (tansu with sqlite storage, Redis,
+//! ClickHouse 18.16 on free ports), so restarting them disturbs no other test.
+//!
+//! The control run turns the exactly-once guards off
+//! (`TALLY_AGGREGATOR_FAULT=ignore-offsets`), makes the aggregator replay
+//! what it already wrote, and requires the checker to flag it: a checker that
+//! cannot fail proves nothing.
+//!
+//! Scale with `TALLY_CHAOS_SECS` (load duration, default 40),
+//! `TALLY_CHAOS_RATE` (events/s, default 300) and `TALLY_CHAOS_KILLS`
+//! (default 6); `./tally chaos` runs a longer version.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tally_loadgen::check::{check, CheckConfig, Report};
+use tally_loadgen::model::ModelConfig;
+use tally_loadgen::record::Acked;
+use tally_loadgen::send::{self, SendConfig, Style};
+use tally_testkit::broker::{rewind_group, PrivateBroker};
+use tally_testkit::servers::{PrivateClickHouse, PrivateRedis, ServiceProcess};
+use tally_testkit::{eventually, services, Isolation};
+
+const AGGREGATOR: &str = env!("CARGO_BIN_EXE_stream-aggregator");
+const LATENESS_MS: i64 = 30_000;
+
+fn env_number(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Environment of an aggregator process for `iso`.
+fn aggregator_env(iso: &Isolation, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = [
+        ("TALLY_KAFKA_BROKERS", iso.kafka.brokers.as_str()),
+        ("TALLY_KAFKA_TOPIC", iso.kafka.topic.as_str()),
+        ("TALLY_KAFKA_DLQ_TOPIC", iso.kafka.dlq_topic.as_str()),
+        ("TALLY_AGGREGATOR_GROUP", iso.group_id.as_str()),
+        ("TALLY_REDIS_URL", iso.redis_url.as_str()),
+        ("TALLY_REDIS_PREFIX", iso.redis_prefix.as_str()),
+        ("TALLY_CLICKHOUSE_URL", iso.clickhouse.url.as_str()),
+        (
+            "TALLY_CLICKHOUSE_DATABASE",
+            iso.clickhouse.database.as_str(),
+        ),
+        ("TALLY_AGGREGATOR_FLUSH_MS", "200"),
+        ("TALLY_AGGREGATOR_LATENESS_MS", "30000"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
+
+async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
+    ServiceProcess::start(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
+}
+
+/// Sum of a Prometheus counter family in an aggregator's `/metrics`.
+async fn counter(process: &ServiceProcess, family: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{}/metrics", process.url)).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| line.starts_with(family))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Traffic for `rate` events/s: each open session sends about 2.5 events/s.
+fn model(run: &str, apps: usize, rate: f64) -> ModelConfig {
+    let sessions = (rate / 2.0).max(150.0) as usize;
+    ModelConfig {
+        seed: 7,
+        run_id: tally_testkit::unique(run),
+        apps,
+        visitors: sessions * 3,
+        concurrent_sessions: sessions,
+        mean_think_ms: 400.0,
+    }
+}
+
+fn sender(
+    gateway: String,
+    model: ModelConfig,
+    rate: f64,
+    secs: u64,
+) -> tokio::task::JoinHandle<Vec<Acked>> {
+    tokio::spawn(async move {
+        let keys = send::provision_keys(&tally_testkit::postgres(), &model)
+            .await
+            .unwrap();
+        let (summary, records) = send::run(SendConfig {
+            gateway,
+            rate: Some(rate),
+            duration: Some(Duration::from_secs(secs)),
+            max_events: None,
+            batch: 10,
+            concurrency: 8,
+            style: Style::Browser,
+            model,
+            progress: false,
+            keys,
+        })
+        .await;
+        eprintln!("chaos load: {summary:?}");
+        records
+    })
+}
+
+/// Runs the checker until it passes or `timeout` (the pipeline may still be catching up);
+/// returns the last report.
+async fn settle(records: &[Acked], config: &CheckConfig, timeout: Duration) -> Report {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let report = check(records, config).await.unwrap();
+        if report.ok || Instant::now() >= deadline {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+async fn wait_for_rows(iso: &Isolation, at_least: u64) {
+    let client = iso.clickhouse_client();
+    eventually("rows in ClickHouse", Duration::from_secs(180), || async {
+        let rows: u64 = client
+            .query("SELECT count() FROM events")
+            .fetch_one()
+            .await
+            .ok()?;
+        (rows >= at_least).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
+    let secs = env_number("TALLY_CHAOS_SECS", 40);
+    let rate = env_number("TALLY_CHAOS_RATE", 300) as f64;
+    let kills = env_number("TALLY_CHAOS_KILLS", 6);
+
+    let mut broker = PrivateBroker::start_durable().await;
+    let mut redis = PrivateRedis::start().await;
+    let mut clickhouse = PrivateClickHouse::start().await;
+    let iso = Isolation::on_servers(4, &broker.brokers, &clickhouse.url, &redis.url).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let env = aggregator_env(&iso, &[]);
+    let mut aggregator = Some(start_aggregator(&env).await);
+    let load = sender(gateway.url(), model("chaos", 3, rate), rate, secs);
+
+    // Spread the disturbances over the load: `kills` SIGKILLs, one broker
+    // restart, one ClickHouse restart, one Redis stop, and one SIGKILL followed
+    // by a rewind of the group's offsets to 0 (everything is replayed).
+    let mut plan: Vec<&str> = vec!["kill"; usize::try_from(kills).unwrap()];
+    plan.insert(1, "broker");
+    plan.insert(3, "clickhouse");
+    plan.insert(5.min(plan.len()), "redis");
+    plan.insert(7.min(plan.len()), "rewind");
+    let step = Duration::from_secs_f64(secs as f64 * 0.9 / plan.len() as f64);
+    let (mut replayed, started) = (0.0, Instant::now());
+    let mut done = Vec::new();
+    for action in &plan {
+        tokio::time::sleep(step).await;
+        let at = started.elapsed().as_secs_f64();
+        match *action {
+            "kill" => {
+                let victim = aggregator.take().unwrap();
+                replayed += counter(&victim, "tally_aggregator_replayed_total").await;
+                victim.kill();
+                aggregator = Some(start_aggregator(&env).await);
+            }
+            "rewind" => {
+                // Worst case of a crash: stores written, nothing committed. Once the
+                // dead member has left the group, rewind it to the start of the log.
+                let victim = aggregator.take().unwrap();
+                replayed += counter(&victim, "tally_aggregator_replayed_total").await;
+                victim.kill();
+                tokio::time::sleep(Duration::from_secs(11)).await;
+                rewind_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
+                aggregator = Some(start_aggregator(&env).await);
+            }
+            "broker" => {
+                broker.kill();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                broker.resume().await;
+            }
+            "clickhouse" => {
+                clickhouse.stop();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                clickhouse.resume().await;
+            }
+            "redis" => {
+                redis.stop();
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                redis.resume().await;
+            }
+            _ => unreachable!(),
+        }
+        done.push(format!("{action}@{at:.1}s"));
+    }
+    let records = load.await.unwrap();
+    assert!(
+        records.len() as u64 > secs * rate as u64 / 4,
+        "too little load got through: {}",
+        records.len()
+    );
+    wait_for_rows(&iso, records.len() as u64).await;
+
+    let query = services::query(services::query_config(&iso)).await;
+    let config = CheckConfig {
+        clickhouse: iso.clickhouse.clone(),
+        query: Some(query.url()),
+        max_live_windows: 720,
+        allowed_lateness_ms: LATENESS_MS,
+    };
+    let report = settle(&records, &config, Duration::from_secs(60)).await;
+    let last = aggregator.take().unwrap();
+    replayed += counter(&last, "tally_aggregator_replayed_total").await;
+    let late = counter(&last, "tally_aggregator_late_events_total").await;
+    eprintln!(
+        "chaos: {} disturbances [{}]; {} acknowledged events and {} sessions checked, lost {}, duplicated {}, mismatches {}, live uniques error {:.2} %; {replayed} replayed messages skipped, {late} late (last process)",
+        done.len(),
+        done.join(", "),
+        report.events_checked,
+        report.sessions_checked,
+        report.lost,
+        report.duplicated,
+        report.mismatch_count,
+        report.max_unique_error * 100.0
+    );
+    assert!(report.ok, "{:#?}", report.mismatches);
+    assert_eq!(report.mismatch_count, 0);
+    assert!(report.sessions_checked > 0);
+    assert!(
+        replayed > 0.0,
+        "the rewind must have made the aggregator skip replayed messages"
+    );
+
+    last.stop();
+    query.stop().await;
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checker_flags_a_run_with_broken_idempotence() {
+    let iso = Isolation::new(2).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let env = aggregator_env(&iso, &[("TALLY_AGGREGATOR_FAULT", "ignore-offsets")]);
+    let first = start_aggregator(&env).await;
+    let records = sender(gateway.url(), model("control", 2, 200.0), 200.0, 5)
+        .await
+        .unwrap();
+    wait_for_rows(&iso, records.len() as u64).await;
+    // A replay of everything already written (a crash before the commit).
+    first.stop();
+    rewind_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
+    let second = start_aggregator(&env).await;
+    wait_for_rows(&iso, 2 * records.len() as u64).await;
+
+    let query = services::query(services::query_config(&iso)).await;
+    let config = CheckConfig {
+        clickhouse: iso.clickhouse.clone(),
+        query: Some(query.url()),
+        max_live_windows: 720,
+        allowed_lateness_ms: LATENESS_MS,
+    };
+    let report = check(&records, &config).await.unwrap();
+    eprintln!(
+        "control: {} events, duplicated {}, live mismatches {}, mismatches {}",
+        report.events_checked, report.duplicated, report.live_mismatches, report.mismatch_count
+    );
+    assert!(!report.ok);
+    assert_eq!(
+        report.duplicated, report.events_checked,
+        "every row doubled"
+    );
+    assert!(
+        report.live_mismatches > 0,
+        "live double counting must show: {report:?}"
+    );
+
+    second.stop();
+    query.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}

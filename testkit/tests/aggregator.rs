@@ -1,0 +1,211 @@
+//! The stream aggregator against the real broker, Redis and ClickHouse:
+//! client retries counted once (also across a restart), bots and late events
+//! kept out of the live windows but stored, sessions in ClickHouse, and two
+//! aggregator processes sharing one consumer group through rebalances.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use tally_loadgen::check::{check, CheckConfig};
+use tally_loadgen::model::ModelConfig;
+use tally_loadgen::send::{self, SendConfig, Style};
+use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+
+async fn metric(url: &str, family: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(family))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn live_total(query: &str, app: &str) -> Option<u64> {
+    let url = format!("{query}/api/v1/analytics/{app}/live?windows=60");
+    let answer: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
+    answer["total_events"].as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_retries_bots_and_late_events() {
+    let iso = Isolation::new(2).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
+    let query = services::query(services::query_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("agg");
+    let key = tally_testkit::write_key(&app).await;
+    let now = now_ms();
+    let events: Vec<Value> = (0..100)
+        .map(|i| json!({"name": "page_view", "event_id": format!("r-{i}"), "user_id": format!("u{}", i % 10), "timestamp": now, "properties": {"url": format!("/p{}", i % 3)}}))
+        .collect();
+    let batch = json!({"app_id": app, "events": events});
+    // The SDK lost the first answer and sends the same batch again.
+    for _ in 0..2 {
+        let (status, answer) = post_batch(&http, &gateway.url(), &key, &batch).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    // A bot, and an event received two minutes after its window (beyond the 30 s lateness).
+    let bot = http
+        .post(format!("{}/api/v1/events/batch", gateway.url()))
+        .basic_auth(&key, Some(""))
+        .header("user-agent", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+        .json(&json!({"app_id": app, "events": [{"name": "page_view", "event_id": "bot-1", "anonymous_id": "crawler", "timestamp": now}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bot.status(), 200);
+    let late = json!({"app_id": app, "events": [{"name": "page_view", "event_id": "late-1", "user_id": "u1", "timestamp": now - 120_000}]});
+    assert_eq!(post_batch(&http, &gateway.url(), &key, &late).await.0, 200);
+
+    eventually("rows", Duration::from_secs(30), || async {
+        (clickhouse_counts(&iso, &app).await.0 >= 102).then_some(())
+    })
+    .await;
+    let live = eventually("live total", Duration::from_secs(10), || async {
+        live_total(&query.url(), &app).await.filter(|n| *n >= 100)
+    })
+    .await;
+    assert_eq!(
+        live, 100,
+        "retries, the bot and the late event are not live"
+    );
+    assert_eq!(clickhouse_counts(&iso, &app).await, (102, 102));
+    // The counters move once the flush that wrote the rows has returned.
+    eventually(
+        "duplicates 100, bots 1, late 1",
+        Duration::from_secs(10),
+        || async {
+            let mut seen = Vec::new();
+            for family in ["duplicates", "bot_events", "late_events"] {
+                seen.push(
+                    metric(
+                        &aggregator.url(),
+                        &format!("tally_aggregator_{family}_total"),
+                    )
+                    .await,
+                );
+            }
+            (seen == [100.0, 1.0, 1.0]).then_some(())
+        },
+    )
+    .await;
+
+    // After a restart the recent ids come back from ClickHouse: a third copy is dropped too.
+    aggregator.stop().await;
+    assert_eq!(post_batch(&http, &gateway.url(), &key, &batch).await.0, 200);
+    let restarted = services::aggregator(services::aggregator_config(&iso)).await;
+    eventually("third copy dropped", Duration::from_secs(30), || async {
+        let dropped = metric(&restarted.url(), "tally_aggregator_duplicates_total").await;
+        (dropped >= 100.0).then_some(())
+    })
+    .await;
+    assert_eq!(clickhouse_counts(&iso, &app).await, (102, 102));
+    assert_eq!(live_total(&query.url(), &app).await, Some(100));
+
+    // Sessions: 10 visitors with one session each, the crawler's, and u1's late
+    // event (two minutes before, within 30 min) joined u1's session.
+    let sessions: Vec<(String, u32, u8)> = iso
+        .clickhouse_client()
+        .query("SELECT distinct_id, events, is_bot FROM sessions FINAL WHERE app_id = ? AND dropped = 0 ORDER BY distinct_id")
+        .bind(app.as_str())
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 11, "{sessions:?}");
+    assert!(sessions.contains(&("crawler".into(), 1, 1)));
+    assert!(sessions.contains(&("u1".into(), 11, 0)));
+
+    restarted.stop().await;
+    query.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_aggregators_share_partitions_through_rebalances() {
+    let iso = Isolation::new(6).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let first = services::aggregator(services::aggregator_config(&iso)).await;
+    let model = ModelConfig {
+        seed: 5,
+        run_id: tally_testkit::unique("scale"),
+        apps: 3,
+        visitors: 300,
+        concurrent_sessions: 100,
+        mean_think_ms: 300.0,
+    };
+    let keys = send::provision_keys(&tally_testkit::postgres(), &model)
+        .await
+        .unwrap();
+    let load = tokio::spawn(send::run(SendConfig {
+        gateway: gateway.url(),
+        rate: Some(300.0),
+        duration: Some(Duration::from_secs(24)),
+        max_events: None,
+        batch: 10,
+        concurrency: 4,
+        style: Style::Browser,
+        model,
+        progress: false,
+        keys,
+    }));
+    // A second process joins mid-stream (rebalance), a third joins, the first leaves.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let second = services::aggregator(services::aggregator_config(&iso)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let third = services::aggregator(services::aggregator_config(&iso)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    first.stop().await;
+    let (summary, records) = load.await.unwrap();
+    assert!(summary.acknowledged > 3_000, "{summary:?}");
+    let shares = [
+        metric(&second.url(), "tally_aggregator_events_total").await,
+        metric(&third.url(), "tally_aggregator_events_total").await,
+    ];
+    let client = iso.clickhouse_client();
+    eventually("all rows", Duration::from_secs(60), || async {
+        let rows: u64 = client
+            .query("SELECT count() FROM events")
+            .fetch_one()
+            .await
+            .ok()?;
+        (rows >= summary.acknowledged).then_some(())
+    })
+    .await;
+    let query = services::query(services::query_config(&iso)).await;
+    let config = CheckConfig {
+        clickhouse: iso.clickhouse.clone(),
+        query: Some(query.url()),
+        max_live_windows: 720,
+        allowed_lateness_ms: 30_000,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let report = check(&records, &config).await.unwrap();
+        if report.ok || std::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    assert!(report.ok, "{:#?}", report.mismatches);
+    eprintln!(
+        "scale-out: {} events, {} sessions checked; written by the 2nd/3rd process: {shares:?}",
+        report.events_checked, report.sessions_checked
+    );
+    assert!(
+        shares.iter().all(|n| *n > 0.0),
+        "both later processes took partitions: {shares:?}"
+    );
+
+    second.stop().await;
+    third.stop().await;
+    query.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
