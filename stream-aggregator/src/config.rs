@@ -25,9 +25,13 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     /// Apply ClickHouse migrations at start (`TALLY_CLICKHOUSE_MIGRATE`, default true).
     pub migrate: bool,
-    /// Longest time a consumed event waits before being written
-    /// (`TALLY_AGGREGATOR_FLUSH_MS`, default 500): bounds live freshness.
+    /// Longest time a consumed event waits before its raw row, session and
+    /// offset are written (`TALLY_AGGREGATOR_FLUSH_MS`, default 1000): the
+    /// ClickHouse batch age.
     pub flush_interval: Duration,
+    /// Longest time a consumed event waits before it is counted in the live
+    /// windows (`TALLY_AGGREGATOR_LIVE_FLUSH_MS`, default 200): bounds freshness.
+    pub live_flush_interval: Duration,
     /// Most events per write batch (`TALLY_AGGREGATOR_BATCH_ROWS`, default 10000).
     pub max_batch_rows: usize,
     /// How long after a window's end the gateway may still receive events for it
@@ -80,7 +84,11 @@ impl Config {
             live_ttl: Duration::from_secs(env_or("TALLY_LIVE_TTL_SECS", 172_800u64)?),
             clickhouse: ClickHouseConfig::from_env()?,
             migrate: env_or("TALLY_CLICKHOUSE_MIGRATE", true)?,
-            flush_interval: Duration::from_millis(env_or("TALLY_AGGREGATOR_FLUSH_MS", 500u64)?),
+            flush_interval: Duration::from_millis(env_or("TALLY_AGGREGATOR_FLUSH_MS", 1_000u64)?),
+            live_flush_interval: Duration::from_millis(env_or(
+                "TALLY_AGGREGATOR_LIVE_FLUSH_MS",
+                200u64,
+            )?),
             max_batch_rows: env_or("TALLY_AGGREGATOR_BATCH_ROWS", 10_000usize)?,
             allowed_lateness: Duration::from_millis(env_or(
                 "TALLY_AGGREGATOR_LATENESS_MS",
@@ -113,6 +121,11 @@ impl Config {
         ensure(
             (10..=10_000).contains(&self.flush_interval.as_millis()),
             "TALLY_AGGREGATOR_FLUSH_MS must be within 10..=10000",
+        )?;
+        ensure(
+            self.live_flush_interval >= Duration::from_millis(10)
+                && self.live_flush_interval <= self.flush_interval,
+            "TALLY_AGGREGATOR_LIVE_FLUSH_MS must be within 10..=TALLY_AGGREGATOR_FLUSH_MS",
         )?;
         ensure(
             self.allowed_lateness <= Duration::from_secs(3_600),

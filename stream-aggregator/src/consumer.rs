@@ -1,14 +1,17 @@
 //! The consume loop: Kafka → batch → [`Processor::apply`] → commit.
 //!
-//! Messages are buffered until `max_batch_rows` or `flush_interval` after the
-//! first buffered message. A failed write is retried with backoff while
+//! Messages are buffered; every `live_flush_interval` (200 ms) after the first
+//! new message the live step makes them visible in Redis, and at `max_batch_rows`
+//! or `flush_interval` (1 s) after the first buffered message the full step
+//! writes everything to ClickHouse and Redis, then commits. A failed write is retried with backoff while
 //! consumption is paused (memory stays bounded by one batch); offsets are
 //! committed only after both stores hold the batch. On shutdown: stop reading,
 //! flush the buffer, commit synchronously, leave the group.
 
 use crate::config::Config;
+use crate::error::AggregatorError;
 use crate::metrics::Metrics;
-use crate::processor::{Message, Processor};
+use crate::processor::{Message, Outcome, Pending, Processor};
 use crate::{live::LiveStore, raw::RawSink};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -22,11 +25,19 @@ use tally_common::Clock;
 use tally_schemas::Envelope;
 use tokio_util::sync::CancellationToken;
 
-/// Consumer context that notes rebalances (cached watermarks must then be
-/// re-read) and publishes librdkafka's per-partition consumer lag.
+/// Consumer context that notes rebalances and revoked partitions, and
+/// publishes librdkafka's per-partition consumer lag.
+///
+/// Rebalance callbacks run inside `recv()`, never during a flush (which does
+/// not poll), and the group hands a revoked partition to another member only
+/// after this member has rejoined inside that same poll. So dropping the
+/// pending messages of revoked partitions right after `recv()` returns
+/// guarantees this process never writes a partition it no longer owns; the new
+/// owner replays them from the last commit.
 #[derive(Debug, Clone)]
 pub struct RebalanceWatch {
     rebalanced: Arc<AtomicBool>,
+    revoked: Arc<std::sync::Mutex<Vec<i32>>>,
     lag: prometheus::IntGaugeVec,
 }
 
@@ -35,8 +46,17 @@ impl RebalanceWatch {
     pub fn new(metrics: &Metrics) -> Self {
         RebalanceWatch {
             rebalanced: Arc::new(AtomicBool::new(false)),
+            revoked: Arc::default(),
             lag: metrics.consumer_lag.clone(),
         }
+    }
+
+    /// Partitions revoked since the last call.
+    fn take_revoked(&self) -> Vec<i32> {
+        self.revoked
+            .lock()
+            .map(|mut revoked| std::mem::take(&mut *revoked))
+            .unwrap_or_default()
     }
 }
 
@@ -63,7 +83,11 @@ impl ConsumerContext for RebalanceWatch {
                 tracing::info!(partitions = list.count(), "partitions assigned")
             }
             Rebalance::Revoke(list) => {
-                tracing::info!(partitions = list.count(), "partitions revoked")
+                tracing::info!(partitions = list.count(), "partitions revoked");
+                if let Ok(mut revoked) = self.revoked.lock() {
+                    revoked.extend(list.elements().iter().map(|e| e.partition()));
+                }
+                self.lag.reset();
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
         }
@@ -86,6 +110,7 @@ pub fn subscribe(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        .set("max.poll.interval.ms", "3600000")
         .set("heartbeat.interval.ms", "1000")
         .set("isolation.level", "read_committed")
         // While a store is down consumption pauses; bound what librdkafka prefetches meanwhile.
@@ -99,9 +124,50 @@ pub fn subscribe(
 /// Pending batch: decoded messages and the next offset to commit per partition.
 #[derive(Debug, Default)]
 struct Batch {
-    messages: Vec<Message>,
+    pending: Pending,
     next_offsets: BTreeMap<i32, i64>,
+    /// When the oldest message not yet in every store arrived.
     started: Option<Instant>,
+    /// When the oldest message not yet in the live windows arrived.
+    live_started: Option<Instant>,
+}
+
+impl Batch {
+    /// Forgets the messages of `partitions` (revoked: their new owner replays them).
+    fn drop_partitions(&mut self, partitions: &[i32]) {
+        let before = self.pending.len();
+        self.pending.retain_partitions(|p| !partitions.contains(&p));
+        self.next_offsets.retain(|p, _| !partitions.contains(p));
+        tracing::info!(
+            dropped = before - self.pending.len(),
+            "pending messages of revoked partitions left to their new owner"
+        );
+        if self.next_offsets.is_empty() {
+            self.started = None;
+        }
+        if self.pending.live_backlog() > 0 {
+            self.live_started.get_or_insert_with(Instant::now);
+        }
+    }
+}
+
+/// Which of the processor's two steps a flush runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// New messages into the live windows.
+    Live,
+    /// Everything into every store, then commit.
+    All,
+}
+
+fn due(at: Option<Instant>, after: Duration) -> impl std::future::Future<Output = ()> {
+    let deadline = at.map(|at| tokio::time::Instant::from_std(at + after));
+    async move {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// Runs until `stop` is cancelled; returns after the final flush and commit.
@@ -112,7 +178,7 @@ pub async fn consume<R: RawSink, L: LiveStore>(
     metrics: &Metrics,
     clock: &dyn Clock,
     stop: CancellationToken,
-) {
+) -> Result<(), AggregatorError> {
     let mut writer = Writer {
         consumer: &consumer,
         processor: &mut processor,
@@ -122,55 +188,64 @@ pub async fn consume<R: RawSink, L: LiveStore>(
     };
     let mut batch = Batch::default();
     loop {
-        let deadline = batch
-            .started
-            .map(|started| tokio::time::Instant::from_std(started + config.flush_interval));
-        let flush_due = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
+        let full_due = due(batch.started, config.flush_interval);
+        let live_due = due(batch.live_started, config.live_flush_interval);
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            () = flush_due => {
-                writer.flush(&mut batch, &stop).await;
-            }
-            received = consumer.recv() => match received {
+            () = full_due => writer.flush(&mut batch, Step::All, &stop).await?,
+            () = live_due => writer.flush(&mut batch, Step::Live, &stop).await?,
+            received = consumer.recv() => {
+                let revoked = consumer.context().take_revoked();
+                if !revoked.is_empty() {
+                    batch.drop_partitions(&revoked);
+                }
+                match received {
                 Ok(message) => {
                     batch.started.get_or_insert_with(Instant::now);
                     batch.next_offsets.insert(message.partition(), message.offset() + 1);
                     match Envelope::decode(message.payload().unwrap_or_default()) {
-                        Ok(envelope) => batch.messages.push(Message {
-                            partition: message.partition(),
-                            offset: message.offset(),
-                            envelope,
-                        }),
+                        Ok(envelope) => {
+                            batch.live_started.get_or_insert_with(Instant::now);
+                            batch.pending.push(Message {
+                                partition: message.partition(),
+                                offset: message.offset(),
+                                envelope,
+                            });
+                        }
                         Err(err) => {
                             metrics.undecodable.inc();
                             tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "skipping undecodable message");
                         }
                     }
-                    if batch.messages.len() >= config.max_batch_rows {
-                        writer.flush(&mut batch, &stop).await;
+                    if batch.pending.len() >= config.max_batch_rows {
+                        writer.flush(&mut batch, Step::All, &stop).await?;
                     }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "kafka receive error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-            },
+            }},
         }
     }
     // Graceful stop: intake has stopped; write what we hold, then commit.
     let final_stop = CancellationToken::new();
     let limit = tokio::time::sleep(Duration::from_secs(20));
     tokio::select! {
-        () = writer.flush(&mut batch, &final_stop) => {}
-        () = limit => tracing::warn!("final flush timed out; uncommitted events will be replayed"),
+        flushed = writer.flush(&mut batch, Step::All, &final_stop) => flushed,
+        () = limit => {
+            tracing::warn!("final flush timed out; uncommitted events will be replayed");
+            Ok(())
+        }
     }
 }
+
+/// Longest a flush may keep retrying. Consumption is paused meanwhile, and a
+/// member that does not poll for `max.poll.interval.ms` (set to 1 h) is put
+/// out of its group; rather than write later as a zombie, the process exits
+/// (its supervisor restarts it and it replays from the last commit).
+const MAX_PAUSE: Duration = Duration::from_secs(50 * 60);
 
 /// What a flush needs besides the batch.
 struct Writer<'a, R, L> {
@@ -182,80 +257,104 @@ struct Writer<'a, R, L> {
 }
 
 impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
-    /// Writes `batch` to both stores (retrying while `stop` is not cancelled), then commits.
-    async fn flush(&mut self, batch: &mut Batch, stop: &CancellationToken) {
-        let Writer {
-            consumer,
-            processor,
-            topic,
-            metrics,
-            clock,
-        } = self;
-        let watch = consumer.context();
-        if batch.next_offsets.is_empty() {
+    /// Runs `step` on `batch`, retrying with backoff while `stop` is not cancelled
+    /// (consumption is paused meanwhile); after [`Step::All`] commits the offsets.
+    async fn flush(
+        &mut self,
+        batch: &mut Batch,
+        step: Step,
+        stop: &CancellationToken,
+    ) -> Result<(), AggregatorError> {
+        if step == Step::Live {
+            batch.live_started = None;
+        } else if batch.next_offsets.is_empty() {
             batch.started = None;
-            return;
+            return Ok(());
         }
         let started = Instant::now();
+        let events = batch.pending.len();
         let mut backoff = Duration::from_millis(100);
         loop {
-            if watch.rebalanced.swap(false, Ordering::SeqCst) {
-                processor.forget_partitions();
+            if self
+                .consumer
+                .context()
+                .rebalanced
+                .swap(false, Ordering::SeqCst)
+            {
+                self.processor.forget_partitions();
+                batch.pending.invalidate();
             }
-            match processor.apply(&batch.messages).await {
+            let result = match step {
+                Step::Live => self.processor.apply_live(&mut batch.pending).await,
+                Step::All => self.processor.apply_all(&mut batch.pending).await,
+            };
+            match result {
                 Ok(outcome) => {
-                    let now = clock.now_ms();
-                    for event_ms in &outcome.made_visible {
-                        metrics
-                            .visible_seconds
-                            .observe((now - event_ms).max(0) as f64 / 1000.0);
-                    }
-                    metrics.late_events.inc_by(outcome.late as u64);
-                    metrics.bot_events.inc_by(outcome.bots as u64);
-                    metrics.duplicates.inc_by(outcome.repeats as u64);
-                    metrics.events.inc_by(outcome.raw_written as u64);
-                    metrics
-                        .replayed
-                        .with_label_values(&["clickhouse"])
-                        .inc_by(outcome.raw_skipped as u64);
-                    metrics
-                        .replayed
-                        .with_label_values(&["redis"])
-                        .inc_by(outcome.live_skipped as u64);
+                    self.record(&outcome);
                     break;
                 }
                 Err(err) => {
-                    metrics
+                    self.metrics
                         .flush_errors
                         .with_label_values(&[err.reason()])
                         .inc();
                     tracing::warn!(reason = err.reason(), error = %err, retry_in_ms = backoff.as_millis() as u64, "batch write failed; consumption paused");
+                    if started.elapsed() > MAX_PAUSE {
+                        return Err(AggregatorError::Stalled(started.elapsed().as_secs()));
+                    }
                     tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => return Ok(()),
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        metrics
+        if step == Step::Live {
+            return Ok(());
+        }
+        self.metrics
             .flush_seconds
             .observe(started.elapsed().as_secs_f64());
-        metrics.batch_events.observe(batch.messages.len() as f64);
+        self.metrics.batch_events.observe(events as f64);
         let mut offsets = TopicPartitionList::new();
         for (partition, next) in &batch.next_offsets {
-            if let Err(err) = offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))
+            if let Err(err) =
+                offsets.add_partition_offset(self.topic, *partition, Offset::Offset(*next))
             {
                 tracing::warn!(error = %err, "bad commit offset");
             }
         }
         // Commit failures (e.g. partition revoked meanwhile) are harmless: the stores are
         // idempotent, so a replay from an older offset changes nothing.
-        if let Err(err) = consumer.commit(&offsets, CommitMode::Sync) {
+        if let Err(err) = self.consumer.commit(&offsets, CommitMode::Sync) {
             tracing::warn!(error = %err, "offset commit failed; a replay will be deduplicated");
         }
-        batch.messages.clear();
         batch.next_offsets.clear();
         batch.started = None;
+        batch.live_started = None;
+        Ok(())
+    }
+
+    fn record(&self, outcome: &Outcome) {
+        let metrics = self.metrics;
+        let now = self.clock.now_ms();
+        for event_ms in &outcome.made_visible {
+            metrics
+                .visible_seconds
+                .observe((now - event_ms).max(0) as f64 / 1000.0);
+        }
+        metrics.late_events.inc_by(outcome.late as u64);
+        metrics.bot_events.inc_by(outcome.bots as u64);
+        metrics.duplicates.inc_by(outcome.repeats as u64);
+        metrics.events.inc_by(outcome.raw_written as u64);
+        metrics
+            .replayed
+            .with_label_values(&["clickhouse"])
+            .inc_by(outcome.raw_skipped as u64);
+        metrics
+            .replayed
+            .with_label_values(&["redis"])
+            .inc_by(outcome.live_skipped as u64);
     }
 }

@@ -17,6 +17,13 @@ pub enum AggregatorError {
     /// Stored state could not be written (serialization).
     #[error("state: {0}")]
     State(String),
+    /// A batch could not be written for this many seconds; the process stops
+    /// rather than risk writing partitions the group gave to another member.
+    #[error("stores unavailable for {0} s; exiting to replay from the last commit")]
+    Stalled(u64),
+    /// Another process holds the claim of this partition's raw writes; retried.
+    #[error("partition {0} is being written by another process")]
+    Busy(i32),
     /// Kafka client error.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -39,6 +46,8 @@ impl AggregatorError {
             AggregatorError::Redis(_) => "redis",
             AggregatorError::Conflict(_) => "conflict",
             AggregatorError::State(_) => "state",
+            AggregatorError::Stalled(_) => "stalled",
+            AggregatorError::Busy(_) => "busy",
             AggregatorError::Kafka(_) => "kafka",
             AggregatorError::Sketch(_) => "sketch",
             AggregatorError::Metrics(_) => "metrics",

@@ -14,6 +14,7 @@ pub mod live;
 pub mod metrics;
 pub mod processor;
 pub mod raw;
+pub mod raw_writer;
 pub mod sessions;
 pub mod visitors;
 
@@ -121,7 +122,7 @@ pub async fn run(
         )
         .await
     });
-    consumer::consume(
+    let consumed = consumer::consume(
         consumer,
         processor,
         &config,
@@ -135,5 +136,5 @@ pub async fn run(
         tracing::warn!(error = %err, "health server error");
     }
     tracing::info!("stream aggregator stopped");
-    Ok(())
+    consumed
 }

@@ -74,6 +74,18 @@ pub struct VisitorWrite {
 /// A visitor's stored state: its guard and serialized state.
 pub type StoredVisitor = Option<(String, Vec<u8>)>;
 
+/// The raw-row watermarks of one Kafka partition, as a claim found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// Another process holds the partition's claim (it is inserting now).
+    Busy,
+    /// Ours; the stored watermarks (day → offset, JSON) are exact.
+    Clean(Vec<u8>),
+    /// Ours; no exact watermarks stored (first claim, or the last holder did
+    /// not finish): read them from ClickHouse.
+    Unknown,
+}
+
 /// Where live windows go.
 pub trait LiveStore: Send + Sync + 'static {
     /// Current state of each unit, in order.
@@ -96,8 +108,55 @@ pub trait LiveStore: Send + Sync + 'static {
         &self,
         writes: &[VisitorWrite],
     ) -> impl Future<Output = Result<Vec<String>, redis::RedisError>> + Send;
+    /// Claims the raw-row writes of each key's partition for `ttl_ms` as `token`
+    /// (re-entrant) and marks its watermarks unknown until released.
+    fn claim_raw(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+    ) -> impl Future<Output = Result<Vec<Claimed>, redis::RedisError>> + Send;
+    /// Releases claims: with watermarks (JSON) after a successful insert, or
+    /// `None` after a failed one (they stay unknown). Returns the keys whose
+    /// claim was no longer ours.
+    fn release_raw(
+        &self,
+        releases: &[(String, Option<Vec<u8>>)],
+        token: &str,
+    ) -> impl Future<Output = Result<Vec<String>, redis::RedisError>> + Send;
     /// `Ok` when Redis answers.
     fn ping(&self) -> impl Future<Output = Result<(), redis::RedisError>> + Send;
+}
+
+/// Claim of a partition's raw writes. KEYS[1] = marks hash, KEYS[2] = lock.
+/// ARGV: token, ttl_ms. Returns {granted, marks, clean}.
+const CLAIM_SCRIPT: &str = r"
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return {0, '', 0} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local marks = redis.call('HGET', KEYS[1], 'marks')
+local clean = redis.call('HGET', KEYS[1], 'clean')
+redis.call('HSET', KEYS[1], 'clean', '0')
+if holder == false and clean == '1' and marks then return {1, marks, 1} end
+return {1, '', 0}
+";
+
+/// Release of a claim. KEYS[1] = marks hash, KEYS[2] = lock. ARGV: token, marks ('' = unknown).
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'marks', ARGV[2], 'clean', '1') end
+redis.call('DEL', KEYS[2])
+return 1
+";
+
+/// Redis key of the raw-row watermarks of `topic`'s `partition` (its lock is
+/// the same key with `:lock` appended).
+pub fn raw_marks_key(prefix: &str, topic: &str, partition: i32) -> String {
+    format!("{prefix}:raw:{topic}:{partition}")
+}
+
+fn lock_key(marks_key: &str) -> String {
+    format!("{marks_key}:lock")
 }
 
 /// `expected_offset` that matches any stored offset: used only by the chaos
@@ -260,6 +319,64 @@ impl LiveStore for RedisLive {
             .zip(applied)
             .filter(|(_, ok)| *ok == 0)
             .map(|(write, _)| write.key.clone())
+            .collect())
+    }
+
+    async fn claim_raw(
+        &self,
+        keys: &[String],
+        token: &str,
+        ttl_ms: u64,
+    ) -> Result<Vec<Claimed>, redis::RedisError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("EVAL")
+                .arg(CLAIM_SCRIPT)
+                .arg(2)
+                .arg(key)
+                .arg(lock_key(key))
+                .arg(token)
+                .arg(ttl_ms);
+        }
+        let replies: Vec<(i64, Vec<u8>, i64)> =
+            pipe.query_async(&mut self.connection.clone()).await?;
+        Ok(replies
+            .into_iter()
+            .map(|(granted, marks, clean)| match (granted, clean) {
+                (0, _) => Claimed::Busy,
+                (_, 1) => Claimed::Clean(marks),
+                _ => Claimed::Unknown,
+            })
+            .collect())
+    }
+
+    async fn release_raw(
+        &self,
+        releases: &[(String, Option<Vec<u8>>)],
+        token: &str,
+    ) -> Result<Vec<String>, redis::RedisError> {
+        if releases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (key, marks) in releases {
+            pipe.cmd("EVAL")
+                .arg(RELEASE_SCRIPT)
+                .arg(2)
+                .arg(key)
+                .arg(lock_key(key))
+                .arg(token)
+                .arg(marks.as_deref().unwrap_or_default());
+        }
+        let released: Vec<i64> = pipe.query_async(&mut self.connection.clone()).await?;
+        Ok(releases
+            .iter()
+            .zip(released)
+            .filter(|(_, ok)| *ok == 0)
+            .map(|((key, _), _)| key.clone())
             .collect())
     }
 

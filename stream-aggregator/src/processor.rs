@@ -6,18 +6,19 @@
 //! most once, because
 //! * repeats of a client event id (client retries, see [`crate::dedup`]) are
 //!   dropped first, by a rule that decides the same on a replay;
-//! * raw rows are filtered by the per-(partition, day) watermarks of
-//!   [`crate::raw`], kept in memory and re-read from ClickHouse after any error
-//!   or rebalance;
+//! * raw rows are filtered by the per-(partition, day) watermarks, read under
+//!   a per-partition claim so that even two writers of one partition never
+//!   store a row twice (see [`crate::raw_writer`]);
 //! * live units are filtered by the per-unit offsets of [`crate::live`], read
 //!   from Redis on every batch and written by compare-and-set;
 //! * sessions are filtered by the per-visitor guard of [`crate::visitors`]
 //!   and upserted (replays write identical versions).
 //!
-//! Order per batch: raw rows → session plan (reads states) → live windows
-//! (with each event's session id) → session rows → visitor states.
+//! Order: live step (repeats decided, sessions applied in memory, live windows
+//! with each event's session id), then the full step (raw rows → session rows
+//! → visitor states); see [`Pending`].
 //!
-//! Kafka offsets are committed by the caller only after [`Processor::apply`]
+//! Kafka offsets are committed by the caller only after [`Processor::apply_all`]
 //! succeeded; the commit only decides where a replay starts, never what counts.
 //!
 //! What goes live is decided from the message alone, so a replay decides the
@@ -31,10 +32,11 @@ use crate::dedup::{Dedup, LOOKBACK_DAYS, SLACK_SECS};
 use crate::error::AggregatorError;
 use crate::live::{LiveStore, Unit, UnitWrite, ANY_OFFSET};
 use crate::raw::RawSink;
-use crate::visitors;
+use crate::raw_writer::RowWriter;
+use crate::visitors::Sessions;
 use std::collections::{BTreeMap, HashMap};
 use tally_schemas::live::{shard_of, window_key, window_start, WINDOW_MS};
-use tally_schemas::row::{event_date, EventRow};
+use tally_schemas::session::SessionRow;
 use tally_schemas::sketch::UniqueSketch;
 use tally_schemas::Envelope;
 
@@ -47,6 +49,86 @@ pub struct Message {
     pub offset: i64,
     /// The event.
     pub envelope: Envelope,
+}
+
+/// Consumed messages not yet in every store, and how far the live step got.
+///
+/// Two steps with two speeds: [`Processor::apply_live`] makes new messages
+/// visible in the live windows (run often: freshness), [`Processor::apply_all`]
+/// writes raw rows, sessions and visitor states (run on large batches: bigger
+/// ClickHouse inserts), after which the offsets may be committed. A crash
+/// between the two is a replay like any other: the live windows' offsets skip
+/// what they already hold.
+#[derive(Debug, Default)]
+pub struct Pending {
+    messages: Vec<Message>,
+    /// Messages handled by the live step.
+    live_done: usize,
+    /// Repeat decision of each handled message.
+    repeat: Vec<bool>,
+    /// Visitor states of the handled messages.
+    sessions: Sessions,
+    /// The held visitor states must be re-read before use.
+    sessions_stale: bool,
+}
+
+impl Pending {
+    /// Adds a consumed message (each partition's in offset order).
+    pub fn push(&mut self, message: Message) {
+        self.messages.push(message);
+    }
+
+    /// Messages pending.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Messages the live step has not handled yet.
+    pub fn live_backlog(&self) -> usize {
+        self.messages.len() - self.live_done
+    }
+
+    /// Keeps only the messages of partitions `keep` accepts; the live step runs
+    /// again for them (its writes are idempotent) with freshly read states.
+    pub fn retain_partitions(&mut self, keep: impl Fn(i32) -> bool) {
+        let mut messages = std::mem::take(&mut self.messages);
+        messages.retain(|m| keep(m.partition));
+        self.clear();
+        self.messages = messages;
+    }
+
+    /// Marks the held visitor states stale (after a rebalance another process may
+    /// have written them).
+    pub fn invalidate(&mut self) {
+        self.sessions_stale = true;
+    }
+
+    fn fresh(&self) -> Vec<&Message> {
+        non_repeats(&self.messages, &self.repeat)
+    }
+
+    fn clear(&mut self) {
+        self.messages.clear();
+        self.repeat.clear();
+        self.live_done = 0;
+        self.sessions.reset();
+        self.sessions_stale = false;
+    }
+}
+
+/// The messages whose repeat decision (same index in `repeat`) is "no".
+fn non_repeats<'a>(messages: &'a [Message], repeat: &[bool]) -> Vec<&'a Message> {
+    messages
+        .iter()
+        .zip(repeat)
+        .filter(|(_, repeat)| !**repeat)
+        .map(|(m, _)| m)
+        .collect()
 }
 
 /// What one `apply` did.
@@ -116,8 +198,8 @@ pub struct Processor<R, L> {
     raw: R,
     live: L,
     settings: Settings,
-    /// partition → day → highest stored offset; absent partition = not loaded.
-    marks: HashMap<i32, HashMap<u16, i64>>,
+    /// This process's token for partition claims (see [`crate::raw_writer`]).
+    token: String,
     /// Recent client event ids per partition (client retries).
     dedup: Dedup,
 }
@@ -128,7 +210,7 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         Processor {
             raw,
             live,
-            marks: HashMap::new(),
+            token: uuid::Uuid::new_v4().to_string(),
             dedup: Dedup::new(settings.dedup_window_secs.max(0)),
             settings,
         }
@@ -139,15 +221,9 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         self.settings.fault == Fault::IgnoreOffsets
     }
 
-    /// Drops cached watermarks (after a failed insert, which may have been stored).
-    pub fn forget_watermarks(&mut self) {
-        self.marks.clear();
-    }
-
     /// Drops everything cached per partition (after a rebalance another process
-    /// may have written): watermarks and recent ids are reloaded from ClickHouse.
+    /// may have written): recent ids are reloaded from ClickHouse.
     pub fn forget_partitions(&mut self) {
-        self.marks.clear();
         self.dedup.forget();
     }
 
@@ -161,45 +237,102 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         &self.live
     }
 
-    /// Writes `batch` (messages of each partition in offset order) to both stores.
+    /// Writes `batch` (messages of each partition in offset order) to every store
+    /// in one go: both steps of [`Pending`].
     pub async fn apply(&mut self, batch: &[Message]) -> Result<Outcome, AggregatorError> {
-        if let Err(err) = self.load_partitions(batch).await {
-            self.forget_watermarks();
-            return Err(err);
+        let mut pending = Pending::default();
+        pending.messages.extend_from_slice(batch);
+        self.apply_all(&mut pending).await
+    }
+
+    /// The live step: decides repeats, applies sessions in memory and writes the
+    /// live windows of the messages pushed since the last live step. May be
+    /// retried after an error.
+    pub async fn apply_live(&mut self, pending: &mut Pending) -> Result<Outcome, AggregatorError> {
+        let start = pending.live_done;
+        if start == pending.messages.len() {
+            return Ok(Outcome::default());
         }
-        let mut repeats = 0;
-        let batch: Vec<&Message> = batch
+        self.load_partitions(&pending.messages[start..]).await?;
+        self.refresh_sessions(pending).await?;
+        let new = &pending.messages[start..];
+        let repeat: Vec<bool> = new
             .iter()
-            .filter(|m| {
-                let repeat = self.dedup.is_repeat(m.partition, m.offset, &m.envelope);
-                repeats += usize::from(repeat);
-                !repeat
-            })
+            .map(|m| self.dedup.is_repeat(m.partition, m.offset, &m.envelope))
             .collect();
-        let batch = &batch[..];
-        let raw = self.write_raw(batch).await;
-        if raw.is_err() {
-            // An insert that failed may still have been stored: re-read before retrying.
-            self.forget_watermarks();
-        }
-        let (raw_written, raw_skipped) = raw?;
-        let sessions =
-            visitors::plan(&self.live, &self.settings.prefix, batch, self.guards_off()).await?;
-        let mut outcome = self.write_live(batch, &sessions.session_of).await?;
-        self.raw.insert_sessions(&sessions.rows).await?;
-        let conflicts = self.live.write_visitors(&sessions.writes).await?;
-        if let Some(key) = conflicts.first() {
-            return Err(AggregatorError::Conflict(key.clone()));
-        }
-        outcome.raw_written = raw_written;
-        outcome.raw_skipped = raw_skipped;
-        outcome.session_versions = sessions.rows.len();
-        outcome.repeats = repeats;
+        let fresh = non_repeats(new, &repeat);
+        let (prefix, guards_off) = (&self.settings.prefix, self.guards_off());
+        pending
+            .sessions
+            .apply(&self.live, prefix, &fresh, guards_off)
+            .await?;
+        let mut outcome = self
+            .write_live(&fresh, &pending.sessions.session_of)
+            .await?;
+        outcome.repeats = repeat.iter().filter(|r| **r).count();
+        pending.repeat.extend(repeat);
+        pending.live_done = pending.messages.len();
         Ok(outcome)
     }
 
-    /// Loads the watermarks and recent ids of partitions not seen since the last
-    /// start, rebalance or failure.
+    /// The full step: the live step for what is left, then the raw rows, the
+    /// session rows and the visitor states. Afterwards every pending message is
+    /// in every store, so its offset may be committed; `pending` is emptied.
+    pub async fn apply_all(&mut self, pending: &mut Pending) -> Result<Outcome, AggregatorError> {
+        let mut outcome = self.apply_live(pending).await?;
+        self.refresh_sessions(pending).await?;
+        let fresh = pending.fresh();
+        let writer = RowWriter {
+            topic: &self.settings.topic,
+            prefix: &self.settings.prefix,
+            token: &self.token,
+            guards_off: self.guards_off(),
+        };
+        (outcome.raw_written, outcome.raw_skipped) =
+            writer.write(&self.raw, &self.live, &fresh).await?;
+        let rows = pending.sessions.rows();
+        let stored = self.write_sessions(&rows, &pending.sessions).await;
+        if stored.is_err() {
+            pending.sessions_stale = true;
+        }
+        stored?;
+        outcome.session_versions = rows.len();
+        pending.clear();
+        Ok(outcome)
+    }
+
+    async fn write_sessions(
+        &self,
+        rows: &[SessionRow],
+        sessions: &Sessions,
+    ) -> Result<(), AggregatorError> {
+        self.raw.insert_sessions(rows).await?;
+        let writes = sessions.writes(self.guards_off())?;
+        let conflicts = self.live.write_visitors(&writes).await?;
+        match conflicts.first() {
+            Some(key) => Err(AggregatorError::Conflict(key.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// After a failed session write or a rebalance the held visitor states may be
+    /// stale: re-read them and apply the handled messages again.
+    async fn refresh_sessions(&self, pending: &mut Pending) -> Result<(), AggregatorError> {
+        if !pending.sessions_stale {
+            return Ok(());
+        }
+        pending.sessions.clear();
+        let handled = non_repeats(&pending.messages[..pending.live_done], &pending.repeat);
+        let (prefix, guards_off) = (&self.settings.prefix, self.guards_off());
+        pending
+            .sessions
+            .apply(&self.live, prefix, &handled, guards_off)
+            .await?;
+        pending.sessions_stale = false;
+        Ok(())
+    }
+
+    /// Loads the recent ids of partitions not seen since the last start or rebalance.
     async fn load_partitions(&mut self, batch: &[Message]) -> Result<(), AggregatorError> {
         let mut earliest: BTreeMap<i32, i64> = BTreeMap::new();
         for message in batch {
@@ -209,11 +342,6 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             *received = (*received).min(message.envelope.received_at_ms);
         }
         for (partition, received_ms) in earliest {
-            if !self.marks.contains_key(&partition) {
-                let marks = self.raw.watermarks(&self.settings.topic, partition).await?;
-                let marks = marks.into_iter().map(|m| (m.event_date, m.offset));
-                self.marks.insert(partition, marks.collect());
-            }
             if !self.dedup.is_loaded(partition) {
                 let received = received_ms.div_euclid(1_000);
                 let since = received - self.dedup.window_secs() - SLACK_SECS;
@@ -226,49 +354,6 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             }
         }
         Ok(())
-    }
-
-    async fn write_raw(&mut self, batch: &[&Message]) -> Result<(usize, usize), AggregatorError> {
-        // Rows to insert per day, and the highest offset taken per (partition, day).
-        let mut days: BTreeMap<u16, Vec<EventRow>> = BTreeMap::new();
-        let mut taken: HashMap<(i32, u16), i64> = HashMap::new();
-        let mut skipped = 0;
-        for message in batch {
-            let day = event_date(message.envelope.timestamp_ms);
-            let stored = self
-                .marks
-                .get(&message.partition)
-                .and_then(|days| days.get(&day))
-                .copied()
-                .filter(|_| !self.guards_off())
-                .unwrap_or(-1);
-            let last = taken.entry((message.partition, day)).or_insert(stored);
-            if message.offset <= *last {
-                skipped += 1;
-                continue;
-            }
-            *last = message.offset;
-            days.entry(day).or_default().push(EventRow::from_envelope(
-                &message.envelope,
-                &self.settings.topic,
-                message.partition,
-                message.offset,
-            ));
-        }
-        let mut written = 0;
-        for (day, rows) in days {
-            self.raw.insert(&rows).await?;
-            written += rows.len();
-            for ((partition, taken_day), offset) in &taken {
-                if *taken_day == day {
-                    self.marks
-                        .entry(*partition)
-                        .or_default()
-                        .insert(day, *offset);
-                }
-            }
-        }
-        Ok((written, skipped))
     }
 
     async fn write_live(

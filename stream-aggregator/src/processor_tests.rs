@@ -3,12 +3,13 @@
 
 use super::*;
 use crate::dedup::SeenId;
-use crate::live::{StoredVisitor, UnitState, VisitorWrite, ANY_GUARD};
+use crate::live::{Claimed, StoredVisitor, UnitState, VisitorWrite, ANY_GUARD};
 use crate::raw::Watermark;
 use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tally_schemas::live::WindowSnapshot;
+use tally_schemas::row::{event_date, EventRow};
 use tally_schemas::session::SessionRow;
 
 #[derive(Debug, Default)]
@@ -86,7 +87,11 @@ impl RawSink for MemRaw {
 struct MemLive {
     hashes: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
     visitors: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    claims: Mutex<HashMap<String, MemClaim>>,
 }
+
+/// A raw claim: (holder, marks, clean).
+type MemClaim = (Option<String>, Vec<u8>, bool);
 
 impl LiveStore for MemLive {
     async fn read(&self, units: &[Unit]) -> Result<Vec<UnitState>, redis::RedisError> {
@@ -137,6 +142,55 @@ impl LiveStore for MemLive {
             hash.insert(format!("p{p}:ses"), write.sessions.clone());
         }
         Ok(conflicts)
+    }
+
+    async fn claim_raw(
+        &self,
+        keys: &[String],
+        token: &str,
+        _ttl_ms: u64,
+    ) -> Result<Vec<Claimed>, redis::RedisError> {
+        let mut claims = self.claims.lock().unwrap();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let entry = claims.entry(key.clone()).or_default();
+                match &entry.0 {
+                    Some(holder) if holder != token => Claimed::Busy,
+                    held => {
+                        let clean = held.is_none() && entry.2;
+                        entry.0 = Some(token.to_owned());
+                        entry.2 = false;
+                        if clean {
+                            Claimed::Clean(entry.1.clone())
+                        } else {
+                            Claimed::Unknown
+                        }
+                    }
+                }
+            })
+            .collect())
+    }
+
+    async fn release_raw(
+        &self,
+        releases: &[(String, Option<Vec<u8>>)],
+        token: &str,
+    ) -> Result<Vec<String>, redis::RedisError> {
+        let mut claims = self.claims.lock().unwrap();
+        let mut lost = Vec::new();
+        for (key, marks) in releases {
+            let entry = claims.entry(key.clone()).or_default();
+            if entry.0.as_deref() != Some(token) {
+                lost.push(key.clone());
+                continue;
+            }
+            if let Some(marks) = marks {
+                (entry.1, entry.2) = (marks.clone(), true);
+            }
+            entry.0 = None;
+        }
+        Ok(lost)
     }
 
     async fn read_visitors(
@@ -234,6 +288,19 @@ fn live_totals(live: &MemLive) -> BTreeMap<String, (u64, BTreeMap<String, u64>, 
             (key.clone(), (snapshot.total, snapshot.by_name, users))
         })
         .collect()
+}
+
+/// `n` messages over 3 partitions in which every 7th repeats (a client retry)
+/// the message 3 positions earlier (same partition), received a second later.
+fn with_retries(n: usize) -> Vec<Message> {
+    let mut all = messages(n, 3);
+    for i in (7..n).step_by(7) {
+        let (partition, offset) = (all[i].partition, all[i].offset);
+        all[i] = all[i - 3].clone();
+        all[i].envelope.received_at_ms += 1_000;
+        (all[i].partition, all[i].offset) = (partition, offset);
+    }
+    all
 }
 
 /// The sessions table as a reader sees it: highest version per session, dropped ones left out.
@@ -406,7 +473,6 @@ fn broken_idempotence_double_counts_replays() {
         };
         let mut processor = Processor::new(MemRaw::default(), MemLive::default(), broken);
         processor.apply(&all).await.unwrap();
-        processor.forget_watermarks();
         processor.apply(&all).await.unwrap();
         assert_eq!(row_ids(processor.raw()).len(), 100);
         let live: u64 = live_totals(processor.live())
@@ -427,15 +493,7 @@ proptest! {
         cuts in proptest::collection::vec(0usize..150, 0..6),
         replay_from in proptest::collection::vec(0usize..150, 0..4),
     ) {
-        let mut all = messages(n, 3);
-        // Client retries: every 7th message repeats the one 3 positions earlier
-        // (same partition), received a second later.
-        for i in (7..n).step_by(7) {
-            let (partition, offset) = (all[i].partition, all[i].offset);
-            all[i] = all[i - 3].clone();
-            all[i].envelope.received_at_ms += 1_000;
-            (all[i].partition, all[i].offset) = (partition, offset);
-        }
+        let all = with_retries(n);
         let mut reference = Processor::new(MemRaw::default(), MemLive::default(), settings());
         run(reference.apply(&all)).unwrap();
 
@@ -460,6 +518,51 @@ proptest! {
         unique.dedup();
         prop_assert_eq!(unique.len(), n - (7..n).step_by(7).count());
         prop_assert_eq!(row_ids(reference.raw()).len(), unique.len());
+        prop_assert_eq!(live_totals(processor.live()), live_totals(reference.live()));
+        prop_assert_eq!(final_sessions(processor.raw()), final_sessions(reference.raw()));
+    }
+
+    /// The live step run often and the full step now and then, with crashes
+    /// (a new process replays from the last committed position) anywhere in
+    /// between, gives exactly the result of applying everything once.
+    #[test]
+    fn live_and_full_steps_in_any_interleaving_with_crashes(
+        n in 1usize..120,
+        ops in proptest::collection::vec((0u8..4, 1usize..25), 0..20),
+    ) {
+        let all = with_retries(n);
+        let mut reference = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        run(reference.apply(&all)).unwrap();
+
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        let mut pending = Pending::default();
+        let (mut next, mut committed) = (0, 0);
+        for (op, k) in ops {
+            match op {
+                0 | 1 => {
+                    for message in &all[next..(next + k).min(n)] {
+                        pending.push(message.clone());
+                    }
+                    next = (next + k).min(n);
+                    run(processor.apply_live(&mut pending)).unwrap();
+                }
+                2 => {
+                    run(processor.apply_all(&mut pending)).unwrap();
+                    committed = next;
+                }
+                _ => {
+                    let Processor { raw, live, .. } = processor;
+                    processor = Processor::new(raw, live, settings());
+                    pending = Pending::default();
+                    next = committed;
+                }
+            }
+        }
+        for message in &all[next..] {
+            pending.push(message.clone());
+        }
+        run(processor.apply_all(&mut pending)).unwrap();
+        prop_assert_eq!(row_ids(processor.raw()), row_ids(reference.raw()));
         prop_assert_eq!(live_totals(processor.live()), live_totals(reference.live()));
         prop_assert_eq!(final_sessions(processor.raw()), final_sessions(reference.raw()));
     }

@@ -28,7 +28,11 @@ where
     if rows.is_empty() {
         return Ok(());
     }
-    let mut insert = client.insert::<T>(table).await?;
+    let timeout = Some(crate::raw_writer::INSERT_TIMEOUT);
+    let mut insert = client
+        .insert::<T>(table)
+        .await?
+        .with_timeouts(timeout, timeout);
     for row in rows {
         insert.write(row).await?;
     }

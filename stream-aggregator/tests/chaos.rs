@@ -124,6 +124,15 @@ fn sender(
     })
 }
 
+fn check_config(iso: &Isolation, query: &str) -> CheckConfig {
+    CheckConfig {
+        clickhouse: iso.clickhouse.clone(),
+        query: Some(query.to_owned()),
+        max_live_windows: 720,
+        allowed_lateness_ms: LATENESS_MS,
+    }
+}
+
 /// Runs the checker until it passes or `timeout` (the pipeline may still be catching up);
 /// returns the last report.
 async fn settle(records: &[Acked], config: &CheckConfig, timeout: Duration) -> Report {
@@ -224,12 +233,7 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     wait_for_rows(&iso, records.len() as u64).await;
 
     let query = services::query(services::query_config(&iso)).await;
-    let config = CheckConfig {
-        clickhouse: iso.clickhouse.clone(),
-        query: Some(query.url()),
-        max_live_windows: 720,
-        allowed_lateness_ms: LATENESS_MS,
-    };
+    let config = check_config(&iso, &query.url());
     let report = settle(&records, &config, Duration::from_secs(60)).await;
     let last = aggregator.take().unwrap();
     replayed += counter(&last, "tally_aggregator_replayed_total").await;
@@ -275,12 +279,7 @@ async fn checker_flags_a_run_with_broken_idempotence() {
     wait_for_rows(&iso, 2 * records.len() as u64).await;
 
     let query = services::query(services::query_config(&iso)).await;
-    let config = CheckConfig {
-        clickhouse: iso.clickhouse.clone(),
-        query: Some(query.url()),
-        max_live_windows: 720,
-        allowed_lateness_ms: LATENESS_MS,
-    };
+    let config = check_config(&iso, &query.url());
     let report = check(&records, &config).await.unwrap();
     eprintln!(
         "control: {} events, duplicated {}, live mismatches {}, mismatches {}",

@@ -42,6 +42,20 @@ async fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bo
     }
 }
 
+/// Polls `url` until it answers 2xx; panics naming `what` after 60 s.
+async fn wait_for_http(url: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = reqwest::get(url).await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -116,13 +130,18 @@ impl PrivateRedis {
     }
 }
 
+/// Kills `child` (if running) and removes `dir`: what dropping a private server does.
+fn discard(child: &mut Option<Child>, dir: &Path) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        discard(&mut self.child, &self.dir);
     }
 }
 
@@ -177,21 +196,8 @@ impl PrivateClickHouse {
             .spawn()
             .unwrap_or_else(|err| panic!("starting clickhouse-server: {err}"));
         self.child = Some(child);
-        let ping = format!("{}/ping", self.url);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = reqwest::get(&ping).await {
-                if response.status().is_success() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "private clickhouse did not come up (logs in {})",
-                self.dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let what = format!("private clickhouse (logs in {})", self.dir.display());
+        wait_for_http(&format!("{}/ping", self.url), &what).await;
     }
 
     /// Stops the server gracefully (SIGTERM) and waits for it.
@@ -204,11 +210,7 @@ impl PrivateClickHouse {
 
 impl Drop for PrivateClickHouse {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        discard(&mut self.child, &self.dir);
     }
 }
 

@@ -98,7 +98,7 @@ pub async fn gateway(config: ingest_gateway::Config) -> Running {
     .await
 }
 
-/// Aggregator settings for `iso` (flush every 200 ms).
+/// Aggregator settings for `iso` (live every 100 ms, full flush every 500 ms).
 pub fn aggregator_config(iso: &Isolation) -> stream_aggregator::Config {
     stream_aggregator::Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -109,7 +109,8 @@ pub fn aggregator_config(iso: &Isolation) -> stream_aggregator::Config {
         live_ttl: Duration::from_secs(3_600),
         clickhouse: iso.clickhouse.clone(),
         migrate: true,
-        flush_interval: Duration::from_millis(200),
+        flush_interval: Duration::from_millis(500),
+        live_flush_interval: Duration::from_millis(100),
         max_batch_rows: 10_000,
         allowed_lateness: Duration::from_secs(30),
         fault: stream_aggregator::config::Fault::None,

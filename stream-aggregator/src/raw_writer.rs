@@ -1,0 +1,165 @@
+//! Raw rows into ClickHouse exactly once, even with two writers of one partition.
+//!
+//! Every row carries its Kafka partition and offset, and for every (Kafka
+//! partition, day) the rows are inserted in offset order, one `INSERT` per day:
+//! one insert into one table partition is one part, all or nothing, so the
+//! stored rows are a prefix of the log and the highest stored offset — the
+//! *watermark* — says exactly which messages are already stored (see
+//! [`crate::raw`]). That needs no insert deduplication token, so it holds on
+//! ClickHouse 18.16 as on current releases.
+//!
+//! Two processes may hold the same partition for a moment during a rebalance
+//! (the group may hand it to a new member before the old one has noticed).
+//! So a writer first *claims* the partition in Redis ([`LiveStore::claim_raw`],
+//! a lock with a [`CLAIM_TTL_MS`] lease) and uses the watermarks stored with
+//! the claim — exact when the last holder released cleanly, otherwise read
+//! from ClickHouse — and releases the claim with the new watermarks after the
+//! insert. Inserts of one partition are therefore serialized and each starts
+//! from the true watermarks: a zombie writer finds its messages already stored
+//! and skips them. The lease only matters if a holder dies mid-insert; an
+//! insert is given [`INSERT_TIMEOUT`], well within the lease.
+
+use crate::error::AggregatorError;
+use crate::live::{raw_marks_key, Claimed, LiveStore};
+use crate::processor::Message;
+use crate::raw::RawSink;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use tally_schemas::row::{event_date, EventRow};
+
+/// Lease of a partition claim.
+pub const CLAIM_TTL_MS: u64 = 15_000;
+
+/// Longest an insert may take (send and finish) before it is abandoned.
+pub const INSERT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Day → highest stored offset, of one Kafka partition.
+type Marks = BTreeMap<u16, i64>;
+
+/// Where and as whom rows are written.
+#[derive(Debug, Clone, Copy)]
+pub struct RowWriter<'a> {
+    /// Topic of the messages.
+    pub topic: &'a str,
+    /// Prefix of the claim keys in Redis.
+    pub prefix: &'a str,
+    /// This process's claim token.
+    pub token: &'a str,
+    /// Chaos control run: ignore the watermarks.
+    pub guards_off: bool,
+}
+
+impl RowWriter<'_> {
+    /// Inserts the rows of `batch` (each partition's messages in offset order)
+    /// that ClickHouse does not hold yet; returns (written, already stored).
+    pub async fn write<R: RawSink, L: LiveStore>(
+        &self,
+        raw: &R,
+        live: &L,
+        batch: &[&Message],
+    ) -> Result<(usize, usize), AggregatorError> {
+        let mut partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        if partitions.is_empty() {
+            return Ok((0, 0));
+        }
+        let keys: Vec<String> = partitions
+            .iter()
+            .map(|p| raw_marks_key(self.prefix, self.topic, *p))
+            .collect();
+        let claims = live.claim_raw(&keys, self.token, CLAIM_TTL_MS).await?;
+        if let Some(busy) = claims.iter().position(|c| *c == Claimed::Busy) {
+            // Give back what we got, unchanged, and retry later.
+            let back: Vec<(String, Option<Vec<u8>>)> = keys
+                .iter()
+                .zip(&claims)
+                .filter_map(|(key, claim)| match claim {
+                    Claimed::Busy => None,
+                    Claimed::Clean(marks) => Some((key.clone(), Some(marks.clone()))),
+                    Claimed::Unknown => Some((key.clone(), None)),
+                })
+                .collect();
+            live.release_raw(&back, self.token).await?;
+            return Err(AggregatorError::Busy(partitions[busy]));
+        }
+        let result = self.insert(raw, batch, &partitions, &claims).await;
+        let releases: Vec<(String, Option<Vec<u8>>)> = match &result {
+            Ok((marks, _, _)) => keys
+                .iter()
+                .zip(&partitions)
+                .map(|(key, p)| {
+                    let json = serde_json::to_vec(&marks.get(p).cloned().unwrap_or_default());
+                    (key.clone(), json.ok())
+                })
+                .collect(),
+            Err(_) => keys.iter().map(|key| (key.clone(), None)).collect(),
+        };
+        let lost = live.release_raw(&releases, self.token).await?;
+        if !lost.is_empty() {
+            tracing::error!(keys = ?lost, "a partition claim expired during an insert; another writer may have stored the same rows");
+        }
+        let (_, written, skipped) = result?;
+        Ok((written, skipped))
+    }
+
+    async fn insert<R: RawSink>(
+        &self,
+        raw: &R,
+        batch: &[&Message],
+        partitions: &[i32],
+        claims: &[Claimed],
+    ) -> Result<(HashMap<i32, Marks>, usize, usize), AggregatorError> {
+        let mut marks: HashMap<i32, Marks> = HashMap::new();
+        for (partition, claim) in partitions.iter().zip(claims) {
+            let stored = match claim {
+                Claimed::Clean(json) => serde_json::from_slice::<Marks>(json).ok(),
+                _ => None,
+            };
+            let stored = match stored {
+                Some(stored) => stored,
+                None => raw
+                    .watermarks(self.topic, *partition)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.event_date, m.offset))
+                    .collect(),
+            };
+            marks.insert(*partition, stored);
+        }
+        // Rows to insert per day; `marks` advances as rows are taken.
+        let mut days: BTreeMap<u16, Vec<EventRow>> = BTreeMap::new();
+        let mut skipped = 0;
+        let mut after = marks.clone();
+        for message in batch {
+            let day = event_date(message.envelope.timestamp_ms);
+            let last = after
+                .entry(message.partition)
+                .or_default()
+                .entry(day)
+                .or_insert(-1);
+            if message.offset <= *last && !self.guards_off {
+                skipped += 1;
+                continue;
+            }
+            *last = message.offset;
+            days.entry(day).or_default().push(EventRow::from_envelope(
+                &message.envelope,
+                self.topic,
+                message.partition,
+                message.offset,
+            ));
+        }
+        let mut written = 0;
+        for (day, rows) in days {
+            raw.insert(&rows).await?;
+            written += rows.len();
+            for (partition, days) in &after {
+                if let Some(offset) = days.get(&day) {
+                    marks.entry(*partition).or_default().insert(day, *offset);
+                }
+            }
+        }
+        Ok((marks, written, skipped))
+    }
+}
