@@ -158,6 +158,29 @@ async fn ingest<S: EventSink>(
     result.map(Json)
 }
 
+/// Bodies up to this size are read (and discarded) before a 413 is sent, so
+/// that a client still sending gets the answer instead of a connection reset.
+const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads and discards an oversized body (up to [`DRAIN_MAX_BYTES`] and `timeout`).
+async fn drain(body: axum::body::Body, declared: usize, timeout: std::time::Duration) {
+    use http_body_util::BodyExt;
+    if declared > DRAIN_MAX_BYTES {
+        return;
+    }
+    let mut body = body;
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |data| data.len());
+            if seen > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn handle_batch<S: EventSink>(
     state: &AppState<S>,
     peer: SocketAddr,
@@ -171,6 +194,7 @@ async fn handle_batch<S: EventSink>(
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .unwrap_or(limit);
     if declared > limit {
+        drain(body, declared, state.config.body_timeout).await;
         return Err(GatewayError::PayloadTooLarge(limit));
     }
     let _room = state
