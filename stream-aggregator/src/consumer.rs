@@ -16,6 +16,7 @@ use crate::{live::LiveStore, raw::RawSink};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -133,6 +134,28 @@ struct Batch {
 }
 
 impl Batch {
+    /// Buffers one consumed message (undecodable ones are counted and skipped,
+    /// their offsets still committed).
+    fn take(&mut self, message: &BorrowedMessage<'_>, metrics: &Metrics) {
+        self.started.get_or_insert_with(Instant::now);
+        self.next_offsets
+            .insert(message.partition(), message.offset() + 1);
+        match Envelope::decode(message.payload().unwrap_or_default()) {
+            Ok(envelope) => {
+                self.live_started.get_or_insert_with(Instant::now);
+                self.pending.push(Message {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    envelope,
+                });
+            }
+            Err(err) => {
+                metrics.undecodable.inc();
+                tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "skipping undecodable message");
+            }
+        }
+    }
+
     /// Forgets the messages of `partitions` (revoked: their new owner replays them).
     fn drop_partitions(&mut self, partitions: &[i32]) {
         let before = self.pending.len();
@@ -201,32 +224,16 @@ pub async fn consume<R: RawSink, L: LiveStore>(
                     batch.drop_partitions(&revoked);
                 }
                 match received {
-                Ok(message) => {
-                    batch.started.get_or_insert_with(Instant::now);
-                    batch.next_offsets.insert(message.partition(), message.offset() + 1);
-                    match Envelope::decode(message.payload().unwrap_or_default()) {
-                        Ok(envelope) => {
-                            batch.live_started.get_or_insert_with(Instant::now);
-                            batch.pending.push(Message {
-                                partition: message.partition(),
-                                offset: message.offset(),
-                                envelope,
-                            });
-                        }
-                        Err(err) => {
-                            metrics.undecodable.inc();
-                            tracing::warn!(partition = message.partition(), offset = message.offset(), error = %err, "skipping undecodable message");
-                        }
-                    }
-                    if batch.pending.len() >= config.max_batch_rows {
-                        writer.flush(&mut batch, Step::All, &stop).await?;
+                    Ok(message) => batch.take(&message, metrics),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "kafka receive error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
-                Err(err) => {
-                    tracing::warn!(error = %err, "kafka receive error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                if batch.pending.len() >= config.max_batch_rows {
+                    writer.flush(&mut batch, Step::All, &stop).await?;
                 }
-            }},
+            }
         }
     }
     // Graceful stop: intake has stopped; write what we hold, then commit.
