@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod kafka;
+pub mod keys;
 pub mod postgres;
 pub mod serve;
 pub mod service;

@@ -9,7 +9,6 @@ pub mod config;
 pub mod decode;
 pub mod enrich;
 pub mod error;
-pub mod keys;
 pub mod metrics;
 pub mod overload;
 pub mod segment;
@@ -25,6 +24,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_common::keys;
 use tally_common::{Clock, SystemClock};
 use tokio::net::TcpListener;
 
@@ -415,6 +415,7 @@ pub async fn run(
     let sink = KafkaSink::new(&config.kafka, config.produce_timeout)?;
     let keys = Arc::new(keys::KeyCache::new(keys::PostgresKeys::new(
         config.postgres.clone(),
+        tally_common::postgres::KeyKind::Write,
     )));
     keys::spawn_refresher(keys.clone(), config.key_refresh);
     let (geo, warnings) = enrich::Geo::open(&config.geoip_paths);

@@ -35,6 +35,8 @@ pub struct CheckConfig {
     pub max_live_windows: i64,
     /// The aggregator's allowed lateness (`TALLY_AGGREGATOR_LATENESS_MS`).
     pub allowed_lateness_ms: i64,
+    /// Read key per app for the query service (see [`crate::send::provision_read_keys`]).
+    pub read_keys: HashMap<String, String>,
 }
 
 /// What the checker found.
@@ -160,6 +162,8 @@ pub async fn check(records: &[Acked], config: &CheckConfig) -> Result<Report, Ch
         if let Some(query) = &config.query {
             let live = live_truth.get(app_id).cloned().unwrap_or_default();
             let horizon = (app.ts_range, config.max_live_windows);
+            let key = config.read_keys.get(app_id).map_or("", String::as_str);
+            let query = (query.as_str(), key);
             check_query_service(query, app_id, app.events, horizon, &live, &mut report).await?;
         }
     }
@@ -253,8 +257,11 @@ async fn check_sessions(
     Ok(())
 }
 
-async fn get_json(url: &str) -> Result<Value, CheckError> {
-    let response = reqwest::get(url)
+async fn get_json(url: &str, read_key: &str) -> Result<Value, CheckError> {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(read_key)
+        .send()
         .await
         .map_err(|e| CheckError::Query(e.to_string()))?;
     let status = response.status();
@@ -272,17 +279,20 @@ async fn get_json(url: &str) -> Result<Value, CheckError> {
 /// must show `live` (bots and late events left out) for every window from
 /// the first event's on, if the service serves that far back (`max_windows`).
 async fn check_query_service(
-    query: &str,
+    (query, read_key): (&str, &str),
     app_id: &str,
     events: u64,
     ((from, to), max_windows): ((i64, i64), i64),
     live: &LiveTruth,
     report: &mut Report,
 ) -> Result<(), CheckError> {
-    let count = get_json(&format!(
-        "{query}/api/v1/analytics/{app_id}/count?from={from}&to={}",
-        to + 1
-    ))
+    let count = get_json(
+        &format!(
+            "{query}/api/v1/analytics/{app_id}/count?from={from}&to={}",
+            to + 1
+        ),
+        read_key,
+    )
     .await?;
     if count["count"].as_u64() != Some(events) {
         report.mismatch(format!(
@@ -296,9 +306,10 @@ async fn check_query_service(
     if needed > max_windows {
         return Ok(()); // older than the live horizon: ClickHouse checks only
     }
-    let answer = get_json(&format!(
-        "{query}/api/v1/analytics/{app_id}/live?windows={needed}"
-    ))
+    let answer = get_json(
+        &format!("{query}/api/v1/analytics/{app_id}/live?windows={needed}"),
+        read_key,
+    )
     .await?;
     let mut names: BTreeMap<String, u64> = BTreeMap::new();
     for window in answer["windows"].as_array().into_iter().flatten() {

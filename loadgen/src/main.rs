@@ -6,6 +6,7 @@
 //!                       [--apps N] [--visitors N] [--run-id ID] [--record FILE] [--json FILE]
 //!                       [--postgres URL]   (apps and write keys are created there first)
 //! tally-loadgen check   --record FILE [--query URL] [--clickhouse URL] [--database DB] [--lateness-ms MS]
+//!                       [--postgres URL]   (a read key per app is created there)
 //! tally-loadgen history [--clickhouse URL] [--database DB] [--days N] [--events N] [--seed N] [--app-prefix P]
 //! tally-loadgen bench   [--quick] [--out FILE.json] (see `bench` module docs)
 //! ```
@@ -133,6 +134,11 @@ async fn check_command(args: &Args) -> Result<bool, String> {
         ),
         max_live_windows: args.number("--max-live-windows", 720i64)?,
         allowed_lateness_ms: args.number("--lateness-ms", 30_000i64)?,
+        read_keys: send::provision_read_keys(
+            &args.postgres()?,
+            records.iter().map(|r| r.app_id.as_str()),
+        )
+        .await?,
     };
     let report = check::check(&records, &config)
         .await

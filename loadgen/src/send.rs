@@ -79,6 +79,34 @@ pub async fn provision_keys(
     Ok(keys)
 }
 
+/// A new read key for each of `apps` (for the checker and the benchmarks).
+pub async fn provision_read_keys<'a>(
+    postgres: &PostgresConfig,
+    apps: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, String>, String> {
+    let client = postgres
+        .connect()
+        .await
+        .map_err(|e| format!("postgresql {}: {e}", postgres.url))?;
+    tally_common::postgres::migrate(&client)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut keys = HashMap::new();
+    for app in apps {
+        if keys.contains_key(app) {
+            continue;
+        }
+        tally_common::postgres::create_app(&client, app, app)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = tally_common::postgres::create_key(&client, app, KeyKind::Read)
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.insert(app.to_owned(), key);
+    }
+    Ok(keys)
+}
+
 /// Outcome of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {

@@ -62,6 +62,12 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         query: Some(query.url()),
         max_live_windows: 720,
         allowed_lateness_ms: 30_000,
+        read_keys: send::provision_read_keys(
+            &tally_testkit::postgres(),
+            records.iter().map(|r| r.app_id.as_str()),
+        )
+        .await
+        .unwrap(),
     };
     // Live windows are written in the same flush as the rows; allow one more flush.
     let clean = eventually("a clean check", Duration::from_secs(20), || async {

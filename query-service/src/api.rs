@@ -7,9 +7,13 @@
 //! * `GET /api/v1/analytics/{app_id}/count?from=&to=` — events with
 //!   `from <= timestamp < to` (RFC 3339 or epoch ms; default: the last 24 h).
 
+use crate::auth::authorize;
 use crate::stores::{EventStore, LiveSource};
 use crate::{AppState, QueryError};
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderName};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -84,26 +88,38 @@ pub async fn live<L: LiveSource, E: EventStore>(
     State(state): State<Arc<AppState<L, E>>>,
     Path(app_id): Path<String>,
     Query(params): Query<LiveParams>,
-) -> Result<Json<LiveResponse>, QueryError> {
+    headers: HeaderMap,
+) -> Result<Response, QueryError> {
     let started = Instant::now();
-    let result = live_inner(&state, app_id, params).await;
+    let result = live_inner(&state, app_id, params, &headers).await;
     let status = result
         .as_ref()
         .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
     state
         .metrics
         .observe("live", status, started.elapsed().as_secs_f64());
-    result.map(Json)
+    let (body, shared) = result?;
+    let cache = if shared { "hit" } else { "miss" };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (HeaderName::from_static("x-tally-cache"), cache),
+        ],
+        Bytes::clone(&body),
+    )
+        .into_response())
 }
 
 async fn live_inner<L: LiveSource, E: EventStore>(
     state: &AppState<L, E>,
     app_id: String,
     params: LiveParams,
-) -> Result<LiveResponse, QueryError> {
+    headers: &HeaderMap,
+) -> Result<(Arc<Bytes>, bool), QueryError> {
     if !valid_app_id(&app_id) {
         return Err(QueryError::InvalidAppId);
     }
+    authorize(&state.keys, headers, &app_id).await?;
     let n = match params.windows.as_deref() {
         None => 12,
         Some(text) => text
@@ -117,7 +133,27 @@ async fn live_inner<L: LiveSource, E: EventStore>(
                 )
             })?,
     };
+    // Identical polls within the cache time share one Redis read (seed 001).
     let now_ms = state.clock.now_ms();
+    let key = format!("{app_id}|{n}|{}", window_start(now_ms));
+    state
+        .live_cache
+        .get_or_compute(&key, || async {
+            let answer = live_answer(state, app_id, n, now_ms).await?;
+            serde_json::to_vec(&answer)
+                .map(Bytes::from)
+                .map_err(|e| QueryError::Startup(e.to_string()))
+        })
+        .await
+}
+
+/// Reads and sums the last `n` windows of `app_id` as of `now_ms`.
+async fn live_answer<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    app_id: String,
+    n: usize,
+    now_ms: i64,
+) -> Result<LiveResponse, QueryError> {
     let snapshots = state
         .live
         .windows(&app_id, &last_windows(now_ms, n))
@@ -225,12 +261,14 @@ pub async fn count<L: LiveSource, E: EventStore>(
     State(state): State<Arc<AppState<L, E>>>,
     Path(app_id): Path<String>,
     Query(params): Query<CountParams>,
+    headers: HeaderMap,
 ) -> Result<Json<CountResponse>, QueryError> {
     let started = Instant::now();
     let result = async {
         if !valid_app_id(&app_id) {
             return Err(QueryError::InvalidAppId);
         }
+        authorize(&state.keys, &headers, &app_id).await?;
         let (from_ms, to_ms) =
             count_range(&params, state.clock.now_ms(), state.config.max_range_days)?;
         let count = state.events.count(&app_id, from_ms, to_ms).await?;

@@ -1,8 +1,10 @@
 //! Query-service settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::config::{ensure, env_or, env_string, ConfigError};
+use tally_common::postgres::PostgresConfig;
 
 /// Everything the query service needs to start.
 #[derive(Debug, Clone)]
@@ -19,6 +21,14 @@ pub struct Config {
     pub max_windows: usize,
     /// Longest range of a count, in days (`TALLY_QUERY_MAX_RANGE_DAYS`, default 731).
     pub max_range_days: i64,
+    /// PostgreSQL holding apps and read keys (`TALLY_POSTGRES_URL`).
+    pub postgres: PostgresConfig,
+    /// How long identical `/live` requests share one answer
+    /// (`TALLY_QUERY_LIVE_CACHE_MS`, default 250; 0 = off). Adds at most this
+    /// much staleness; concurrent identical requests always share one read.
+    pub live_cache: Duration,
+    /// How often the read-key cache is refreshed (`TALLY_QUERY_KEY_REFRESH_SECS`, default 10).
+    pub key_refresh: Duration,
 }
 
 impl Config {
@@ -31,6 +41,9 @@ impl Config {
             clickhouse: ClickHouseConfig::from_env()?,
             max_windows: env_or("TALLY_QUERY_MAX_WINDOWS", 720)?,
             max_range_days: env_or("TALLY_QUERY_MAX_RANGE_DAYS", 731)?,
+            postgres: PostgresConfig::from_env()?,
+            key_refresh: Duration::from_secs(env_or("TALLY_QUERY_KEY_REFRESH_SECS", 10u64)?),
+            live_cache: Duration::from_millis(env_or("TALLY_QUERY_LIVE_CACHE_MS", 250u64)?),
         };
         config.validate()?;
         Ok(config)
@@ -45,6 +58,14 @@ impl Config {
         ensure(
             (1..=3_650).contains(&self.max_range_days),
             "TALLY_QUERY_MAX_RANGE_DAYS must be within 1..=3650",
+        )?;
+        ensure(
+            self.live_cache <= Duration::from_secs(5),
+            "TALLY_QUERY_LIVE_CACHE_MS must be at most 5000",
+        )?;
+        ensure(
+            self.key_refresh >= Duration::from_secs(1),
+            "TALLY_QUERY_KEY_REFRESH_SECS must be at least 1",
         )?;
         ensure(
             !self.redis_prefix.is_empty(),

@@ -24,6 +24,21 @@ pub enum QueryError {
     /// Stored live data did not decode.
     #[error("corrupt live data: {0}")]
     CorruptLiveData(#[from] tally_schemas::live::SnapshotError),
+    /// No `Authorization` header.
+    #[error("missing read key: send Authorization: Bearer <read key>")]
+    MissingReadKey,
+    /// The `Authorization` header is not `Bearer <key>`.
+    #[error("invalid Authorization header: expected Bearer <read key>")]
+    InvalidAuthorization,
+    /// No active read key matches (write keys cannot read).
+    #[error("invalid read key")]
+    InvalidReadKey,
+    /// The read key belongs to another app.
+    #[error("the read key does not belong to this app")]
+    KeyAppMismatch,
+    /// Keys could not be loaded from PostgreSQL; retry.
+    #[error("keys unavailable, retry")]
+    KeysUnavailable,
     /// Start-up failure (never an HTTP answer).
     #[error("start-up: {0}")]
     Startup(String),
@@ -38,6 +53,11 @@ impl QueryError {
             QueryError::LiveUnavailable(_) => "live_store_unavailable",
             QueryError::StoreUnavailable(_) => "event_store_unavailable",
             QueryError::CorruptLiveData(_) => "corrupt_live_data",
+            QueryError::MissingReadKey => "missing_read_key",
+            QueryError::InvalidAuthorization => "invalid_authorization",
+            QueryError::InvalidReadKey => "invalid_read_key",
+            QueryError::KeyAppMismatch => "key_app_mismatch",
+            QueryError::KeysUnavailable => "keys_unavailable",
             QueryError::Startup(_) => "startup",
         }
     }
@@ -46,9 +66,13 @@ impl QueryError {
     pub fn status(&self) -> StatusCode {
         match self {
             QueryError::InvalidAppId | QueryError::InvalidParameter(..) => StatusCode::BAD_REQUEST,
-            QueryError::LiveUnavailable(_) | QueryError::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            QueryError::MissingReadKey
+            | QueryError::InvalidAuthorization
+            | QueryError::InvalidReadKey => StatusCode::UNAUTHORIZED,
+            QueryError::KeyAppMismatch => StatusCode::FORBIDDEN,
+            QueryError::LiveUnavailable(_)
+            | QueryError::StoreUnavailable(_)
+            | QueryError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::CorruptLiveData(_) | QueryError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -5,6 +5,8 @@
 //! in-flight requests.
 
 pub mod api;
+pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod metrics;
@@ -15,6 +17,8 @@ use axum::routing::get;
 use axum::Router;
 use std::future::Future;
 use std::sync::Arc;
+use tally_common::keys::{spawn_refresher, KeyCache, PostgresKeys};
+use tally_common::postgres::KeyKind;
 use tally_common::{Clock, SystemClock};
 use tokio::net::TcpListener;
 
@@ -34,6 +38,10 @@ pub struct AppState<L, E> {
     pub metrics: Metrics,
     /// Wall clock (which windows are "the last N").
     pub clock: Arc<dyn Clock>,
+    /// Read keys (PostgreSQL, cached).
+    pub keys: Arc<KeyCache>,
+    /// Serialized `/live` answers, shared by identical polls.
+    pub live_cache: cache::Cache<axum::body::Bytes>,
     /// Limits.
     pub config: Config,
 }
@@ -71,7 +79,17 @@ pub async fn run(
 ) -> Result<(), QueryError> {
     let redis = redis::Client::open(config.redis_url.as_str())?;
     let connection = redis::aio::ConnectionManager::new(redis).await?;
+    let keys = Arc::new(KeyCache::new(PostgresKeys::new(
+        config.postgres.clone(),
+        KeyKind::Read,
+    )));
+    if let Err(err) = keys.refresh().await {
+        tracing::warn!(error = %err, "read keys not loaded yet; requests get 503 until PostgreSQL answers");
+    }
+    spawn_refresher(keys.clone(), config.key_refresh);
     let state = Arc::new(AppState {
+        keys,
+        live_cache: cache::Cache::new(config.live_cache, 10_000),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,

@@ -124,12 +124,16 @@ fn sender(
     })
 }
 
-fn check_config(iso: &Isolation, query: &str) -> CheckConfig {
+async fn check_config(iso: &Isolation, query: &str, records: &[Acked]) -> CheckConfig {
+    let apps = records.iter().map(|r| r.app_id.as_str());
     CheckConfig {
         clickhouse: iso.clickhouse.clone(),
         query: Some(query.to_owned()),
         max_live_windows: 720,
         allowed_lateness_ms: LATENESS_MS,
+        read_keys: send::provision_read_keys(&tally_testkit::postgres(), apps)
+            .await
+            .unwrap(),
     }
 }
 
@@ -233,7 +237,7 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     wait_for_rows(&iso, records.len() as u64).await;
 
     let query = services::query(services::query_config(&iso)).await;
-    let config = check_config(&iso, &query.url());
+    let config = check_config(&iso, &query.url(), &records).await;
     let report = settle(&records, &config, Duration::from_secs(60)).await;
     let last = aggregator.take().unwrap();
     replayed += counter(&last, "tally_aggregator_replayed_total").await;
@@ -279,7 +283,7 @@ async fn checker_flags_a_run_with_broken_idempotence() {
     wait_for_rows(&iso, 2 * records.len() as u64).await;
 
     let query = services::query(services::query_config(&iso)).await;
-    let config = check_config(&iso, &query.url());
+    let config = check_config(&iso, &query.url(), &records).await;
     let report = check(&records, &config).await.unwrap();
     eprintln!(
         "control: {} events, duplicated {}, live mismatches {}, mismatches {}",

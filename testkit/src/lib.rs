@@ -49,6 +49,13 @@ pub async fn write_key(app_id: &str) -> String {
         .unwrap_or_else(|err| panic!("provisioning a write key for {app_id}: {err}"))
 }
 
+/// Creates `app_id` (if needed) and returns a new read key for it.
+pub async fn read_key(app_id: &str) -> String {
+    tally_common::postgres::provision(&postgres(), app_id, KeyKind::Read)
+        .await
+        .unwrap_or_else(|err| panic!("provisioning a read key for {app_id}: {err}"))
+}
+
 /// A random lowercase suffix for isolating names.
 pub fn unique(prefix: &str) -> String {
     let mut rng = rand::rng();

@@ -137,6 +137,9 @@ pub fn query_config(iso: &Isolation) -> query_service::Config {
         clickhouse: iso.clickhouse.clone(),
         max_windows: 720,
         max_range_days: 731,
+        postgres: crate::postgres(),
+        key_refresh: Duration::from_secs(1),
+        live_cache: Duration::from_millis(250),
     }
 }
 

@@ -25,10 +25,14 @@ async fn metric(url: &str, family: &str) -> f64 {
         .sum()
 }
 
-async fn live_total(query: &str, app: &str) -> Option<u64> {
+async fn live(query: &str, app: &str, read_key: &str) -> Option<Value> {
     let url = format!("{query}/api/v1/analytics/{app}/live?windows=60");
-    let answer: Value = reqwest::get(url).await.ok()?.json().await.ok()?;
-    answer["total_events"].as_u64()
+    let answer = reqwest::Client::new().get(url).bearer_auth(read_key).send();
+    answer.await.ok()?.json().await.ok()
+}
+
+async fn live_total(query: &str, app: &str, read_key: &str) -> Option<u64> {
+    live(query, app, read_key).await?["total_events"].as_u64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -40,6 +44,7 @@ async fn client_retries_bots_and_late_events() {
     let http = reqwest::Client::new();
     let app = tally_testkit::unique("agg");
     let key = tally_testkit::write_key(&app).await;
+    let read_key = tally_testkit::read_key(&app).await;
     let now = now_ms();
     let events: Vec<Value> = (0..100)
         .map(|i| json!({"name": "page_view", "event_id": format!("r-{i}"), "user_id": format!("u{}", i % 10), "timestamp": now, "properties": {"url": format!("/p{}", i % 3)}}))
@@ -67,13 +72,21 @@ async fn client_retries_bots_and_late_events() {
         (clickhouse_counts(&iso, &app).await.0 >= 102).then_some(())
     })
     .await;
-    let live = eventually("live total", Duration::from_secs(10), || async {
-        live_total(&query.url(), &app).await.filter(|n| *n >= 100)
+    let total = eventually("live total", Duration::from_secs(10), || async {
+        live_total(&query.url(), &app, &read_key)
+            .await
+            .filter(|n| *n >= 100)
     })
     .await;
     assert_eq!(
-        live, 100,
+        total, 100,
         "retries, the bot and the late event are not live"
+    );
+    let answer = live(&query.url(), &app, &read_key).await.unwrap();
+    assert_eq!(answer["unique_users"], 10, "{answer}");
+    assert_eq!(
+        answer["active_sessions"], 10,
+        "one session per visitor: {answer}"
     );
     assert_eq!(clickhouse_counts(&iso, &app).await, (102, 102));
     // The counters move once the flush that wrote the rows has returned.
@@ -106,7 +119,7 @@ async fn client_retries_bots_and_late_events() {
     })
     .await;
     assert_eq!(clickhouse_counts(&iso, &app).await, (102, 102));
-    assert_eq!(live_total(&query.url(), &app).await, Some(100));
+    assert_eq!(live_total(&query.url(), &app, &read_key).await, Some(100));
 
     // Sessions: 10 visitors with one session each, the crawler's, and u1's late
     // event (two minutes before, within 30 min) joined u1's session.
@@ -184,6 +197,12 @@ async fn two_aggregators_share_partitions_through_rebalances() {
         query: Some(query.url()),
         max_live_windows: 720,
         allowed_lateness_ms: 30_000,
+        read_keys: send::provision_read_keys(
+            &tally_testkit::postgres(),
+            records.iter().map(|r| r.app_id.as_str()),
+        )
+        .await
+        .unwrap(),
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let report = loop {

@@ -27,6 +27,7 @@ async fn events_posted_over_http_are_read_back_exactly() {
     let app = tally_testkit::unique("e2e");
     let app = app.as_str();
     let key = tally_testkit::write_key(app).await;
+    let read_key = tally_testkit::read_key(app).await;
 
     let started = now_ms();
     let mut expected_names: BTreeMap<String, u64> = BTreeMap::new();
@@ -64,7 +65,15 @@ async fn events_posted_over_http_are_read_back_exactly() {
         "ClickHouse count through the query service",
         Duration::from_secs(60),
         || async {
-            let answer: Value = http.get(&count_url).send().await.ok()?.json().await.ok()?;
+            let answer: Value = http
+                .get(&count_url)
+                .bearer_auth(&read_key)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             let count = answer["count"].as_u64()?;
             (count >= EVENTS as u64).then_some(count)
         },
@@ -74,7 +83,15 @@ async fn events_posted_over_http_are_read_back_exactly() {
 
     let live_url = format!("{}/api/v1/analytics/{app}/live?windows=120", query.url());
     let live: Value = eventually("live totals", Duration::from_secs(30), || async {
-        let answer: Value = http.get(&live_url).send().await.ok()?.json().await.ok()?;
+        let answer: Value = http
+            .get(&live_url)
+            .bearer_auth(&read_key)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (answer["total_events"].as_u64()? >= EVENTS as u64).then_some(answer)
     })
     .await;
@@ -99,20 +116,28 @@ async fn events_posted_over_http_are_read_back_exactly() {
     let (rows, ids) = clickhouse_counts(&iso, app).await;
     assert_eq!((rows, ids), (EVENTS as u64, EVENTS as u64));
 
-    // Another app's data is not visible under this app.
-    let other: Value = http
-        .get(format!(
-            "{}/api/v1/analytics/other-app/count?from={}",
-            query.url(),
-            started - 60_000
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(other["count"], 0);
+    // This app's read key opens no other app; no key and the write key open nothing.
+    let other_url = format!(
+        "{}/api/v1/analytics/other-app/count?from={}",
+        query.url(),
+        started - 60_000
+    );
+    for (key, status, reason) in [
+        (Some(read_key.as_str()), 403, "key_app_mismatch"),
+        (Some(key.as_str()), 401, "invalid_read_key"),
+        (None, 401, "missing_read_key"),
+    ] {
+        let mut request = http.get(&other_url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{reason}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], reason);
+    }
+    let own = http.get(&count_url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(own.status(), 401, "a write key cannot read");
 
     for service in [&gateway, &aggregator, &query] {
         let ready = http

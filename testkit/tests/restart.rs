@@ -16,6 +16,7 @@ async fn aggregator_restarts_mid_stream_lose_and_double_nothing() {
     let app_name = tally_testkit::unique("restart");
     let app: &'static str = Box::leak(app_name.into_boxed_str());
     let key = tally_testkit::write_key(app).await;
+    let read_key = tally_testkit::read_key(app).await;
 
     // Steady traffic in the background; remember every acknowledged event id.
     let sender = {
@@ -79,7 +80,15 @@ async fn aggregator_restarts_mid_stream_lose_and_double_nothing() {
     let http = reqwest::Client::new();
     let url = format!("{}/api/v1/analytics/{app}/live?windows=240", query.url());
     let live: Value = eventually("live total", Duration::from_secs(30), || async {
-        let answer: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+        let answer: Value = http
+            .get(&url)
+            .bearer_auth(&read_key)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         (answer["total_events"].as_u64()? >= total).then_some(answer)
     })
     .await;

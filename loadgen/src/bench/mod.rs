@@ -248,12 +248,14 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     }));
     let client = clickhouse.client();
     let until = Instant::now() + Duration::from_secs_f64(config.b3_seconds);
+    let hot_app = format!("{id}-b3-app-00");
+    let read_keys =
+        send::provision_read_keys(&config.postgres, [probe_app.as_str(), hot_app.as_str()]).await?;
     let (fresh_live, fresh_stored) = freshness(
-        &gateway.url,
-        &query.url,
+        (&gateway.url, &query.url),
         &client,
         &probe_app,
-        &probe_key,
+        (&probe_key, &read_keys[&probe_app]),
         until,
     )
     .await;
@@ -261,9 +263,13 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
 
     // B4: live reads of the hottest app of the B3 traffic (its last minute holds data).
     eprintln!("B4: /live at {} req/s", config.b4_rate);
-    let hot_app = format!("{id}-b3-app-00");
-    let (b4, b4_achieved) =
-        live_reads(&query.url, &hot_app, config.b4_rate, config.b4_seconds).await;
+    let (b4, b4_achieved) = live_reads(
+        (&query.url, &read_keys[&hot_app]),
+        &hot_app,
+        config.b4_rate,
+        config.b4_seconds,
+    )
+    .await;
 
     // B6: peak RSS after B1–B4.
     let rss: Vec<(&str, Option<u64>)> = [&gateway, &aggregator, &query]

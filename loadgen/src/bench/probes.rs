@@ -5,11 +5,10 @@ use std::time::{Duration, Instant};
 
 /// B3: sequential probes; each measures ack → visible in /live and → in ClickHouse.
 pub async fn freshness(
-    gateway: &str,
-    query: &str,
+    (gateway, query): (&str, &str),
     client: &clickhouse::Client,
     app: &str,
-    key: &str,
+    (key, read_key): (&str, &str),
     until: Instant,
 ) -> (Vec<Duration>, Vec<Duration>) {
     let http = reqwest::Client::new();
@@ -37,6 +36,7 @@ pub async fn freshness(
             if live_at.is_none() {
                 let answer: Option<Value> = match http
                     .get(format!("{query}/api/v1/analytics/{app}/live?windows=720"))
+                    .bearer_auth(read_key)
                     .send()
                     .await
                 {
@@ -70,7 +70,12 @@ pub async fn freshness(
 }
 
 /// B4: `/live` at a fixed rate.
-pub async fn live_reads(query: &str, app: &str, rate: f64, seconds: f64) -> (Vec<Duration>, f64) {
+pub async fn live_reads(
+    (query, read_key): (&str, &str),
+    app: &str,
+    rate: f64,
+    seconds: f64,
+) -> (Vec<Duration>, f64) {
     let http = reqwest::Client::new();
     let total = (rate * seconds) as usize;
     let started = Instant::now();
@@ -78,17 +83,12 @@ pub async fn live_reads(query: &str, app: &str, rate: f64, seconds: f64) -> (Vec
     for i in 0..total {
         let due = started + Duration::from_secs_f64(i as f64 / rate);
         tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
-        let (http, url) = (
-            http.clone(),
-            format!("{query}/api/v1/analytics/{app}/live?windows=12"),
-        );
+        let request = http
+            .get(format!("{query}/api/v1/analytics/{app}/live?windows=12"))
+            .bearer_auth(read_key);
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let ok = http
-                .get(url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            let ok = request.send().await.is_ok_and(|r| r.status().is_success());
             ok.then(|| t.elapsed())
         }));
     }

@@ -164,6 +164,18 @@ async fn run(args: Args) -> Result<(), String> {
         }
     };
     println!("write key for app {:?}: {key}", args.app);
+    let postgres = tally_common::postgres::PostgresConfig::from_env().map_err(|e| e.to_string())?;
+    let read_key = tally_common::postgres::provision(
+        &postgres,
+        &args.app,
+        tally_common::postgres::KeyKind::Read,
+    )
+    .await
+    .map_err(|e| format!("creating a read key for {}: {e}", args.app))?;
+    println!(
+        "read key for app {:?} (secret; Authorization: Bearer …): {read_key}",
+        args.app
+    );
     let (acked, refused, elapsed, latencies) = send(&args, &key).await?;
     println!(
         "acknowledged {acked} events, refused {refused}, in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms",
@@ -182,6 +194,7 @@ async fn run(args: Args) -> Result<(), String> {
     let live = loop {
         let answer: Value = http
             .get(&live_url)
+            .bearer_auth(&read_key)
             .send()
             .await
             .map_err(|e| format!("query service unreachable: {e}"))?
@@ -211,6 +224,7 @@ async fn run(args: Args) -> Result<(), String> {
     loop {
         let answer: Value = http
             .get(&count_url)
+            .bearer_auth(&read_key)
             .send()
             .await
             .map_err(|e| e.to_string())?

@@ -1,6 +1,7 @@
-//! Write-key authentication with a cache that survives PostgreSQL outages.
+//! API-key authentication with a cache that survives PostgreSQL outages, shared
+//! by the gateway (write keys) and the query service (read keys).
 //!
-//! The cache holds a snapshot of all active write keys (SHA-256 → app id),
+//! The cache holds a snapshot of all active keys of one kind (SHA-256 → app id),
 //! refreshed every `key_refresh`. An unknown key triggers an immediate reload at
 //! most once per second (so a key created a moment ago works at once, and a
 //! flood of bad keys cannot hammer PostgreSQL). When PostgreSQL is unreachable
@@ -9,12 +10,12 @@
 //! gives up) — it may have been created since — and before the first successful
 //! load every lookup is `Unavailable`. Never a false 401.
 
+use crate::postgres::{active_keys, hash_key, KeyKind, PostgresConfig};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tally_common::postgres::{active_keys, hash_key, KeyKind, PostgresConfig};
 
 /// Key hash → app id.
 pub type KeyMap = HashMap<String, String>;
@@ -22,7 +23,7 @@ pub type KeyMap = HashMap<String, String>;
 /// A boxed future yielding a [`KeyMap`] (keeps [`KeySource`] object-safe).
 pub type LoadFuture<'a> = Pin<Box<dyn Future<Output = Result<KeyMap, String>> + Send + 'a>>;
 
-/// Loads the active write keys (hash → app id).
+/// Loads the active keys of one kind (hash → app id).
 pub trait KeySource: Send + Sync + 'static {
     /// One full load.
     fn load(&self) -> LoadFuture<'_>;
@@ -32,14 +33,16 @@ pub trait KeySource: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct PostgresKeys {
     config: PostgresConfig,
+    kind: KeyKind,
     client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PostgresKeys {
-    /// A source on `config` (connects lazily).
-    pub fn new(config: PostgresConfig) -> Self {
+    /// A source of `kind` keys on `config` (connects lazily).
+    pub fn new(config: PostgresConfig, kind: KeyKind) -> Self {
         PostgresKeys {
             config,
+            kind,
             client: tokio::sync::Mutex::new(None),
         }
     }
@@ -61,8 +64,7 @@ impl KeySource for PostgresKeys {
                 return Err("no postgres connection".into());
             };
             let loaded =
-                tokio::time::timeout(Duration::from_secs(3), active_keys(client, KeyKind::Write))
-                    .await;
+                tokio::time::timeout(Duration::from_secs(3), active_keys(client, self.kind)).await;
             match loaded {
                 Ok(Ok(keys)) => Ok(keys),
                 Ok(Err(err)) => {
@@ -164,7 +166,7 @@ impl KeyCache {
                 tokio::time::sleep(self.min_reload_gap.saturating_sub(at.elapsed())).await;
             }
             if let Err(err) = self.reload(&mut last).await {
-                tracing::warn!(error = %err, "write keys could not be reloaded; serving the last snapshot");
+                tracing::warn!(error = %err, "keys could not be reloaded; serving the last snapshot");
             }
         }
         drop(last);
@@ -181,9 +183,9 @@ pub fn spawn_refresher(cache: Arc<KeyCache>, every: Duration) {
     tokio::spawn(async move {
         loop {
             match cache.refresh().await {
-                Ok(count) => tracing::debug!(keys = count, "write keys refreshed"),
+                Ok(count) => tracing::debug!(keys = count, "keys refreshed"),
                 Err(err) => {
-                    tracing::warn!(error = %err, "write keys refresh failed; serving the last snapshot")
+                    tracing::warn!(error = %err, "keys refresh failed; serving the last snapshot")
                 }
             }
             tokio::time::sleep(every).await;
