@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod live;
 pub mod metrics;
 pub mod stores;
 
@@ -49,7 +50,11 @@ pub struct AppState<L, E> {
 /// The query service's routes.
 pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
     Router::new()
-        .route("/api/v1/analytics/{app_id}/live", get(api::live::<L, E>))
+        .route("/api/v1/analytics/{app_id}/live", get(live::live::<L, E>))
+        .route(
+            "/api/v1/analytics/{app_id}/live/stream",
+            get(live::stream::<L, E>),
+        )
         .route("/api/v1/analytics/{app_id}/count", get(api::count::<L, E>))
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<L, E>))

@@ -140,6 +140,7 @@ pub fn query_config(iso: &Isolation) -> query_service::Config {
         postgres: crate::postgres(),
         key_refresh: Duration::from_secs(1),
         live_cache: Duration::from_millis(250),
+        allowed_lateness_ms: 30_000,
     }
 }
 

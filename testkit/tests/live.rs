@@ -1,0 +1,156 @@
+//! The live API end to end: active users over 5 and 30 minutes, a conversion
+//! rate between two events, window states, the answer cache shared by
+//! concurrent identical polls, and the Server-Sent Events stream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tally_testkit::{eventually, now_ms, post_batch, services, Isolation};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_answers_conversion_active_users_and_streams_windows() {
+    let iso = Isolation::new(2).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
+    let query = services::query(services::query_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("live");
+    let key = tally_testkit::write_key(&app).await;
+    let read_key = tally_testkit::read_key(&app).await;
+
+    // 40 visitors view a page, 10 of them buy; one earlier visitor 10 minutes ago.
+    let now = now_ms();
+    let mut events: Vec<Value> = (0..40)
+        .map(|i| json!({"name": "page_view", "user_id": format!("u{i}"), "timestamp": now}))
+        .collect();
+    events.extend(
+        (0..10).map(|i| json!({"name": "purchase", "user_id": format!("u{i}"), "timestamp": now})),
+    );
+    events.push(json!({"name": "page_view", "user_id": "early", "timestamp": now - 600_000}));
+    let (status, answer) = post_batch(
+        &http,
+        &gateway.url(),
+        &key,
+        &json!({"app_id": app, "events": events}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+
+    let url = format!(
+        "{}/api/v1/analytics/{app}/live?windows=24&from_event=page_view&to_event=purchase",
+        query.url()
+    );
+    let answer: Value = eventually("live numbers", Duration::from_secs(20), || async {
+        let answer: Value = http
+            .get(&url)
+            .bearer_auth(&read_key)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (answer["total_events"].as_u64()? >= 50).then_some(answer)
+    })
+    .await;
+    assert_eq!(answer["total_events"], 50, "{answer}");
+    assert_eq!(answer["active_users_5m"], 40, "{answer}");
+    // The early visitor's event reached the gateway 10 minutes after its window:
+    // late, so stored but not live.
+    assert_eq!(answer["active_users_30m"], 40, "{answer}");
+    assert_eq!(answer["conversion"]["from_events"], 40);
+    assert_eq!(answer["conversion"]["to_events"], 10);
+    assert_eq!(answer["conversion"]["rate"], 0.25);
+    let windows = answer["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 24);
+    assert_eq!(windows.last().unwrap()["state"], "open");
+    assert_eq!(windows.first().unwrap()["state"], "final");
+    assert!(answer["as_of_ms"].as_i64().unwrap() >= now);
+
+    // Concurrent identical polls share one read.
+    let polls: Vec<_> = (0..20)
+        .map(|_| http.get(&url).bearer_auth(&read_key).send())
+        .collect();
+    let mut hits = 0;
+    for response in futures::future::join_all(polls).await {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 200);
+        hits += usize::from(response.headers()["x-tally-cache"] == "hit");
+    }
+    assert!(hits >= 10, "{hits} of 20 concurrent polls shared an answer");
+    // Half a conversion is a 400.
+    let half = format!(
+        "{}/api/v1/analytics/{app}/live?from_event=page_view",
+        query.url()
+    );
+    let response = http.get(&half).bearer_auth(&read_key).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+
+    // The stream: partials of the open window every second, then the closed window.
+    let stream_url = format!("{}/api/v1/analytics/{app}/live/stream", query.url());
+    assert_eq!(http.get(&stream_url).send().await.unwrap().status(), 401);
+    let response = http
+        .get(&stream_url)
+        .bearer_auth(&read_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let mut body = response.bytes_stream();
+    let (mut text, mut partials, mut closed) = (String::new(), 0, None::<Value>);
+    let sender = {
+        let (http, url, key, app) = (http.clone(), gateway.url(), key.clone(), app.clone());
+        tokio::spawn(async move {
+            for i in 0..8 {
+                let body = json!({"app_id": app, "events": [{"name": "tick", "user_id": format!("s{i}"), "timestamp": now_ms()}]});
+                post_batch(&http, &url, &key, &body).await;
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while closed.is_none() && Instant::now() < deadline {
+        let Ok(Some(Ok(chunk))) = tokio::time::timeout(Duration::from_secs(5), body.next()).await
+        else {
+            continue;
+        };
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let frame: String = text.drain(..end + 2).collect();
+            let kind = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("event:"))
+                .map(str::trim);
+            let data = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("data:"))
+                .map(str::trim);
+            match (kind, data) {
+                (Some("partial"), Some(data)) => {
+                    let window: Value = serde_json::from_str(data).unwrap();
+                    assert_eq!(window["state"], "open");
+                    partials += 1;
+                }
+                (Some("window"), Some(data)) if partials > 0 => {
+                    closed = Some(serde_json::from_str(data).unwrap());
+                }
+                _ => {}
+            }
+        }
+    }
+    sender.abort();
+    let closed = closed.expect("a closed window within 20 s");
+    assert_ne!(closed["state"], "open", "{closed}");
+    assert!(partials >= 1);
+
+    query.stop().await;
+    aggregator.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
