@@ -4,6 +4,7 @@
 //! * `GET /api/v1/analytics/{app_id}/count?from=&to=` — events with
 //!   `from <= timestamp < to` (RFC 3339 or epoch ms; default: the last 24 h).
 
+use crate::adhoc::{self, AdhocRequest};
 use crate::auth::authorize;
 use crate::stores::{EventStore, LiveSource};
 use crate::{AppState, QueryError};
@@ -128,6 +129,162 @@ pub async fn count<L: LiveSource, E: EventStore>(
         .metrics
         .observe("count", status, started.elapsed().as_secs_f64());
     result.map(Json)
+}
+
+/// `/query` answer.
+#[derive(Debug, Serialize)]
+pub struct QueryResponse {
+    /// App.
+    pub app_id: String,
+    /// Range start, epoch ms (inclusive).
+    pub from_ms: i64,
+    /// Range end, epoch ms (exclusive).
+    pub to_ms: i64,
+    /// One object per group: dimensions by name, metrics by name.
+    pub results: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// More groups existed than `limit`.
+    pub truncated: bool,
+    /// Time ClickHouse took (the first time this answer was computed).
+    pub query_time_ms: u64,
+}
+
+/// Resolves `range`: `"7d"`, `"24h"`, `"90d"` (ending at the current 5-second
+/// boundary, so identical polls share a cache entry) or `{"from", "to"}`.
+pub fn resolve_range(
+    range: &serde_json::Value,
+    now_ms: i64,
+    max_days: i64,
+) -> Result<(i64, i64), QueryError> {
+    let bad = |why: &str| QueryError::InvalidQuery("range", why.to_owned());
+    let (from, to) = match range {
+        serde_json::Value::String(text) => {
+            let (number, unit) = text.split_at(text.len().saturating_sub(1));
+            let n: i64 = number.parse().map_err(|_| bad("like \"7d\" or \"24h\""))?;
+            let unit_ms = match unit {
+                "d" => DAY_MS,
+                "h" => 3_600_000,
+                _ => return Err(bad("like \"7d\" or \"24h\"")),
+            };
+            if n <= 0 {
+                return Err(bad("must be positive"));
+            }
+            let to = now_ms.div_euclid(5_000) * 5_000 + 5_000;
+            (to.saturating_sub(n.saturating_mul(unit_ms)), to)
+        }
+        serde_json::Value::Object(bounds) => {
+            let bound = |name: &'static str| -> Result<i64, QueryError> {
+                match bounds.get(name) {
+                    Some(serde_json::Value::String(t)) => parse_time(name, t),
+                    Some(serde_json::Value::Number(n)) => parse_time(name, &n.to_string()),
+                    _ => Err(bad("from and to: RFC 3339 or epoch ms")),
+                }
+            };
+            (bound("from")?, bound("to")?)
+        }
+        _ => return Err(bad("\"7d\" or {\"from\": …, \"to\": …}")),
+    };
+    if from < 0 || to <= from {
+        return Err(bad("from must be before to"));
+    }
+    if to - from > max_days * DAY_MS {
+        return Err(bad(&format!("at most {max_days} days")));
+    }
+    Ok((from, to))
+}
+
+/// `POST|GET /api/v1/analytics/{app_id}/query` (JSON body, see [`crate::adhoc`]).
+pub async fn query<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, QueryError> {
+    let started = Instant::now();
+    let result = query_inner(&state, app_id, &headers, &body).await;
+    let status = result
+        .as_ref()
+        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
+    state
+        .metrics
+        .observe("query", status, started.elapsed().as_secs_f64());
+    let (answer, shared) = result?;
+    let cache = if shared { "hit" } else { "miss" };
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::HeaderName::from_static("x-tally-cache"), cache),
+        ],
+        axum::body::Bytes::clone(&answer),
+    )))
+}
+
+async fn query_inner<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    app_id: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
+    if !valid_app_id(&app_id) {
+        return Err(QueryError::InvalidAppId);
+    }
+    authorize(&state.keys, headers, &app_id).await?;
+    let request: AdhocRequest = serde_json::from_slice(body)
+        .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let range = resolve_range(
+        &request.range,
+        state.clock.now_ms(),
+        state.config.max_range_days,
+    )?;
+    let sql = adhoc::build(&app_id, &request, range)
+        .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
+    let limit = request.limit.unwrap_or(100);
+    // Identical queries within the cache time share one ClickHouse query (seed 002).
+    let key = format!("{app_id}|{}|{:?}", sql.text, sql.binds);
+    state
+        .query_cache
+        .get_or_compute(&key, || async {
+            let started = Instant::now();
+            let rows = state.events.rows(&sql).await?;
+            let truncated = rows.len() > limit;
+            let results = rows
+                .into_iter()
+                .take(limit)
+                .map(|row| name_columns(row, &sql))
+                .collect();
+            let answer = QueryResponse {
+                app_id,
+                from_ms: range.0,
+                to_ms: range.1,
+                results,
+                truncated,
+                query_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            };
+            serde_json::to_vec(&answer)
+                .map(axum::body::Bytes::from)
+                .map_err(|e| QueryError::Startup(e.to_string()))
+        })
+        .await
+}
+
+/// Renames `d0…`/`m0…` to the dimension and metric names of `sql`.
+fn name_columns(
+    mut row: serde_json::Map<String, serde_json::Value>,
+    sql: &adhoc::Sql,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut named = serde_json::Map::new();
+    for (i, name) in sql.dimensions.iter().enumerate() {
+        named.insert(
+            name.clone(),
+            row.remove(&format!("d{i}")).unwrap_or_default(),
+        );
+    }
+    for (i, name) in sql.metrics.iter().enumerate() {
+        named.insert(
+            name.clone(),
+            row.remove(&format!("m{i}")).unwrap_or_default(),
+        );
+    }
+    named
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub struct Config {
     /// (`TALLY_QUERY_LIVE_CACHE_MS`, default 250; 0 = off). Adds at most this
     /// much staleness; concurrent identical requests always share one read.
     pub live_cache: Duration,
+    /// How long identical `/query` requests share one answer
+    /// (`TALLY_QUERY_CACHE_SECS`, default 5; 0 = off).
+    pub query_cache: Duration,
     /// The aggregator's allowed lateness (`TALLY_AGGREGATOR_LATENESS_MS`, default
     /// 30000): a window is `closing` until then, `final` after.
     pub allowed_lateness_ms: i64,
@@ -48,6 +51,7 @@ impl Config {
             key_refresh: Duration::from_secs(env_or("TALLY_QUERY_KEY_REFRESH_SECS", 10u64)?),
             live_cache: Duration::from_millis(env_or("TALLY_QUERY_LIVE_CACHE_MS", 250u64)?),
             allowed_lateness_ms: env_or("TALLY_AGGREGATOR_LATENESS_MS", 30_000i64)?,
+            query_cache: Duration::from_secs(env_or("TALLY_QUERY_CACHE_SECS", 5u64)?),
         };
         config.validate()?;
         Ok(config)

@@ -24,6 +24,12 @@ pub enum QueryError {
     /// Stored live data did not decode.
     #[error("corrupt live data: {0}")]
     CorruptLiveData(#[from] tally_schemas::live::SnapshotError),
+    /// The ad-hoc query is not allowed (field, reason).
+    #[error("invalid query ({0}): {1}")]
+    InvalidQuery(&'static str, String),
+    /// The query ran longer than allowed (seconds).
+    #[error("query exceeded {0} s; narrow the range or the grouping")]
+    TooExpensive(u64),
     /// No `Authorization` header.
     #[error("missing read key: send Authorization: Bearer <read key>")]
     MissingReadKey,
@@ -53,6 +59,8 @@ impl QueryError {
             QueryError::LiveUnavailable(_) => "live_store_unavailable",
             QueryError::StoreUnavailable(_) => "event_store_unavailable",
             QueryError::CorruptLiveData(_) => "corrupt_live_data",
+            QueryError::InvalidQuery(..) => "invalid_query",
+            QueryError::TooExpensive(_) => "query_too_expensive",
             QueryError::MissingReadKey => "missing_read_key",
             QueryError::InvalidAuthorization => "invalid_authorization",
             QueryError::InvalidReadKey => "invalid_read_key",
@@ -65,7 +73,10 @@ impl QueryError {
     /// HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            QueryError::InvalidAppId | QueryError::InvalidParameter(..) => StatusCode::BAD_REQUEST,
+            QueryError::InvalidAppId
+            | QueryError::InvalidParameter(..)
+            | QueryError::InvalidQuery(..)
+            | QueryError::TooExpensive(_) => StatusCode::BAD_REQUEST,
             QueryError::MissingReadKey
             | QueryError::InvalidAuthorization
             | QueryError::InvalidReadKey => StatusCode::UNAUTHORIZED,

@@ -4,6 +4,7 @@
 //! [`run`] serves [`app`] until the shutdown future resolves, then drains
 //! in-flight requests.
 
+pub mod adhoc;
 pub mod api;
 pub mod auth;
 pub mod cache;
@@ -43,6 +44,8 @@ pub struct AppState<L, E> {
     pub keys: Arc<KeyCache>,
     /// Serialized `/live` answers, shared by identical polls.
     pub live_cache: cache::Cache<axum::body::Bytes>,
+    /// Serialized `/query` answers, shared by identical queries.
+    pub query_cache: cache::Cache<axum::body::Bytes>,
     /// Limits.
     pub config: Config,
 }
@@ -56,6 +59,10 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
             get(live::stream::<L, E>),
         )
         .route("/api/v1/analytics/{app_id}/count", get(api::count::<L, E>))
+        .route(
+            "/api/v1/analytics/{app_id}/query",
+            get(api::query::<L, E>).post(api::query::<L, E>),
+        )
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<L, E>))
         .route("/metrics", get(metrics_handler::<L, E>))
@@ -95,6 +102,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         keys,
         live_cache: cache::Cache::new(config.live_cache, 10_000),
+        query_cache: cache::Cache::new(config.query_cache, 10_000),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,

@@ -2,6 +2,7 @@
 //! windows, layout in `tally_schemas::live`) and [`EventStore`] (ClickHouse).
 //! Every ClickHouse query binds its inputs as parameters; none is spliced.
 
+use crate::adhoc::{Bind, Sql};
 use redis::aio::ConnectionManager;
 use std::future::Future;
 use tally_schemas::live::{window_keys, WindowSnapshot, LIVE_SHARDS};
@@ -27,9 +28,19 @@ pub trait EventStore: Send + Sync + 'static {
         from_ms: i64,
         to_ms: i64,
     ) -> impl Future<Output = Result<u64, crate::QueryError>> + Send;
+    /// Runs an ad-hoc statement; one JSON object per row (`d0…`, `m0…`).
+    fn rows(
+        &self,
+        sql: &Sql,
+    ) -> impl Future<
+        Output = Result<Vec<serde_json::Map<String, serde_json::Value>>, crate::QueryError>,
+    > + Send;
     /// `Ok` when reachable.
     fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
+
+/// Longest an ad-hoc statement may run on ClickHouse, seconds (over → 400).
+pub const MAX_EXECUTION_SECS: u64 = 10;
 
 /// [`LiveSource`] on Redis.
 #[derive(Clone)]
@@ -147,6 +158,44 @@ impl EventStore for ClickHouseStore {
             .fetch_one::<u64>()
             .await?;
         Ok(count)
+    }
+
+    async fn rows(
+        &self,
+        sql: &Sql,
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, crate::QueryError> {
+        let mut query = self
+            .client
+            .query(&sql.text)
+            .with_setting("max_execution_time", MAX_EXECUTION_SECS.to_string());
+        for bind in &sql.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text.as_str()),
+                Bind::Int(n) => query.bind(*n),
+                Bind::Float(x) => query.bind(*x),
+                Bind::List(list) => query.bind(list.as_slice()),
+            };
+        }
+        let bytes = query
+            .fetch_bytes("JSONEachRow")?
+            .collect()
+            .await
+            .map_err(|err| {
+                // ClickHouse's TIMEOUT_EXCEEDED (code 159): the query, not the store, is the problem.
+                if err.to_string().contains("Code: 159") {
+                    crate::QueryError::TooExpensive(MAX_EXECUTION_SECS)
+                } else {
+                    crate::QueryError::StoreUnavailable(err)
+                }
+            })?;
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                serde_json::from_slice(line)
+                    .map_err(|e| crate::QueryError::Startup(format!("ClickHouse row: {e}")))
+            })
+            .collect()
     }
 
     async fn ping(&self) -> Result<(), String> {

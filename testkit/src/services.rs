@@ -141,6 +141,7 @@ pub fn query_config(iso: &Isolation) -> query_service::Config {
         key_refresh: Duration::from_secs(1),
         live_cache: Duration::from_millis(250),
         allowed_lateness_ms: 30_000,
+        query_cache: Duration::from_secs(5),
     }
 }
 

@@ -1,0 +1,172 @@
+//! `/query` against the real pipeline: answers equal a brute-force computation
+//! over the posted events, every example statement runs on the local
+//! ClickHouse (18.16), identical queries share one answer, and bad queries get
+//! a 400 with a reason.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn adhoc_queries_match_brute_force() {
+    let iso = Isolation::new(2).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
+    let query = services::query(services::query_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("adhoc");
+    let key = tally_testkit::write_key(&app).await;
+    let read_key = tally_testkit::read_key(&app).await;
+
+    // 120 events: (name, user, plan, amount).
+    let now = now_ms();
+    let events: Vec<(String, String, &str, i64)> = (0..120)
+        .map(|i| {
+            let name = ["page_view", "page_view", "add_to_cart", "purchase"][i % 4].to_owned();
+            let plan = ["free", "pro", "team"][i % 3];
+            (name, format!("u{}", i % 17), plan, (i as i64 * 7) % 50)
+        })
+        .collect();
+    let body: Vec<Value> = events
+        .iter()
+        .map(|(name, user, plan, amount)| json!({"name": name, "user_id": user, "timestamp": now, "properties": {"plan": plan, "amount": amount}}))
+        .collect();
+    let (status, answer) = post_batch(
+        &http,
+        &gateway.url(),
+        &key,
+        &json!({"app_id": app, "events": body}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    eventually("rows", Duration::from_secs(30), || async {
+        (clickhouse_counts(&iso, &app).await.0 >= 120).then_some(())
+    })
+    .await;
+
+    let url = format!("{}/api/v1/analytics/{app}/query", query.url());
+    let ask = |body: Value| {
+        let request = http.post(&url).bearer_auth(&read_key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let cache = response
+                .headers()
+                .get("x-tally-cache")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, response.json::<Value>().await.unwrap(), cache)
+        }
+    };
+    let rows = |answer: &Value, dim: &str, metric: &str| -> BTreeMap<String, f64> {
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[dim].as_str().unwrap().to_owned(),
+                    r[metric].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    // Events by name.
+    let (status, answer, _) =
+        ask(json!({"metric": "events", "group_by": "name", "range": "1d"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let mut want: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, ..) in &events {
+        *want.entry(name.clone()).or_default() += 1.0;
+    }
+    assert_eq!(rows(&answer, "name", "events"), want);
+    assert!(answer["query_time_ms"].is_u64());
+
+    // Unique users of plan "pro" by name.
+    let (_, answer, _) = ask(
+        json!({"metric": "unique_users", "group_by": "name", "range": "1d",
+        "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}),
+    )
+    .await;
+    let mut users: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    for (name, user, plan, _) in &events {
+        if *plan == "pro" {
+            users.entry(name.clone()).or_default().insert(user);
+        }
+    }
+    let want: BTreeMap<String, f64> = users
+        .into_iter()
+        .map(|(k, v)| (k, v.len() as f64))
+        .collect();
+    assert_eq!(rows(&answer, "name", "unique_users"), want);
+
+    // Sum of a numeric property per plan, amounts >= 10 only, in/not_in.
+    let (_, answer, _) = ask(json!({"metric": {"sum": "amount"}, "group_by": "properties.plan", "range": "1d",
+        "filters": [{"property": "amount", "op": "gte", "value": 10}, {"property": "plan", "op": "not_in", "value": ["team"]}]})).await;
+    let mut want: BTreeMap<String, f64> = BTreeMap::new();
+    for (_, _, plan, amount) in &events {
+        if *amount >= 10 && *plan != "team" {
+            *want.entry((*plan).to_owned()).or_default() += *amount as f64;
+        }
+    }
+    assert_eq!(rows(&answer, "properties.plan", "sum_amount"), want);
+
+    // Segment: events of users who purchased.
+    let buyers: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e.0 == "purchase")
+        .map(|e| e.1.as_str())
+        .collect();
+    let want = events
+        .iter()
+        .filter(|e| buyers.contains(e.1.as_str()))
+        .count() as f64;
+    let body = json!({"metric": "events", "range": "1d", "segment": {"did": "purchase"}});
+    let (_, answer, first) = ask(body.clone()).await;
+    assert_eq!(
+        answer["results"][0]["events"].as_f64(),
+        Some(want),
+        "{answer}"
+    );
+    // The same query again within 5 s: served from the cache.
+    let (_, again, second) = ask(body).await;
+    assert_eq!(
+        (first.as_deref(), second.as_deref()),
+        (Some("miss"), Some("hit"))
+    );
+    assert_eq!(again, answer);
+
+    // Every example statement (the golden inputs) runs on this ClickHouse.
+    for (name, body) in query_service::adhoc::examples() {
+        let (status, answer, _) = ask(body).await;
+        assert_eq!(status, 200, "{name}: {answer}");
+    }
+    // Refusals are 400s with a reason.
+    for body in [
+        json!({"metric": "events", "range": "7d", "filters": [{"property": "x", "op": "like", "value": "%"}]}),
+        json!({"metric": "events", "range": "9999d"}),
+        json!({"metric": "events", "range": "7d", "group_by": ["a", "b", "c", "d"]}),
+        json!({"metric": "events; DROP TABLE events", "range": "7d"}),
+        json!({"metric": "events", "range": "7d", "sql": "SELECT 1"}),
+    ] {
+        let (status, answer, _) = ask(body.clone()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_query")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        clickhouse_counts(&iso, &app).await.0,
+        120,
+        "the table is intact"
+    );
+
+    query.stop().await;
+    aggregator.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
