@@ -157,12 +157,12 @@ pub struct Sql {
 /// Why a query was refused (400 with this text).
 pub type Invalid = (&'static str, String);
 
-fn invalid(field: &'static str, why: impl Into<String>) -> Invalid {
+pub(crate) fn invalid(field: &'static str, why: impl Into<String>) -> Invalid {
     (field, why.into())
 }
 
 /// The value expression of a column or property, and its binds.
-fn field(name: &str) -> Result<(String, Vec<Bind>), Invalid> {
+pub(crate) fn field(name: &str) -> Result<(String, Vec<Bind>), Invalid> {
     if COLUMNS.contains(&name) {
         return Ok((name.to_owned(), Vec::new()));
     }
@@ -195,7 +195,7 @@ fn text_value(value: &Value) -> Result<String, Invalid> {
     }
 }
 
-fn filter(f: &Filter) -> Result<(String, Vec<Bind>), Invalid> {
+pub(crate) fn filter(f: &Filter) -> Result<(String, Vec<Bind>), Invalid> {
     let (expr, mut binds) = field(&f.property)?;
     let is_property = !binds.is_empty();
     let value = || {
@@ -304,6 +304,30 @@ fn dimension(name: &str) -> Result<(String, Vec<Bind>), Invalid> {
     field(name).map_err(|_| invalid("group_by", format!("unknown dimension {name:?}")))
 }
 
+/// The app guard and the time range: conditions and their binds (first in
+/// every statement's `WHERE`).
+pub(crate) fn app_and_range(
+    app_id: &str,
+    (from_ms, to_ms): (i64, i64),
+) -> (Vec<String>, Vec<Bind>) {
+    (
+        vec![
+            "app_id = ?".to_owned(),
+            "event_date >= toDate(?)".to_owned(),
+            "event_date <= toDate(?)".to_owned(),
+            "ts_ms >= ?".to_owned(),
+            "ts_ms < ?".to_owned(),
+        ],
+        vec![
+            Bind::Text(app_id.to_owned()),
+            Bind::Text(utc_date(from_ms)),
+            Bind::Text(utc_date(to_ms)),
+            Bind::Int(from_ms),
+            Bind::Int(to_ms),
+        ],
+    )
+}
+
 /// Builds the statement for `request` on `app_id` over `[from_ms, to_ms)`.
 pub fn build(
     app_id: &str,
@@ -352,21 +376,9 @@ pub fn build(
         binds.extend(b);
         sql.metrics.push(label);
     }
-    let mut conditions = vec![
-        "app_id = ?".to_owned(),
-        "event_date >= toDate(?)".to_owned(),
-        "event_date <= toDate(?)".to_owned(),
-        "ts_ms >= ?".to_owned(),
-        "ts_ms < ?".to_owned(),
-    ];
+    let (mut conditions, guard) = app_and_range(app_id, (from_ms, to_ms));
+    binds.extend(guard);
     let (from_day, to_day) = (utc_date(from_ms), utc_date(to_ms));
-    binds.extend([
-        Bind::Text(app_id.to_owned()),
-        Bind::Text(from_day.clone()),
-        Bind::Text(to_day.clone()),
-        Bind::Int(from_ms),
-        Bind::Int(to_ms),
-    ]);
     if !request.include_bots {
         conditions.push("is_bot = 0".into());
     }

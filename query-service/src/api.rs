@@ -6,6 +6,7 @@
 
 use crate::adhoc::{self, AdhocRequest};
 use crate::auth::authorize;
+use crate::funnel;
 use crate::stores::{EventStore, LiveSource};
 use crate::{AppState, QueryError};
 use axum::extract::{Path, Query, State};
@@ -259,6 +260,85 @@ async fn query_inner<L: LiveSource, E: EventStore>(
                 truncated,
                 query_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             };
+            serde_json::to_vec(&answer)
+                .map(axum::body::Bytes::from)
+                .map_err(|e| QueryError::Startup(e.to_string()))
+        })
+        .await
+}
+
+/// `POST /api/v1/analytics/{app_id}/funnel` (JSON body, see [`crate::funnel`]).
+pub async fn funnel<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, QueryError> {
+    let started = Instant::now();
+    let result = funnel_inner(&state, app_id, &headers, &body).await;
+    let status = result
+        .as_ref()
+        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
+    state
+        .metrics
+        .observe("funnel", status, started.elapsed().as_secs_f64());
+    let (answer, shared) = result?;
+    let cache = if shared { "hit" } else { "miss" };
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::HeaderName::from_static("x-tally-cache"), cache),
+        ],
+        axum::body::Bytes::clone(&answer),
+    )))
+}
+
+async fn funnel_inner<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    app_id: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
+    if !valid_app_id(&app_id) {
+        return Err(QueryError::InvalidAppId);
+    }
+    authorize(&state.keys, headers, &app_id).await?;
+    let request: funnel::FunnelRequest = serde_json::from_slice(body)
+        .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let range = resolve_range(
+        &request.range,
+        state.clock.now_ms(),
+        state.config.max_range_days,
+    )?;
+    let sql = funnel::build(&app_id, &request, range)
+        .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
+    let names = funnel::step_names(&request);
+    let key = format!("funnel|{app_id}|{}|{:?}", sql.text, sql.binds);
+    state
+        .query_cache
+        .get_or_compute(&key, || async {
+            let started = Instant::now();
+            let rows = state.events.rows(&sql).await?;
+            let mut answer = serde_json::json!({
+                "app_id": app_id,
+                "from_ms": range.0,
+                "to_ms": range.1,
+                "steps": names,
+            });
+            if request.breakdown.is_some() {
+                let groups: Vec<serde_json::Value> = rows
+                    .iter()
+                    .take(1_000)
+                    .map(|row| serde_json::json!({"value": row.get("b"), "funnel": funnel::steps_of(row, &names)}))
+                    .collect();
+                answer["breakdown"] = serde_json::Value::Array(groups);
+                answer["truncated"] = serde_json::Value::Bool(rows.len() > 1_000);
+            } else {
+                let empty = serde_json::Map::new();
+                let row = rows.first().unwrap_or(&empty);
+                answer["funnel"] = serde_json::json!(funnel::steps_of(row, &names));
+            }
+            answer["query_time_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
             serde_json::to_vec(&answer)
                 .map(axum::body::Bytes::from)
                 .map_err(|e| QueryError::Startup(e.to_string()))

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod funnel;
 pub mod live;
 pub mod metrics;
 pub mod stores;
@@ -62,6 +63,10 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/query",
             get(api::query::<L, E>).post(api::query::<L, E>),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/funnel",
+            axum::routing::post(api::funnel::<L, E>),
         )
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<L, E>))

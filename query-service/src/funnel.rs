@@ -1,0 +1,306 @@
+//! Funnels (`POST /api/v1/analytics/{app_id}/funnel`): ordered steps, each an
+//! event name with optional filters, within a conversion window.
+//!
+//! Definition (the reference checker in `testkit/tests/funnel.rs` computes the
+//! same by brute force): a user reaches step k from a start event s1 (step 1)
+//! when there are events s2 < s3 < … < sk of steps 2…k, each the earliest of its
+//! step after the previous one, all within `window` of s1 (relaxed order:
+//! other events may come between). A user's level is the highest step reached
+//! from any of their step-1 events; their conversion times are measured from
+//! the earliest start that reaches that level. Per step the answer gives users,
+//! conversion from the previous and the first step, drop-off and the median
+//! time to convert from step 1; optionally broken down by a column or property
+//! of the user's first step-1 event.
+//!
+//! One statement, valid on ClickHouse 18.16 (no `windowFunnel`, which there
+//! only takes whole seconds): per user, arrays of step times; per start time, the
+//! chain of earliest next steps (nested `arrayFilter`, an empty step giving the
+//! sentinel `MAX`); the best start encoded with its level in one number.
+
+use crate::adhoc::{app_and_range, field, filter, invalid, Bind, Filter, Invalid, Sql};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Most steps.
+pub const MAX_STEPS: usize = 8;
+/// Longest conversion window, ms (90 days).
+pub const MAX_WINDOW_MS: i64 = 90 * 86_400_000;
+/// `2^42` > any epoch-ms time we store: level and start share one number.
+const SHIFT: u64 = 1 << 42;
+
+/// One step: an event name, or `{"event": …, "filters": […]}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Step {
+    /// Just a name.
+    Name(String),
+    /// A name with conditions.
+    Filtered {
+        /// Event name.
+        event: String,
+        /// Conditions on the step's event.
+        #[serde(default)]
+        filters: Vec<Filter>,
+    },
+}
+
+/// The `/funnel` request body.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelRequest {
+    /// 2..=8 steps in order.
+    pub steps: Vec<Step>,
+    /// Range of the first step (as in `/query`).
+    pub range: Value,
+    /// Conversion window from the first step, e.g. `"1d"`, `"2h"`, `"30m"` (default `"1d"`).
+    #[serde(default)]
+    pub window: Option<String>,
+    /// Only `relaxed` (other events may come between steps).
+    #[serde(default)]
+    pub order: Option<String>,
+    /// Break down by a column or property of the user's first step-1 event.
+    #[serde(default)]
+    pub breakdown: Option<String>,
+    /// Count bot traffic too (default: excluded).
+    #[serde(default)]
+    pub include_bots: bool,
+}
+
+/// Parses `"30m"`, `"2h"`, `"7d"` into ms.
+pub fn window_ms(text: &str) -> Result<i64, Invalid> {
+    let bad = || invalid("window", "like \"30m\", \"2h\" or \"7d\", at most 90 days");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(bad()),
+    };
+    let ms = n.checked_mul(unit).ok_or_else(bad)?;
+    if ms <= 0 || ms > MAX_WINDOW_MS {
+        return Err(bad());
+    }
+    Ok(ms)
+}
+
+/// The step names, in order.
+pub fn step_names(request: &FunnelRequest) -> Vec<String> {
+    request
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::Name(name) | Step::Filtered { event: name, .. } => name.clone(),
+        })
+        .collect()
+}
+
+/// Builds the funnel statement. Result columns: `b` (breakdown, if any), then
+/// per step k ≥ 1 `r{k}` (users reaching it) and `t{k}` (median ms from step 1
+/// to step k, -1 when nobody reached it).
+pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result<Sql, Invalid> {
+    let n = request.steps.len();
+    if !(2..=MAX_STEPS).contains(&n) {
+        return Err(invalid("steps", format!("2..={MAX_STEPS} steps")));
+    }
+    if request.order.as_deref().is_some_and(|o| o != "relaxed") {
+        return Err(invalid("order", "only \"relaxed\" is supported"));
+    }
+    let window = window_ms(request.window.as_deref().unwrap_or("1d"))?;
+    // Step conditions (each used twice: in its groupArrayIf and in the WHERE).
+    let mut steps: Vec<(String, Vec<Bind>)> = Vec::new();
+    for step in &request.steps {
+        let (name, filters) = match step {
+            Step::Name(name) => (name, &[][..]),
+            Step::Filtered { event, filters } => (event, filters.as_slice()),
+        };
+        if !(1..=200).contains(&name.len()) || filters.len() > 10 {
+            return Err(invalid(
+                "steps",
+                "an event name of 1..=200 bytes and at most 10 filters",
+            ));
+        }
+        let mut condition = vec!["name = ?".to_owned()];
+        let mut binds = vec![Bind::Text(name.clone())];
+        for f in filters {
+            let (c, b) = filter(f)?;
+            condition.push(c);
+            binds.extend(b);
+        }
+        steps.push((format!("({})", condition.join(" AND ")), binds));
+    }
+    let mut binds = Vec::new();
+    let mut inner = Vec::new();
+    if let Some(breakdown) = &request.breakdown {
+        let (expr, b) =
+            field(breakdown).map_err(|_| invalid("breakdown", "a column or property"))?;
+        binds.extend(b);
+        let (c1, b1) = &steps[0];
+        inner.push(format!("argMinIf({expr}, ts_ms, {c1}) AS b"));
+        binds.extend(b1.iter().cloned());
+    }
+    for (k, (condition, b)) in steps.iter().enumerate() {
+        inner.push(format!("groupArrayIf(ts_ms, {condition}) AS s{}", k + 1));
+        binds.extend(b.iter().cloned());
+    }
+    let (mut conditions, guard) = app_and_range(app_id, range);
+    binds.extend(guard);
+    if !request.include_bots {
+        conditions.push("is_bot = 0".into());
+    }
+    let any_step: Vec<&str> = steps.iter().map(|(c, _)| c.as_str()).collect();
+    conditions.push(format!("({})", any_step.join(" OR ")));
+    for (_, b) in &steps {
+        binds.extend(b.iter().cloned());
+    }
+    // E_k(a): earliest step-k time after E_{k-1}(a) within the window of a; MAX if none.
+    let max = u64::MAX;
+    let chain = |a: &str, k: usize| -> String {
+        let mut e = a.to_owned();
+        for step in 2..=k {
+            e = format!(
+                "arrayReduce('min', arrayPushBack(arrayFilter(x{step} -> x{step} > {e} AND x{step} <= {a} + {window}, s{step}), {max}))"
+            );
+        }
+        e
+    };
+    let level: Vec<String> = (2..=n)
+        .map(|k| format!("({} < {max})", chain("a", k)))
+        .collect();
+    let key = format!(
+        "arrayReduce('max', arrayMap(a -> (1 + {}) * {SHIFT} + ({} - a), s1))",
+        level.join(" + "),
+        SHIFT - 1
+    );
+    let breakdown = if request.breakdown.is_some() {
+        "b, "
+    } else {
+        ""
+    };
+    let mut middle = vec![
+        format!("intDiv(key, {SHIFT}) AS level"),
+        format!("{} - key % {SHIFT} AS start", SHIFT - 1),
+    ];
+    for k in 2..=n {
+        middle.push(format!("{} AS e{k}", chain("start", k)));
+    }
+    // Counts as Float64 (JSONEachRow quotes 64-bit integers); no median → -1.
+    let mut outer = Vec::new();
+    for k in 1..=n {
+        outer.push(format!("toFloat64(countIf(level >= {k})) AS r{k}"));
+        let t = if k == 1 {
+            "0".to_owned()
+        } else {
+            format!("e{k} - start")
+        };
+        outer.push(format!(
+            "if(r{k} = 0, -1, quantileExactIf(0.5)(toFloat64({t}), level >= {k})) AS t{k}"
+        ));
+    }
+    let (select_b, group_b) = if request.breakdown.is_some() {
+        (
+            "toString(b) AS b, ",
+            " GROUP BY b ORDER BY r1 DESC LIMIT 1001",
+        )
+    } else {
+        ("", "")
+    };
+    let arrays: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
+    let text = format!(
+        "SELECT {select_b}{} FROM (SELECT {breakdown}{} FROM (SELECT {breakdown}{key} AS key, {} \
+         FROM (SELECT {} FROM events WHERE {} GROUP BY distinct_id HAVING length(s1) > 0))){group_b}",
+        outer.join(", "),
+        middle.join(", "),
+        arrays.join(", "),
+        inner.join(", "),
+        conditions.join(" AND "),
+    );
+    Ok(Sql {
+        text,
+        binds,
+        dimensions: Vec::new(),
+        metrics: Vec::new(),
+    })
+}
+
+/// One step of an answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepResult {
+    /// Event name.
+    pub step: String,
+    /// Users who reached it.
+    pub users: u64,
+    /// Share of the previous step's users (1 for the first step).
+    pub conversion_from_previous: f64,
+    /// Share of the first step's users.
+    pub conversion_from_first: f64,
+    /// Previous step's users who did not reach this one.
+    pub drop_off: u64,
+    /// Median time from step 1 to this step, ms (null if nobody reached it).
+    pub median_ms_to_convert: Option<f64>,
+}
+
+/// Shapes one result row (`r{k}`, `t{k}`) into steps.
+pub fn steps_of(row: &serde_json::Map<String, Value>, names: &[String]) -> Vec<StepResult> {
+    let number = |key: String| row.get(&key).and_then(Value::as_f64).unwrap_or(0.0);
+    let first = number("r1".into());
+    let mut previous = first;
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let users = number(format!("r{}", i + 1));
+            let median = number(format!("t{}", i + 1));
+            let share = |of: f64| if of > 0.0 { users / of } else { 0.0 };
+            let result = StepResult {
+                step: name.clone(),
+                users: users as u64,
+                conversion_from_previous: if i == 0 { 1.0 } else { share(previous) },
+                conversion_from_first: share(first),
+                drop_off: (previous - users).max(0.0) as u64,
+                median_ms_to_convert: (median >= 0.0).then_some(median),
+            };
+            previous = users;
+            result
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn windows_parse_and_refusals() {
+        assert_eq!(window_ms("30m"), Ok(1_800_000));
+        assert_eq!(window_ms("1d"), Ok(86_400_000));
+        for bad in ["", "d", "0d", "-1h", "91d", "1w", "99999999999999999d"] {
+            assert!(window_ms(bad).is_err(), "{bad}");
+        }
+        let one_step: FunnelRequest =
+            serde_json::from_value(json!({"steps": ["a"], "range": "7d"})).unwrap();
+        assert_eq!(build("a", &one_step, (0, 1)).unwrap_err().0, "steps");
+        let strict: FunnelRequest =
+            serde_json::from_value(json!({"steps": ["a", "b"], "range": "7d", "order": "strict"}))
+                .unwrap();
+        assert_eq!(build("a", &strict, (0, 1)).unwrap_err().0, "order");
+    }
+
+    #[test]
+    fn golden_funnel_statement() {
+        let request: FunnelRequest = serde_json::from_value(json!({
+            "steps": ["page_view", {"event": "add_to_cart", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, "purchase"],
+            "range": "30d", "window": "1h", "breakdown": "country"})).unwrap();
+        let sql = build("app-1", &request, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
+        let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/funnel_three_steps_breakdown.sql");
+        if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        assert_eq!(rendered, std::fs::read_to_string(&path).unwrap());
+        assert!(sql.text.is_ascii());
+        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+    }
+}

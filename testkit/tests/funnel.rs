@@ -1,0 +1,220 @@
+//! `/funnel` against a brute-force reference: the same generated events are
+//! posted through the gateway and funneled by hand (definition in
+//! `query_service::funnel`), per step users, conversion, drop-off and median
+//! time to convert, also broken down by a property.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+
+const WINDOW_MS: i64 = 10 * 60_000;
+
+/// (user, name, ts, plan)
+type Event = (String, &'static str, i64, &'static str);
+
+fn generate(now: i64) -> Vec<Event> {
+    let mut seed = 42u64;
+    let mut next = |n: u64| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut events = Vec::new();
+    for u in 0..60 {
+        let user = format!("u{u}");
+        let base = now - 55 * 60_000 + u * 1_000;
+        let names = ["page_view", "add_to_cart", "purchase", "other"];
+        for i in 0..(3 + next(6)) {
+            let name = names[next(4) as usize];
+            let ts = base + i as i64 * 1_000 + next(20) as i64 * 37_000;
+            let plan = if next(3) == 0 { "pro" } else { "free" };
+            events.push((user.clone(), name, ts, plan));
+        }
+    }
+    events
+}
+
+/// Per user: (level, times from start to each reached step k >= 2, plan of the first step-1 event).
+fn reference(events: &[Event], step2_plan: &str) -> Vec<(usize, Vec<i64>, &'static str)> {
+    let mut users: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for event in events {
+        users.entry(event.0.as_str()).or_default().push(event);
+    }
+    let mut out = Vec::new();
+    for (_, mut list) in users {
+        list.sort_by_key(|e| e.2);
+        let steps: [Vec<i64>; 3] = [
+            list.iter()
+                .filter(|e| e.1 == "page_view")
+                .map(|e| e.2)
+                .collect(),
+            list.iter()
+                .filter(|e| e.1 == "add_to_cart" && e.3 == step2_plan)
+                .map(|e| e.2)
+                .collect(),
+            list.iter()
+                .filter(|e| e.1 == "purchase")
+                .map(|e| e.2)
+                .collect(),
+        ];
+        if steps[0].is_empty() {
+            continue;
+        }
+        let plan = list.iter().find(|e| e.1 == "page_view").unwrap().3;
+        let mut best: Option<(usize, i64, Vec<i64>)> = None;
+        for &a in &steps[0] {
+            let (mut previous, mut times) = (a, Vec::new());
+            for step in &steps[1..] {
+                match step
+                    .iter()
+                    .filter(|x| **x > previous && **x <= a + WINDOW_MS)
+                    .min()
+                {
+                    Some(&x) => {
+                        times.push(x - a);
+                        previous = x;
+                    }
+                    None => break,
+                }
+            }
+            let level = 1 + times.len();
+            if best
+                .as_ref()
+                .is_none_or(|(l, start, _)| level > *l || (level == *l && a < *start))
+            {
+                best = Some((level, a, times));
+            }
+        }
+        let (level, _, times) = best.unwrap();
+        out.push((level, times, plan));
+    }
+    out
+}
+
+/// `quantileExact(0.5)` as ClickHouse computes it: element `floor(n / 2)` of the sorted values.
+fn median(mut values: Vec<i64>) -> Option<f64> {
+    values.sort_unstable();
+    values.get(values.len() / 2).map(|v| *v as f64)
+}
+
+fn expected(users: &[(usize, Vec<i64>, &str)]) -> Vec<(u64, Option<f64>)> {
+    (1..=3)
+        .map(|k| {
+            let reached: Vec<&(usize, Vec<i64>, &str)> =
+                users.iter().filter(|u| u.0 >= k).collect();
+            let times = reached
+                .iter()
+                .map(|u| if k == 1 { 0 } else { u.1[k - 2] })
+                .collect();
+            (reached.len() as u64, median(times))
+        })
+        .collect()
+}
+
+fn observed(funnel: &Value) -> Vec<(u64, Option<f64>)> {
+    funnel
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["users"].as_u64().unwrap(),
+                s["median_ms_to_convert"].as_f64(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn funnels_equal_the_brute_force_reference() {
+    let iso = Isolation::new(2).await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
+    let query = services::query(services::query_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("funnel");
+    let key = tally_testkit::write_key(&app).await;
+    let read_key = tally_testkit::read_key(&app).await;
+    let events = generate(now_ms());
+    for chunk in events.chunks(200) {
+        let body: Vec<Value> = chunk
+            .iter()
+            .map(|(user, name, ts, plan)| json!({"name": name, "user_id": user, "timestamp": ts, "properties": {"plan": plan}}))
+            .collect();
+        let (status, answer) = post_batch(
+            &http,
+            &gateway.url(),
+            &key,
+            &json!({"app_id": app, "events": body}),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    eventually("rows", Duration::from_secs(30), || async {
+        (clickhouse_counts(&iso, &app).await.0 >= events.len() as u64).then_some(())
+    })
+    .await;
+
+    let url = format!("{}/api/v1/analytics/{app}/funnel", query.url());
+    let ask = |body: Value| {
+        let request = http.post(&url).bearer_auth(&read_key).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let steps = json!(["page_view", {"event": "add_to_cart", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, "purchase"]);
+    let (status, answer) = ask(json!({"steps": steps, "range": "1d", "window": "10m"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let users = reference(&events, "pro");
+    let want = expected(&users);
+    assert_eq!(observed(&answer["funnel"]), want, "{answer}");
+    assert!(
+        want[2].0 > 0 && want[1].0 > want[2].0,
+        "the data exercises every step: {want:?}"
+    );
+    let second = &answer["funnel"][1];
+    let ratio = want[1].0 as f64 / want[0].0 as f64;
+    assert!((second["conversion_from_previous"].as_f64().unwrap() - ratio).abs() < 1e-9);
+    assert_eq!(second["drop_off"].as_u64().unwrap(), want[0].0 - want[1].0);
+
+    // Broken down by the plan of each user's first page view.
+    let (status, answer) = ask(
+        json!({"steps": steps, "range": "1d", "window": "10m", "breakdown": "properties.plan"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    for group in answer["breakdown"].as_array().unwrap() {
+        let plan = group["value"].as_str().unwrap();
+        let subset: Vec<_> = users.iter().filter(|u| u.2 == plan).cloned().collect();
+        assert_eq!(observed(&group["funnel"]), expected(&subset), "plan {plan}");
+    }
+    assert_eq!(answer["breakdown"].as_array().unwrap().len(), 2);
+
+    // Refusals.
+    for body in [
+        json!({"steps": ["a"], "range": "1d"}),
+        json!({"steps": ["a", "b"], "range": "1d", "window": "1y"}),
+        json!({"steps": ["a", "b"], "range": "1d", "order": "strict"}),
+        json!({"steps": ["a", "b"], "range": "1d", "breakdown": "a b"}),
+    ] {
+        let (status, answer) = ask(body.clone()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("invalid_query")),
+            "{body}"
+        );
+    }
+
+    query.stop().await;
+    aggregator.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
