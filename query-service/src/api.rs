@@ -6,8 +6,8 @@
 
 use crate::adhoc::{self, AdhocRequest};
 use crate::auth::authorize;
-use crate::funnel;
 use crate::stores::{EventStore, LiveSource};
+use crate::{funnel, retention};
 use crate::{AppState, QueryError};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -209,14 +209,7 @@ pub async fn query<L: LiveSource, E: EventStore>(
         .metrics
         .observe("query", status, started.elapsed().as_secs_f64());
     let (answer, shared) = result?;
-    let cache = if shared { "hit" } else { "miss" };
-    Ok(axum::response::IntoResponse::into_response((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/json"),
-            (axum::http::HeaderName::from_static("x-tally-cache"), cache),
-        ],
-        axum::body::Bytes::clone(&answer),
-    )))
+    Ok(cached_json(&answer, shared))
 }
 
 async fn query_inner<L: LiveSource, E: EventStore>(
@@ -283,14 +276,7 @@ pub async fn funnel<L: LiveSource, E: EventStore>(
         .metrics
         .observe("funnel", status, started.elapsed().as_secs_f64());
     let (answer, shared) = result?;
-    let cache = if shared { "hit" } else { "miss" };
-    Ok(axum::response::IntoResponse::into_response((
-        [
-            (axum::http::header::CONTENT_TYPE, "application/json"),
-            (axum::http::HeaderName::from_static("x-tally-cache"), cache),
-        ],
-        axum::body::Bytes::clone(&answer),
-    )))
+    Ok(cached_json(&answer, shared))
 }
 
 async fn funnel_inner<L: LiveSource, E: EventStore>(
@@ -344,6 +330,92 @@ async fn funnel_inner<L: LiveSource, E: EventStore>(
                 .map_err(|e| QueryError::Startup(e.to_string()))
         })
         .await
+}
+
+/// `POST /api/v1/analytics/{app_id}/retention` (JSON body, see [`crate::retention`]).
+pub async fn retention<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, QueryError> {
+    let started = Instant::now();
+    let result = retention_inner(&state, app_id, &headers, &body).await;
+    let status = result
+        .as_ref()
+        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
+    state
+        .metrics
+        .observe("retention", status, started.elapsed().as_secs_f64());
+    let (answer, shared) = result?;
+    Ok(cached_json(&answer, shared))
+}
+
+async fn retention_inner<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    app_id: String,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
+    if !valid_app_id(&app_id) {
+        return Err(QueryError::InvalidAppId);
+    }
+    authorize(&state.keys, headers, &app_id).await?;
+    let request: retention::RetentionRequest = serde_json::from_slice(body)
+        .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let range = resolve_range(
+        &request.range,
+        state.clock.now_ms(),
+        state.config.max_range_days,
+    )?;
+    let (sql, periods) = retention::build(&app_id, &request, range)
+        .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
+    let key = format!("retention|{app_id}|{}|{:?}", sql.text, sql.binds);
+    state
+        .query_cache
+        .get_or_compute(&key, || async {
+            let started = Instant::now();
+            let rows = state.events.rows(&sql).await?;
+            let cohorts: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|row| {
+                    let size = row.get("size").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+                    let retained: Vec<u64> = (0..=periods)
+                        .map(|k| row.get(&format!("p{k}")).and_then(serde_json::Value::as_f64).unwrap_or(0.0) as u64)
+                        .collect();
+                    let rates: Vec<f64> = retained
+                        .iter()
+                        .map(|n| if size > 0.0 { *n as f64 / size } else { 0.0 })
+                        .collect();
+                    serde_json::json!({"cohort": row.get("cohort"), "size": size as u64, "retained": retained, "rates": rates})
+                })
+                .collect();
+            let answer = serde_json::json!({
+                "app_id": app_id,
+                "from_ms": range.0,
+                "to_ms": range.1,
+                "period": request.period.as_deref().unwrap_or("day"),
+                "periods": periods,
+                "cohorts": cohorts,
+                "query_time_ms": started.elapsed().as_millis() as u64,
+            });
+            serde_json::to_vec(&answer)
+                .map(axum::body::Bytes::from)
+                .map_err(|e| QueryError::Startup(e.to_string()))
+        })
+        .await
+}
+
+/// A cached JSON answer with its `x-tally-cache` header.
+fn cached_json(answer: &axum::body::Bytes, shared: bool) -> axum::response::Response {
+    let cache = if shared { "hit" } else { "miss" };
+    axum::response::IntoResponse::into_response((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::HeaderName::from_static("x-tally-cache"), cache),
+        ],
+        answer.clone(),
+    ))
 }
 
 /// Renames `d0…`/`m0…` to the dimension and metric names of `sql`.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod funnel;
 pub mod live;
 pub mod metrics;
+pub mod retention;
 pub mod stores;
 
 use axum::extract::State;
@@ -67,6 +68,10 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/funnel",
             axum::routing::post(api::funnel::<L, E>),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/retention",
+            axum::routing::post(api::retention::<L, E>),
         )
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<L, E>))
