@@ -52,6 +52,26 @@ pub struct AppState<L, E> {
     pub config: Config,
 }
 
+/// Every route as (method, path): the OpenAPI document served at
+/// `/openapi.json` (`static/openapi.json`) must list exactly these (unit test),
+/// and every one of them answers (`testkit/tests/openapi.rs`).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/analytics/{app_id}/live"),
+    ("get", "/api/v1/analytics/{app_id}/live/stream"),
+    ("get", "/api/v1/analytics/{app_id}/count"),
+    ("get", "/api/v1/analytics/{app_id}/query"),
+    ("post", "/api/v1/analytics/{app_id}/query"),
+    ("post", "/api/v1/analytics/{app_id}/funnel"),
+    ("post", "/api/v1/analytics/{app_id}/retention"),
+    ("get", "/openapi.json"),
+    ("get", "/livez"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+];
+
+/// The OpenAPI 3 document of this API.
+pub const OPENAPI: &str = include_str!("../static/openapi.json");
+
 /// The query service's routes.
 pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
     Router::new()
@@ -72,6 +92,15 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/retention",
             axum::routing::post(api::retention::<L, E>),
+        )
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    OPENAPI,
+                )
+            }),
         )
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz::<L, E>))
@@ -133,4 +162,32 @@ pub async fn run(
     .map_err(|e| QueryError::Startup(e.to_string()))?;
     tracing::info!("query service stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let documented: BTreeSet<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, methods)| {
+                methods
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let served: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(documented, served);
+    }
 }

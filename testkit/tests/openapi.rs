@@ -1,0 +1,64 @@
+//! The served OpenAPI document is true: every documented (method, path)
+//! answers on the real service (no 404/405), the analytics paths refuse a
+//! request without a read key, and the document is the one in the binary.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use tally_testkit::{services, Isolation};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_documented_route_answers() {
+    let iso = Isolation::new(1).await;
+    let query = services::query(services::query_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("doc");
+    let read_key = tally_testkit::read_key(&app).await;
+    let doc: Value = http
+        .get(format!("{}/openapi.json", query.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc,
+        serde_json::from_str::<Value>(query_service::OPENAPI).unwrap()
+    );
+    let mut checked = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let url = format!("{}{}", query.url(), path.replace("{app_id}", &app));
+        for method in methods.as_object().unwrap().keys() {
+            let request = |key: Option<&str>| {
+                let mut request = match method.as_str() {
+                    "get" => http.get(&url),
+                    "post" => http.post(&url),
+                    other => panic!("undocumented method {other}"),
+                };
+                if let Some(key) = key {
+                    request = request.bearer_auth(key);
+                }
+                request
+                    .header("content-type", "application/json")
+                    .body("{}")
+            };
+            // The stream never ends: only its status line matters.
+            let response = request(Some(&read_key)).send().await.unwrap();
+            let status = response.status().as_u16();
+            assert!(![404, 405].contains(&status), "{method} {path}: {status}");
+            assert!(
+                status < 500 || path == "/readyz",
+                "{method} {path}: {status}"
+            );
+            if path.starts_with("/api/") {
+                let anonymous = request(None).send().await.unwrap();
+                assert_eq!(anonymous.status(), 401, "{method} {path} without a key");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, query_service::ROUTES.len());
+    query.stop().await;
+    iso.cleanup().await;
+}
