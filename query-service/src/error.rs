@@ -30,6 +30,12 @@ pub enum QueryError {
     /// The query ran longer than allowed (seconds).
     #[error("query exceeded {0} s; narrow the range or the grouping")]
     TooExpensive(u64),
+    /// No such saved item (in this app) or collection.
+    #[error("not found")]
+    NotFound,
+    /// PostgreSQL (saved dashboards and funnels) is unreachable; retry.
+    #[error("saved items unavailable: {0}")]
+    SavedUnavailable(String),
     /// No `Authorization` header.
     #[error("missing read key: send Authorization: Bearer <read key>")]
     MissingReadKey,
@@ -61,6 +67,8 @@ impl QueryError {
             QueryError::CorruptLiveData(_) => "corrupt_live_data",
             QueryError::InvalidQuery(..) => "invalid_query",
             QueryError::TooExpensive(_) => "query_too_expensive",
+            QueryError::NotFound => "not_found",
+            QueryError::SavedUnavailable(_) => "saved_unavailable",
             QueryError::MissingReadKey => "missing_read_key",
             QueryError::InvalidAuthorization => "invalid_authorization",
             QueryError::InvalidReadKey => "invalid_read_key",
@@ -81,9 +89,11 @@ impl QueryError {
             | QueryError::InvalidAuthorization
             | QueryError::InvalidReadKey => StatusCode::UNAUTHORIZED,
             QueryError::KeyAppMismatch => StatusCode::FORBIDDEN,
+            QueryError::NotFound => StatusCode::NOT_FOUND,
             QueryError::LiveUnavailable(_)
             | QueryError::StoreUnavailable(_)
-            | QueryError::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | QueryError::KeysUnavailable
+            | QueryError::SavedUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::CorruptLiveData(_) | QueryError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

@@ -14,6 +14,7 @@ pub mod funnel;
 pub mod live;
 pub mod metrics;
 pub mod retention;
+pub mod saved;
 pub mod stores;
 
 use axum::extract::State;
@@ -46,6 +47,8 @@ pub struct AppState<L, E> {
     pub keys: Arc<KeyCache>,
     /// Serialized `/live` answers, shared by identical polls.
     pub live_cache: cache::Cache<axum::body::Bytes>,
+    /// Saved dashboards and funnels (PostgreSQL).
+    pub saved: saved::SavedStore,
     /// Serialized `/query` answers, shared by identical queries.
     pub query_cache: cache::Cache<axum::body::Bytes>,
     /// Limits.
@@ -63,6 +66,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/analytics/{app_id}/query"),
     ("post", "/api/v1/analytics/{app_id}/funnel"),
     ("post", "/api/v1/analytics/{app_id}/retention"),
+    ("get", "/api/v1/analytics/{app_id}/{kind}"),
+    ("post", "/api/v1/analytics/{app_id}/{kind}"),
+    ("get", "/api/v1/analytics/{app_id}/{kind}/{id}"),
+    ("put", "/api/v1/analytics/{app_id}/{kind}/{id}"),
+    ("delete", "/api/v1/analytics/{app_id}/{kind}/{id}"),
     ("get", "/openapi.json"),
     ("get", "/livez"),
     ("get", "/readyz"),
@@ -92,6 +100,16 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/retention",
             axum::routing::post(api::retention::<L, E>),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/{kind}",
+            get(saved::list::<L, E>).post(saved::create::<L, E>),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/{kind}/{id}",
+            get(saved::get::<L, E>)
+                .put(saved::replace::<L, E>)
+                .delete(saved::delete::<L, E>),
         )
         .route(
             "/openapi.json",
@@ -142,6 +160,7 @@ pub async fn run(
         keys,
         live_cache: cache::Cache::new(config.live_cache, 10_000),
         query_cache: cache::Cache::new(config.query_cache, 10_000),
+        saved: saved::SavedStore::new(config.postgres.clone()),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,

@@ -16,11 +16,18 @@ pub struct Migration {
 }
 
 /// PostgreSQL migrations in application order (`schemas/migrations/postgres/`).
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "apps_keys",
-    sql: include_str!("../migrations/postgres/0001_apps_keys.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "apps_keys",
+        sql: include_str!("../migrations/postgres/0001_apps_keys.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "saved",
+        sql: include_str!("../migrations/postgres/0002_saved.sql"),
+    },
+];
 
 /// ClickHouse migrations in application order.
 pub const CLICKHOUSE: &[Migration] = &[

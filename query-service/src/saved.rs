@@ -1,0 +1,303 @@
+//! Saved dashboards and funnels (PostgreSQL `saved_items`), CRUD per app:
+//!
+//! * `GET|POST /api/v1/analytics/{app_id}/{dashboards|funnels}` — list, create;
+//! * `GET|PUT|DELETE /api/v1/analytics/{app_id}/{dashboards|funnels}/{id}`.
+//!
+//! Every statement carries `app_id = $1`: an id of another app is simply not
+//! found. Definitions are validated before they are stored: a funnel is a
+//! `/funnel` request body; a dashboard is `{"widgets": [...]}` (at most 50),
+//! each widget `{"type": "live"|"query"|"funnel"|"retention", "title"?,
+//! "request": <that endpoint's body or query>}`.
+
+use crate::adhoc::AdhocRequest;
+use crate::auth::authorize;
+use crate::funnel::FunnelRequest;
+use crate::retention::RetentionRequest;
+use crate::stores::{EventStore, LiveSource};
+use crate::{api::valid_app_id, AppState, QueryError};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tally_common::postgres::PostgresConfig;
+
+/// Largest stored definition, bytes.
+pub const MAX_DEFINITION_BYTES: usize = 64 * 1024;
+
+/// A saved item as answered.
+#[derive(Debug, Serialize)]
+pub struct Saved {
+    /// Id (unique across apps; only visible within its app).
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// The definition.
+    pub definition: Value,
+    /// Created, epoch ms.
+    pub created_ms: i64,
+    /// Last changed, epoch ms.
+    pub updated_ms: i64,
+}
+
+/// Create/replace body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedBody {
+    /// 1..=200 characters.
+    pub name: String,
+    /// See the module docs.
+    pub definition: Value,
+}
+
+/// PostgreSQL access, reconnecting after failures.
+#[derive(Debug)]
+pub struct SavedStore {
+    config: PostgresConfig,
+    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+fn kind_of(plural: &str) -> Result<&'static str, QueryError> {
+    match plural {
+        "dashboards" => Ok("dashboard"),
+        "funnels" => Ok("funnel"),
+        _ => Err(QueryError::NotFound),
+    }
+}
+
+/// Checks a definition of `kind`.
+pub fn validate(kind: &str, body: &SavedBody) -> Result<String, QueryError> {
+    let bad = |why: String| QueryError::InvalidQuery("definition", why);
+    if !(1..=200).contains(&body.name.chars().count()) {
+        return Err(QueryError::InvalidQuery(
+            "name",
+            "1..=200 characters".into(),
+        ));
+    }
+    let text = body.definition.to_string();
+    if text.len() > MAX_DEFINITION_BYTES {
+        return Err(bad(format!("at most {MAX_DEFINITION_BYTES} bytes")));
+    }
+    if kind == "funnel" {
+        let funnel: FunnelRequest =
+            serde_json::from_value(body.definition.clone()).map_err(|e| bad(e.to_string()))?;
+        crate::funnel::build("app", &funnel, (0, 1))
+            .map_err(|(f, why)| bad(format!("{f}: {why}")))?;
+        return Ok(text);
+    }
+    let widgets = body
+        .definition
+        .get("widgets")
+        .and_then(Value::as_array)
+        .filter(|w| w.len() <= 50)
+        .ok_or_else(|| bad("{\"widgets\": [...]} with at most 50 widgets".into()))?;
+    for widget in widgets {
+        let request = widget.get("request").cloned().unwrap_or(Value::Null);
+        let parsed = match widget.get("type").and_then(Value::as_str) {
+            Some("live") => request
+                .is_object()
+                .then_some(())
+                .ok_or("live: an object of query parameters".to_owned()),
+            Some("query") => serde_json::from_value::<AdhocRequest>(request)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Some("funnel") => serde_json::from_value::<FunnelRequest>(request)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Some("retention") => serde_json::from_value::<RetentionRequest>(request)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            _ => Err("widget type: live, query, funnel or retention".to_owned()),
+        };
+        parsed.map_err(bad)?;
+    }
+    Ok(text)
+}
+
+const COLUMNS: &str = "id, name, definition, (extract(epoch from created_at) * 1000)::bigint, \
+                       (extract(epoch from updated_at) * 1000)::bigint";
+
+fn saved(row: &tokio_postgres::Row) -> Saved {
+    let definition: String = row.get(2);
+    Saved {
+        id: row.get(0),
+        name: row.get(1),
+        definition: serde_json::from_str(&definition).unwrap_or(Value::Null),
+        created_ms: row.get(3),
+        updated_ms: row.get(4),
+    }
+}
+
+impl SavedStore {
+    /// A store on `config` (connects lazily).
+    pub fn new(config: PostgresConfig) -> Self {
+        SavedStore {
+            config,
+            client: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `op` on a (re)connected client; a failed statement drops the connection.
+    async fn with<T, F>(&self, op: F) -> Result<T, QueryError>
+    where
+        F: for<'c> FnOnce(
+            &'c tokio_postgres::Client,
+        )
+            -> futures::future::BoxFuture<'c, Result<T, tokio_postgres::Error>>,
+    {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+            let connect = tokio::time::timeout(Duration::from_secs(3), self.config.connect());
+            let client = connect
+                .await
+                .map_err(|_| QueryError::SavedUnavailable("connect timed out".into()))?
+                .map_err(|e| QueryError::SavedUnavailable(e.to_string()))?;
+            // The saved_items table may be newer than this database.
+            tally_common::postgres::migrate(&client)
+                .await
+                .map_err(|e| QueryError::SavedUnavailable(e.to_string()))?;
+            *slot = Some(client);
+        }
+        let Some(client) = slot.as_ref() else {
+            return Err(QueryError::SavedUnavailable("no connection".into()));
+        };
+        match tokio::time::timeout(Duration::from_secs(5), op(client)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                *slot = None;
+                Err(QueryError::SavedUnavailable(err.to_string()))
+            }
+            Err(_) => {
+                *slot = None;
+                Err(QueryError::SavedUnavailable("statement timed out".into()))
+            }
+        }
+    }
+}
+
+async fn guard<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    headers: &HeaderMap,
+    app_id: &str,
+    plural: &str,
+) -> Result<&'static str, QueryError> {
+    if !valid_app_id(app_id) {
+        return Err(QueryError::InvalidAppId);
+    }
+    authorize(&state.keys, headers, app_id).await?;
+    kind_of(plural)
+}
+
+/// An id that is not a number names nothing.
+fn parse_id(text: &str) -> Result<i64, QueryError> {
+    text.parse().map_err(|_| QueryError::NotFound)
+}
+
+fn parse_body(body: &[u8]) -> Result<SavedBody, QueryError> {
+    serde_json::from_slice(body).map_err(|e| QueryError::InvalidQuery("body", e.to_string()))
+}
+
+/// `GET /{kind}`.
+pub async fn list<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path((app_id, plural)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Saved>>, QueryError> {
+    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let sql =
+        format!("SELECT {COLUMNS} FROM saved_items WHERE app_id = $1 AND kind = $2 ORDER BY id");
+    let rows = state
+        .saved
+        .with(|c| Box::pin(async move { c.query(&sql, &[&app_id, &kind]).await }))
+        .await?;
+    Ok(Json(rows.iter().map(saved).collect()))
+}
+
+/// `POST /{kind}`.
+pub async fn create<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path((app_id, plural)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, QueryError> {
+    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let body = parse_body(&body)?;
+    let definition = validate(kind, &body)?;
+    let sql = format!("INSERT INTO saved_items (app_id, kind, name, definition) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}");
+    let row = state
+        .saved
+        .with(|c| {
+            Box::pin(async move {
+                c.query_one(&sql, &[&app_id, &kind, &body.name, &definition])
+                    .await
+            })
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(saved(&row))).into_response())
+}
+
+/// `GET /{kind}/{id}`.
+pub async fn get<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path((app_id, plural, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Saved>, QueryError> {
+    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let id = parse_id(&id)?;
+    let sql =
+        format!("SELECT {COLUMNS} FROM saved_items WHERE app_id = $1 AND kind = $2 AND id = $3");
+    let row = state
+        .saved
+        .with(|c| Box::pin(async move { c.query_opt(&sql, &[&app_id, &kind, &id]).await }))
+        .await?;
+    row.map(|r| Json(saved(&r))).ok_or(QueryError::NotFound)
+}
+
+/// `PUT /{kind}/{id}`.
+pub async fn replace<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path((app_id, plural, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Saved>, QueryError> {
+    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let id = parse_id(&id)?;
+    let body = parse_body(&body)?;
+    let definition = validate(kind, &body)?;
+    let sql = format!(
+        "UPDATE saved_items SET name = $4, definition = $5, updated_at = now() \
+         WHERE app_id = $1 AND kind = $2 AND id = $3 RETURNING {COLUMNS}"
+    );
+    let row = state
+        .saved
+        .with(|c| {
+            Box::pin(async move {
+                c.query_opt(&sql, &[&app_id, &kind, &id, &body.name, &definition])
+                    .await
+            })
+        })
+        .await?;
+    row.map(|r| Json(saved(&r))).ok_or(QueryError::NotFound)
+}
+
+/// `DELETE /{kind}/{id}`.
+pub async fn delete<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path((app_id, plural, id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, QueryError> {
+    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let id = parse_id(&id)?;
+    let sql = "DELETE FROM saved_items WHERE app_id = $1 AND kind = $2 AND id = $3";
+    let deleted = state
+        .saved
+        .with(|c| Box::pin(async move { c.execute(sql, &[&app_id, &kind, &id]).await }))
+        .await?;
+    if deleted == 0 {
+        return Err(QueryError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
