@@ -128,6 +128,15 @@ pub struct AdhocRequest {
     pub limit: Option<usize>,
 }
 
+/// Splits `"30m"` into `("30", "m")`: the last character is the unit (safe
+/// for any UTF-8 input).
+pub fn split_unit(text: &str) -> (&str, &str) {
+    match text.char_indices().last() {
+        Some((at, _)) => text.split_at(at),
+        None => ("", ""),
+    }
+}
+
 /// A bound value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Bind {

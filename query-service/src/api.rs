@@ -4,7 +4,7 @@
 //! * `GET /api/v1/analytics/{app_id}/count?from=&to=` — events with
 //!   `from <= timestamp < to` (RFC 3339 or epoch ms; default: the last 24 h).
 
-use crate::adhoc::{self, AdhocRequest};
+use crate::adhoc::{self, split_unit, AdhocRequest};
 use crate::auth::authorize;
 use crate::stores::{EventStore, LiveSource};
 use crate::{funnel, retention};
@@ -159,7 +159,7 @@ pub fn resolve_range(
     let bad = |why: &str| QueryError::InvalidQuery("range", why.to_owned());
     let (from, to) = match range {
         serde_json::Value::String(text) => {
-            let (number, unit) = text.split_at(text.len().saturating_sub(1));
+            let (number, unit) = split_unit(text);
             let n: i64 = number.parse().map_err(|_| bad("like \"7d\" or \"24h\""))?;
             let unit_ms = match unit {
                 "d" => DAY_MS,

@@ -17,7 +17,7 @@
 //! chain of earliest next steps (nested `arrayFilter`, an empty step giving the
 //! sentinel `MAX`); the best start encoded with its level in one number.
 
-use crate::adhoc::{app_and_range, field, filter, invalid, Bind, Filter, Invalid, Sql};
+use crate::adhoc::{app_and_range, field, filter, invalid, split_unit, Bind, Filter, Invalid, Sql};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -69,7 +69,7 @@ pub struct FunnelRequest {
 /// Parses `"30m"`, `"2h"`, `"7d"` into ms.
 pub fn window_ms(text: &str) -> Result<i64, Invalid> {
     let bad = || invalid("window", "like \"30m\", \"2h\" or \"7d\", at most 90 days");
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let (number, unit) = split_unit(text);
     let n: i64 = number.parse().map_err(|_| bad())?;
     let unit = match unit {
         "m" => 60_000,
@@ -275,7 +275,7 @@ mod tests {
     fn windows_parse_and_refusals() {
         assert_eq!(window_ms("30m"), Ok(1_800_000));
         assert_eq!(window_ms("1d"), Ok(86_400_000));
-        for bad in ["", "d", "0d", "-1h", "91d", "1w", "99999999999999999d"] {
+        for bad in ["", "d", "0d", "-1h", "91d", "1w", "99999999999999999d", "😀", "1😀"] {
             assert!(window_ms(bad).is_err(), "{bad}");
         }
         let one_step: FunnelRequest =

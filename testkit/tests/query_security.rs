@@ -156,7 +156,88 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
             cases += 1;
         }
     }
+    // The same corpus through every field of the JSON bodies: identifiers are
+    // refused (400), values are bound (200, matching nothing); never a 5xx,
+    // never the other app's data.
+    let post = |path: &str, body: Value| {
+        let request = http
+            .post(format!("{base}/api/v1/analytics/{mine}/{path}"))
+            .bearer_auth(&mine_read)
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    for text in INJECTIONS {
+        let t = *text;
+        let bodies = [
+            ("query", json!({"metric": t, "range": "1d"})),
+            ("query", json!({"metric": "events", "range": t})),
+            (
+                "query",
+                json!({"metric": "events", "range": "1d", "group_by": t}),
+            ),
+            ("query", json!({"metric": {"sum": t}, "range": "1d"})),
+            (
+                "query",
+                json!({"metric": "events", "range": "1d", "filters": [{"property": t, "op": "eq", "value": "x"}]}),
+            ),
+            (
+                "query",
+                json!({"metric": "events", "range": "1d", "filters": [{"property": "country", "op": t, "value": "x"}]}),
+            ),
+            (
+                "query",
+                json!({"metric": "events", "range": "1d", "filters": [{"property": "country", "op": "eq", "value": t}]}),
+            ),
+            (
+                "query",
+                json!({"metric": "events", "range": "1d", "filters": [{"property": "plan", "op": "in", "value": [t, "y"]}]}),
+            ),
+            (
+                "query",
+                json!({"metric": "events", "range": "1d", "segment": {"did": t}}),
+            ),
+            ("funnel", json!({"steps": [t, "page_view"], "range": "1d"})),
+            (
+                "funnel",
+                json!({"steps": ["page_view", "x"], "range": "1d", "window": t}),
+            ),
+            (
+                "funnel",
+                json!({"steps": ["page_view", "x"], "range": "1d", "breakdown": t}),
+            ),
+            (
+                "retention",
+                json!({"start_event": t, "return_event": "page_view", "range": "1d"}),
+            ),
+            (
+                "retention",
+                json!({"start_event": "page_view", "return_event": "x", "period": t, "range": "1d"}),
+            ),
+            (
+                "dashboards",
+                json!({"name": t, "definition": {"widgets": [{"type": t, "request": {}}]}}),
+            ),
+        ];
+        for (path, body) in bodies {
+            let (status, answer) = post(path, body.clone()).await;
+            assert!(
+                matches!(status, 200 | 201 | 400),
+                "{path} {body}: {status} {answer}"
+            );
+            assert!(!answer.contains(theirs.as_str()), "{path} {body}: {answer}");
+            if status == 400 {
+                let parsed: Value = serde_json::from_str(&answer).unwrap();
+                assert!(parsed["error"].is_string(), "{answer}");
+            }
+            cases += 1;
+        }
+    }
     // The stores are intact and still sealed.
+    assert_eq!(tally_testkit::clickhouse_counts(&iso, &mine).await.0, 3);
+    assert_eq!(tally_testkit::clickhouse_counts(&iso, &theirs).await.0, 7);
     let (status, body) = get(live(&mine), bearer(&mine_read)).await;
     assert_eq!((status, body["total_events"].as_u64()), (200, Some(3)));
     eprintln!("query security: {cases} hostile requests, all refused cleanly");
