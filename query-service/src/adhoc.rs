@@ -172,11 +172,21 @@ pub(crate) fn invalid(field: &'static str, why: impl Into<String>) -> Invalid {
 
 /// The value expression of a column or property, and its binds.
 pub(crate) fn field(name: &str) -> Result<(String, Vec<Bind>), Invalid> {
-    if COLUMNS.contains(&name) {
+    field_in(name, COLUMNS, true)
+}
+
+/// A column of `columns`, else (when `properties`) a property lookup.
+fn field_in(
+    name: &str,
+    columns: &[&str],
+    properties: bool,
+) -> Result<(String, Vec<Bind>), Invalid> {
+    if columns.contains(&name) {
         return Ok((name.to_owned(), Vec::new()));
     }
     let property = name.strip_prefix("properties.").unwrap_or(name);
-    let ok = (1..=128).contains(&property.len())
+    let ok = properties
+        && (1..=128).contains(&property.len())
         && property
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'$'));
@@ -205,7 +215,16 @@ fn text_value(value: &Value) -> Result<String, Invalid> {
 }
 
 pub(crate) fn filter(f: &Filter) -> Result<(String, Vec<Bind>), Invalid> {
-    let (expr, mut binds) = field(&f.property)?;
+    filter_in(f, COLUMNS, true)
+}
+
+/// A filter on `columns` (and on properties when `properties`).
+pub(crate) fn filter_in(
+    f: &Filter,
+    columns: &[&str],
+    properties: bool,
+) -> Result<(String, Vec<Bind>), Invalid> {
+    let (expr, mut binds) = field_in(&f.property, columns, properties)?;
     let is_property = !binds.is_empty();
     let value = || {
         f.value
@@ -348,6 +367,12 @@ pub fn build(
         return Err(invalid("metric", "give metric or metrics"));
     }
     metrics.truncate(10);
+    if metrics
+        .iter()
+        .any(|m| crate::session_metrics::is_session_metric(m))
+    {
+        return crate::session_metrics::build(app_id, request, &metrics, (from_ms, to_ms));
+    }
     let dims: Vec<&str> = match &request.group_by {
         GroupBy::None => Vec::new(),
         GroupBy::One(one) => vec![one.as_str()],
@@ -455,6 +480,11 @@ pub fn examples() -> Vec<(&'static str, Value)> {
                                {"property": "url_path", "op": "contains", "value": "/checkout"},
                                {"property": "coupon", "op": "is_not_set"}],
                    "range": "7d", "limit": 50}),
+        ),
+        (
+            "sessions_by_day_and_entry_page",
+            json!({"metrics": ["sessions", "bounce_rate", "session_duration"], "group_by": ["day", "entry_page"],
+                   "filters": [{"property": "country", "op": "neq", "value": "XX"}], "range": "7d"}),
         ),
         (
             "segment_with_bots",

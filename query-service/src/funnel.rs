@@ -275,7 +275,17 @@ mod tests {
     fn windows_parse_and_refusals() {
         assert_eq!(window_ms("30m"), Ok(1_800_000));
         assert_eq!(window_ms("1d"), Ok(86_400_000));
-        for bad in ["", "d", "0d", "-1h", "91d", "1w", "99999999999999999d", "😀", "1😀"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1h",
+            "91d",
+            "1w",
+            "99999999999999999d",
+            "😀",
+            "1😀",
+        ] {
             assert!(window_ms(bad).is_err(), "{bad}");
         }
         let one_step: FunnelRequest =

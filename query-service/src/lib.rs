@@ -15,6 +15,7 @@ pub mod live;
 pub mod metrics;
 pub mod retention;
 pub mod saved;
+pub mod session_metrics;
 pub mod stores;
 
 use axum::extract::State;

@@ -42,8 +42,17 @@ async fn adhoc_queries_match_brute_force() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
+    // One more visitor who leaves after a single page view: a bounce.
+    let solo = json!({"app_id": app, "events": [{"name": "page_view", "user_id": "solo", "timestamp": now,
+        "properties": {"plan": "free", "amount": 0}}]});
+    let (status, answer) = post_batch(&http, &gateway.url(), &key, &solo).await;
+    assert_eq!(
+        (status, answer["accepted"].as_u64()),
+        (200, Some(1)),
+        "{answer}"
+    );
     eventually("rows", Duration::from_secs(30), || async {
-        (clickhouse_counts(&iso, &app).await.0 >= 120).then_some(())
+        (clickhouse_counts(&iso, &app).await.0 >= 121).then_some(())
     })
     .await;
 
@@ -74,6 +83,41 @@ async fn adhoc_queries_match_brute_force() {
             .collect()
     };
 
+    // Session metrics: 17 visitors with several events each, one with a single page view.
+    // (Session rows land just after the event rows, in the same flush.)
+    eventually("sessions", Duration::from_secs(10), || async {
+        let sessions: u64 = iso
+            .clickhouse_client()
+            .query("SELECT count() FROM sessions FINAL WHERE app_id = ? AND dropped = 0")
+            .bind(app.as_str())
+            .fetch_one()
+            .await
+            .ok()?;
+        (sessions >= 18).then_some(())
+    })
+    .await;
+    let (status, answer, _) =
+        ask(json!({"metrics": ["sessions", "bounce_rate", "session_duration"], "range": "1d"}))
+            .await;
+    assert_eq!(status, 200, "{answer}");
+    let row = &answer["results"][0];
+    assert_eq!(row["sessions"].as_f64(), Some(18.0), "{answer}");
+    assert!(
+        (row["bounce_rate"].as_f64().unwrap() - 1.0 / 18.0).abs() < 1e-9,
+        "{answer}"
+    );
+    assert_eq!(
+        row["session_duration"].as_f64(),
+        Some(0.0),
+        "all events at one instant"
+    );
+    let (status, _, _) = ask(json!({"metrics": ["sessions", "events"], "range": "1d"})).await;
+    assert_eq!(status, 400, "session and event metrics do not mix");
+    let solo_filter = json!([{"property": "plan", "op": "eq", "value": "x"}]);
+    let (status, _, _) =
+        ask(json!({"metric": "sessions", "range": "1d", "filters": solo_filter})).await;
+    assert_eq!(status, 400, "sessions have no properties");
+
     // Events by name.
     let (status, answer, _) =
         ask(json!({"metric": "events", "group_by": "name", "range": "1d"})).await;
@@ -82,6 +126,7 @@ async fn adhoc_queries_match_brute_force() {
     for (name, ..) in &events {
         *want.entry(name.clone()).or_default() += 1.0;
     }
+    *want.entry("page_view".into()).or_default() += 1.0; // the solo visitor
     assert_eq!(rows(&answer, "name", "events"), want);
     assert!(answer["query_time_ms"].is_u64());
 
@@ -161,7 +206,7 @@ async fn adhoc_queries_match_brute_force() {
     }
     assert_eq!(
         clickhouse_counts(&iso, &app).await.0,
-        120,
+        121,
         "the table is intact"
     );
 

@@ -1,0 +1,151 @@
+//! Session metrics of `/query` — `sessions`, `bounce_rate`, `session_duration`
+//! (seconds) — answered from the aggregator's `sessions` table (latest
+//! versions via `FINAL`, merged-away sessions left out), by session start.
+//!
+//! Dimensions and filters are limited to the session's own attributes
+//! ([`SESSION_COLUMNS`]) and time buckets of its start; session metrics cannot
+//! be mixed with event metrics in one request. Values are bound as everywhere.
+
+use crate::adhoc::{
+    filter_in, invalid, AdhocRequest, Bind, GroupBy, Invalid, Metric, Sql, MAX_ROWS,
+};
+use crate::stores::utc_date;
+
+/// Session attributes a session query may group and filter on.
+pub const SESSION_COLUMNS: &[&str] = &[
+    "country",
+    "device_type",
+    "browser",
+    "os",
+    "referrer_host",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "entry_page",
+    "exit_page",
+];
+
+/// Metric names answered from sessions.
+pub const SESSION_METRICS: &[&str] = &["sessions", "bounce_rate", "session_duration"];
+
+/// Whether `metric` is a session metric.
+pub fn is_session_metric(metric: &Metric) -> bool {
+    matches!(metric, Metric::Named(name) if SESSION_METRICS.contains(&name.as_str()))
+}
+
+fn bucket(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "minute" => "toString(toStartOfMinute(start))",
+        "hour" => "toString(toStartOfHour(start))",
+        "day" => "toString(toDate(start))",
+        "week" => "toString(toMonday(start))",
+        "month" => "toString(toStartOfMonth(start))",
+        _ => return None,
+    })
+}
+
+/// Builds a session-metrics statement.
+pub fn build(
+    app_id: &str,
+    request: &AdhocRequest,
+    metrics: &[&Metric],
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Sql, Invalid> {
+    if !metrics.iter().all(|m| is_session_metric(m)) {
+        return Err(invalid("metric", "session metrics (sessions, bounce_rate, session_duration) cannot be mixed with event metrics"));
+    }
+    let dims: Vec<&str> = match &request.group_by {
+        GroupBy::None => Vec::new(),
+        GroupBy::One(one) => vec![one.as_str()],
+        GroupBy::Many(many) => many.iter().map(String::as_str).collect(),
+    };
+    let limit = request.limit.unwrap_or(100);
+    if dims.len() > 3 || !(1..=MAX_ROWS).contains(&limit) || request.filters.len() > 20 {
+        return Err(invalid(
+            "group_by",
+            "at most 3 dimensions, 20 filters, 1..=10000 rows",
+        ));
+    }
+    let mut select = Vec::new();
+    let mut sql = Sql {
+        text: String::new(),
+        binds: Vec::new(),
+        dimensions: Vec::new(),
+        metrics: Vec::new(),
+    };
+    for (i, dim) in dims.iter().enumerate() {
+        let expr = match bucket(dim) {
+            Some(expr) => expr.to_owned(),
+            None if SESSION_COLUMNS.contains(dim) => (*dim).to_owned(),
+            None => {
+                return Err(invalid(
+                    "group_by",
+                    format!("sessions group by {SESSION_COLUMNS:?} or a time bucket"),
+                ))
+            }
+        };
+        select.push(format!("{expr} AS d{i}"));
+        sql.dimensions.push((*dim).to_owned());
+    }
+    for (i, metric) in metrics.iter().enumerate() {
+        let (expr, name) = match metric {
+            Metric::Named(name) if name == "sessions" => ("toFloat64(count())", name),
+            Metric::Named(name) if name == "bounce_rate" => ("avg(bounce)", name),
+            Metric::Named(name) => ("avg(duration_ms) / 1000", name),
+            Metric::Aggregate { .. } => return Err(invalid("metric", "not a session metric")),
+        };
+        select.push(format!("{expr} AS m{i}"));
+        sql.metrics.push(name.clone());
+    }
+    let mut conditions = vec![
+        "app_id = ?".to_owned(),
+        "dropped = 0".to_owned(),
+        "start_ms >= ?".to_owned(),
+        "start_ms < ?".to_owned(),
+    ];
+    let mut binds = vec![
+        Bind::Text(app_id.to_owned()),
+        Bind::Int(from_ms),
+        Bind::Int(to_ms),
+    ];
+    if !request.include_bots {
+        conditions.push("is_bot = 0".into());
+    }
+    for f in &request.filters {
+        let (condition, b) = filter_in(f, SESSION_COLUMNS, false)?;
+        conditions.push(condition);
+        binds.extend(b);
+    }
+    if let Some(segment) = &request.segment {
+        if !(1..=200).contains(&segment.did.len()) {
+            return Err(invalid("segment", "did: an event name"));
+        }
+        conditions.push(
+            "distinct_id IN (SELECT distinct_id FROM events WHERE app_id = ? \
+             AND event_date >= toDate(?) AND event_date <= toDate(?) AND ts_ms >= ? AND ts_ms < ? AND name = ?)"
+                .into(),
+        );
+        binds.extend([
+            Bind::Text(app_id.to_owned()),
+            Bind::Text(utc_date(from_ms)),
+            Bind::Text(utc_date(to_ms)),
+            Bind::Int(from_ms),
+            Bind::Int(to_ms),
+            Bind::Text(segment.did.clone()),
+        ]);
+    }
+    let group = if dims.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+        format!(" GROUP BY {} ORDER BY m0 DESC", names.join(", "))
+    };
+    sql.text = format!(
+        "SELECT {} FROM sessions FINAL WHERE {}{group} LIMIT {}",
+        select.join(", "),
+        conditions.join(" AND "),
+        limit + 1
+    );
+    sql.binds = binds;
+    Ok(sql)
+}
