@@ -407,7 +407,7 @@ async fn retention_inner<L: LiveSource, E: EventStore>(
 }
 
 /// A cached JSON answer with its `x-tally-cache` header.
-fn cached_json(answer: &axum::body::Bytes, shared: bool) -> axum::response::Response {
+pub(crate) fn cached_json(answer: &axum::body::Bytes, shared: bool) -> axum::response::Response {
     let cache = if shared { "hit" } else { "miss" };
     axum::response::IntoResponse::into_response((
         [
@@ -419,7 +419,7 @@ fn cached_json(answer: &axum::body::Bytes, shared: bool) -> axum::response::Resp
 }
 
 /// Renames `d0…`/`m0…` to the dimension and metric names of `sql`.
-fn name_columns(
+pub(crate) fn name_columns(
     mut row: serde_json::Map<String, serde_json::Value>,
     sql: &adhoc::Sql,
 ) -> serde_json::Map<String, serde_json::Value> {

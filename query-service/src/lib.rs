@@ -13,6 +13,7 @@ pub mod error;
 pub mod funnel;
 pub mod live;
 pub mod metrics;
+pub mod reports;
 pub mod retention;
 pub mod saved;
 pub mod session_metrics;
@@ -67,6 +68,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/analytics/{app_id}/query"),
     ("post", "/api/v1/analytics/{app_id}/funnel"),
     ("post", "/api/v1/analytics/{app_id}/retention"),
+    ("get", "/api/v1/analytics/{app_id}/reports/{report}"),
     ("get", "/api/v1/analytics/{app_id}/{kind}"),
     ("post", "/api/v1/analytics/{app_id}/{kind}"),
     ("get", "/api/v1/analytics/{app_id}/{kind}/{id}"),
@@ -101,6 +103,10 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/retention",
             axum::routing::post(api::retention::<L, E>),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/reports/{report}",
+            get(reports::report::<L, E>),
         )
         .route(
             "/api/v1/analytics/{app_id}/{kind}",

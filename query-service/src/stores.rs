@@ -35,6 +35,8 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> impl Future<
         Output = Result<Vec<serde_json::Map<String, serde_json::Value>>, crate::QueryError>,
     > + Send;
+    /// When the page-view rollup started to see inserts (epoch ms), if it exists.
+    fn rollup_since(&self) -> impl Future<Output = Result<Option<i64>, crate::QueryError>> + Send;
     /// `Ok` when reachable.
     fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -196,6 +198,15 @@ impl EventStore for ClickHouseStore {
                     .map_err(|e| crate::QueryError::Startup(format!("ClickHouse row: {e}")))
             })
             .collect()
+    }
+
+    async fn rollup_since(&self) -> Result<Option<i64>, crate::QueryError> {
+        let since: u32 = self
+            .client
+            .query("SELECT toUInt32(min(since)) FROM rollup_coverage WHERE name = 'pages_hourly'")
+            .fetch_one()
+            .await?;
+        Ok((since > 0).then(|| i64::from(since) * 1_000))
     }
 
     async fn ping(&self) -> Result<(), String> {

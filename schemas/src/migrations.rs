@@ -46,6 +46,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         name: "sessions",
         sql: include_str!("../migrations/clickhouse/0003_sessions.sql"),
     },
+    Migration {
+        version: 4,
+        name: "rollups",
+        sql: include_str!("../migrations/clickhouse/0004_rollups.sql"),
+    },
 ];
 
 impl Migration {

@@ -31,6 +31,7 @@ async fn every_documented_route_answers() {
         let path_here = path
             .replace("{app_id}", &app)
             .replace("{kind}", "dashboards")
+            .replace("{report}", "pages")
             .replace("{id}", "1");
         let url = format!("{}{path_here}", query.url());
         for method in methods.as_object().unwrap().keys() {
