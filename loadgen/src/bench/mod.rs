@@ -15,8 +15,8 @@
 //! * B4 `/live` read latency (last minute = 12 windows of the hottest app) at a
 //!   fixed request rate.
 //! * B5 query latency on a generated historical dataset (written straight into
-//!   ClickHouse): a 90-day group-by and a 30-day 3-step funnel, run as SQL
-//!   against ClickHouse (the query service's ad-hoc and funnel endpoints come later).
+//!   ClickHouse): a 90-day `/query` group-by and a 30-day 3-step `/funnel`,
+//!   through a query service pointed at that dataset with its answer cache off.
 //! * B6 peak RSS (VmHWM) of each service after B1–B4.
 
 use crate::model::ModelConfig;
@@ -29,8 +29,7 @@ mod process;
 mod report;
 
 use peers::{plain_consume, plain_produce};
-use probes::{freshness, live_reads, time_query};
-pub use probes::{B5_FUNNEL, B5_GROUP_BY};
+use probes::{freshness, live_reads, time_post, B5_FUNNEL_REQUEST, B5_QUERY};
 use process::{metric, Service};
 pub use report::table;
 use serde_json::{json, Value};
@@ -317,9 +316,31 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         .fetch_one()
         .await
         .map_err(|e| e.to_string())?;
-    eprintln!("B5: queries");
-    let group_by = time_query(&hist_client, B5_GROUP_BY, "hist-app-00", config.b5_runs).await?;
-    let funnel = time_query(&hist_client, B5_FUNNEL, "hist-app-00", config.b5_runs).await?;
+    eprintln!("B5: queries through the query service (answer cache off)");
+    let mut history_env = common.clone();
+    history_env.retain(|(name, _)| *name != "TALLY_CLICKHOUSE_DATABASE");
+    history_env.push(("TALLY_CLICKHOUSE_DATABASE", history.database.clone()));
+    history_env.push(("TALLY_QUERY_CACHE_SECS", "0".to_owned()));
+    let history_query =
+        Service::start(config, "query-service", "TALLY_QUERY_ADDR", &history_env).await?;
+    let hist_key = send::provision_read_keys(&config.postgres, ["hist-app-00"]).await?;
+    let endpoint =
+        |path: &str| format!("{}/api/v1/analytics/hist-app-00/{path}", history_query.url);
+    let group_by = time_post(
+        &endpoint("query"),
+        &hist_key["hist-app-00"],
+        &B5_QUERY,
+        config.b5_runs,
+    )
+    .await?;
+    let funnel = time_post(
+        &endpoint("funnel"),
+        &hist_key["hist-app-00"],
+        &B5_FUNNEL_REQUEST,
+        config.b5_runs,
+    )
+    .await?;
+    history_query.stop();
     let _ = clickhouse
         .server_client()
         .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))

@@ -102,35 +102,41 @@ pub async fn live_reads(
     (latencies, achieved)
 }
 
-/// B5: runs `sql` `runs` times; latencies.
-pub async fn time_query(
-    client: &clickhouse::Client,
-    sql: &str,
-    app: &str,
+/// B5: `runs` sequential POSTs of `body` to `url`; each must answer 200.
+pub async fn time_post(
+    url: &str,
+    read_key: &str,
+    body: &Value,
     runs: usize,
 ) -> Result<Vec<Duration>, String> {
+    let http = reqwest::Client::new();
     let mut out = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        client
-            .query(sql)
-            .bind(app)
-            .fetch_bytes("TSV")
-            .map_err(|e| e.to_string())?
-            .collect()
+        let response = http
+            .post(url)
+            .bearer_auth(read_key)
+            .json(body)
+            .send()
             .await
             .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}: {text}"));
+        }
         out.push(started.elapsed());
     }
     Ok(out)
 }
 
-/// B5 ad-hoc query: page views per page and device class over 90 days.
-pub const B5_GROUP_BY: &str = "SELECT prop_values[indexOf(prop_keys, 'url')] AS url, \
-     positionCaseInsensitive(user_agent, 'mobile') > 0 AS mobile, count() AS views, uniqCombined(distinct_id) AS users \
-     FROM events WHERE app_id = ? AND event_date >= today() - 90 AND name = 'page_view' \
-     GROUP BY url, mobile ORDER BY views DESC LIMIT 100";
+/// B5 ad-hoc query: page views and visitors per page and device over 90 days.
+pub static B5_QUERY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    json!({"metrics": ["events", "unique_users"], "group_by": ["properties.url", "device_type"],
+           "filters": [{"property": "name", "op": "eq", "value": "page_view"}], "range": "90d", "limit": 100})
+});
+
 /// B5 funnel: page_view → add_to_cart → purchase within 1 h, over 30 days.
-pub const B5_FUNNEL: &str = "SELECT level, count() AS users FROM ( \
-     SELECT distinct_id, windowFunnel(3600)(timestamp, name = 'page_view', name = 'add_to_cart', name = 'purchase') AS level \
-     FROM events WHERE app_id = ? AND event_date >= today() - 30 GROUP BY distinct_id) GROUP BY level ORDER BY level";
+pub static B5_FUNNEL_REQUEST: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
+    || json!({"steps": ["page_view", "add_to_cart", "purchase"], "range": "30d", "window": "1h"}),
+);

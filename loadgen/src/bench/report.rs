@@ -51,14 +51,14 @@ pub fn table(results: &Value) -> String {
         f(&b4["p99_ms"])
     );
     out += &format!(
-        "| B5 ad-hoc | 90-day group-by, p50 / p95 ms ({} rows, hot app {}) | {} / {} | | |\n",
+        "| B5 ad-hoc | /query 90-day group-by, p50 / p95 ms ({} rows, hot app {}) | {} / {} | | |\n",
         b5["dataset_rows"],
         b5["hot_app_rows"],
         f(&b5["group_by_90d_p50_ms"]),
         f(&b5["group_by_90d_p95_ms"])
     );
     out += &format!(
-        "| B5 funnel | 30-day 3-step funnel, p50 / p95 ms | {} / {} | | |\n",
+        "| B5 funnel | /funnel 30-day 3 steps, p50 / p95 ms | {} / {} | | |\n",
         f(&b5["funnel_30d_p50_ms"]),
         f(&b5["funnel_30d_p95_ms"])
     );
