@@ -6,5 +6,6 @@
 - {name: TALLY_REDIS_PREFIX, value: {{ .Values.redis.prefix | quote }}}
 - {name: TALLY_CLICKHOUSE_URL, value: {{ .Values.clickhouse.url | quote }}}
 - {name: TALLY_CLICKHOUSE_DATABASE, value: {{ .Values.clickhouse.database | quote }}}
+- {name: TALLY_POSTGRES_URL, value: {{ .Values.postgres.url | quote }}}
 - {name: TALLY_LOG_FORMAT, value: json}
 {{- end -}}
