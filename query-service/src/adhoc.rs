@@ -356,6 +356,26 @@ pub(crate) fn app_and_range(
     )
 }
 
+/// "Users who did `segment.did` in the range": a condition on `distinct_id`.
+pub(crate) fn segment_condition(
+    app_id: &str,
+    range: (i64, i64),
+    segment: &Segment,
+) -> Result<(String, Vec<Bind>), Invalid> {
+    if !(1..=200).contains(&segment.did.len()) {
+        return Err(invalid("segment", "did: an event name"));
+    }
+    let (conditions, mut binds) = app_and_range(app_id, range);
+    binds.push(Bind::Text(segment.did.clone()));
+    Ok((
+        format!(
+            "distinct_id IN (SELECT distinct_id FROM events WHERE {} AND name = ?)",
+            conditions.join(" AND ")
+        ),
+        binds,
+    ))
+}
+
 /// Builds the statement for `request` on `app_id` over `[from_ms, to_ms)`.
 pub fn build(
     app_id: &str,
@@ -412,7 +432,6 @@ pub fn build(
     }
     let (mut conditions, guard) = app_and_range(app_id, (from_ms, to_ms));
     binds.extend(guard);
-    let (from_day, to_day) = (utc_date(from_ms), utc_date(to_ms));
     if !request.include_bots {
         conditions.push("is_bot = 0".into());
     }
@@ -422,23 +441,9 @@ pub fn build(
         binds.extend(b);
     }
     if let Some(segment) = &request.segment {
-        if !(1..=200).contains(&segment.did.len()) {
-            return Err(invalid("segment", "did: an event name"));
-        }
-        conditions.push(
-            "distinct_id IN (SELECT distinct_id FROM events WHERE app_id = ? \
-             AND event_date >= toDate(?) AND event_date <= toDate(?) \
-             AND ts_ms >= ? AND ts_ms < ? AND name = ?)"
-                .into(),
-        );
-        binds.extend([
-            Bind::Text(app_id.to_owned()),
-            Bind::Text(from_day),
-            Bind::Text(to_day),
-            Bind::Int(from_ms),
-            Bind::Int(to_ms),
-            Bind::Text(segment.did.clone()),
-        ]);
+        let (condition, b) = segment_condition(app_id, (from_ms, to_ms), segment)?;
+        conditions.push(condition);
+        binds.extend(b);
     }
     let group = if dims.is_empty() {
         String::new()

@@ -200,16 +200,12 @@ pub async fn query<L: LiveSource, E: EventStore>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, QueryError> {
-    let started = Instant::now();
-    let result = query_inner(&state, app_id, &headers, &body).await;
-    let status = result
-        .as_ref()
-        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
-    state
-        .metrics
-        .observe("query", status, started.elapsed().as_secs_f64());
-    let (answer, shared) = result?;
-    Ok(cached_json(&answer, shared))
+    respond(
+        &state,
+        "query",
+        query_inner(&state, app_id, &headers, &body),
+    )
+    .await
 }
 
 async fn query_inner<L: LiveSource, E: EventStore>(
@@ -218,12 +214,7 @@ async fn query_inner<L: LiveSource, E: EventStore>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, headers, &app_id).await?;
-    let request: AdhocRequest = serde_json::from_slice(body)
-        .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let request: AdhocRequest = open(state, &app_id, headers, body).await?;
     let range = resolve_range(
         &request.range,
         state.clock.now_ms(),
@@ -253,9 +244,7 @@ async fn query_inner<L: LiveSource, E: EventStore>(
                 truncated,
                 query_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             };
-            serde_json::to_vec(&answer)
-                .map(axum::body::Bytes::from)
-                .map_err(|e| QueryError::Startup(e.to_string()))
+            to_bytes(&answer)
         })
         .await
 }
@@ -267,16 +256,12 @@ pub async fn funnel<L: LiveSource, E: EventStore>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, QueryError> {
-    let started = Instant::now();
-    let result = funnel_inner(&state, app_id, &headers, &body).await;
-    let status = result
-        .as_ref()
-        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
-    state
-        .metrics
-        .observe("funnel", status, started.elapsed().as_secs_f64());
-    let (answer, shared) = result?;
-    Ok(cached_json(&answer, shared))
+    respond(
+        &state,
+        "funnel",
+        funnel_inner(&state, app_id, &headers, &body),
+    )
+    .await
 }
 
 async fn funnel_inner<L: LiveSource, E: EventStore>(
@@ -285,12 +270,7 @@ async fn funnel_inner<L: LiveSource, E: EventStore>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, headers, &app_id).await?;
-    let request: funnel::FunnelRequest = serde_json::from_slice(body)
-        .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let request: funnel::FunnelRequest = open(state, &app_id, headers, body).await?;
     let range = resolve_range(
         &request.range,
         state.clock.now_ms(),
@@ -325,9 +305,7 @@ async fn funnel_inner<L: LiveSource, E: EventStore>(
                 answer["funnel"] = serde_json::json!(funnel::steps_of(row, &names));
             }
             answer["query_time_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
-            serde_json::to_vec(&answer)
-                .map(axum::body::Bytes::from)
-                .map_err(|e| QueryError::Startup(e.to_string()))
+            to_bytes(&answer)
         })
         .await
 }
@@ -339,16 +317,12 @@ pub async fn retention<L: LiveSource, E: EventStore>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::response::Response, QueryError> {
-    let started = Instant::now();
-    let result = retention_inner(&state, app_id, &headers, &body).await;
-    let status = result
-        .as_ref()
-        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
-    state
-        .metrics
-        .observe("retention", status, started.elapsed().as_secs_f64());
-    let (answer, shared) = result?;
-    Ok(cached_json(&answer, shared))
+    respond(
+        &state,
+        "retention",
+        retention_inner(&state, app_id, &headers, &body),
+    )
+    .await
 }
 
 async fn retention_inner<L: LiveSource, E: EventStore>(
@@ -357,12 +331,7 @@ async fn retention_inner<L: LiveSource, E: EventStore>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, headers, &app_id).await?;
-    let request: retention::RetentionRequest = serde_json::from_slice(body)
-        .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let request: retention::RetentionRequest = open(state, &app_id, headers, body).await?;
     let range = resolve_range(
         &request.range,
         state.clock.now_ms(),
@@ -399,11 +368,49 @@ async fn retention_inner<L: LiveSource, E: EventStore>(
                 "cohorts": cohorts,
                 "query_time_ms": started.elapsed().as_millis() as u64,
             });
-            serde_json::to_vec(&answer)
-                .map(axum::body::Bytes::from)
-                .map_err(|e| QueryError::Startup(e.to_string()))
+            to_bytes(&answer)
         })
         .await
+}
+
+/// Checks the app id and the read key, then parses the JSON body.
+pub(crate) async fn open<L: LiveSource, E: EventStore, T: serde::de::DeserializeOwned>(
+    state: &AppState<L, E>,
+    app_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, QueryError> {
+    if !valid_app_id(app_id) {
+        return Err(QueryError::InvalidAppId);
+    }
+    authorize(&state.keys, headers, app_id).await?;
+    serde_json::from_slice(body).map_err(|err| QueryError::InvalidQuery("body", err.to_string()))
+}
+
+/// Serializes an answer for the cache.
+pub(crate) fn to_bytes(answer: &impl Serialize) -> Result<axum::body::Bytes, QueryError> {
+    serde_json::to_vec(answer)
+        .map(axum::body::Bytes::from)
+        .map_err(|e| QueryError::Startup(e.to_string()))
+}
+
+/// Runs a cached endpoint: records its latency and status, answers with
+/// [`cached_json`].
+pub(crate) async fn respond<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    endpoint: &'static str,
+    answer: impl std::future::Future<Output = Result<(Arc<axum::body::Bytes>, bool), QueryError>>,
+) -> Result<axum::response::Response, QueryError> {
+    let started = Instant::now();
+    let result = answer.await;
+    let status = result
+        .as_ref()
+        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
+    state
+        .metrics
+        .observe(endpoint, status, started.elapsed().as_secs_f64());
+    let (answer, shared) = result?;
+    Ok(cached_json(&answer, shared))
 }
 
 /// A cached JSON answer with its `x-tally-cache` header.

@@ -206,16 +206,8 @@ pub async fn report<L: LiveSource, E: EventStore>(
     Query(params): Query<ReportParams>,
     headers: HeaderMap,
 ) -> Result<axum::response::Response, QueryError> {
-    let started = Instant::now();
-    let result = report_inner(&state, app_id, &report, params, &headers).await;
-    let status = result
-        .as_ref()
-        .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
-    state
-        .metrics
-        .observe("report", status, started.elapsed().as_secs_f64());
-    let (answer, shared) = result?;
-    Ok(crate::api::cached_json(&answer, shared))
+    let answer = report_inner(&state, app_id, &report, params, &headers);
+    crate::api::respond(&state, "report", answer).await
 }
 
 async fn report_inner<L: LiveSource, E: EventStore>(
@@ -270,9 +262,7 @@ async fn report_inner<L: LiveSource, E: EventStore>(
                 "source": source.name(), "results": results, "truncated": truncated,
                 "query_time_ms": started.elapsed().as_millis() as u64,
             });
-            serde_json::to_vec(&answer)
-                .map(axum::body::Bytes::from)
-                .map_err(|e| QueryError::Startup(e.to_string()))
+            crate::api::to_bytes(&answer)
         })
         .await
 }

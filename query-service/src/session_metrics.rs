@@ -7,9 +7,9 @@
 //! be mixed with event metrics in one request. Values are bound as everywhere.
 
 use crate::adhoc::{
-    filter_in, invalid, AdhocRequest, Bind, GroupBy, Invalid, Metric, Sql, MAX_ROWS,
+    filter_in, invalid, segment_condition, AdhocRequest, Bind, GroupBy, Invalid, Metric, Sql,
+    MAX_ROWS,
 };
-use crate::stores::utc_date;
 
 /// Session attributes a session query may group and filter on.
 pub const SESSION_COLUMNS: &[&str] = &[
@@ -117,22 +117,9 @@ pub fn build(
         binds.extend(b);
     }
     if let Some(segment) = &request.segment {
-        if !(1..=200).contains(&segment.did.len()) {
-            return Err(invalid("segment", "did: an event name"));
-        }
-        conditions.push(
-            "distinct_id IN (SELECT distinct_id FROM events WHERE app_id = ? \
-             AND event_date >= toDate(?) AND event_date <= toDate(?) AND ts_ms >= ? AND ts_ms < ? AND name = ?)"
-                .into(),
-        );
-        binds.extend([
-            Bind::Text(app_id.to_owned()),
-            Bind::Text(utc_date(from_ms)),
-            Bind::Text(utc_date(to_ms)),
-            Bind::Int(from_ms),
-            Bind::Int(to_ms),
-            Bind::Text(segment.did.clone()),
-        ]);
+        let (condition, b) = segment_condition(app_id, (from_ms, to_ms), segment)?;
+        conditions.push(condition);
+        binds.extend(b);
     }
     let group = if dims.is_empty() {
         String::new()
