@@ -12,6 +12,8 @@
 //! time to convert from step 1; optionally broken down by a column or property
 //! of the user's first step-1 event.
 //!
+//! Per user, the earliest [`MAX_STEP_EVENTS`] events of each step count.
+//!
 //! One statement, valid on ClickHouse 18.16 (no `windowFunnel`, which there
 //! only takes whole seconds): per user, arrays of step times; per start time, the
 //! chain of earliest next steps (nested `arrayFilter`, an empty step giving the
@@ -25,6 +27,10 @@ use serde_json::Value;
 pub const MAX_STEPS: usize = 8;
 /// Longest conversion window, ms (90 days).
 pub const MAX_WINDOW_MS: i64 = 90 * 86_400_000;
+/// Per user, only the earliest this many events of each step in the range
+/// take part (bounds the per-user work, which is quadratic in them, for
+/// crawlers and test accounts with hundreds of thousands of events).
+pub const MAX_STEP_EVENTS: usize = 1_000;
 /// `2^42` > any epoch-ms time we store: level and start share one number.
 const SHIFT: u64 = 1 << 42;
 
@@ -140,7 +146,10 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         binds.extend(b1.iter().cloned());
     }
     for (k, (condition, b)) in steps.iter().enumerate() {
-        inner.push(format!("groupArrayIf(ts_ms, {condition}) AS s{}", k + 1));
+        inner.push(format!(
+            "arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS s{}",
+            k + 1
+        ));
         binds.extend(b.iter().cloned());
     }
     let (mut conditions, guard) = app_and_range(app_id, range);
