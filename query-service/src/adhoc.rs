@@ -126,6 +126,37 @@ pub struct AdhocRequest {
     /// Most rows (default 100, at most [`MAX_ROWS`]).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Answer from this share of users (0 < s ≤ 1, 4 decimals): users are
+    /// chosen by a hash of their id, so each is in or out as a whole; counts
+    /// are scaled back by 1/s and become estimates (`"sampled"` in the answer).
+    #[serde(default)]
+    pub sample: Option<f64>,
+}
+
+/// The sampling condition of `request` (bound: users whose id hashes below the share).
+pub(crate) fn sample_condition(request: &AdhocRequest) -> Result<Option<(String, Bind)>, Invalid> {
+    let Some(share) = request.sample else {
+        return Ok(None);
+    };
+    let per_10k = share * 10_000.0;
+    if !(share > 0.0 && share <= 1.0) || (per_10k - per_10k.round()).abs() > 1e-6 {
+        return Err(invalid(
+            "sample",
+            "a share in (0, 1] with at most 4 decimals",
+        ));
+    }
+    if per_10k.round() >= 10_000.0 {
+        return Ok(None);
+    }
+    Ok(Some((
+        "cityHash64(distinct_id) % 10000 < ?".to_owned(),
+        Bind::Int(per_10k.round() as i64),
+    )))
+}
+
+/// Whether a metric named `name` is a count that sampling scales (averages and rates are not).
+pub fn scales_with_sample(name: &str) -> bool {
+    matches!(name, "events" | "unique_users" | "sessions") || name.starts_with("sum_")
 }
 
 /// Splits `"30m"` into `("30", "m")`: the last character is the unit (safe
@@ -434,6 +465,10 @@ pub fn build(
     binds.extend(guard);
     if !request.include_bots {
         conditions.push("is_bot = 0".into());
+    }
+    if let Some((condition, bind)) = sample_condition(request)? {
+        conditions.push(condition);
+        binds.push(bind);
     }
     for f in &request.filters {
         let (condition, b) = filter(f)?;

@@ -31,6 +31,36 @@ fn golden_statements() {
 }
 
 #[test]
+fn sampling_keeps_whole_users_and_refuses_odd_shares() {
+    let sampled = build(
+        "a",
+        &request(json!({"metric": "events", "range": "7d", "sample": 0.25})),
+        RANGE,
+    )
+    .unwrap();
+    assert!(sampled.text.contains("cityHash64(distinct_id) % 10000 < ?"));
+    assert!(sampled.binds.contains(&Bind::Int(2_500)));
+    let full = build(
+        "a",
+        &request(json!({"metric": "events", "range": "7d", "sample": 1.0})),
+        RANGE,
+    )
+    .unwrap();
+    assert!(!full.text.contains("cityHash64"));
+    for bad in [0.0, -0.5, 1.5, 0.123_45] {
+        let err = build(
+            "a",
+            &request(json!({"metric": "events", "range": "7d", "sample": bad})),
+            RANGE,
+        )
+        .unwrap_err();
+        assert_eq!(err.0, "sample", "{bad}");
+    }
+    assert!(scales_with_sample("events") && scales_with_sample("sum_amount"));
+    assert!(!scales_with_sample("avg_amount") && !scales_with_sample("bounce_rate"));
+}
+
+#[test]
 fn the_app_guard_comes_first_and_bots_are_excluded_by_default() {
     let sql = build(
         "app-1",

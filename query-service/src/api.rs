@@ -145,6 +145,9 @@ pub struct QueryResponse {
     pub results: Vec<serde_json::Map<String, serde_json::Value>>,
     /// More groups existed than `limit`.
     pub truncated: bool,
+    /// The share of users sampled (counts are scaled estimates); absent when exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<f64>,
     /// Time ClickHouse took (the first time this answer was computed).
     pub query_time_ms: u64,
 }
@@ -231,10 +234,11 @@ async fn query_inner<L: LiveSource, E: EventStore>(
             let started = Instant::now();
             let rows = state.events.rows(&sql).await?;
             let truncated = rows.len() > limit;
+            let scale = request.sample.filter(|s| *s < 1.0).map(|s| 1.0 / s);
             let results = rows
                 .into_iter()
                 .take(limit)
-                .map(|row| name_columns(row, &sql))
+                .map(|row| scale_sampled(name_columns(row, &sql), &sql, scale))
                 .collect();
             let answer = QueryResponse {
                 app_id,
@@ -242,6 +246,7 @@ async fn query_inner<L: LiveSource, E: EventStore>(
                 to_ms: range.1,
                 results,
                 truncated,
+                sampled: request.sample.filter(|s| *s < 1.0),
                 query_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             };
             to_bytes(&answer)
@@ -423,6 +428,23 @@ pub(crate) fn cached_json(answer: &axum::body::Bytes, shared: bool) -> axum::res
         ],
         answer.clone(),
     ))
+}
+
+/// Scales the count metrics of a sampled row by `scale` (1/share).
+fn scale_sampled(
+    mut row: serde_json::Map<String, serde_json::Value>,
+    sql: &adhoc::Sql,
+    scale: Option<f64>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let Some(scale) = scale else {
+        return row;
+    };
+    for name in sql.metrics.iter().filter(|m| adhoc::scales_with_sample(m)) {
+        if let Some(value) = row.get(name).and_then(serde_json::Value::as_f64) {
+            row.insert(name.clone(), serde_json::json!((value * scale).round()));
+        }
+    }
+    row
 }
 
 /// Renames `d0…`/`m0…` to the dimension and metric names of `sql`.

@@ -111,6 +111,10 @@ pub fn build(
     if !request.include_bots {
         conditions.push("is_bot = 0".into());
     }
+    if let Some((condition, bind)) = crate::adhoc::sample_condition(request)? {
+        conditions.push(condition);
+        binds.push(bind);
+    }
     for f in &request.filters {
         let (condition, b) = filter_in(f, SESSION_COLUMNS, false)?;
         conditions.push(condition);

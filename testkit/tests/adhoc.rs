@@ -184,6 +184,27 @@ async fn adhoc_queries_match_brute_force() {
     );
     assert_eq!(again, answer);
 
+    // Sampling: whole users by id hash, counts scaled back; a share of 1 is exact.
+    let (_, exact, _) = ask(json!({"metric": "events", "range": "1d", "limit": 7})).await;
+    let (_, one, _) =
+        ask(json!({"metric": "events", "range": "1d", "sample": 1, "limit": 7})).await;
+    assert_eq!(one["results"], exact["results"]);
+    let (status, half, _) = ask(json!({"metric": "events", "range": "1d", "sample": 0.5})).await;
+    assert_eq!(status, 200, "{half}");
+    assert_eq!(half["sampled"], 0.5);
+    let in_sample: u64 = iso
+        .clickhouse_client()
+        .query("SELECT count() FROM events WHERE app_id = ? AND cityHash64(distinct_id) % 10000 < 5000")
+        .bind(app.as_str())
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(
+        half["results"][0]["events"].as_f64(),
+        Some(2.0 * in_sample as f64),
+        "{half}"
+    );
+
     // Every example statement (the golden inputs) runs on this ClickHouse.
     for (name, body) in query_service::adhoc::examples() {
         let (status, answer, _) = ask(body).await;
