@@ -387,6 +387,35 @@ pub(crate) fn app_and_range(
     )
 }
 
+/// The conditions every `/query` statement shares after its app and range
+/// guard — bots, sampling, filters (on `columns`, and on properties when
+/// `properties`), segment — appended in text order with their binds.
+pub(crate) fn request_conditions(
+    request: &AdhocRequest,
+    (app_id, range): (&str, (i64, i64)),
+    (columns, properties): (&[&str], bool),
+    (conditions, binds): (&mut Vec<String>, &mut Vec<Bind>),
+) -> Result<(), Invalid> {
+    if !request.include_bots {
+        conditions.push("is_bot = 0".into());
+    }
+    if let Some((condition, bind)) = sample_condition(request)? {
+        conditions.push(condition);
+        binds.push(bind);
+    }
+    for f in &request.filters {
+        let (condition, b) = filter_in(f, columns, properties)?;
+        conditions.push(condition);
+        binds.extend(b);
+    }
+    if let Some(segment) = &request.segment {
+        let (condition, b) = segment_condition(app_id, range, segment)?;
+        conditions.push(condition);
+        binds.extend(b);
+    }
+    Ok(())
+}
+
 /// "Users who did `segment.did` in the range": a condition on `distinct_id`.
 pub(crate) fn segment_condition(
     app_id: &str,
@@ -463,23 +492,12 @@ pub fn build(
     }
     let (mut conditions, guard) = app_and_range(app_id, (from_ms, to_ms));
     binds.extend(guard);
-    if !request.include_bots {
-        conditions.push("is_bot = 0".into());
-    }
-    if let Some((condition, bind)) = sample_condition(request)? {
-        conditions.push(condition);
-        binds.push(bind);
-    }
-    for f in &request.filters {
-        let (condition, b) = filter(f)?;
-        conditions.push(condition);
-        binds.extend(b);
-    }
-    if let Some(segment) = &request.segment {
-        let (condition, b) = segment_condition(app_id, (from_ms, to_ms), segment)?;
-        conditions.push(condition);
-        binds.extend(b);
-    }
+    request_conditions(
+        request,
+        (app_id, (from_ms, to_ms)),
+        (COLUMNS, true),
+        (&mut conditions, &mut binds),
+    )?;
     let group = if dims.is_empty() {
         String::new()
     } else {

@@ -7,8 +7,7 @@
 //! be mixed with event metrics in one request. Values are bound as everywhere.
 
 use crate::adhoc::{
-    filter_in, invalid, segment_condition, AdhocRequest, Bind, GroupBy, Invalid, Metric, Sql,
-    MAX_ROWS,
+    invalid, request_conditions, AdhocRequest, Bind, GroupBy, Invalid, Metric, Sql, MAX_ROWS,
 };
 
 /// Session attributes a session query may group and filter on.
@@ -108,23 +107,12 @@ pub fn build(
         Bind::Int(from_ms),
         Bind::Int(to_ms),
     ];
-    if !request.include_bots {
-        conditions.push("is_bot = 0".into());
-    }
-    if let Some((condition, bind)) = crate::adhoc::sample_condition(request)? {
-        conditions.push(condition);
-        binds.push(bind);
-    }
-    for f in &request.filters {
-        let (condition, b) = filter_in(f, SESSION_COLUMNS, false)?;
-        conditions.push(condition);
-        binds.extend(b);
-    }
-    if let Some(segment) = &request.segment {
-        let (condition, b) = segment_condition(app_id, (from_ms, to_ms), segment)?;
-        conditions.push(condition);
-        binds.extend(b);
-    }
+    request_conditions(
+        request,
+        (app_id, (from_ms, to_ms)),
+        (SESSION_COLUMNS, false),
+        (&mut conditions, &mut binds),
+    )?;
     let group = if dims.is_empty() {
         String::new()
     } else {
