@@ -192,6 +192,10 @@ pub struct Sql {
     pub dimensions: Vec<String>,
     /// Output names of the metrics (`m0`, `m1`… in the statement).
     pub metrics: Vec<String>,
+    /// Most distinct GROUP BY keys ClickHouse may build (per aggregation
+    /// thread); more → 400 `too_many_groups`. Only for statements whose
+    /// GROUP BY is the answer's dimensions (not per-user grouping).
+    pub max_groups: Option<u64>,
 }
 
 /// Why a query was refused (400 with this text).
@@ -477,6 +481,7 @@ pub fn build(
         binds: Vec::new(),
         dimensions: Vec::new(),
         metrics: Vec::new(),
+        max_groups: None,
     };
     for (i, dim) in dims.iter().enumerate() {
         let (expr, b) = dimension(dim)?;

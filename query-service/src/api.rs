@@ -223,8 +223,9 @@ async fn query_inner<L: LiveSource, E: EventStore>(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
-    let sql = adhoc::build(&app_id, &request, range)
+    let mut sql = adhoc::build(&app_id, &request, range)
         .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
+    sql.max_groups = Some(state.config.max_groups);
     let limit = request.limit.unwrap_or(100);
     // Identical queries within the cache time share one ClickHouse query (seed 002).
     let key = format!("{app_id}|{}|{:?}", sql.text, sql.binds);

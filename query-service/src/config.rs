@@ -33,6 +33,11 @@ pub struct Config {
     /// The aggregator's allowed lateness (`TALLY_AGGREGATOR_LATENESS_MS`, default
     /// 30000): a window is `closing` until then, `final` after.
     pub allowed_lateness_ms: i64,
+    /// Most distinct group-by values one `/query` may build in ClickHouse
+    /// (`TALLY_QUERY_MAX_GROUPS`, default 100000; checked per aggregation
+    /// thread); more → 400 `too_many_groups`. Answers still return at most
+    /// `limit` (≤ 10,000) rows, marked `truncated`.
+    pub max_groups: u64,
     /// How often the read-key cache is refreshed (`TALLY_QUERY_KEY_REFRESH_SECS`, default 10).
     pub key_refresh: Duration,
 }
@@ -52,6 +57,7 @@ impl Config {
             live_cache: Duration::from_millis(env_or("TALLY_QUERY_LIVE_CACHE_MS", 250u64)?),
             allowed_lateness_ms: env_or("TALLY_AGGREGATOR_LATENESS_MS", 30_000i64)?,
             query_cache: Duration::from_secs(env_or("TALLY_QUERY_CACHE_SECS", 5u64)?),
+            max_groups: env_or("TALLY_QUERY_MAX_GROUPS", 100_000u64)?,
         };
         config.validate()?;
         Ok(config)
@@ -74,6 +80,10 @@ impl Config {
         ensure(
             self.key_refresh >= Duration::from_secs(1),
             "TALLY_QUERY_KEY_REFRESH_SECS must be at least 1",
+        )?;
+        ensure(
+            (1..=10_000_000).contains(&self.max_groups),
+            "TALLY_QUERY_MAX_GROUPS must be within 1..=10000000",
         )?;
         ensure(
             !self.redis_prefix.is_empty(),

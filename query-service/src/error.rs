@@ -30,6 +30,9 @@ pub enum QueryError {
     /// The query ran longer than allowed (seconds).
     #[error("query exceeded {0} s; narrow the range or the grouping")]
     TooExpensive(u64),
+    /// The grouping has more distinct keys than allowed.
+    #[error("the group-by has more than {0} distinct values; add filters or fewer dimensions")]
+    TooManyGroups(u64),
     /// No such saved item (in this app) or collection.
     #[error("not found")]
     NotFound,
@@ -67,6 +70,7 @@ impl QueryError {
             QueryError::CorruptLiveData(_) => "corrupt_live_data",
             QueryError::InvalidQuery(..) => "invalid_query",
             QueryError::TooExpensive(_) => "query_too_expensive",
+            QueryError::TooManyGroups(_) => "too_many_groups",
             QueryError::NotFound => "not_found",
             QueryError::SavedUnavailable(_) => "saved_unavailable",
             QueryError::MissingReadKey => "missing_read_key",
@@ -84,7 +88,8 @@ impl QueryError {
             QueryError::InvalidAppId
             | QueryError::InvalidParameter(..)
             | QueryError::InvalidQuery(..)
-            | QueryError::TooExpensive(_) => StatusCode::BAD_REQUEST,
+            | QueryError::TooExpensive(_)
+            | QueryError::TooManyGroups(_) => StatusCode::BAD_REQUEST,
             QueryError::MissingReadKey
             | QueryError::InvalidAuthorization
             | QueryError::InvalidReadKey => StatusCode::UNAUTHORIZED,

@@ -12,14 +12,18 @@
 //! time to convert from step 1; optionally broken down by a column or property
 //! of the user's first step-1 event.
 //!
-//! Per user, the earliest [`MAX_STEP_EVENTS`] events of each step count.
+//! That is the relaxed order (the default); in strict order each next step
+//! must be the user's very next event in time (see [`crate::funnel_order`],
+//! which builds the per-user part in both orders).
 //!
 //! One statement, valid on ClickHouse 18.16 (no `windowFunnel`, which there
-//! only takes whole seconds): per user, arrays of step times; per start time, the
-//! chain of earliest next steps (nested `arrayFilter`, an empty step giving the
-//! sentinel `MAX`); the best start encoded with its level in one number.
+//! only takes whole seconds, and no strict mode in it that sees events of
+//! other names): per user, arrays of times; per start, the chain of next
+//! steps; the best start encoded with its level in one number.
 
 use crate::adhoc::{app_and_range, field, filter, invalid, split_unit, Bind, Filter, Invalid, Sql};
+use crate::funnel_order::Core;
+pub use crate::funnel_order::{MAX_STEP_EVENTS, MAX_STRICT_TIMES};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -27,13 +31,6 @@ use serde_json::Value;
 pub const MAX_STEPS: usize = 8;
 /// Longest conversion window, ms (90 days).
 pub const MAX_WINDOW_MS: i64 = 90 * 86_400_000;
-/// Per user, only the earliest this many events of each step in the range
-/// take part (bounds the per-user work, which is quadratic in them, for
-/// crawlers and test accounts with hundreds of thousands of events).
-pub const MAX_STEP_EVENTS: usize = 1_000;
-/// `2^42` > any epoch-ms time we store: level and start share one number.
-const SHIFT: u64 = 1 << 42;
-
 /// One step: an event name, or `{"event": …, "filters": […]}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -61,7 +58,8 @@ pub struct FunnelRequest {
     /// Conversion window from the first step, e.g. `"1d"`, `"2h"`, `"30m"` (default `"1d"`).
     #[serde(default)]
     pub window: Option<String>,
-    /// Only `relaxed` (other events may come between steps).
+    /// `relaxed` (default: other events may come between steps) or `strict`
+    /// (each step is the user's next event).
     #[serde(default)]
     pub order: Option<String>,
     /// Break down by a column or property of the user's first step-1 event.
@@ -109,9 +107,11 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     if !(2..=MAX_STEPS).contains(&n) {
         return Err(invalid("steps", format!("2..={MAX_STEPS} steps")));
     }
-    if request.order.as_deref().is_some_and(|o| o != "relaxed") {
-        return Err(invalid("order", "only \"relaxed\" is supported"));
-    }
+    let strict = match request.order.as_deref() {
+        None | Some("relaxed") => false,
+        Some("strict") => true,
+        Some(_) => return Err(invalid("order", "\"relaxed\" or \"strict\"")),
+    };
     let window = window_ms(request.window.as_deref().unwrap_or("1d"))?;
     // Step conditions (each used twice: in its groupArrayIf and in the WHERE).
     let mut steps: Vec<(String, Vec<Bind>)> = Vec::new();
@@ -135,64 +135,24 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         }
         steps.push((format!("({})", condition.join(" AND ")), binds));
     }
-    let mut binds = Vec::new();
-    let mut inner = Vec::new();
-    if let Some(breakdown) = &request.breakdown {
-        let (expr, b) =
-            field(breakdown).map_err(|_| invalid("breakdown", "a column or property"))?;
-        binds.extend(b);
-        let (c1, b1) = &steps[0];
-        inner.push(format!("argMinIf({expr}, ts_ms, {c1}) AS b"));
-        binds.extend(b1.iter().cloned());
-    }
-    for (k, (condition, b)) in steps.iter().enumerate() {
-        inner.push(format!(
-            "arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS s{}",
-            k + 1
-        ));
-        binds.extend(b.iter().cloned());
-    }
-    let (mut conditions, guard) = app_and_range(app_id, range);
-    binds.extend(guard);
-    if !request.include_bots {
-        conditions.push("is_bot = 0".into());
-    }
-    let any_step: Vec<&str> = steps.iter().map(|(c, _)| c.as_str()).collect();
-    conditions.push(format!("({})", any_step.join(" OR ")));
-    for (_, b) in &steps {
-        binds.extend(b.iter().cloned());
-    }
-    // E_k(a): earliest step-k time after E_{k-1}(a) within the window of a; MAX if none.
-    let max = u64::MAX;
-    let chain = |a: &str, k: usize| -> String {
-        let mut e = a.to_owned();
-        for step in 2..=k {
-            e = format!(
-                "arrayReduce('min', arrayPushBack(arrayFilter(x{step} -> x{step} > {e} AND x{step} <= {a} + {window}, s{step}), {max}))"
-            );
-        }
-        e
+    let (conditions, guard) = app_and_range(app_id, range);
+    let core = Core {
+        steps: &steps,
+        breakdown: request
+            .breakdown
+            .as_deref()
+            .map(|b| field(b).map_err(|_| invalid("breakdown", "a column or property")))
+            .transpose()?,
+        conditions,
+        guard,
+        include_bots: request.include_bots,
+        window,
     };
-    let level: Vec<String> = (2..=n)
-        .map(|k| format!("({} < {max})", chain("a", k)))
-        .collect();
-    let key = format!(
-        "arrayReduce('max', arrayMap(a -> (1 + {}) * {SHIFT} + ({} - a), s1))",
-        level.join(" + "),
-        SHIFT - 1
-    );
-    let breakdown = if request.breakdown.is_some() {
-        "b, "
+    let (middle, binds) = if strict {
+        core.strict()
     } else {
-        ""
+        core.relaxed()
     };
-    let mut middle = vec![
-        format!("intDiv(key, {SHIFT}) AS level"),
-        format!("{} - key % {SHIFT} AS start", SHIFT - 1),
-    ];
-    for k in 2..=n {
-        middle.push(format!("{} AS e{k}", chain("start", k)));
-    }
     // Counts as Float64 (JSONEachRow quotes 64-bit integers); no median → -1.
     let mut outer = Vec::new();
     for k in 1..=n {
@@ -214,21 +174,16 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     } else {
         ("", "")
     };
-    let arrays: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
     let text = format!(
-        "SELECT {select_b}{} FROM (SELECT {breakdown}{} FROM (SELECT {breakdown}{key} AS key, {} \
-         FROM (SELECT {} FROM events WHERE {} GROUP BY distinct_id HAVING length(s1) > 0))){group_b}",
-        outer.join(", "),
-        middle.join(", "),
-        arrays.join(", "),
-        inner.join(", "),
-        conditions.join(" AND "),
+        "SELECT {select_b}{} FROM ({middle}){group_b}",
+        outer.join(", ")
     );
     Ok(Sql {
         text,
         binds,
         dimensions: Vec::new(),
         metrics: Vec::new(),
+        max_groups: None,
     })
 }
 
@@ -300,21 +255,26 @@ mod tests {
         let one_step: FunnelRequest =
             serde_json::from_value(json!({"steps": ["a"], "range": "7d"})).unwrap();
         assert_eq!(build("a", &one_step, (0, 1)).unwrap_err().0, "steps");
-        let strict: FunnelRequest =
-            serde_json::from_value(json!({"steps": ["a", "b"], "range": "7d", "order": "strict"}))
+        let any: FunnelRequest =
+            serde_json::from_value(json!({"steps": ["a", "b"], "range": "7d", "order": "any"}))
                 .unwrap();
-        assert_eq!(build("a", &strict, (0, 1)).unwrap_err().0, "order");
+        assert_eq!(build("a", &any, (0, 1)).unwrap_err().0, "order");
     }
 
     #[test]
-    fn golden_funnel_statement() {
+    fn golden_funnel_statements() {
+        golden("funnel_three_steps_breakdown", None);
+        golden("funnel_strict_three_steps_breakdown", Some("strict"));
+    }
+
+    fn golden(name: &str, order: Option<&str>) {
         let request: FunnelRequest = serde_json::from_value(json!({
             "steps": ["page_view", {"event": "add_to_cart", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, "purchase"],
-            "range": "30d", "window": "1h", "breakdown": "country"})).unwrap();
+            "range": "30d", "window": "1h", "breakdown": "country", "order": order})).unwrap();
         let sql = build("app-1", &request, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
         let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden/funnel_three_steps_breakdown.sql");
+            .join(format!("tests/golden/{name}.sql"));
         if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, &rendered).unwrap();
         }

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod funnel;
+pub mod funnel_order;
 pub mod live;
 pub mod metrics;
 pub mod reports;

@@ -82,6 +82,7 @@ pub fn build(
             binds,
             dimensions: Vec::new(),
             metrics: Vec::new(),
+            max_groups: None,
         },
         periods,
     ))

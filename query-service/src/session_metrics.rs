@@ -71,6 +71,7 @@ pub fn build(
         binds: Vec::new(),
         dimensions: Vec::new(),
         metrics: Vec::new(),
+        max_groups: None,
     };
     for (i, dim) in dims.iter().enumerate() {
         let expr = match bucket(dim) {

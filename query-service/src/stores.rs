@@ -170,6 +170,11 @@ impl EventStore for ClickHouseStore {
             .client
             .query(&sql.text)
             .with_setting("max_execution_time", MAX_EXECUTION_SECS.to_string());
+        if let Some(groups) = sql.max_groups {
+            query = query
+                .with_setting("max_rows_to_group_by", groups.to_string())
+                .with_setting("group_by_overflow_mode", "throw");
+        }
         for bind in &sql.binds {
             query = match bind {
                 Bind::Text(text) => query.bind(text.as_str()),
@@ -183,11 +188,17 @@ impl EventStore for ClickHouseStore {
             .collect()
             .await
             .map_err(|err| {
-                // ClickHouse's TIMEOUT_EXCEEDED (code 159): the query, not the store, is the problem.
-                if err.to_string().contains("Code: 159") {
-                    crate::QueryError::TooExpensive(MAX_EXECUTION_SECS)
-                } else {
-                    crate::QueryError::StoreUnavailable(err)
+                // TIMEOUT_EXCEEDED (159) and TOO_MANY_ROWS (158, from
+                // max_rows_to_group_by): the query, not the store, is the problem.
+                let text = err.to_string();
+                match sql.max_groups {
+                    _ if text.contains("Code: 159") => {
+                        crate::QueryError::TooExpensive(MAX_EXECUTION_SECS)
+                    }
+                    Some(groups) if text.contains("Code: 158") => {
+                        crate::QueryError::TooManyGroups(groups)
+                    }
+                    _ => crate::QueryError::StoreUnavailable(err),
                 }
             })?;
         bytes

@@ -142,6 +142,7 @@ pub fn query_config(iso: &Isolation) -> query_service::Config {
         live_cache: Duration::from_millis(250),
         allowed_lateness_ms: 30_000,
         query_cache: Duration::from_secs(5),
+        max_groups: 100_000,
     }
 }
 

@@ -225,6 +225,34 @@ async fn adhoc_queries_match_brute_force() {
             "{body}"
         );
     }
+    // Group-by cardinality: a service allowing 10 distinct values refuses the
+    // 50 amounts, answers the 3 plans.
+    let narrow = services::query(query_service::Config {
+        max_groups: 10,
+        ..services::query_config(&iso)
+    })
+    .await;
+    let narrow_url = format!("{}/api/v1/analytics/{app}/query", narrow.url());
+    for (group_by, status, reason) in [
+        ("properties.amount", 400, Some("too_many_groups")),
+        ("properties.plan", 200, None),
+    ] {
+        let response = http
+            .post(&narrow_url)
+            .bearer_auth(&read_key)
+            .json(&json!({"metric": "events", "range": "1d", "group_by": group_by}))
+            .send()
+            .await
+            .unwrap();
+        let got = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, reason),
+            "{group_by}: {answer}"
+        );
+    }
+    narrow.stop().await;
     assert_eq!(
         clickhouse_counts(&iso, &app).await.0,
         121,

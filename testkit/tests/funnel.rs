@@ -1,7 +1,7 @@
 //! `/funnel` against a brute-force reference: the same generated events are
 //! posted through the gateway and funneled by hand (definition in
 //! `query_service::funnel`), per step users, conversion, drop-off and median
-//! time to convert, also broken down by a property.
+//! time to convert, also broken down by a property, in relaxed and strict order.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,59 +38,76 @@ fn generate(now: i64) -> Vec<Event> {
     events
 }
 
-/// Per user: (level, times from start to each reached step k >= 2, plan of the first step-1 event).
-fn reference(events: &[Event], step2_plan: &str) -> Vec<(usize, Vec<i64>, &'static str)> {
+/// Per user: (level, times from start to each reached step k >= 2, plan of
+/// the first step-1 event). Steps: page_view, add_to_cart (of `step2_plan`
+/// if given), purchase.
+fn reference(
+    events: &[Event],
+    step2_plan: Option<&str>,
+    strict: bool,
+) -> Vec<(usize, Vec<i64>, &'static str)> {
     let mut users: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for event in events {
         users.entry(event.0.as_str()).or_default().push(event);
     }
+    let matches = |e: &Event, step: usize| match step {
+        0 => e.1 == "page_view",
+        1 => e.1 == "add_to_cart" && step2_plan.is_none_or(|p| e.3 == p),
+        _ => e.1 == "purchase",
+    };
     let mut out = Vec::new();
     for (_, mut list) in users {
         list.sort_by_key(|e| e.2);
-        let steps: [Vec<i64>; 3] = [
-            list.iter()
-                .filter(|e| e.1 == "page_view")
-                .map(|e| e.2)
-                .collect(),
-            list.iter()
-                .filter(|e| e.1 == "add_to_cart" && e.3 == step2_plan)
-                .map(|e| e.2)
-                .collect(),
-            list.iter()
-                .filter(|e| e.1 == "purchase")
-                .map(|e| e.2)
-                .collect(),
-        ];
-        if steps[0].is_empty() {
+        let Some(first) = list.iter().find(|e| matches(e, 0)) else {
             continue;
+        };
+        let plan = first.3;
+        // Per distinct time: the steps matched there.
+        let mut times: BTreeMap<i64, [bool; 3]> = BTreeMap::new();
+        for e in &list {
+            let at = times.entry(e.2).or_default();
+            for (step, hit) in at.iter_mut().enumerate() {
+                *hit |= matches(e, step);
+            }
         }
-        let plan = list.iter().find(|e| e.1 == "page_view").unwrap().3;
+        let times: Vec<(i64, [bool; 3])> = times.into_iter().collect();
         let mut best: Option<(usize, i64, Vec<i64>)> = None;
-        for &a in &steps[0] {
-            let (mut previous, mut times) = (a, Vec::new());
-            for step in &steps[1..] {
-                match step
-                    .iter()
-                    .filter(|x| **x > previous && **x <= a + WINDOW_MS)
-                    .min()
-                {
-                    Some(&x) => {
-                        times.push(x - a);
+        for (i, &(a, hits)) in times.iter().enumerate() {
+            if !hits[0] {
+                continue;
+            }
+            let (mut previous, mut reached) = (a, Vec::new());
+            for step in 1..3 {
+                let next = if strict {
+                    times
+                        .get(i + step)
+                        .filter(|(t, h)| h[step] && *t <= a + WINDOW_MS)
+                        .map(|(t, _)| *t)
+                } else {
+                    times
+                        .iter()
+                        .map(|(t, h)| (*t, h[step]))
+                        .find(|&(t, hit)| hit && t > previous && t <= a + WINDOW_MS)
+                        .map(|(t, _)| t)
+                };
+                match next {
+                    Some(x) => {
+                        reached.push(x - a);
                         previous = x;
                     }
                     None => break,
                 }
             }
-            let level = 1 + times.len();
+            let level = 1 + reached.len();
             if best
                 .as_ref()
                 .is_none_or(|(l, start, _)| level > *l || (level == *l && a < *start))
             {
-                best = Some((level, a, times));
+                best = Some((level, a, reached));
             }
         }
-        let (level, _, times) = best.unwrap();
-        out.push((level, times, plan));
+        let (level, _, reached) = best.unwrap();
+        out.push((level, reached, plan));
     }
     out
 }
@@ -173,7 +190,7 @@ async fn funnels_equal_the_brute_force_reference() {
     let steps = json!(["page_view", {"event": "add_to_cart", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, "purchase"]);
     let (status, answer) = ask(json!({"steps": steps, "range": "1d", "window": "10m"})).await;
     assert_eq!(status, 200, "{answer}");
-    let users = reference(&events, "pro");
+    let users = reference(&events, Some("pro"), false);
     let want = expected(&users);
     assert_eq!(observed(&answer["funnel"]), want, "{answer}");
     assert!(
@@ -198,11 +215,41 @@ async fn funnels_equal_the_brute_force_reference() {
     }
     assert_eq!(answer["breakdown"].as_array().unwrap().len(), 2);
 
+    // Strict order: each step the user's next event (other names break the
+    // chain), with and without a breakdown.
+    let plain = json!(["page_view", "add_to_cart", "purchase"]);
+    let strict = reference(&events, None, true);
+    let relaxed = reference(&events, None, false);
+    let (status, answer) =
+        ask(json!({"steps": plain, "range": "1d", "window": "10m", "order": "strict"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let want = expected(&strict);
+    assert_eq!(observed(&answer["funnel"]), want, "{answer}");
+    let loose = expected(&relaxed);
+    assert!(
+        want[2].0 > 0 && want[1].0 < loose[1].0 && want[2].0 < loose[2].0,
+        "strict differs from relaxed on this data: {want:?} vs {loose:?}"
+    );
+    eprintln!("funnel users per step: strict {want:?}, relaxed {loose:?}");
+    let (status, answer) = ask(json!({"steps": plain, "range": "1d", "window": "10m",
+        "order": "strict", "breakdown": "properties.plan"}))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    for group in answer["breakdown"].as_array().unwrap() {
+        let plan = group["value"].as_str().unwrap();
+        let subset: Vec<_> = strict.iter().filter(|u| u.2 == plan).cloned().collect();
+        assert_eq!(
+            observed(&group["funnel"]),
+            expected(&subset),
+            "strict, plan {plan}"
+        );
+    }
+
     // Refusals.
     for body in [
         json!({"steps": ["a"], "range": "1d"}),
         json!({"steps": ["a", "b"], "range": "1d", "window": "1y"}),
-        json!({"steps": ["a", "b"], "range": "1d", "order": "strict"}),
+        json!({"steps": ["a", "b"], "range": "1d", "order": "any"}),
         json!({"steps": ["a", "b"], "range": "1d", "breakdown": "a b"}),
     ] {
         let (status, answer) = ask(body.clone()).await;

@@ -1,0 +1,212 @@
+//! The per-user part of a funnel statement, in both orders. Each returns a
+//! sub-select with one row per user that has a step-1 event: `b` (breakdown,
+//! when asked), `level` (highest step reached, 0 when none counts), `start`
+//! (the earliest step-1 time reaching that level) and `e2…en` (the time of
+//! each later step for that start; meaningless above `level`).
+//!
+//! - Relaxed: step k+1 is the earliest step-(k+1) event strictly after step
+//!   k, within the window of the start; other events may come between.
+//!   Per user, the earliest [`MAX_STEP_EVENTS`] events of each step count.
+//! - Strict: step k+1 must be at the user's next point in time after step k
+//!   (no event of the user, of any name, strictly between the two; events in
+//!   the same millisecond as a step cannot be ordered against it and do not
+//!   break the chain), within the window of the start. Per user, the earliest
+//!   [`MAX_STRICT_TIMES`] distinct times count.
+//!
+//! Both encode a start as `level * SHIFT + (SHIFT - 1 - start)` so that one
+//! `max` picks the highest level and, among equals, the earliest start.
+
+use crate::adhoc::Bind;
+
+/// Relaxed order: per user, only the earliest this many events of each step
+/// in the range take part (bounds the per-user work, which is quadratic in
+/// them, for crawlers and test accounts with hundreds of thousands of events).
+pub const MAX_STEP_EVENTS: usize = 1_000;
+/// Strict order: per user, only the earliest this many distinct event times in
+/// the range take part (the work is linear in them).
+pub const MAX_STRICT_TIMES: usize = 100_000;
+/// `2^42` > any epoch-ms time we store: level and start share one number.
+const SHIFT: u64 = 1 << 42;
+
+/// What both orders need. `steps` are `(condition, binds)`; `breakdown` an
+/// expression with its binds; `conditions`/`guard` the app and range guard.
+#[derive(Debug)]
+pub struct Core<'a> {
+    /// Step conditions with their binds.
+    pub steps: &'a [(String, Vec<Bind>)],
+    /// Breakdown expression and its binds.
+    pub breakdown: Option<(String, Vec<Bind>)>,
+    /// App and range conditions (their binds are `guard`).
+    pub conditions: Vec<String>,
+    /// Binds of `conditions`.
+    pub guard: Vec<Bind>,
+    /// Count bot events too.
+    pub include_bots: bool,
+    /// Conversion window, ms.
+    pub window: i64,
+}
+
+impl Core<'_> {
+    fn where_clause(&self, extra: Option<String>) -> String {
+        let mut conditions = self.conditions.clone();
+        if !self.include_bots {
+            conditions.push("is_bot = 0".into());
+        }
+        conditions.extend(extra);
+        conditions.join(" AND ")
+    }
+
+    /// `argMinIf(expr, ts_ms, step 1) AS {alias}, ` and its binds, or nothing.
+    fn first_breakdown(&self, alias: &str, binds: &mut Vec<Bind>) -> String {
+        match &self.breakdown {
+            Some((expr, b)) => {
+                let (c1, b1) = &self.steps[0];
+                binds.extend(b.iter().cloned());
+                binds.extend(b1.iter().cloned());
+                format!("argMinIf({expr}, ts_ms, {c1}) AS {alias}, ")
+            }
+            None => String::new(),
+        }
+    }
+
+    fn b(&self) -> &'static str {
+        if self.breakdown.is_some() {
+            "b, "
+        } else {
+            ""
+        }
+    }
+
+    /// The relaxed sub-select and its binds.
+    pub fn relaxed(&self) -> (String, Vec<Bind>) {
+        let n = self.steps.len();
+        let window = self.window;
+        let mut binds = Vec::new();
+        let mut inner = self.first_breakdown("b", &mut binds);
+        let arrays: Vec<String> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, (condition, b))| {
+                binds.extend(b.iter().cloned());
+                format!(
+                    "arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS s{}",
+                    k + 1
+                )
+            })
+            .collect();
+        inner.push_str(&arrays.join(", "));
+        binds.extend(self.guard.iter().cloned());
+        let any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
+        for (_, b) in self.steps {
+            binds.extend(b.iter().cloned());
+        }
+        let filter = self.where_clause(Some(format!("({})", any_step.join(" OR "))));
+        // E_k(a): earliest step-k time after E_{k-1}(a) within the window of a; MAX if none.
+        let max = u64::MAX;
+        let chain = |a: &str, k: usize| -> String {
+            let mut e = a.to_owned();
+            for step in 2..=k {
+                e = format!(
+                    "arrayReduce('min', arrayPushBack(arrayFilter(x{step} -> x{step} > {e} AND x{step} <= {a} + {window}, s{step}), {max}))"
+                );
+            }
+            e
+        };
+        let level: Vec<String> = (2..=n)
+            .map(|k| format!("({} < {max})", chain("a", k)))
+            .collect();
+        let key = format!(
+            "arrayReduce('max', arrayMap(a -> (1 + {}) * {SHIFT} + ({} - a), s1))",
+            level.join(" + "),
+            SHIFT - 1
+        );
+        let mut middle = vec![
+            format!("intDiv(key, {SHIFT}) AS level"),
+            format!("{} - key % {SHIFT} AS start", SHIFT - 1),
+        ];
+        for k in 2..=n {
+            middle.push(format!("{} AS e{k}", chain("start", k)));
+        }
+        let names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
+        let b = self.b();
+        let text = format!(
+            "SELECT {b}{} FROM (SELECT {b}{key} AS key, {} FROM (SELECT {inner} FROM events \
+             WHERE {filter} GROUP BY distinct_id HAVING length(s1) > 0))",
+            middle.join(", "),
+            names.join(", "),
+        );
+        (text, binds)
+    }
+
+    /// The strict sub-select and its binds. Per user and millisecond, a mask
+    /// of the steps matched there (0: another event); then per user the
+    /// sorted times `T` and masks `M`; a start at index i reaches step k when
+    /// `M[i+j-1]` has step j's bit for every j ≤ k and `T[i+k-1]` is within
+    /// the window.
+    pub fn strict(&self) -> (String, Vec<Bind>) {
+        let n = self.steps.len();
+        let window = self.window;
+        let mut binds = Vec::new();
+        let first = self.first_breakdown("b0", &mut binds);
+        let mask: Vec<String> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, (condition, b))| {
+                binds.extend(b.iter().cloned());
+                format!("if({condition}, {}, 0)", 1u32 << k)
+            })
+            .collect();
+        binds.extend(self.guard.iter().cloned());
+        let filter = self.where_clause(None);
+        let per_time = format!(
+            "SELECT distinct_id, ts_ms, {first}groupBitOr({}) AS mask FROM events \
+             WHERE {filter} GROUP BY distinct_id, ts_ms",
+            mask.join(" + ")
+        );
+        let per_user_b = if self.breakdown.is_some() {
+            "argMinIf(b0, ts_ms, bitAnd(mask, 1) = 1) AS b, "
+        } else {
+            ""
+        };
+        let per_user = format!(
+            "SELECT {per_user_b}arraySlice(arraySort(groupArray(ts_ms * 256 + mask)), 1, {MAX_STRICT_TIMES}) AS tm \
+             FROM ({per_time}) GROUP BY distinct_id HAVING bitAnd(groupBitOr(mask), 1) = 1"
+        );
+        // ok_k(i): step k's bit at i+k-1 and within the window (out of range: M = 0).
+        let ok = |k: usize| {
+            format!(
+                "bitAnd(M[i + {}], {}) != 0 AND T[i + {}] <= T[i] + {window}",
+                k - 1,
+                1u32 << (k - 1),
+                k - 1
+            )
+        };
+        let reached: Vec<String> = (2..=n)
+            .map(|k| {
+                let all: Vec<String> = (2..=k).map(ok).collect();
+                format!("({})", all.join(" AND "))
+            })
+            .collect();
+        let key = format!(
+            "arrayReduce('max', arrayMap(i -> if(bitAnd(M[i], 1) = 0, 0, (1 + {}) * {SHIFT} + ({} - T[i])), arrayEnumerate(T)))",
+            reached.join(" + "),
+            SHIFT - 1
+        );
+        let b = self.b();
+        // `key` sits beside the definitions of `T` and `M`: 18.16 prunes a
+        // sub-select column used only inside a lambda body of the outer one.
+        let times: Vec<String> = (2..=n)
+            .map(|k| format!("T[idx + {}] AS e{k}", k - 1))
+            .collect();
+        let text = format!(
+            "SELECT {b}intDiv(key, {SHIFT}) AS level, {} - key % {SHIFT} AS start, indexOf(T, start) AS idx, {} \
+             FROM (SELECT {b}arrayMap(x -> intDiv(x, 256), tm) AS T, arrayMap(x -> x % 256, tm) AS M, \
+             {key} AS key FROM ({per_user}))",
+            SHIFT - 1,
+            times.join(", "),
+        );
+        (text, binds)
+    }
+}
