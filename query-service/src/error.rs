@@ -48,6 +48,9 @@ pub enum QueryError {
     /// No active read key matches (write keys cannot read).
     #[error("invalid read key")]
     InvalidReadKey,
+    /// The stream token is malformed, unknown or expired.
+    #[error("invalid or expired stream token: ask POST …/live/token for a new one")]
+    InvalidStreamToken,
     /// The read key belongs to another app.
     #[error("the read key does not belong to this app")]
     KeyAppMismatch,
@@ -77,6 +80,7 @@ impl QueryError {
             QueryError::InvalidAuthorization => "invalid_authorization",
             QueryError::InvalidReadKey => "invalid_read_key",
             QueryError::KeyAppMismatch => "key_app_mismatch",
+            QueryError::InvalidStreamToken => "invalid_stream_token",
             QueryError::KeysUnavailable => "keys_unavailable",
             QueryError::Startup(_) => "startup",
         }
@@ -92,7 +96,8 @@ impl QueryError {
             | QueryError::TooManyGroups(_) => StatusCode::BAD_REQUEST,
             QueryError::MissingReadKey
             | QueryError::InvalidAuthorization
-            | QueryError::InvalidReadKey => StatusCode::UNAUTHORIZED,
+            | QueryError::InvalidReadKey
+            | QueryError::InvalidStreamToken => StatusCode::UNAUTHORIZED,
             QueryError::KeyAppMismatch => StatusCode::FORBIDDEN,
             QueryError::NotFound => StatusCode::NOT_FOUND,
             QueryError::LiveUnavailable(_)

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod saved;
 pub mod session_metrics;
 pub mod stores;
+pub mod stream_token;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -64,6 +65,7 @@ pub struct AppState<L, E> {
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/analytics/{app_id}/live"),
     ("get", "/api/v1/analytics/{app_id}/live/stream"),
+    ("post", "/api/v1/analytics/{app_id}/live/token"),
     ("get", "/api/v1/analytics/{app_id}/count"),
     ("get", "/api/v1/analytics/{app_id}/query"),
     ("post", "/api/v1/analytics/{app_id}/query"),
@@ -91,6 +93,10 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/live/stream",
             get(live::stream::<L, E>),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/live/token",
+            axum::routing::post(stream_token::issue::<L, E>),
         )
         .route("/api/v1/analytics/{app_id}/count", get(api::count::<L, E>))
         .route(

@@ -10,7 +10,9 @@
 //!   over the N windows). `as_of_ms` says when the numbers were read.
 //! * `GET /api/v1/analytics/{app_id}/live/stream` — Server-Sent Events: every
 //!   second a `partial` event with the open window's numbers so far, and a
-//!   `window` event with each window's numbers once it has closed.
+//!   `window` event with each window's numbers once it has closed. Read key
+//!   in the header, or (browsers) `?token=` from `POST …/live/token`
+//!   ([`crate::stream_token`]).
 //!
 //! Answers are computed once per `TALLY_QUERY_LIVE_CACHE_MS` for identical
 //! requests, and concurrent identical requests share one Redis read
@@ -18,6 +20,7 @@
 
 use crate::auth::authorize;
 use crate::stores::{EventStore, LiveSource};
+use crate::stream_token::authorize_stream;
 use crate::{api::valid_app_id, AppState, QueryError};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -281,16 +284,26 @@ async fn live_answer<L: LiveSource, E: EventStore>(
     })
 }
 
-/// `GET /api/v1/analytics/{app_id}/live/stream` (Server-Sent Events).
+/// Query string of the stream.
+#[derive(Debug, serde::Deserialize)]
+pub struct StreamParams {
+    /// A stream token (see [`crate::stream_token`]), for clients that cannot
+    /// send the `Authorization` header (browsers' `EventSource`).
+    pub token: Option<String>,
+}
+
+/// `GET /api/v1/analytics/{app_id}/live/stream` (Server-Sent Events;
+/// read key in the header, or `?token=` from `POST …/live/token`).
 pub async fn stream<L: LiveSource, E: EventStore>(
     State(state): State<Arc<AppState<L, E>>>,
     Path(app_id): Path<String>,
+    Query(params): Query<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>, QueryError> {
     if !valid_app_id(&app_id) {
         return Err(QueryError::InvalidAppId);
     }
-    authorize(&state.keys, &headers, &app_id).await?;
+    authorize_stream(&state, &headers, params.token.as_deref(), &app_id).await?;
     let events = futures::stream::unfold(
         (state, app_id, None::<i64>),
         |(state, app_id, mut open)| async move {

@@ -15,6 +15,18 @@ pub trait LiveSource: Send + Sync + 'static {
         app_id: &str,
         starts: &[i64],
     ) -> impl Future<Output = Result<Vec<WindowSnapshot>, crate::QueryError>> + Send;
+    /// Stores a stream token's hash for `app_id`, expiring after `ttl_secs`.
+    fn put_stream_token(
+        &self,
+        hash: &str,
+        app_id: &str,
+        ttl_secs: u64,
+    ) -> impl Future<Output = Result<(), crate::QueryError>> + Send;
+    /// The app of an unexpired stream token's hash.
+    fn stream_token_app(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<String>, crate::QueryError>> + Send;
     /// `Ok` when reachable.
     fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -94,6 +106,29 @@ impl LiveSource for RedisLive {
                 )?)
             })
             .collect()
+    }
+
+    async fn put_stream_token(
+        &self,
+        hash: &str,
+        app_id: &str,
+        ttl_secs: u64,
+    ) -> Result<(), crate::QueryError> {
+        redis::cmd("SET")
+            .arg(format!("{}:stream_token:{hash}", self.prefix))
+            .arg(app_id)
+            .arg("EX")
+            .arg(ttl_secs)
+            .query_async::<()>(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn stream_token_app(&self, hash: &str) -> Result<Option<String>, crate::QueryError> {
+        Ok(redis::cmd("GET")
+            .arg(format!("{}:stream_token:{hash}", self.prefix))
+            .query_async(&mut self.connection.clone())
+            .await?)
     }
 
     async fn ping(&self) -> Result<(), String> {

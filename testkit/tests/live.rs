@@ -1,6 +1,7 @@
 //! The live API end to end: active users over 5 and 30 minutes, a conversion
 //! rate between two events, window states, the answer cache shared by
-//! concurrent identical polls, and the Server-Sent Events stream.
+//! concurrent identical polls, and the Server-Sent Events stream (by read key
+//! or by stream token).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -148,6 +149,109 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
     let closed = closed.expect("a closed window within 20 s");
     assert_ne!(closed["state"], "open", "{closed}");
     assert!(partials >= 1);
+
+    // Browsers: a stream token from the read key opens the stream by URL.
+    let token_url = format!("{}/api/v1/analytics/{app}/live/token", query.url());
+    let response = http
+        .post(&token_url)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "a write key cannot issue tokens");
+    let answer: Value = http
+        .post(&token_url)
+        .bearer_auth(&read_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = answer["token"].as_str().unwrap().to_owned();
+    assert_eq!(answer["expires_in_s"], 300);
+    let response = http
+        .get(format!(
+            "{}{}",
+            query.url(),
+            answer["stream_path"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: partial") && !text.contains("event:partial") {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), body.next())
+            .await
+            .expect("a partial within 5 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // Redis holds its hash only, expiring within 300 s.
+    let mut redis = redis::Client::open(iso.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let stored = format!(
+        "{}:stream_token:{}",
+        iso.redis_prefix,
+        query_service::stream_token::token_hash(&token)
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&stored)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!((1..=300).contains(&ttl), "ttl {ttl}");
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(format!("{}:stream_token:{token}", iso.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(raw, None);
+    // Refusals: another app's path, unknown or malformed tokens, and the
+    // token opens nothing but the stream.
+    let other = tally_testkit::unique("other");
+    let zeros = format!("st_{}", "0".repeat(64));
+    for (url, status, reason) in [
+        (
+            format!(
+                "{}/api/v1/analytics/{other}/live/stream?token={token}",
+                query.url()
+            ),
+            403,
+            "key_app_mismatch",
+        ),
+        (
+            format!("{stream_url}?token={zeros}"),
+            401,
+            "invalid_stream_token",
+        ),
+        (
+            format!("{stream_url}?token=abc"),
+            401,
+            "invalid_stream_token",
+        ),
+        (
+            format!("{stream_url}?token=st_%C3%A9"),
+            401,
+            "invalid_stream_token",
+        ),
+        (
+            format!("{}/api/v1/analytics/{app}/live?token={token}", query.url()),
+            401,
+            "missing_read_key",
+        ),
+    ] {
+        let response = http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), status, "{url}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], reason, "{url}");
+    }
 
     query.stop().await;
     aggregator.stop().await;

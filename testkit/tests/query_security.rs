@@ -155,7 +155,31 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
             assert!(body["error"].is_string() || status == 404, "{url}: {body}");
             cases += 1;
         }
+        // …and as a stream token (no header).
+        let url = format!("{base}/api/v1/analytics/{mine}/live/stream?token={encoded}");
+        let (status, body) = get(url.clone(), None).await;
+        assert!(matches!(status, 400 | 401), "{url}: {status} {body}");
+        assert!(body["error"].is_string(), "{url}: {body}");
+        cases += 1;
     }
+    // A stream token of one app opens no other app's stream.
+    let token: Value = http
+        .post(format!("{base}/api/v1/analytics/{mine}/live/token"))
+        .bearer_auth(&mine_read)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["token"].as_str().unwrap();
+    let url = format!("{base}/api/v1/analytics/{theirs}/live/stream?token={token}");
+    let (status, body) = get(url, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("key_app_mismatch"))
+    );
+    cases += 1;
     // The same corpus through every field of the JSON bodies: identifiers are
     // refused (400), values are bound (200, matching nothing); never a 5xx,
     // never the other app's data.

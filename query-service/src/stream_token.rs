@@ -1,0 +1,111 @@
+//! Stream tokens: how a browser opens the live stream. `EventSource` cannot
+//! send an `Authorization` header, and a secret read key must not travel in a
+//! URL (it ends up in logs and histories). So a backend holding the read key
+//! asks `POST /api/v1/analytics/{app_id}/live/token` and hands the page a
+//! token that only opens `/live/stream?token=…` of that app, and only for
+//! [`TOKEN_TTL_SECS`] after it was issued (a stream opened in time runs on).
+//!
+//! Tokens are 256 random bits; Redis keeps only their SHA-256 under
+//! `{prefix}:stream_token:{hash}` (→ app id, expiring), so every query-service
+//! replica accepts a token any of them issued.
+
+use crate::api::valid_app_id;
+use crate::auth::authorize;
+use crate::stores::{EventStore, LiveSource};
+use crate::{AppState, QueryError};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use rand::RngCore;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// How long a token may be used to open a stream, seconds.
+pub const TOKEN_TTL_SECS: u64 = 300;
+/// What every token starts with.
+const TOKEN_PREFIX: &str = "st_";
+
+/// Hex SHA-256 of a token (what Redis stores).
+pub fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A new random token.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{TOKEN_PREFIX}{hex}")
+}
+
+/// `POST /api/v1/analytics/{app_id}/live/token` (read key in the header).
+pub async fn issue<L: LiveSource, E: EventStore>(
+    State(state): State<Arc<AppState<L, E>>>,
+    Path(app_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, QueryError> {
+    if !valid_app_id(&app_id) {
+        return Err(QueryError::InvalidAppId);
+    }
+    authorize(&state.keys, &headers, &app_id).await?;
+    let token = new_token();
+    state
+        .live
+        .put_stream_token(&token_hash(&token), &app_id, TOKEN_TTL_SECS)
+        .await?;
+    Ok(Json(json!({
+        "token": token,
+        "expires_in_s": TOKEN_TTL_SECS,
+        "stream_path": format!("/api/v1/analytics/{app_id}/live/stream?token={token}"),
+    })))
+}
+
+/// Authorizes a stream request: the `Authorization` header when present,
+/// else `token` from the query string.
+pub async fn authorize_stream<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    app_id: &str,
+) -> Result<(), QueryError> {
+    let token = match token {
+        Some(token) if !headers.contains_key(header::AUTHORIZATION) => token,
+        _ => return authorize(&state.keys, headers, app_id).await,
+    };
+    let well_formed = token.len() == TOKEN_PREFIX.len() + 64
+        && token.starts_with(TOKEN_PREFIX)
+        && token[TOKEN_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit());
+    if !well_formed {
+        return Err(QueryError::InvalidStreamToken);
+    }
+    match state.live.stream_token_app(&token_hash(token)).await? {
+        Some(owner) if owner == app_id => Ok(()),
+        Some(_) => Err(QueryError::KeyAppMismatch),
+        None => Err(QueryError::InvalidStreamToken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 67);
+        assert!(a.starts_with("st_"));
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), token_hash(&b));
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
