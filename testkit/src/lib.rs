@@ -9,9 +9,12 @@
 //! (`http://127.0.0.1:8123`).
 
 pub mod broker;
+pub mod pipeline;
 pub mod proxy;
 pub mod servers;
 pub mod services;
+
+pub use pipeline::Pipeline;
 
 use rand::Rng;
 use std::time::{Duration, Instant};

@@ -8,18 +8,21 @@
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Pipeline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn adhoc_queries_match_brute_force() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
-    let http = reqwest::Client::new();
-    let app = tally_testkit::unique("adhoc");
-    let key = tally_testkit::write_key(&app).await;
-    let read_key = tally_testkit::read_key(&app).await;
+    let pipeline = Pipeline::start("adhoc").await;
+    let Pipeline {
+        iso,
+        gateway,
+        query,
+        http,
+        app,
+        write_key: key,
+        read_key,
+        ..
+    } = &pipeline;
 
     // 120 events: (name, user, plan, amount).
     let now = now_ms();
@@ -35,9 +38,9 @@ async fn adhoc_queries_match_brute_force() {
         .map(|(name, user, plan, amount)| json!({"name": name, "user_id": user, "timestamp": now, "properties": {"plan": plan, "amount": amount}}))
         .collect();
     let (status, answer) = post_batch(
-        &http,
+        http,
         &gateway.url(),
-        &key,
+        key,
         &json!({"app_id": app, "events": body}),
     )
     .await;
@@ -45,20 +48,20 @@ async fn adhoc_queries_match_brute_force() {
     // One more visitor who leaves after a single page view: a bounce.
     let solo = json!({"app_id": app, "events": [{"name": "page_view", "user_id": "solo", "timestamp": now,
         "properties": {"plan": "free", "amount": 0}}]});
-    let (status, answer) = post_batch(&http, &gateway.url(), &key, &solo).await;
+    let (status, answer) = post_batch(http, &gateway.url(), key, &solo).await;
     assert_eq!(
         (status, answer["accepted"].as_u64()),
         (200, Some(1)),
         "{answer}"
     );
     eventually("rows", Duration::from_secs(30), || async {
-        (clickhouse_counts(&iso, &app).await.0 >= 121).then_some(())
+        (clickhouse_counts(iso, app).await.0 >= 121).then_some(())
     })
     .await;
 
     let url = format!("{}/api/v1/analytics/{app}/query", query.url());
     let ask = |body: Value| {
-        let request = http.post(&url).bearer_auth(&read_key).json(&body);
+        let request = http.post(&url).bearer_auth(read_key).json(&body);
         async move {
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
@@ -229,7 +232,7 @@ async fn adhoc_queries_match_brute_force() {
     // 50 amounts, answers the 3 plans.
     let narrow = services::query(query_service::Config {
         max_groups: 10,
-        ..services::query_config(&iso)
+        ..services::query_config(iso)
     })
     .await;
     let narrow_url = format!("{}/api/v1/analytics/{app}/query", narrow.url());
@@ -239,7 +242,7 @@ async fn adhoc_queries_match_brute_force() {
     ] {
         let response = http
             .post(&narrow_url)
-            .bearer_auth(&read_key)
+            .bearer_auth(read_key)
             .json(&json!({"metric": "events", "range": "1d", "group_by": group_by}))
             .send()
             .await
@@ -254,13 +257,10 @@ async fn adhoc_queries_match_brute_force() {
     }
     narrow.stop().await;
     assert_eq!(
-        clickhouse_counts(&iso, &app).await.0,
+        clickhouse_counts(iso, app).await.0,
         121,
         "the table is intact"
     );
 
-    query.stop().await;
-    aggregator.stop().await;
-    gateway.stop().await;
-    iso.cleanup().await;
+    pipeline.stop().await;
 }

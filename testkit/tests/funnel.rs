@@ -7,8 +7,7 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
-use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+use tally_testkit::{now_ms, Pipeline};
 
 const WINDOW_MS: i64 = 10 * 60_000;
 
@@ -148,44 +147,17 @@ fn observed(funnel: &Value) -> Vec<(u64, Option<f64>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn funnels_equal_the_brute_force_reference() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
-    let http = reqwest::Client::new();
-    let app = tally_testkit::unique("funnel");
-    let key = tally_testkit::write_key(&app).await;
-    let read_key = tally_testkit::read_key(&app).await;
+    let pipeline = Pipeline::start("funnel").await;
     let events = generate(now_ms());
-    for chunk in events.chunks(200) {
-        let body: Vec<Value> = chunk
-            .iter()
-            .map(|(user, name, ts, plan)| json!({"name": name, "user_id": user, "timestamp": ts, "properties": {"plan": plan}}))
-            .collect();
-        let (status, answer) = post_batch(
-            &http,
-            &gateway.url(),
-            &key,
-            &json!({"app_id": app, "events": body}),
-        )
-        .await;
-        assert_eq!(status, 200, "{answer}");
-    }
-    eventually("rows", Duration::from_secs(30), || async {
-        (clickhouse_counts(&iso, &app).await.0 >= events.len() as u64).then_some(())
-    })
-    .await;
-
-    let url = format!("{}/api/v1/analytics/{app}/funnel", query.url());
+    let body: Vec<Value> = events
+        .iter()
+        .map(|(user, name, ts, plan)| json!({"name": name, "user_id": user, "timestamp": ts, "properties": {"plan": plan}}))
+        .collect();
+    pipeline.send(&body).await;
+    pipeline.wait_rows(events.len()).await;
     let ask = |body: Value| {
-        let request = http.post(&url).bearer_auth(&read_key).json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap(),
-            )
-        }
+        let pipeline = &pipeline;
+        async move { pipeline.post("funnel", &body).await }
     };
     let steps = json!(["page_view", {"event": "add_to_cart", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, "purchase"]);
     let (status, answer) = ask(json!({"steps": steps, "range": "1d", "window": "10m"})).await;
@@ -260,8 +232,5 @@ async fn funnels_equal_the_brute_force_reference() {
         );
     }
 
-    query.stop().await;
-    aggregator.stop().await;
-    gateway.stop().await;
-    iso.cleanup().await;
+    pipeline.stop().await;
 }

@@ -8,18 +8,21 @@
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tally_testkit::{eventually, now_ms, post_batch, services, Isolation};
+use tally_testkit::{eventually, now_ms, post_batch, Pipeline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn live_answers_conversion_active_users_and_streams_windows() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
-    let http = reqwest::Client::new();
-    let app = tally_testkit::unique("live");
-    let key = tally_testkit::write_key(&app).await;
-    let read_key = tally_testkit::read_key(&app).await;
+    let pipeline = Pipeline::start("live").await;
+    let Pipeline {
+        iso,
+        gateway,
+        query,
+        http,
+        app,
+        write_key: key,
+        read_key,
+        ..
+    } = &pipeline;
 
     // 40 visitors view a page, 10 of them buy; one earlier visitor 10 minutes ago.
     let now = now_ms();
@@ -31,9 +34,9 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
     );
     events.push(json!({"name": "page_view", "user_id": "early", "timestamp": now - 600_000}));
     let (status, answer) = post_batch(
-        &http,
+        http,
         &gateway.url(),
-        &key,
+        key,
         &json!({"app_id": app, "events": events}),
     )
     .await;
@@ -46,7 +49,7 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
     let answer: Value = eventually("live numbers", Duration::from_secs(20), || async {
         let answer: Value = http
             .get(&url)
-            .bearer_auth(&read_key)
+            .bearer_auth(read_key)
             .send()
             .await
             .ok()?
@@ -72,7 +75,7 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
 
     // Concurrent identical polls share one read.
     let polls: Vec<_> = (0..20)
-        .map(|_| http.get(&url).bearer_auth(&read_key).send())
+        .map(|_| http.get(&url).bearer_auth(read_key).send())
         .collect();
     let mut hits = 0;
     for response in futures::future::join_all(polls).await {
@@ -86,7 +89,7 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
         "{}/api/v1/analytics/{app}/live?from_event=page_view",
         query.url()
     );
-    let response = http.get(&half).bearer_auth(&read_key).send().await.unwrap();
+    let response = http.get(&half).bearer_auth(read_key).send().await.unwrap();
     assert_eq!(response.status(), 400);
 
     // The stream: partials of the open window every second, then the closed window.
@@ -94,7 +97,7 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
     assert_eq!(http.get(&stream_url).send().await.unwrap().status(), 401);
     let response = http
         .get(&stream_url)
-        .bearer_auth(&read_key)
+        .bearer_auth(read_key)
         .send()
         .await
         .unwrap();
@@ -152,16 +155,11 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
 
     // Browsers: a stream token from the read key opens the stream by URL.
     let token_url = format!("{}/api/v1/analytics/{app}/live/token", query.url());
-    let response = http
-        .post(&token_url)
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let response = http.post(&token_url).bearer_auth(key).send().await.unwrap();
     assert_eq!(response.status(), 401, "a write key cannot issue tokens");
     let answer: Value = http
         .post(&token_url)
-        .bearer_auth(&read_key)
+        .bearer_auth(read_key)
         .send()
         .await
         .unwrap()
@@ -180,6 +178,7 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
     let mut body = response.bytes_stream();
     let mut text = String::new();
     while !text.contains("event: partial") && !text.contains("event:partial") {
@@ -253,8 +252,5 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
         assert_eq!(answer["error"], reason, "{url}");
     }
 
-    query.stop().await;
-    aggregator.stop().await;
-    gateway.stop().await;
-    iso.cleanup().await;
+    pipeline.stop().await;
 }

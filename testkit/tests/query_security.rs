@@ -8,7 +8,7 @@
 
 use serde_json::{json, Value};
 use std::time::Duration;
-use tally_testkit::{eventually, now_ms, post_batch, services, Isolation};
+use tally_testkit::{eventually, now_ms, post_batch, Pipeline};
 
 const INJECTIONS: &[&str] = &[
     "' OR 1=1 --",
@@ -33,24 +33,28 @@ const INJECTIONS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
-    let http = reqwest::Client::new();
-    let (mine, theirs) = (tally_testkit::unique("sec"), tally_testkit::unique("sec"));
-    let mine_write = tally_testkit::write_key(&mine).await;
-    let mine_read = tally_testkit::read_key(&mine).await;
+    let pipeline = Pipeline::start("sec").await;
+    let Pipeline {
+        iso,
+        gateway,
+        query,
+        http,
+        app: mine,
+        write_key: mine_write,
+        read_key: mine_read,
+        ..
+    } = &pipeline;
+    let theirs = tally_testkit::unique("sec");
     let theirs_write = tally_testkit::write_key(&theirs).await;
     let theirs_read = tally_testkit::read_key(&theirs).await;
-    for (app, key, n) in [(&mine, &mine_write, 3), (&theirs, &theirs_write, 7)] {
+    for (app, key, n) in [(mine, mine_write, 3), (&theirs, &theirs_write, 7)] {
         let events: Vec<Value> = (0..n)
             .map(
                 |i| json!({"name": "page_view", "user_id": format!("u{i}"), "timestamp": now_ms()}),
             )
             .collect();
         let (status, _) = post_batch(
-            &http,
+            http,
             &gateway.url(),
             key,
             &json!({"app_id": app, "events": events}),
@@ -74,14 +78,14 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
     };
     let bearer = |key: &str| Some(format!("Bearer {key}"));
     let own = eventually("own live numbers", Duration::from_secs(30), || async {
-        let (status, body) = get(live(&mine), bearer(&mine_read)).await;
+        let (status, body) = get(live(mine), bearer(mine_read)).await;
         (status == 200 && body["total_events"] == 3).then_some(body)
     })
     .await;
     assert_eq!(own["app_id"], mine.as_str());
 
     // Key misuse: every answer is 401/403 with a reason, never the data.
-    let revoked = tally_testkit::read_key(&mine).await;
+    let revoked = tally_testkit::read_key(mine).await;
     let client = tally_testkit::postgres().connect().await.unwrap();
     tally_common::postgres::revoke_keys(&client, &revoked[..8])
         .await
@@ -92,12 +96,12 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
         (Some("Bearer".into()), 401, "invalid_authorization"),
         (Some("Bearer ".into()), 401, "invalid_authorization"),
         (
-            Some(tally_testkit::basic_auth(&mine_read)),
+            Some(tally_testkit::basic_auth(mine_read)),
             401,
             "invalid_authorization",
         ),
         (Some(mine_read.clone()), 401, "invalid_authorization"),
-        (bearer(&mine_write), 401, "invalid_read_key"),
+        (bearer(mine_write), 401, "invalid_read_key"),
         (bearer(&theirs_read), 403, "key_app_mismatch"),
         (bearer(&theirs_write), 401, "invalid_read_key"),
         (bearer(&format!("{mine_read}x")), 401, "invalid_read_key"),
@@ -106,7 +110,7 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
     ];
     let mut cases = 0;
     for (auth, status, reason) in &misuse {
-        let (got, body) = get(live(&mine), auth.clone()).await;
+        let (got, body) = get(live(mine), auth.clone()).await;
         assert_eq!(
             (got, body["error"].as_str()),
             (*status, Some(*reason)),
@@ -116,7 +120,7 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
     }
     // The revoked key stops working once the key cache has refreshed (1 s in tests).
     eventually("revoked key refused", Duration::from_secs(10), || async {
-        let (status, body) = get(live(&mine), bearer(&revoked)).await;
+        let (status, body) = get(live(mine), bearer(&revoked)).await;
         (status == 401 && body["error"] == "invalid_read_key").then_some(())
     })
     .await;
@@ -131,7 +135,7 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
         format!("{theirs}%00"),
         format!(" {theirs}"),
     ] {
-        let (status, body) = get(live(&path_app), bearer(&mine_read)).await;
+        let (status, body) = get(live(&path_app), bearer(mine_read)).await;
         assert!(
             matches!(status, 400 | 403 | 404),
             "{path_app}: {status} {body}"
@@ -150,7 +154,7 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
             format!("{base}/api/v1/analytics/{mine}/count?to={encoded}"),
         ];
         for url in urls {
-            let (status, body) = get(url.clone(), bearer(&mine_read)).await;
+            let (status, body) = get(url.clone(), bearer(mine_read)).await;
             assert!((400..500).contains(&status), "{url}: {status} {body}");
             assert!(body["error"].is_string() || status == 404, "{url}: {body}");
             cases += 1;
@@ -165,7 +169,7 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
     // A stream token of one app opens no other app's stream.
     let token: Value = http
         .post(format!("{base}/api/v1/analytics/{mine}/live/token"))
-        .bearer_auth(&mine_read)
+        .bearer_auth(mine_read)
         .send()
         .await
         .unwrap()
@@ -186,7 +190,7 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
     let post = |path: &str, body: Value| {
         let request = http
             .post(format!("{base}/api/v1/analytics/{mine}/{path}"))
-            .bearer_auth(&mine_read)
+            .bearer_auth(mine_read)
             .json(&body);
         async move {
             let response = request.send().await.unwrap();
@@ -260,16 +264,13 @@ async fn read_keys_seal_each_app_and_bad_input_gets_a_clean_4xx() {
         }
     }
     // The stores are intact and still sealed.
-    assert_eq!(tally_testkit::clickhouse_counts(&iso, &mine).await.0, 3);
-    assert_eq!(tally_testkit::clickhouse_counts(&iso, &theirs).await.0, 7);
-    let (status, body) = get(live(&mine), bearer(&mine_read)).await;
+    assert_eq!(tally_testkit::clickhouse_counts(iso, mine).await.0, 3);
+    assert_eq!(tally_testkit::clickhouse_counts(iso, &theirs).await.0, 7);
+    let (status, body) = get(live(mine), bearer(mine_read)).await;
     assert_eq!((status, body["total_events"].as_u64()), (200, Some(3)));
     eprintln!("query security: {cases} hostile requests, all refused cleanly");
 
-    query.stop().await;
-    aggregator.stop().await;
-    gateway.stop().await;
-    iso.cleanup().await;
+    pipeline.stop().await;
 }
 
 fn urlencode(text: &str) -> String {

@@ -6,21 +6,22 @@
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, Pipeline};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollup_and_raw_reports_agree_with_brute_force() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
     // No answer cache: the comparison below may poll.
-    let mut config = services::query_config(&iso);
-    config.query_cache = Duration::ZERO;
-    let query = services::query(config).await;
-    let http = reqwest::Client::new();
-    let app = tally_testkit::unique("rep");
-    let key = tally_testkit::write_key(&app).await;
-    let read_key = tally_testkit::read_key(&app).await;
+    let pipeline = Pipeline::start_with("rep", |c| c.query_cache = Duration::ZERO).await;
+    let Pipeline {
+        iso,
+        gateway,
+        query,
+        http,
+        app,
+        write_key: key,
+        read_key,
+        ..
+    } = &pipeline;
     // Page views over the last 5 hours: (user, path, referrer).
     let now = now_ms();
     let views: Vec<(String, String, String, i64)> = (0..300)
@@ -45,15 +46,15 @@ async fn rollup_and_raw_reports_agree_with_brute_force() {
         .chain([json!({"name": "click", "user_id": "v1", "timestamp": now})])
         .collect();
     let (status, answer) = post_batch(
-        &http,
+        http,
         &gateway.url(),
-        &key,
+        key,
         &json!({"app_id": app, "events": events}),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
     eventually("rows", Duration::from_secs(30), || async {
-        (clickhouse_counts(&iso, &app).await.0 >= 301).then_some(())
+        (clickhouse_counts(iso, app).await.0 >= 301).then_some(())
     })
     .await;
 
@@ -62,7 +63,7 @@ async fn rollup_and_raw_reports_agree_with_brute_force() {
             "{}/api/v1/analytics/{app}/reports/{report}?range=24h&limit=100&source={source}{extra}",
             query.url()
         );
-        let request = http.get(url).bearer_auth(&read_key);
+        let request = http.get(url).bearer_auth(read_key);
         async move {
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 200);
@@ -137,7 +138,7 @@ async fn rollup_and_raw_reports_agree_with_brute_force() {
     let bad = format!("{}/api/v1/analytics/{app}/reports/revenue", query.url());
     assert_eq!(
         http.get(bad)
-            .bearer_auth(&read_key)
+            .bearer_auth(read_key)
             .send()
             .await
             .unwrap()
@@ -146,8 +147,5 @@ async fn rollup_and_raw_reports_agree_with_brute_force() {
     );
     eprintln!("reports: {compared} report shapes identical from rollup and raw rows");
 
-    query.stop().await;
-    aggregator.stop().await;
-    gateway.stop().await;
-    iso.cleanup().await;
+    pipeline.stop().await;
 }

@@ -5,8 +5,7 @@
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
+use tally_testkit::{now_ms, Pipeline};
 
 const DAY: i64 = 86_400_000;
 
@@ -79,45 +78,18 @@ fn week(ts: i64) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_grids_equal_the_brute_force_reference() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
-    let http = reqwest::Client::new();
-    let app = tally_testkit::unique("ret");
-    let key = tally_testkit::write_key(&app).await;
-    let read_key = tally_testkit::read_key(&app).await;
+    let pipeline = Pipeline::start("ret").await;
     let events = generate(now_ms());
-    for chunk in events.chunks(200) {
-        let body: Vec<Value> = chunk
-            .iter()
-            .map(|(user, name, ts)| json!({"name": name, "user_id": user, "timestamp": ts}))
-            .collect();
-        let (status, answer) = post_batch(
-            &http,
-            &gateway.url(),
-            &key,
-            &json!({"app_id": app, "events": body}),
-        )
-        .await;
-        assert_eq!(status, 200, "{answer}");
-    }
-    eventually("rows", Duration::from_secs(30), || async {
-        (clickhouse_counts(&iso, &app).await.0 >= events.len() as u64).then_some(())
-    })
-    .await;
-    let url = format!("{}/api/v1/analytics/{app}/retention", query.url());
+    let body: Vec<Value> = events
+        .iter()
+        .map(|(user, name, ts)| json!({"name": name, "user_id": user, "timestamp": ts}))
+        .collect();
+    pipeline.send(&body).await;
+    pipeline.wait_rows(events.len()).await;
     for (period, unit, periods) in [("day", day as fn(i64) -> i64, 10usize), ("week", week, 4)] {
         let body = json!({"start_event": "signup", "return_event": "visit", "period": period, "periods": periods, "range": "60d"});
-        let response = http
-            .post(&url)
-            .bearer_auth(&read_key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let answer: Value = response.json().await.unwrap();
+        let (status, answer) = pipeline.post("retention", &body).await;
+        assert_eq!(status, 200, "{answer}");
         let got: Vec<(u64, Vec<u64>)> = answer["cohorts"]
             .as_array()
             .unwrap()
@@ -141,17 +113,11 @@ async fn retention_grids_equal_the_brute_force_reference() {
     }
     let bad =
         json!({"start_event": "signup", "return_event": "visit", "period": "year", "range": "60d"});
-    let response = http
-        .post(&url)
-        .bearer_auth(&read_key)
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
+    let (status, answer) = pipeline.post("retention", &bad).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_query"))
+    );
 
-    query.stop().await;
-    aggregator.stop().await;
-    gateway.stop().await;
-    iso.cleanup().await;
+    pipeline.stop().await;
 }
