@@ -23,7 +23,8 @@ use crate::adhoc::Bind;
 /// them, for crawlers and test accounts with hundreds of thousands of events).
 pub const MAX_STEP_EVENTS: usize = 1_000;
 /// Strict order: per user, only the earliest this many distinct event times in
-/// the range take part (the work is linear in them).
+/// the range take part (the work is linear in them: no lambda captures an
+/// array, which would copy it per element).
 pub const MAX_STRICT_TIMES: usize = 100_000;
 /// `2^42` > any epoch-ms time we store: level and start share one number.
 const SHIFT: u64 = 1 << 42;
@@ -141,9 +142,8 @@ impl Core<'_> {
 
     /// The strict sub-select and its binds. Per user and millisecond, a mask
     /// of the steps matched there (0: another event); then per user the
-    /// sorted times `T` and masks `M`; a start at index i reaches step k when
-    /// `M[i+j-1]` has step j's bit for every j ≤ k and `T[i+k-1]` is within
-    /// the window.
+    /// sorted points; a start at point i reaches step k when point i+j-1 has
+    /// step j's bit for every j ≤ k and point i+k-1 is within the window.
     pub fn strict(&self) -> (String, Vec<Bind>) {
         let n = self.steps.len();
         let window = self.window;
@@ -174,10 +174,22 @@ impl Core<'_> {
             "SELECT {per_user_b}arraySlice(arraySort(groupArray(ts_ms * 256 + mask)), 1, {MAX_STRICT_TIMES}) AS tm \
              FROM ({per_time}) GROUP BY distinct_id HAVING bitAnd(groupBitOr(mask), 1) = 1"
         );
-        // ok_k(i): step k's bit at i+k-1 and within the window (out of range: M = 0).
+        // Per user, `tm` holds time * 256 + mask, sorted; `tm{j}` is `tm` moved
+        // j places left (padded with 0, which matches no step), so one lambda
+        // sees a point and its next n-1 points as arguments. (A lambda that
+        // captured `tm` would copy it per element: quadratic in a user's events.)
+        let shifted: Vec<String> = (1..n)
+            .map(|j| {
+                format!(
+                    "arrayConcat(arraySlice(tm, {}), arrayMap(x -> x * 0, arraySlice(tm, 1, {j}))) AS tm{j}",
+                    j + 1
+                )
+            })
+            .collect();
+        // ok_k: the point k-1 places on carries step k's bit, within the window.
         let ok = |k: usize| {
             format!(
-                "bitAnd(M[i + {}], {}) != 0 AND T[i + {}] <= T[i] + {window}",
+                "bitAnd(v{}, {}) != 0 AND intDiv(v{}, 256) <= intDiv(v0, 256) + {window}",
                 k - 1,
                 1u32 << (k - 1),
                 k - 1
@@ -189,23 +201,27 @@ impl Core<'_> {
                 format!("({})", all.join(" AND "))
             })
             .collect();
+        let params: Vec<String> = (0..n).map(|j| format!("v{j}")).collect();
+        let arrays: Vec<String> = std::iter::once("tm".to_owned())
+            .chain((1..n).map(|j| format!("tm{j}")))
+            .collect();
         let key = format!(
-            "arrayReduce('max', arrayMap(i -> if(bitAnd(M[i], 1) = 0, 0, (1 + {}) * {SHIFT} + ({} - T[i])), arrayEnumerate(T)))",
+            "arrayReduce('max', arrayMap(({}) -> if(bitAnd(v0, 1) = 0, 0, (1 + {}) * {SHIFT} + ({} - intDiv(v0, 256))), {}))",
+            params.join(", "),
             reached.join(" + "),
-            SHIFT - 1
+            SHIFT - 1,
+            arrays.join(", ")
         );
         let b = self.b();
-        // `key` sits beside the definitions of `T` and `M`: 18.16 prunes a
-        // sub-select column used only inside a lambda body of the outer one.
         let times: Vec<String> = (2..=n)
             .map(|k| format!("T[idx + {}] AS e{k}", k - 1))
             .collect();
         let text = format!(
             "SELECT {b}intDiv(key, {SHIFT}) AS level, {} - key % {SHIFT} AS start, indexOf(T, start) AS idx, {} \
-             FROM (SELECT {b}arrayMap(x -> intDiv(x, 256), tm) AS T, arrayMap(x -> x % 256, tm) AS M, \
-             {key} AS key FROM ({per_user}))",
+             FROM (SELECT {b}arrayMap(x -> intDiv(x, 256), tm) AS T, {}, {key} AS key FROM ({per_user}))",
             SHIFT - 1,
             times.join(", "),
+            shifted.join(", "),
         );
         (text, binds)
     }

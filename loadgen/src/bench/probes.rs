@@ -140,3 +140,10 @@ pub static B5_QUERY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
 pub static B5_FUNNEL_REQUEST: std::sync::LazyLock<Value> = std::sync::LazyLock::new(
     || json!({"steps": ["page_view", "add_to_cart", "purchase"], "range": "30d", "window": "1h"}),
 );
+
+/// B5 strict funnel: the same steps, each the user's next event.
+pub static B5_STRICT_FUNNEL_REQUEST: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| {
+    let mut request = B5_FUNNEL_REQUEST.clone();
+    request["order"] = json!("strict");
+    request
+});

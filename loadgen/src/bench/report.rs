@@ -62,6 +62,11 @@ pub fn table(results: &Value) -> String {
         f(&b5["funnel_30d_p50_ms"]),
         f(&b5["funnel_30d_p95_ms"])
     );
+    out += &format!(
+        "| B5 funnel | /funnel strict order, same steps, p50 / p95 ms | {} / {} | | |\n",
+        f(&b5["strict_funnel_30d_p50_ms"]),
+        f(&b5["strict_funnel_30d_p95_ms"])
+    );
     for name in ["ingest-gateway", "stream-aggregator", "query-service"] {
         out += &format!("| B6 peak RSS | {name}, MiB | {} | | |\n", f(&b6[name]));
     }
