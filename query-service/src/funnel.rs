@@ -233,7 +233,27 @@ pub fn steps_of(row: &serde_json::Map<String, Value>, names: &[String]) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        /// In both orders, hostile text in step names and filter values is
+        /// bound, never spliced, and every placeholder has its value.
+        #[test]
+        fn funnel_text_is_bound(raw in "[ -~]{0,30}", steps in 2usize..=8, strict: bool) {
+            let text = format!("Ω{raw}");
+            let mut list = vec![json!(text.clone())];
+            for _ in 1..steps {
+                list.push(json!({"event": text.clone(), "filters": [{"property": "plan", "op": "contains", "value": text.clone()}]}));
+            }
+            let request: FunnelRequest = serde_json::from_value(json!({"steps": list, "range": "7d",
+                "order": if strict { "strict" } else { "relaxed" }, "breakdown": "properties.plan"})).unwrap();
+            let sql = build("app", &request, (0, 86_400_000)).unwrap();
+            prop_assert!(sql.text.is_ascii());
+            prop_assert!(sql.binds.contains(&Bind::Text(text.clone())));
+            prop_assert_eq!(sql.text.matches('?').count(), sql.binds.len());
+        }
+    }
 
     #[test]
     fn windows_parse_and_refusals() {
