@@ -198,7 +198,7 @@ async fn live_answers_conversion_active_users_and_streams_windows() {
     let stored = format!(
         "{}:stream_token:{}",
         iso.redis_prefix,
-        query_service::stream_token::token_hash(&token)
+        tally_common::postgres::hash_key(&token)
     );
     let ttl: i64 = redis::cmd("TTL")
         .arg(&stored)
