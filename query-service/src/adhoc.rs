@@ -503,25 +503,24 @@ pub fn build(
         (COLUMNS, true),
         (&mut conditions, &mut binds),
     )?;
-    let group = if dims.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
-        format!(" GROUP BY {}", names.join(", "))
-    };
-    let order = if dims.is_empty() {
-        String::new()
-    } else {
-        " ORDER BY m0 DESC".to_owned()
-    };
+    let group = group_by_dimensions(dims.len());
     sql.text = format!(
-        "SELECT {} FROM events WHERE {}{group}{order} LIMIT {}",
+        "SELECT {} FROM events WHERE {}{group} LIMIT {}",
         select.join(", "),
         conditions.join(" AND "),
         limit + 1
     );
     sql.binds = binds;
     Ok(sql)
+}
+
+/// ` GROUP BY d0, … ORDER BY m0 DESC` for `n` dimensions (nothing for none).
+pub(crate) fn group_by_dimensions(n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("d{i}")).collect();
+    format!(" GROUP BY {} ORDER BY m0 DESC", names.join(", "))
 }
 
 /// Example requests, name → body: the golden statements' inputs, also run

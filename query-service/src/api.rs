@@ -223,36 +223,29 @@ async fn query_inner<L: LiveSource, E: EventStore>(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
-    let mut sql = adhoc::build(&app_id, &request, range)
-        .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
+    let mut sql = adhoc::build(&app_id, &request, range)?;
     sql.max_groups = Some(state.config.max_groups);
     let limit = request.limit.unwrap_or(100);
-    // Identical queries within the cache time share one ClickHouse query (seed 002).
-    let key = format!("{app_id}|{}|{:?}", sql.text, sql.binds);
-    state
-        .query_cache
-        .get_or_compute(&key, || async {
-            let started = Instant::now();
-            let rows = state.events.rows(&sql).await?;
-            let truncated = rows.len() > limit;
-            let scale = request.sample.filter(|s| *s < 1.0).map(|s| 1.0 / s);
-            let results = rows
-                .into_iter()
-                .take(limit)
-                .map(|row| scale_sampled(name_columns(row, &sql), &sql, scale))
-                .collect();
-            let answer = QueryResponse {
-                app_id,
-                from_ms: range.0,
-                to_ms: range.1,
-                results,
-                truncated,
-                sampled: request.sample.filter(|s| *s < 1.0),
-                query_time_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            };
-            to_bytes(&answer)
-        })
-        .await
+    cached_rows(state, "query", &app_id, &sql, |rows, query_time_ms| {
+        let truncated = rows.len() > limit;
+        let scale = request.sample.filter(|s| *s < 1.0).map(|s| 1.0 / s);
+        let results = rows
+            .into_iter()
+            .take(limit)
+            .map(|row| scale_sampled(name_columns(row, &sql), &sql, scale))
+            .collect();
+        let answer = QueryResponse {
+            app_id: app_id.clone(),
+            from_ms: range.0,
+            to_ms: range.1,
+            results,
+            truncated,
+            sampled: request.sample.filter(|s| *s < 1.0),
+            query_time_ms,
+        };
+        to_bytes(&answer)
+    })
+    .await
 }
 
 /// `POST /api/v1/analytics/{app_id}/funnel` (JSON body, see [`crate::funnel`]).
@@ -282,15 +275,9 @@ async fn funnel_inner<L: LiveSource, E: EventStore>(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
-    let sql = funnel::build(&app_id, &request, range)
-        .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
+    let sql = funnel::build(&app_id, &request, range)?;
     let names = funnel::step_names(&request);
-    let key = format!("funnel|{app_id}|{}|{:?}", sql.text, sql.binds);
-    state
-        .query_cache
-        .get_or_compute(&key, || async {
-            let started = Instant::now();
-            let rows = state.events.rows(&sql).await?;
+    cached_rows(state, "funnel", &app_id, &sql, |rows, query_time_ms| {
             let mut answer = serde_json::json!({
                 "app_id": app_id,
                 "from_ms": range.0,
@@ -310,7 +297,7 @@ async fn funnel_inner<L: LiveSource, E: EventStore>(
                 let row = rows.first().unwrap_or(&empty);
                 answer["funnel"] = serde_json::json!(funnel::steps_of(row, &names));
             }
-            answer["query_time_ms"] = serde_json::json!(started.elapsed().as_millis() as u64);
+            answer["query_time_ms"] = serde_json::json!(query_time_ms);
             to_bytes(&answer)
         })
         .await
@@ -343,14 +330,8 @@ async fn retention_inner<L: LiveSource, E: EventStore>(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
-    let (sql, periods) = retention::build(&app_id, &request, range)
-        .map_err(|(field, why)| QueryError::InvalidQuery(field, why))?;
-    let key = format!("retention|{app_id}|{}|{:?}", sql.text, sql.binds);
-    state
-        .query_cache
-        .get_or_compute(&key, || async {
-            let started = Instant::now();
-            let rows = state.events.rows(&sql).await?;
+    let (sql, periods) = retention::build(&app_id, &request, range)?;
+    cached_rows(state, "retention", &app_id, &sql, |rows, query_time_ms| {
             let cohorts: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|row| {
@@ -372,9 +353,36 @@ async fn retention_inner<L: LiveSource, E: EventStore>(
                 "period": request.period.as_deref().unwrap_or("day"),
                 "periods": periods,
                 "cohorts": cohorts,
-                "query_time_ms": started.elapsed().as_millis() as u64,
+                "query_time_ms": query_time_ms,
             });
             to_bytes(&answer)
+        })
+        .await
+}
+
+/// One result row of a statement (`JSONEachRow`).
+pub(crate) type Row = serde_json::Map<String, serde_json::Value>;
+
+/// Answers `sql` through the answer cache: identical statements of one app
+/// within the cache time share one ClickHouse query (seed 002); `shape` turns
+/// the rows and the ms ClickHouse took into the serialized answer.
+pub(crate) async fn cached_rows<L: LiveSource, E: EventStore>(
+    state: &AppState<L, E>,
+    kind: &str,
+    app_id: &str,
+    sql: &adhoc::Sql,
+    shape: impl FnOnce(Vec<Row>, u64) -> Result<axum::body::Bytes, QueryError>,
+) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
+    let key = format!("{kind}|{app_id}|{}|{:?}", sql.text, sql.binds);
+    state
+        .query_cache
+        .get_or_compute(&key, || async {
+            let started = Instant::now();
+            let rows = state.events.rows(sql).await?;
+            shape(
+                rows,
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            )
         })
         .await
 }

@@ -111,6 +111,13 @@ impl QueryError {
     }
 }
 
+/// A refused field and why (from the statement builders) is a 400 `invalid_query`.
+impl From<crate::adhoc::Invalid> for QueryError {
+    fn from((field, why): crate::adhoc::Invalid) -> Self {
+        QueryError::InvalidQuery(field, why)
+    }
+}
+
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         if self.status().is_server_error() {

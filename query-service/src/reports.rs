@@ -20,7 +20,6 @@ use crate::{api::valid_app_id, AppState, QueryError};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Hour, ms.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -224,13 +223,11 @@ async fn report_inner<L: LiveSource, E: EventStore>(
         return Err(QueryError::InvalidAppId);
     }
     authorize(&state.keys, headers, &app_id).await?;
-    let to_query = |(field, why): Invalid| QueryError::InvalidQuery(field, why);
     let range = report_range(
         params.range.as_deref().unwrap_or("7d"),
         state.clock.now_ms(),
         state.config.max_range_days,
-    )
-    .map_err(to_query)?;
+    )?;
     let source = match params.source.as_deref().unwrap_or("auto") {
         "raw" => Source::Raw,
         "rollup" => Source::Rollup,
@@ -241,33 +238,27 @@ async fn report_inner<L: LiveSource, E: EventStore>(
                 Source::Raw
             }
         }
-        _ => return Err(to_query(invalid("source", "auto, raw or rollup"))),
+        _ => return Err(invalid("source", "auto, raw or rollup").into()),
     };
     let granularity = params.granularity.as_deref().unwrap_or("day");
     let limit = params.limit.unwrap_or(10);
     let options = (limit, params.include_bots.unwrap_or(false));
-    let sql = build(&app_id, (report, granularity), range, options, source).map_err(to_query)?;
-    let key = format!("report|{app_id}|{}|{:?}", sql.text, sql.binds);
-    let report = report.to_owned();
-    state
-        .query_cache
-        .get_or_compute(&key, || async {
-            let started = Instant::now();
-            let rows = state.events.rows(&sql).await?;
-            let truncated = rows.len() > limit;
-            let results: Vec<_> = rows
-                .into_iter()
-                .take(limit)
-                .map(|row| crate::api::name_columns(row, &sql))
-                .collect();
-            let answer = serde_json::json!({
-                "app_id": app_id, "report": report, "from_ms": range.0, "to_ms": range.1,
-                "source": source.name(), "results": results, "truncated": truncated,
-                "query_time_ms": started.elapsed().as_millis() as u64,
-            });
-            crate::api::to_bytes(&answer)
-        })
-        .await
+    let sql = build(&app_id, (report, granularity), range, options, source)?;
+    crate::api::cached_rows(state, "report", &app_id, &sql, |rows, query_time_ms| {
+        let truncated = rows.len() > limit;
+        let results: Vec<_> = rows
+            .into_iter()
+            .take(limit)
+            .map(|row| crate::api::name_columns(row, &sql))
+            .collect();
+        let answer = serde_json::json!({
+            "app_id": app_id, "report": report, "from_ms": range.0, "to_ms": range.1,
+            "source": source.name(), "results": results, "truncated": truncated,
+            "query_time_ms": query_time_ms,
+        });
+        crate::api::to_bytes(&answer)
+    })
+    .await
 }
 
 #[cfg(test)]

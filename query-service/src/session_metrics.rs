@@ -114,12 +114,7 @@ pub fn build(
         (SESSION_COLUMNS, false),
         (&mut conditions, &mut binds),
     )?;
-    let group = if dims.is_empty() {
-        String::new()
-    } else {
-        let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
-        format!(" GROUP BY {} ORDER BY m0 DESC", names.join(", "))
-    };
+    let group = crate::adhoc::group_by_dimensions(dims.len());
     sql.text = format!(
         "SELECT {} FROM sessions FINAL WHERE {}{group} LIMIT {}",
         select.join(", "),
