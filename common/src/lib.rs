@@ -24,5 +24,5 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::ConfigError;

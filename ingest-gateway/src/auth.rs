@@ -1,13 +1,22 @@
 //! Where a request's write key comes from, in order: the HTTP Basic username
 //! (Segment's SDKs send `writeKey:`), a Bearer token, or the body's
-//! `write_key`/`writeKey`.
+//! `write_key`/`writeKey`. A key in the headers is used (and checked) before the
+//! body is read; the body's key only when the headers carry none.
 
 use axum::http::{header, HeaderMap};
 use base64::Engine;
 
 /// The write key of a request, if any.
 pub fn credential(headers: &HeaderMap, body_key: Option<&str>) -> Option<String> {
-    let from_header = headers
+    header_credential(headers)
+        .or_else(|| body_key.map(str::to_owned))
+        .filter(|key| !key.is_empty())
+}
+
+/// The write key carried by the headers (Basic username or Bearer token), if any:
+/// known before a byte of the body is read, so it is checked first (see `lib.rs`).
+pub fn header_credential(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| {
@@ -23,10 +32,7 @@ pub fn credential(headers: &HeaderMap, body_key: Option<&str>) -> Option<String>
             } else {
                 None
             }
-        });
-    from_header
-        .filter(|key| !key.is_empty())
-        .or_else(|| body_key.map(str::to_owned))
+        })
         .filter(|key| !key.is_empty())
 }
 
@@ -62,5 +68,15 @@ mod tests {
         );
         assert_eq!(credential(&HeaderMap::new(), Some("")), None);
         assert_eq!(credential(&HeaderMap::new(), None), None);
+        assert_eq!(
+            header_credential(&with_auth("Bearer tw_h")).as_deref(),
+            Some("tw_h")
+        );
+        assert_eq!(
+            header_credential(&with_auth("Basic Og==")),
+            None,
+            "empty user name"
+        );
+        assert_eq!(header_credential(&HeaderMap::new()), None);
     }
 }

@@ -45,8 +45,13 @@ pub struct Config {
     pub app_rate: u32,
     /// …with this burst (`TALLY_GATEWAY_APP_BURST`, default 40000; ≥ the batch limit).
     pub app_burst: u32,
-    /// Request bytes in flight before new requests get 503 (`TALLY_GATEWAY_MAX_INFLIGHT_MB`, default 256).
+    /// Request bytes in flight (headers, body as it arrives, inflated gzip) before
+    /// further requests get 503 (`TALLY_GATEWAY_MAX_INFLIGHT_MB`, default 256). Requests
+    /// without a verified header key share at most half of it (see [`Config::inflight_caps`]).
     pub max_inflight_bytes: usize,
+    /// Request bytes in flight from one client address (IPv6: one /64) before its
+    /// further requests get 429 (`TALLY_GATEWAY_MAX_INFLIGHT_PER_CLIENT_MB`, default 32).
+    pub max_inflight_per_client_bytes: usize,
     /// Longest time to receive a request body (`TALLY_GATEWAY_BODY_TIMEOUT_MS`, default 10000) → 408.
     pub body_timeout: Duration,
     /// Longest time to receive a request's headers (`TALLY_GATEWAY_HEADER_TIMEOUT_MS`,
@@ -87,7 +92,24 @@ fn limits_from_env() -> Result<Limits, ConfigError> {
     })
 }
 
+/// Room for a request's headers that every in-flight cap keeps on top of one
+/// maximal body, so that a maximal request from one client always fits an idle gateway.
+pub const HEADER_ALLOWANCE: usize = 64 * 1024;
+
 impl Config {
+    /// The in-flight byte caps: the whole budget; for requests whose write key is not
+    /// verified from their headers, half of it (at least one maximal request, at most
+    /// all of it); per client address, its own setting.
+    pub fn inflight_caps(&self) -> crate::overload::InflightCaps {
+        crate::overload::InflightCaps {
+            total: self.max_inflight_bytes,
+            unverified: (self.max_inflight_bytes / 2)
+                .max(self.max_body_bytes.saturating_add(HEADER_ALLOWANCE))
+                .min(self.max_inflight_bytes),
+            per_client: self.max_inflight_per_client_bytes,
+        }
+    }
+
     /// Reads and validates the environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         let config = Config {
@@ -117,6 +139,11 @@ impl Config {
             app_burst: env_or("TALLY_GATEWAY_APP_BURST", 40_000u32)?,
             max_inflight_bytes: env_or("TALLY_GATEWAY_MAX_INFLIGHT_MB", 256usize)?
                 .saturating_mul(1024 * 1024),
+            max_inflight_per_client_bytes: env_or(
+                "TALLY_GATEWAY_MAX_INFLIGHT_PER_CLIENT_MB",
+                32usize,
+            )?
+            .saturating_mul(1024 * 1024),
             body_timeout: Duration::from_millis(env_or(
                 "TALLY_GATEWAY_BODY_TIMEOUT_MS",
                 10_000u64,
@@ -161,6 +188,11 @@ impl Config {
         ensure(
             self.max_inflight_bytes >= self.max_body_bytes && self.body_timeout >= Duration::from_millis(100),
             "TALLY_GATEWAY_MAX_INFLIGHT_MB must hold one maximal body; TALLY_GATEWAY_BODY_TIMEOUT_MS ≥ 100",
+        )?;
+        ensure(
+            self.max_inflight_per_client_bytes >= self.max_body_bytes.saturating_add(HEADER_ALLOWANCE)
+                && self.max_inflight_per_client_bytes <= self.max_inflight_bytes,
+            "TALLY_GATEWAY_MAX_INFLIGHT_PER_CLIENT_MB must hold one maximal body and its headers (64 KiB), and be at most TALLY_GATEWAY_MAX_INFLIGHT_MB",
         )?;
         ensure(
             self.header_timeout >= Duration::from_millis(100) && self.max_connections > 0,

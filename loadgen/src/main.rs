@@ -94,6 +94,7 @@ async fn run_command(args: &Args) -> Result<bool, String> {
         },
         progress: true,
         keys: Default::default(),
+        stop: None,
     };
     let mut config = config;
     let postgres = args.postgres()?;

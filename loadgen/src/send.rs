@@ -50,6 +50,8 @@ pub struct SendConfig {
     pub progress: bool,
     /// Write key per app (see [`provision_keys`]).
     pub keys: HashMap<String, String>,
+    /// Stops the run (within a second) when set, whatever `duration` says.
+    pub stop: Option<std::sync::Arc<AtomicBool>>,
 }
 
 /// Creates the model's apps in PostgreSQL with one write key each.
@@ -271,7 +273,12 @@ pub async fn run(config: SendConfig) -> (RunSummary, Vec<Acked>) {
             let mut last = (0u64, 0usize);
             loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                if config.duration.is_some_and(|d| started.elapsed() >= d) {
+                if config.duration.is_some_and(|d| started.elapsed() >= d)
+                    || config
+                        .stop
+                        .as_ref()
+                        .is_some_and(|stop| stop.load(Ordering::SeqCst))
+                {
                     shared.done.store(true, Ordering::SeqCst);
                 }
                 if shared.done.load(Ordering::SeqCst) {

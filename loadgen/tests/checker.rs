@@ -38,6 +38,7 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         model,
         progress: false,
         keys,
+        stop: None,
     })
     .await;
     assert!(summary.acknowledged >= 3_000, "{summary:?}");

@@ -239,13 +239,28 @@ fn field_in(
 
 fn text_value(value: &Value) -> Result<String, Invalid> {
     match value {
-        Value::String(s) if s.len() <= 1_000 => Ok(s.clone()),
+        Value::String(s) if s.chars().count() <= 1_000 => Ok(s.clone()),
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
         _ => Err(invalid(
             "value",
-            "a string, number or boolean of at most 1000 bytes",
+            "a string (at most 1000 characters), number or boolean",
         )),
+    }
+}
+
+/// Smallest magnitude a number filter compares with as itself; below it, 0.
+pub const MIN_FILTER_MAGNITUDE: f64 = 1e-290;
+
+/// `number` as bound in a comparison. The value is written in decimal, and
+/// ClickHouse 18.16 refuses number literals longer than about 320 characters
+/// and subnormal ones; below [`MIN_FILTER_MAGNITUDE`] (≤ 309 characters)
+/// numbers compare as 0.
+pub(crate) fn comparable(number: f64) -> f64 {
+    if number.abs() < MIN_FILTER_MAGNITUDE {
+        0.0
+    } else {
+        number
     }
 }
 
@@ -297,7 +312,7 @@ pub(crate) fn filter_in(
                 .as_f64()
                 .filter(|n| n.is_finite())
                 .ok_or_else(|| invalid("value", format!("{} needs a finite number", f.op)))?;
-            binds.push(Bind::Float(number));
+            binds.push(Bind::Float(comparable(number)));
             let op = match f.op.as_str() {
                 "gt" => ">",
                 "gte" => ">=",
@@ -426,7 +441,7 @@ pub(crate) fn segment_condition(
     range: (i64, i64),
     segment: &Segment,
 ) -> Result<(String, Vec<Bind>), Invalid> {
-    if !(1..=200).contains(&segment.did.len()) {
+    if !(1..=200).contains(&segment.did.chars().count()) {
         return Err(invalid("segment", "did: an event name"));
     }
     let (conditions, mut binds) = app_and_range(app_id, range);

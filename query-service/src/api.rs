@@ -9,15 +9,18 @@ use crate::auth::authorize;
 use crate::stores::{EventStore, LiveSource};
 use crate::{funnel, retention};
 use crate::{AppState, QueryError};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
+use tally_common::http::{Path, Query};
 use tally_schemas::event::TimestampInput;
 
 const DAY_MS: i64 = 86_400_000;
+/// The latest time a range may name: 9999-12-31T23:59:59.999Z (RFC 3339's last year).
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 
 /// Whether `app_id` has the allowed form `[A-Za-z0-9_-]{1,64}`.
 pub fn valid_app_id(app_id: &str) -> bool {
@@ -51,7 +54,7 @@ pub struct CountResponse {
     pub query_time_ms: u64,
 }
 
-/// Parses a range bound: epoch ms digits or RFC 3339.
+/// Parses a range bound: epoch ms digits or RFC 3339, from 1970 to the end of 9999.
 pub fn parse_time(name: &'static str, text: &str) -> Result<i64, QueryError> {
     let input = match text.parse::<i64>() {
         Ok(ms) => TimestampInput::EpochMillis(ms),
@@ -59,9 +62,12 @@ pub fn parse_time(name: &'static str, text: &str) -> Result<i64, QueryError> {
     };
     input
         .to_epoch_millis()
-        .filter(|ms| *ms >= 0)
+        .filter(|ms| (0..=MAX_TIME_MS).contains(ms))
         .ok_or_else(|| {
-            QueryError::InvalidParameter(name, "expected RFC 3339 or epoch milliseconds".into())
+            QueryError::InvalidParameter(
+                name,
+                "expected RFC 3339 or epoch milliseconds, from 1970 to 9999".into(),
+            )
         })
 }
 

@@ -2,15 +2,19 @@
 //! event name with optional filters, within a conversion window.
 //!
 //! Definition (the reference checker in `testkit/tests/funnel.rs` computes the
-//! same by brute force): a user reaches step k from a start event s1 (step 1)
-//! when there are events s2 < s3 < … < sk of steps 2…k, each the earliest of its
-//! step after the previous one, all within `window` of s1 (relaxed order:
-//! other events may come between). A user's level is the highest step reached
-//! from any of their step-1 events; their conversion times are measured from
-//! the earliest start that reaches that level. Per step the answer gives users,
-//! conversion from the previous and the first step, drop-off and the median
-//! time to convert from step 1; optionally broken down by a column or property
-//! of the user's first step-1 event.
+//! same by brute force): `range` selects the step-1 events (starts) — their
+//! time t must satisfy from <= t < to. A user reaches step k from a start s1
+//! when there are events s2 < s3 < … < sk of steps 2…k, each the earliest of
+//! its step after the previous one, all within `window` of s1 (relaxed order:
+//! other events may come between). Steps 2…k are not limited to the range: a
+//! conversion that completes after `to` but within the window of its start
+//! counts, so the statement reads events in [from, to + window) (with the
+//! matching `event_date` partitions). A user's level is the highest step
+//! reached from any of their starts; their conversion times are measured from
+//! the earliest start that reaches that level. Per step the answer gives
+//! users, conversion from the previous and the first step, drop-off and the
+//! median time to convert from step 1; optionally broken down by a column or
+//! property of the user's first start.
 //!
 //! That is the relaxed order (the default); in strict order each next step
 //! must be the user's very next event in time (see [`crate::funnel_order`],
@@ -53,7 +57,8 @@ pub enum Step {
 pub struct FunnelRequest {
     /// 2..=8 steps in order.
     pub steps: Vec<Step>,
-    /// Range of the first step (as in `/query`).
+    /// Range of the step-1 events (as in `/query`); later steps count within
+    /// the window of their start, even after the range's end.
     pub range: Value,
     /// Conversion window from the first step, e.g. `"1d"`, `"2h"`, `"30m"` (default `"1d"`).
     #[serde(default)]
@@ -114,20 +119,25 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     };
     let window = window_ms(request.window.as_deref().unwrap_or("1d"))?;
     // Step conditions (each used twice: in its groupArrayIf and in the WHERE).
+    // Step 1 carries the range's end: only starts in the range count.
     let mut steps: Vec<(String, Vec<Bind>)> = Vec::new();
-    for step in &request.steps {
+    for (k, step) in request.steps.iter().enumerate() {
         let (name, filters) = match step {
             Step::Name(name) => (name, &[][..]),
             Step::Filtered { event, filters } => (event, filters.as_slice()),
         };
-        if !(1..=200).contains(&name.len()) || filters.len() > 10 {
+        if !(1..=200).contains(&name.chars().count()) || filters.len() > 10 {
             return Err(invalid(
                 "steps",
-                "an event name of 1..=200 bytes and at most 10 filters",
+                "an event name of 1..=200 characters and at most 10 filters",
             ));
         }
         let mut condition = vec!["name = ?".to_owned()];
         let mut binds = vec![Bind::Text(name.clone())];
+        if k == 0 {
+            condition.push("ts_ms < ?".to_owned());
+            binds.push(Bind::Int(range.1));
+        }
         for f in filters {
             let (c, b) = filter(f)?;
             condition.push(c);
@@ -135,7 +145,8 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         }
         steps.push((format!("({})", condition.join(" AND ")), binds));
     }
-    let (conditions, guard) = app_and_range(app_id, range);
+    // Read [from, to + window): a start before `to` converts before `to + window`.
+    let (conditions, guard) = app_and_range(app_id, (range.0, range.1.saturating_add(window)));
     let core = Core {
         steps: &steps,
         breakdown: request
@@ -285,6 +296,32 @@ mod tests {
     fn golden_funnel_statements() {
         golden("funnel_three_steps_breakdown", None);
         golden("funnel_strict_three_steps_breakdown", Some("strict"));
+    }
+
+    /// The range selects starts only: step 1 is limited to `ts_ms < to`, and
+    /// the statement reads until `to + window` for the later steps.
+    #[test]
+    fn range_limits_starts_and_reads_one_window_past_its_end() {
+        for order in ["relaxed", "strict"] {
+            let request: FunnelRequest = serde_json::from_value(json!({
+                "steps": ["a", "b"], "range": "1d", "window": "2h", "order": order}))
+            .unwrap();
+            let (from, to) = (1_700_000_000_000, 1_700_086_400_000);
+            let sql = build("app", &request, (from, to)).unwrap();
+            assert!(sql.text.contains("(name = ? AND ts_ms < ?)"), "{order}");
+            let ints: Vec<i64> = sql
+                .binds
+                .iter()
+                .filter_map(|b| match b {
+                    Bind::Int(i) => Some(*i),
+                    _ => None,
+                })
+                .collect();
+            assert!(ints.contains(&to), "{order}: {ints:?}");
+            assert!(ints.contains(&from), "{order}: {ints:?}");
+            assert!(ints.contains(&(to + 7_200_000)), "{order}: {ints:?}");
+            assert!(sql.text.contains("ts_ms >= ? AND ts_ms < ?"), "{order}");
+        }
     }
 
     fn golden(name: &str, order: Option<&str>) {

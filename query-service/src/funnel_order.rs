@@ -15,29 +15,36 @@
 //!
 //! Both encode a start as `level * SHIFT + (SHIFT - 1 - start)` so that one
 //! `max` picks the highest level and, among equals, the earliest start.
+//!
+//! Range: the caller puts the range's end into step 1's condition (only
+//! starts in the range count) and gives as `conditions` the events to read,
+//! [from, to + window): later steps, and in strict order the events that
+//! break a chain, are seen up to the window's end of the latest start, past
+//! the range's end.
 
 use crate::adhoc::Bind;
 
 /// Relaxed order: per user, only the earliest this many events of each step
-/// in the range take part (bounds the per-user work, which is quadratic in
+/// read take part (bounds the per-user work, which is quadratic in
 /// them, for crawlers and test accounts with hundreds of thousands of events).
 pub const MAX_STEP_EVENTS: usize = 1_000;
-/// Strict order: per user, only the earliest this many distinct event times in
-/// the range take part (the work is linear in them: no lambda captures an
+/// Strict order: per user, only the earliest this many distinct event times
+/// read take part (the work is linear in them: no lambda captures an
 /// array, which would copy it per element).
 pub const MAX_STRICT_TIMES: usize = 100_000;
 /// `2^42` > any epoch-ms time we store: level and start share one number.
 const SHIFT: u64 = 1 << 42;
 
-/// What both orders need. `steps` are `(condition, binds)`; `breakdown` an
-/// expression with its binds; `conditions`/`guard` the app and range guard.
+/// What both orders need. `steps` are `(condition, binds)` (step 1's includes
+/// the range's end); `breakdown` an expression with its binds;
+/// `conditions`/`guard` the app guard and the span read, [from, to + window).
 #[derive(Debug)]
 pub struct Core<'a> {
-    /// Step conditions with their binds.
+    /// Step conditions with their binds (step 1's limited to the range).
     pub steps: &'a [(String, Vec<Bind>)],
     /// Breakdown expression and its binds.
     pub breakdown: Option<(String, Vec<Bind>)>,
-    /// App and range conditions (their binds are `guard`).
+    /// App and read-span conditions (their binds are `guard`).
     pub conditions: Vec<String>,
     /// Binds of `conditions`.
     pub guard: Vec<Bind>,

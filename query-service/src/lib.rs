@@ -138,6 +138,8 @@ pub fn app<L: LiveSource, E: EventStore>(state: Arc<AppState<L, E>>) -> Router {
         .route("/readyz", get(readyz::<L, E>))
         .route("/metrics", get(metrics_handler::<L, E>))
         .with_state(state)
+        // Unknown routes, other methods and any plain-text rejection answer JSON too.
+        .layer(axum::middleware::from_fn(tally_common::http::json_errors))
 }
 
 async fn readyz<L: LiveSource, E: EventStore>(

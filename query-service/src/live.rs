@@ -23,7 +23,7 @@ use crate::stores::{EventStore, LiveSource};
 use crate::stream_token::authorize_stream;
 use crate::{api::valid_app_id, AppState, QueryError};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_common::http::{Path, Query};
 use tally_schemas::live::{window_start, WindowSnapshot, WINDOW_MS};
 use tally_schemas::sketch::UniqueSketch;
 

@@ -17,9 +17,10 @@ use crate::adhoc::{invalid, Bind, Invalid, Sql};
 use crate::auth::authorize;
 use crate::stores::{utc_date, EventStore, LiveSource};
 use crate::{api::valid_app_id, AppState, QueryError};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use std::sync::Arc;
+use tally_common::http::{Path, Query};
 
 /// Hour, ms.
 pub const HOUR_MS: i64 = 3_600_000;

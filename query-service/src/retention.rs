@@ -1,9 +1,20 @@
 //! Retention (`POST /api/v1/analytics/{app_id}/retention`): users grouped into
-//! cohorts by the day or week of their first `start_event` in the range; for
-//! each of the next N periods, how many of them did `return_event` (strictly
-//! after their first `start_event`) in that period. Period 0 is the cohort's
-//! own period. The grid is checked against a brute-force computation in
-//! `testkit/tests/retention.rs`. One statement, valid on ClickHouse 18.16.
+//! cohorts by the UTC day or week (Monday 00:00 UTC) of their first
+//! `start_event` in the range; for period k = 0…N, how many of them did
+//! `return_event` in the cohort's period + k.
+//!
+//! Exact definition, in milliseconds (`ts_ms`, not the whole-second
+//! `timestamp`): a user's *first* is their earliest `start_event` in the
+//! range; a return counts when it is a `return_event` in the range at or
+//! after the first (`ts_ms >= first`, so one in the same millisecond counts),
+//! and its period is the number of UTC days (or Monday-based weeks) between
+//! the first and the return. Period 0 is therefore "returned in the cohort's
+//! own period, at or after the first". When `return_event` is the same event
+//! name as `start_event`, the first itself is not its own return: another
+//! occurrence is needed (one in the same millisecond counts). The grid is
+//! checked against a brute-force computation in `testkit/tests/retention.rs`.
+//! One statement, valid on ClickHouse 18.16 and current ClickHouse (plain
+//! integer arithmetic on `ts_ms`: no DateTime64, no server time zone).
 
 use crate::adhoc::{app_and_range, invalid, Bind, Invalid, Sql};
 use serde::Deserialize;
@@ -11,6 +22,8 @@ use serde_json::Value;
 
 /// Most periods.
 pub const MAX_PERIODS: usize = 52;
+/// One UTC day, ms.
+const DAY_MS: i64 = 86_400_000;
 
 /// The `/retention` request body.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -39,18 +52,25 @@ pub fn build(
     request: &RetentionRequest,
     range: (i64, i64),
 ) -> Result<(Sql, usize), Invalid> {
-    let (bucket, relative) = match request.period.as_deref().unwrap_or("day") {
-        "day" => ("toDate", "toRelativeDayNum"),
-        "week" => ("toMonday", "toRelativeWeekNum"),
-        _ => return Err(invalid("period", "day or week")),
-    };
+    // Period number of an epoch-ms expression `x`, and the cohort's first
+    // day from its period number `c` (1970-01-01 was a Thursday: UTC day
+    // d is in Monday-week (d + 3) / 7, which starts on day 7w - 3).
+    let (period_of, label): (fn(&str) -> String, &str) =
+        match request.period.as_deref().unwrap_or("day") {
+            "day" => (|x| format!("intDiv({x}, {DAY_MS})"), "c"),
+            "week" => (
+                |x| format!("intDiv(intDiv({x}, {DAY_MS}) + 3, 7)"),
+                "c * 7 - 3",
+            ),
+            _ => return Err(invalid("period", "day or week")),
+        };
     let periods = request.periods.unwrap_or(7);
     if !(1..=MAX_PERIODS).contains(&periods) {
         return Err(invalid("periods", format!("1..={MAX_PERIODS}")));
     }
     for name in [&request.start_event, &request.return_event] {
-        if !(1..=200).contains(&name.len()) {
-            return Err(invalid("event", "an event name of 1..=200 bytes"));
+        if !(1..=200).contains(&name.chars().count()) {
+            return Err(invalid("event", "an event name of 1..=200 characters"));
         }
     }
     let start = Bind::Text(request.start_event.clone());
@@ -66,13 +86,22 @@ pub fn build(
     let columns: Vec<String> = (0..=periods)
         .map(|k| format!("toFloat64(countIf(has(offsets, {k}))) AS p{k}"))
         .collect();
+    // Same name: the sorted array's head is the first itself (minIf over the
+    // same rows), which must not count as its own return.
+    let returns = if request.start_event == request.return_event {
+        "arrayPopFront(arraySort(returns))"
+    } else {
+        "returns"
+    };
     let text = format!(
-        "SELECT toString({bucket}(first)) AS cohort, toFloat64(count()) AS size, {} FROM (\
-         SELECT first, arrayMap(t -> {relative}(t) - {relative}(first), arrayFilter(t -> t > first, returns)) AS offsets FROM (\
-         SELECT minIf(timestamp, name = ?) AS first, groupArrayIf(timestamp, name = ?) AS returns \
+        "SELECT toString(addDays(toDate('1970-01-01'), {label})) AS cohort, toFloat64(count()) AS size, {} FROM (\
+         SELECT {} AS c, arrayMap(t -> {} - c, arrayFilter(t -> t >= first, {returns})) AS offsets FROM (\
+         SELECT minIf(ts_ms, name = ?) AS first, groupArrayIf(ts_ms, name = ?) AS returns \
          FROM events WHERE {} GROUP BY distinct_id HAVING countIf(name = ?) > 0)) \
-         GROUP BY cohort ORDER BY cohort",
+         GROUP BY c ORDER BY c",
         columns.join(", "),
+        period_of("first"),
+        period_of("t"),
         conditions.join(" AND "),
     );
     binds.push(Bind::Text(request.start_event.clone()));
@@ -108,6 +137,15 @@ mod tests {
             std::fs::write(&path, &rendered).unwrap();
         }
         assert_eq!(rendered, std::fs::read_to_string(&path).unwrap());
+        // Milliseconds, at or after the first; a same-name first is not its own return.
+        assert!(sql.text.contains("arrayFilter(t -> t >= first, returns)"));
+        let same: RetentionRequest = serde_json::from_value(json!({
+            "start_event": "visit", "return_event": "visit", "range": "7d"}))
+        .unwrap();
+        let (sql, periods) = build("app-1", &same, (0, 1)).unwrap();
+        assert_eq!(periods, 7);
+        assert!(sql.text.contains("arrayPopFront(arraySort(returns))"));
+        assert!(sql.text.contains("intDiv(ts_ms") || sql.text.contains("intDiv(first, 86400000)"));
         for (body, field) in [
             (
                 json!({"start_event": "a", "return_event": "b", "period": "month", "range": "7d"}),

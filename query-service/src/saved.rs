@@ -15,7 +15,7 @@ use crate::funnel::FunnelRequest;
 use crate::retention::RetentionRequest;
 use crate::stores::{EventStore, LiveSource};
 use crate::{api::valid_app_id, AppState, QueryError};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
+use tally_common::http::Path;
 use tally_common::postgres::PostgresConfig;
 
 /// Largest stored definition, bytes.
@@ -71,10 +72,11 @@ fn kind_of(plural: &str) -> Result<&'static str, QueryError> {
 /// Checks a definition of `kind`.
 pub fn validate(kind: &str, body: &SavedBody) -> Result<String, QueryError> {
     let bad = |why: String| QueryError::InvalidQuery("definition", why);
-    if !(1..=200).contains(&body.name.chars().count()) {
+    // PostgreSQL text cannot hold NUL (it was a 503 from the database).
+    if !(1..=200).contains(&body.name.chars().count()) || body.name.contains('\0') {
         return Err(QueryError::InvalidQuery(
             "name",
-            "1..=200 characters".into(),
+            "1..=200 characters, without NUL".into(),
         ));
     }
     let text = body.definition.to_string();

@@ -14,12 +14,13 @@ use crate::api::valid_app_id;
 use crate::auth::authorize;
 use crate::stores::{EventStore, LiveSource};
 use crate::{AppState, QueryError};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use rand::RngCore;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use tally_common::http::Path;
 use tally_common::postgres::hash_key;
 
 /// How long a token may be used to open a stream, seconds.

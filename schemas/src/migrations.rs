@@ -51,6 +51,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         name: "rollups",
         sql: include_str!("../migrations/clickhouse/0004_rollups.sql"),
     },
+    Migration {
+        version: 5,
+        name: "session_page_times",
+        sql: include_str!("../migrations/clickhouse/0005_session_page_times.sql"),
+    },
 ];
 
 impl Migration {

@@ -63,4 +63,14 @@ pub struct SessionRow {
     pub dropped: u8,
     /// Kafka offset of the last event applied; the highest version wins.
     pub version: u64,
+    /// Event time of the entry page view, epoch ms (0: no page view).
+    pub entry_ms: u64,
+    /// Event time of the exit page view, epoch ms (0: no page view).
+    pub exit_ms: u64,
 }
+
+/// The `sessions` columns in row order (for `SELECT`s read into [`SessionRow`]).
+pub const SESSION_COLUMNS: &str = "app_id, created_date, distinct_id, session_id, start_ms, \
+    end_ms, start, duration_ms, events, page_views, entry_page, exit_page, referrer_host, \
+    utm_source, utm_medium, utm_campaign, country, device_type, browser, os, is_bot, bounce, \
+    dropped, version, entry_ms, exit_ms";

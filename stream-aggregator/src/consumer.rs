@@ -18,7 +18,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message as _, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,10 @@ pub struct RebalanceWatch {
     rebalanced: Arc<AtomicBool>,
     revoked: Arc<std::sync::Mutex<Vec<i32>>>,
     lag: prometheus::IntGaugeVec,
+    /// The settled assignment and since when (`None` while rebalancing).
+    assignment: Arc<std::sync::Mutex<Option<Settled>>>,
+    /// Set by the group watchdog (see [`crate::watchdog`]).
+    rejoin: Arc<tokio::sync::Notify>,
 }
 
 impl RebalanceWatch {
@@ -49,6 +53,25 @@ impl RebalanceWatch {
             rebalanced: Arc::new(AtomicBool::new(false)),
             revoked: Arc::default(),
             lag: metrics.consumer_lag.clone(),
+            assignment: Arc::default(),
+            rejoin: Arc::default(),
+        }
+    }
+
+    /// This member's settled assignment and since when (`None` while a
+    /// rebalance is in progress or before the first one).
+    pub fn assignment(&self) -> Option<Settled> {
+        self.assignment.lock().ok().and_then(|a| a.clone())
+    }
+
+    /// Asks the consume loop to leave and rejoin the group.
+    pub fn request_rejoin(&self) {
+        self.rejoin.notify_one();
+    }
+
+    fn set_assignment(&self, assignment: Option<BTreeSet<i32>>) {
+        if let Ok(mut current) = self.assignment.lock() {
+            *current = assignment.map(|set| (set, tokio::time::Instant::now()));
         }
     }
 
@@ -81,10 +104,14 @@ impl ConsumerContext for RebalanceWatch {
         self.rebalanced.store(true, Ordering::SeqCst);
         match rebalance {
             Rebalance::Assign(list) => {
-                tracing::info!(partitions = list.count(), "partitions assigned")
+                tracing::info!(partitions = list.count(), "partitions assigned");
+                self.set_assignment(Some(
+                    list.elements().iter().map(|e| e.partition()).collect(),
+                ));
             }
             Rebalance::Revoke(list) => {
                 tracing::info!(partitions = list.count(), "partitions revoked");
+                self.set_assignment(None);
                 if let Ok(mut revoked) = self.revoked.lock() {
                     revoked.extend(list.elements().iter().map(|e| e.partition()));
                 }
@@ -94,6 +121,9 @@ impl ConsumerContext for RebalanceWatch {
         }
     }
 }
+
+/// A settled assignment and when it was received.
+pub type Settled = (BTreeSet<i32>, tokio::time::Instant);
 
 /// The aggregator's Kafka consumer.
 pub type EventConsumer = StreamConsumer<RebalanceWatch>;
@@ -210,12 +240,20 @@ pub async fn consume<R: RawSink, L: LiveStore>(
         clock,
     };
     let mut batch = Batch::default();
+    let rejoin = consumer.context().rejoin.clone();
     loop {
         let full_due = due(batch.started, config.flush_interval);
         let live_due = due(batch.live_started, config.live_flush_interval);
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
+            () = rejoin.notified() => {
+                // Store and commit what we hold, then leave and join afresh.
+                writer.flush(&mut batch, Step::All, &stop).await?;
+                consumer.unsubscribe();
+                consumer.subscribe(&[&config.kafka.topic])?;
+                metrics.rejoined("orphaned_partitions");
+            }
             () = full_due => writer.flush(&mut batch, Step::All, &stop).await?,
             () = live_due => writer.flush(&mut batch, Step::Live, &stop).await?,
             received = consumer.recv() => {

@@ -3,13 +3,17 @@
 //! reaches any store, and counted in `tally_aggregator_duplicates_total`.
 //!
 //! The rule, decided from the messages alone so that a replay decides the same:
-//! a message is a *repeat* when an earlier message (lower offset) of the same
-//! Kafka partition carried the same `(app_id, event_id)` and the gateway
-//! received it at most `window` earlier (whole seconds, as stored in
-//! ClickHouse's `received_at`). A retry travels on the same partition as its
-//! original because the message key is app + visitor. Events whose timestamp is
-//! more than [`LOOKBACK_DAYS`] before their receipt are not deduplicated (their
-//! table partitions are not scanned when the ids are reloaded).
+//! a message is a *repeat* when an earlier message (lower offset) carried the
+//! same `(app_id, distinct_id, event_id)` — same app, same visitor, same
+//! client event id — and the gateway received it at most `window` earlier
+//! (whole seconds, as stored in ClickHouse's `received_at`), whatever the
+//! event's own time (a backfill or an offline phone flushing its queue twice
+//! is deduplicated like any retry). A retry travels on the same Kafka
+//! partition as its original because the message key is app + visitor, so the
+//! decision is per partition and needs no coordination between processes.
+//! The same event id sent for two different visitors is two events (an SDK
+//! never retries a message under another identity; dropping one would lose an
+//! acknowledged event).
 //!
 //! Memory: one entry (~48 bytes) per distinct id received within the window
 //! (plus [`SLACK_SECS`]), per owned partition. After a restart or rebalance a
@@ -21,9 +25,6 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use tally_schemas::Envelope;
 
-/// Events older than this (event time before receipt) are not deduplicated.
-pub const LOOKBACK_DAYS: i64 = 7;
-
 /// Margin kept beyond the window (receive times are not strictly ordered by offset).
 pub const SLACK_SECS: i64 = 120;
 
@@ -32,6 +33,8 @@ pub const SLACK_SECS: i64 = 120;
 pub struct SeenId {
     /// App.
     pub app_id: String,
+    /// Visitor (`user_id`, else `anonymous_id`).
+    pub distinct_id: String,
     /// Client event id.
     pub event_id: String,
     /// Offset of the stored message.
@@ -54,20 +57,16 @@ pub struct Dedup {
     partitions: HashMap<i32, PartitionIds>,
 }
 
-fn key(app_id: &str, event_id: &str) -> u128 {
+fn key(app_id: &str, distinct_id: &str, event_id: &str) -> u128 {
     let half = |salt: u8| {
         let mut hasher = DefaultHasher::new();
         salt.hash(&mut hasher);
         app_id.hash(&mut hasher);
+        distinct_id.hash(&mut hasher);
         event_id.hash(&mut hasher);
         hasher.finish()
     };
     (u128::from(half(1)) << 64) | u128::from(half(2))
-}
-
-/// Whether an event is old enough at receipt to be exempt from deduplication.
-pub fn exempt(envelope: &Envelope) -> bool {
-    envelope.timestamp_ms < envelope.received_at_ms - LOOKBACK_DAYS * 86_400_000
 }
 
 impl Dedup {
@@ -100,7 +99,11 @@ impl Dedup {
         ids.sort_by_key(|id| (id.received_secs, id.offset));
         let state = self.partitions.entry(partition).or_default();
         for id in ids {
-            state.remember(key(&id.app_id, &id.event_id), id.offset, id.received_secs);
+            state.remember(
+                key(&id.app_id, &id.distinct_id, &id.event_id),
+                id.offset,
+                id.received_secs,
+            );
         }
     }
 
@@ -112,13 +115,13 @@ impl Dedup {
     /// Whether the message at `partition`/`offset` repeats an earlier one; if
     /// not, it is remembered.
     pub fn is_repeat(&mut self, partition: i32, offset: i64, envelope: &Envelope) -> bool {
-        if !self.enabled() || exempt(envelope) {
+        if !self.enabled() {
             return false;
         }
         let window = self.window_secs;
         let received = envelope.received_at_ms.div_euclid(1_000);
         let state = self.partitions.entry(partition).or_default();
-        let id = key(&envelope.app_id, &envelope.event_id);
+        let id = key(&envelope.app_id, &envelope.distinct_id, &envelope.event_id);
         if let Some(&(first_offset, first_received)) = state.seen.get(&id) {
             if first_offset < offset && received - first_received <= window {
                 return true;
@@ -171,8 +174,12 @@ mod tests {
     use super::*;
 
     fn message(app: &str, id: &str, received_secs: i64) -> Envelope {
+        message_of(app, "v", id, received_secs)
+    }
+
+    fn message_of(app: &str, visitor: &str, id: &str, received_secs: i64) -> Envelope {
         serde_json::from_value(serde_json::json!({
-            "event_id": id, "app_id": app, "name": "e", "distinct_id": "v",
+            "event_id": id, "app_id": app, "name": "e", "distinct_id": visitor,
             "timestamp_ms": received_secs * 1_000, "received_at_ms": received_secs * 1_000 + 250,
         }))
         .unwrap()
@@ -218,6 +225,7 @@ mod tests {
             .filter(|(_, repeat)| !**repeat)
             .map(|((offset, e), _)| SeenId {
                 app_id: e.app_id.clone(),
+                distinct_id: e.distinct_id.clone(),
                 event_id: e.event_id.clone(),
                 offset: *offset,
                 received_secs: e.received_at_ms / 1_000,
@@ -234,14 +242,44 @@ mod tests {
     }
 
     #[test]
-    fn old_events_and_a_zero_window_are_exempt() {
+    fn a_zero_window_turns_deduplication_off() {
         let mut off = Dedup::new(0);
         assert!(!off.is_repeat(0, 1, &message("a", "x", 10)));
         assert!(!off.is_repeat(0, 2, &message("a", "x", 10)));
+    }
+
+    #[test]
+    fn a_retry_of_an_old_event_is_a_repeat_whatever_its_age() {
         let mut on = Dedup::new(600);
-        let mut old = message("a", "y", 10_000_000);
-        old.timestamp_ms -= 8 * 86_400_000;
-        assert!(!on.is_repeat(0, 1, &old));
-        assert!(!on.is_repeat(0, 2, &old));
+        for (offset, days) in [(1, 8), (3, 400), (5, 729)] {
+            let mut old = message("a", &format!("old{days}"), 100_000_000);
+            old.timestamp_ms -= days * 86_400_000;
+            assert!(
+                !on.is_repeat(0, offset, &old),
+                "first copy, {days} days old"
+            );
+            assert!(on.is_repeat(0, offset + 1, &old), "retry, {days} days old");
+        }
+    }
+
+    #[test]
+    fn the_same_id_of_two_visitors_is_two_events() {
+        let mut dedup = Dedup::new(600);
+        assert!(!dedup.is_repeat(0, 1, &message_of("a", "u1", "x", 1_000)));
+        assert!(!dedup.is_repeat(0, 2, &message_of("a", "u2", "x", 1_000)));
+        assert!(dedup.is_repeat(0, 3, &message_of("a", "u2", "x", 1_001)));
+        // Reloaded after a restart, the rule is the same.
+        let mut reloaded = Dedup::new(600);
+        let seen = |visitor: &str, offset| SeenId {
+            app_id: "a".into(),
+            distinct_id: visitor.into(),
+            event_id: "x".into(),
+            offset,
+            received_secs: 1_000,
+        };
+        reloaded.load(0, vec![seen("u1", 1), seen("u2", 2)]);
+        assert!(!reloaded.is_repeat(0, 2, &message_of("a", "u2", "x", 1_000)));
+        assert!(reloaded.is_repeat(0, 3, &message_of("a", "u2", "x", 1_001)));
+        assert!(!reloaded.is_repeat(0, 4, &message_of("a", "u3", "x", 1_001)));
     }
 }

@@ -17,6 +17,7 @@ pub mod raw;
 pub mod raw_writer;
 pub mod sessions;
 pub mod visitors;
+pub mod watchdog;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub raw: ClickHouseSink,
     /// Redis store (readiness).
     pub live: RedisLive,
+    /// Consumer-group health (readiness).
+    pub group: Arc<watchdog::GroupHealth>,
 }
 
 /// Health and metrics routes.
@@ -51,12 +54,21 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
         .with_state(state)
+        // Unknown routes and other methods answer JSON errors too.
+        .layer(axum::middleware::from_fn(tally_common::http::json_errors))
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> axum::response::Response {
     let clickhouse = state.raw.ping().await.err().map(|e| e.to_string());
     let redis = state.live.ping().await.err().map(|e| e.to_string());
-    tally_common::http::readiness(&[("clickhouse", clickhouse), ("redis", redis)])
+    let orphaned = state.group.orphaned();
+    let group = (!orphaned.is_empty())
+        .then(|| format!("partitions {orphaned:?} have lag and no consumer (rejoining the group)"));
+    tally_common::http::readiness(&[
+        ("clickhouse", clickhouse),
+        ("redis", redis),
+        ("consumer_group", group),
+    ])
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> axum::response::Response {
@@ -77,12 +89,16 @@ pub async fn run(
     let live = RedisLive::new(connection, config.live_ttl.as_secs());
     let raw = ClickHouseSink::new(config.clickhouse.client());
     let metrics = Metrics::new()?;
+    let stop = CancellationToken::new();
+    let watch = consumer::RebalanceWatch::new(&metrics);
+    let group = watchdog::spawn(&config, watch.clone(), metrics.clone(), stop.clone())?;
     let state = Arc::new(AppState {
         metrics: metrics.clone(),
         raw: raw.clone(),
         live: live.clone(),
+        group,
     });
-    let consumer = consumer::subscribe(&config, consumer::RebalanceWatch::new(&metrics))?;
+    let consumer = consumer::subscribe(&config, watch)?;
     let processor = Processor::new(
         raw,
         live,
@@ -93,13 +109,14 @@ pub async fn run(
                 .unwrap_or(i64::MAX),
             fault: config.fault,
             dedup_window_secs: i64::try_from(config.dedup_window.as_secs()).unwrap_or(i64::MAX),
+            visitor_ttl_ms: i64::try_from(config.live_ttl.as_millis()).unwrap_or(i64::MAX),
+            clock: Arc::new(tally_common::SystemClock),
         },
     );
     if config.fault != config::Fault::None {
         tracing::warn!(fault = ?config.fault, "FAULT INJECTION ACTIVE: exactly-once guards are off (test-only)");
     }
 
-    let stop = CancellationToken::new();
     let stop_on_signal = stop.clone();
     tokio::spawn(async move {
         shutdown.await;

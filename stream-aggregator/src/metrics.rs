@@ -34,6 +34,12 @@ pub struct Metrics {
     pub visible_seconds: Histogram,
     /// `tally_aggregator_consumer_lag{partition}`: messages behind the log end (librdkafka statistics).
     pub consumer_lag: IntGaugeVec,
+    /// Partitions with lag and no consumer, as the group watchdog saw them.
+    pub orphaned: prometheus::IntGauge,
+    /// Group rejoins by reason.
+    pub rejoins: IntCounterVec,
+    /// Failed reads of the group's positions by the watchdog.
+    pub watchdog_errors: IntCounter,
 }
 
 impl Metrics {
@@ -93,8 +99,27 @@ impl Metrics {
             ),
             &["partition"],
         )?;
+        let orphaned = prometheus::IntGauge::new(
+            "tally_aggregator_orphaned_partitions",
+            "Partitions with lag whose committed offset stands still and that no member owns \
+             (alert when > 0 for a minute)",
+        )?;
+        let rejoins = IntCounterVec::new(
+            Opts::new(
+                "tally_aggregator_group_rejoins_total",
+                "Times this member left and rejoined its consumer group, by reason",
+            ),
+            &["reason"],
+        )?;
+        let watchdog_errors = IntCounter::new(
+            "tally_aggregator_watchdog_errors_total",
+            "Failed reads of the group's offsets by the group watchdog",
+        )?;
         for metric in [
-            Box::new(late_events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(orphaned.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rejoins.clone()),
+            Box::new(watchdog_errors.clone()),
+            Box::new(late_events.clone()),
             Box::new(bot_events.clone()),
             Box::new(duplicates.clone()),
             Box::new(visible_seconds.clone()),
@@ -121,6 +146,36 @@ impl Metrics {
             duplicates,
             visible_seconds,
             consumer_lag,
+            orphaned,
+            rejoins,
+            watchdog_errors,
         })
+    }
+
+    /// The group watchdog's finding: partitions with lag and no consumer.
+    pub fn orphaned_partitions(&self, partitions: &[i32]) {
+        let before = self.orphaned.get();
+        let now = i64::try_from(partitions.len()).unwrap_or(i64::MAX);
+        self.orphaned.set(now);
+        if now > 0 {
+            tracing::warn!(
+                partitions = ?partitions,
+                "partitions have lag but no consumer: nothing is consumed from them; rejoining the group"
+            );
+        } else if before > 0 {
+            tracing::info!("every partition with lag has a consumer again");
+        }
+    }
+
+    /// This member left and rejoined its consumer group.
+    pub fn rejoined(&self, reason: &'static str) {
+        self.rejoins.with_label_values(&[reason]).inc();
+        tracing::warn!(reason, "left and rejoined the consumer group");
+    }
+
+    /// The watchdog could not read the group's positions.
+    pub fn watchdog_read_failed(&self, error: &str) {
+        self.watchdog_errors.inc();
+        tracing::warn!(error, "group watchdog could not read offsets");
     }
 }

@@ -28,13 +28,15 @@
 //! between the first run and a replay). Late events still get their raw row.
 
 use crate::config::Fault;
-use crate::dedup::{Dedup, LOOKBACK_DAYS, SLACK_SECS};
+use crate::dedup::{Dedup, SLACK_SECS};
 use crate::error::AggregatorError;
 use crate::live::{LiveStore, Unit, UnitWrite, ANY_OFFSET};
 use crate::raw::RawSink;
 use crate::raw_writer::RowWriter;
-use crate::visitors::Sessions;
+use crate::visitors::{Scope, Sessions};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use tally_common::Clock;
 use tally_schemas::live::{shard_of, window_key, window_start, WINDOW_MS};
 use tally_schemas::session::SessionRow;
 use tally_schemas::sketch::UniqueSketch;
@@ -167,7 +169,17 @@ pub struct Settings {
     pub fault: Fault,
     /// Window for dropping repeated client event ids, seconds (0 = off); see [`crate::dedup`].
     pub dedup_window_secs: i64,
+    /// How long a visitor's session state lives in Redis after its last write, ms.
+    pub visitor_ttl_ms: i64,
+    /// The wall clock (bounds the sessions of visitors without a stored state).
+    pub clock: Arc<dyn Clock>,
 }
+
+/// Latest event time the gateway lets through, after receipt (it clamps later ones).
+pub const MAX_FUTURE_MS: i64 = 23 * 3_600_000;
+
+/// Clock difference tolerated between the gateway and the aggregator.
+const CLOCK_SKEW_MS: i64 = 3_600_000;
 
 /// Whether an event belongs in the live windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,10 +273,10 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             .map(|m| self.dedup.is_repeat(m.partition, m.offset, &m.envelope))
             .collect();
         let fresh = non_repeats(new, &repeat);
-        let (prefix, guards_off) = (&self.settings.prefix, self.guards_off());
+        let first_pending = first_offsets(&pending.messages);
         pending
             .sessions
-            .apply(&self.live, prefix, &fresh, guards_off)
+            .apply((&self.live, &self.raw), &self.scope(&first_pending), &fresh)
             .await?;
         let mut outcome = self
             .write_live(&fresh, &pending.sessions.session_of)
@@ -288,10 +300,22 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             token: &self.token,
             guards_off: self.guards_off(),
         };
-        (outcome.raw_written, outcome.raw_skipped) =
-            writer.write(&self.raw, &self.live, &fresh).await?;
+        let written = writer.write(&self.raw, &self.live, &fresh).await?;
+        (outcome.raw_written, outcome.raw_skipped) = (written.written, written.skipped);
+        // A visitor's old sessions may only go cold once no crashed attempt's
+        // row can be newer than the state stored now: when this batch reaches
+        // as far as anything stored before (see `crate::visitors`).
+        let reached = last_offsets(&pending.messages);
+        let settled = |partition: i32| {
+            written
+                .prior
+                .get(&partition)
+                .is_none_or(|prior| reached.get(&partition).is_some_and(|last| last >= prior))
+        };
         let rows = pending.sessions.rows();
-        let stored = self.write_sessions(&rows, &pending.sessions).await;
+        let stored = self
+            .write_sessions(&rows, &pending.sessions, &settled)
+            .await;
         if stored.is_err() {
             pending.sessions_stale = true;
         }
@@ -305,9 +329,10 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         &self,
         rows: &[SessionRow],
         sessions: &Sessions,
+        settled: &(dyn Fn(i32) -> bool + Sync),
     ) -> Result<(), AggregatorError> {
         self.raw.insert_sessions(rows).await?;
-        let writes = sessions.writes(self.guards_off())?;
+        let writes = sessions.writes(self.guards_off(), settled)?;
         let conflicts = self.live.write_visitors(&writes).await?;
         match conflicts.first() {
             Some(key) => Err(AggregatorError::Conflict(key.clone())),
@@ -323,13 +348,30 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         }
         pending.sessions.clear();
         let handled = non_repeats(&pending.messages[..pending.live_done], &pending.repeat);
-        let (prefix, guards_off) = (&self.settings.prefix, self.guards_off());
+        let first_pending = first_offsets(&pending.messages);
         pending
             .sessions
-            .apply(&self.live, prefix, &handled, guards_off)
+            .apply(
+                (&self.live, &self.raw),
+                &self.scope(&first_pending),
+                &handled,
+            )
             .await?;
         pending.sessions_stale = false;
         Ok(())
+    }
+
+    /// What session decisions need besides the stores.
+    fn scope<'a>(&'a self, first_pending: &'a BTreeMap<i32, i64>) -> Scope<'a> {
+        let now = self.settings.clock.now_ms();
+        Scope {
+            prefix: &self.settings.prefix,
+            guards_off: self.guards_off(),
+            absent_cold_until: now
+                .saturating_sub(self.settings.visitor_ttl_ms)
+                .saturating_add(MAX_FUTURE_MS + CLOCK_SKEW_MS),
+            first_pending,
+        }
     }
 
     /// Loads the recent ids of partitions not seen since the last start or rebalance.
@@ -345,10 +387,9 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             if !self.dedup.is_loaded(partition) {
                 let received = received_ms.div_euclid(1_000);
                 let since = received - self.dedup.window_secs() - SLACK_SECS;
-                let since_date = received - (LOOKBACK_DAYS + 1) * 86_400;
                 let ids = self
                     .raw
-                    .recent_ids(&self.settings.topic, partition, since, since_date)
+                    .recent_ids(&self.settings.topic, partition, since)
                     .await?;
                 self.dedup.load(partition, ids);
             }
@@ -441,6 +482,26 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         }
         Ok(outcome)
     }
+}
+
+/// Highest offset of each partition among `messages`.
+fn last_offsets(messages: &[Message]) -> BTreeMap<i32, i64> {
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for message in messages {
+        let offset = last.entry(message.partition).or_insert(message.offset);
+        *offset = (*offset).max(message.offset);
+    }
+    last
+}
+
+/// Lowest offset of each partition among `messages`.
+fn first_offsets(messages: &[Message]) -> BTreeMap<i32, i64> {
+    let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+    for message in messages {
+        let offset = first.entry(message.partition).or_insert(message.offset);
+        *offset = (*offset).min(message.offset);
+    }
+    first
 }
 
 /// Merges a stored sketch into `sketch` (an unreadable one is replaced, with a warning).

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tally_schemas::live::WindowSnapshot;
-use tally_schemas::row::{event_date, EventRow};
+use tally_schemas::row::EventRow;
 use tally_schemas::session::SessionRow;
 
 #[derive(Debug, Default)]
@@ -54,18 +54,17 @@ impl RawSink for MemRaw {
         topic: &str,
         partition: i32,
         since_secs: i64,
-        since_date_secs: i64,
     ) -> Result<Vec<SeenId>, clickhouse::error::Error> {
-        let since_date = event_date(since_date_secs * 1_000);
         Ok(self
             .rows
             .lock()
             .unwrap()
             .iter()
             .filter(|r| r.kafka_topic == topic && r.kafka_partition == partition as u32)
-            .filter(|r| i64::from(r.received_at) >= since_secs && r.event_date >= since_date)
+            .filter(|r| i64::from(r.received_at) >= since_secs)
             .map(|r| SeenId {
                 app_id: r.app_id.clone(),
+                distinct_id: r.distinct_id.clone(),
                 event_id: r.event_id.clone(),
                 offset: r.kafka_offset as i64,
                 received_secs: i64::from(r.received_at),
@@ -78,6 +77,25 @@ impl RawSink for MemRaw {
         Ok(())
     }
 
+    async fn sessions_near(
+        &self,
+        lookups: &[crate::raw::SessionLookup],
+    ) -> Result<Vec<SessionRow>, clickhouse::error::Error> {
+        // FINAL (the highest version of each session), then the filters.
+        let latest = final_sessions(self);
+        Ok(latest
+            .into_values()
+            .filter(|row| {
+                lookups.iter().any(|l| {
+                    l.app_id == row.app_id
+                        && l.distinct_id == row.distinct_id
+                        && row.end_ms as i64 >= l.from_ms
+                        && row.start_ms as i64 <= l.to_ms
+                })
+            })
+            .collect())
+    }
+
     async fn ping(&self) -> Result<(), clickhouse::error::Error> {
         Ok(())
     }
@@ -88,6 +106,9 @@ struct MemLive {
     hashes: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
     visitors: Mutex<HashMap<String, (String, Vec<u8>)>>,
     claims: Mutex<HashMap<String, MemClaim>>,
+    /// Fail the visitor write whose 1-based call number equals this (0 = never).
+    fail_visitors_on_call: AtomicUsize,
+    visitor_calls: AtomicUsize,
 }
 
 /// A raw claim: (holder, marks, clean).
@@ -205,6 +226,13 @@ impl LiveStore for MemLive {
         &self,
         writes: &[VisitorWrite],
     ) -> Result<Vec<String>, redis::RedisError> {
+        let call = self.visitor_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call == self.fail_visitors_on_call.load(Ordering::SeqCst) {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "injected",
+            )));
+        }
         let mut visitors = self.visitors.lock().unwrap();
         let mut conflicts = Vec::new();
         for write in writes {
@@ -236,8 +264,13 @@ fn settings() -> Settings {
         allowed_lateness_ms: 30_000,
         fault: Fault::None,
         dedup_window_secs: 900,
+        visitor_ttl_ms: 48 * 3_600_000,
+        clock: std::sync::Arc::new(tally_common::ManualClock::at(NOW_MS)),
     }
 }
+
+/// The wall clock of these tests: after every generated event.
+const NOW_MS: i64 = 1_800_000_000_000;
 
 /// `n` messages over `partitions` partitions, spread over two days and several windows.
 fn messages(n: usize, partitions: i32) -> Vec<Message> {
@@ -565,5 +598,190 @@ proptest! {
         prop_assert_eq!(row_ids(processor.raw()), row_ids(reference.raw()));
         prop_assert_eq!(live_totals(processor.live()), live_totals(reference.live()));
         prop_assert_eq!(final_sessions(processor.raw()), final_sessions(reference.raw()));
+    }
+}
+
+/// The sessions of the generated late-delivery stream: events of two visitors
+/// in clusters days apart, all received at [`NOW_MS`] in `order`.
+fn late_deliveries(clusters: &[(i64, u8)], order: &[u32]) -> Vec<Message> {
+    const MIN: i64 = 60_000;
+    let mut events: Vec<(String, i64)> = Vec::new();
+    for (i, (day, size)) in clusters.iter().enumerate() {
+        let visitor = format!("v{}", i % 2);
+        let start = NOW_MS - day * 86_400_000 - (i as i64 % 5) * 7 * MIN;
+        for k in 0..i64::from(*size) {
+            // Gaps of 29 min: one session only if every event is there.
+            events.push((visitor.clone(), start + k * 29 * MIN));
+        }
+    }
+    let mut arrival: Vec<usize> = (0..events.len()).collect();
+    arrival.sort_by_key(|i| (order.get(*i).copied().unwrap_or(0), *i));
+    let mut next_offset = [0i64; 2];
+    arrival
+        .into_iter()
+        .map(|i| {
+            let (visitor, timestamp_ms) = events[i].clone();
+            let partition = i32::from(visitor == "v1");
+            let offset = next_offset[partition as usize];
+            next_offset[partition as usize] += 1;
+            Message {
+                partition,
+                offset,
+                envelope: Envelope {
+                    event_id: format!("e{i}"),
+                    app_id: "a".into(),
+                    name: "page_view".into(),
+                    distinct_id: visitor,
+                    user_id: None,
+                    anonymous_id: None,
+                    timestamp_ms,
+                    received_at_ms: NOW_MS,
+                    sent_at_ms: None,
+                    ip: None,
+                    user_agent: None,
+                    properties: Default::default(),
+                    enrichment: Default::default(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// Per visitor, (start, end, events) of every session by the definition.
+fn gap_sessions(messages: &[Message]) -> BTreeMap<String, Vec<(u64, u64, u32)>> {
+    let mut times: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for m in messages {
+        times
+            .entry(m.envelope.distinct_id.clone())
+            .or_default()
+            .push(m.envelope.timestamp_ms);
+    }
+    times
+        .into_iter()
+        .map(|(visitor, mut times)| {
+            times.sort_unstable();
+            let mut out: Vec<(u64, u64, u32)> = Vec::new();
+            for ts in times {
+                let ts = ts as u64;
+                match out.last_mut() {
+                    Some(last) if ts - last.1 <= tally_schemas::session::SESSION_GAP_MS as u64 => {
+                        last.1 = ts;
+                        last.2 += 1;
+                    }
+                    _ => out.push((ts, ts, 1)),
+                }
+            }
+            (visitor, out)
+        })
+        .collect()
+}
+
+/// The sessions table, per visitor, in the shape of [`gap_sessions`].
+fn stored_sessions(raw: &MemRaw) -> BTreeMap<String, Vec<(u64, u64, u32)>> {
+    let mut out: BTreeMap<String, Vec<(u64, u64, u32)>> = BTreeMap::new();
+    for row in final_sessions(raw).into_values() {
+        out.entry(row.distinct_id.clone()).or_default().push((
+            row.start_ms,
+            row.end_ms,
+            row.events,
+        ));
+    }
+    for sessions in out.values_mut() {
+        sessions.sort_unstable();
+    }
+    out
+}
+
+#[test]
+fn sessions_days_apart_delivered_newest_first_are_not_split() {
+    // Issue 12, defect 4: three 3-event sessions on days -5, -3 and -1,
+    // delivered newest first (a phone syncing after a laptop).
+    run(async {
+        let clusters = [(5, 3), (3, 3), (1, 3)];
+        let mut all = late_deliveries(&clusters, &[]);
+        all.retain(|m| m.envelope.distinct_id == "v0" || m.partition == 1);
+        all.sort_by_key(|m| std::cmp::Reverse(m.envelope.timestamp_ms));
+        for (offset, m) in all.iter_mut().enumerate() {
+            m.offset = offset as i64;
+        }
+        // One event a batch: every one is applied to a state read back from the stores.
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        for m in &all {
+            processor.apply(std::slice::from_ref(m)).await.unwrap();
+        }
+        assert_eq!(stored_sessions(processor.raw()), gap_sessions(&all));
+        assert_eq!(
+            stored_sessions(processor.raw())
+                .values()
+                .map(Vec::len)
+                .sum::<usize>(),
+            3,
+        );
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    /// Late events of any age (sessions days apart, delivered in any order)
+    /// give the sessions of the definition, with batches cut anywhere and
+    /// crashes anywhere — between the session rows and the state write too.
+    #[test]
+    fn late_events_of_any_age_give_the_gap_sessions(
+        clusters in proptest::collection::vec((0i64..40, 1u8..4), 1..12),
+        order in proptest::collection::vec(any::<u32>(), 40),
+        ops in proptest::collection::vec((0u8..5, 1usize..8), 0..25),
+        fail_visitor_write in 0usize..12,
+    ) {
+        let all = late_deliveries(&clusters, &order);
+        let n = all.len();
+        let want = gap_sessions(&all);
+        let mut in_order = all.clone();
+        in_order.sort_by_key(|m| m.envelope.timestamp_ms);
+        for (offset, m) in in_order.iter_mut().enumerate() {
+            m.offset = offset as i64;
+        }
+        let mut reference = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        for m in &in_order {
+            run(reference.apply(std::slice::from_ref(m))).unwrap();
+        }
+        prop_assert_eq!(stored_sessions(reference.raw()), want.clone());
+
+        let live = MemLive::default();
+        live.fail_visitors_on_call.store(fail_visitor_write, Ordering::SeqCst);
+        let mut processor = Processor::new(MemRaw::default(), live, settings());
+        let mut pending = Pending::default();
+        let (mut next, mut committed) = (0, 0);
+        let crash = |processor: Processor<MemRaw, MemLive>| {
+            let Processor { raw, live, .. } = processor;
+            Processor::new(raw, live, settings())
+        };
+        for (op, k) in ops {
+            let result = match op {
+                0 | 1 => {
+                    for message in &all[next..(next + k).min(n)] {
+                        pending.push(message.clone());
+                    }
+                    next = (next + k).min(n);
+                    run(processor.apply_live(&mut pending)).map(|_| ())
+                }
+                2 | 3 => run(processor.apply_all(&mut pending)).map(|_| {
+                    committed = next;
+                }),
+                _ => Err(AggregatorError::State("crash".into())),
+            };
+            if result.is_err() {
+                processor = crash(processor);
+                pending = Pending::default();
+                next = committed;
+            }
+        }
+        for message in &all[next..] {
+            pending.push(message.clone());
+        }
+        if run(processor.apply_all(&mut pending)).is_err() {
+            processor = crash(processor);
+            run(processor.apply(&all[committed..])).unwrap();
+        }
+        prop_assert_eq!(stored_sessions(processor.raw()), want);
     }
 }

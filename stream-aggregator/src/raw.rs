@@ -14,7 +14,23 @@ use clickhouse::Client;
 use serde::Deserialize;
 use std::future::Future;
 use tally_schemas::row::EventRow;
-use tally_schemas::session::SessionRow;
+use tally_schemas::session::{SessionRow, SESSION_COLUMNS};
+
+/// Stored sessions of one visitor that may overlap `[from_ms, to_ms]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLookup {
+    /// App.
+    pub app_id: String,
+    /// Visitor.
+    pub distinct_id: String,
+    /// Earliest end, epoch ms.
+    pub from_ms: i64,
+    /// Latest start, epoch ms.
+    pub to_ms: i64,
+}
+
+/// Lookups per statement (each adds four bound values).
+const LOOKUPS_PER_QUERY: usize = 64;
 
 /// Inserts `rows` into `table` in one statement (nothing if `rows` is empty).
 async fn insert_all<T>(
@@ -61,20 +77,25 @@ pub trait RawSink: Send + Sync + 'static {
         &self,
         rows: &[EventRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
-    /// Ids of `partition` received since `since_secs` (epoch seconds) with an
-    /// event date from `since_date_secs` on (see [`crate::dedup`]).
+    /// Ids of `partition` received since `since_secs` (epoch seconds), whatever
+    /// their event time (see [`crate::dedup`]).
     fn recent_ids(
         &self,
         topic: &str,
         partition: i32,
         since_secs: i64,
-        since_date_secs: i64,
     ) -> impl Future<Output = Result<Vec<SeenId>, clickhouse::error::Error>> + Send;
     /// Inserts session versions (upserts into the `sessions` ReplacingMergeTree).
     fn insert_sessions(
         &self,
         rows: &[SessionRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
+    /// The latest version of every session (not dropped) that one of
+    /// `lookups` may overlap (see [`crate::visitors`]).
+    fn sessions_near(
+        &self,
+        lookups: &[SessionLookup],
+    ) -> impl Future<Output = Result<Vec<SessionRow>, clickhouse::error::Error>> + Send;
     /// `Ok` when ClickHouse answers.
     fn ping(&self) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
 }
@@ -107,6 +128,7 @@ struct MarkRow {
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct IdRow {
     app_id: String,
+    distinct_id: String,
     event_id: String,
     kafka_offset: u64,
     received: u32,
@@ -142,19 +164,19 @@ impl RawSink for ClickHouseSink {
         topic: &str,
         partition: i32,
         since_secs: i64,
-        since_date_secs: i64,
     ) -> Result<Vec<SeenId>, clickhouse::error::Error> {
         let secs = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+        // Every table partition (event day) is read: a retry may carry any
+        // event time the gateway accepts. The scan reads three narrow columns,
+        // like the watermark query that runs at the same moment.
         let rows = self
             .client
             .query(
-                "SELECT app_id, event_id, kafka_offset, toUInt32(received_at) AS received FROM events \
-                 WHERE kafka_topic = ? AND kafka_partition = ? \
-                 AND event_date >= toDate(toDateTime(?)) AND received_at >= toDateTime(?)",
+                "SELECT app_id, distinct_id, event_id, kafka_offset, toUInt32(received_at) AS received \
+                 FROM events WHERE kafka_topic = ? AND kafka_partition = ? AND received_at >= toDateTime(?)",
             )
             .bind(topic)
             .bind(partition)
-            .bind(secs(since_date_secs))
             .bind(secs(since_secs))
             .fetch_all::<IdRow>()
             .await?;
@@ -162,6 +184,7 @@ impl RawSink for ClickHouseSink {
             .into_iter()
             .map(|row| SeenId {
                 app_id: row.app_id,
+                distinct_id: row.distinct_id,
                 event_id: row.event_id,
                 offset: i64::try_from(row.kafka_offset).unwrap_or(i64::MAX),
                 received_secs: i64::from(row.received),
@@ -175,6 +198,31 @@ impl RawSink for ClickHouseSink {
 
     async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), clickhouse::error::Error> {
         insert_all(&self.client, "sessions", rows).await
+    }
+
+    async fn sessions_near(
+        &self,
+        lookups: &[SessionLookup],
+    ) -> Result<Vec<SessionRow>, clickhouse::error::Error> {
+        let ms = |v: i64| u64::try_from(v.max(0)).unwrap_or(0);
+        let mut rows = Vec::new();
+        for chunk in lookups.chunks(LOOKUPS_PER_QUERY) {
+            let one = "(app_id = ? AND distinct_id = ? AND end_ms >= ? AND start_ms <= ?)";
+            let sql = format!(
+                "SELECT {SESSION_COLUMNS} FROM sessions FINAL WHERE ({}) AND dropped = 0",
+                vec![one; chunk.len()].join(" OR ")
+            );
+            let mut query = self.client.query(&sql);
+            for lookup in chunk {
+                query = query
+                    .bind(lookup.app_id.as_str())
+                    .bind(lookup.distinct_id.as_str())
+                    .bind(ms(lookup.from_ms))
+                    .bind(ms(lookup.to_ms));
+            }
+            rows.extend(query.fetch_all::<SessionRow>().await?);
+        }
+        Ok(rows)
     }
 
     async fn ping(&self) -> Result<(), clickhouse::error::Error> {

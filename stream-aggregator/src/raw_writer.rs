@@ -57,12 +57,12 @@ impl RowWriter<'_> {
         raw: &R,
         live: &L,
         batch: &[&Message],
-    ) -> Result<(usize, usize), AggregatorError> {
+    ) -> Result<Written, AggregatorError> {
         let mut partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
         partitions.sort_unstable();
         partitions.dedup();
         if partitions.is_empty() {
-            return Ok((0, 0));
+            return Ok(Written::default());
         }
         let keys: Vec<String> = partitions
             .iter()
@@ -85,7 +85,7 @@ impl RowWriter<'_> {
         }
         let result = self.insert(raw, batch, &partitions, &claims).await;
         let releases: Vec<(String, Option<Vec<u8>>)> = match &result {
-            Ok((marks, _, _)) => keys
+            Ok((marks, _)) => keys
                 .iter()
                 .zip(&partitions)
                 .map(|(key, p)| {
@@ -99,8 +99,8 @@ impl RowWriter<'_> {
         if !lost.is_empty() {
             tracing::error!(keys = ?lost, "a partition claim expired during an insert; another writer may have stored the same rows");
         }
-        let (_, written, skipped) = result?;
-        Ok((written, skipped))
+        let (_, written) = result?;
+        Ok(written)
     }
 
     async fn insert<R: RawSink>(
@@ -109,7 +109,7 @@ impl RowWriter<'_> {
         batch: &[&Message],
         partitions: &[i32],
         claims: &[Claimed],
-    ) -> Result<(HashMap<i32, Marks>, usize, usize), AggregatorError> {
+    ) -> Result<(HashMap<i32, Marks>, Written), AggregatorError> {
         let mut marks: HashMap<i32, Marks> = HashMap::new();
         for (partition, claim) in partitions.iter().zip(claims) {
             let stored = match claim {
@@ -127,6 +127,10 @@ impl RowWriter<'_> {
             };
             marks.insert(*partition, stored);
         }
+        let prior = marks
+            .iter()
+            .map(|(p, days)| (*p, days.values().copied().max().unwrap_or(-1)))
+            .collect();
         // Rows to insert per day; `marks` advances as rows are taken.
         let mut days: BTreeMap<u16, Vec<EventRow>> = BTreeMap::new();
         let mut skipped = 0;
@@ -160,6 +164,25 @@ impl RowWriter<'_> {
                 }
             }
         }
-        Ok((marks, written, skipped))
+        Ok((
+            marks,
+            Written {
+                written,
+                skipped,
+                prior,
+            },
+        ))
     }
+}
+
+/// What [`RowWriter::write`] did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Rows inserted.
+    pub written: usize,
+    /// Messages already stored.
+    pub skipped: usize,
+    /// Highest offset stored per partition before this write (-1: none): a
+    /// crashed attempt may have got that far.
+    pub prior: BTreeMap<i32, i64>,
 }

@@ -2,23 +2,27 @@
 //!
 //! A visitor's events all travel on one Kafka partition (the message key is
 //! app + visitor), so one aggregator process owns a visitor at a time and
-//! sees its events in offset order. A [`Visitor`] holds the visitor's most
-//! recent sessions and the last offset applied; it lives
-//! in Redis between batches (see `crate::live`), so it survives restarts and
-//! rebalances, and it is written by compare-and-set on that offset, so a
-//! replay changes nothing.
+//! sees its events in offset order. A [`Visitor`] holds the visitor's recent
+//! (*hot*) sessions and the last offset applied; it lives in Redis between
+//! batches (see `crate::live`), so it survives restarts and rebalances, and it
+//! is written by compare-and-set on that offset, so a replay changes nothing.
 //!
 //! Rules, by *event time* (`SESSION_GAP_MS` = 30 min):
-//! * an event within the gap of a kept session joins it (start and end move);
-//! * an event within the gap of two kept sessions (a late event filling the
-//!   hole between them) merges them into the earlier one, and the later one is
+//! * an event within the gap of a session joins it (start and end move);
+//! * an event within the gap of two sessions (a late event filling the hole
+//!   between them) merges them into the earlier one, and the later one is
 //!   emitted as `dropped`;
 //! * any other event opens a new session, whose id is the partition and offset
-//!   of that event (stable across replays);
-//! * sessions that ended more than [`KEPT_HORIZON_MS`] (24 h) before the
-//!   visitor's latest event, or beyond the [`KEPT_SESSIONS`] most recent, are
-//!   forgotten; an event that would have joined a forgotten session opens one
-//!   of its own (documented limit, far outside any allowed lateness).
+//!   of that event (stable across replays).
+//!
+//! So the sessions are the maximal runs of events no more than a gap apart,
+//! whatever the arrival order. Sessions that ended more than
+//! [`KEPT_HORIZON_MS`] (24 h) before the visitor's latest event, or beyond
+//! the [`KEPT_SESSIONS`] most recent, become *cold*: they leave the hot state
+//! (which stays small) but not the visitor — their rows in ClickHouse are
+//! exact, and [`Visitor::cold_until`] bounds their end, so an event that may
+//! touch one is first given the cold sessions near it
+//! ([`Visitor::needs_cold`], [`Visitor::revive`]; see `crate::visitors`).
 //!
 //! Every session a batch changed is emitted as a full [`SessionRow`] whose
 //! version is the offset of the last event applied to it.
@@ -32,7 +36,7 @@ use tally_schemas::Envelope;
 /// Most sessions kept per visitor.
 pub const KEPT_SESSIONS: usize = 8;
 
-/// Sessions that ended this long before the visitor's latest event are forgotten.
+/// Sessions that ended this long before the visitor's latest event become cold.
 pub const KEPT_HORIZON_MS: i64 = 24 * 3_600_000;
 
 /// Attributes of a session's earliest event.
@@ -49,6 +53,19 @@ pub struct Touch {
 }
 
 impl Touch {
+    fn of_row(row: &SessionRow) -> Self {
+        Touch {
+            referrer_host: row.referrer_host.clone(),
+            utm_source: row.utm_source.clone(),
+            utm_medium: row.utm_medium.clone(),
+            utm_campaign: row.utm_campaign.clone(),
+            country: row.country.clone(),
+            device_type: row.device_type.clone(),
+            browser: row.browser.clone(),
+            os: row.os.clone(),
+        }
+    }
+
     fn of(envelope: &Envelope) -> Self {
         let e = &envelope.enrichment;
         Touch {
@@ -184,19 +201,53 @@ impl Session {
             bounce: u8::from(self.events == 1),
             dropped: u8::from(dropped),
             version: ms(self.version),
+            entry_ms: self.entry.as_ref().map_or(0, |e| ms(e.0)),
+            exit_ms: self.exit.as_ref().map_or(0, |e| ms(e.0)),
         }
+    }
+
+    /// The session a stored row describes (the inverse of [`Session::row`];
+    /// the creation time is the start of its `created_date`, which keeps the
+    /// table partition).
+    pub fn from_row(row: &SessionRow) -> Self {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let page = |at: u64, path: &str| (row.page_views > 0).then(|| (ms(at), path.to_owned()));
+        Session {
+            id: row.session_id.clone(),
+            created_ms: i64::from(row.created_date) * 86_400_000,
+            start_ms: ms(row.start_ms),
+            end_ms: ms(row.end_ms),
+            events: row.events,
+            page_views: row.page_views,
+            entry: page(row.entry_ms, &row.entry_page),
+            exit: page(row.exit_ms, &row.exit_page),
+            first: Touch::of_row(row),
+            is_bot: row.is_bot != 0,
+            version: ms(row.version),
+        }
+    }
+
+    /// Partition and offset of the event that opened it (from its id).
+    pub fn opened_at(&self) -> Option<(i32, i64)> {
+        let (partition, offset) = self.id.split_once('-')?;
+        Some((partition.parse().ok()?, offset.parse().ok()?))
     }
 }
 
 /// A visitor's session state: the last applied offset per Kafka partition
-/// (normally one; more after the topic was repartitioned) and the kept
-/// sessions (by start).
+/// (normally one; more after the topic was repartitioned), the hot sessions
+/// (by start) and the bound of the cold ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Visitor {
     /// Partition → offset of the last event applied from it.
     pub offsets: BTreeMap<i32, i64>,
-    /// Kept sessions, ordered by start.
+    /// Hot sessions, ordered by start.
     pub sessions: Vec<Session>,
+    /// Every session of the visitor that is not hot ended at or before this
+    /// event time (`None` in states written before cold sessions were kept
+    /// track of: those only ever let go of sessions older than the hot ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cold_until: Option<i64>,
 }
 
 /// What applying events changed: the last version of every changed session.
@@ -207,9 +258,49 @@ pub struct Changes {
 }
 
 impl Visitor {
-    /// A visitor with no events yet.
+    /// A visitor with no events yet (and so no cold sessions).
     pub fn new() -> Self {
-        Visitor::default()
+        Visitor::with_cold_until(i64::MIN)
+    }
+
+    /// A visitor without a stored state whose sessions, if any, all ended at
+    /// or before `cold_until`.
+    pub fn with_cold_until(cold_until: i64) -> Self {
+        Visitor {
+            cold_until: Some(cold_until),
+            ..Visitor::default()
+        }
+    }
+
+    /// Latest end any cold session may have.
+    fn cold_bound(&self) -> i64 {
+        self.cold_until.unwrap_or_else(|| {
+            self.sessions
+                .first()
+                .map_or(i64::MIN, |s| s.start_ms.saturating_sub(1))
+        })
+    }
+
+    /// Whether an event at `ts` may join or merge a cold session.
+    pub fn needs_cold(&self, ts: i64) -> bool {
+        ts <= self.cold_bound().saturating_add(SESSION_GAP_MS)
+    }
+
+    /// Makes `cold` (stored sessions found near an event) hot again; sessions
+    /// already hot are left as they are. Returns how many were added.
+    pub fn revive(&mut self, cold: Vec<Session>) -> usize {
+        let mut added = 0;
+        for session in cold {
+            if self.sessions.iter().any(|s| s.id == session.id) {
+                continue;
+            }
+            let at = self
+                .sessions
+                .partition_point(|s| s.start_ms <= session.start_ms);
+            self.sessions.insert(at, session);
+            added += 1;
+        }
+        added
     }
 
     /// Whether the event at `partition`/`offset` was already applied.
@@ -256,14 +347,41 @@ impl Visitor {
         changes
             .sessions
             .insert(id.clone(), (session.clone(), false));
-        let latest = self.sessions.iter().map(|s| s.end_ms).max().unwrap_or(ts);
-        self.sessions
-            .retain(|s| s.end_ms >= latest.saturating_sub(KEPT_HORIZON_MS));
-        while self.sessions.len() > KEPT_SESSIONS {
-            self.sessions.remove(0);
-        }
         self.offsets.insert(partition, offset);
         id
+    }
+
+    /// Lets go of the sessions beyond the horizon or the count (they stay in
+    /// ClickHouse), raising [`Visitor::cold_until`] to cover them. Called on
+    /// the state about to be stored, after the rows of every session changed
+    /// since it was read have been inserted — never in the middle of a batch,
+    /// whose changed sessions are not in ClickHouse yet.
+    pub fn cool_down(&mut self) {
+        let latest = self.sessions.iter().map(|s| s.end_ms).max().unwrap_or(0);
+        let horizon = latest.saturating_sub(KEPT_HORIZON_MS);
+        let mut bound = self.cold_bound();
+        let mut kept = Vec::with_capacity(self.sessions.len());
+        let excess = self
+            .sessions
+            .iter()
+            .filter(|s| s.end_ms >= horizon)
+            .count()
+            .saturating_sub(KEPT_SESSIONS);
+        let mut dropped_recent = 0;
+        for session in self.sessions.drain(..) {
+            let cold = session.end_ms < horizon || {
+                // Of the recent ones, the oldest `excess` go too.
+                dropped_recent += 1;
+                dropped_recent <= excess
+            };
+            if cold {
+                bound = bound.max(session.end_ms);
+            } else {
+                kept.push(session);
+            }
+        }
+        self.cold_until = Some(bound);
+        self.sessions = kept;
     }
 }
 

@@ -13,14 +13,43 @@
 //! After a failed write or a rebalance the held states may be stale:
 //! [`Sessions::clear`] drops them and the caller applies its pending events
 //! again (the stored guards skip what was already stored).
+//!
+//! Cold sessions (see [`crate::sessions`]): before an event that may touch
+//! one is applied, the visitor's stored sessions near it are read from
+//! ClickHouse and made hot again, and that *revived* state is written to Redis
+//! at once (same guard), before any row of the batch is inserted. So every
+//! session row in ClickHouse that a crashed attempt changed belongs to a hot
+//! session by the time it is replayed — except sessions the crashed attempt
+//! opened, recognised by their id (an offset still pending and not covered by
+//! the guard) and ignored. A lookup therefore only ever sees settled rows, and
+//! a replay decides exactly as the first attempt did.
+//!
+//! A visitor without a stored state (new, or idle longer than the key's TTL)
+//! can only have stored sessions that ended before `absent_cold_until`: its
+//! last state write was more than a TTL ago, and the gateway clamps event times
+//! to at most 23 h after receipt.
 
 use crate::error::AggregatorError;
 use crate::live::{LiveStore, VisitorWrite, ANY_GUARD};
 use crate::processor::Message;
-use crate::sessions::{Changes, Visitor};
+use crate::raw::{RawSink, SessionLookup};
+use crate::sessions::{Changes, Session, Visitor};
 use std::collections::{BTreeMap, HashMap};
 use tally_schemas::live::visitor_key;
-use tally_schemas::session::SessionRow;
+use tally_schemas::session::{SessionRow, SESSION_GAP_MS};
+
+/// How [`Sessions::apply`] reads and decides.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Prefix of the Redis keys.
+    pub prefix: &'a str,
+    /// Chaos control run: stored guards are ignored.
+    pub guards_off: bool,
+    /// Latest end a stored session of a visitor without a Redis state may have.
+    pub absent_cold_until: i64,
+    /// Lowest pending (not yet committed) offset of each partition.
+    pub first_pending: &'a BTreeMap<i32, i64>,
+}
 
 /// One visitor's state as read, and what was applied to it since.
 #[derive(Debug)]
@@ -28,6 +57,8 @@ struct Held {
     app_id: String,
     distinct_id: String,
     expected_guard: String,
+    /// The state as stored (plus revived sessions).
+    stored: Visitor,
     visitor: Visitor,
     changes: Changes,
     last: Option<(i32, i64)>,
@@ -44,55 +75,25 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Applies `messages` (each partition's in offset order); with `guards_off`
-    /// (chaos control run) stored guards are ignored.
-    pub async fn apply<L: LiveStore>(
+    /// Applies `messages` (each partition's in offset order), reviving the
+    /// cold sessions they may touch first.
+    pub async fn apply<L: LiveStore, R: RawSink>(
         &mut self,
-        live: &L,
-        prefix: &str,
+        (live, raw): (&L, &R),
+        scope: &Scope<'_>,
         messages: &[&Message],
-        guards_off: bool,
     ) -> Result<(), AggregatorError> {
         let keys: Vec<String> = messages
             .iter()
-            .map(|m| visitor_key(prefix, &m.envelope.app_id, &m.envelope.distinct_id))
+            .map(|m| visitor_key(scope.prefix, &m.envelope.app_id, &m.envelope.distinct_id))
             .collect();
-        let mut missing: Vec<String> = keys
-            .iter()
-            .filter(|key| !self.held.contains_key(*key))
-            .cloned()
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        let stored = live.read_visitors(&missing).await?;
-        for (key, stored) in missing.into_iter().zip(stored) {
-            let (expected_guard, visitor) = match stored {
-                Some((guard, bytes)) => match serde_json::from_slice::<Visitor>(&bytes) {
-                    Ok(visitor) => (guard, visitor),
-                    Err(err) => {
-                        tracing::warn!(key = %key, error = %err, "replacing unreadable visitor state");
-                        (guard, Visitor::new())
-                    }
-                },
-                None => (String::new(), Visitor::new()),
-            };
-            self.held.insert(
-                key,
-                Held {
-                    app_id: String::new(),
-                    distinct_id: String::new(),
-                    expected_guard,
-                    visitor,
-                    changes: Changes::default(),
-                    last: None,
-                },
-            );
-        }
+        self.load(live, scope, &keys).await?;
+        self.revive(live, raw, scope, messages, &keys).await?;
         for (message, key) in messages.iter().zip(keys) {
             let Some(held) = self.held.get_mut(&key) else {
                 continue;
             };
-            if !guards_off && held.visitor.has_applied(message.partition, message.offset) {
+            if !scope.guards_off && held.visitor.has_applied(message.partition, message.offset) {
                 self.skipped += 1;
                 continue;
             }
@@ -113,6 +114,143 @@ impl Sessions {
         Ok(())
     }
 
+    /// Reads the states of the visitors of `keys` not held yet.
+    async fn load<L: LiveStore>(
+        &mut self,
+        live: &L,
+        scope: &Scope<'_>,
+        keys: &[String],
+    ) -> Result<(), AggregatorError> {
+        let mut missing: Vec<String> = keys
+            .iter()
+            .filter(|key| !self.held.contains_key(*key))
+            .cloned()
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let stored = live.read_visitors(&missing).await?;
+        for (key, stored) in missing.into_iter().zip(stored) {
+            let (expected_guard, visitor) = match stored {
+                Some((guard, bytes)) => match serde_json::from_slice::<Visitor>(&bytes) {
+                    Ok(visitor) => (guard, visitor),
+                    Err(err) => {
+                        tracing::warn!(key = %key, error = %err, "replacing unreadable visitor state");
+                        (guard, Visitor::with_cold_until(scope.absent_cold_until))
+                    }
+                },
+                None => (
+                    String::new(),
+                    Visitor::with_cold_until(scope.absent_cold_until),
+                ),
+            };
+            self.held.insert(
+                key,
+                Held {
+                    app_id: String::new(),
+                    distinct_id: String::new(),
+                    expected_guard,
+                    stored: visitor.clone(),
+                    visitor,
+                    changes: Changes::default(),
+                    last: None,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Revives the cold sessions near the events that may touch one, and
+    /// stores the revived states before anything else is written.
+    async fn revive<L: LiveStore, R: RawSink>(
+        &mut self,
+        live: &L,
+        raw: &R,
+        scope: &Scope<'_>,
+        messages: &[&Message],
+        keys: &[String],
+    ) -> Result<(), AggregatorError> {
+        let mut ranges: BTreeMap<&str, (&Message, i64, i64)> = BTreeMap::new();
+        for (message, key) in messages.iter().zip(keys) {
+            let Some(held) = self.held.get(key) else {
+                continue;
+            };
+            let ts = message.envelope.timestamp_ms;
+            if held.visitor.has_applied(message.partition, message.offset) && !scope.guards_off
+                || !held.visitor.needs_cold(ts)
+            {
+                continue;
+            }
+            let range = ranges.entry(key).or_insert((message, ts, ts));
+            (range.1, range.2) = (range.1.min(ts), range.2.max(ts));
+        }
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let lookups: Vec<SessionLookup> = ranges
+            .values()
+            .map(|(message, from, to)| SessionLookup {
+                app_id: message.envelope.app_id.clone(),
+                distinct_id: message.envelope.distinct_id.clone(),
+                from_ms: from.saturating_sub(SESSION_GAP_MS),
+                to_ms: to.saturating_add(SESSION_GAP_MS),
+            })
+            .collect();
+        let mut found: BTreeMap<String, Vec<Session>> = BTreeMap::new();
+        for row in raw.sessions_near(&lookups).await? {
+            let key = visitor_key(scope.prefix, &row.app_id, &row.distinct_id);
+            found.entry(key).or_default().push(Session::from_row(&row));
+        }
+        let mut writes = Vec::new();
+        for (key, sessions) in found {
+            let Some(held) = self.held.get_mut(&key) else {
+                continue;
+            };
+            // Sessions opened by a pending event the stored state does not
+            // hold were written by an attempt that did not finish: not settled.
+            let settled: Vec<Session> = sessions
+                .into_iter()
+                .filter(|session| {
+                    session.opened_at().is_none_or(|(partition, offset)| {
+                        held.stored.has_applied(partition, offset)
+                            || scope
+                                .first_pending
+                                .get(&partition)
+                                .is_none_or(|first| offset < *first)
+                    })
+                })
+                .collect();
+            // Sessions revived earlier in this batch may have changed or been
+            // merged away in the held state since: only new ones are added.
+            let new: Vec<Session> = settled
+                .into_iter()
+                .filter(|session| !held.stored.sessions.iter().any(|s| s.id == session.id))
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            held.visitor.revive(new.clone());
+            held.stored.revive(new);
+            let state = serde_json::to_vec(&held.stored).map_err(|err| {
+                AggregatorError::State(format!("serializing visitor state: {err}"))
+            })?;
+            writes.push(VisitorWrite {
+                key: key.clone(),
+                expected_guard: if scope.guards_off {
+                    ANY_GUARD.to_owned()
+                } else {
+                    held.expected_guard.clone()
+                },
+                new_guard: held.expected_guard.clone(),
+                state,
+            });
+        }
+        let conflicts = live.write_visitors(&writes).await?;
+        match conflicts.first() {
+            Some(key) => Err(AggregatorError::Conflict(key.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// The last version of every session changed since the last [`Sessions::clear`].
     pub fn rows(&self) -> Vec<SessionRow> {
         self.held
@@ -125,14 +263,25 @@ impl Sessions {
             .collect()
     }
 
-    /// The states to store (compare-and-set on the guard read).
-    pub fn writes(&self, guards_off: bool) -> Result<Vec<VisitorWrite>, AggregatorError> {
+    /// The states to store (compare-and-set on the guard read). Old sessions
+    /// go cold only for visitors of partitions that `settled` accepts: a
+    /// crashed attempt may have stored rows of the others' sessions that are
+    /// ahead of their state (the replay brings them in line again).
+    pub fn writes(
+        &self,
+        guards_off: bool,
+        settled: &(dyn Fn(i32) -> bool + Sync),
+    ) -> Result<Vec<VisitorWrite>, AggregatorError> {
         let mut writes = Vec::new();
         for (key, held) in &self.held {
             let Some((partition, offset)) = held.last else {
                 continue;
             };
-            let state = serde_json::to_vec(&held.visitor).map_err(|err| {
+            let mut visitor = held.visitor.clone();
+            if settled(partition) {
+                visitor.cool_down();
+            }
+            let state = serde_json::to_vec(&visitor).map_err(|err| {
                 AggregatorError::State(format!("serializing visitor state: {err}"))
             })?;
             writes.push(VisitorWrite {

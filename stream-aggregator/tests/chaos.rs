@@ -13,13 +13,22 @@
 //! what it already wrote, and requires the checker to flag it: a checker that
 //! cannot fail proves nothing.
 //!
-//! Scale with `TALLY_CHAOS_SECS` (load duration, default 40),
-//! `TALLY_CHAOS_RATE` (events/s, default 300) and `TALLY_CHAOS_KILLS`
-//! (default 6); `./tally chaos` runs a longer version.
+//! Each SIGKILL is followed by a restart after a random delay of 0–15 s (as a
+//! process supervisor would, seeded by `TALLY_CHAOS_SEED`, printed), and the
+//! time until the new process consumes again is measured and reported per
+//! restart; every restart must resume within [`RESUME_LIMIT`]. (Restarts
+//! 1–9 s after a kill once left tansu's group with an empty assignment for
+//! good; see `stream_aggregator::watchdog`.)
+//!
+//! Scale with `TALLY_CHAOS_SECS` (load duration, default 40, stretched to
+//! cover the restart delays), `TALLY_CHAOS_RATE` (events/s, default 300) and
+//! `TALLY_CHAOS_KILLS` (default 6); `./tally chaos` runs a longer version.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_loadgen::check::{check, CheckConfig, Report};
 use tally_loadgen::model::ModelConfig;
@@ -31,6 +40,39 @@ use tally_testkit::{eventually, services, Isolation};
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_stream-aggregator");
 const LATENESS_MS: i64 = 30_000;
+/// Longest accepted time from a restart to consuming again (goal: 15 s).
+const RESUME_LIMIT: Duration = Duration::from_secs(20);
+/// Longest restart delay after a kill.
+const MAX_RESTART_DELAY_MS: u64 = 15_000;
+
+/// A small deterministic generator for the restart delays (splitmix64).
+fn delays(seed: u64, n: usize) -> Vec<Duration> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            Duration::from_millis((z ^ (z >> 31)) % (MAX_RESTART_DELAY_MS + 1))
+        })
+        .collect()
+}
+
+/// Seconds from now until the aggregator at `url` has consumed something
+/// (written or skipped a message), or `None` after `limit`.
+async fn time_to_resume(url: String, limit: Duration) -> Option<f64> {
+    let started = Instant::now();
+    while started.elapsed() < limit * 3 {
+        let consumed = tally_testkit::metric(&url, "tally_aggregator_events_total").await
+            + tally_testkit::metric(&url, "tally_aggregator_replayed_total").await;
+        if consumed > 0.0 {
+            return Some(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
 
 fn env_number(var: &str, default: u64) -> u64 {
     std::env::var(var)
@@ -73,14 +115,7 @@ async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
 
 /// Sum of a Prometheus counter family in an aggregator's `/metrics`.
 async fn counter(process: &ServiceProcess, family: &str) -> f64 {
-    let Ok(response) = reqwest::get(format!("{}/metrics", process.url)).await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .filter(|line| line.starts_with(family))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    tally_testkit::metric(&process.url, family).await
 }
 
 /// Traffic for `rate` events/s: each open session sends about 2.5 events/s.
@@ -101,6 +136,7 @@ fn sender(
     model: ModelConfig,
     rate: f64,
     secs: u64,
+    stop: Option<Arc<AtomicBool>>,
 ) -> tokio::task::JoinHandle<Vec<Acked>> {
     tokio::spawn(async move {
         let keys = send::provision_keys(&tally_testkit::postgres(), &model)
@@ -117,6 +153,7 @@ fn sender(
             model,
             progress: false,
             keys,
+            stop,
         })
         .await;
         eprintln!("chaos load: {summary:?}");
@@ -165,9 +202,12 @@ async fn wait_for_rows(iso: &Isolation, at_least: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
-    let secs = env_number("TALLY_CHAOS_SECS", 40);
     let rate = env_number("TALLY_CHAOS_RATE", 300) as f64;
     let kills = env_number("TALLY_CHAOS_KILLS", 6);
+    let seed = env_number("TALLY_CHAOS_SEED", u64::from(std::process::id()));
+    let restart_delays = delays(seed, usize::try_from(kills).unwrap());
+    let secs = env_number("TALLY_CHAOS_SECS", 40);
+    eprintln!("chaos: seed {seed}, restart delays {restart_delays:?}");
 
     let mut broker = PrivateBroker::start_durable().await;
     let mut redis = PrivateRedis::start().await;
@@ -176,7 +216,16 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let env = aggregator_env(&iso, &[]);
     let mut aggregator = Some(start_aggregator(&env).await);
-    let load = sender(gateway.url(), model("chaos", 3, rate), rate, secs);
+    // The load runs until the last disturbance is over (at least `secs`):
+    // measuring a resume needs traffic.
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load = sender(
+        gateway.url(),
+        model("chaos", 3, rate),
+        rate,
+        24 * 3_600,
+        Some(stop_load.clone()),
+    );
 
     // Spread the disturbances over the load: `kills` SIGKILLs, one broker
     // restart, one ClickHouse restart, one Redis stop, and one SIGKILL followed
@@ -189,6 +238,8 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     let step = Duration::from_secs_f64(secs as f64 * 0.9 / plan.len() as f64);
     let (mut replayed, started) = (0.0, Instant::now());
     let mut done = Vec::new();
+    let mut resumes = Vec::new();
+    let mut restart_delays = restart_delays.into_iter();
     for action in &plan {
         tokio::time::sleep(step).await;
         let at = started.elapsed().as_secs_f64();
@@ -197,7 +248,13 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
                 let victim = aggregator.take().unwrap();
                 replayed += counter(&victim, "tally_aggregator_replayed_total").await;
                 victim.kill();
-                aggregator = Some(start_aggregator(&env).await);
+                let delay = restart_delays.next().unwrap_or_default();
+                tokio::time::sleep(delay).await;
+                let process = start_aggregator(&env).await;
+                // The next disturbance waits until this process consumes.
+                let resumed = time_to_resume(process.url.clone(), RESUME_LIMIT).await;
+                resumes.push((delay, resumed));
+                aggregator = Some(process);
             }
             "rewind" => {
                 // Worst case of a crash: stores written, nothing committed. Once the
@@ -228,7 +285,31 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
         }
         done.push(format!("{action}@{at:.1}s"));
     }
+    let remaining = Duration::from_secs(secs).saturating_sub(started.elapsed());
+    tokio::time::sleep(remaining).await;
+    stop_load.store(true, Ordering::SeqCst);
     let records = load.await.unwrap();
+    let resumed: Vec<(f64, Option<f64>)> = resumes
+        .into_iter()
+        .map(|(delay, resume)| (delay.as_secs_f64(), resume))
+        .collect();
+    eprintln!(
+        "chaos: restart delay → time to resume (s): {}",
+        resumed
+            .iter()
+            .map(|(delay, resume)| match resume {
+                Some(resume) => format!("{delay:.1} → {resume:.1}"),
+                None => format!("{delay:.1} → never"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for (delay, resume) in &resumed {
+        assert!(
+            resume.is_some_and(|r| r <= RESUME_LIMIT.as_secs_f64()),
+            "an aggregator restarted {delay:.1} s after a kill did not consume within {RESUME_LIMIT:?}: {resumed:?}"
+        );
+    }
     assert!(
         records.len() as u64 > secs * rate as u64 / 4,
         "too little load got through: {}",
@@ -272,7 +353,7 @@ async fn checker_flags_a_run_with_broken_idempotence() {
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let env = aggregator_env(&iso, &[("TALLY_AGGREGATOR_FAULT", "ignore-offsets")]);
     let first = start_aggregator(&env).await;
-    let records = sender(gateway.url(), model("control", 2, 200.0), 200.0, 5)
+    let records = sender(gateway.url(), model("control", 2, 200.0), 200.0, 5, None)
         .await
         .unwrap();
     wait_for_rows(&iso, records.len() as u64).await;

@@ -161,6 +161,22 @@ impl Isolation {
     }
 }
 
+/// Sum of the samples of a Prometheus family (`name` and any labels) in the
+/// `/metrics` of the service at `url` (0 when it does not answer).
+pub async fn metric(url: &str, family: &str) -> f64 {
+    let Ok(response) = reqwest::get(format!("{url}/metrics")).await else {
+        return 0.0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -82,6 +82,8 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         app_rate: 100_000,
         app_burst: 200_000,
         max_inflight_bytes: 256 * 1024 * 1024,
+        // Every test client shares 127.0.0.1: no per-client cap unless a test sets one.
+        max_inflight_per_client_bytes: 256 * 1024 * 1024,
         body_timeout: Duration::from_secs(10),
         header_timeout: Duration::from_secs(10),
         max_connections: 1_000,

@@ -10,20 +10,9 @@ use std::time::Duration;
 use tally_loadgen::check::{check, CheckConfig};
 use tally_loadgen::model::ModelConfig;
 use tally_loadgen::send::{self, SendConfig, Style};
-use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Isolation};
-
-async fn metric(url: &str, family: &str) -> f64 {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with(family))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use tally_testkit::{
+    clickhouse_counts, eventually, metric, now_ms, post_batch, services, Isolation,
+};
 
 async fn live(query: &str, app: &str, read_key: &str) -> Option<Value> {
     let url = format!("{query}/api/v1/analytics/{app}/live?windows=60");
@@ -167,6 +156,7 @@ async fn two_aggregators_share_partitions_through_rebalances() {
         model,
         progress: false,
         keys,
+        stop: None,
     }));
     // A second process joins mid-stream (rebalance), a third joins, the first leaves.
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -1,7 +1,10 @@
 //! `/funnel` against a brute-force reference: the same generated events are
 //! posted through the gateway and funneled by hand (definition in
 //! `query_service::funnel`), per step users, conversion, drop-off and median
-//! time to convert, also broken down by a property, in relaxed and strict order.
+//! time to convert, also broken down by a property, in relaxed and strict order;
+//! and with a range that ends in the middle of the data: the range selects the
+//! step-1 events, and conversions completing after its end (within the window
+//! of their start) count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,20 +40,25 @@ fn generate(now: i64) -> Vec<Event> {
     events
 }
 
+/// Every time.
+const ALL: (i64, i64) = (i64::MIN, i64::MAX);
+
 /// Per user: (level, times from start to each reached step k >= 2, plan of
-/// the first step-1 event). Steps: page_view, add_to_cart (of `step2_plan`
-/// if given), purchase.
+/// the first step-1 event). Steps: page_view (in `range`: from <= t < to),
+/// add_to_cart (of `step2_plan` if given), purchase (at any time: the window
+/// bounds them).
 fn reference(
     events: &[Event],
     step2_plan: Option<&str>,
     strict: bool,
+    (from, to): (i64, i64),
 ) -> Vec<(usize, Vec<i64>, &'static str)> {
     let mut users: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for event in events {
         users.entry(event.0.as_str()).or_default().push(event);
     }
     let matches = |e: &Event, step: usize| match step {
-        0 => e.1 == "page_view",
+        0 => e.1 == "page_view" && from <= e.2 && e.2 < to,
         1 => e.1 == "add_to_cart" && step2_plan.is_none_or(|p| e.3 == p),
         _ => e.1 == "purchase",
     };
@@ -148,7 +156,8 @@ fn observed(funnel: &Value) -> Vec<(u64, Option<f64>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn funnels_equal_the_brute_force_reference() {
     let pipeline = Pipeline::start("funnel").await;
-    let events = generate(now_ms());
+    let now = now_ms();
+    let events = generate(now);
     let body: Vec<Value> = events
         .iter()
         .map(|(user, name, ts, plan)| json!({"name": name, "user_id": user, "timestamp": ts, "properties": {"plan": plan}}))
@@ -162,7 +171,7 @@ async fn funnels_equal_the_brute_force_reference() {
     let steps = json!(["page_view", {"event": "add_to_cart", "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}, "purchase"]);
     let (status, answer) = ask(json!({"steps": steps, "range": "1d", "window": "10m"})).await;
     assert_eq!(status, 200, "{answer}");
-    let users = reference(&events, Some("pro"), false);
+    let users = reference(&events, Some("pro"), false, ALL);
     let want = expected(&users);
     assert_eq!(observed(&answer["funnel"]), want, "{answer}");
     assert!(
@@ -190,8 +199,8 @@ async fn funnels_equal_the_brute_force_reference() {
     // Strict order: each step the user's next event (other names break the
     // chain), with and without a breakdown.
     let plain = json!(["page_view", "add_to_cart", "purchase"]);
-    let strict = reference(&events, None, true);
-    let relaxed = reference(&events, None, false);
+    let strict = reference(&events, None, true, ALL);
+    let relaxed = reference(&events, None, false, ALL);
     let (status, answer) =
         ask(json!({"steps": plain, "range": "1d", "window": "10m", "order": "strict"})).await;
     assert_eq!(status, 200, "{answer}");
@@ -215,6 +224,50 @@ async fn funnels_equal_the_brute_force_reference() {
             expected(&subset),
             "strict, plan {plan}"
         );
+    }
+
+    // A range ending in the middle of the data: page views before its end
+    // start funnels that may complete after it, within the window; those
+    // conversions count. (Clipping every step to the range loses them.)
+    let range = (now - 86_400_000, now - 48 * 60_000);
+    let clipped: Vec<Event> = events
+        .iter()
+        .filter(|e| range.0 <= e.2 && e.2 < range.1)
+        .cloned()
+        .collect();
+    for (order, strict) in [("relaxed", false), ("strict", true)] {
+        let body = json!({"steps": plain, "range": {"from": range.0, "to": range.1},
+            "window": "10m", "order": order});
+        let (status, answer) = ask(body).await;
+        assert_eq!(status, 200, "{answer}");
+        let users = reference(&events, None, strict, range);
+        let want = expected(&users);
+        let lost = expected(&reference(&clipped, None, strict, range));
+        assert!(
+            want[0].0 == lost[0].0 && want[0].0 < loose[0].0 && want[2].0 > lost[2].0,
+            "{order}: the range cuts starts, and conversions complete after its end: {want:?} vs {lost:?}"
+        );
+        eprintln!("{order} funnel with the range ending mid-data: {want:?} (clipped: {lost:?})");
+        assert_eq!(
+            observed(&answer["funnel"]),
+            want,
+            "{order}, range end: {answer}"
+        );
+        let (status, answer) = ask(
+            json!({"steps": plain, "range": {"from": range.0, "to": range.1},
+            "window": "10m", "order": order, "breakdown": "properties.plan"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        for group in answer["breakdown"].as_array().unwrap() {
+            let plan = group["value"].as_str().unwrap();
+            let subset: Vec<_> = users.iter().filter(|u| u.2 == plan).cloned().collect();
+            assert_eq!(
+                observed(&group["funnel"]),
+                expected(&subset),
+                "{order}, range end, plan {plan}"
+            );
+        }
     }
 
     // Refusals.

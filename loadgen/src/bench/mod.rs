@@ -188,6 +188,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         keys: send::provision_keys(&config.postgres, &b1_model).await?,
         model: b1_model,
         progress: false,
+        stop: None,
     })
     .await;
     eprintln!("B1: plain producer, {} messages", b1.acknowledged);
@@ -247,6 +248,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         keys: send::provision_keys(&config.postgres, &b3_model).await?,
         model: b3_model,
         progress: false,
+        stop: None,
     }));
     let client = clickhouse.client();
     let until = Instant::now() + Duration::from_secs_f64(config.b3_seconds);

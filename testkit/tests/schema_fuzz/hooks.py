@@ -1,0 +1,136 @@
+"""Schemathesis hooks for the query API's schema fuzz (testkit/tests/schema_fuzz.rs).
+
+OpenAPI 3.0 describes each field on its own; a few rules of the API relate two
+fields, and the document states them in its descriptions:
+
+* a range's `to` is after its `from`, at most TALLY_QUERY_MAX_RANGE_DAYS (731)
+  days later (`/count`'s `from`/`to`, and `{"from", "to"}` ranges in bodies);
+  `/count` without `to` ends now, so a lone `from` is in the last 731 days;
+* `/live`'s `from_event` and `to_event` go together;
+* a saved definition is a funnel under `/funnels` and a dashboard under
+  `/dashboards`.
+
+And GET/PUT of a saved item use the items the test saved
+(`TALLY_FUZZ_SAVED_IDS`), so they reach the database.
+
+For *positive* cases (the ones the document allows, which the service must
+accept) this hook makes generated cases keep those rules, changing as little
+as possible and keeping each value's form (epoch ms as a number or digits,
+RFC 3339). Every value still comes from the document's own schemas; negative
+cases are left alone.
+"""
+
+import os
+import time
+from datetime import datetime, timezone
+
+import schemathesis
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MAX_SPAN_MS = 731 * DAY_MS
+MAX_MS = 253_402_300_799_999
+
+
+def _ms(value):
+    """Epoch ms of a timestamp as the document allows it, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        if value.isdigit():
+            return int(value)
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            return None
+        return int(parsed.timestamp() * 1000)
+    return None
+
+
+def _like(example, ms):
+    """`ms` in the form of `example`."""
+    ms = max(0, min(ms, MAX_MS))
+    if isinstance(example, int) and not isinstance(example, bool):
+        return ms
+    if isinstance(example, str) and example.isdigit():
+        return str(ms)
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _fix_pair(bounds):
+    """Makes `bounds["to"]` one hour after `bounds["from"]` unless it already
+    follows it within the span (in place; `from` moves only when it is within
+    an hour of the latest time)."""
+    start, end = _ms(bounds.get("from")), _ms(bounds.get("to"))
+    if start is None or end is None:
+        return
+    if start < end <= start + MAX_SPAN_MS:
+        return
+    if start > MAX_MS - HOUR_MS:
+        start = MAX_MS - HOUR_MS
+        bounds["from"] = _like(bounds["from"], start)
+    bounds["to"] = _like(bounds["to"], start + HOUR_MS)
+
+
+def _fix_ranges(value):
+    """Every `{"from", "to"}` range inside a body (also in saved definitions)."""
+    if isinstance(value, dict):
+        if "from" in value and "to" in value:
+            _fix_pair(value)
+        for inner in value.values():
+            _fix_ranges(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _fix_ranges(inner)
+
+
+def _saved_ids():
+    """`TALLY_FUZZ_SAVED_IDS`, e.g. `dashboards=3,funnels=4`, as a dict."""
+    pairs = (item.split("=", 1) for item in os.environ.get("TALLY_FUZZ_SAVED_IDS", "").split(",") if "=" in item)
+    return {kind: int(value) for kind, value in pairs}
+
+
+def _positive(case):
+    meta = getattr(case, "meta", None)
+    return meta is None or meta.generation.mode.is_positive
+
+
+@schemathesis.hook
+def map_case(context, case):
+    if not _positive(case):
+        return case
+    path = case.operation.path
+    query = case.query if isinstance(case.query, dict) else None
+    if path.endswith("/count") and query is not None:
+        if "from" in query and "to" in query:
+            _fix_pair(query)
+        elif "from" in query:
+            start = _ms(query["from"])
+            now = int(time.time() * 1000)
+            if start is not None and not now - MAX_SPAN_MS + HOUR_MS < start < now:
+                query["from"] = _like(query["from"], now - HOUR_MS)
+    if path.endswith("/live") and query is not None:
+        if ("from_event" in query) != ("to_event" in query):
+            query.pop("from_event", None)
+            query.pop("to_event", None)
+    if path.endswith("/{kind}") or path.endswith("/{kind}/{id}"):
+        body = case.body if isinstance(case.body, dict) else None
+        definition = body.get("definition") if body else None
+        if isinstance(definition, dict):
+            kind = "dashboards" if "widgets" in definition else "funnels"
+            case.path_parameters["kind"] = kind
+    if path.endswith("/{kind}/{id}") and case.method.upper() in ("GET", "PUT"):
+        # Read and replace items that exist (the test saved one of each kind), so
+        # these requests reach the database rather than stopping at 404.
+        saved = _saved_ids()
+        kind = case.path_parameters.get("kind")
+        if kind in saved:
+            case.path_parameters["id"] = saved[kind]
+    if isinstance(case.body, (dict, list)):
+        _fix_ranges(case.body)
+    return case
