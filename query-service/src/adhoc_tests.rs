@@ -3,6 +3,7 @@
 //! sends, none of it appears in the statement text.
 
 use super::*;
+use crate::api::statement;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -27,7 +28,7 @@ fn filter_numbers_bind_as_literals_clickhouse_parses() {
     ] {
         let body = json!({"metric": "events", "range": "7d",
                           "filters": [{"property": "amount", "op": "gt", "value": value}]});
-        let sql = build("app", &request(body), RANGE).unwrap();
+        let sql = statement("app", &request(body), RANGE).unwrap();
         let Some(Bind::Float(x)) = sql.binds.last() else {
             panic!("{:?}", sql.binds)
         };
@@ -40,7 +41,7 @@ fn filter_numbers_bind_as_literals_clickhouse_parses() {
 fn golden_statements() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     for (name, body) in examples() {
-        let sql = build("app-1", &request(body), RANGE).unwrap();
+        let sql = statement("app-1", &request(body), RANGE).unwrap();
         let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
         let path = dir.join(format!("{name}.sql"));
         if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
@@ -56,7 +57,7 @@ fn golden_statements() {
 
 #[test]
 fn sampling_keeps_whole_users_and_refuses_odd_shares() {
-    let sampled = build(
+    let sampled = statement(
         "a",
         &request(json!({"metric": "events", "range": "7d", "sample": 0.25})),
         RANGE,
@@ -64,7 +65,7 @@ fn sampling_keeps_whole_users_and_refuses_odd_shares() {
     .unwrap();
     assert!(sampled.text.contains("cityHash64(distinct_id) % 10000 < ?"));
     assert!(sampled.binds.contains(&Bind::Int(2_500)));
-    let full = build(
+    let full = statement(
         "a",
         &request(json!({"metric": "events", "range": "7d", "sample": 1.0})),
         RANGE,
@@ -72,7 +73,7 @@ fn sampling_keeps_whole_users_and_refuses_odd_shares() {
     .unwrap();
     assert!(!full.text.contains("cityHash64"));
     for bad in [0.0, -0.5, 1.5, 0.123_45] {
-        let err = build(
+        let err = statement(
             "a",
             &request(json!({"metric": "events", "range": "7d", "sample": bad})),
             RANGE,
@@ -86,7 +87,7 @@ fn sampling_keeps_whole_users_and_refuses_odd_shares() {
 
 #[test]
 fn the_app_guard_comes_first_and_bots_are_excluded_by_default() {
-    let sql = build(
+    let sql = statement(
         "app-1",
         &request(json!({"metric": "events", "range": "7d"})),
         RANGE,
@@ -136,7 +137,7 @@ fn refuses_what_is_not_allowed() {
         ),
     ];
     for (body, field) in refusals {
-        let err = build("a", &request(body.clone()), RANGE).unwrap_err();
+        let err = statement("a", &request(body.clone()), RANGE).unwrap_err();
         assert_eq!(err.0, field, "{body}");
     }
     assert!(serde_json::from_value::<AdhocRequest>(
@@ -155,7 +156,7 @@ proptest! {
         let value = if ops[op].ends_with("in") { json!([text.clone()]) } else { json!(text.clone()) };
         let body = json!({"metric": "events", "range": "7d", "segment": {"did": text.clone()},
                           "filters": [{"property": "country", "op": ops[op], "value": value}]});
-        let sql = build("app", &request(body), RANGE).unwrap();
+        let sql = statement("app", &request(body), RANGE).unwrap();
         prop_assert!(sql.text.is_ascii());
         prop_assert!(sql.binds.contains(&Bind::Text(text.clone())));
     }

@@ -1,15 +1,38 @@
-//! Read-key authentication: every analytics request carries
-//! `Authorization: Bearer <read key>` of the app in its path.
+//! Read access: every analytics request names an app in its path and carries
+//! `Authorization: Bearer <read key>` of that app. [`ReadAccess`] is the one
+//! guard every analytics route takes (the live stream also accepts stream
+//! tokens: `crate::stream_token::StreamAccess`).
 //!
 //! Read keys are secrets (write keys ship in web pages and cannot read). The
 //! keys live in PostgreSQL and are served from the shared cache of
 //! `tally_common::keys` (survives PostgreSQL outages; a key created a moment
 //! ago works at once). The app guard: a key only ever opens its own app — a
 //! valid key of another app is 403, whatever the path says.
+//!
+//! Refusals, in order: 400 `invalid_app_id` (not `[A-Za-z0-9_-]{1,64}`), 401
+//! `missing_read_key`, 401 `invalid_authorization`, 401 `invalid_read_key`,
+//! 403 `key_app_mismatch`, 503 `keys_unavailable`. Handlers take the guard
+//! after their `Path` and `Query` extractors, so malformed paths and query
+//! strings are refused first, as before; handlers that read a body or record
+//! metrics take `Result<ReadAccess, QueryError>` and raise the refusal
+//! themselves (after the body was read, inside the timed section).
 
 use crate::error::QueryError;
+use crate::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 use tally_common::keys::{KeyCache, Lookup};
+
+/// Whether `app_id` has the allowed form `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_app_id(app_id: &str) -> bool {
+    (1..=64).contains(&app_id.len())
+        && app_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
 
 /// Checks that `headers` carry a read key of `app_id`.
 pub async fn authorize(
@@ -34,5 +57,44 @@ pub async fn authorize(
         Lookup::App(_) => Err(QueryError::KeyAppMismatch),
         Lookup::Unknown => Err(QueryError::InvalidReadKey),
         Lookup::Unavailable => Err(QueryError::KeysUnavailable),
+    }
+}
+
+/// The `{app_id}` of the route, checked for its form (400 `invalid_app_id`).
+pub(crate) async fn path_app_id(
+    parts: &mut Parts,
+    state: &Arc<AppState>,
+) -> Result<String, QueryError> {
+    // The handler's own `Path` extractor runs first and refuses a path that
+    // does not decode; here the app id is only looked up.
+    let axum::extract::Path(params) =
+        axum::extract::Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| QueryError::InvalidAppId)?;
+    params
+        .get("app_id")
+        .filter(|app_id| valid_app_id(app_id))
+        .cloned()
+        .ok_or(QueryError::InvalidAppId)
+}
+
+/// A request that may read `app_id`: the app id has the allowed form and the
+/// `Authorization` header carries a read key of that app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadAccess {
+    /// The app of the path, which the key opens.
+    pub app_id: String,
+}
+
+impl FromRequestParts<Arc<AppState>> for ReadAccess {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let app_id = path_app_id(parts, state).await?;
+        authorize(&state.keys, &parts.headers, &app_id).await?;
+        Ok(ReadAccess { app_id })
     }
 }

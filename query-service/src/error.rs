@@ -57,7 +57,10 @@ pub enum QueryError {
     /// Keys could not be loaded from PostgreSQL; retry.
     #[error("keys unavailable, retry")]
     KeysUnavailable,
-    /// Start-up failure (never an HTTP answer).
+    /// A bug or broken invariant while answering (500 `internal`).
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// Start-up failure (only from [`crate::run`], never an HTTP answer).
     #[error("start-up: {0}")]
     Startup(String),
 }
@@ -82,6 +85,7 @@ impl QueryError {
             QueryError::KeyAppMismatch => "key_app_mismatch",
             QueryError::InvalidStreamToken => "invalid_stream_token",
             QueryError::KeysUnavailable => "keys_unavailable",
+            QueryError::Internal(_) => "internal",
             QueryError::Startup(_) => "startup",
         }
     }
@@ -104,7 +108,7 @@ impl QueryError {
             | QueryError::StoreUnavailable(_)
             | QueryError::KeysUnavailable
             | QueryError::SavedUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            QueryError::CorruptLiveData(_) | QueryError::Startup(_) => {
+            QueryError::CorruptLiveData(_) | QueryError::Internal(_) | QueryError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         }
@@ -112,8 +116,8 @@ impl QueryError {
 }
 
 /// A refused field and why (from the statement builders) is a 400 `invalid_query`.
-impl From<crate::adhoc::Invalid> for QueryError {
-    fn from((field, why): crate::adhoc::Invalid) -> Self {
+impl From<crate::sql::Invalid> for QueryError {
+    fn from((field, why): crate::sql::Invalid) -> Self {
         QueryError::InvalidQuery(field, why)
     }
 }

@@ -25,9 +25,9 @@
 //! other names): per user, arrays of times; per start, the chain of next
 //! steps; the best start encoded with its level in one number.
 
-use crate::adhoc::{app_and_range, field, filter, invalid, split_unit, Bind, Filter, Invalid, Sql};
 use crate::funnel_order::Core;
 pub use crate::funnel_order::{MAX_STEP_EVENTS, MAX_STRICT_TIMES};
+use crate::sql::{app_and_range, field, filter, invalid, split_unit, Bind, Filter, Invalid, Sql};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -22,7 +22,7 @@
 //! break a chain, are seen up to the window's end of the latest start, past
 //! the range's end.
 
-use crate::adhoc::Bind;
+use crate::sql::Bind;
 
 /// Relaxed order: per user, only the earliest this many events of each step
 /// read take part (bounds the per-user work, which is quadratic in

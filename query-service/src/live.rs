@@ -18,13 +18,13 @@
 //! requests, and concurrent identical requests share one Redis read
 //! ([`crate::cache`]); the `x-tally-cache` header says `hit` or `miss`.
 
-use crate::auth::authorize;
-use crate::stores::{EventStore, LiveSource};
-use crate::stream_token::authorize_stream;
-use crate::{api::valid_app_id, AppState, QueryError};
+use crate::answer::cached_json;
+use crate::auth::ReadAccess;
+use crate::stream_token::{StreamAccess, StreamParams};
+use crate::{AppState, QueryError};
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName};
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -135,14 +135,17 @@ fn bad_name(name: &'static str) -> QueryError {
 }
 
 /// `GET /api/v1/analytics/{app_id}/live`.
-pub async fn live<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
-    Path(app_id): Path<String>,
+pub async fn live(
+    State(state): State<Arc<AppState>>,
+    Path(_): Path<String>,
     Query(params): Query<LiveParams>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
 ) -> Result<Response, QueryError> {
     let started = Instant::now();
-    let result = live_inner(&state, app_id, params, &headers).await;
+    let result = match access {
+        Ok(ReadAccess { app_id }) => live_inner(&state, app_id, params).await,
+        Err(refused) => Err(refused),
+    };
     let status = result
         .as_ref()
         .map_or_else(QueryError::status, |_| axum::http::StatusCode::OK);
@@ -150,27 +153,14 @@ pub async fn live<L: LiveSource, E: EventStore>(
         .metrics
         .observe("live", status, started.elapsed().as_secs_f64());
     let (body, shared) = result?;
-    let cache = if shared { "hit" } else { "miss" };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (HeaderName::from_static("x-tally-cache"), cache),
-        ],
-        Bytes::clone(&body),
-    )
-        .into_response())
+    Ok(cached_json(&body, shared))
 }
 
-async fn live_inner<L: LiveSource, E: EventStore>(
-    state: &AppState<L, E>,
+async fn live_inner(
+    state: &AppState,
     app_id: String,
     params: LiveParams,
-    headers: &HeaderMap,
 ) -> Result<(Arc<Bytes>, bool), QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, headers, &app_id).await?;
     let n = match params.windows.as_deref() {
         None => 12,
         Some(text) => text
@@ -212,14 +202,14 @@ async fn live_inner<L: LiveSource, E: EventStore>(
             let answer = live_answer(state, app_id, n, conversion, now_ms).await?;
             serde_json::to_vec(&answer)
                 .map(Bytes::from)
-                .map_err(|e| QueryError::Startup(e.to_string()))
+                .map_err(|e| QueryError::Internal(e.to_string()))
         })
         .await
 }
 
 /// Reads the last `max(n, 30 min)` windows of `app_id` as of `now_ms` and sums them.
-async fn live_answer<L: LiveSource, E: EventStore>(
-    state: &AppState<L, E>,
+async fn live_answer(
+    state: &AppState,
     app_id: String,
     n: usize,
     conversion: Option<(String, String)>,
@@ -234,7 +224,7 @@ async fn live_answer<L: LiveSource, E: EventStore>(
         let mut all = UniqueSketch::new();
         for window in windows {
             all.merge(pick(window))
-                .map_err(|e| QueryError::Startup(e.to_string()))?;
+                .map_err(|e| QueryError::Internal(e.to_string()))?;
         }
         Ok::<u64, QueryError>(all.estimate())
     };
@@ -285,26 +275,14 @@ async fn live_answer<L: LiveSource, E: EventStore>(
     })
 }
 
-/// Query string of the stream.
-#[derive(Debug, serde::Deserialize)]
-pub struct StreamParams {
-    /// A stream token (see [`crate::stream_token`]), for clients that cannot
-    /// send the `Authorization` header (browsers' `EventSource`).
-    pub token: Option<String>,
-}
-
 /// `GET /api/v1/analytics/{app_id}/live/stream` (Server-Sent Events;
 /// read key in the header, or `?token=` from `POST …/live/token`).
-pub async fn stream<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
-    Path(app_id): Path<String>,
-    Query(params): Query<StreamParams>,
-    headers: HeaderMap,
+pub async fn stream(
+    State(state): State<Arc<AppState>>,
+    Path(_): Path<String>,
+    Query(_): Query<StreamParams>,
+    StreamAccess { app_id }: StreamAccess,
 ) -> Result<Response, QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize_stream(&state, &headers, params.token.as_deref(), &app_id).await?;
     let events = futures::stream::unfold(
         (state, app_id, None::<i64>),
         |(state, app_id, mut open)| async move {

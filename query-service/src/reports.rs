@@ -13,12 +13,11 @@
 //! raw rows by the length of one insert: ClickHouse makes an insert's rows
 //! visible in `events` before the view has written its block.
 
-use crate::adhoc::{invalid, Bind, Invalid, Sql};
-use crate::auth::authorize;
-use crate::stores::{utc_date, EventStore, LiveSource};
-use crate::{api::valid_app_id, AppState, QueryError};
+use crate::answer::{cached_rows, name_columns, respond, to_bytes};
+use crate::auth::ReadAccess;
+use crate::sql::{app_and_range, invalid, split_unit, Bind, Invalid, Sql};
+use crate::{AppState, QueryError};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use std::sync::Arc;
 use tally_common::http::{Path, Query};
 
@@ -83,7 +82,7 @@ fn dimensions(
 /// Hour-aligned range of a report: `Nd`/`Nh` ending with the current hour.
 pub fn report_range(text: &str, now_ms: i64, max_days: i64) -> Result<(i64, i64), Invalid> {
     let bad = || invalid("range", "like \"7d\" or \"24h\"");
-    let (number, unit) = crate::adhoc::split_unit(text);
+    let (number, unit) = split_unit(text);
     let n: i64 = number.parse().map_err(|_| bad())?;
     let unit_ms = match unit {
         "d" => 24 * HOUR_MS,
@@ -125,28 +124,19 @@ pub fn build(
         })
         .collect();
     let (table, metrics, mut conditions, binds) = match source {
-        Source::Raw => (
-            "events",
-            [
-                "toFloat64(count()) AS m0",
-                "toFloat64(uniqExact(distinct_id)) AS m1",
-            ],
-            vec![
-                "app_id = ?".to_owned(),
-                "event_date >= toDate(?)".to_owned(),
-                "event_date <= toDate(?)".to_owned(),
-                "ts_ms >= ?".to_owned(),
-                "ts_ms < ?".to_owned(),
-                "name = 'page_view'".to_owned(),
-            ],
-            vec![
-                Bind::Text(app_id.to_owned()),
-                Bind::Text(utc_date(from_ms)),
-                Bind::Text(utc_date(to_ms)),
-                Bind::Int(from_ms),
-                Bind::Int(to_ms),
-            ],
-        ),
+        Source::Raw => {
+            let (mut conditions, binds) = app_and_range(app_id, (from_ms, to_ms));
+            conditions.push("name = 'page_view'".to_owned());
+            (
+                "events",
+                [
+                    "toFloat64(count()) AS m0",
+                    "toFloat64(uniqExact(distinct_id)) AS m1",
+                ],
+                conditions,
+                binds,
+            )
+        }
         Source::Rollup => (
             "rollup_pages_hourly",
             [
@@ -203,27 +193,23 @@ pub struct ReportParams {
 }
 
 /// `GET /api/v1/analytics/{app_id}/reports/{report}`.
-pub async fn report<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
-    Path((app_id, report)): Path<(String, String)>,
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    Path((_, report)): Path<(String, String)>,
     Query(params): Query<ReportParams>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
 ) -> Result<axum::response::Response, QueryError> {
-    let answer = report_inner(&state, app_id, &report, params, &headers);
-    crate::api::respond(&state, "report", answer).await
+    let answer = report_inner(&state, access, &report, params);
+    respond(&state, "report", answer).await
 }
 
-async fn report_inner<L: LiveSource, E: EventStore>(
-    state: &AppState<L, E>,
-    app_id: String,
+async fn report_inner(
+    state: &AppState,
+    access: Result<ReadAccess, QueryError>,
     report: &str,
     params: ReportParams,
-    headers: &HeaderMap,
 ) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, headers, &app_id).await?;
+    let ReadAccess { app_id } = access?;
     let range = report_range(
         params.range.as_deref().unwrap_or("7d"),
         state.clock.now_ms(),
@@ -245,19 +231,19 @@ async fn report_inner<L: LiveSource, E: EventStore>(
     let limit = params.limit.unwrap_or(10);
     let options = (limit, params.include_bots.unwrap_or(false));
     let sql = build(&app_id, (report, granularity), range, options, source)?;
-    crate::api::cached_rows(state, "report", &app_id, &sql, |rows, query_time_ms| {
+    cached_rows(state, "report", &app_id, &sql, |rows, query_time_ms| {
         let truncated = rows.len() > limit;
         let results: Vec<_> = rows
             .into_iter()
             .take(limit)
-            .map(|row| crate::api::name_columns(row, &sql))
+            .map(|row| name_columns(row, &sql))
             .collect();
         let answer = serde_json::json!({
             "app_id": app_id, "report": report, "from_ms": range.0, "to_ms": range.1,
             "source": source.name(), "results": results, "truncated": truncated,
             "query_time_ms": query_time_ms,
         });
-        crate::api::to_bytes(&answer)
+        to_bytes(&answer)
     })
     .await
 }

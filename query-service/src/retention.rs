@@ -16,7 +16,7 @@
 //! One statement, valid on ClickHouse 18.16 and current ClickHouse (plain
 //! integer arithmetic on `ts_ms`: no DateTime64, no server time zone).
 
-use crate::adhoc::{app_and_range, invalid, Bind, Invalid, Sql};
+use crate::sql::{app_and_range, invalid, Bind, Invalid, Sql};
 use serde::Deserialize;
 use serde_json::Value;
 

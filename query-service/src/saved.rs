@@ -10,13 +10,12 @@
 //! "request": <that endpoint's body or query>}`.
 
 use crate::adhoc::AdhocRequest;
-use crate::auth::authorize;
+use crate::auth::ReadAccess;
 use crate::funnel::FunnelRequest;
 use crate::retention::RetentionRequest;
-use crate::stores::{EventStore, LiveSource};
-use crate::{api::valid_app_id, AppState, QueryError};
+use crate::{AppState, QueryError};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -180,16 +179,9 @@ impl SavedStore {
     }
 }
 
-async fn guard<L: LiveSource, E: EventStore>(
-    state: &AppState<L, E>,
-    headers: &HeaderMap,
-    app_id: &str,
-    plural: &str,
-) -> Result<&'static str, QueryError> {
-    if !valid_app_id(app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, headers, app_id).await?;
+/// The kind of `plural` once read access is granted (404 for another collection).
+fn guard(access: Result<ReadAccess, QueryError>, plural: &str) -> Result<&'static str, QueryError> {
+    access?;
     kind_of(plural)
 }
 
@@ -203,12 +195,12 @@ fn parse_body(body: &[u8]) -> Result<SavedBody, QueryError> {
 }
 
 /// `GET /{kind}`.
-pub async fn list<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
+pub async fn list(
+    State(state): State<Arc<AppState>>,
     Path((app_id, plural)): Path<(String, String)>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
 ) -> Result<Json<Vec<Saved>>, QueryError> {
-    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let kind = guard(access, &plural)?;
     let sql =
         format!("SELECT {COLUMNS} FROM saved_items WHERE app_id = $1 AND kind = $2 ORDER BY id");
     let rows = state
@@ -219,13 +211,13 @@ pub async fn list<L: LiveSource, E: EventStore>(
 }
 
 /// `POST /{kind}`.
-pub async fn create<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
+pub async fn create(
+    State(state): State<Arc<AppState>>,
     Path((app_id, plural)): Path<(String, String)>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
     body: axum::body::Bytes,
 ) -> Result<Response, QueryError> {
-    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let kind = guard(access, &plural)?;
     let body = parse_body(&body)?;
     let definition = validate(kind, &body)?;
     let sql = format!("INSERT INTO saved_items (app_id, kind, name, definition) VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}");
@@ -242,12 +234,12 @@ pub async fn create<L: LiveSource, E: EventStore>(
 }
 
 /// `GET /{kind}/{id}`.
-pub async fn get<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
+pub async fn get(
+    State(state): State<Arc<AppState>>,
     Path((app_id, plural, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
 ) -> Result<Json<Saved>, QueryError> {
-    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let kind = guard(access, &plural)?;
     let id = parse_id(&id)?;
     let sql =
         format!("SELECT {COLUMNS} FROM saved_items WHERE app_id = $1 AND kind = $2 AND id = $3");
@@ -259,13 +251,13 @@ pub async fn get<L: LiveSource, E: EventStore>(
 }
 
 /// `PUT /{kind}/{id}`.
-pub async fn replace<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
+pub async fn replace(
+    State(state): State<Arc<AppState>>,
     Path((app_id, plural, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
     body: axum::body::Bytes,
 ) -> Result<Json<Saved>, QueryError> {
-    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let kind = guard(access, &plural)?;
     let id = parse_id(&id)?;
     let body = parse_body(&body)?;
     let definition = validate(kind, &body)?;
@@ -286,12 +278,12 @@ pub async fn replace<L: LiveSource, E: EventStore>(
 }
 
 /// `DELETE /{kind}/{id}`.
-pub async fn delete<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
     Path((app_id, plural, id)): Path<(String, String, String)>,
-    headers: HeaderMap,
+    access: Result<ReadAccess, QueryError>,
 ) -> Result<StatusCode, QueryError> {
-    let kind = guard(&state, &headers, &app_id, &plural).await?;
+    let kind = guard(access, &plural)?;
     let id = parse_id(&id)?;
     let sql = "DELETE FROM saved_items WHERE app_id = $1 AND kind = $2 AND id = $3";
     let deleted = state

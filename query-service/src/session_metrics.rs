@@ -4,10 +4,14 @@
 //!
 //! Dimensions and filters are limited to the session's own attributes
 //! ([`SESSION_COLUMNS`]) and time buckets of its start; session metrics cannot
-//! be mixed with event metrics in one request. Values are bound as everywhere.
+//! be mixed with event metrics in one request (the caller picks this builder
+//! when any metric [`is_session_metric`]). Values are bound as everywhere
+//! ([`crate::sql`]), limits are the shared ones.
 
-use crate::adhoc::{
-    invalid, request_conditions, AdhocRequest, Bind, GroupBy, Invalid, Metric, Sql, MAX_ROWS,
+use crate::adhoc::{AdhocRequest, Metric};
+use crate::sql::{
+    group_by_dimensions, invalid, request_conditions, time_bucket, Bind, Invalid, Sql, MAX_FILTERS,
+    MAX_GROUP_BY, MAX_ROWS,
 };
 
 /// Session attributes a session query may group and filter on.
@@ -32,18 +36,8 @@ pub fn is_session_metric(metric: &Metric) -> bool {
     matches!(metric, Metric::Named(name) if SESSION_METRICS.contains(&name.as_str()))
 }
 
-fn bucket(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "minute" => "toString(toStartOfMinute(start))",
-        "hour" => "toString(toStartOfHour(start))",
-        "day" => "toString(toDate(start))",
-        "week" => "toString(toMonday(start))",
-        "month" => "toString(toStartOfMonth(start))",
-        _ => return None,
-    })
-}
-
-/// Builds a session-metrics statement.
+/// Builds the session-metrics statement of `metrics` (from
+/// [`AdhocRequest::metric_list`]; all session metrics, else refused).
 pub fn build(
     app_id: &str,
     request: &AdhocRequest,
@@ -53,16 +47,17 @@ pub fn build(
     if !metrics.iter().all(|m| is_session_metric(m)) {
         return Err(invalid("metric", "session metrics (sessions, bounce_rate, session_duration) cannot be mixed with event metrics"));
     }
-    let dims: Vec<&str> = match &request.group_by {
-        GroupBy::None => Vec::new(),
-        GroupBy::One(one) => vec![one.as_str()],
-        GroupBy::Many(many) => many.iter().map(String::as_str).collect(),
-    };
+    let dims = request.group_by.dimensions();
     let limit = request.limit.unwrap_or(100);
-    if dims.len() > 3 || !(1..=MAX_ROWS).contains(&limit) || request.filters.len() > 20 {
+    if dims.len() > MAX_GROUP_BY
+        || !(1..=MAX_ROWS).contains(&limit)
+        || request.filters.len() > MAX_FILTERS
+    {
         return Err(invalid(
             "group_by",
-            "at most 3 dimensions, 20 filters, 1..=10000 rows",
+            format!(
+                "at most {MAX_GROUP_BY} dimensions, {MAX_FILTERS} filters, 1..={MAX_ROWS} rows"
+            ),
         ));
     }
     let mut select = Vec::new();
@@ -74,8 +69,8 @@ pub fn build(
         max_groups: None,
     };
     for (i, dim) in dims.iter().enumerate() {
-        let expr = match bucket(dim) {
-            Some(expr) => expr.to_owned(),
+        let expr = match time_bucket(dim, "start") {
+            Some(expr) => expr,
             None if SESSION_COLUMNS.contains(dim) => (*dim).to_owned(),
             None => {
                 return Err(invalid(
@@ -109,12 +104,12 @@ pub fn build(
         Bind::Int(to_ms),
     ];
     request_conditions(
-        request,
+        request.scope(),
         (app_id, (from_ms, to_ms)),
         (SESSION_COLUMNS, false),
         (&mut conditions, &mut binds),
     )?;
-    let group = crate::adhoc::group_by_dimensions(dims.len());
+    let group = group_by_dimensions(dims.len());
     sql.text = format!(
         "SELECT {} FROM sessions FINAL WHERE {}{group} LIMIT {}",
         select.join(", "),

@@ -1,62 +1,16 @@
-//! Read access to the stores behind small traits: [`LiveSource`] (Redis live
-//! windows, layout in `tally_schemas::live`) and [`EventStore`] (ClickHouse).
-//! Every ClickHouse query binds its inputs as parameters; none is spliced.
+//! Read access to the stores: [`RedisLive`] (live windows, layout in
+//! `tally_schemas::live`, and stream tokens) and [`ClickHouseStore`] (raw
+//! events, the page-view rollup). Every ClickHouse query binds its inputs as
+//! parameters; none is spliced.
 
-use crate::adhoc::{Bind, Sql};
+use crate::sql::{utc_date, Bind, Sql};
 use redis::aio::ConnectionManager;
-use std::future::Future;
 use tally_schemas::live::{window_keys, WindowSnapshot, LIVE_SHARDS};
-
-/// Live windows.
-pub trait LiveSource: Send + Sync + 'static {
-    /// Snapshots of `app_id`'s windows starting at `starts` (missing windows are empty).
-    fn windows(
-        &self,
-        app_id: &str,
-        starts: &[i64],
-    ) -> impl Future<Output = Result<Vec<WindowSnapshot>, crate::QueryError>> + Send;
-    /// Stores a stream token's hash for `app_id`, expiring after `ttl_secs`.
-    fn put_stream_token(
-        &self,
-        hash: &str,
-        app_id: &str,
-        ttl_secs: u64,
-    ) -> impl Future<Output = Result<(), crate::QueryError>> + Send;
-    /// The app of an unexpired stream token's hash.
-    fn stream_token_app(
-        &self,
-        hash: &str,
-    ) -> impl Future<Output = Result<Option<String>, crate::QueryError>> + Send;
-    /// `Ok` when reachable.
-    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
-}
-
-/// Raw events.
-pub trait EventStore: Send + Sync + 'static {
-    /// Events of `app_id` with `from_ms <= ts < to_ms`.
-    fn count(
-        &self,
-        app_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> impl Future<Output = Result<u64, crate::QueryError>> + Send;
-    /// Runs an ad-hoc statement; one JSON object per row (`d0…`, `m0…`).
-    fn rows(
-        &self,
-        sql: &Sql,
-    ) -> impl Future<
-        Output = Result<Vec<serde_json::Map<String, serde_json::Value>>, crate::QueryError>,
-    > + Send;
-    /// When the page-view rollup started to see inserts (epoch ms), if it exists.
-    fn rollup_since(&self) -> impl Future<Output = Result<Option<i64>, crate::QueryError>> + Send;
-    /// `Ok` when reachable.
-    fn ping(&self) -> impl Future<Output = Result<(), String>> + Send;
-}
 
 /// Longest an ad-hoc statement may run on ClickHouse, seconds (over → 400).
 pub const MAX_EXECUTION_SECS: u64 = 10;
 
-/// [`LiveSource`] on Redis.
+/// Live windows and stream tokens on Redis.
 #[derive(Clone)]
 pub struct RedisLive {
     connection: ConnectionManager,
@@ -79,10 +33,9 @@ impl RedisLive {
             prefix: prefix.to_owned(),
         }
     }
-}
 
-impl LiveSource for RedisLive {
-    async fn windows(
+    /// Snapshots of `app_id`'s windows starting at `starts` (missing windows are empty).
+    pub async fn windows(
         &self,
         app_id: &str,
         starts: &[i64],
@@ -108,7 +61,8 @@ impl LiveSource for RedisLive {
             .collect()
     }
 
-    async fn put_stream_token(
+    /// Stores a stream token's hash for `app_id`, expiring after `ttl_secs`.
+    pub async fn put_stream_token(
         &self,
         hash: &str,
         app_id: &str,
@@ -124,14 +78,16 @@ impl LiveSource for RedisLive {
         Ok(())
     }
 
-    async fn stream_token_app(&self, hash: &str) -> Result<Option<String>, crate::QueryError> {
+    /// The app of an unexpired stream token's hash.
+    pub async fn stream_token_app(&self, hash: &str) -> Result<Option<String>, crate::QueryError> {
         Ok(redis::cmd("GET")
             .arg(format!("{}:stream_token:{hash}", self.prefix))
             .query_async(&mut self.connection.clone())
             .await?)
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    /// `Ok` when reachable.
+    pub async fn ping(&self) -> Result<(), String> {
         redis::cmd("PING")
             .query_async::<String>(&mut self.connection.clone())
             .await
@@ -140,7 +96,7 @@ impl LiveSource for RedisLive {
     }
 }
 
-/// [`EventStore`] on ClickHouse.
+/// Raw events on ClickHouse.
 #[derive(Clone)]
 pub struct ClickHouseStore {
     client: clickhouse::Client,
@@ -159,26 +115,14 @@ impl ClickHouseStore {
     }
 }
 
-/// `YYYY-MM-DD` (UTC) of an epoch-ms time, for partition pruning on `event_date`.
-pub fn utc_date(ms: i64) -> String {
-    let date = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .date();
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
-}
-
 /// SQL of the count query (run against ClickHouse 18.16 by `testkit/tests/e2e.rs`).
 pub const COUNT_SQL: &str = "SELECT count() FROM events \
      WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) \
      AND ts_ms >= ? AND ts_ms < ?";
 
-impl EventStore for ClickHouseStore {
-    async fn count(
+impl ClickHouseStore {
+    /// Events of `app_id` with `from_ms <= ts < to_ms`.
+    pub async fn count(
         &self,
         app_id: &str,
         from_ms: i64,
@@ -197,7 +141,8 @@ impl EventStore for ClickHouseStore {
         Ok(count)
     }
 
-    async fn rows(
+    /// Runs a statement; one JSON object per row (`d0…`, `m0…`).
+    pub async fn rows(
         &self,
         sql: &Sql,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, crate::QueryError> {
@@ -241,12 +186,13 @@ impl EventStore for ClickHouseStore {
             .filter(|line| !line.is_empty())
             .map(|line| {
                 serde_json::from_slice(line)
-                    .map_err(|e| crate::QueryError::Startup(format!("ClickHouse row: {e}")))
+                    .map_err(|e| crate::QueryError::Internal(format!("ClickHouse row: {e}")))
             })
             .collect()
     }
 
-    async fn rollup_since(&self) -> Result<Option<i64>, crate::QueryError> {
+    /// When the page-view rollup started to see inserts (epoch ms), if it exists.
+    pub async fn rollup_since(&self) -> Result<Option<i64>, crate::QueryError> {
         let since: u32 = self
             .client
             .query("SELECT toUInt32(min(since)) FROM rollup_coverage WHERE name = 'pages_hourly'")
@@ -255,23 +201,12 @@ impl EventStore for ClickHouseStore {
         Ok((since > 0).then(|| i64::from(since) * 1_000))
     }
 
-    async fn ping(&self) -> Result<(), String> {
+    /// `Ok` when reachable.
+    pub async fn ping(&self) -> Result<(), String> {
         self.client
             .query("SELECT 1")
             .execute()
             .await
             .map_err(|err| err.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_date(0), "1970-01-01");
-        assert_eq!(utc_date(1_700_000_000_000), "2023-11-14");
-        assert_eq!(utc_date(-1), "1969-12-31");
     }
 }

@@ -9,18 +9,22 @@
 //! `hash_key` as read and write keys) under
 //! `{prefix}:stream_token:{hash}` (→ app id, expiring), so every query-service
 //! replica accepts a token any of them issued.
+//!
+//! [`StreamAccess`] is the stream's guard: the `Authorization` header when
+//! present (as [`ReadAccess`]), else `?token=` — refused as 401
+//! `invalid_stream_token` when malformed, unknown or expired, 403
+//! `key_app_mismatch` when issued for another app.
 
-use crate::api::valid_app_id;
-use crate::auth::authorize;
-use crate::stores::{EventStore, LiveSource};
+use crate::auth::{authorize, path_app_id, ReadAccess};
 use crate::{AppState, QueryError};
-use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::extract::{FromRequestParts, State};
+use axum::http::header;
+use axum::http::request::Parts;
 use axum::Json;
 use rand::RngCore;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tally_common::http::Path;
+use tally_common::http::{Path, Query};
 use tally_common::postgres::hash_key;
 
 /// How long a token may be used to open a stream, seconds.
@@ -37,15 +41,11 @@ pub fn new_token() -> String {
 }
 
 /// `POST /api/v1/analytics/{app_id}/live/token` (read key in the header).
-pub async fn issue<L: LiveSource, E: EventStore>(
-    State(state): State<Arc<AppState<L, E>>>,
-    Path(app_id): Path<String>,
-    headers: HeaderMap,
+pub async fn issue(
+    State(state): State<Arc<AppState>>,
+    Path(_): Path<String>,
+    ReadAccess { app_id }: ReadAccess,
 ) -> Result<Json<Value>, QueryError> {
-    if !valid_app_id(&app_id) {
-        return Err(QueryError::InvalidAppId);
-    }
-    authorize(&state.keys, &headers, &app_id).await?;
     let token = new_token();
     state
         .live
@@ -58,30 +58,55 @@ pub async fn issue<L: LiveSource, E: EventStore>(
     })))
 }
 
-/// Authorizes a stream request: the `Authorization` header when present,
-/// else `token` from the query string.
-pub async fn authorize_stream<L: LiveSource, E: EventStore>(
-    state: &AppState<L, E>,
-    headers: &HeaderMap,
-    token: Option<&str>,
-    app_id: &str,
-) -> Result<(), QueryError> {
-    let token = match token {
-        Some(token) if !headers.contains_key(header::AUTHORIZATION) => token,
-        _ => return authorize(&state.keys, headers, app_id).await,
-    };
-    let well_formed = token.len() == TOKEN_PREFIX.len() + 64
-        && token.starts_with(TOKEN_PREFIX)
-        && token[TOKEN_PREFIX.len()..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit());
-    if !well_formed {
-        return Err(QueryError::InvalidStreamToken);
-    }
-    match state.live.stream_token_app(&hash_key(token)).await? {
-        Some(owner) if owner == app_id => Ok(()),
-        Some(_) => Err(QueryError::KeyAppMismatch),
-        None => Err(QueryError::InvalidStreamToken),
+/// Query string of the stream.
+#[derive(Debug, serde::Deserialize)]
+pub struct StreamParams {
+    /// A stream token, for clients that cannot send the `Authorization`
+    /// header (browsers' `EventSource`).
+    pub token: Option<String>,
+}
+
+/// A request that may open `app_id`'s live stream: by read key (the
+/// `Authorization` header, when present) or by a stream token of that app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAccess {
+    /// The app of the path.
+    pub app_id: String,
+}
+
+impl FromRequestParts<Arc<AppState>> for StreamAccess {
+    type Rejection = QueryError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let app_id = path_app_id(parts, state).await?;
+        // The handler's own `Query` extractor runs first and refuses a bad query string.
+        let token = Query::<StreamParams>::from_request_parts(parts, state)
+            .await
+            .ok()
+            .and_then(|Query(params)| params.token);
+        let token = match token {
+            Some(token) if !parts.headers.contains_key(header::AUTHORIZATION) => token,
+            _ => {
+                authorize(&state.keys, &parts.headers, &app_id).await?;
+                return Ok(StreamAccess { app_id });
+            }
+        };
+        let well_formed = token.len() == TOKEN_PREFIX.len() + 64
+            && token.starts_with(TOKEN_PREFIX)
+            && token[TOKEN_PREFIX.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit());
+        if !well_formed {
+            return Err(QueryError::InvalidStreamToken);
+        }
+        match state.live.stream_token_app(&hash_key(&token)).await? {
+            Some(owner) if owner == app_id => Ok(StreamAccess { app_id }),
+            Some(_) => Err(QueryError::KeyAppMismatch),
+            None => Err(QueryError::InvalidStreamToken),
+        }
     }
 }
 

@@ -6,12 +6,14 @@
 //! writes everything to ClickHouse and Redis, then commits. A failed write is retried with backoff while
 //! consumption is paused (memory stays bounded by one batch); offsets are
 //! committed only after both stores hold the batch. On shutdown: stop reading,
-//! flush the buffer, commit synchronously, leave the group.
+//! flush the buffer, commit synchronously, leave the group. Other commits are
+//! asynchronous (failures counted by [`Metrics::commit_failed`]).
 
 use crate::config::Config;
 use crate::error::AggregatorError;
+use crate::message::Message;
 use crate::metrics::Metrics;
-use crate::processor::{Message, Outcome, Pending, Processor};
+use crate::processor::{Outcome, Pending, Processor};
 use crate::{live::LiveStore, raw::RawSink};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
@@ -39,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub struct RebalanceWatch {
     rebalanced: Arc<AtomicBool>,
     revoked: Arc<std::sync::Mutex<Vec<i32>>>,
-    lag: prometheus::IntGaugeVec,
+    metrics: Metrics,
     /// The settled assignment and since when (`None` while rebalancing).
     assignment: Arc<std::sync::Mutex<Option<Settled>>>,
     /// Set by the group watchdog (see [`crate::watchdog`]).
@@ -52,7 +54,7 @@ impl RebalanceWatch {
         RebalanceWatch {
             rebalanced: Arc::new(AtomicBool::new(false)),
             revoked: Arc::default(),
-            lag: metrics.consumer_lag.clone(),
+            metrics: metrics.clone(),
             assignment: Arc::default(),
             rejoin: Arc::default(),
         }
@@ -90,7 +92,8 @@ impl ClientContext for RebalanceWatch {
             for (partition, stats) in &topic.partitions {
                 // -1 is librdkafka's internal "unassigned" partition; lag -1 means unknown.
                 if *partition >= 0 && stats.consumer_lag >= 0 {
-                    self.lag
+                    self.metrics
+                        .consumer_lag
                         .with_label_values(&[&partition.to_string()])
                         .set(stats.consumer_lag);
                 }
@@ -115,9 +118,19 @@ impl ConsumerContext for RebalanceWatch {
                 if let Ok(mut revoked) = self.revoked.lock() {
                     revoked.extend(list.elements().iter().map(|e| e.partition()));
                 }
-                self.lag.reset();
+                self.metrics.consumer_lag.reset();
             }
             Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        if let Err(err) = result {
+            self.metrics.commit_failed(&err.to_string());
         }
     }
 }
@@ -238,6 +251,7 @@ pub async fn consume<R: RawSink, L: LiveStore>(
         topic: &config.kafka.topic,
         metrics,
         clock,
+        final_commit: false,
     };
     let mut batch = Batch::default();
     let rejoin = consumer.context().rejoin.clone();
@@ -264,7 +278,7 @@ pub async fn consume<R: RawSink, L: LiveStore>(
                 match received {
                     Ok(message) => batch.take(&message, metrics),
                     Err(err) => {
-                        tracing::warn!(error = %err, "kafka receive error");
+                        metrics.receive_failed(&err.to_string());
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -276,6 +290,7 @@ pub async fn consume<R: RawSink, L: LiveStore>(
     }
     // Graceful stop: intake has stopped; write what we hold, then commit.
     let final_stop = CancellationToken::new();
+    writer.final_commit = true;
     let limit = tokio::time::sleep(Duration::from_secs(20));
     tokio::select! {
         flushed = writer.flush(&mut batch, Step::All, &final_stop) => flushed,
@@ -292,6 +307,12 @@ pub async fn consume<R: RawSink, L: LiveStore>(
 /// (its supervisor restarts it and it replays from the last commit).
 const MAX_PAUSE: Duration = Duration::from_secs(50 * 60);
 
+/// Whether the current runtime may block a worker (`block_in_place`).
+fn multi_threaded() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+}
+
 /// What a flush needs besides the batch.
 struct Writer<'a, R, L> {
     consumer: &'a EventConsumer,
@@ -299,6 +320,8 @@ struct Writer<'a, R, L> {
     topic: &'a str,
     metrics: &'a Metrics,
     clock: &'a dyn Clock,
+    /// The next commit is the last one (shutdown): synchronous.
+    final_commit: bool,
 }
 
 impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
@@ -371,9 +394,21 @@ impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
             }
         }
         // Commit failures (e.g. partition revoked meanwhile) are harmless: the stores are
-        // idempotent, so a replay from an older offset changes nothing.
-        if let Err(err) = self.consumer.commit(&offsets, CommitMode::Sync) {
-            tracing::warn!(error = %err, "offset commit failed; a replay will be deduplicated");
+        // idempotent, so a replay from an older offset changes nothing. Commits are
+        // asynchronous (the result arrives in `commit_callback`), except the last
+        // one on shutdown, which must reach the broker before the process leaves.
+        let mode = if self.final_commit {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        let committed = if self.final_commit && multi_threaded() {
+            tokio::task::block_in_place(|| self.consumer.commit(&offsets, mode))
+        } else {
+            self.consumer.commit(&offsets, mode)
+        };
+        if let Err(err) = committed {
+            self.metrics.commit_failed(&err.to_string());
         }
         batch.next_offsets.clear();
         batch.started = None;
@@ -392,6 +427,9 @@ impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
         metrics.late_events.inc_by(outcome.late as u64);
         metrics.bot_events.inc_by(outcome.bots as u64);
         metrics.duplicates.inc_by(outcome.repeats as u64);
+        if !outcome.claims_lost.is_empty() {
+            metrics.claims_lost(&outcome.claims_lost);
+        }
         metrics.events.inc_by(outcome.raw_written as u64);
         metrics
             .replayed

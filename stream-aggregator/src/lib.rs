@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod dedup;
 pub mod error;
 pub mod live;
+pub mod message;
 pub mod metrics;
 pub mod processor;
 pub mod raw;
@@ -18,6 +19,7 @@ pub mod raw_writer;
 pub mod sessions;
 pub mod visitors;
 pub mod watchdog;
+pub mod windows;
 
 use axum::extract::State;
 use axum::routing::get;

@@ -40,6 +40,12 @@ pub struct Metrics {
     pub rejoins: IntCounterVec,
     /// Failed reads of the group's positions by the watchdog.
     pub watchdog_errors: IntCounter,
+    /// Failed offset commits.
+    pub commit_errors: IntCounter,
+    /// Failed receives from the broker.
+    pub receive_errors: IntCounter,
+    /// Partition claims that expired during an insert.
+    pub claims_lost_total: IntCounter,
 }
 
 impl Metrics {
@@ -115,8 +121,23 @@ impl Metrics {
             "tally_aggregator_watchdog_errors_total",
             "Failed reads of the group's offsets by the group watchdog",
         )?;
+        let commit_errors = IntCounter::new(
+            "tally_aggregator_commit_errors_total",
+            "Failed offset commits (harmless: a replay is deduplicated; persistent ones mean replays grow)",
+        )?;
+        let receive_errors = IntCounter::new(
+            "tally_aggregator_receive_errors_total",
+            "Errors receiving from the broker",
+        )?;
+        let claims_lost_total = IntCounter::new(
+            "tally_aggregator_claims_lost_total",
+            "Partition claims that expired during an insert (another writer may have stored the same rows)",
+        )?;
         for metric in [
-            Box::new(orphaned.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(commit_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(receive_errors.clone()),
+            Box::new(claims_lost_total.clone()),
+            Box::new(orphaned.clone()),
             Box::new(rejoins.clone()),
             Box::new(watchdog_errors.clone()),
             Box::new(late_events.clone()),
@@ -149,6 +170,9 @@ impl Metrics {
             orphaned,
             rejoins,
             watchdog_errors,
+            commit_errors,
+            receive_errors,
+            claims_lost_total,
         })
     }
 
@@ -171,6 +195,24 @@ impl Metrics {
     pub fn rejoined(&self, reason: &'static str) {
         self.rejoins.with_label_values(&[reason]).inc();
         tracing::warn!(reason, "left and rejoined the consumer group");
+    }
+
+    /// An offset commit failed (a later replay is deduplicated).
+    pub fn commit_failed(&self, error: &str) {
+        self.commit_errors.inc();
+        tracing::warn!(error, "offset commit failed; a replay will be deduplicated");
+    }
+
+    /// Receiving from the broker failed.
+    pub fn receive_failed(&self, error: &str) {
+        self.receive_errors.inc();
+        tracing::warn!(error, "kafka receive error");
+    }
+
+    /// Partition claims expired while their insert ran.
+    pub fn claims_lost(&self, keys: &[String]) {
+        self.claims_lost_total.inc_by(keys.len() as u64);
+        tracing::error!(keys = ?keys, "a partition claim expired during an insert; another writer may have stored the same rows");
     }
 
     /// The watchdog could not read the group's positions.

@@ -30,28 +30,18 @@
 use crate::config::Fault;
 use crate::dedup::{Dedup, SLACK_SECS};
 use crate::error::AggregatorError;
-use crate::live::{LiveStore, Unit, UnitWrite, ANY_OFFSET};
+use crate::live::LiveStore;
+pub use crate::message::Message;
+use crate::message::{first_offsets, last_offsets};
 use crate::raw::RawSink;
 use crate::raw_writer::RowWriter;
 use crate::visitors::{Scope, Sessions};
-use std::collections::{BTreeMap, HashMap};
+use crate::windows::Windows;
+pub use crate::windows::{liveness, Liveness};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tally_common::Clock;
-use tally_schemas::live::{shard_of, window_key, window_start, WINDOW_MS};
 use tally_schemas::session::SessionRow;
-use tally_schemas::sketch::UniqueSketch;
-use tally_schemas::Envelope;
-
-/// One consumed, decoded message.
-#[derive(Debug, Clone)]
-pub struct Message {
-    /// Kafka partition.
-    pub partition: i32,
-    /// Kafka offset.
-    pub offset: i64,
-    /// The event.
-    pub envelope: Envelope,
-}
 
 /// Consumed messages not yet in every store, and how far the live step got.
 ///
@@ -77,6 +67,14 @@ pub struct Pending {
 impl Pending {
     /// Adds a consumed message (each partition's in offset order).
     pub fn push(&mut self, message: Message) {
+        debug_assert!(
+            self.messages
+                .iter()
+                .rev()
+                .find(|m| m.partition == message.partition)
+                .is_none_or(|m| m.offset < message.offset),
+            "a partition's messages must be in offset order"
+        );
         self.messages.push(message);
     }
 
@@ -154,6 +152,8 @@ pub struct Outcome {
     pub session_versions: usize,
     /// Messages dropped as repeats of an earlier client event id.
     pub repeats: usize,
+    /// Partition claims that expired during an insert.
+    pub claims_lost: Vec<String>,
 }
 
 /// How a [`Processor`] writes.
@@ -180,29 +180,6 @@ pub const MAX_FUTURE_MS: i64 = 23 * 3_600_000;
 
 /// Clock difference tolerated between the gateway and the aggregator.
 const CLOCK_SKEW_MS: i64 = 3_600_000;
-
-/// Whether an event belongs in the live windows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// Counted.
-    Live,
-    /// Sent by a bot.
-    Bot,
-    /// Received after its window's end plus the allowed lateness.
-    Late,
-}
-
-/// Decides [`Liveness`] from the event alone (replays decide the same).
-pub fn liveness(envelope: &Envelope, allowed_lateness_ms: i64) -> Liveness {
-    let window_end = window_start(envelope.timestamp_ms) + WINDOW_MS;
-    if envelope.enrichment.is_bot {
-        Liveness::Bot
-    } else if envelope.received_at_ms > window_end.saturating_add(allowed_lateness_ms) {
-        Liveness::Late
-    } else {
-        Liveness::Live
-    }
-}
 
 /// Writes batches to a [`RawSink`] and a [`LiveStore`].
 #[derive(Debug)]
@@ -278,9 +255,22 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             .sessions
             .apply((&self.live, &self.raw), &self.scope(&first_pending), &fresh)
             .await?;
-        let mut outcome = self
-            .write_live(&fresh, &pending.sessions.session_of)
+        let windows = Windows {
+            prefix: &self.settings.prefix,
+            allowed_lateness_ms: self.settings.allowed_lateness_ms,
+            guards_off: self.guards_off(),
+        };
+        let written = windows
+            .write(&self.live, &fresh, &pending.sessions.session_of)
             .await?;
+        let mut outcome = Outcome {
+            live_written: written.live_written,
+            live_skipped: written.live_skipped,
+            bots: written.bots,
+            late: written.late,
+            made_visible: written.made_visible,
+            ..Outcome::default()
+        };
         outcome.repeats = repeat.iter().filter(|r| **r).count();
         pending.repeat.extend(repeat);
         pending.live_done = pending.messages.len();
@@ -302,6 +292,7 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         };
         let written = writer.write(&self.raw, &self.live, &fresh).await?;
         (outcome.raw_written, outcome.raw_skipped) = (written.written, written.skipped);
+        outcome.claims_lost.clone_from(&written.claims_lost);
         // A visitor's old sessions may only go cold once no crashed attempt's
         // row can be newer than the state stored now: when this batch reaches
         // as far as anything stored before (see `crate::visitors`).
@@ -395,128 +386,6 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             }
         }
         Ok(())
-    }
-
-    async fn write_live(
-        &self,
-        batch: &[&Message],
-        session_of: &HashMap<(i32, i64), String>,
-    ) -> Result<Outcome, AggregatorError> {
-        let mut outcome = Outcome::default();
-        let mut groups: BTreeMap<Unit, Vec<&Message>> = BTreeMap::new();
-        for message in batch {
-            let envelope = &message.envelope;
-            match liveness(envelope, self.settings.allowed_lateness_ms) {
-                Liveness::Live => {}
-                Liveness::Bot => {
-                    outcome.bots += 1;
-                    continue;
-                }
-                Liveness::Late => {
-                    outcome.late += 1;
-                    continue;
-                }
-            }
-            let unit = Unit {
-                key: window_key(
-                    &self.settings.prefix,
-                    &envelope.app_id,
-                    window_start(envelope.timestamp_ms),
-                    shard_of(message.partition),
-                ),
-                partition: message.partition,
-            };
-            groups.entry(unit).or_default().push(message);
-        }
-        let units: Vec<Unit> = groups.keys().cloned().collect();
-        let mut states = self.live.read(&units).await?;
-        if self.guards_off() {
-            for state in &mut states {
-                state.offset = -1;
-            }
-        }
-        let mut writes = Vec::new();
-        for ((unit, messages), state) in groups.into_iter().zip(states) {
-            let mut last = state.offset;
-            let mut users = UniqueSketch::new();
-            let mut sessions = UniqueSketch::new();
-            let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
-            let mut total = 0u64;
-            for message in messages {
-                if message.offset <= last {
-                    outcome.live_skipped += 1;
-                    continue;
-                }
-                last = message.offset;
-                total += 1;
-                *by_name.entry(message.envelope.name.clone()).or_default() += 1;
-                users.insert(&message.envelope.distinct_id);
-                if let Some(id) = session_of.get(&(message.partition, message.offset)) {
-                    sessions.insert(id);
-                }
-                outcome.made_visible.push(message.envelope.timestamp_ms);
-            }
-            if total == 0 {
-                continue;
-            }
-            merge_stored(&mut users, state.sketch.as_deref(), &unit.key)?;
-            merge_stored(&mut sessions, state.sessions.as_deref(), &unit.key)?;
-            outcome.live_written += usize::try_from(total).unwrap_or(usize::MAX);
-            writes.push(UnitWrite {
-                expected_offset: if self.guards_off() {
-                    ANY_OFFSET
-                } else {
-                    state.offset
-                },
-                unit,
-                new_offset: last,
-                total,
-                by_name,
-                sketch: users.to_bytes(),
-                sessions: sessions.to_bytes(),
-            });
-        }
-        let conflicts = self.live.apply(&writes).await?;
-        if let Some(unit) = conflicts.first() {
-            return Err(AggregatorError::Conflict(unit.key.clone()));
-        }
-        Ok(outcome)
-    }
-}
-
-/// Highest offset of each partition among `messages`.
-fn last_offsets(messages: &[Message]) -> BTreeMap<i32, i64> {
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for message in messages {
-        let offset = last.entry(message.partition).or_insert(message.offset);
-        *offset = (*offset).max(message.offset);
-    }
-    last
-}
-
-/// Lowest offset of each partition among `messages`.
-fn first_offsets(messages: &[Message]) -> BTreeMap<i32, i64> {
-    let mut first: BTreeMap<i32, i64> = BTreeMap::new();
-    for message in messages {
-        let offset = first.entry(message.partition).or_insert(message.offset);
-        *offset = (*offset).min(message.offset);
-    }
-    first
-}
-
-/// Merges a stored sketch into `sketch` (an unreadable one is replaced, with a warning).
-fn merge_stored(
-    sketch: &mut UniqueSketch,
-    stored: Option<&[u8]>,
-    key: &str,
-) -> Result<(), AggregatorError> {
-    match stored.map(UniqueSketch::from_bytes) {
-        None => Ok(()),
-        Some(Ok(stored)) => Ok(sketch.merge(&stored)?),
-        Some(Err(err)) => {
-            tracing::warn!(key = %key, error = %err, "replacing unreadable stored sketch");
-            Ok(())
-        }
     }
 }
 

@@ -4,13 +4,18 @@
 use super::*;
 use crate::dedup::SeenId;
 use crate::live::{Claimed, StoredVisitor, UnitState, VisitorWrite, ANY_GUARD};
+use crate::live::{Unit, UnitWrite, ANY_OFFSET};
 use crate::raw::Watermark;
 use proptest::prelude::*;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tally_schemas::live::WindowSnapshot;
+use tally_schemas::live::{shard_of, window_key, window_start};
 use tally_schemas::row::EventRow;
 use tally_schemas::session::SessionRow;
+use tally_schemas::sketch::UniqueSketch;
+use tally_schemas::Envelope;
 
 #[derive(Debug, Default)]
 struct MemRaw {

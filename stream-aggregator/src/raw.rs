@@ -13,6 +13,7 @@ use crate::dedup::SeenId;
 use clickhouse::Client;
 use serde::Deserialize;
 use std::future::Future;
+use std::time::Duration;
 use tally_schemas::row::EventRow;
 use tally_schemas::session::{SessionRow, SESSION_COLUMNS};
 
@@ -32,6 +33,10 @@ pub struct SessionLookup {
 /// Lookups per statement (each adds four bound values).
 const LOOKUPS_PER_QUERY: usize = 64;
 
+/// Longest an insert may take (send and finish) before it is abandoned
+/// (well within a partition claim's lease, see [`crate::raw_writer`]).
+pub const INSERT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Inserts `rows` into `table` in one statement (nothing if `rows` is empty).
 async fn insert_all<T>(
     client: &Client,
@@ -44,7 +49,7 @@ where
     if rows.is_empty() {
         return Ok(());
     }
-    let timeout = Some(crate::raw_writer::INSERT_TIMEOUT);
+    let timeout = Some(INSERT_TIMEOUT);
     let mut insert = client
         .insert::<T>(table)
         .await?

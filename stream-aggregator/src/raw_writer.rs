@@ -17,21 +17,17 @@
 //! insert. Inserts of one partition are therefore serialized and each starts
 //! from the true watermarks: a zombie writer finds its messages already stored
 //! and skips them. The lease only matters if a holder dies mid-insert; an
-//! insert is given [`INSERT_TIMEOUT`], well within the lease.
+//! insert is given [`crate::raw::INSERT_TIMEOUT`], well within the lease.
 
 use crate::error::AggregatorError;
 use crate::live::{raw_marks_key, Claimed, LiveStore};
-use crate::processor::Message;
+use crate::message::{debug_assert_offset_order, Message};
 use crate::raw::RawSink;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 use tally_schemas::row::{event_date, EventRow};
 
 /// Lease of a partition claim.
 pub const CLAIM_TTL_MS: u64 = 15_000;
-
-/// Longest an insert may take (send and finish) before it is abandoned.
-pub const INSERT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Day → highest stored offset, of one Kafka partition.
 type Marks = BTreeMap<u16, i64>;
@@ -58,6 +54,7 @@ impl RowWriter<'_> {
         live: &L,
         batch: &[&Message],
     ) -> Result<Written, AggregatorError> {
+        debug_assert_offset_order(batch.iter().copied());
         let mut partitions: Vec<i32> = batch.iter().map(|m| m.partition).collect();
         partitions.sort_unstable();
         partitions.dedup();
@@ -96,10 +93,8 @@ impl RowWriter<'_> {
             Err(_) => keys.iter().map(|key| (key.clone(), None)).collect(),
         };
         let lost = live.release_raw(&releases, self.token).await?;
-        if !lost.is_empty() {
-            tracing::error!(keys = ?lost, "a partition claim expired during an insert; another writer may have stored the same rows");
-        }
-        let (_, written) = result?;
+        let (_, mut written) = result?;
+        written.claims_lost = lost;
         Ok(written)
     }
 
@@ -170,6 +165,7 @@ impl RowWriter<'_> {
                 written,
                 skipped,
                 prior,
+                claims_lost: Vec::new(),
             },
         ))
     }
@@ -185,4 +181,7 @@ pub struct Written {
     /// Highest offset stored per partition before this write (-1: none): a
     /// crashed attempt may have got that far.
     pub prior: BTreeMap<i32, i64>,
+    /// Claims that expired during the insert (another writer may have
+    /// stored the same rows; see [`crate::metrics::Metrics::claims_lost`]).
+    pub claims_lost: Vec<String>,
 }

@@ -31,7 +31,7 @@
 
 use crate::error::AggregatorError;
 use crate::live::{LiveStore, VisitorWrite, ANY_GUARD};
-use crate::processor::Message;
+use crate::message::{debug_assert_offset_order, Message};
 use crate::raw::{RawSink, SessionLookup};
 use crate::sessions::{Changes, Session, Visitor};
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +83,7 @@ impl Sessions {
         scope: &Scope<'_>,
         messages: &[&Message],
     ) -> Result<(), AggregatorError> {
+        debug_assert_offset_order(messages.iter().copied());
         let keys: Vec<String> = messages
             .iter()
             .map(|m| visitor_key(scope.prefix, &m.envelope.app_id, &m.envelope.distinct_id))

@@ -139,14 +139,26 @@ impl Drop for PrivateBroker {
 
 /// Sets the committed offsets of `group` on every partition of `topic` to the
 /// start of the log, as if the group's consumers had crashed after writing
-/// everything but before any commit. Call only while no member is running.
+/// everything but before any commit. Call only while no member is running;
+/// a broker that still counts a dead member in the group may refuse the
+/// commit for a while, so it is retried (up to 30 s).
 pub async fn rewind_group(brokers: &str, group: &str, topic: &str) {
+    crate::eventually(
+        "the group's offsets rewound",
+        std::time::Duration::from_secs(30),
+        || async { try_rewind_group(brokers, group, topic).await.ok() },
+    )
+    .await;
+}
+
+/// One attempt of [`rewind_group`].
+pub async fn try_rewind_group(brokers: &str, group: &str, topic: &str) -> Result<(), String> {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
     let partitions = tally_common::kafka::partition_count(brokers, topic)
         .await
-        .unwrap_or_else(|err| panic!("describing {topic}: {err}"));
+        .map_err(|err| format!("describing {topic}: {err}"))?;
     let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -154,31 +166,84 @@ pub async fn rewind_group(brokers: &str, group: &str, topic: &str) {
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .create()
-            .unwrap_or_else(|err| panic!("consumer: {err}"));
+            .map_err(|err| format!("consumer: {err}"))?;
         let mut offsets = TopicPartitionList::new();
         for partition in 0..partitions {
             let partition = i32::try_from(partition).unwrap_or(i32::MAX);
             offsets
                 .add_partition_offset(&topic, partition, Offset::Offset(0))
-                .unwrap_or_else(|err| panic!("offset: {err}"));
+                .map_err(|err| format!("offset: {err}"))?;
         }
         consumer
             .commit(&offsets, CommitMode::Sync)
-            .unwrap_or_else(|err| panic!("rewinding {group}: {err}"));
+            .map_err(|err| format!("rewinding {group}: {err}"))?;
         let committed = consumer
             .committed_offsets(offsets, std::time::Duration::from_secs(5))
-            .unwrap_or_else(|err| panic!("reading back {group}: {err}"));
-        for element in committed.elements() {
-            assert_eq!(
-                element.offset(),
-                Offset::Offset(0),
-                "partition {}",
-                element.partition()
-            );
+            .map_err(|err| format!("reading back {group}: {err}"))?;
+        match committed
+            .elements()
+            .iter()
+            .find(|e| e.offset() != Offset::Offset(0))
+        {
+            Some(e) => Err(format!("partition {} at {:?}", e.partition(), e.offset())),
+            None => Ok(()),
         }
     })
     .await
-    .unwrap_or_else(|err| panic!("rewind task: {err}"));
+    .map_err(|err| format!("rewind task: {err}"))?
+}
+
+/// Waits (up to `timeout`) until `group` has committed the log end of every
+/// partition of `topic`: everything on the topic is consumed and, since the
+/// aggregator commits only after both stores hold a batch, stored. What a
+/// test reads afterwards cannot change any more.
+pub async fn wait_consumed(brokers: &str, group: &str, topic: &str, timeout: std::time::Duration) {
+    let what = format!("group {group} to consume all of {topic}");
+    crate::eventually(&what, timeout, || async {
+        let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+        tokio::task::spawn_blocking(move || consumed_everything(&brokers, &group, &topic))
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+}
+
+/// `Some(())` when the committed offset of every partition equals its log end.
+fn consumed_everything(brokers: &str, group: &str, topic: &str) -> Option<()> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let timeout = std::time::Duration::from_secs(5);
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .ok()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut list = TopicPartitionList::new();
+    for p in &partitions {
+        list.add_partition(topic, *p);
+    }
+    let committed = consumer.committed_offsets(list, timeout).ok()?;
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).ok()?;
+        let at = match committed.find_partition(topic, p)?.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        if at < high {
+            return None;
+        }
+    }
+    Some(())
 }
 
 /// Event ids of every message on `topic` (read from the start, until `expected` or 20 s).

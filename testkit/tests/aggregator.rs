@@ -158,12 +158,27 @@ async fn two_aggregators_share_partitions_through_rebalances() {
         keys,
         stop: None,
     }));
-    // A second process joins mid-stream (rebalance), a third joins, the first leaves.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // A second process joins mid-stream (rebalance), a third joins, the first
+    // leaves — each once the stream has got that far (rows stored).
+    let stored = |n: u64| {
+        let client = iso.clickhouse_client();
+        async move {
+            eventually("rows stored", Duration::from_secs(60), || async {
+                let rows: u64 = client
+                    .query("SELECT count() FROM events")
+                    .fetch_one()
+                    .await
+                    .ok()?;
+                (rows >= n).then_some(())
+            })
+            .await;
+        }
+    };
+    stored(1_500).await;
     let second = services::aggregator(services::aggregator_config(&iso)).await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    stored(3_300).await;
     let third = services::aggregator(services::aggregator_config(&iso)).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    stored(4_500).await;
     first.stop().await;
     let (summary, records) = load.await.unwrap();
     assert!(summary.acknowledged > 3_000, "{summary:?}");

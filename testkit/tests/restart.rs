@@ -59,8 +59,14 @@ async fn aggregator_restarts_mid_stream_lose_and_double_nothing() {
     let total = acked.len() as u64;
 
     wait_for_rows(&iso, app, total).await;
-    // Give a duplicate (if any) time to show up before judging.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Everything consumed and committed: no duplicate can still show up.
+    tally_testkit::broker::wait_consumed(
+        &iso.kafka.brokers,
+        &iso.group_id,
+        &iso.kafka.topic,
+        Duration::from_secs(30),
+    )
+    .await;
     let (rows, distinct) = clickhouse_counts(&iso, app).await;
     assert_eq!(rows, total, "rows in ClickHouse");
     assert_eq!(distinct, total, "distinct event ids in ClickHouse");

@@ -1,0 +1,230 @@
+//! The SQL building blocks every ClickHouse statement of the query service is
+//! made of: [`Sql`] and its [`Bind`]s, refusals ([`Invalid`]) and the request
+//! limits, the app-and-range guard, columns and property lookups, filters
+//! (`filter`), the shared request conditions (bots, sampling, filters,
+//! segment), group-by dimensions, time buckets, and [`utc_date`].
+//!
+//! Contract: nothing the client sends is spliced into SQL — columns and
+//! functions come from fixed tables here, every value is a bound parameter —
+//! and the app guard (`app_id = ?`) is the first condition of every
+//! statement built with [`app_and_range`]. This module is a leaf: it imports
+//! nothing else of the crate.
+
+mod filter;
+
+pub use filter::{
+    comparable, field, field_in, filter, filter_in, Filter, Segment, COLUMNS, MIN_FILTER_MAGNITUDE,
+};
+
+/// Most dimensions in `group_by`.
+pub const MAX_GROUP_BY: usize = 3;
+/// Most filters.
+pub const MAX_FILTERS: usize = 20;
+/// Most values of an `in`/`not_in` filter.
+pub const MAX_IN_VALUES: usize = 1_000;
+/// Most result rows.
+pub const MAX_ROWS: usize = 10_000;
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    /// Text.
+    Text(String),
+    /// Integer.
+    Int(i64),
+    /// Number.
+    Float(f64),
+    /// List of texts.
+    List(Vec<String>),
+}
+
+/// A statement with `?` placeholders and their values, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sql {
+    /// Statement text (no client input inside).
+    pub text: String,
+    /// Values of the placeholders.
+    pub binds: Vec<Bind>,
+    /// Output names of the dimensions (`d0`, `d1`… in the statement).
+    pub dimensions: Vec<String>,
+    /// Output names of the metrics (`m0`, `m1`… in the statement).
+    pub metrics: Vec<String>,
+    /// Most distinct GROUP BY keys ClickHouse may build (per aggregation
+    /// thread); more → 400 `too_many_groups`. Only for statements whose
+    /// GROUP BY is the answer's dimensions (not per-user grouping).
+    pub max_groups: Option<u64>,
+}
+
+/// Why a query was refused (400 with this text).
+pub type Invalid = (&'static str, String);
+
+/// A refusal of `field` because of `why`.
+pub fn invalid(field: &'static str, why: impl Into<String>) -> Invalid {
+    (field, why.into())
+}
+
+/// Time buckets for `group_by`, and the 18.16-compatible function of each
+/// (applied to a time column: `timestamp` of events, `start` of sessions).
+const BUCKETS: &[(&str, &str)] = &[
+    ("minute", "toStartOfMinute"),
+    ("hour", "toStartOfHour"),
+    ("day", "toDate"),
+    ("week", "toMonday"),
+    ("month", "toStartOfMonth"),
+];
+
+/// The expression of time bucket `name` over `column`, if `name` is one.
+pub fn time_bucket(name: &str, column: &str) -> Option<String> {
+    BUCKETS
+        .iter()
+        .find(|(bucket, _)| *bucket == name)
+        .map(|(_, func)| format!("toString({func}({column}))"))
+}
+
+/// The app guard and the time range: conditions and their binds (first in
+/// every statement's `WHERE`).
+pub fn app_and_range(app_id: &str, (from_ms, to_ms): (i64, i64)) -> (Vec<String>, Vec<Bind>) {
+    (
+        vec![
+            "app_id = ?".to_owned(),
+            "event_date >= toDate(?)".to_owned(),
+            "event_date <= toDate(?)".to_owned(),
+            "ts_ms >= ?".to_owned(),
+            "ts_ms < ?".to_owned(),
+        ],
+        vec![
+            Bind::Text(app_id.to_owned()),
+            Bind::Text(utc_date(from_ms)),
+            Bind::Text(utc_date(to_ms)),
+            Bind::Int(from_ms),
+            Bind::Int(to_ms),
+        ],
+    )
+}
+
+/// The parts of a request every `/query` statement filters on after its app
+/// and range guard.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// Count bot traffic too.
+    pub include_bots: bool,
+    /// Share of users to answer from.
+    pub sample: Option<f64>,
+    /// Conditions, all of which must hold.
+    pub filters: &'a [Filter],
+    /// Only users who did an event.
+    pub segment: Option<&'a Segment>,
+}
+
+/// The conditions every `/query` statement shares after its app and range
+/// guard — bots, sampling, filters (on `columns`, and on properties when
+/// `properties`), segment — appended in text order with their binds.
+pub fn request_conditions(
+    scope: Scope<'_>,
+    (app_id, range): (&str, (i64, i64)),
+    (columns, properties): (&[&str], bool),
+    (conditions, binds): (&mut Vec<String>, &mut Vec<Bind>),
+) -> Result<(), Invalid> {
+    if !scope.include_bots {
+        conditions.push("is_bot = 0".into());
+    }
+    if let Some((condition, bind)) = sample_condition(scope.sample)? {
+        conditions.push(condition);
+        binds.push(bind);
+    }
+    for f in scope.filters {
+        let (condition, b) = filter_in(f, columns, properties)?;
+        conditions.push(condition);
+        binds.extend(b);
+    }
+    if let Some(segment) = scope.segment {
+        let (condition, b) = segment_condition(app_id, range, segment)?;
+        conditions.push(condition);
+        binds.extend(b);
+    }
+    Ok(())
+}
+
+/// The sampling condition of a `sample` share (bound: users whose id hashes below the share).
+pub fn sample_condition(sample: Option<f64>) -> Result<Option<(String, Bind)>, Invalid> {
+    let Some(share) = sample else {
+        return Ok(None);
+    };
+    let per_10k = share * 10_000.0;
+    if !(share > 0.0 && share <= 1.0) || (per_10k - per_10k.round()).abs() > 1e-6 {
+        return Err(invalid(
+            "sample",
+            "a share in (0, 1] with at most 4 decimals",
+        ));
+    }
+    if per_10k.round() >= 10_000.0 {
+        return Ok(None);
+    }
+    Ok(Some((
+        "cityHash64(distinct_id) % 10000 < ?".to_owned(),
+        Bind::Int(per_10k.round() as i64),
+    )))
+}
+
+/// "Users who did `segment.did` in the range": a condition on `distinct_id`.
+pub fn segment_condition(
+    app_id: &str,
+    range: (i64, i64),
+    segment: &Segment,
+) -> Result<(String, Vec<Bind>), Invalid> {
+    if !(1..=200).contains(&segment.did.chars().count()) {
+        return Err(invalid("segment", "did: an event name"));
+    }
+    let (conditions, mut binds) = app_and_range(app_id, range);
+    binds.push(Bind::Text(segment.did.clone()));
+    Ok((
+        format!(
+            "distinct_id IN (SELECT distinct_id FROM events WHERE {} AND name = ?)",
+            conditions.join(" AND ")
+        ),
+        binds,
+    ))
+}
+
+/// ` GROUP BY d0, … ORDER BY m0 DESC` for `n` dimensions (nothing for none).
+pub fn group_by_dimensions(n: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    let names: Vec<String> = (0..n).map(|i| format!("d{i}")).collect();
+    format!(" GROUP BY {} ORDER BY m0 DESC", names.join(", "))
+}
+
+/// Splits `"30m"` into `("30", "m")`: the last character is the unit (safe
+/// for any UTF-8 input).
+pub fn split_unit(text: &str) -> (&str, &str) {
+    match text.char_indices().last() {
+        Some((at, _)) => text.split_at(at),
+        None => ("", ""),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of an epoch-ms time, for partition pruning on `event_date`.
+pub fn utc_date(ms: i64) -> String {
+    let date = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_700_000_000_000), "2023-11-14");
+        assert_eq!(utc_date(-1), "1969-12-31");
+    }
+}
