@@ -117,8 +117,9 @@ impl GroupHealth {
     }
 }
 
-/// Reads positions of every partition of the topic (blocking calls).
-fn positions(client: &BaseConsumer, topic: &str) -> Result<Vec<Position>, String> {
+/// Reads positions of every partition of the topic (blocking calls; `client`
+/// must carry the group's `group.id`).
+pub fn positions(client: &BaseConsumer, topic: &str) -> Result<Vec<Position>, String> {
     let timeout = Duration::from_secs(3);
     let metadata = client
         .fetch_metadata(Some(topic), timeout)

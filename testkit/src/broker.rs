@@ -212,38 +212,18 @@ pub async fn wait_consumed(brokers: &str, group: &str, topic: &str, timeout: std
 /// `Some(())` when the committed offset of every partition equals its log end.
 fn consumed_everything(brokers: &str, group: &str, topic: &str) -> Option<()> {
     use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let timeout = std::time::Duration::from_secs(5);
+    use rdkafka::consumer::BaseConsumer;
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
         .ok()?;
-    let metadata = consumer.fetch_metadata(Some(topic), timeout).ok()?;
-    let partitions: Vec<i32> = metadata
-        .topics()
+    let positions = stream_aggregator::watchdog::positions(&consumer, topic).ok()?;
+    positions
         .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut list = TopicPartitionList::new();
-    for p in &partitions {
-        list.add_partition(topic, *p);
-    }
-    let committed = consumer.committed_offsets(list, timeout).ok()?;
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, timeout).ok()?;
-        let at = match committed.find_partition(topic, p)?.offset() {
-            Offset::Offset(o) => o,
-            _ => low,
-        };
-        if at < high {
-            return None;
-        }
-    }
-    Some(())
+        .all(|p| p.committed.unwrap_or(p.low).max(p.low) >= p.high)
+        .then_some(())
 }
 
 /// Event ids of every message on `topic` (read from the start, until `expected` or 20 s).

@@ -128,6 +128,18 @@ impl Isolation {
     }
 
     /// ClickHouse client on the test database.
+    /// Waits (≤ 30 s) until this test's consumer group has consumed and
+    /// committed everything on its topic (see [`broker::wait_consumed`]).
+    pub async fn wait_consumed(&self) {
+        broker::wait_consumed(
+            &self.kafka.brokers,
+            &self.group_id,
+            &self.kafka.topic,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
     pub fn clickhouse_client(&self) -> clickhouse::Client {
         self.clickhouse.client()
     }

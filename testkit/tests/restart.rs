@@ -60,13 +60,7 @@ async fn aggregator_restarts_mid_stream_lose_and_double_nothing() {
 
     wait_for_rows(&iso, app, total).await;
     // Everything consumed and committed: no duplicate can still show up.
-    tally_testkit::broker::wait_consumed(
-        &iso.kafka.brokers,
-        &iso.group_id,
-        &iso.kafka.topic,
-        Duration::from_secs(30),
-    )
-    .await;
+    iso.wait_consumed().await;
     let (rows, distinct) = clickhouse_counts(&iso, app).await;
     assert_eq!(rows, total, "rows in ClickHouse");
     assert_eq!(distinct, total, "distinct event ids in ClickHouse");

@@ -64,13 +64,7 @@ async fn browser_tracker_delivers_every_event_once() {
     })
     .await;
     // Everything consumed and committed: no duplicate can still show up.
-    tally_testkit::broker::wait_consumed(
-        &iso.kafka.brokers,
-        &iso.group_id,
-        &iso.kafka.topic,
-        Duration::from_secs(30),
-    )
-    .await;
+    iso.wait_consumed().await;
     assert_eq!(clickhouse_counts(&iso, &app).await.0, expected);
 
     let rows: Vec<(String, String, String, String, u64)> = iso
@@ -134,13 +128,7 @@ async fn segment_and_rudderstack_sdks_work_unmodified() {
     })
     .await;
     // Everything consumed and committed: no duplicate can still show up.
-    tally_testkit::broker::wait_consumed(
-        &iso.kafka.brokers,
-        &iso.group_id,
-        &iso.kafka.topic,
-        Duration::from_secs(30),
-    )
-    .await;
+    iso.wait_consumed().await;
     // Rows and distinct message ids: the SDKs' own ids, each once.
     assert_eq!(clickhouse_counts(&iso, &app).await, (expected, expected));
     let rows: Vec<(String, String, String, u64)> = iso
