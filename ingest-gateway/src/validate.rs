@@ -165,13 +165,7 @@ pub struct Prepared {
     pub rejected: Vec<Rejection>,
 }
 
-/// Whether `app_id` has the allowed form `[A-Za-z0-9_-]{1,64}`.
-pub fn valid_app_id(app_id: &str) -> bool {
-    (1..=64).contains(&app_id.len())
-        && app_id
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
-}
+pub use tally_schemas::ids::valid_app_id;
 
 /// Validates and enriches every raw event for `app_id` (already authenticated).
 pub fn prepare(

@@ -26,13 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tally_common::keys::{KeyCache, Lookup};
 
-/// Whether `app_id` has the allowed form `[A-Za-z0-9_-]{1,64}`.
-pub fn valid_app_id(app_id: &str) -> bool {
-    (1..=64).contains(&app_id.len())
-        && app_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+pub use tally_schemas::ids::valid_app_id;
 
 /// Checks that `headers` carry a read key of `app_id`.
 pub async fn authorize(

@@ -69,7 +69,7 @@ impl RedisLive {
         ttl_secs: u64,
     ) -> Result<(), crate::QueryError> {
         redis::cmd("SET")
-            .arg(format!("{}:stream_token:{hash}", self.prefix))
+            .arg(tally_schemas::live::stream_token_key(&self.prefix, hash))
             .arg(app_id)
             .arg("EX")
             .arg(ttl_secs)
@@ -81,7 +81,7 @@ impl RedisLive {
     /// The app of an unexpired stream token's hash.
     pub async fn stream_token_app(&self, hash: &str) -> Result<Option<String>, crate::QueryError> {
         Ok(redis::cmd("GET")
-            .arg(format!("{}:stream_token:{hash}", self.prefix))
+            .arg(tally_schemas::live::stream_token_key(&self.prefix, hash))
             .query_async(&mut self.connection.clone())
             .await?)
     }

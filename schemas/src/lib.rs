@@ -11,10 +11,12 @@
 //! * [`sketch`] — the HyperLogLog++ sketch with a fixed, documented hash so that
 //!   sketches from different processes and versions merge correctly.
 //! * [`migrations`] — the versioned ClickHouse schema, applied in order.
+//! * [`ids`] — the app-id rule every service applies.
 
 pub mod dead_letter;
 pub mod envelope;
 pub mod event;
+pub mod ids;
 pub mod live;
 pub mod migrations;
 pub mod row;

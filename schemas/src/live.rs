@@ -87,6 +87,23 @@ pub fn visitor_key(prefix: &str, app_id: &str, distinct_id: &str) -> String {
     format!("{prefix}:v:{app_id}:{distinct_id}")
 }
 
+/// Redis key of the raw-row watermarks of `topic`'s `partition` (the
+/// aggregator's per-partition claim; see `stream-aggregator/src/raw_writer.rs`).
+pub fn raw_marks_key(prefix: &str, topic: &str, partition: i32) -> String {
+    format!("{prefix}:raw:{topic}:{partition}")
+}
+
+/// Redis key of the lock of a raw-row claim (`raw_marks_key` + `:lock`).
+pub fn raw_lock_key(marks_key: &str) -> String {
+    format!("{marks_key}:lock")
+}
+
+/// Redis key of a live-stream token, by the SHA-256 hex of the token (the
+/// query service's; see `query-service/src/stream_token.rs`).
+pub fn stream_token_key(prefix: &str, token_hash: &str) -> String {
+    format!("{prefix}:stream_token:{token_hash}")
+}
+
 /// One window as a reader sees it, summed over partitions.
 #[derive(Debug, Clone, Default)]
 pub struct WindowSnapshot {
@@ -164,6 +181,15 @@ impl WindowSnapshot {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn key_layout() {
+        assert_eq!(window_key("t", "app", 5_000, 2), "t:w:app:5000:2");
+        assert_eq!(visitor_key("t", "app", "u1"), "t:v:app:u1");
+        assert_eq!(raw_marks_key("t", "events", 3), "t:raw:events:3");
+        assert_eq!(raw_lock_key("t:raw:events:3"), "t:raw:events:3:lock");
+        assert_eq!(stream_token_key("t", "ab12"), "t:stream_token:ab12");
+    }
 
     proptest! {
         #[test]

@@ -149,15 +149,8 @@ redis.call('DEL', KEYS[2])
 return 1
 ";
 
-/// Redis key of the raw-row watermarks of `topic`'s `partition` (its lock is
-/// the same key with `:lock` appended).
-pub fn raw_marks_key(prefix: &str, topic: &str, partition: i32) -> String {
-    format!("{prefix}:raw:{topic}:{partition}")
-}
-
-fn lock_key(marks_key: &str) -> String {
-    format!("{marks_key}:lock")
-}
+use tally_schemas::live::raw_lock_key as lock_key;
+pub use tally_schemas::live::raw_marks_key;
 
 /// `expected_offset` that matches any stored offset: used only by the chaos
 /// test's control run (`Fault::IgnoreOffsets`), which must double count.

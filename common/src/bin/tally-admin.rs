@@ -56,6 +56,11 @@ async fn run(args: Vec<String>) -> Result<(), String> {
         }
         Some("apps") if args.get(1).map(String::as_str) == Some("create") => {
             let app_id = args.get(2).ok_or("apps create APP_ID")?;
+            if !tally_schemas::ids::valid_app_id(app_id) {
+                return Err(format!(
+                    "app id {app_id:?}: 1 to 64 characters of A-Z a-z 0-9 _ - (as the API accepts)"
+                ));
+            }
             let name = flag(&args, "--name")
                 .pop()
                 .unwrap_or_else(|| app_id.clone());
