@@ -39,19 +39,9 @@ fn filter_numbers_bind_as_literals_clickhouse_parses() {
 
 #[test]
 fn golden_statements() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     for (name, body) in examples() {
         let sql = statement("app-1", &request(body), RANGE).unwrap();
-        let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
-        let path = dir.join(format!("{name}.sql"));
-        if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::write(&path, &rendered).unwrap();
-        }
-        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("{}: {e} (TALLY_UPDATE_GOLDEN=1 writes it)", path.display())
-        });
-        assert_eq!(rendered, golden, "{name}");
+        crate::sql::assert_golden(name, &sql);
     }
 }
 

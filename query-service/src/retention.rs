@@ -129,14 +129,7 @@ mod tests {
         let (sql, periods) =
             build("app-1", &request, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
         assert_eq!(periods, 4);
-        assert_eq!(sql.text.matches('?').count(), sql.binds.len());
-        let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden/retention_weekly.sql");
-        if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
-            std::fs::write(&path, &rendered).unwrap();
-        }
-        assert_eq!(rendered, std::fs::read_to_string(&path).unwrap());
+        crate::sql::assert_golden("retention_weekly", &sql);
         // Milliseconds, at or after the first; a same-name first is not its own return.
         assert!(sql.text.contains("arrayFilter(t -> t >= first, returns)"));
         let same: RetentionRequest = serde_json::from_value(json!({

@@ -217,6 +217,25 @@ pub fn utc_date(ms: i64) -> String {
     )
 }
 
+/// Test support: `sql` rendered (text, then its binds) must equal
+/// `tests/golden/{name}.sql`; `TALLY_UPDATE_GOLDEN=1` rewrites the file.
+/// Also checks that placeholders equal binds.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub fn assert_golden(name: &str, sql: &Sql) {
+    let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let path = dir.join(format!("{name}.sql"));
+    if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (TALLY_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(rendered, golden, "{name}");
+    assert_eq!(sql.text.matches('?').count(), sql.binds.len(), "{name}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
