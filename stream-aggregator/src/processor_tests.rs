@@ -277,6 +277,31 @@ fn settings() -> Settings {
 /// The wall clock of these tests: after every generated event.
 const NOW_MS: i64 = 1_800_000_000_000;
 
+/// An event with no properties or enrichment; `times` = (event, received).
+fn envelope(
+    event_id: String,
+    app_id: &str,
+    name: &str,
+    distinct_id: String,
+    (timestamp_ms, received_at_ms): (i64, i64),
+) -> Envelope {
+    Envelope {
+        event_id,
+        app_id: app_id.into(),
+        name: name.into(),
+        distinct_id,
+        user_id: None,
+        anonymous_id: None,
+        timestamp_ms,
+        received_at_ms,
+        sent_at_ms: None,
+        ip: None,
+        user_agent: None,
+        properties: Default::default(),
+        enrichment: Default::default(),
+    }
+}
+
 /// `n` messages over `partitions` partitions, spread over two days and several windows.
 fn messages(n: usize, partitions: i32) -> Vec<Message> {
     let mut next_offset = vec![0i64; partitions as usize];
@@ -290,25 +315,13 @@ fn messages(n: usize, partitions: i32) -> Vec<Message> {
             Message {
                 partition,
                 offset,
-                envelope: Envelope {
-                    event_id: format!("e{i}"),
-                    app_id: if i % 3 == 0 { "a".into() } else { "b".into() },
-                    name: if i % 2 == 0 {
-                        "page_view".into()
-                    } else {
-                        "click".into()
-                    },
-                    distinct_id: format!("u{}", i % 17),
-                    user_id: None,
-                    anonymous_id: None,
-                    timestamp_ms,
-                    received_at_ms: timestamp_ms,
-                    sent_at_ms: None,
-                    ip: None,
-                    user_agent: None,
-                    properties: Default::default(),
-                    enrichment: Default::default(),
-                },
+                envelope: envelope(
+                    format!("e{i}"),
+                    if i % 3 == 0 { "a" } else { "b" },
+                    if i % 2 == 0 { "page_view" } else { "click" },
+                    format!("u{}", i % 17),
+                    (timestamp_ms, timestamp_ms),
+                ),
             }
         })
         .collect()
@@ -632,21 +645,13 @@ fn late_deliveries(clusters: &[(i64, u8)], order: &[u32]) -> Vec<Message> {
             Message {
                 partition,
                 offset,
-                envelope: Envelope {
-                    event_id: format!("e{i}"),
-                    app_id: "a".into(),
-                    name: "page_view".into(),
-                    distinct_id: visitor,
-                    user_id: None,
-                    anonymous_id: None,
-                    timestamp_ms,
-                    received_at_ms: NOW_MS,
-                    sent_at_ms: None,
-                    ip: None,
-                    user_agent: None,
-                    properties: Default::default(),
-                    enrichment: Default::default(),
-                },
+                envelope: envelope(
+                    format!("e{i}"),
+                    "a",
+                    "page_view",
+                    visitor,
+                    (timestamp_ms, NOW_MS),
+                ),
             }
         })
         .collect()

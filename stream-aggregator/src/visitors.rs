@@ -30,13 +30,29 @@
 //! to at most 23 h after receipt.
 
 use crate::error::AggregatorError;
-use crate::live::{LiveStore, VisitorWrite, ANY_GUARD};
+use crate::live::{LiveStore, StoredVisitor, VisitorWrite, ANY_GUARD};
 use crate::message::{debug_assert_offset_order, Message};
 use crate::raw::{RawSink, SessionLookup};
 use crate::sessions::{Changes, Session, Visitor};
 use std::collections::{BTreeMap, HashMap};
 use tally_schemas::live::visitor_key;
 use tally_schemas::session::{SessionRow, SESSION_GAP_MS};
+
+/// A stored visitor state as (guard, state); a missing or unreadable one is
+/// a visitor whose stored sessions, if any, ended before `absent_cold_until`.
+fn decode(key: &str, stored: StoredVisitor, scope: &Scope<'_>) -> (String, Visitor) {
+    let absent = || Visitor::with_cold_until(scope.absent_cold_until);
+    match stored {
+        Some((guard, bytes)) => match serde_json::from_slice::<Visitor>(&bytes) {
+            Ok(visitor) => (guard, visitor),
+            Err(err) => {
+                tracing::warn!(key = %key, error = %err, "replacing unreadable visitor state");
+                (guard, absent())
+            }
+        },
+        None => (String::new(), absent()),
+    }
+}
 
 /// How [`Sessions::apply`] reads and decides.
 #[derive(Debug, Clone, Copy)]
@@ -57,8 +73,6 @@ struct Held {
     app_id: String,
     distinct_id: String,
     expected_guard: String,
-    /// The state as stored (plus revived sessions).
-    stored: Visitor,
     visitor: Visitor,
     changes: Changes,
     last: Option<(i32, i64)>,
@@ -131,26 +145,13 @@ impl Sessions {
         missing.dedup();
         let stored = live.read_visitors(&missing).await?;
         for (key, stored) in missing.into_iter().zip(stored) {
-            let (expected_guard, visitor) = match stored {
-                Some((guard, bytes)) => match serde_json::from_slice::<Visitor>(&bytes) {
-                    Ok(visitor) => (guard, visitor),
-                    Err(err) => {
-                        tracing::warn!(key = %key, error = %err, "replacing unreadable visitor state");
-                        (guard, Visitor::with_cold_until(scope.absent_cold_until))
-                    }
-                },
-                None => (
-                    String::new(),
-                    Visitor::with_cold_until(scope.absent_cold_until),
-                ),
-            };
+            let (expected_guard, visitor) = decode(&key, stored, scope);
             self.held.insert(
                 key,
                 Held {
                     app_id: String::new(),
                     distinct_id: String::new(),
                     expected_guard,
-                    stored: visitor.clone(),
                     visitor,
                     changes: Changes::default(),
                     last: None,
@@ -201,41 +202,47 @@ impl Sessions {
             let key = visitor_key(scope.prefix, &row.app_id, &row.distinct_id);
             found.entry(key).or_default().push(Session::from_row(&row));
         }
+        // The states as stored (with what earlier revivals of this batch
+        // added), read again: only this rare path needs them.
+        found.retain(|key, _| self.held.contains_key(key));
+        let keys: Vec<String> = found.keys().cloned().collect();
+        let stored = live.read_visitors(&keys).await?;
         let mut writes = Vec::new();
-        for (key, sessions) in found {
+        for ((key, sessions), stored) in found.into_iter().zip(stored) {
             let Some(held) = self.held.get_mut(&key) else {
                 continue;
             };
+            let (guard, mut stored) = decode(&key, stored, scope);
+            if guard != held.expected_guard && !scope.guards_off {
+                return Err(AggregatorError::Conflict(key));
+            }
             // Sessions opened by a pending event the stored state does not
             // hold were written by an attempt that did not finish: not settled.
-            let settled: Vec<Session> = sessions
+            // Sessions revived earlier in this batch may have changed or been
+            // merged away in the held state since: only new ones are added.
+            let new: Vec<Session> = sessions
                 .into_iter()
                 .filter(|session| {
                     session.opened_at().is_none_or(|(partition, offset)| {
-                        held.stored.has_applied(partition, offset)
+                        stored.has_applied(partition, offset)
                             || scope
                                 .first_pending
                                 .get(&partition)
                                 .is_none_or(|first| offset < *first)
                     })
                 })
-                .collect();
-            // Sessions revived earlier in this batch may have changed or been
-            // merged away in the held state since: only new ones are added.
-            let new: Vec<Session> = settled
-                .into_iter()
-                .filter(|session| !held.stored.sessions.iter().any(|s| s.id == session.id))
+                .filter(|session| !stored.sessions.iter().any(|s| s.id == session.id))
                 .collect();
             if new.is_empty() {
                 continue;
             }
             held.visitor.revive(new.clone());
-            held.stored.revive(new);
-            let state = serde_json::to_vec(&held.stored).map_err(|err| {
+            stored.revive(new);
+            let state = serde_json::to_vec(&stored).map_err(|err| {
                 AggregatorError::State(format!("serializing visitor state: {err}"))
             })?;
             writes.push(VisitorWrite {
-                key: key.clone(),
+                key,
                 expected_guard: if scope.guards_off {
                     ANY_GUARD.to_owned()
                 } else {
