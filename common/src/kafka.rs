@@ -20,13 +20,25 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
 }
 
+impl Default for KafkaConfig {
+    /// The documented defaults (what [`KafkaConfig::from_env`] gives without variables).
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            topic: "events".into(),
+            dlq_topic: "events_dlq".into(),
+        }
+    }
+}
+
 impl KafkaConfig {
     /// Reads the `TALLY_KAFKA_*` variables.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let default = KafkaConfig::default();
         let config = KafkaConfig {
-            brokers: env_string("TALLY_KAFKA_BROKERS", "127.0.0.1:9092"),
-            topic: env_string("TALLY_KAFKA_TOPIC", "events"),
-            dlq_topic: env_string("TALLY_KAFKA_DLQ_TOPIC", "events_dlq"),
+            brokers: env_string("TALLY_KAFKA_BROKERS", &default.brokers),
+            topic: env_string("TALLY_KAFKA_TOPIC", &default.topic),
+            dlq_topic: env_string("TALLY_KAFKA_DLQ_TOPIC", &default.dlq_topic),
         };
         crate::config::ensure(
             !config.topic.is_empty() && config.topic != config.dlq_topic,

@@ -110,14 +110,20 @@ impl std::fmt::Debug for KeyCache {
 }
 
 impl KeyCache {
-    /// A cache over `source`; call [`KeyCache::refresh`] to load.
+    /// A cache over `source` reloading on a miss at most once a second; call
+    /// [`KeyCache::refresh`] to load.
     pub fn new(source: impl KeySource) -> Self {
+        Self::with_reload_gap(source, Duration::from_secs(1))
+    }
+
+    /// A cache over `source` reloading on a miss at most once per `min_reload_gap`.
+    pub fn with_reload_gap(source: impl KeySource, min_reload_gap: Duration) -> Self {
         KeyCache {
             source: Box::new(source),
             snapshot: RwLock::new(None),
             last_load: tokio::sync::Mutex::new(None),
             healthy: std::sync::atomic::AtomicBool::new(false),
-            min_reload_gap: Duration::from_secs(1),
+            min_reload_gap,
         }
     }
 
@@ -193,45 +199,75 @@ pub fn spawn_refresher(cache: Arc<KeyCache>, every: Duration) {
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+/// [`KeySource`] held in memory, for fast tests of what sits on top of the cache
+/// (request handling, auth forms, revocation, an unreachable store). Clones share
+/// one set of keys, so a test keeps a handle while the cache owns another.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryKeys {
+    inner: Arc<RwLock<(KeyMap, bool)>>,
+}
 
-    struct Fake {
-        keys: HashMap<String, String>,
-        up: Arc<AtomicBool>,
-    }
-
-    impl KeySource for Fake {
-        fn load(&self) -> LoadFuture<'_> {
-            let result = if self.up.load(Ordering::SeqCst) {
-                Ok(self.keys.clone())
-            } else {
-                Err("down".to_owned())
-            };
-            Box::pin(async move { result })
+impl MemoryKeys {
+    /// An empty, reachable source.
+    pub fn new() -> Self {
+        MemoryKeys {
+            inner: Arc::new(RwLock::new((KeyMap::new(), true))),
         }
     }
 
+    /// Adds (or moves) `key` to `app`.
+    pub fn add(&self, key: &str, app: &str) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.0.insert(hash_key(key), app.to_owned());
+        }
+    }
+
+    /// Revokes `key`.
+    pub fn revoke(&self, key: &str) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.0.remove(&hash_key(key));
+        }
+    }
+
+    /// Makes every load succeed (`true`) or fail as an unreachable store would.
+    pub fn set_reachable(&self, reachable: bool) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.1 = reachable;
+        }
+    }
+}
+
+impl KeySource for MemoryKeys {
+    fn load(&self) -> LoadFuture<'_> {
+        let result = match self.inner.read() {
+            Ok(inner) if inner.1 => Ok(inner.0.clone()),
+            Ok(_) => Err("key store unreachable".to_owned()),
+            Err(_) => Err("key store poisoned".to_owned()),
+        };
+        Box::pin(async move { result })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
     #[tokio::test]
     async fn serves_last_snapshot_while_the_source_is_down() {
-        let up = Arc::new(AtomicBool::new(false));
-        let keys = HashMap::from([(hash_key("tw_good"), "app-1".to_owned())]);
-        let cache = KeyCache::new(Fake {
-            keys,
-            up: up.clone(),
-        });
+        let source = MemoryKeys::new();
+        source.add("tw_good", "app-1");
+        source.set_reachable(false);
+        let cache = KeyCache::new(source.clone());
         assert_eq!(cache.lookup("tw_good").await, Lookup::Unavailable);
-        up.store(true, Ordering::SeqCst);
+        source.set_reachable(true);
         // Within the reload gap: the lookup waits for the next reload instead of failing.
         assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
-        up.store(false, Ordering::SeqCst);
+        source.set_reachable(false);
         assert!(cache.refresh().await.is_err());
         assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
         // Not in the snapshot and the source is down: maybe new, so "retry", not "wrong".
         assert_eq!(cache.lookup("tw_new").await, Lookup::Unavailable);
-        up.store(true, Ordering::SeqCst);
+        source.set_reachable(true);
         assert_eq!(cache.lookup("tw_bad").await, Lookup::Unknown);
     }
 }

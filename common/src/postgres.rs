@@ -18,13 +18,19 @@ pub struct PostgresConfig {
     pub url: String,
 }
 
+impl Default for PostgresConfig {
+    /// The documented default (what [`PostgresConfig::from_env`] gives without the variable).
+    fn default() -> Self {
+        PostgresConfig {
+            url: "postgres://tally:tally@127.0.0.1:5432/tally".into(),
+        }
+    }
+}
+
 impl PostgresConfig {
     /// Reads `TALLY_POSTGRES_URL`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let url = env_string(
-            "TALLY_POSTGRES_URL",
-            "postgres://tally:tally@127.0.0.1:5432/tally",
-        );
+        let url = env_string("TALLY_POSTGRES_URL", &PostgresConfig::default().url);
         url.parse::<tokio_postgres::Config>()
             .map_err(|err| ConfigError::Invalid {
                 var: "TALLY_POSTGRES_URL".into(),

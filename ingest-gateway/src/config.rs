@@ -96,6 +96,33 @@ fn limits_from_env() -> Result<Limits, ConfigError> {
 /// maximal body, so that a maximal request from one client always fits an idle gateway.
 pub const HEADER_ALLOWANCE: usize = 64 * 1024;
 
+impl Default for Config {
+    /// The documented defaults: what [`Config::from_env`] gives with no `TALLY_…`
+    /// variable set.
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            kafka: KafkaConfig::default(),
+            produce_timeout: Duration::from_millis(5_000),
+            max_body_bytes: 1024 * 1024,
+            max_batch_events: 500,
+            postgres: PostgresConfig::default(),
+            key_refresh: Duration::from_secs(30),
+            limits: Limits::default(),
+            geoip_paths: default_geoip_paths(),
+            trusted_proxies: 0,
+            ip_mode: IpMode::Truncate,
+            app_rate: 20_000,
+            app_burst: 40_000,
+            max_inflight_bytes: 256 * 1024 * 1024,
+            max_inflight_per_client_bytes: 32 * 1024 * 1024,
+            body_timeout: Duration::from_millis(10_000),
+            header_timeout: Duration::from_millis(10_000),
+            max_connections: 10_000,
+        }
+    }
+}
+
 impl Config {
     /// The in-flight byte caps: the whole budget; for requests whose write key is not
     /// verified from their headers, half of it (at least one maximal request, at most
@@ -110,49 +137,55 @@ impl Config {
         }
     }
 
-    /// Reads and validates the environment.
+    /// Reads and validates the environment; an unset variable keeps its default.
     pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Config::default();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        const MIB: usize = 1024 * 1024;
         let config = Config {
-            addr: env_or(
-                "TALLY_GATEWAY_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 8080)),
-            )?,
+            addr: env_or("TALLY_GATEWAY_ADDR", d.addr)?,
             kafka: KafkaConfig::from_env()?,
             produce_timeout: Duration::from_millis(env_or(
                 "TALLY_GATEWAY_PRODUCE_TIMEOUT_MS",
-                5_000u64,
+                ms(d.produce_timeout),
             )?),
-            max_body_bytes: env_or("TALLY_GATEWAY_MAX_BODY_BYTES", 1024 * 1024)?,
-            max_batch_events: env_or("TALLY_GATEWAY_MAX_BATCH_EVENTS", 500)?,
+            max_body_bytes: env_or("TALLY_GATEWAY_MAX_BODY_BYTES", d.max_body_bytes)?,
+            max_batch_events: env_or("TALLY_GATEWAY_MAX_BATCH_EVENTS", d.max_batch_events)?,
             postgres: PostgresConfig::from_env()?,
-            key_refresh: Duration::from_secs(env_or("TALLY_GATEWAY_KEY_REFRESH_SECS", 30u64)?),
+            key_refresh: Duration::from_secs(env_or(
+                "TALLY_GATEWAY_KEY_REFRESH_SECS",
+                d.key_refresh.as_secs(),
+            )?),
             limits: limits_from_env()?,
             geoip_paths: match std::env::var("TALLY_GEOIP_DB") {
                 Ok(list) if !list.trim().is_empty() => {
                     list.split(',').map(|p| PathBuf::from(p.trim())).collect()
                 }
-                _ => default_geoip_paths(),
+                _ => d.geoip_paths,
             },
-            trusted_proxies: env_or("TALLY_GATEWAY_TRUSTED_PROXIES", 0usize)?,
-            ip_mode: env_or("TALLY_IP_ANONYMIZE", IpMode::Truncate)?,
-            app_rate: env_or("TALLY_GATEWAY_APP_RATE", 20_000u32)?,
-            app_burst: env_or("TALLY_GATEWAY_APP_BURST", 40_000u32)?,
-            max_inflight_bytes: env_or("TALLY_GATEWAY_MAX_INFLIGHT_MB", 256usize)?
-                .saturating_mul(1024 * 1024),
+            trusted_proxies: env_or("TALLY_GATEWAY_TRUSTED_PROXIES", d.trusted_proxies)?,
+            ip_mode: env_or("TALLY_IP_ANONYMIZE", d.ip_mode)?,
+            app_rate: env_or("TALLY_GATEWAY_APP_RATE", d.app_rate)?,
+            app_burst: env_or("TALLY_GATEWAY_APP_BURST", d.app_burst)?,
+            max_inflight_bytes: env_or(
+                "TALLY_GATEWAY_MAX_INFLIGHT_MB",
+                d.max_inflight_bytes / MIB,
+            )?
+            .saturating_mul(MIB),
             max_inflight_per_client_bytes: env_or(
                 "TALLY_GATEWAY_MAX_INFLIGHT_PER_CLIENT_MB",
-                32usize,
+                d.max_inflight_per_client_bytes / MIB,
             )?
-            .saturating_mul(1024 * 1024),
+            .saturating_mul(MIB),
             body_timeout: Duration::from_millis(env_or(
                 "TALLY_GATEWAY_BODY_TIMEOUT_MS",
-                10_000u64,
+                ms(d.body_timeout),
             )?),
             header_timeout: Duration::from_millis(env_or(
                 "TALLY_GATEWAY_HEADER_TIMEOUT_MS",
-                10_000u64,
+                ms(d.header_timeout),
             )?),
-            max_connections: env_or("TALLY_GATEWAY_MAX_CONNECTIONS", 10_000usize)?,
+            max_connections: env_or("TALLY_GATEWAY_MAX_CONNECTIONS", d.max_connections)?,
         };
         config.validate()?;
         Ok(config)
@@ -202,5 +235,25 @@ impl Config {
             (1..=10_000).contains(&self.max_batch_events),
             "TALLY_GATEWAY_MAX_BATCH_EVENTS must be within 1..=10000",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_defaults_are_a_valid_configuration() {
+        let config = Config::default();
+        assert!(config.validate().is_ok());
+        let caps = config.inflight_caps();
+        assert_eq!(caps.total, 256 * 1024 * 1024);
+        assert_eq!(caps.unverified, 128 * 1024 * 1024, "half of the budget");
+        assert_eq!(caps.per_client, 32 * 1024 * 1024);
+        let broken = Config {
+            app_burst: 10,
+            ..Config::default()
+        };
+        assert!(broken.validate().is_err(), "a burst below the batch limit");
     }
 }

@@ -1,5 +1,11 @@
-//! Gateway Prometheus metrics. Labels are bounded: status codes, outcomes and
-//! reason codes come from fixed sets, never from client input.
+//! Gateway telemetry. Labels are bounded: status codes, outcomes and reason codes
+//! come from fixed sets, never from client input (app labels are capped, see
+//! `overload.rs`).
+//!
+//! Each notable event has one method on [`Metrics`] that both counts it and logs
+//! it (structured fields), so no failure is only logged: a request answered, a
+//! refusal before admission, rate-limited events, rejected and accepted events,
+//! a publish, dead letters stored or lost.
 //!
 //! Logs that an attacker could trigger at will go through a [`LogGate`]: at most
 //! one line a second, carrying how many were suppressed since the previous one.
@@ -131,6 +137,88 @@ impl Metrics {
             admission_refused,
             admission_log: Arc::new(LogGate::new(Duration::from_secs(1))),
         })
+    }
+}
+
+impl Metrics {
+    /// A batch request was answered with `status` (`reason` for refusals).
+    pub fn request_answered(
+        &self,
+        status: axum::http::StatusCode,
+        refusal: Option<(&str, &dyn std::fmt::Display)>,
+    ) {
+        self.requests.with_label_values(&[status.as_str()]).inc();
+        if let Some((reason, error)) = refusal {
+            tracing::debug!(status = status.as_u16(), reason, %error, "batch refused");
+        }
+    }
+
+    /// A request was refused before its body was admitted into the in-flight
+    /// budget; `reason` is one of the labels documented on `admission_refused`.
+    pub fn refused_before_admission(
+        &self,
+        reason: &'static str,
+        client: &str,
+        inflight_bytes: usize,
+    ) {
+        self.admission_refused.with_label_values(&[reason]).inc();
+        if let Some(suppressed) = self.admission_log.admit() {
+            tracing::warn!(
+                reason,
+                client,
+                inflight_bytes,
+                suppressed,
+                "request refused before admission"
+            );
+        }
+    }
+
+    /// `count` events of an app over its rate were refused (429).
+    pub fn rate_limited(&self, app_label: &str, count: usize) {
+        self.rate_limited
+            .with_label_values(&[app_label])
+            .inc_by(count as u64);
+        tracing::debug!(
+            app = app_label,
+            count,
+            "events refused by the app's rate limit"
+        );
+    }
+
+    /// One event of a batch was rejected for `reason` (a `RejectReason` code).
+    pub fn event_rejected(&self, reason: &'static str) {
+        self.events.with_label_values(&["rejected", reason]).inc();
+    }
+
+    /// `count` events were stored on the broker.
+    pub fn events_accepted(&self, count: usize) {
+        if count > 0 {
+            self.events
+                .with_label_values(&["accepted", "ok"])
+                .inc_by(count as u64);
+        }
+    }
+
+    /// A publish of a request's events finished after `seconds`.
+    pub fn published(&self, result: &Result<(), String>, seconds: f64) {
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.produce_seconds
+            .with_label_values(&[outcome])
+            .observe(seconds);
+        if let Err(error) = result {
+            tracing::debug!(%error, seconds, "events not acknowledged by the broker");
+        }
+    }
+
+    /// `count` refused events of `app` were written to the dead-letter topic, or lost.
+    pub fn dead_letters(&self, result: &Result<(), String>, app: &str, count: usize) {
+        let label = if result.is_ok() { "stored" } else { "failed" };
+        self.dead_letters
+            .with_label_values(&[label])
+            .inc_by(count as u64);
+        if let Err(error) = result {
+            tracing::warn!(%error, app, count, "dead letters not stored");
+        }
     }
 }
 

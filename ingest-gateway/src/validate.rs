@@ -226,7 +226,7 @@ fn prepare_one(
         None => batch_sent_at,
     }
     .transpose()?;
-    enrich(app_id, event, sent_at, user_agent, context, limits, agents)
+    validate_event(app_id, event, sent_at, user_agent, context, limits, agents)
 }
 
 /// Flattens nested objects into dotted keys (arrays become JSON text) and
@@ -280,7 +280,11 @@ pub fn flatten(
     Ok(out)
 }
 
-fn enrich(
+/// Checks one decoded event against the limits (name, identity, ids, properties,
+/// timestamps) and builds its envelope: the client's clock corrected by `sent_at`,
+/// a future time clamped, the request's enrichment (or that of an agent the SDK
+/// forwarded) and the page fields added.
+fn validate_event(
     app_id: &str,
     event: IncomingEvent,
     sent_at_ms: Option<i64>,

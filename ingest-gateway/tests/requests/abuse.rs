@@ -1,23 +1,21 @@
-//! Intake abuse against an in-process gateway on the real broker and PostgreSQL:
+//! Intake abuse against the in-memory gateway (issue 12, defects 5 and 6):
 //!
 //! * clients without a (valid) key that announce large bodies and send nothing
 //!   hold none of the in-flight budget, so keyed traffic — header or body key —
-//!   keeps flowing (issue 12, defect 5);
+//!   keeps flowing;
 //! * a client with a valid key cannot take more than its address's cap: other
 //!   addresses keep flowing, its own further requests get 429 `client_overloaded`;
 //! * a huge `User-Agent` is cut to the documented cap before it is parsed or
-//!   copied into events (defect 6).
+//!   copied into events.
 //!
 //! Client addresses are real source addresses (127.0.0.2, 127.0.0.3, … — all of
 //! 127/8 is local on Linux), not a forwarded header.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
+use crate::harness::{config, metric, Gateway};
+use ingest_gateway::Config;
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
-use tally_testkit::broker::{event_ids, payloads};
-use tally_testkit::{basic_auth, eventually, services, unique, write_key, Isolation};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -48,37 +46,40 @@ fn head(authorization: Option<&str>, length: usize) -> String {
     )
 }
 
-async fn metrics(http: &reqwest::Client, gateway: &str) -> String {
-    http.get(format!("{gateway}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+/// Waits (at most 20 s) until the gateway reports at least `bytes` in flight: the
+/// attack's requests have all reached the handler.
+async fn inflight_at_least(gateway: &Gateway, bytes: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.state.overload.inflight_bytes() < bytes {
+        assert!(
+            Instant::now() < deadline,
+            "the attack never got {bytes} bytes in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+/// Waits (at most 20 s) until `series` reaches `at_least`.
+async fn metric_at_least(gateway: &Gateway, series: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = gateway.metrics().await;
+        if metric(&text, series) >= at_least {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{series} < {at_least}: {text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
-/// Waits until the gateway reports at least `bytes` in flight: the attack's
-/// requests have all reached the handler (true of the old and the new code alike).
-async fn inflight_at_least(http: &reqwest::Client, gateway: &str, bytes: usize) {
-    eventually(
-        "the attack to be in flight",
-        Duration::from_secs(20),
-        || {
-            let (http, gateway) = (http.clone(), gateway.to_owned());
-            async move {
-                let text = metrics(&http, &gateway).await;
-                (metric(&text, "tally_gateway_inflight_bytes") >= bytes as f64).then_some(())
-            }
-        },
-    )
-    .await;
+/// Event ids of everything the gateway stored.
+fn stored_ids(gateway: &Gateway) -> Vec<String> {
+    gateway
+        .sink
+        .events()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect()
 }
 
 fn batch(n: usize, tag: &str) -> (Vec<String>, Vec<Value>) {
@@ -92,17 +93,15 @@ fn batch(n: usize, tag: &str) -> (Vec<String>, Vec<Value>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_without_a_valid_key_cannot_lock_keyed_ones_out() {
-    let iso = Isolation::new(1).await;
-    let config = ingest_gateway::Config {
+    let gateway = Gateway::with(Config {
         max_inflight_bytes: 8 * MIB,
         max_inflight_per_client_bytes: 8 * MIB,
         body_timeout: Duration::from_secs(60),
-        ..services::gateway_config(&iso)
-    };
-    let gateway = services::gateway(config).await;
-    let url = gateway.url();
-    let http = reqwest::Client::new();
-    let key = write_key(&unique("flood")).await;
+        ..config()
+    })
+    .await;
+    let url = gateway.url.clone();
+    let key = gateway.key("flood").await;
 
     // 16 connections without a key and 4 with an unknown one, each announcing a
     // maximal body (1 MiB) and sending nothing: on the old code 8 of them held the
@@ -117,13 +116,13 @@ async fn clients_without_a_valid_key_cannot_lock_keyed_ones_out() {
             .unwrap();
         attack.push(stream);
     }
-    inflight_at_least(&http, &url, 16 * 1000).await;
+    inflight_at_least(&gateway, 16 * 1000).await;
     // Legitimate batches meanwhile, from another address: key as Basic username,
     // and in the body as the browser tracker sends it (text/plain, no header).
     let mut sends = Vec::new();
     let mut expected = Vec::new();
     for i in 0..6 {
-        let (ids, events) = batch(50, &format!("{}-{i}", unique("legit")));
+        let (ids, events) = batch(50, &format!("legit-{i}"));
         expected.extend(ids);
         let client = reqwest::Client::builder()
             .local_address(loopback(3))
@@ -158,43 +157,33 @@ async fn clients_without_a_valid_key_cannot_lock_keyed_ones_out() {
         );
         assert_eq!(answer["accepted"], 50, "{answer}");
     }
-    let mut stored = event_ids(&iso.kafka.brokers, &iso.kafka.topic, expected.len()).await;
+    let mut stored = stored_ids(&gateway);
     stored.sort();
     expected.sort();
     assert_eq!(stored, expected, "every accepted event is on the broker");
     // The unknown keys were refused before their bodies, and counted.
-    eventually("unknown keys refused", Duration::from_secs(20), || {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let text = metrics(&http, &url).await;
-            let refused = metric(
-                &text,
-                "tally_gateway_admission_refused_total{reason=\"invalid_write_key\"}",
-            );
-            (refused >= 4.0).then_some(())
-        }
-    })
+    metric_at_least(
+        &gateway,
+        "tally_gateway_admission_refused_total{reason=\"invalid_write_key\"}",
+        4.0,
+    )
     .await;
 
     drop(attack);
-    gateway.stop().await;
-    iso.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_with_a_valid_key_cannot_starve_the_others() {
-    let iso = Isolation::new(1).await;
-    let config = ingest_gateway::Config {
+    let gateway = Gateway::with(Config {
         max_inflight_bytes: 8 * MIB,
         max_inflight_per_client_bytes: 3 * MIB,
         body_timeout: Duration::from_secs(60),
-        ..services::gateway_config(&iso)
-    };
-    let gateway = services::gateway(config).await;
-    let url = gateway.url();
-    let http = reqwest::Client::new();
-    let key = write_key(&unique("greedy")).await;
-    let credentials = basic_auth(&key);
+        ..config()
+    })
+    .await;
+    let url = gateway.url.clone();
+    let key = gateway.key("greedy").await;
+    let credentials = format!("Bearer {key}");
 
     // 10 connections from 127.0.0.2 with a valid key, each sending all of a 1 MiB
     // body but its last byte: together far more than the whole 8 MiB budget.
@@ -212,10 +201,10 @@ async fn one_address_with_a_valid_key_cannot_starve_the_others() {
         }));
     }
     // Two whole connections' worth is in flight (old code: the whole budget).
-    inflight_at_least(&http, &url, 2 * MIB).await;
+    inflight_at_least(&gateway, 2 * MIB).await;
 
     // Another address is not starved.
-    let (ids, events) = batch(200, &unique("other"));
+    let (ids, events) = batch(200, "other");
     let other = reqwest::Client::builder()
         .local_address(loopback(3))
         .build()
@@ -230,8 +219,7 @@ async fn one_address_with_a_valid_key_cannot_starve_the_others() {
     let status = response.status().as_u16();
     let answer: Value = response.json().await.unwrap_or(Value::Null);
     assert_eq!(status, 200, "another address during the attack: {answer}");
-    let stored = event_ids(&iso.kafka.brokers, &iso.kafka.topic, ids.len()).await;
-    assert_eq!(stored.len(), ids.len());
+    assert_eq!(stored_ids(&gateway), ids, "every accepted event is stored");
 
     // The greedy address itself is held to its cap: a further large request is
     // refused at once (its head only is sent, so the answer cannot be lost to a reset).
@@ -249,7 +237,7 @@ async fn one_address_with_a_valid_key_cannot_starve_the_others() {
         "{said}"
     );
     assert!(said.contains("\"client_overloaded\""), "{said}");
-    let text = metrics(&http, &url).await;
+    let text = gateway.metrics().await;
     assert!(
         metric(
             &text,
@@ -265,21 +253,17 @@ async fn one_address_with_a_valid_key_cannot_starve_the_others() {
     for task in attack {
         task.abort();
     }
-    gateway.stop().await;
-    iso.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_user_agent_is_cut_to_the_cap() {
-    let iso = Isolation::new(1).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let http = reqwest::Client::new();
-    let key = write_key(&unique("agent")).await;
+    let gateway = Gateway::start().await;
+    let key = gateway.key("agent").await;
     let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 ";
     let agent = format!("{chrome}{}", "A".repeat(256 * 1024));
-    let (ids, events) = batch(200, &unique("ua"));
-    let response = http
-        .post(format!("{}/api/v1/events/batch", gateway.url()))
+    let (ids, events) = batch(200, "ua");
+    let response = gateway
+        .post("/api/v1/events/batch")
         .basic_auth(&key, Some(""))
         .header("user-agent", &agent)
         .json(&json!({ "events": events }))
@@ -294,13 +278,13 @@ async fn a_huge_user_agent_is_cut_to_the_cap() {
         "{answer}"
     );
 
-    let stored = payloads(&iso.kafka.brokers, &iso.kafka.topic, ids.len()).await;
+    let stored: Vec<Vec<u8>> = gateway.sink.events().iter().map(|e| e.encode()).collect();
     assert_eq!(stored.len(), ids.len());
     let cap = ingest_gateway::enrich::MAX_USER_AGENT_BYTES;
     let total: usize = stored.iter().map(Vec::len).sum();
     assert!(
         total < ids.len() * 4096,
-        "{total} bytes on the broker for {} events",
+        "{total} bytes would go to the broker for {} events",
         ids.len()
     );
     for payload in &stored {
@@ -313,6 +297,4 @@ async fn a_huge_user_agent_is_cut_to_the_cap() {
             "classified from the kept part"
         );
     }
-    gateway.stop().await;
-    iso.cleanup().await;
 }
