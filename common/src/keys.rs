@@ -94,6 +94,9 @@ pub enum Lookup {
 /// The cache.
 pub struct KeyCache {
     source: Box<dyn KeySource>,
+    /// `tally_keys_reloads_total{result}`: every load, `ok` or `error`, once
+    /// [`KeyCache::register`]ed with a service's registry.
+    reloads: std::sync::OnceLock<prometheus::IntCounterVec>,
     snapshot: RwLock<Option<Arc<HashMap<String, String>>>>,
     last_load: tokio::sync::Mutex<Option<Instant>>,
     /// Whether the last reload succeeded.
@@ -120,11 +123,26 @@ impl KeyCache {
     pub fn with_reload_gap(source: impl KeySource, min_reload_gap: Duration) -> Self {
         KeyCache {
             source: Box::new(source),
+            reloads: std::sync::OnceLock::new(),
             snapshot: RwLock::new(None),
             last_load: tokio::sync::Mutex::new(None),
             healthy: std::sync::atomic::AtomicBool::new(false),
             min_reload_gap,
         }
+    }
+
+    /// Adds the cache's reload counter to a service's metrics `registry`.
+    pub fn register(&self, registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+        let reloads = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tally_keys_reloads_total",
+                "Loads of the API-key snapshot from PostgreSQL, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        let _ = self.reloads.set(reloads);
+        Ok(())
     }
 
     /// Whether a snapshot exists.
@@ -143,6 +161,10 @@ impl KeyCache {
         let loaded = self.source.load().await;
         self.healthy
             .store(loaded.is_ok(), std::sync::atomic::Ordering::SeqCst);
+        if let Some(reloads) = self.reloads.get() {
+            let result = if loaded.is_ok() { "ok" } else { "error" };
+            reloads.with_label_values(&[result]).inc();
+        }
         let keys = loaded?;
         let count = keys.len();
         if let Ok(mut snapshot) = self.snapshot.write() {
@@ -258,6 +280,8 @@ mod tests {
         source.add("tw_good", "app-1");
         source.set_reachable(false);
         let cache = KeyCache::new(source.clone());
+        let registry = prometheus::Registry::new();
+        cache.register(&registry).unwrap();
         assert_eq!(cache.lookup("tw_good").await, Lookup::Unavailable);
         source.set_reachable(true);
         // Within the reload gap: the lookup waits for the next reload instead of failing.
@@ -269,5 +293,9 @@ mod tests {
         assert_eq!(cache.lookup("tw_new").await, Lookup::Unavailable);
         source.set_reachable(true);
         assert_eq!(cache.lookup("tw_bad").await, Lookup::Unknown);
+        // Every load was counted, failures included.
+        let reloads = cache.reloads.get().unwrap();
+        assert_eq!(reloads.with_label_values(&["ok"]).get(), 2);
+        assert_eq!(reloads.with_label_values(&["error"]).get(), 3);
     }
 }

@@ -73,6 +73,8 @@ pub async fn run(
     )));
     keys::spawn_refresher(keys.clone(), config.key_refresh);
     let state = Arc::new(AppState::new(config, sink, keys, Arc::new(SystemClock))?);
+    state.keys.register(&state.metrics.registry)?;
+    state.sink.register(&state.metrics.registry)?;
     serve(state, listener, shutdown).await
 }
 

@@ -120,7 +120,7 @@ impl ConsumerContext for RebalanceWatch {
                 }
                 self.metrics.consumer_lag.reset();
             }
-            Rebalance::Error(err) => tracing::warn!(error = %err, "rebalance error"),
+            Rebalance::Error(err) => self.metrics.rebalance_failed(&err.to_string()),
         }
     }
 
@@ -390,7 +390,7 @@ impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
             if let Err(err) =
                 offsets.add_partition_offset(self.topic, *partition, Offset::Offset(*next))
             {
-                tracing::warn!(error = %err, "bad commit offset");
+                self.metrics.commit_failed(&err.to_string());
             }
         }
         // Commit failures (e.g. partition revoked meanwhile) are harmless: the stores are

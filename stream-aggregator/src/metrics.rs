@@ -46,6 +46,8 @@ pub struct Metrics {
     pub receive_errors: IntCounter,
     /// Partition claims that expired during an insert.
     pub claims_lost_total: IntCounter,
+    /// Errors the consumer group reported during a rebalance.
+    pub rebalance_errors: IntCounter,
 }
 
 impl Metrics {
@@ -133,8 +135,13 @@ impl Metrics {
             "tally_aggregator_claims_lost_total",
             "Partition claims that expired during an insert (another writer may have stored the same rows)",
         )?;
+        let rebalance_errors = IntCounter::new(
+            "tally_aggregator_rebalance_errors_total",
+            "Errors reported by the consumer group during a rebalance",
+        )?;
         for metric in [
-            Box::new(commit_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rebalance_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(commit_errors.clone()),
             Box::new(receive_errors.clone()),
             Box::new(claims_lost_total.clone()),
             Box::new(orphaned.clone()),
@@ -173,7 +180,14 @@ impl Metrics {
             commit_errors,
             receive_errors,
             claims_lost_total,
+            rebalance_errors,
         })
+    }
+
+    /// The consumer group reported an error during a rebalance.
+    pub fn rebalance_failed(&self, error: &str) {
+        self.rebalance_errors.inc();
+        tracing::warn!(error, "rebalance error");
     }
 
     /// The group watchdog's finding: partitions with lag and no consumer.

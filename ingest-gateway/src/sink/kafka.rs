@@ -30,6 +30,8 @@ pub struct KafkaSink {
     topic: String,
     timeout: Duration,
     last_reset: std::sync::Mutex<Option<std::time::Instant>>,
+    /// `tally_gateway_producer_resets_total{result}`, once registered.
+    resets: std::sync::OnceLock<prometheus::IntCounterVec>,
 }
 
 /// Least time between two replacements.
@@ -52,7 +54,28 @@ impl KafkaSink {
             topic: kafka.topic.clone(),
             timeout,
             last_reset: std::sync::Mutex::new(None),
+            resets: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Adds the producer-reset counter to the gateway's metrics `registry`.
+    pub fn register(&self, registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+        let resets = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tally_gateway_producer_resets_total",
+                "Kafka producers retired after a failed publish and replaced, by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(resets.clone()))?;
+        let _ = self.resets.set(resets);
+        Ok(())
+    }
+
+    fn reset_done(&self, result: &'static str) {
+        if let Some(resets) = self.resets.get() {
+            resets.with_label_values(&[result]).inc();
+        }
     }
 
     fn create(
@@ -104,9 +127,16 @@ impl KafkaSink {
                     old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
                     tokio::task::spawn_blocking(move || drop(old));
                 }
+                self.reset_done("replaced");
             }
-            Ok(Err(err)) => tracing::error!(error = %err, "could not create a new producer"),
-            Err(err) => tracing::error!(error = %err, "producer creation task failed"),
+            Ok(Err(err)) => {
+                self.reset_done("failed");
+                tracing::error!(error = %err, "could not create a new producer");
+            }
+            Err(err) => {
+                self.reset_done("failed");
+                tracing::error!(error = %err, "producer creation task failed");
+            }
         }
     }
 
