@@ -7,12 +7,14 @@
 //! one store query. Entries live for the configured time plus up to 20 %
 //! random jitter, so keys cached together do not all expire together. Errors
 //! are not cached: the next caller tries again. The map is bounded; when full,
-//! expired entries are dropped, then the oldest.
+//! expired entries are dropped, then the oldest. Time comes from the injected
+//! [`Clock`] (milliseconds), so expiry is tested without sleeping.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tally_common::Clock;
 use tokio::sync::OnceCell;
 
 /// One cached (or being computed) answer.
@@ -23,16 +25,19 @@ type Slot<V> = Arc<OnceCell<Arc<V>>>;
 pub struct Cache<V> {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<String, (Instant, Slot<V>)>>,
+    clock: Arc<dyn Clock>,
+    /// Key → (expiry in `clock`'s epoch ms, slot).
+    entries: Mutex<HashMap<String, (i64, Slot<V>)>>,
 }
 
 impl<V> Cache<V> {
     /// A cache keeping answers for `ttl` (zero turns caching and coalescing off),
-    /// at most `capacity` keys.
-    pub fn new(ttl: Duration, capacity: usize) -> Self {
+    /// at most `capacity` keys, by the time of `clock`.
+    pub fn new(ttl: Duration, capacity: usize, clock: Arc<dyn Clock>) -> Self {
         Cache {
             ttl,
             capacity: capacity.max(1),
+            clock,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -64,7 +69,7 @@ impl<V> Cache<V> {
     }
 
     fn slot(&self, key: &str) -> Slot<V> {
-        let now = Instant::now();
+        let now = self.clock.now_ms();
         let Ok(mut entries) = self.entries.lock() else {
             return Arc::new(OnceCell::new());
         };
@@ -86,8 +91,9 @@ impl<V> Cache<V> {
             }
         }
         let jitter = self.ttl.mul_f64(rand::random::<f64>() * 0.2);
+        let lifetime = i64::try_from((self.ttl + jitter).as_millis()).unwrap_or(i64::MAX);
         let slot: Slot<V> = Arc::new(OnceCell::new());
-        entries.insert(key.to_owned(), (now + self.ttl + jitter, slot.clone()));
+        entries.insert(key.to_owned(), (now.saturating_add(lifetime), slot.clone()));
         slot
     }
 }
@@ -96,10 +102,15 @@ impl<V> Cache<V> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use tally_common::{ManualClock, SystemClock};
 
     #[tokio::test]
     async fn concurrent_identical_requests_compute_once() {
-        let cache = Arc::new(Cache::<u64>::new(Duration::from_secs(5), 100));
+        let cache = Arc::new(Cache::<u64>::new(
+            Duration::from_secs(5),
+            100,
+            Arc::new(SystemClock),
+        ));
         let calls = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..50 {
@@ -128,7 +139,8 @@ mod tests {
 
     #[tokio::test]
     async fn errors_are_not_cached_and_entries_expire() {
-        let cache = Cache::<u64>::new(Duration::from_millis(30), 100);
+        let clock = ManualClock::at(1_000_000);
+        let cache = Cache::<u64>::new(Duration::from_millis(30), 100, Arc::new(clock.clone()));
         let failed = cache
             .get_or_compute("k", || async { Err::<u64, _>("down") })
             .await;
@@ -143,17 +155,31 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((*value, shared), (1, true));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let (value, _) = cache
+        // Fresh until the TTL has passed (jitter only adds to it)…
+        clock.set(1_000_029);
+        let (value, shared) = cache
             .get_or_compute("k", || async { Ok::<_, &str>(3) })
             .await
             .unwrap();
-        assert_eq!(*value, 3);
+        assert_eq!((*value, shared), (1, true));
+        // …and expired once the TTL plus the most jitter (20 %) has.
+        clock.set(1_000_036);
+        let (value, shared) = cache
+            .get_or_compute("k", || async { Ok::<_, &str>(4) })
+            .await
+            .unwrap();
+        assert_eq!((*value, shared), (4, false));
+        // The new answer is cached from the new time on.
+        let (value, shared) = cache
+            .get_or_compute("k", || async { Ok::<_, &str>(5) })
+            .await
+            .unwrap();
+        assert_eq!((*value, shared), (4, true));
     }
 
     #[tokio::test]
     async fn capacity_is_bounded() {
-        let cache = Cache::<u64>::new(Duration::from_secs(60), 3);
+        let cache = Cache::<u64>::new(Duration::from_secs(60), 3, Arc::new(SystemClock));
         for i in 0..10u64 {
             let key = format!("k{i}");
             cache

@@ -79,17 +79,22 @@ pub async fn run(
         tracing::warn!(error = %err, "read keys not loaded yet; requests get 503 until PostgreSQL answers");
     }
     spawn_refresher(keys.clone(), config.key_refresh);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let state = Arc::new(AppState {
         keys,
-        live_cache: cache::Cache::new(config.live_cache, 10_000),
-        query_cache: cache::Cache::new(config.query_cache, 10_000),
+        live_cache: cache::Cache::new(config.live_cache, 10_000, clock.clone()),
+        query_cache: cache::Cache::new(config.query_cache, 10_000, clock.clone()),
         saved: saved::SavedStore::new(config.postgres.clone()),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,
-        clock: Arc::new(SystemClock),
+        clock,
         config,
     });
+    state
+        .keys
+        .register(&state.metrics.registry)
+        .map_err(|e| QueryError::Startup(e.to_string()))?;
     let addr = listener
         .local_addr()
         .map_err(|e| QueryError::Startup(e.to_string()))?;

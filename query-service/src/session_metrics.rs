@@ -14,19 +14,9 @@ use crate::sql::{
     MAX_GROUP_BY, MAX_ROWS,
 };
 
-/// Session attributes a session query may group and filter on.
-pub const SESSION_COLUMNS: &[&str] = &[
-    "country",
-    "device_type",
-    "browser",
-    "os",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "entry_page",
-    "exit_page",
-];
+/// Session attributes a session query may group and filter on (the list
+/// lives in `tally_schemas::columns`, checked there against the `sessions` table).
+pub const SESSION_COLUMNS: &[&str] = tally_schemas::columns::SESSION_QUERY_COLUMNS;
 
 /// Metric names answered from sessions.
 pub const SESSION_METRICS: &[&str] = &["sessions", "bounce_rate", "session_duration"];

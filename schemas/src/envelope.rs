@@ -216,10 +216,130 @@ mod tests {
         ));
     }
 
+    /// A JSON scalar as the gateway stores properties (non-finite floats have
+    /// no JSON form: `Value::from` makes them null).
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::from),
+        ]
+    }
+
+    fn enrichment() -> impl Strategy<Value = Enrichment> {
+        (
+            proptest::collection::vec(any::<String>(), 15),
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(texts, is_bot, empty)| {
+                if empty {
+                    return Enrichment::default();
+                }
+                let mut t = texts.into_iter();
+                let mut next = || t.next().unwrap_or_default();
+                Enrichment {
+                    country: next(),
+                    region: next(),
+                    city: next(),
+                    browser: next(),
+                    browser_version: next(),
+                    os: next(),
+                    device_type: next(),
+                    is_bot,
+                    url_host: next(),
+                    url_path: next(),
+                    referrer_host: next(),
+                    utm_source: next(),
+                    utm_medium: next(),
+                    utm_campaign: next(),
+                    utm_term: next(),
+                    utm_content: next(),
+                }
+            })
+    }
+
+    /// Any envelope: every field, optional ones present or not, any text.
+    fn envelope() -> impl Strategy<Value = Envelope> {
+        (
+            proptest::collection::vec(any::<String>(), 4),
+            proptest::collection::vec(proptest::option::of(any::<String>()), 4),
+            (
+                any::<i64>(),
+                any::<i64>(),
+                proptest::option::of(any::<i64>()),
+            ),
+            proptest::collection::btree_map(any::<String>(), scalar(), 0..6),
+            enrichment(),
+        )
+            .prop_map(|(texts, optional, times, properties, enrichment)| {
+                let [event_id, app_id, name, distinct_id]: [String; 4] =
+                    texts.try_into().unwrap_or_default();
+                let [user_id, anonymous_id, ip, user_agent]: [Option<String>; 4] =
+                    optional.try_into().unwrap_or_default();
+                let (timestamp_ms, received_at_ms, sent_at_ms) = times;
+                Envelope {
+                    event_id,
+                    app_id,
+                    name,
+                    distinct_id,
+                    user_id,
+                    anonymous_id,
+                    timestamp_ms,
+                    received_at_ms,
+                    sent_at_ms,
+                    ip,
+                    user_agent,
+                    properties: properties.into_iter().collect(),
+                    enrichment,
+                }
+            })
+    }
+
+    /// How an encoding is damaged: cut short, or one byte replaced.
+    #[derive(Debug, Clone)]
+    enum Damage {
+        Truncate(usize),
+        Replace(usize, u8),
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            any::<usize>().prop_map(Damage::Truncate),
+            (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Damage::Replace(at, byte)),
+        ]
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// Any envelope survives encode → decode unchanged, and a damaged
+        /// encoding never decodes to something else by accident: a truncated
+        /// one is refused (the JSON object is unfinished), and whatever a
+        /// mutated one decodes to is itself an envelope that round-trips.
         #[test]
-        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = Envelope::decode(&bytes);
+        fn any_envelope_round_trips_and_damaged_encodings_fail_or_decode_consistently(
+            envelope in envelope(),
+            damage in damage(),
+        ) {
+            let bytes = envelope.encode();
+            prop_assert_eq!(bytes[0], FORMAT_JSON_V1);
+            prop_assert_eq!(&Envelope::decode(&bytes).unwrap(), &envelope);
+            match damage {
+                Damage::Truncate(len) => {
+                    let short = &bytes[..len % bytes.len()];
+                    prop_assert!(Envelope::decode(short).is_err(), "{:?}", short);
+                }
+                Damage::Replace(at, byte) => {
+                    let mut mutated = bytes.clone();
+                    mutated[at % bytes.len()] = byte;
+                    if let Ok(decoded) = Envelope::decode(&mutated) {
+                        prop_assert_eq!(Envelope::decode(&decoded.encode()).unwrap(), decoded);
+                    }
+                }
+            }
         }
 
         #[test]

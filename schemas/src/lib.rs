@@ -6,6 +6,8 @@
 //! * [`dead_letter`] — the `events_dlq` record of a refused event.
 //! * [`row`] — the ClickHouse `events` row.
 //! * [`session`] — the ClickHouse `sessions` row and the session gap.
+//! * [`columns`] — the `events` and `sessions` column lists and the query
+//!   allowlists, once (checked against the rows and the migrations).
 //! * [`live`] — 5-second window arithmetic and the Redis key layout shared by the
 //!   aggregator (writer) and the query service (reader).
 //! * [`sketch`] — the HyperLogLog++ sketch with a fixed, documented hash so that
@@ -13,6 +15,7 @@
 //! * [`migrations`] — the versioned ClickHouse schema, applied in order.
 //! * [`ids`] — the app-id rule every service applies.
 
+pub mod columns;
 pub mod dead_letter;
 pub mod envelope;
 pub mod event;

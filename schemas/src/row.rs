@@ -1,7 +1,8 @@
 //! The ClickHouse `events` row (see `migrations/clickhouse/0001_events.sql`).
 //!
 //! Column order here must equal the table's column order: rows are sent as
-//! `RowBinary` without names (ClickHouse 18.16 lacks `RowBinaryWithNamesAndTypes`).
+//! `RowBinary` without names (ClickHouse 18.16 lacks `RowBinaryWithNamesAndTypes`);
+//! the column list is [`crate::columns::EVENT_ROW_COLUMNS`].
 //! Properties are stored as parallel key/value arrays (18.16 has no `Map`);
 //! non-string scalars are stored in their JSON text form.
 

@@ -4,7 +4,8 @@
 //! consecutive events, by event time, are more than [`SESSION_GAP_MS`] apart.
 //! Rows are upserts: the highest `version` of a `(app_id, distinct_id,
 //! session_id)` is the session; `dropped = 1` marks a session that a late event
-//! merged into an earlier one. Column order equals the table's (RowBinary).
+//! merged into an earlier one. Column order equals the table's (RowBinary),
+//! listed in [`crate::columns`].
 
 use serde::{Deserialize, Serialize};
 
@@ -69,8 +70,6 @@ pub struct SessionRow {
     pub exit_ms: u64,
 }
 
-/// The `sessions` columns in row order (for `SELECT`s read into [`SessionRow`]).
-pub const SESSION_COLUMNS: &str = "app_id, created_date, distinct_id, session_id, start_ms, \
-    end_ms, start, duration_ms, events, page_views, entry_page, exit_page, referrer_host, \
-    utm_source, utm_medium, utm_campaign, country, device_type, browser, os, is_bot, bounce, \
-    dropped, version, entry_ms, exit_ms";
+/// The `sessions` columns in row order (for `SELECT`s read into [`SessionRow`]);
+/// the list itself is [`crate::columns::SESSION_ROW_COLUMNS`].
+pub const SESSION_COLUMNS: &str = crate::columns::SESSION_ROW_SELECT;

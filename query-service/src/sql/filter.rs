@@ -6,24 +6,9 @@ use super::{invalid, Bind, Invalid, MAX_IN_VALUES};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Enriched columns a query may filter and group on.
-pub const COLUMNS: &[&str] = &[
-    "name",
-    "country",
-    "region",
-    "city",
-    "browser",
-    "os",
-    "device_type",
-    "url_host",
-    "url_path",
-    "referrer_host",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-];
+/// Enriched columns a query may filter and group on (the list lives in
+/// `tally_schemas::columns`, checked there against the `events` table).
+pub const COLUMNS: &[&str] = tally_schemas::columns::EVENT_QUERY_COLUMNS;
 
 /// A filter on a column or a property.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
