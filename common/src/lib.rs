@@ -11,6 +11,7 @@
 //! * [`http`] — `/livez`, `/metrics` helpers.
 //! * [`serve`] — the HTTP accept loop (header timeout, connection cap, drain).
 //! * [`service`] — the common `main` of every service binary.
+//! * [`process`] — child processes for the benchmark and the tests (not used by the services).
 
 pub mod clickhouse;
 pub mod clock;
@@ -19,6 +20,7 @@ pub mod http;
 pub mod kafka;
 pub mod keys;
 pub mod postgres;
+pub mod process;
 pub mod serve;
 pub mod service;
 pub mod shutdown;

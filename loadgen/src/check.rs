@@ -21,10 +21,11 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::postgres::PostgresConfig;
 use tally_schemas::live::{window_start, WINDOW_MS};
 use tally_schemas::session::SESSION_GAP_MS;
 
-/// Where to look.
+/// Where to look (built by [`CheckConfig::for_records`]).
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
     /// ClickHouse holding the `events` table.
@@ -37,6 +38,46 @@ pub struct CheckConfig {
     pub allowed_lateness_ms: i64,
     /// Read key per app for the query service (see [`crate::send::provision_read_keys`]).
     pub read_keys: HashMap<String, String>,
+}
+
+impl CheckConfig {
+    /// The query service's default live horizon (`TALLY_QUERY_MAX_WINDOWS`: one hour).
+    pub const MAX_LIVE_WINDOWS: i64 = 720;
+    /// The aggregator's default allowed lateness (`TALLY_AGGREGATOR_LATENESS_MS`).
+    pub const ALLOWED_LATENESS_MS: i64 = 30_000;
+
+    /// Checks of `records` against ClickHouse at `clickhouse` and the query
+    /// service at `query`, with a fresh read key per app of `records` (created
+    /// in `postgres`), and the services' default live horizon and lateness
+    /// (change them with [`CheckConfig::max_live_windows`] and
+    /// [`CheckConfig::allowed_lateness_ms`]).
+    pub async fn for_records(
+        clickhouse: ClickHouseConfig,
+        query: &str,
+        postgres: &PostgresConfig,
+        records: &[Acked],
+    ) -> Result<Self, String> {
+        let apps = records.iter().map(|record| record.app_id.as_str());
+        Ok(CheckConfig {
+            clickhouse,
+            query: Some(query.to_owned()),
+            max_live_windows: Self::MAX_LIVE_WINDOWS,
+            allowed_lateness_ms: Self::ALLOWED_LATENESS_MS,
+            read_keys: crate::send::provision_read_keys(postgres, apps).await?,
+        })
+    }
+
+    /// With the query service serving at most `windows` live windows.
+    pub fn max_live_windows(mut self, windows: i64) -> Self {
+        self.max_live_windows = windows;
+        self
+    }
+
+    /// With the aggregator's allowed lateness `ms`.
+    pub fn allowed_lateness_ms(mut self, ms: i64) -> Self {
+        self.allowed_lateness_ms = ms;
+        self
+    }
 }
 
 /// What the checker found.

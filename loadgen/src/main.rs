@@ -127,20 +127,16 @@ async fn run_command(args: &Args) -> Result<bool, String> {
 async fn check_command(args: &Args) -> Result<bool, String> {
     let path = PathBuf::from(args.value("--record").ok_or("--record FILE is required")?);
     let records = record::read(&path).map_err(|e| e.to_string())?;
-    let config = CheckConfig {
-        clickhouse: args.clickhouse()?,
-        query: Some(
-            args.value("--query")
-                .unwrap_or_else(|| "http://127.0.0.1:8081".into()),
-        ),
-        max_live_windows: args.number("--max-live-windows", 720i64)?,
-        allowed_lateness_ms: args.number("--lateness-ms", 30_000i64)?,
-        read_keys: send::provision_read_keys(
-            &args.postgres()?,
-            records.iter().map(|r| r.app_id.as_str()),
-        )
-        .await?,
-    };
+    let clickhouse = args.clickhouse()?;
+    let query = args
+        .value("--query")
+        .unwrap_or_else(|| "http://127.0.0.1:8081".into());
+    let max_live_windows = args.number("--max-live-windows", CheckConfig::MAX_LIVE_WINDOWS)?;
+    let lateness_ms = args.number("--lateness-ms", CheckConfig::ALLOWED_LATENESS_MS)?;
+    let config = CheckConfig::for_records(clickhouse, &query, &args.postgres()?, &records)
+        .await?
+        .max_live_windows(max_live_windows)
+        .allowed_lateness_ms(lateness_ms);
     let report = check::check(&records, &config)
         .await
         .map_err(|e| e.to_string())?;

@@ -58,18 +58,14 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         },
     )
     .await;
-    let config = CheckConfig {
-        clickhouse: iso.clickhouse.clone(),
-        query: Some(query.url()),
-        max_live_windows: 720,
-        allowed_lateness_ms: 30_000,
-        read_keys: send::provision_read_keys(
-            &tally_testkit::postgres(),
-            records.iter().map(|r| r.app_id.as_str()),
-        )
-        .await
-        .unwrap(),
-    };
+    let config = CheckConfig::for_records(
+        iso.clickhouse.clone(),
+        &query.url(),
+        &tally_testkit::postgres(),
+        &records,
+    )
+    .await
+    .unwrap();
     // Live windows are written in the same flush as the rows; allow one more flush.
     let clean = eventually("a clean check", Duration::from_secs(20), || async {
         let report = check(&records, &config).await.ok()?;
@@ -121,17 +117,21 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    // Past the query service's live answer cache (250 ms in tests).
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let report = check(&records, &config).await.unwrap();
-    assert!(
-        report
-            .mismatches
-            .iter()
-            .any(|m| m.starts_with(&format!("live {}", victim.app_id))),
-        "{:?}",
-        report.mismatches
-    );
+    // The query service answers from its live cache (250 ms in tests) until
+    // that expires: wait for the planted count to show, 10 s at most.
+    let live_fault = format!("live {}", victim.app_id);
+    let report = eventually(
+        "the planted live fault",
+        Duration::from_secs(10),
+        || async {
+            let report = check(&records, &config).await.ok()?;
+            let seen = report.mismatches.iter().any(|m| m.starts_with(&live_fault));
+            seen.then_some(report)
+        },
+    )
+    .await;
+    assert!(!report.ok);
+    assert!(report.live_mismatches >= 1, "{:?}", report.mismatches);
 
     gateway.stop().await;
     aggregator.stop().await;

@@ -35,7 +35,7 @@ use tally_loadgen::model::ModelConfig;
 use tally_loadgen::record::Acked;
 use tally_loadgen::send::{self, SendConfig, Style};
 use tally_testkit::broker::{rewind_group, PrivateBroker};
-use tally_testkit::servers::{PrivateClickHouse, PrivateRedis, ServiceProcess};
+use tally_testkit::servers::{service_process, PrivateClickHouse, PrivateRedis, ServiceProcess};
 use tally_testkit::{eventually, services, Isolation};
 
 const AGGREGATOR: &str = env!("CARGO_BIN_EXE_stream-aggregator");
@@ -110,7 +110,7 @@ fn aggregator_env(iso: &Isolation, extra: &[(&str, &str)]) -> Vec<(String, Strin
 }
 
 async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
-    ServiceProcess::start(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
+    service_process(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
 }
 
 /// Sum of a Prometheus counter family in an aggregator's `/metrics`.
@@ -162,16 +162,11 @@ fn sender(
 }
 
 async fn check_config(iso: &Isolation, query: &str, records: &[Acked]) -> CheckConfig {
-    let apps = records.iter().map(|r| r.app_id.as_str());
-    CheckConfig {
-        clickhouse: iso.clickhouse.clone(),
-        query: Some(query.to_owned()),
-        max_live_windows: 720,
-        allowed_lateness_ms: LATENESS_MS,
-        read_keys: send::provision_read_keys(&tally_testkit::postgres(), apps)
-            .await
-            .unwrap(),
-    }
+    let postgres = tally_testkit::postgres();
+    CheckConfig::for_records(iso.clickhouse.clone(), query, &postgres, records)
+        .await
+        .unwrap()
+        .allowed_lateness_ms(LATENESS_MS)
 }
 
 /// Runs the checker until it passes or `timeout` (the pipeline may still be catching up);
@@ -240,6 +235,9 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     let mut done = Vec::new();
     let mut resumes = Vec::new();
     let mut restart_delays = restart_delays.into_iter();
+    // The fixed sleeps in this loop are the disturbances themselves (pacing,
+    // restart delay, downtime), not guesses at when something is ready: every
+    // wait for a state (listening, consuming, rows stored) polls with a deadline.
     for action in &plan {
         tokio::time::sleep(step).await;
         let at = started.elapsed().as_secs_f64();

@@ -1,10 +1,12 @@
 //! Kafka helpers for tests: topic creation on the shared broker, and a private
-//! tansu broker (in-memory storage, random port) that a test may stop and start.
+//! tansu broker (in-memory storage, random port) that a test may stop and start
+//! (a child process through the shared launcher, [`tally_common::process`]).
 
-use crate::servers::free_port;
+use crate::servers::{free_port, launch};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tally_common::process::{log_file, tcp_listening, ChildProcess};
 
 /// Creates `topic` on `brokers` (panics with the reason on failure).
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
@@ -42,7 +44,7 @@ pub struct PrivateBroker {
     /// `host:port` to bootstrap from.
     pub brokers: String,
     port: u16,
-    child: Option<Child>,
+    child: Option<ChildProcess>,
     storage: String,
     dir: PathBuf,
 }
@@ -78,13 +80,9 @@ impl PrivateBroker {
     pub async fn resume(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         // The broker's log stays beside its data (kept when TALLY_KEEP_BROKER_DIR is set).
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("tansu.log"))
-            .map(Stdio::from)
-            .unwrap_or_else(|_| Stdio::null());
-        let child = Command::new(tansu_bin())
+        let log = self.dir.join("tansu.log");
+        let mut command = Command::new(tansu_bin());
+        command
             .current_dir(&self.dir)
             .args([
                 "broker",
@@ -95,33 +93,27 @@ impl PrivateBroker {
             ])
             .args(["--storage-engine", &self.storage])
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {}: {err}", tansu_bin().display()));
+            .stderr(log_file(&log));
+        let port = self.port;
+        let wait = (Duration::from_secs(20), Duration::from_millis(50));
+        let child = launch("private tansu", &mut command, log, wait, || {
+            tcp_listening(port)
+        })
+        .await;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "private tansu did not listen");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Stops the process gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.terminate(None);
         }
     }
 
     /// Kills the process (as a crash would).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            child.kill();
         }
     }
 }

@@ -2,7 +2,8 @@
 //! topic and consumer group, Redis key prefix and ClickHouse database, so tests
 //! run in parallel against one shared set of real servers (started by
 //! `scripts/stack up`). Services are booted in-process on port 0 through their
-//! real `run` functions.
+//! real `run` functions. A slow set-up can be shared by the tests of one
+//! binary ([`shared`]).
 //!
 //! Server addresses come from `TALLY_TEST_KAFKA` (default `127.0.0.1:9092`),
 //! `TALLY_TEST_REDIS` (`redis://127.0.0.1:6379`) and `TALLY_TEST_CLICKHOUSE`
@@ -13,6 +14,7 @@ pub mod pipeline;
 pub mod proxy;
 pub mod servers;
 pub mod services;
+pub mod shared;
 
 pub use pipeline::Pipeline;
 

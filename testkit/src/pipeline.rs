@@ -3,7 +3,8 @@
 //! aggregator and the query service on port 0, and one app with a write and a
 //! read key. Tests that need other settings tweak the query service's config
 //! through [`Pipeline::start_with`]; tests of processes, restarts or several
-//! aggregators build their own from [`crate::services`].
+//! aggregators build their own from [`crate::services`]. Several tests may
+//! share one pipeline through [`crate::shared`] ([`Pipeline::start_shared`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +45,19 @@ impl Pipeline {
     /// Starts everything on 2 partitions for a new app named `prefix-…`.
     pub async fn start(prefix: &str) -> Pipeline {
         Pipeline::start_with(prefix, |_| {}).await
+    }
+
+    /// As [`Pipeline::start`], for a fixture shared by the tests of a binary
+    /// ([`crate::shared`]; call it inside the set-up, which runs on the
+    /// background runtime): its HTTP client keeps no idle connection, since a
+    /// pooled connection belongs to the runtime of the test that opened it.
+    pub async fn start_shared(prefix: &str) -> Pipeline {
+        let mut pipeline = Pipeline::start(prefix).await;
+        pipeline.http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap_or_else(|err| panic!("http client: {err}"));
+        pipeline
     }
 
     /// As [`Pipeline::start`], with the query service's config adjusted by `tweak`.

@@ -1,22 +1,26 @@
 //! Private Redis and ClickHouse servers for tests that stop and restart them
 //! (the chaos test): each is a child process on free ports with its data in a
 //! fresh directory, removed on drop. The shared servers of `scripts/stack` are
-//! never touched, so other tests keep running in parallel.
+//! never touched, so other tests keep running in parallel. Also Tally's
+//! service binaries as child processes ([`service_process`]).
+//!
+//! Every child goes through the shared launcher ([`tally_common::process`]):
+//! ready within a deadline (or a panic quoting its log), killed on drop.
 //!
 //! ClickHouse uses the stack's own configuration template
 //! (`scripts/clickhouse/config.xml.in`, `users.xml`), so a private server
 //! behaves like the shared one.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tally_common::process::{http_ok, log_file, ChildProcess};
+
+pub use tally_common::process::ServiceProcess;
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|err| panic!("no free port: {err}"))
+    tally_common::process::free_port().unwrap_or_else(|err| panic!("no free port: {err}"))
 }
 
 fn fresh_dir(prefix: &str) -> PathBuf {
@@ -25,43 +29,27 @@ fn fresh_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-fn log_file(path: &Path) -> Stdio {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map(Stdio::from)
-        .unwrap_or_else(|_| Stdio::null())
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Polls `url` until it answers 2xx; panics naming `what` after 60 s.
-async fn wait_for_http(url: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = reqwest::get(url).await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{what} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn terminate(child: &mut Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+/// Spawns `command` as `name` and waits (polling every `every`, ≤ `timeout`)
+/// until `ready`; panics with the launcher's reason (and the log's tail) otherwise.
+pub(crate) async fn launch<F, Fut>(
+    name: &str,
+    command: &mut Command,
+    log: PathBuf,
+    (timeout, every): (Duration, Duration),
+    ready: F,
+) -> ChildProcess
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut child = ChildProcess::spawn(name, command)
+        .unwrap_or_else(|err| panic!("{err}"))
+        .with_log(log);
+    child
+        .wait_ready(timeout, every, ready)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    child
 }
 
 /// A Redis server owned by one test; its data survives [`PrivateRedis::stop`]
@@ -72,7 +60,7 @@ pub struct PrivateRedis {
     pub url: String,
     port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildProcess>,
 }
 
 impl PrivateRedis {
@@ -91,7 +79,9 @@ impl PrivateRedis {
 
     /// (Re)starts the server on the same port and data directory.
     pub async fn resume(&mut self) {
-        let child = Command::new("redis-server")
+        let log = self.dir.join("redis.log");
+        let mut command = Command::new("redis-server");
+        command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--dir", &self.dir.display().to_string()])
             .args([
@@ -102,46 +92,38 @@ impl PrivateRedis {
                 "--appendonly",
                 "no",
             ])
-            .stdout(log_file(&self.dir.join("redis.log")))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting redis-server: {err}"));
-        self.child = Some(child);
+            .stdout(log_file(&log))
+            .stderr(Stdio::null());
         let url = self.url.clone();
-        wait_until("private redis", Duration::from_secs(20), || {
-            redis::Client::open(url.as_str())
+        let ping = move || {
+            let pong = redis::Client::open(url.as_str())
                 .and_then(|client| client.get_connection())
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        })
-        .await;
+                .is_ok();
+            std::future::ready(pong)
+        };
+        let wait = (Duration::from_secs(20), Duration::from_millis(50));
+        self.child = Some(launch("private redis", &mut command, log, wait, ping).await);
     }
 
     /// Stops the server, saving its data first (a maintenance stop, not a crash).
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(child) = self.child.take() {
             let saved = redis::Client::open(self.url.as_str())
                 .and_then(|client| client.get_connection())
                 .and_then(|mut c| redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut c));
             // SHUTDOWN closes the connection instead of answering; the process must exit.
             drop(saved);
-            let _ = child.wait();
+            child.wait();
         }
     }
 }
 
-/// Kills `child` (if running) and removes `dir`: what dropping a private server does.
-fn discard(child: &mut Option<Child>, dir: &Path) {
-    if let Some(mut child) = child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let _ = std::fs::remove_dir_all(dir);
-}
-
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        discard(&mut self.child, &self.dir);
+        // Killed (ChildProcess's drop) before its directory goes.
+        drop(self.child.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -150,8 +132,9 @@ impl Drop for PrivateRedis {
 pub struct PrivateClickHouse {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
+    port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildProcess>,
 }
 
 const CONFIG_TEMPLATE: &str = include_str!("../../scripts/clickhouse/config.xml.in");
@@ -176,6 +159,7 @@ impl PrivateClickHouse {
             .unwrap_or_else(|err| panic!("writing clickhouse config: {err}"));
         let mut server = PrivateClickHouse {
             url: format!("http://127.0.0.1:{http}"),
+            port: http,
             dir,
             child: None,
         };
@@ -185,94 +169,49 @@ impl PrivateClickHouse {
 
     /// (Re)starts the server on the same ports and data.
     pub async fn resume(&mut self) {
-        let child = Command::new("clickhouse-server")
+        let log = self.dir.join("log/stderr.log");
+        let mut command = Command::new("clickhouse-server");
+        command
             .arg(format!(
                 "--config-file={}",
                 self.dir.join("config.xml").display()
             ))
             .current_dir(&self.dir)
             .stdout(Stdio::null())
-            .stderr(log_file(&self.dir.join("log/stderr.log")))
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting clickhouse-server: {err}"));
-        self.child = Some(child);
-        let what = format!("private clickhouse (logs in {})", self.dir.display());
-        wait_for_http(&format!("{}/ping", self.url), &what).await;
+            .stderr(log_file(&log));
+        let name = format!("private clickhouse (logs in {})", self.dir.display());
+        let addr = format!("127.0.0.1:{}", self.port);
+        let wait = (Duration::from_secs(60), Duration::from_millis(100));
+        let ping = || http_ok(&addr, "/ping");
+        self.child = Some(launch(&name, &mut command, log, wait, ping).await);
     }
 
     /// Stops the server gracefully (SIGTERM) and waits for it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child);
+        if let Some(child) = self.child.take() {
+            child.terminate(None);
         }
     }
 }
 
 impl Drop for PrivateClickHouse {
     fn drop(&mut self) {
-        discard(&mut self.child, &self.dir);
+        drop(self.child.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// A child process of a Tally binary that a test may kill like a crash.
-#[derive(Debug)]
-pub struct ServiceProcess {
-    /// `http://127.0.0.1:PORT` of its health endpoints.
-    pub url: String,
-    child: Child,
-}
-
-impl ServiceProcess {
-    /// Starts `binary` with `envs`, its health address in `addr_var`, and waits for `/readyz`.
-    pub async fn start(binary: &Path, addr_var: &str, envs: &[(String, String)]) -> Self {
-        let port = free_port();
-        let mut command = Command::new(binary);
-        command
-            .env(addr_var, format!("127.0.0.1:{port}"))
-            .env(
-                "TALLY_LOG",
-                std::env::var("TALLY_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        let child = command
-            .spawn()
-            .unwrap_or_else(|err| panic!("starting {}: {err}", binary.display()));
-        let process = ServiceProcess {
-            url: format!("http://127.0.0.1:{port}"),
-            child,
-        };
-        let ready = format!("{}/readyz", process.url);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(response) = reqwest::get(&ready).await {
-                if response.status().is_success() {
-                    return process;
-                }
-            }
-            assert!(Instant::now() < deadline, "{} not ready", binary.display());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// `kill -9`.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM and wait (graceful stop).
-    pub fn stop(mut self) {
-        terminate(&mut self.child);
-    }
-}
-
-impl Drop for ServiceProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a Tally service binary as a child process a test may kill like a
+/// crash ([`ServiceProcess`]): health address in `addr_var`, `TALLY_LOG` as
+/// set for the test (default `warn`), ready once `/readyz` answers; panics
+/// with the reason otherwise.
+pub async fn service_process(
+    binary: &std::path::Path,
+    addr_var: &str,
+    envs: &[(String, String)],
+) -> ServiceProcess {
+    let log = std::env::var("TALLY_LOG").unwrap_or_else(|_| "warn".into());
+    ServiceProcess::start(binary, addr_var, envs, &log)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
 }

@@ -2,28 +2,51 @@
 //! over the posted events, every example statement runs on the local
 //! ClickHouse (18.16), identical queries share one answer, and bad queries get
 //! a 400 with a reason.
+//!
+//! One pipeline and one data set (121 events of one app, sent and stored once)
+//! are shared by the tests of this file ([`tally_testkit::shared`]); each
+//! question is its own test.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use tally_testkit::shared::{Fixture, Lease, Shared};
 use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Pipeline};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn adhoc_queries_match_brute_force() {
-    let pipeline = Pipeline::start("adhoc").await;
+/// The tests below that take the fixture (when it is torn down).
+const TESTS: usize = 9;
+static ADHOC: Shared<Adhoc> = Shared::new(TESTS);
+
+/// The pipeline and what was sent through it.
+struct Adhoc {
+    pipeline: Pipeline,
+    /// The 120 events of the batch: (name, user, plan, amount). The solo
+    /// visitor's page view (plan "free", amount 0) comes on top.
+    events: Vec<(String, String, &'static str, i64)>,
+}
+
+impl Fixture for Adhoc {
+    async fn teardown(self) {
+        self.pipeline.stop().await;
+    }
+}
+
+async fn fixture() -> Lease<Adhoc> {
+    ADHOC.get(setup).await
+}
+
+async fn setup() -> Adhoc {
+    let pipeline = Pipeline::start_shared("adhoc").await;
     let Pipeline {
         iso,
         gateway,
-        query,
         http,
         app,
         write_key: key,
-        read_key,
         ..
     } = &pipeline;
-
     // 120 events: (name, user, plan, amount).
     let now = now_ms();
     let events: Vec<(String, String, &str, i64)> = (0..120)
@@ -58,34 +81,50 @@ async fn adhoc_queries_match_brute_force() {
         (clickhouse_counts(iso, app).await.0 >= 121).then_some(())
     })
     .await;
+    Adhoc { pipeline, events }
+}
 
-    let url = format!("{}/api/v1/analytics/{app}/query", query.url());
-    let ask = |body: Value| {
-        let request = http.post(&url).bearer_auth(read_key).json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let cache = response
-                .headers()
-                .get("x-tally-cache")
-                .map(|v| v.to_str().unwrap().to_owned());
-            (status, response.json::<Value>().await.unwrap(), cache)
-        }
-    };
-    let rows = |answer: &Value, dim: &str, metric: &str| -> BTreeMap<String, f64> {
-        answer["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r[dim].as_str().unwrap().to_owned(),
-                    r[metric].as_f64().unwrap(),
-                )
-            })
-            .collect()
-    };
+impl Adhoc {
+    /// POSTs `body` to `/query` with the read key: (status, answer, `x-tally-cache`).
+    async fn ask(&self, body: Value) -> (u16, Value, Option<String>) {
+        let p = &self.pipeline;
+        let request = p.http.post(p.api("query")).bearer_auth(&p.read_key);
+        let response = request.json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let cache = response
+            .headers()
+            .get("x-tally-cache")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, response.json::<Value>().await.unwrap(), cache)
+    }
 
+    /// The app's rows in ClickHouse.
+    async fn stored_rows(&self) -> u64 {
+        clickhouse_counts(&self.pipeline.iso, &self.pipeline.app)
+            .await
+            .0
+    }
+}
+
+/// `dim` → `metric` of every result row.
+fn rows(answer: &Value, dim: &str, metric: &str) -> BTreeMap<String, f64> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[dim].as_str().unwrap().to_owned(),
+                r[metric].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_metrics_count_visits_bounces_and_durations() {
+    let fx = fixture().await;
+    let (iso, app) = (&fx.pipeline.iso, &fx.pipeline.app);
     // Session metrics: 17 visitors with several events each, one with a single page view.
     // (Session rows land just after the event rows, in the same flush.)
     eventually("sessions", Duration::from_secs(10), || async {
@@ -99,9 +138,9 @@ async fn adhoc_queries_match_brute_force() {
         (sessions >= 18).then_some(())
     })
     .await;
-    let (status, answer, _) =
-        ask(json!({"metrics": ["sessions", "bounce_rate", "session_duration"], "range": "1d"}))
-            .await;
+    let (status, answer, _) = fx
+        .ask(json!({"metrics": ["sessions", "bounce_rate", "session_duration"], "range": "1d"}))
+        .await;
     assert_eq!(status, 200, "{answer}");
     let row = &answer["results"][0];
     assert_eq!(row["sessions"].as_f64(), Some(18.0), "{answer}");
@@ -114,33 +153,45 @@ async fn adhoc_queries_match_brute_force() {
         Some(0.0),
         "all events at one instant"
     );
-    let (status, _, _) = ask(json!({"metrics": ["sessions", "events"], "range": "1d"})).await;
+    let (status, _, _) = fx
+        .ask(json!({"metrics": ["sessions", "events"], "range": "1d"}))
+        .await;
     assert_eq!(status, 400, "session and event metrics do not mix");
     let solo_filter = json!([{"property": "plan", "op": "eq", "value": "x"}]);
-    let (status, _, _) =
-        ask(json!({"metric": "sessions", "range": "1d", "filters": solo_filter})).await;
+    let (status, _, _) = fx
+        .ask(json!({"metric": "sessions", "range": "1d", "filters": solo_filter}))
+        .await;
     assert_eq!(status, 400, "sessions have no properties");
+}
 
-    // Events by name.
-    let (status, answer, _) =
-        ask(json!({"metric": "events", "group_by": "name", "range": "1d"})).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_by_name_match_brute_force() {
+    let fx = fixture().await;
+    let (status, answer, _) = fx
+        .ask(json!({"metric": "events", "group_by": "name", "range": "1d"}))
+        .await;
     assert_eq!(status, 200, "{answer}");
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
-    for (name, ..) in &events {
+    for (name, ..) in &fx.events {
         *want.entry(name.clone()).or_default() += 1.0;
     }
     *want.entry("page_view".into()).or_default() += 1.0; // the solo visitor
     assert_eq!(rows(&answer, "name", "events"), want);
     assert!(answer["query_time_ms"].is_u64());
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unique_users_of_a_filtered_plan_match_brute_force() {
+    let fx = fixture().await;
     // Unique users of plan "pro" by name.
-    let (_, answer, _) = ask(
-        json!({"metric": "unique_users", "group_by": "name", "range": "1d",
+    let (_, answer, _) = fx
+        .ask(
+            json!({"metric": "unique_users", "group_by": "name", "range": "1d",
         "filters": [{"property": "plan", "op": "eq", "value": "pro"}]}),
-    )
-    .await;
+        )
+        .await;
     let mut users: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-    for (name, user, plan, _) in &events {
+    for (name, user, plan, _) in &fx.events {
         if *plan == "pro" {
             users.entry(name.clone()).or_default().insert(user);
         }
@@ -150,55 +201,76 @@ async fn adhoc_queries_match_brute_force() {
         .map(|(k, v)| (k, v.len() as f64))
         .collect();
     assert_eq!(rows(&answer, "name", "unique_users"), want);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn property_sums_under_range_and_set_filters_match_brute_force() {
+    let fx = fixture().await;
     // Sum of a numeric property per plan, amounts >= 10 only, in/not_in.
-    let (_, answer, _) = ask(json!({"metric": {"sum": "amount"}, "group_by": "properties.plan", "range": "1d",
+    let (_, answer, _) = fx.ask(json!({"metric": {"sum": "amount"}, "group_by": "properties.plan", "range": "1d",
         "filters": [{"property": "amount", "op": "gte", "value": 10}, {"property": "plan", "op": "not_in", "value": ["team"]}]})).await;
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
-    for (_, _, plan, amount) in &events {
+    for (_, _, plan, amount) in &fx.events {
         if *amount >= 10 && *plan != "team" {
             *want.entry((*plan).to_owned()).or_default() += *amount as f64;
         }
     }
     assert_eq!(rows(&answer, "properties.plan", "sum_amount"), want);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn segments_match_brute_force_and_a_repeated_query_is_served_from_the_cache() {
+    let fx = fixture().await;
     // Segment: events of users who purchased.
-    let buyers: BTreeSet<&str> = events
+    let buyers: BTreeSet<&str> = fx
+        .events
         .iter()
         .filter(|e| e.0 == "purchase")
         .map(|e| e.1.as_str())
         .collect();
-    let want = events
+    let want = fx
+        .events
         .iter()
         .filter(|e| buyers.contains(e.1.as_str()))
         .count() as f64;
     let body = json!({"metric": "events", "range": "1d", "segment": {"did": "purchase"}});
-    let (_, answer, first) = ask(body.clone()).await;
+    let (_, answer, first) = fx.ask(body.clone()).await;
     assert_eq!(
         answer["results"][0]["events"].as_f64(),
         Some(want),
         "{answer}"
     );
     // The same query again within 5 s: served from the cache.
-    let (_, again, second) = ask(body).await;
+    let (_, again, second) = fx.ask(body).await;
     assert_eq!(
         (first.as_deref(), second.as_deref()),
         (Some("miss"), Some("hit"))
     );
     assert_eq!(again, answer);
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sampling_keeps_whole_users_and_scales_counts_back() {
+    let fx = fixture().await;
     // Sampling: whole users by id hash, counts scaled back; a share of 1 is exact.
-    let (_, exact, _) = ask(json!({"metric": "events", "range": "1d", "limit": 7})).await;
-    let (_, one, _) =
-        ask(json!({"metric": "events", "range": "1d", "sample": 1, "limit": 7})).await;
+    let (_, exact, _) = fx
+        .ask(json!({"metric": "events", "range": "1d", "limit": 7}))
+        .await;
+    let (_, one, _) = fx
+        .ask(json!({"metric": "events", "range": "1d", "sample": 1, "limit": 7}))
+        .await;
     assert_eq!(one["results"], exact["results"]);
-    let (status, half, _) = ask(json!({"metric": "events", "range": "1d", "sample": 0.5})).await;
+    let (status, half, _) = fx
+        .ask(json!({"metric": "events", "range": "1d", "sample": 0.5}))
+        .await;
     assert_eq!(status, 200, "{half}");
     assert_eq!(half["sampled"], 0.5);
-    let in_sample: u64 = iso
+    let in_sample: u64 = fx
+        .pipeline
+        .iso
         .clickhouse_client()
         .query("SELECT count() FROM events WHERE app_id = ? AND cityHash64(distinct_id) % 10000 < 5000")
-        .bind(app.as_str())
+        .bind(fx.pipeline.app.as_str())
         .fetch_one()
         .await
         .unwrap();
@@ -207,12 +279,21 @@ async fn adhoc_queries_match_brute_force() {
         Some(2.0 * in_sample as f64),
         "{half}"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_example_statement_runs_on_this_clickhouse() {
+    let fx = fixture().await;
     // Every example statement (the golden inputs) runs on this ClickHouse.
     for (name, body) in query_service::adhoc::examples() {
-        let (status, answer, _) = ask(body).await;
+        let (status, answer, _) = fx.ask(body).await;
         assert_eq!(status, 200, "{name}: {answer}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_queries_get_a_400_with_a_reason() {
+    let fx = fixture().await;
     // Refusals are 400s with a reason.
     for body in [
         json!({"metric": "events", "range": "7d", "filters": [{"property": "x", "op": "like", "value": "%"}]}),
@@ -221,13 +302,26 @@ async fn adhoc_queries_match_brute_force() {
         json!({"metric": "events; DROP TABLE events", "range": "7d"}),
         json!({"metric": "events", "range": "7d", "sql": "SELECT 1"}),
     ] {
-        let (status, answer, _) = ask(body.clone()).await;
+        let (status, answer, _) = fx.ask(body.clone()).await;
         assert_eq!(
             (status, answer["error"].as_str()),
             (400, Some("invalid_query")),
             "{body}"
         );
     }
+    assert_eq!(fx.stored_rows().await, 121, "the table is intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn group_by_cardinality_is_capped_by_the_service() {
+    let fx = fixture().await;
+    let Pipeline {
+        iso,
+        http,
+        app,
+        read_key,
+        ..
+    } = &fx.pipeline;
     // Group-by cardinality: a service allowing 10 distinct values refuses the
     // 50 amounts, answers the 3 plans.
     let narrow = services::query(query_service::Config {
@@ -256,11 +350,5 @@ async fn adhoc_queries_match_brute_force() {
         );
     }
     narrow.stop().await;
-    assert_eq!(
-        clickhouse_counts(iso, app).await.0,
-        121,
-        "the table is intact"
-    );
-
-    pipeline.stop().await;
+    assert_eq!(fx.stored_rows().await, 121, "the table is intact");
 }

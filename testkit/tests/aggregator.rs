@@ -197,18 +197,14 @@ async fn two_aggregators_share_partitions_through_rebalances() {
     })
     .await;
     let query = services::query(services::query_config(&iso)).await;
-    let config = CheckConfig {
-        clickhouse: iso.clickhouse.clone(),
-        query: Some(query.url()),
-        max_live_windows: 720,
-        allowed_lateness_ms: 30_000,
-        read_keys: send::provision_read_keys(
-            &tally_testkit::postgres(),
-            records.iter().map(|r| r.app_id.as_str()),
-        )
-        .await
-        .unwrap(),
-    };
+    let config = CheckConfig::for_records(
+        iso.clickhouse.clone(),
+        &query.url(),
+        &tally_testkit::postgres(),
+        &records,
+    )
+    .await
+    .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let report = loop {
         let report = check(&records, &config).await.unwrap();

@@ -1,66 +1,48 @@
-//! Service child processes for the benchmark: start on a free port, wait for
-//! `/readyz`, read Prometheus counters and peak RSS, stop with SIGTERM.
+//! Service child processes for the benchmark: started through the shared
+//! launcher ([`tally_common::process::ServiceProcess`]: free port, wait for
+//! `/readyz`, killed on drop), plus what only the benchmark reads: peak RSS
+//! and CPU time from /proc, and Prometheus counters. Stopped with SIGTERM,
+//! SIGKILL after 20 s.
 
 use super::BenchConfig;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tally_common::process::ServiceProcess;
 
 /// A service child process.
 #[derive(Debug)]
 pub struct Service {
     /// Binary name.
     pub name: &'static str,
-    child: Child,
+    process: ServiceProcess,
     /// Base URL.
     pub url: String,
 }
 
 impl Service {
-    /// Starts `name` with `envs`, listening where `addr_var` says.
+    /// Starts `name` (from the bench's binary directory) with `envs`,
+    /// listening where `addr_var` says.
     pub async fn start(
         config: &BenchConfig,
         name: &'static str,
         addr_var: &str,
         envs: &[(&str, String)],
     ) -> Result<Self, String> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let mut command = Command::new(config.bin_dir.join(name));
-        command
-            .env(addr_var, format!("127.0.0.1:{port}"))
-            .env("TALLY_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        for (key, value) in envs {
-            command.env(key, value);
-        }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", config.bin_dir.join(name).display()))?;
-        let service = Service {
+        let process =
+            ServiceProcess::start(&config.bin_dir.join(name), addr_var, envs, "warn").await?;
+        Ok(Service {
             name,
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = reqwest::get(format!("{}/readyz", service.url)).await {
-                if r.status().is_success() {
-                    return Ok(service);
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{name} not ready"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            url: process.url.clone(),
+            process,
+        })
+    }
+
+    fn proc_file(&self, file: &str) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{}/{file}", self.process.id()?)).ok()
     }
 
     /// Peak resident set (KiB) from /proc.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let status = self.proc_file("status")?;
         status
             .lines()
             .find(|l| l.starts_with("VmHWM:"))?
@@ -73,7 +55,7 @@ impl Service {
     /// CPU time (user + system) used so far, seconds, from /proc (USER_HZ = 100
     /// on every Linux platform Tally runs on).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let stat = self.proc_file("stat")?;
         // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
         let rest = stat.rsplit_once(')')?.1;
         let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -82,20 +64,8 @@ impl Service {
     }
 
     /// SIGTERM, then SIGKILL after 20 s.
-    pub fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn stop(self) {
+        self.process.stop_within(Duration::from_secs(20));
     }
 }
 
