@@ -1,9 +1,25 @@
-//! Aggregator Prometheus metrics (labels bounded: reason codes and fixed names).
+//! Aggregator telemetry (labels bounded: reason codes and fixed names). Each
+//! notable event has one function that both logs it (structured fields) and
+//! counts it, so no failure is only logged. [`unreadable_state`] is a free
+//! function because the pure steps that meet an unreadable stored value hold
+//! no `Metrics`; it counts into the counter the process's `Metrics` registered.
 
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry,
 };
+
+/// `tally_aggregator_unreadable_state_total{kind}`, set by [`Metrics::new`].
+static UNREADABLE: std::sync::OnceLock<IntCounterVec> = std::sync::OnceLock::new();
+
+/// A stored value (`kind`: `visitor` state, `sketch`) could not be read and was
+/// replaced (a visitor starts afresh; a sketch is rebuilt from this batch).
+pub fn unreadable_state(kind: &'static str, key: &str, error: &dyn std::fmt::Display) {
+    if let Some(counter) = UNREADABLE.get() {
+        counter.with_label_values(&[kind]).inc();
+    }
+    tracing::warn!(kind, key, %error, "replacing an unreadable stored value");
+}
 
 /// The aggregator's metrics and their registry.
 #[derive(Debug, Clone)]
@@ -139,8 +155,18 @@ impl Metrics {
             "tally_aggregator_rebalance_errors_total",
             "Errors reported by the consumer group during a rebalance",
         )?;
+        let created = IntCounterVec::new(
+            Opts::new(
+                "tally_aggregator_unreadable_state_total",
+                "Stored values that could not be read and were replaced, by kind",
+            ),
+            &["kind"],
+        )?;
+        // One counter per process, shared by every registry made here (tests make several).
+        let unreadable = UNREADABLE.get_or_init(|| created).clone();
         for metric in [
-            Box::new(rebalance_errors.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(unreadable) as Box<dyn prometheus::core::Collector>,
+            Box::new(rebalance_errors.clone()),
             Box::new(commit_errors.clone()),
             Box::new(receive_errors.clone()),
             Box::new(claims_lost_total.clone()),
@@ -233,5 +259,33 @@ impl Metrics {
     pub fn watchdog_read_failed(&self, error: &str) {
         self.watchdog_errors.inc();
         tracing::warn!(error, "group watchdog could not read offsets");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_stored_value_is_counted_in_the_registry() {
+        let metrics = Metrics::new().unwrap();
+        let count = |metrics: &Metrics| {
+            metrics
+                .registry
+                .gather()
+                .iter()
+                .find(|family| family.name() == "tally_aggregator_unreadable_state_total")
+                .map_or(0.0, |family| {
+                    family
+                        .get_metric()
+                        .iter()
+                        .filter(|m| m.get_label()[0].value() == "visitor")
+                        .map(|m| m.get_counter().get_value())
+                        .sum()
+                })
+        };
+        let before = count(&metrics);
+        unreadable_state("visitor", "tally:v:app:u", &"not json");
+        assert_eq!(count(&metrics), before + 1.0);
     }
 }

@@ -46,7 +46,7 @@ fn decode(key: &str, stored: StoredVisitor, scope: &Scope<'_>) -> (String, Visit
         Some((guard, bytes)) => match serde_json::from_slice::<Visitor>(&bytes) {
             Ok(visitor) => (guard, visitor),
             Err(err) => {
-                tracing::warn!(key = %key, error = %err, "replacing unreadable visitor state");
+                crate::metrics::unreadable_state("visitor", key, &err);
                 (guard, absent())
             }
         },

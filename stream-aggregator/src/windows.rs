@@ -168,7 +168,7 @@ fn merge_stored(
         None => Ok(()),
         Some(Ok(stored)) => Ok(sketch.merge(&stored)?),
         Some(Err(err)) => {
-            tracing::warn!(key = %key, error = %err, "replacing unreadable stored sketch");
+            crate::metrics::unreadable_state("sketch", key, &err);
             Ok(())
         }
     }
