@@ -9,8 +9,8 @@
 //! and current releases alike (golden tests in `tests/golden/`).
 
 use crate::sql::{
-    field, group_by_dimensions, invalid, request_conditions, time_bucket, Bind, Invalid, Scope,
-    Sql, COLUMNS, MAX_FILTERS, MAX_GROUP_BY, MAX_ROWS,
+    field, group_by_dimensions, invalid, number_of, request_conditions, time_bucket, Bind, Invalid,
+    Scope, Sql, COLUMNS, MAX_FILTERS, MAX_GROUP_BY, MAX_ROWS,
 };
 pub use crate::sql::{Filter, Segment};
 use serde::Deserialize;
@@ -102,16 +102,14 @@ fn metric(m: &Metric) -> Result<(String, String, Vec<Bind>), Invalid> {
             avg: Some(p),
         } => {
             let (expr, binds) = field(p)?;
-            let (func, label) = if matches!(m, Metric::Aggregate { sum: Some(_), .. }) {
-                ("sum", "sum")
+            let (number, binds) = number_of(&expr, &binds);
+            // Only events whose value is a number count: no value is not 0.
+            let (sql, label) = if matches!(m, Metric::Aggregate { sum: Some(_), .. }) {
+                (format!("ifNull(sum({number}), 0)"), "sum")
             } else {
-                ("avg", "avg")
+                (format!("avg({number})"), "avg")
             };
-            Ok((
-                format!("{func}(toFloat64OrZero({expr}))"),
-                format!("{label}_{p}"),
-                binds,
-            ))
+            Ok((sql, format!("{label}_{p}"), binds))
         }
         other => Err(invalid(
             "metric",
@@ -248,6 +246,16 @@ pub fn examples() -> Vec<(&'static str, Value)> {
             "sessions_by_day_and_entry_page",
             json!({"metrics": ["sessions", "bounce_rate", "session_duration"], "group_by": ["day", "entry_page"],
                    "filters": [{"property": "country", "op": "neq", "value": "XX"}], "range": "7d"}),
+        ),
+        (
+            "numbers_nulls_and_namespaces",
+            json!({"metrics": [{"avg": "price"}, {"sum": "properties.price"}], "group_by": ["$country", "properties.region", "$day"],
+                   "filters": [{"property": "price", "op": "eq", "value": 20},
+                               {"property": "price", "op": "in", "value": [20, 35.5]},
+                               {"property": "price", "op": "gt", "value": "5.5"},
+                               {"property": "coupon", "op": "eq", "value": null},
+                               {"property": "$browser", "op": "neq", "value": null}],
+                   "range": "7d"}),
         ),
         (
             "segment_with_bots",

@@ -16,7 +16,7 @@ use crate::funnel::{self, FunnelRequest};
 use crate::range::{count_range, resolve_range, CountParams};
 use crate::retention::{self, RetentionRequest};
 use crate::session_metrics;
-use crate::sql::{Invalid, Sql};
+use crate::sql::{bare_builtins, bucket_names, resolved, Invalid, Sql, BUILTIN};
 use crate::{AppState, Config, QueryError};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -120,6 +120,70 @@ pub struct Ran<'a> {
     pub sql: &'a Sql,
 }
 
+/// The field names of a request (filters, dimensions, breakdowns, metric
+/// properties), the built-in names bare ones may mean, and whether properties
+/// are allowed at all (session queries: no).
+#[derive(Debug, Default)]
+pub struct Fields<'a> {
+    /// Names as the request wrote them.
+    pub names: Vec<&'a str>,
+    /// Built-in fields a bare name may mean.
+    pub builtins: Vec<&'static str>,
+    /// Whether names may be properties.
+    pub properties: bool,
+}
+
+impl Fields<'_> {
+    /// Refuses a bare name that is both a built-in field and a property of the
+    /// app (one small read of `property_keys`, only when a bare built-in name is used).
+    async fn check(&self, state: &AppState, app_id: &str) -> Result<(), QueryError> {
+        if !self.properties {
+            return Ok(());
+        }
+        let bare = bare_builtins(&self.names, &self.builtins);
+        if bare.is_empty() {
+            return Ok(());
+        }
+        let clashes = state.events.property_names_among(app_id, &bare).await?;
+        match clashes.into_iter().next() {
+            Some(name) => Err(QueryError::AmbiguousField(name)),
+            None => Ok(()),
+        }
+    }
+
+    /// `"fields": {name: resolved}` as JSON text (`{}` when none).
+    fn resolved_json(&self) -> String {
+        let map: std::collections::BTreeMap<&str, String> = self
+            .names
+            .iter()
+            .map(|name| {
+                let resolved = if self.properties {
+                    resolved(name, &self.builtins)
+                } else {
+                    format!("{BUILTIN}{}", name.trim_start_matches(BUILTIN))
+                };
+                (*name, resolved)
+            })
+            .collect();
+        serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// `answer` with `"fields": …` added as its first member (answers are JSON objects).
+fn with_fields(answer: &Bytes, fields: &str) -> Bytes {
+    match answer.strip_prefix(b"{") {
+        Some(rest) if rest.first().is_some_and(|b| *b != b'}') => {
+            let mut out = Vec::with_capacity(answer.len() + fields.len() + 12);
+            out.extend_from_slice(b"{\"fields\":");
+            out.extend_from_slice(fields.as_bytes());
+            out.push(b',');
+            out.extend_from_slice(rest);
+            Bytes::from(out)
+        }
+        _ => answer.clone(),
+    }
+}
+
 /// A JSON-bodied endpoint answered by one statement through the answer cache.
 pub trait Statement: DeserializeOwned {
     /// Endpoint name (metrics label and cache-key prefix).
@@ -128,6 +192,10 @@ pub trait Statement: DeserializeOwned {
     type Plan;
     /// The request's `range`.
     fn range(&self) -> &Value;
+    /// The field names the request uses and how bare names resolve.
+    fn fields(&self) -> Fields<'_> {
+        Fields::default()
+    }
     /// The statement over `range` of `app_id`.
     fn build(
         &self,
@@ -170,8 +238,10 @@ async fn answer<T: Statement>(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
+    let fields = request.fields();
     let (sql, plan) = request.build(&app_id, range, &state.config)?;
-    cached_rows(state, T::ENDPOINT, &app_id, &sql, |rows, query_time_ms| {
+    fields.check(state, &app_id).await?;
+    let (answer, hit) = cached_rows(state, T::ENDPOINT, &app_id, &sql, |rows, query_time_ms| {
         let ran = Ran {
             app_id: &app_id,
             range,
@@ -179,7 +249,13 @@ async fn answer<T: Statement>(
         };
         request.shape(ran, plan, rows, query_time_ms)
     })
-    .await
+    .await?;
+    if fields.names.is_empty() {
+        return Ok((answer, hit));
+    }
+    // Not part of the cached answer: two requests may reach one statement by
+    // different names (`country`, `$country`).
+    Ok((Arc::new(with_fields(&answer, &fields.resolved_json())), hit))
 }
 
 impl Statement for AdhocRequest {
@@ -188,6 +264,31 @@ impl Statement for AdhocRequest {
 
     fn range(&self) -> &Value {
         &self.range
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        let sessions = self.metric_list().is_ok_and(|metrics| {
+            metrics
+                .iter()
+                .any(|m| session_metrics::is_session_metric(m))
+        });
+        let mut names: Vec<&str> = self.filters.iter().map(|f| f.property.as_str()).collect();
+        names.extend(self.group_by.dimensions());
+        for metric in self.metric.iter().chain(&self.metrics) {
+            if let adhoc::Metric::Aggregate { sum, avg } = metric {
+                names.extend(sum.iter().chain(avg).map(String::as_str));
+            }
+        }
+        let columns = if sessions {
+            session_metrics::SESSION_COLUMNS
+        } else {
+            crate::sql::COLUMNS
+        };
+        Fields {
+            names,
+            builtins: columns.iter().copied().chain(bucket_names()).collect(),
+            properties: !sessions,
+        }
     }
 
     fn build(
@@ -236,6 +337,24 @@ impl Statement for FunnelRequest {
 
     fn range(&self) -> &Value {
         &self.range
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        let mut names: Vec<&str> = self
+            .steps
+            .iter()
+            .flat_map(|step| match step {
+                funnel::Step::Filtered { filters, .. } => filters.as_slice(),
+                funnel::Step::Name(_) => &[],
+            })
+            .map(|f| f.property.as_str())
+            .collect();
+        names.extend(self.breakdown.as_deref());
+        Fields {
+            names,
+            builtins: crate::sql::COLUMNS.to_vec(),
+            properties: true,
+        }
     }
 
     fn build(

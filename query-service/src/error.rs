@@ -27,6 +27,9 @@ pub enum QueryError {
     /// The ad-hoc query is not allowed (field, reason).
     #[error("invalid query ({0}): {1}")]
     InvalidQuery(&'static str, String),
+    /// A bare field name is both a built-in field and a property the app sent.
+    #[error("{0:?} is both a built-in field and a property this app sent: write \"${0}\" for the built-in field or \"properties.{0}\" for the property")]
+    AmbiguousField(String),
     /// The query ran longer than allowed (seconds).
     #[error("query exceeded {0} s; narrow the range or the grouping")]
     TooExpensive(u64),
@@ -75,6 +78,7 @@ impl QueryError {
             QueryError::StoreUnavailable(_) => "event_store_unavailable",
             QueryError::CorruptLiveData(_) => "corrupt_live_data",
             QueryError::InvalidQuery(..) => "invalid_query",
+            QueryError::AmbiguousField(_) => "ambiguous_field",
             QueryError::TooExpensive(_) => "query_too_expensive",
             QueryError::TooManyGroups(_) => "too_many_groups",
             QueryError::NotFound => "not_found",
@@ -96,6 +100,7 @@ impl QueryError {
             QueryError::InvalidAppId
             | QueryError::InvalidParameter(..)
             | QueryError::InvalidQuery(..)
+            | QueryError::AmbiguousField(_)
             | QueryError::TooExpensive(_)
             | QueryError::TooManyGroups(_) => StatusCode::BAD_REQUEST,
             QueryError::MissingReadKey

@@ -27,7 +27,9 @@
 
 use crate::funnel_order::Core;
 pub use crate::funnel_order::{MAX_STEP_EVENTS, MAX_STRICT_TIMES};
-use crate::sql::{app_and_range, field, filter, invalid, split_unit, Bind, Filter, Invalid, Sql};
+use crate::sql::{
+    app_and_range, field, filter, invalid, median_if, split_unit, Bind, Filter, Invalid, Sql,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -168,14 +170,16 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     let mut outer = Vec::new();
     for k in 1..=n {
         outer.push(format!("toFloat64(countIf(level >= {k})) AS r{k}"));
-        let t = if k == 1 {
+        // Step 1 is the start itself: 0 ms.
+        let median = if k == 1 {
             "0".to_owned()
         } else {
-            format!("e{k} - start")
+            median_if(
+                &format!("toFloat64(e{k} - start)"),
+                &format!("level >= {k}"),
+            )
         };
-        outer.push(format!(
-            "if(r{k} = 0, -1, quantileExactIf(0.5)(toFloat64({t}), level >= {k})) AS t{k}"
-        ));
+        outer.push(format!("if(r{k} = 0, -1, {median}) AS t{k}"));
     }
     let (select_b, group_b) = if request.breakdown.is_some() {
         (

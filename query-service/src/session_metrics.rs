@@ -1,5 +1,7 @@
-//! Session metrics of `/query` — `sessions`, `bounce_rate`, `session_duration`
-//! (seconds) — answered from the aggregator's `sessions` table (latest
+//! Session metrics of `/query` — `sessions`, `bounce_rate` (the share of
+//! sessions with at least one page view that had exactly one, as Plausible
+//! defines a bounce; null when no session viewed a page), `session_duration`
+//! (mean, seconds) — answered from the aggregator's `sessions` table (latest
 //! versions via `FINAL`, merged-away sessions left out), by session start.
 //!
 //! Dimensions and filters are limited to the session's own attributes
@@ -61,7 +63,9 @@ pub fn build(
     for (i, dim) in dims.iter().enumerate() {
         let expr = match time_bucket(dim, "start") {
             Some(expr) => expr,
-            None if SESSION_COLUMNS.contains(dim) => (*dim).to_owned(),
+            None if SESSION_COLUMNS.contains(&dim.strip_prefix('$').unwrap_or(dim)) => {
+                dim.strip_prefix('$').unwrap_or(dim).to_owned()
+            }
             None => {
                 return Err(invalid(
                     "group_by",
@@ -75,7 +79,12 @@ pub fn build(
     for (i, metric) in metrics.iter().enumerate() {
         let (expr, name) = match metric {
             Metric::Named(name) if name == "sessions" => ("toFloat64(count())", name),
-            Metric::Named(name) if name == "bounce_rate" => ("avg(bounce)", name),
+            // Plausible's bounce: a visit of exactly one page view, among visits
+            // that viewed a page at all (NULL when none did).
+            Metric::Named(name) if name == "bounce_rate" => (
+                "if(countIf(page_views >= 1) = 0, NULL, countIf(page_views = 1) / countIf(page_views >= 1))",
+                name,
+            ),
             Metric::Named(name) => ("avg(duration_ms) / 1000", name),
             Metric::Aggregate { .. } => return Err(invalid("metric", "not a session metric")),
         };

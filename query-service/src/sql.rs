@@ -13,7 +13,9 @@
 mod filter;
 
 pub use filter::{
-    comparable, field, field_in, filter, filter_in, Filter, Segment, COLUMNS, MIN_FILTER_MAGNITUDE,
+    ambiguous, bare_builtins, comparable, field, field_in, filter, filter_in, number_of,
+    parse_number, resolved, Filter, Segment, BUILTIN, COLUMNS, MIN_FILTER_MAGNITUDE,
+    NUMBER_PATTERN, PROPERTY,
 };
 
 /// Most dimensions in `group_by`.
@@ -36,6 +38,8 @@ pub enum Bind {
     Float(f64),
     /// List of texts.
     List(Vec<String>),
+    /// List of numbers.
+    Floats(Vec<f64>),
 }
 
 /// A statement with `?` placeholders and their values, in order.
@@ -73,8 +77,14 @@ const BUCKETS: &[(&str, &str)] = &[
     ("month", "toStartOfMonth"),
 ];
 
-/// The expression of time bucket `name` over `column`, if `name` is one.
+/// The time bucket names (built-in dimensions: bare or `$`-prefixed).
+pub fn bucket_names() -> impl Iterator<Item = &'static str> {
+    BUCKETS.iter().map(|(name, _)| *name)
+}
+
+/// The expression of time bucket `name` (bare or `$`-prefixed) over `column`, if `name` is one.
 pub fn time_bucket(name: &str, column: &str) -> Option<String> {
+    let name = name.strip_prefix(BUILTIN).unwrap_or(name);
     BUCKETS
         .iter()
         .find(|(bucket, _)| *bucket == name)
@@ -186,6 +196,17 @@ pub fn segment_condition(
     ))
 }
 
+/// The exact median of `expr` over the rows where `cond` holds, as an
+/// aggregate: the middle value, or the mean of the two middle values of an even
+/// count (ClickHouse's `quantileExact(0.5)` gives the upper one). NaN when no
+/// row counts. Valid on 18.16 and current releases.
+pub fn median_if(expr: &str, cond: &str) -> String {
+    let sorted = format!("arraySort(groupArrayIf({expr}, {cond}))");
+    format!(
+        "if(length({sorted}) = 0, nan, ({sorted}[intDiv(length({sorted}) + 1, 2)] + {sorted}[intDiv(length({sorted}), 2) + 1]) / 2)"
+    )
+}
+
 /// ` GROUP BY d0, … ORDER BY m0 DESC` for `n` dimensions (nothing for none).
 pub fn group_by_dimensions(n: usize) -> String {
     if n == 0 {
@@ -217,13 +238,34 @@ pub fn utc_date(ms: i64) -> String {
     )
 }
 
-/// Test support: `sql` rendered (text, then its binds) must equal
+impl Bind {
+    /// The value as JSON (golden files; `testkit/tests/sql_versions.rs` reads it
+    /// back): text as a string, an integer as an integer, a number always with a
+    /// fraction or exponent, lists as arrays.
+    pub fn to_json(&self) -> serde_json::Value {
+        let float = |x: f64| {
+            serde_json::Number::from_f64(x)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number)
+        };
+        match self {
+            Bind::Text(text) => serde_json::Value::from(text.as_str()),
+            Bind::Int(n) => serde_json::Value::from(*n),
+            Bind::Float(x) => float(*x),
+            Bind::List(list) => serde_json::Value::from(list.clone()),
+            Bind::Floats(list) => list.iter().copied().map(float).collect(),
+        }
+    }
+}
+
+/// Test support: `sql` rendered (text, then its binds as JSON) must equal
 /// `tests/golden/{name}.sql`; `TALLY_UPDATE_GOLDEN=1` rewrites the file.
 /// Also checks that placeholders equal binds.
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub fn assert_golden(name: &str, sql: &Sql) {
-    let rendered = format!("{}\n-- binds: {:?}\n", sql.text, sql.binds);
+    let binds: Vec<serde_json::Value> = sql.binds.iter().map(Bind::to_json).collect();
+    let binds = serde_json::to_string(&binds).unwrap();
+    let rendered = format!("{}\n-- binds: {binds}\n", sql.text);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let path = dir.join(format!("{name}.sql"));
     if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {

@@ -115,6 +115,10 @@ impl ClickHouseStore {
     }
 }
 
+/// Property names of an app among a list (`property_keys`, migration 0006).
+pub const PROPERTY_NAMES_SQL: &str =
+    "SELECT DISTINCT key FROM property_keys WHERE app_id = ? AND has(?, key) ORDER BY key";
+
 /// SQL of the count query (run against ClickHouse 18.16 by `testkit/tests/e2e.rs`).
 pub const COUNT_SQL: &str = "SELECT count() FROM events \
      WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) \
@@ -141,6 +145,23 @@ impl ClickHouseStore {
         Ok(count)
     }
 
+    /// Which of `names` the app has sent as property names (`property_keys`,
+    /// kept by migration 0006's materialized view).
+    pub async fn property_names_among(
+        &self,
+        app_id: &str,
+        names: &[&str],
+    ) -> Result<Vec<String>, crate::QueryError> {
+        let found = self
+            .client
+            .query(PROPERTY_NAMES_SQL)
+            .bind(app_id)
+            .bind(names)
+            .fetch_all::<String>()
+            .await?;
+        Ok(found)
+    }
+
     /// Runs a statement; one JSON object per row (`d0…`, `m0…`).
     pub async fn rows(
         &self,
@@ -161,6 +182,7 @@ impl ClickHouseStore {
                 Bind::Int(n) => query.bind(*n),
                 Bind::Float(x) => query.bind(*x),
                 Bind::List(list) => query.bind(list.as_slice()),
+                Bind::Floats(list) => query.bind(list.as_slice()),
             };
         }
         let bytes = query

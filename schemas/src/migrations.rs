@@ -56,6 +56,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         name: "session_page_times",
         sql: include_str!("../migrations/clickhouse/0005_session_page_times.sql"),
     },
+    Migration {
+        version: 6,
+        name: "property_keys",
+        sql: include_str!("../migrations/clickhouse/0006_property_keys.sql"),
+    },
 ];
 
 impl Migration {

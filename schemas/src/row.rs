@@ -108,9 +108,11 @@ pub fn property_text(value: &Value) -> String {
 impl EventRow {
     /// Builds the row for an envelope read from `topic`/`partition` at `offset`.
     pub fn from_envelope(envelope: &Envelope, topic: &str, partition: i32, offset: i64) -> Self {
+        // `null` means "not set": such a property is not stored.
         let (prop_keys, prop_values) = envelope
             .properties
             .iter()
+            .filter(|(_, value)| !value.is_null())
             .map(|(key, value)| (key.clone(), property_text(value)))
             .unzip();
         let e = &envelope.enrichment;
@@ -163,6 +165,7 @@ mod tests {
         properties.insert("url".into(), Value::from("/home"));
         properties.insert("n".into(), Value::from(3));
         properties.insert("ok".into(), Value::from(true));
+        properties.insert("gone".into(), Value::Null);
         let envelope = Envelope {
             event_id: "e1".into(),
             app_id: "a".into(),
@@ -182,7 +185,7 @@ mod tests {
         assert_eq!(row.event_date, 3);
         assert_eq!(row.timestamp, 86_400 * 3 + 1);
         assert_eq!(row.ts_ms, 86_400_000 * 3 + 1_500);
-        assert_eq!(row.prop_keys, vec!["n", "ok", "url"]);
+        assert_eq!(row.prop_keys, vec!["n", "ok", "url"], "null means not set");
         assert_eq!(row.prop_values, vec!["3", "true", "/home"]);
         assert_eq!((row.kafka_partition, row.kafka_offset), (2, 41));
     }

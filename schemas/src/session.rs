@@ -58,7 +58,7 @@ pub struct SessionRow {
     pub os: String,
     /// Any event of the session came from a bot.
     pub is_bot: u8,
-    /// Exactly one event (no second page view, no interaction).
+    /// Exactly one page view (a bounce as Plausible defines it).
     pub bounce: u8,
     /// Merged into another session; not a session any more.
     pub dropped: u8,

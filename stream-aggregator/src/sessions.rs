@@ -198,7 +198,8 @@ impl Session {
             browser: self.first.browser.clone(),
             os: self.first.os.clone(),
             is_bot: u8::from(self.is_bot),
-            bounce: u8::from(self.events == 1),
+            // A bounce is a visit of exactly one page view (Plausible's definition).
+            bounce: u8::from(self.page_views == 1),
             dropped: u8::from(dropped),
             version: ms(self.version),
             entry_ms: self.entry.as_ref().map_or(0, |e| ms(e.0)),

@@ -119,10 +119,15 @@ fn reference(
     out
 }
 
-/// `quantileExact(0.5)` as ClickHouse computes it: element `floor(n / 2)` of the sorted values.
+/// The median: the middle value, or the mean of the two middle values of an even count.
 fn median(mut values: Vec<i64>) -> Option<f64> {
     values.sort_unstable();
-    values.get(values.len() / 2).map(|v| *v as f64)
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2] as f64),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) as f64 / 2.0),
+    }
 }
 
 fn expected(users: &[(usize, Vec<i64>, &str)]) -> Vec<(u64, Option<f64>)> {

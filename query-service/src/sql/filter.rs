@@ -1,6 +1,24 @@
 //! Columns, property lookups and filters of [`super`]: a filter names an
 //! allowlisted column or a property (bound by name), an operator, and a value
 //! that is always bound, never spliced.
+//!
+//! Names: `$name` is always a built-in field (an enriched column, or a time
+//! bucket where dimensions allow one), `properties.name` always a property the
+//! client sent. A bare name is the built-in field when there is one of that
+//! name, else the property; the endpoint refuses a bare name that is both
+//! (the app sent a property of a built-in field's name) with 400
+//! `ambiguous_field` and a hint (see [`ambiguous`]), and every answer lists
+//! what each name resolved to ([`resolved`]). So a built-in field and a
+//! property never shadow each other silently.
+//!
+//! Numbers: property values are stored as text. A value is *numeric* when its
+//! text is a decimal number ([`NUMBER_PATTERN`]: `20`, `-3.5`, `20.00`, `1e-7`)
+//! with a finite value; [`number_of`] is its value, else NULL. Comparisons
+//! (`gt` … `lte`) and `eq`/`neq`/`in`/`not_in` with numbers compare numerically,
+//! so `20`, `20.0` and `"20.00"` are alike, and a value that is not numeric
+//! never matches a number (it is not 0). Comparison values may be numbers or
+//! numeric strings (`"50"`). `eq`/`neq` with a string compare text.
+//! `null` means "not set": `eq null` is `is_not_set`, `neq null` is `is_set`.
 
 use super::{invalid, Bind, Invalid, MAX_IN_VALUES};
 use serde::Deserialize;
@@ -19,9 +37,16 @@ pub struct Filter {
     /// `eq`, `neq`, `in`, `not_in`, `contains`, `not_contains`, `gt`, `gte`,
     /// `lt`, `lte`, `is_set`, `is_not_set`.
     pub op: String,
-    /// Value (a list for `in`/`not_in`; absent for `is_set`/`is_not_set`).
-    #[serde(default)]
+    /// Value (a list for `in`/`not_in`; absent for `is_set`/`is_not_set`;
+    /// `null` for "not set" with `eq`/`neq`, kept apart from absent).
+    #[serde(default, deserialize_with = "present")]
     pub value: Option<Value>,
+}
+
+/// A present field as `Some` (so `"value": null` is `Some(Value::Null)`; an
+/// absent one is `None` by `default`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// A user segment: only users who did `did` in the range.
@@ -37,16 +62,34 @@ pub fn field(name: &str) -> Result<(String, Vec<Bind>), Invalid> {
     field_in(name, COLUMNS, true)
 }
 
-/// A column of `columns`, else (when `properties`) a property lookup.
+/// Prefix of the built-in namespace.
+pub const BUILTIN: char = '$';
+/// Prefix of the property namespace.
+pub const PROPERTY: &str = "properties.";
+
+/// A column of `columns` (bare or `$`-prefixed), else (when `properties`) a
+/// property lookup (bare or `properties.`-prefixed).
 pub fn field_in(
     name: &str,
     columns: &[&str],
     properties: bool,
 ) -> Result<(String, Vec<Bind>), Invalid> {
+    if let Some(builtin) = name.strip_prefix(BUILTIN) {
+        return match columns.iter().find(|c| **c == builtin) {
+            Some(column) => Ok(((*column).to_owned(), Vec::new())),
+            None => Err(invalid(
+                "property",
+                format!(
+                    "no built-in field {name:?}; built-in fields: {}",
+                    with_prefix(columns)
+                ),
+            )),
+        };
+    }
     if columns.contains(&name) {
         return Ok((name.to_owned(), Vec::new()));
     }
-    let property = name.strip_prefix("properties.").unwrap_or(name);
+    let property = name.strip_prefix(PROPERTY).unwrap_or(name);
     let ok = properties
         && (1..=128).contains(&property.len())
         && property
@@ -64,6 +107,46 @@ pub fn field_in(
     ))
 }
 
+fn with_prefix(names: &[&str]) -> String {
+    let list: Vec<String> = names.iter().map(|n| format!("{BUILTIN}{n}")).collect();
+    list.join(", ")
+}
+
+/// What `name` resolves to among the built-in `names`: `$name` for a built-in
+/// field, `properties.name` for a property (the explicit, unambiguous form).
+pub fn resolved(name: &str, builtins: &[&str]) -> String {
+    if name.starts_with(BUILTIN) || name.starts_with(PROPERTY) {
+        name.to_owned()
+    } else if builtins.contains(&name) {
+        format!("{BUILTIN}{name}")
+    } else {
+        format!("{PROPERTY}{name}")
+    }
+}
+
+/// The bare names among `names` that are built-in fields: each is ambiguous
+/// when the app also sent a property of that name.
+pub fn bare_builtins<'a>(names: &[&'a str], builtins: &[&str]) -> Vec<&'a str> {
+    let mut bare: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| builtins.contains(name))
+        .collect();
+    bare.sort_unstable();
+    bare.dedup();
+    bare
+}
+
+/// The refusal of bare `name`, both a built-in field and a property of the app.
+pub fn ambiguous(name: &str) -> Invalid {
+    invalid(
+        "property",
+        format!(
+            "{name:?} is both a built-in field and a property this app sent: write \"{BUILTIN}{name}\" for the built-in field or \"{PROPERTY}{name}\" for the property"
+        ),
+    )
+}
+
 fn text_value(value: &Value) -> Result<String, Invalid> {
     match value {
         Value::String(s) if s.chars().count() <= 1_000 => Ok(s.clone()),
@@ -73,6 +156,53 @@ fn text_value(value: &Value) -> Result<String, Invalid> {
             "value",
             "a string (at most 1000 characters), number or boolean",
         )),
+    }
+}
+
+/// The text form of a decimal number. Written without `?` (a placeholder to
+/// the client's binder) and without `\` (`[.]` reads the same inside a SQL
+/// string literal on every version).
+pub const NUMBER_PATTERN: &str = "^-{0,1}[0-9]+([.][0-9]+){0,1}([eE][-+]{0,1}[0-9]+){0,1}$";
+
+/// The numeric value of the text expression `expr` (whose placeholders take
+/// `binds`): NULL unless it is numeric (see the module doc). Aggregates skip
+/// NULLs, so `sum`/`avg` of it count only the events whose value is a number.
+/// `expr` appears three times, so do its binds.
+pub fn number_of(expr: &str, binds: &[Bind]) -> (String, Vec<Bind>) {
+    (
+        format!(
+            "if(match({expr}, '{NUMBER_PATTERN}') AND isFinite(toFloat64OrZero({expr})), toFloat64OrZero({expr}), NULL)"
+        ),
+        [binds, binds, binds].concat(),
+    )
+}
+
+/// Whether `text` is numeric by [`NUMBER_PATTERN`] (the same rule in Rust: for
+/// filter values and for tests' brute force), and its value.
+pub fn parse_number(text: &str) -> Option<f64> {
+    let body = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match body.find(['e', 'E']) {
+        Some(at) => (&body[..at], Some(&body[at + 1..])),
+        None => (body, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((int, frac)) => (int, Some(frac)),
+        None => (mantissa, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
+    if !(digits(int) && frac.is_none_or(digits) && exponent_ok) {
+        return None;
+    }
+    text.parse::<f64>().ok().filter(|n| n.is_finite())
+}
+
+/// A filter value as a number: a JSON number, or a string that is numeric.
+fn number_value(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64().filter(|n| n.is_finite()),
+        Value::String(s) => parse_number(s),
+        _ => None,
     }
 }
 
@@ -109,10 +239,29 @@ pub fn filter_in(
             .as_ref()
             .ok_or_else(|| invalid("value", format!("{} needs a value", f.op)))
     };
-    let sql = match f.op.as_str() {
+    // `null` means "not set".
+    let op = match (f.op.as_str(), &f.value) {
+        ("eq", Some(Value::Null)) => "is_not_set",
+        ("neq", Some(Value::Null)) => "is_set",
+        (op, _) => op,
+    };
+    let sql = match op {
+        "eq" | "neq" if value()?.is_number() => {
+            let number =
+                number_value(value()?).ok_or_else(|| invalid("value", "a finite number"))?;
+            let (number_expr, number_binds) = number_of(&expr, &binds);
+            binds = number_binds;
+            binds.push(Bind::Float(comparable(number)));
+            let equal = format!("ifNull({number_expr} = ?, 0)");
+            if op == "eq" {
+                equal
+            } else {
+                format!("{equal} = 0")
+            }
+        }
         "eq" | "neq" | "contains" | "not_contains" => {
             binds.push(Bind::Text(text_value(value()?)?));
-            match f.op.as_str() {
+            match op {
                 "eq" => format!("{expr} = ?"),
                 "neq" => format!("{expr} != ?"),
                 "contains" => format!("position({expr}, ?) > 0"),
@@ -126,32 +275,49 @@ pub fn filter_in(
                 .ok_or_else(|| {
                     invalid(
                         "value",
-                        format!("{} needs a list of 1..={MAX_IN_VALUES} values", f.op),
+                        format!("{op} needs a list of 1..={MAX_IN_VALUES} values"),
                     )
                 })?;
-            let texts = list.iter().map(text_value).collect::<Result<Vec<_>, _>>()?;
-            // The list's placeholder comes first in the text.
-            binds.insert(0, Bind::List(texts));
-            let negate = if f.op == "in" { "" } else { "NOT " };
-            format!("{negate}has(?, {expr})")
+            let negate = if op == "in" { "" } else { "NOT " };
+            if list.iter().all(Value::is_number) {
+                let numbers = list
+                    .iter()
+                    .map(|v| number_value(v).map(comparable))
+                    .collect::<Option<Vec<f64>>>()
+                    .ok_or_else(|| invalid("value", "finite numbers"))?;
+                let (number_expr, number_binds) = number_of(&expr, &binds);
+                binds = number_binds;
+                binds.insert(0, Bind::Floats(numbers));
+                format!("{negate}ifNull(has(?, {number_expr}), 0)")
+            } else {
+                let texts = list.iter().map(text_value).collect::<Result<Vec<_>, _>>()?;
+                // The list's placeholder comes first in the text.
+                binds.insert(0, Bind::List(texts));
+                format!("{negate}has(?, {expr})")
+            }
         }
         "gt" | "gte" | "lt" | "lte" => {
-            let number = value()?
-                .as_f64()
-                .filter(|n| n.is_finite())
-                .ok_or_else(|| invalid("value", format!("{} needs a finite number", f.op)))?;
+            let number = number_value(value()?).ok_or_else(|| {
+                invalid(
+                    "value",
+                    format!("{op} needs a finite number or a numeric string"),
+                )
+            })?;
+            let (number_expr, number_binds) = number_of(&expr, &binds);
+            binds = number_binds;
             binds.push(Bind::Float(comparable(number)));
-            let op = match f.op.as_str() {
+            let op = match op {
                 "gt" => ">",
                 "gte" => ">=",
                 "lt" => "<",
                 _ => "<=",
             };
-            format!("toFloat64OrZero({expr}) {op} ?")
+            format!("ifNull({number_expr} {op} ?, 0)")
         }
         "is_set" | "is_not_set" => {
-            let set = f.op == "is_set";
+            let set = op == "is_set";
             if is_property {
+                binds.truncate(1);
                 let negate = if set { "" } else { "NOT " };
                 format!("{negate}has(prop_keys, ?)")
             } else {
@@ -162,4 +328,100 @@ pub fn filter_in(
         other => return Err(invalid("op", format!("unknown operator {other:?}"))),
     };
     Ok((sql, binds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn built(property: &str, op: &str, value: Value) -> Result<(String, Vec<Bind>), Invalid> {
+        filter(&Filter {
+            property: property.into(),
+            op: op.into(),
+            value: Some(value),
+        })
+    }
+
+    #[test]
+    fn numbers_are_decimal_texts() {
+        for (text, want) in [
+            ("20", Some(20.0)),
+            ("20.00", Some(20.0)),
+            ("-3.5", Some(-3.5)),
+            ("1e-7", Some(1e-7)),
+            ("1E+3", Some(1000.0)),
+            ("1e400", None),
+            ("abc", None),
+            ("", None),
+            ("2.", None),
+            (".5", None),
+            ("+5", None),
+            (" 5", None),
+            ("0x10", None),
+            ("NaN", None),
+            ("inf", None),
+        ] {
+            assert_eq!(parse_number(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_compare_as_numbers_and_null_means_not_set() {
+        // A JSON number compares numerically (20 = "20.0" = "20.00"); a string compares text.
+        let (sql, binds) = built("price", "eq", json!(20)).unwrap();
+        assert!(sql.starts_with("ifNull(if(match("), "{sql}");
+        assert_eq!(binds.last(), Some(&Bind::Float(20.0)));
+        assert_eq!(
+            binds
+                .iter()
+                .filter(|b| **b == Bind::Text("price".into()))
+                .count(),
+            3
+        );
+        assert_eq!(sql.matches('?').count(), binds.len());
+        let (sql, _) = built("price", "eq", json!("20.00")).unwrap();
+        assert_eq!(sql, "prop_values[indexOf(prop_keys, ?)] = ?");
+        // Numeric strings are comparison values; other strings are refused.
+        let (_, binds) = built("price", "gt", json!("50")).unwrap();
+        assert_eq!(binds.last(), Some(&Bind::Float(50.0)));
+        assert!(built("price", "gt", json!("fifty")).is_err());
+        // null: not set.
+        let (sql, _) = built("coupon", "eq", Value::Null).unwrap();
+        assert_eq!(sql, "NOT has(prop_keys, ?)");
+        let (sql, _) = built("coupon", "neq", Value::Null).unwrap();
+        assert_eq!(sql, "has(prop_keys, ?)");
+        // A list of numbers is a numeric membership.
+        let (sql, binds) = built("price", "in", json!([20, 30.5])).unwrap();
+        assert!(sql.starts_with("ifNull(has(?, if(match("), "{sql}");
+        assert_eq!(binds[0], Bind::Floats(vec![20.0, 30.5]));
+    }
+
+    #[test]
+    fn names_resolve_by_namespace() {
+        let builtins = ["country", "region", "day"];
+        assert_eq!(resolved("region", &builtins), "$region");
+        assert_eq!(resolved("plan", &builtins), "properties.plan");
+        assert_eq!(
+            resolved("properties.region", &builtins),
+            "properties.region"
+        );
+        assert_eq!(resolved("$region", &builtins), "$region");
+        assert_eq!(
+            bare_builtins(&["region", "$country", "plan", "region", "day"], &builtins),
+            ["day", "region"]
+        );
+        // `$` always means the built-in field, `properties.` always the property.
+        assert_eq!(field("$country").unwrap(), ("country".to_owned(), vec![]));
+        let (expr, binds) = field("properties.country").unwrap();
+        assert_eq!(
+            (expr.as_str(), binds),
+            (
+                "prop_values[indexOf(prop_keys, ?)]",
+                vec![Bind::Text("country".into())]
+            )
+        );
+        let refused = field("$plan").unwrap_err();
+        assert!(refused.1.contains("$country"), "{refused:?}");
+    }
 }

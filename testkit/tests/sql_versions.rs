@@ -1,0 +1,194 @@
+//! Every golden statement of the query service (`query-service/tests/golden/`:
+//! ad-hoc, session metrics, funnels in both orders, retention) runs on both
+//! ClickHouse versions Tally supports: the local server (Debian's 18.16) and
+//! current ClickHouse (chdb-core 26.x, embedded, installed by `scripts/stack`
+//! into `~/.cache/tally/chdb-<version>`). Both get the same migrations and the
+//! same few rows, and a statement passes when it runs without an error: no
+//! syntax or function only one version knows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use tally_testkit::Isolation;
+
+fn support_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql_versions")
+}
+
+/// The Python of the pinned chdb-core install, or why it is not usable.
+fn chdb_python() -> Result<PathBuf, String> {
+    let requirements = std::fs::read_to_string(support_dir().join("requirements.txt"))
+        .map_err(|err| format!("reading requirements.txt: {err}"))?;
+    let version = requirements
+        .lines()
+        .find_map(|line| line.strip_prefix("chdb-core=="))
+        .ok_or("requirements.txt pins no chdb-core version")?
+        .trim();
+    let dir = tally_common::config::cache_dir().join(format!("chdb-{version}"));
+    let installed = std::fs::read_to_string(dir.join("requirements.txt")).unwrap_or_default();
+    let python = dir.join("bin/python");
+    if installed != requirements || !python.is_file() {
+        return Err(format!(
+            "chdb-core {version} is not installed as pinned in {} (run scripts/stack up)",
+            dir.display()
+        ));
+    }
+    Ok(python)
+}
+
+/// `value` as a ClickHouse literal (what the client's binder sends).
+fn literal(value: &Value) -> String {
+    match value {
+        Value::String(text) => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Number(n) => n.to_string(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(literal).collect();
+            format!("[{}]", items.join(", "))
+        }
+        other => panic!("no literal for {other}"),
+    }
+}
+
+/// The golden statements, their binds substituted: name → SQL.
+fn golden_statements() -> BTreeMap<String, String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../query-service/tests/golden");
+    let mut statements = BTreeMap::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let golden = std::fs::read_to_string(&path).unwrap();
+        let (text, binds) = golden.split_once("\n-- binds: ").unwrap();
+        let binds: Vec<Value> = serde_json::from_str(binds.trim()).unwrap();
+        let parts: Vec<&str> = text.split('?').collect();
+        assert_eq!(
+            parts.len(),
+            binds.len() + 1,
+            "{name}: placeholders and binds"
+        );
+        let mut sql = parts[0].to_owned();
+        for (bind, rest) in binds.iter().zip(&parts[1..]) {
+            sql.push_str(&literal(bind));
+            sql.push_str(rest);
+        }
+        statements.insert(name, sql);
+    }
+    assert!(
+        statements.len() >= 9,
+        "golden statements found: {statements:?}"
+    );
+    statements
+}
+
+/// A few rows in the golden statements' app and range (app-1, 2023-11-14 … 21).
+const ROWS: &[&str] = &[
+    "INSERT INTO events (app_id, event_date, timestamp, ts_ms, event_id, name, distinct_id, prop_keys, prop_values, country) \
+     VALUES ('app-1', '2023-11-15', 1700000000, 1700000000500, 'e1', 'signup', 'u1', ['plan', 'price', 'amount'], ['pro', '20.00', '12'], 'US'), \
+     ('app-1', '2023-11-15', 1700000100, 1700000100000, 'e2', 'purchase', 'u1', ['price', 'region'], ['35.5', 'north'], 'US'), \
+     ('app-1', '2023-11-16', 1700090000, 1700090000000, 'e3', 'page_view', 'u2', ['price'], ['free'], '')",
+    "INSERT INTO sessions (app_id, created_date, distinct_id, session_id, start_ms, end_ms, start, duration_ms, events, page_views, entry_page, version) \
+     VALUES ('app-1', '2023-11-15', 'u1', 's1', 1700000000500, 1700000100000, 1700000000, 99500, 2, 1, '/', 1)",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_statements_run_on_clickhouse_18_16_and_current() {
+    let statements = golden_statements();
+
+    // The local server (18.16), in a fresh migrated database.
+    let iso = Isolation::new(1).await;
+    let http = reqwest::Client::new();
+    let url = format!(
+        "{}/?database={}",
+        iso.clickhouse.url, iso.clickhouse.database
+    );
+    let run = |sql: String| {
+        let request = http.post(&url).body(sql);
+        async move {
+            let response = request.send().await.unwrap();
+            let ok = response.status().is_success();
+            (ok, response.text().await.unwrap())
+        }
+    };
+    for row in ROWS {
+        let (ok, text) = run((*row).to_owned()).await;
+        assert!(ok, "18.16 refused the rows: {text}");
+    }
+    let version = run("SELECT version()".into()).await.1;
+    let mut old = BTreeMap::new();
+    for (name, sql) in &statements {
+        let (ok, text) = run(format!("{sql} FORMAT JSONEachRow")).await;
+        old.insert(name.clone(), (!ok).then_some(text));
+    }
+    iso.cleanup().await;
+
+    // Current ClickHouse, embedded.
+    let python = chdb_python().unwrap_or_else(|why| panic!("{why}"));
+    let migrations: Vec<&str> = tally_schemas::migrations::CLICKHOUSE
+        .iter()
+        .map(|m| m.sql)
+        .chain(ROWS.iter().copied())
+        .collect();
+    let request = json!({
+        "migrations": migrations,
+        "statements": statements.iter().map(|(name, sql)| json!({"name": name, "sql": sql})).collect::<Vec<_>>(),
+    });
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(python)
+            .arg(support_dir().join("run.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(request.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "chdb run failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let current = answer["version"].as_str().unwrap_or_default().to_owned();
+    println!(
+        "ClickHouse {} and {current}: {} statements",
+        version.trim(),
+        statements.len()
+    );
+    assert!(
+        version.starts_with("18.16"),
+        "the local server is {version}"
+    );
+    assert!(
+        current
+            .split('.')
+            .next()
+            .and_then(|major| major.parse::<u32>().ok())
+            >= Some(24),
+        "chdb is {current}"
+    );
+    let mut failures = Vec::new();
+    for name in statements.keys() {
+        if let Some(Some(error)) = old.get(name) {
+            failures.push(format!("{name} on 18.16: {error}"));
+        }
+        if let Some(error) = answer["results"][name].as_str() {
+            failures.push(format!("{name} on {current}: {error}"));
+        }
+        assert!(
+            answer["results"].get(name).is_some(),
+            "{name} not run on chdb"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
