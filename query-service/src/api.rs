@@ -12,11 +12,12 @@
 use crate::adhoc::{self, AdhocRequest};
 use crate::answer::{cached_rows, name_columns, respond, to_bytes, Row};
 use crate::auth::ReadAccess;
+use crate::fields::{with_fields, Fields};
 use crate::funnel::{self, FunnelRequest};
 use crate::range::{count_range, resolve_range, CountParams};
 use crate::retention::{self, RetentionRequest};
 use crate::session_metrics;
-use crate::sql::{bare_builtins, bucket_names, resolved, Invalid, Sql, BUILTIN};
+use crate::sql::{bucket_names, Invalid, Sql};
 use crate::{AppState, Config, QueryError};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -118,70 +119,6 @@ pub struct Ran<'a> {
     pub range: (i64, i64),
     /// The statement whose rows are shaped.
     pub sql: &'a Sql,
-}
-
-/// The field names of a request (filters, dimensions, breakdowns, metric
-/// properties), the built-in names bare ones may mean, and whether properties
-/// are allowed at all (session queries: no).
-#[derive(Debug, Default)]
-pub struct Fields<'a> {
-    /// Names as the request wrote them.
-    pub names: Vec<&'a str>,
-    /// Built-in fields a bare name may mean.
-    pub builtins: Vec<&'static str>,
-    /// Whether names may be properties.
-    pub properties: bool,
-}
-
-impl Fields<'_> {
-    /// Refuses a bare name that is both a built-in field and a property of the
-    /// app (one small read of `property_keys`, only when a bare built-in name is used).
-    async fn check(&self, state: &AppState, app_id: &str) -> Result<(), QueryError> {
-        if !self.properties {
-            return Ok(());
-        }
-        let bare = bare_builtins(&self.names, &self.builtins);
-        if bare.is_empty() {
-            return Ok(());
-        }
-        let clashes = state.events.property_names_among(app_id, &bare).await?;
-        match clashes.into_iter().next() {
-            Some(name) => Err(QueryError::AmbiguousField(name)),
-            None => Ok(()),
-        }
-    }
-
-    /// `"fields": {name: resolved}` as JSON text (`{}` when none).
-    fn resolved_json(&self) -> String {
-        let map: std::collections::BTreeMap<&str, String> = self
-            .names
-            .iter()
-            .map(|name| {
-                let resolved = if self.properties {
-                    resolved(name, &self.builtins)
-                } else {
-                    format!("{BUILTIN}{}", name.trim_start_matches(BUILTIN))
-                };
-                (*name, resolved)
-            })
-            .collect();
-        serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
-    }
-}
-
-/// `answer` with `"fields": …` added as its first member (answers are JSON objects).
-fn with_fields(answer: &Bytes, fields: &str) -> Bytes {
-    match answer.strip_prefix(b"{") {
-        Some(rest) if rest.first().is_some_and(|b| *b != b'}') => {
-            let mut out = Vec::with_capacity(answer.len() + fields.len() + 12);
-            out.extend_from_slice(b"{\"fields\":");
-            out.extend_from_slice(fields.as_bytes());
-            out.push(b',');
-            out.extend_from_slice(rest);
-            Bytes::from(out)
-        }
-        _ => answer.clone(),
-    }
 }
 
 /// A JSON-bodied endpoint answered by one statement through the answer cache.

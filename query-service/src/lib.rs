@@ -13,6 +13,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod fields;
 pub mod funnel;
 pub mod funnel_order;
 pub mod live;

@@ -11,12 +11,13 @@
 //! nothing else of the crate.
 
 mod filter;
+mod number;
 
 pub use filter::{
-    ambiguous, bare_builtins, comparable, field, field_in, filter, filter_in, number_of,
-    parse_number, resolved, Filter, Segment, BUILTIN, COLUMNS, MIN_FILTER_MAGNITUDE,
-    NUMBER_PATTERN, PROPERTY,
+    bare_builtins, field, field_in, filter, filter_in, resolved, Filter, Segment, BUILTIN, COLUMNS,
+    PROPERTY,
 };
+pub use number::{comparable, number_of, parse_number, MIN_FILTER_MAGNITUDE, NUMBER_PATTERN};
 
 /// Most dimensions in `group_by`.
 pub const MAX_GROUP_BY: usize = 3;
