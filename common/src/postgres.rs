@@ -152,6 +152,33 @@ pub async fn create_app(
     Ok(rows == 1)
 }
 
+/// Sets the time zone of `app_id` (an IANA name, checked by the caller);
+/// returns whether the app exists.
+pub async fn set_time_zone(
+    client: &Client,
+    app_id: &str,
+    time_zone: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let rows = client
+        .execute(
+            "UPDATE apps SET time_zone = $2 WHERE app_id = $1",
+            &[&app_id, &time_zone],
+        )
+        .await?;
+    Ok(rows == 1)
+}
+
+/// The time zone of `app_id`, if the app exists.
+pub async fn time_zone(
+    client: &Client,
+    app_id: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT time_zone FROM apps WHERE app_id = $1", &[&app_id])
+        .await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
 /// Creates a key of `kind` for `app_id` and returns it (the only time it is visible).
 pub async fn create_key(
     client: &Client,

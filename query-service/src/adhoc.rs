@@ -71,6 +71,9 @@ pub struct AdhocRequest {
     /// Most rows (default 100, at most [`MAX_ROWS`]).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Time zone of day, week and month buckets (an IANA name; default: the app's).
+    #[serde(default)]
+    pub tz: Option<String>,
     /// Answer from this share of users (0 < s ≤ 1, 4 decimals): users are
     /// chosen by a hash of their id, so each is in or out as a whole; counts
     /// are scaled back by 1/s and become estimates (`"sampled"` in the answer).
@@ -142,6 +145,13 @@ impl AdhocRequest {
         Ok(metrics)
     }
 
+    /// The time zone of the request's calendar periods (UTC unless set).
+    pub fn time_zone(&self) -> &str {
+        self.tz
+            .as_deref()
+            .unwrap_or(tally_schemas::time_zone::DEFAULT_TIME_ZONE)
+    }
+
     /// What every statement of this request filters on besides app and range.
     pub fn scope(&self) -> Scope<'_> {
         Scope {
@@ -153,9 +163,9 @@ impl AdhocRequest {
     }
 }
 
-fn dimension(name: &str) -> Result<(String, Vec<Bind>), Invalid> {
-    if let Some(expr) = time_bucket(name, "timestamp") {
-        return Ok((expr, Vec::new()));
+fn dimension(name: &str, tz: &str) -> Result<(String, Vec<Bind>), Invalid> {
+    if let Some(bucket) = time_bucket(name, "timestamp", tz) {
+        return Ok(bucket);
     }
     field(name).map_err(|_| invalid("group_by", format!("unknown dimension {name:?}")))
 }
@@ -192,7 +202,7 @@ pub fn build(
         max_groups: None,
     };
     for (i, dim) in dims.iter().enumerate() {
-        let (expr, b) = dimension(dim)?;
+        let (expr, b) = dimension(dim, request.time_zone())?;
         select.push(format!("{expr} AS d{i}"));
         binds.extend(b);
         sql.dimensions.push((*dim).to_owned());
@@ -256,6 +266,11 @@ pub fn examples() -> Vec<(&'static str, Value)> {
                                {"property": "coupon", "op": "eq", "value": null},
                                {"property": "$browser", "op": "neq", "value": null}],
                    "range": "7d"}),
+        ),
+        (
+            "weeks_and_months_in_new_york",
+            json!({"metrics": ["events", "unique_users"], "group_by": ["week", "$month", "hour"],
+                   "tz": "America/New_York", "range": "90d"}),
         ),
         (
             "segment_with_bots",

@@ -12,9 +12,9 @@
 use crate::adhoc::{self, AdhocRequest};
 use crate::answer::{cached_rows, name_columns, respond, to_bytes, Row};
 use crate::auth::ReadAccess;
-use crate::fields::{with_fields, Fields};
+use crate::fields::{with_members, Fields};
 use crate::funnel::{self, FunnelRequest};
-use crate::range::{count_range, resolve_range, CountParams};
+use crate::range::{count_range, resolve_range, time_zone, CountParams};
 use crate::retention::{self, RetentionRequest};
 use crate::session_metrics;
 use crate::sql::{bucket_names, Invalid, Sql};
@@ -133,6 +133,11 @@ pub trait Statement: DeserializeOwned {
     fn fields(&self) -> Fields<'_> {
         Fields::default()
     }
+    /// The request's `tz`, for requests with calendar periods (the endpoint
+    /// sets the zone it answers in: the request's, else the app's).
+    fn time_zone_slot(&mut self) -> Option<&mut Option<String>> {
+        None
+    }
     /// The statement over `range` of `app_id`.
     fn build(
         &self,
@@ -168,8 +173,16 @@ async fn answer<T: Statement>(
     body: &[u8],
 ) -> Result<(Arc<Bytes>, bool), QueryError> {
     let ReadAccess { app_id } = access?;
-    let request: T = serde_json::from_slice(body)
+    let mut request: T = serde_json::from_slice(body)
         .map_err(|err| QueryError::InvalidQuery("body", err.to_string()))?;
+    let zone = match request.time_zone_slot() {
+        Some(slot) => {
+            let zone = time_zone(state, &app_id, slot.as_deref()).await?;
+            *slot = Some(zone.clone());
+            Some(zone)
+        }
+        None => None,
+    };
     let range = resolve_range(
         request.range(),
         state.clock.now_ms(),
@@ -187,12 +200,20 @@ async fn answer<T: Statement>(
         request.shape(ran, plan, rows, query_time_ms)
     })
     .await?;
-    if fields.names.is_empty() {
+    // Not part of the cached answer: two requests may reach one statement by
+    // different names (`country`, `$country`) or zones (a statement without
+    // calendar periods is the same in every zone).
+    let mut members = Vec::new();
+    if let Some(zone) = zone {
+        members.push(("time_zone", Value::from(zone).to_string()));
+    }
+    if !fields.names.is_empty() {
+        members.push(("fields", fields.resolved_json()));
+    }
+    if members.is_empty() {
         return Ok((answer, hit));
     }
-    // Not part of the cached answer: two requests may reach one statement by
-    // different names (`country`, `$country`).
-    Ok((Arc::new(with_fields(&answer, &fields.resolved_json())), hit))
+    Ok((Arc::new(with_members(&answer, &members)), hit))
 }
 
 impl Statement for AdhocRequest {
@@ -201,6 +222,10 @@ impl Statement for AdhocRequest {
 
     fn range(&self) -> &Value {
         &self.range
+    }
+
+    fn time_zone_slot(&mut self) -> Option<&mut Option<String>> {
+        Some(&mut self.tz)
     }
 
     fn fields(&self) -> Fields<'_> {
@@ -341,6 +366,10 @@ impl Statement for RetentionRequest {
 
     fn range(&self) -> &Value {
         &self.range
+    }
+
+    fn time_zone_slot(&mut self) -> Option<&mut Option<String>> {
+        Some(&mut self.tz)
     }
 
     fn build(

@@ -61,17 +61,49 @@ impl Fields<'_> {
     }
 }
 
-/// `answer` with `"fields": …` added as its first member (answers are JSON objects).
-pub fn with_fields(answer: &Bytes, fields: &str) -> Bytes {
+/// `answer` with `members` (name, JSON text) added first (answers are
+/// non-empty JSON objects; anything else is returned as it is).
+pub fn with_members(answer: &Bytes, members: &[(&str, String)]) -> Bytes {
     match answer.strip_prefix(b"{") {
-        Some(rest) if rest.first().is_some_and(|b| *b != b'}') => {
-            let mut out = Vec::with_capacity(answer.len() + fields.len() + 12);
-            out.extend_from_slice(b"{\"fields\":");
-            out.extend_from_slice(fields.as_bytes());
-            out.push(b',');
+        Some(rest) if rest.first().is_some_and(|b| *b != b'}') && !members.is_empty() => {
+            let mut out = Vec::with_capacity(answer.len() + 64);
+            out.push(b'{');
+            for (name, json) in members {
+                out.extend_from_slice(serde_json::Value::from(*name).to_string().as_bytes());
+                out.push(b':');
+                out.extend_from_slice(json.as_bytes());
+                out.push(b',');
+            }
             out.extend_from_slice(rest);
             Bytes::from(out)
         }
         _ => answer.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_go_first_and_keep_the_json_valid() {
+        let answer = Bytes::from_static(br#"{"app_id":"a","results":[]}"#);
+        let out = with_members(
+            &answer,
+            &[
+                ("fields", r#"{"x":"$x"}"#.into()),
+                ("time_zone", "\"UTC\"".into()),
+            ],
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["fields"]["x"], "$x");
+        assert_eq!(
+            (value["time_zone"].as_str(), value["app_id"].as_str()),
+            (Some("UTC"), Some("a"))
+        );
+        assert_eq!(
+            with_members(&Bytes::from_static(b"{}"), &[("a", "1".into())]),
+            Bytes::from_static(b"{}")
+        );
     }
 }

@@ -60,6 +60,8 @@ pub struct AppState {
     pub saved: saved::SavedStore,
     /// Serialized `/query` answers, shared by identical queries.
     pub query_cache: cache::Cache<axum::body::Bytes>,
+    /// Apps' time zones (PostgreSQL), for 30 s.
+    pub zones: cache::Cache<String>,
     /// Limits.
     pub config: Config,
 }
@@ -85,6 +87,7 @@ pub async fn run(
         keys,
         live_cache: cache::Cache::new(config.live_cache, 10_000, clock.clone()),
         query_cache: cache::Cache::new(config.query_cache, 10_000, clock.clone()),
+        zones: cache::Cache::new(std::time::Duration::from_secs(30), 10_000, clock.clone()),
         saved: saved::SavedStore::new(config.postgres.clone()),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),

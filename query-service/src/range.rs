@@ -118,6 +118,29 @@ pub fn resolve_range(
     Ok((from, to))
 }
 
+/// The time zone a request is answered in: `requested` (an IANA name, else 400
+/// `invalid_query`), or the app's setting (PostgreSQL, cached briefly).
+pub async fn time_zone(
+    state: &crate::AppState,
+    app_id: &str,
+    requested: Option<&str>,
+) -> Result<String, QueryError> {
+    if let Some(zone) = requested {
+        if !tally_schemas::time_zone::valid_time_zone(zone) {
+            return Err(QueryError::InvalidQuery(
+                "tz",
+                format!("{zone:?} is not a time zone: an IANA name such as Europe/Berlin or UTC"),
+            ));
+        }
+        return Ok(zone.to_owned());
+    }
+    let (zone, _) = state
+        .zones
+        .get_or_compute(app_id, || state.saved.app_time_zone(app_id))
+        .await?;
+    Ok(zone.as_ref().clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,8 @@
 //! `devices`, `browsers` — page views and visitors per group, top first.
 //! Query: `range` (`7d`, `24h`; hour-aligned, ending with the current hour),
 //! `granularity` (`hour`|`day`, for `pages_over_time`), `limit` (≤ 1000),
-//! `include_bots`, and `source` (`auto`|`raw`|`rollup`, for comparisons).
+//! `include_bots`, `tz` (the time zone of hours and days; default: the app's),
+//! and `source` (`auto`|`raw`|`rollup`, for comparisons).
 //!
 //! `auto` answers from the hourly rollup (`rollup_pages_hourly`, migration
 //! 0004) when the range begins at least a day after the rollup started
@@ -11,11 +12,13 @@
 //! numbers (count and exact uniques, merged from aggregate states in the
 //! rollup), which `testkit/tests/reports.rs` checks. The rollup trails the
 //! raw rows by the length of one insert: ClickHouse makes an insert's rows
-//! visible in `events` before the view has written its block.
+//! visible in `events` before the view has written its block. The rollup's
+//! hours are UTC hours, which are not whole hours of every zone (+05:30), so
+//! `pages_over_time` in another zone than UTC is answered from raw rows.
 
 use crate::answer::{cached_rows, name_columns, respond, to_bytes};
 use crate::auth::ReadAccess;
-use crate::sql::{app_and_range, invalid, split_unit, Bind, Invalid, Sql};
+use crate::sql::{app_and_range, invalid, local_time_with_offset, split_unit, Bind, Invalid, Sql};
 use crate::{AppState, QueryError};
 use axum::extract::State;
 use std::sync::Arc;
@@ -56,16 +59,23 @@ fn dimensions(
         "devices" => vec![column("device_type")],
         "browsers" => vec![column("browser")],
         "pages_over_time" => {
+            // Zoned like /query's buckets (the zone is each `?`).
             let (raw, rollup) = match granularity {
-                "hour" => ("toString(toStartOfHour(timestamp))", "toString(hour)"),
-                "day" => ("toString(toDate(timestamp))", "toString(toDate(hour))"),
+                "hour" => (
+                    local_time_with_offset("toStartOfHour(timestamp, ?)", "").0,
+                    local_time_with_offset("toStartOfHour(hour, ?)", "").0,
+                ),
+                "day" => (
+                    "toString(toDate(timestamp, ?))".to_owned(),
+                    "toString(toDate(hour, ?))".to_owned(),
+                ),
                 _ => return Err(invalid("granularity", "hour or day")),
             };
             vec![
                 (
                     if granularity == "hour" { "hour" } else { "day" },
-                    raw.to_owned(),
-                    rollup.to_owned(),
+                    raw,
+                    rollup,
                 ),
                 column("url_path"),
             ]
@@ -103,10 +113,16 @@ pub fn rollup_covers(since_ms: Option<i64>, from_ms: i64) -> bool {
     since_ms.is_some_and(|since| from_ms >= since + 24 * HOUR_MS)
 }
 
-/// The statement of `report` over `[from_ms, to_ms)` (hour-aligned) from `source`.
+/// Whether the rollup can answer `report` in zone `tz` (its hours are UTC hours).
+pub fn rollup_answers(report: &str, tz: &str) -> bool {
+    report != "pages_over_time" || tz == "UTC"
+}
+
+/// The statement of `report` over `[from_ms, to_ms)` (hour-aligned) from
+/// `source`, hours and days in zone `tz`.
 pub fn build(
     app_id: &str,
-    (report, granularity): (&str, &str),
+    (report, granularity, tz): (&str, &str, &str),
     (from_ms, to_ms): (i64, i64),
     (limit, include_bots): (usize, bool),
     source: Source,
@@ -114,7 +130,19 @@ pub fn build(
     if !(1..=1_000).contains(&limit) {
         return Err(invalid("limit", "1..=1000"));
     }
+    if source == Source::Rollup && !rollup_answers(report, tz) {
+        return Err(invalid(
+            "source",
+            "the rollup answers pages_over_time in UTC only",
+        ));
+    }
     let dims = dimensions(report, granularity)?;
+    // The dimensions' zones come first in the text.
+    let zones: Vec<Bind> = dims
+        .iter()
+        .map(|(_, raw, rollup)| if source == Source::Raw { raw } else { rollup })
+        .flat_map(|expr| vec![Bind::Text(tz.to_owned()); expr.matches('?').count()])
+        .collect();
     let mut select: Vec<String> = dims
         .iter()
         .enumerate()
@@ -123,7 +151,7 @@ pub fn build(
             format!("{expr} AS d{i}")
         })
         .collect();
-    let (table, metrics, mut conditions, binds) = match source {
+    let (table, metrics, mut conditions, guard) = match source {
         Source::Raw => {
             let (mut conditions, binds) = app_and_range(app_id, (from_ms, to_ms));
             conditions.push("name = 'page_view'".to_owned());
@@ -170,7 +198,7 @@ pub fn build(
     );
     Ok(Sql {
         text,
-        binds,
+        binds: zones.into_iter().chain(guard).collect(),
         dimensions: dims.iter().map(|(name, ..)| (*name).to_owned()).collect(),
         metrics: vec!["page_views".into(), "visitors".into()],
         max_groups: None,
@@ -190,6 +218,8 @@ pub struct ReportParams {
     pub include_bots: Option<bool>,
     /// `auto` (default), `raw` or `rollup`.
     pub source: Option<String>,
+    /// Time zone of hours and days (an IANA name; default: the app's).
+    pub tz: Option<String>,
 }
 
 /// `GET /api/v1/analytics/{app_id}/reports/{report}`.
@@ -215,11 +245,14 @@ async fn report_inner(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
+    let zone = crate::range::time_zone(state, &app_id, params.tz.as_deref()).await?;
     let source = match params.source.as_deref().unwrap_or("auto") {
         "raw" => Source::Raw,
         "rollup" => Source::Rollup,
         "auto" => {
-            if rollup_covers(state.events.rollup_since().await?, range.0) {
+            if rollup_answers(report, &zone)
+                && rollup_covers(state.events.rollup_since().await?, range.0)
+            {
                 Source::Rollup
             } else {
                 Source::Raw
@@ -230,8 +263,14 @@ async fn report_inner(
     let granularity = params.granularity.as_deref().unwrap_or("day");
     let limit = params.limit.unwrap_or(10);
     let options = (limit, params.include_bots.unwrap_or(false));
-    let sql = build(&app_id, (report, granularity), range, options, source)?;
-    cached_rows(state, "report", &app_id, &sql, |rows, query_time_ms| {
+    let sql = build(
+        &app_id,
+        (report, granularity, &zone),
+        range,
+        options,
+        source,
+    )?;
+    let (answer, hit) = cached_rows(state, "report", &app_id, &sql, |rows, query_time_ms| {
         let truncated = rows.len() > limit;
         let results: Vec<_> = rows
             .into_iter()
@@ -245,7 +284,11 @@ async fn report_inner(
         });
         to_bytes(&answer)
     })
-    .await
+    .await?;
+    // Outside the cache: a report without hours or days is one statement in every zone.
+    let zone = serde_json::Value::from(zone).to_string();
+    let answer = crate::fields::with_members(&answer, &[("time_zone", zone)]);
+    Ok((Arc::new(answer), hit))
 }
 
 #[cfg(test)]
@@ -276,10 +319,17 @@ mod tests {
             "devices",
             "browsers",
         ] {
-            let raw = build("a", (report, "day"), (0, HOUR_MS), (10, false), Source::Raw).unwrap();
+            let raw = build(
+                "a",
+                (report, "day", "UTC"),
+                (0, HOUR_MS),
+                (10, false),
+                Source::Raw,
+            )
+            .unwrap();
             let rollup = build(
                 "a",
-                (report, "day"),
+                (report, "day", "UTC"),
                 (0, HOUR_MS),
                 (10, false),
                 Source::Rollup,
@@ -291,15 +341,21 @@ mod tests {
             assert!(rollup.text.contains("FROM rollup_pages_hourly"));
         }
         assert_eq!(
-            build("a", ("revenue", "day"), (0, 1), (10, false), Source::Raw)
-                .unwrap_err()
-                .0,
+            build(
+                "a",
+                ("revenue", "day", "UTC"),
+                (0, 1),
+                (10, false),
+                Source::Raw
+            )
+            .unwrap_err()
+            .0,
             "report"
         );
         assert_eq!(
             build(
                 "a",
-                ("pages_over_time", "week"),
+                ("pages_over_time", "week", "UTC"),
                 (0, 1),
                 (10, false),
                 Source::Raw
@@ -308,5 +364,11 @@ mod tests {
             .0,
             "granularity"
         );
+        // The rollup's hours are UTC hours: another zone's days come from raw rows.
+        let over_time = ("pages_over_time", "day", "Asia/Kolkata");
+        assert!(build("a", over_time, (0, 1), (10, false), Source::Rollup).is_err());
+        let raw = build("a", over_time, (0, 1), (10, false), Source::Raw).unwrap();
+        assert_eq!(raw.binds[0], Bind::Text("Asia/Kolkata".into()));
+        assert!(rollup_answers("pages", "Asia/Kolkata"));
     }
 }

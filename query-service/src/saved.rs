@@ -133,6 +133,17 @@ fn saved(row: &tokio_postgres::Row) -> Saved {
 }
 
 impl SavedStore {
+    /// The time zone of `app_id` (UTC for an app without a row).
+    pub async fn app_time_zone(&self, app_id: &str) -> Result<String, QueryError> {
+        let app_id = app_id.to_owned();
+        let zone = self
+            .with(move |client| {
+                Box::pin(async move { tally_common::postgres::time_zone(client, &app_id).await })
+            })
+            .await?;
+        Ok(zone.unwrap_or_else(|| tally_schemas::time_zone::DEFAULT_TIME_ZONE.to_owned()))
+    }
+
     /// A store on `config` (connects lazily).
     pub fn new(config: PostgresConfig) -> Self {
         SavedStore {

@@ -53,6 +53,7 @@ pub fn build(
         ));
     }
     let mut select = Vec::new();
+    let mut dim_binds = Vec::new();
     let mut sql = Sql {
         text: String::new(),
         binds: Vec::new(),
@@ -61,10 +62,10 @@ pub fn build(
         max_groups: None,
     };
     for (i, dim) in dims.iter().enumerate() {
-        let expr = match time_bucket(dim, "start") {
-            Some(expr) => expr,
+        let (expr, b) = match time_bucket(dim, "start", request.time_zone()) {
+            Some(bucket) => bucket,
             None if SESSION_COLUMNS.contains(&dim.strip_prefix('$').unwrap_or(dim)) => {
-                dim.strip_prefix('$').unwrap_or(dim).to_owned()
+                (dim.strip_prefix('$').unwrap_or(dim).to_owned(), Vec::new())
             }
             None => {
                 return Err(invalid(
@@ -73,6 +74,7 @@ pub fn build(
                 ))
             }
         };
+        dim_binds.extend(b);
         select.push(format!("{expr} AS d{i}"));
         sql.dimensions.push((*dim).to_owned());
     }
@@ -97,11 +99,13 @@ pub fn build(
         "start_ms >= ?".to_owned(),
         "start_ms < ?".to_owned(),
     ];
-    let mut binds = vec![
+    // The dimensions' binds (time zones) come first in the text.
+    let mut binds = dim_binds;
+    binds.extend([
         Bind::Text(app_id.to_owned()),
         Bind::Int(from_ms),
         Bind::Int(to_ms),
-    ];
+    ]);
     request_conditions(
         request.scope(),
         (app_id, (from_ms, to_ms)),

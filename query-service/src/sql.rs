@@ -83,13 +83,42 @@ pub fn bucket_names() -> impl Iterator<Item = &'static str> {
     BUCKETS.iter().map(|(name, _)| *name)
 }
 
-/// The expression of time bucket `name` (bare or `$`-prefixed) over `column`, if `name` is one.
-pub fn time_bucket(name: &str, column: &str) -> Option<String> {
+/// The expression of time bucket `name` (bare or `$`-prefixed) over `column`
+/// in the calendar of time zone `tz` (a valid IANA name, bound), if `name` is
+/// one: a date (`2026-03-08`) for days, weeks (their Monday) and months (their
+/// first day); for minutes and hours the local start with its UTC offset
+/// (`2026-11-01T01:00:00-04:00`), since a clock change repeats an hour.
+pub fn time_bucket(name: &str, column: &str, tz: &str) -> Option<(String, Vec<Bind>)> {
     let name = name.strip_prefix(BUILTIN).unwrap_or(name);
-    BUCKETS
-        .iter()
-        .find(|(bucket, _)| *bucket == name)
-        .map(|(_, func)| format!("toString({func}({column}))"))
+    let (bucket, func) = BUCKETS.iter().find(|(bucket, _)| *bucket == name)?;
+    let start = format!("{func}({column}, ?)");
+    Some(if matches!(*bucket, "minute" | "hour") {
+        local_time_with_offset(&start, tz)
+    } else {
+        (
+            format!("toString({start})"),
+            vec![Bind::Text(tz.to_owned())],
+        )
+    })
+}
+
+/// `2026-11-01T01:00:00-04:00` of a zoned DateTime expression `t` (whose one
+/// placeholder is the zone `tz`). The offset is the local wall time read as
+/// UTC minus the instant (valid on 18.16, which has no offset function).
+/// ClickHouse groups by the instant (it takes `toString` as injective), so
+/// the two 01:00 hours of an autumn clock change stay two rows; the offset
+/// tells them apart.
+pub fn local_time_with_offset(t: &str, tz: &str) -> (String, Vec<Bind>) {
+    let offset =
+        format!("(toUnixTimestamp(toDateTime(toString({t}), 'UTC')) - toUnixTimestamp({t}))");
+    let two = |n: &str| format!("substring(toString(100 + {n}), 2, 2)");
+    let text = format!(
+        "concat(replaceOne(toString({t}), ' ', 'T'), if({offset} < 0, '-', '+'), {}, ':', {})",
+        two(&format!("intDiv(abs({offset}), 3600)")),
+        two(&format!("intDiv(abs({offset}) % 3600, 60)")),
+    );
+    let uses = text.matches('?').count();
+    (text, vec![Bind::Text(tz.to_owned()); uses])
 }
 
 /// The app guard and the time range: conditions and their binds (first in

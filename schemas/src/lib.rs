@@ -25,6 +25,7 @@ pub mod migrations;
 pub mod row;
 pub mod session;
 pub mod sketch;
+pub mod time_zone;
 
 pub use dead_letter::DeadLetter;
 pub use envelope::{DecodeError, Enrichment, Envelope};

@@ -27,6 +27,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "saved",
         sql: include_str!("../migrations/postgres/0002_saved.sql"),
     },
+    Migration {
+        version: 3,
+        name: "app_time_zone",
+        sql: include_str!("../migrations/postgres/0003_app_time_zone.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! tally-admin migrate [--url URL] [--database DB]      apply ClickHouse and PostgreSQL migrations
-//! tally-admin apps create APP_ID [--name NAME]         create an app with a write and a read key
+//! tally-admin apps create APP_ID [--name NAME] [--time-zone TZ]
+//!                                                      create an app with a write and a read key
+//! tally-admin apps time-zone APP_ID TZ                 set the app's time zone (IANA name)
 //! tally-admin keys create --app APP_ID --kind write|read
 //! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
 //! tally-admin topics  [--brokers B] --require T:N ...  create topics T with N partitions
@@ -20,6 +22,17 @@ fn flag(args: &[String], name: &str) -> Vec<String> {
         .filter(|pair| pair[0] == name)
         .map(|pair| pair[1].clone())
         .collect()
+}
+
+/// Refuses a time zone the query service would refuse.
+fn check_time_zone(zone: &str) -> Result<(), String> {
+    if tally_schemas::time_zone::valid_time_zone(zone) {
+        Ok(())
+    } else {
+        Err(format!(
+            "time zone {zone:?}: an IANA name such as Europe/Berlin or UTC"
+        ))
+    }
 }
 
 async fn pg() -> Result<tokio_postgres::Client, String> {
@@ -54,6 +67,24 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             println!("postgresql: {} migration(s) applied", applied.len());
             Ok(())
         }
+        Some("apps") if args.get(1).map(String::as_str) == Some("time-zone") => {
+            let (Some(app_id), Some(zone)) = (args.get(2), args.get(3)) else {
+                return Err("apps time-zone APP_ID TZ".into());
+            };
+            check_time_zone(zone)?;
+            let client = pg().await?;
+            postgres::migrate(&client)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !postgres::set_time_zone(&client, app_id, zone)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("no app {app_id}"));
+            }
+            println!("app {app_id}: time zone {zone}");
+            Ok(())
+        }
         Some("apps") if args.get(1).map(String::as_str) == Some("create") => {
             let app_id = args.get(2).ok_or("apps create APP_ID")?;
             if !tally_schemas::ids::valid_app_id(app_id) {
@@ -64,6 +95,10 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             let name = flag(&args, "--name")
                 .pop()
                 .unwrap_or_else(|| app_id.clone());
+            let zone = flag(&args, "--time-zone").pop();
+            if let Some(zone) = &zone {
+                check_time_zone(zone)?;
+            }
             let client = pg().await?;
             postgres::migrate(&client)
                 .await
@@ -73,6 +108,11 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 .map_err(|e| e.to_string())?
             {
                 return Err(format!("app {app_id} already exists"));
+            }
+            if let Some(zone) = &zone {
+                postgres::set_time_zone(&client, app_id, zone)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
             let write = postgres::create_key(&client, app_id, KeyKind::Write)
                 .await
@@ -134,7 +174,7 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         _ => Err(
-            "usage: tally-admin migrate|topics|apps create|keys create|keys revoke [options]"
+            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke [options]"
                 .into(),
         ),
     }

@@ -1,2 +1,2 @@
-SELECT toString(toDate(start)) AS d0, entry_page AS d1, toFloat64(count()) AS m0, if(countIf(page_views >= 1) = 0, NULL, countIf(page_views = 1) / countIf(page_views >= 1)) AS m1, avg(duration_ms) / 1000 AS m2 FROM sessions FINAL WHERE app_id = ? AND dropped = 0 AND start_ms >= ? AND start_ms < ? AND is_bot = 0 AND country != ? GROUP BY d0, d1 ORDER BY m0 DESC LIMIT 101
--- binds: ["app-1",1700000000000,1700604800000,"XX"]
+SELECT toString(toDate(start, ?)) AS d0, entry_page AS d1, toFloat64(count()) AS m0, if(countIf(page_views >= 1) = 0, NULL, countIf(page_views = 1) / countIf(page_views >= 1)) AS m1, avg(duration_ms) / 1000 AS m2 FROM sessions FINAL WHERE app_id = ? AND dropped = 0 AND start_ms >= ? AND start_ms < ? AND is_bot = 0 AND country != ? GROUP BY d0, d1 ORDER BY m0 DESC LIMIT 101
+-- binds: ["UTC","app-1",1700000000000,1700604800000,"XX"]

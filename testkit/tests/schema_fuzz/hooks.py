@@ -8,7 +8,8 @@ fields, and the document states them in its descriptions:
   `/count` without `to` ends now, so a lone `from` is in the last 731 days;
 * `/live`'s `from_event` and `to_event` go together;
 * a saved definition is a funnel under `/funnels` and a dashboard under
-  `/dashboards`.
+  `/dashboards`;
+* a `tz` is an IANA time zone name (the document gives its form, not the list).
 
 And GET/PUT of a saved item use the items the test saved
 (`TALLY_FUZZ_SAVED_IDS`), so they reach the database.
@@ -89,6 +90,26 @@ def _fix_ranges(value):
             _fix_ranges(inner)
 
 
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
+
+
+def _zone(value):
+    """A real zone in place of a generated name (the same one for the same name)."""
+    return ZONES[sum(map(ord, str(value))) % len(ZONES)]
+
+
+def _fix_zones(value):
+    """Every `tz` inside a body (also in saved definitions)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("tz"), str):
+            value["tz"] = _zone(value["tz"])
+        for inner in value.values():
+            _fix_zones(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _fix_zones(inner)
+
+
 def _saved_ids():
     """`TALLY_FUZZ_SAVED_IDS`, e.g. `dashboards=3,funnels=4`, as a dict."""
     pairs = (item.split("=", 1) for item in os.environ.get("TALLY_FUZZ_SAVED_IDS", "").split(",") if "=" in item)
@@ -131,6 +152,9 @@ def map_case(context, case):
         kind = case.path_parameters.get("kind")
         if kind in saved:
             case.path_parameters["id"] = saved[kind]
+    if query is not None and isinstance(query.get("tz"), str):
+        query["tz"] = _zone(query["tz"])
     if isinstance(case.body, (dict, list)):
         _fix_ranges(case.body)
+        _fix_zones(case.body)
     return case
