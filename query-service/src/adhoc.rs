@@ -9,8 +9,8 @@
 //! and current releases alike (golden tests in `tests/golden/`).
 
 use crate::sql::{
-    field, group_by_dimensions, invalid, number_of, request_conditions, time_bucket, Bind, Invalid,
-    Scope, Sql, COLUMNS, MAX_FILTERS, MAX_GROUP_BY, MAX_ROWS,
+    field, invalid, number_of, request_conditions, time_bucket, Bind, Invalid, Scope, Select, Sql,
+    COLUMNS, MAX_FILTERS, MAX_GROUP_BY, MAX_ROWS,
 };
 pub use crate::sql::{Filter, Segment};
 use serde::Deserialize;
@@ -170,17 +170,9 @@ fn dimension(name: &str, tz: &str) -> Result<(String, Vec<Bind>), Invalid> {
     field(name).map_err(|_| invalid("group_by", format!("unknown dimension {name:?}")))
 }
 
-/// Builds the event-metrics statement of `metrics` (from
-/// [`AdhocRequest::metric_list`]) for `request` on `app_id` over
-/// `[from_ms, to_ms)`.
-pub fn build(
-    app_id: &str,
-    request: &AdhocRequest,
-    metrics: &[&Metric],
-    (from_ms, to_ms): (i64, i64),
-) -> Result<Sql, Invalid> {
-    let dims = request.group_by.dimensions();
-    if dims.len() > MAX_GROUP_BY {
+/// The request's limits: dimensions, filters and rows (checked for any table).
+pub fn check_limits(request: &AdhocRequest) -> Result<usize, Invalid> {
+    if request.group_by.dimensions().len() > MAX_GROUP_BY {
         return Err(invalid(
             "group_by",
             format!("at most {MAX_GROUP_BY} dimensions"),
@@ -193,43 +185,53 @@ pub fn build(
     if !(1..=MAX_ROWS).contains(&limit) {
         return Err(invalid("limit", format!("1..={MAX_ROWS}")));
     }
-    let (mut select, mut binds) = (Vec::new(), Vec::new());
-    let mut sql = Sql {
-        text: String::new(),
-        binds: Vec::new(),
-        dimensions: Vec::new(),
-        metrics: Vec::new(),
-        max_groups: None,
+    Ok(limit)
+}
+
+/// The event-metrics select of `metrics` (from [`AdhocRequest::metric_list`])
+/// for `request` on `app_id` over `[from_ms, to_ms)`.
+pub fn select(
+    app_id: &str,
+    request: &AdhocRequest,
+    metrics: &[&Metric],
+    (from_ms, to_ms): (i64, i64),
+) -> Result<Select, Invalid> {
+    check_limits(request)?;
+    let mut select = Select {
+        from: "events",
+        ..Select::default()
     };
-    for (i, dim) in dims.iter().enumerate() {
-        let (expr, b) = dimension(dim, request.time_zone())?;
-        select.push(format!("{expr} AS d{i}"));
-        binds.extend(b);
-        sql.dimensions.push((*dim).to_owned());
+    for dim in request.group_by.dimensions() {
+        let (expr, binds) = dimension(dim, request.time_zone())?;
+        select.dims.push((expr, dim.to_owned()));
+        select.dim_binds.extend(binds);
     }
-    for (i, m) in metrics.iter().enumerate() {
-        let (expr, label, b) = metric(m)?;
-        select.push(format!("{expr} AS m{i}"));
-        binds.extend(b);
-        sql.metrics.push(label);
+    for m in metrics {
+        let (expr, label, binds) = metric(m)?;
+        select.metrics.push((expr, label));
+        select.metric_binds.extend(binds);
     }
-    let (mut conditions, guard) = crate::sql::app_and_range(app_id, (from_ms, to_ms));
-    binds.extend(guard);
+    let (conditions, guard) = crate::sql::app_and_range(app_id, (from_ms, to_ms));
+    (select.conditions, select.condition_binds) = (conditions, guard);
     request_conditions(
         request.scope(),
         (app_id, (from_ms, to_ms)),
         (COLUMNS, true),
-        (&mut conditions, &mut binds),
+        (&mut select.conditions, &mut select.condition_binds),
     )?;
-    let group = group_by_dimensions(dims.len());
-    sql.text = format!(
-        "SELECT {} FROM events WHERE {}{group} LIMIT {}",
-        select.join(", "),
-        conditions.join(" AND "),
-        limit + 1
-    );
-    sql.binds = binds;
-    Ok(sql)
+    Ok(select)
+}
+
+/// Builds the event-metrics statement of `metrics` for `request` on `app_id`
+/// over `[from_ms, to_ms)` (one select, answered alone).
+pub fn build(
+    app_id: &str,
+    request: &AdhocRequest,
+    metrics: &[&Metric],
+    range: (i64, i64),
+) -> Result<Sql, Invalid> {
+    let limit = check_limits(request)?;
+    Ok(select(app_id, request, metrics, range)?.statement(limit))
 }
 
 /// Example requests, name → body: the golden statements' inputs, also run
@@ -271,6 +273,11 @@ pub fn examples() -> Vec<(&'static str, Value)> {
             "weeks_and_months_in_new_york",
             json!({"metrics": ["events", "unique_users"], "group_by": ["week", "$month", "hour"],
                    "tz": "America/New_York", "range": "90d"}),
+        ),
+        (
+            "events_and_sessions_side_by_side",
+            json!({"metrics": ["events", "sessions", "unique_users", "bounce_rate"], "group_by": ["day", "country"],
+                   "filters": [{"property": "$country", "op": "neq", "value": "XX"}], "tz": "Europe/Berlin", "range": "7d"}),
         ),
         (
             "segment_with_bots",

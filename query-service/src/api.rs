@@ -14,10 +14,11 @@ use crate::answer::{cached_rows, name_columns, respond, to_bytes, Row};
 use crate::auth::ReadAccess;
 use crate::fields::{with_members, Fields};
 use crate::funnel::{self, FunnelRequest};
+pub use crate::query::statement;
 use crate::range::{count_range, resolve_range, time_zone, CountParams};
 use crate::retention::{self, RetentionRequest};
 use crate::session_metrics;
-use crate::sql::{bucket_names, Invalid, Sql};
+use crate::sql::{bucket_names, Sql};
 use crate::{AppState, Config, QueryError};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -94,20 +95,6 @@ pub struct QueryResponse {
     pub sampled: Option<f64>,
     /// Time ClickHouse took (the first time this answer was computed).
     pub query_time_ms: u64,
-}
-
-/// The statement of an ad-hoc request: session metrics from the sessions
-/// table ([`session_metrics`]), any other from events ([`adhoc`]).
-pub fn statement(app_id: &str, request: &AdhocRequest, range: (i64, i64)) -> Result<Sql, Invalid> {
-    let metrics = request.metric_list()?;
-    if metrics
-        .iter()
-        .any(|m| session_metrics::is_session_metric(m))
-    {
-        session_metrics::build(app_id, request, &metrics, range)
-    } else {
-        adhoc::build(app_id, request, &metrics, range)
-    }
 }
 
 /// Where a statement ran: the app, the resolved range and the statement.

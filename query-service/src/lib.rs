@@ -18,6 +18,7 @@ pub mod funnel;
 pub mod funnel_order;
 pub mod live;
 pub mod metrics;
+pub mod query;
 pub mod range;
 pub mod reports;
 pub mod retention;

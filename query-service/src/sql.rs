@@ -12,12 +12,14 @@
 
 mod filter;
 mod number;
+mod select;
 
 pub use filter::{
     bare_builtins, field, field_in, filter, filter_in, resolved, Filter, Segment, BUILTIN, COLUMNS,
     PROPERTY,
 };
 pub use number::{comparable, number_of, parse_number, MIN_FILTER_MAGNITUDE, NUMBER_PATTERN};
+pub use select::{additive, side_by_side, Select};
 
 /// Most dimensions in `group_by`.
 pub const MAX_GROUP_BY: usize = 3;

@@ -153,10 +153,17 @@ async fn session_metrics_count_visits_bounces_and_durations() {
         Some(0.0),
         "all events at one instant"
     );
-    let (status, _, _) = fx
+    // Session and event metrics side by side (issue 14), each from its table.
+    let (status, answer, _) = fx
         .ask(json!({"metrics": ["sessions", "events"], "range": "1d"}))
         .await;
-    assert_eq!(status, 400, "session and event metrics do not mix");
+    assert_eq!(status, 200, "{answer}");
+    let row = &answer["results"][0];
+    assert_eq!(
+        (row["sessions"].as_f64(), row["events"].as_f64()),
+        (Some(18.0), Some(121.0)),
+        "{answer}"
+    );
     let solo_filter = json!([{"property": "plan", "op": "eq", "value": "x"}]);
     let (status, _, _) = fx
         .ask(json!({"metric": "sessions", "range": "1d", "filters": solo_filter}))

@@ -8,7 +8,8 @@
 //! * names — a bare name that is both a built-in field and a property the app
 //!   sent is refused with a hint; `$name` and `properties.name` say which; the
 //!   answer lists what each name resolved to;
-//! * bounce — a session with exactly one page view, among sessions with one.
+//! * bounce — a session with exactly one page view, among sessions with one;
+//! * several metrics at once — event and session metrics side by side.
 //!
 //! The data set is generated from a seed (`TALLY_SEMANTICS_SEED`, printed) and
 //! shared by the tests of this file ([`tally_testkit::shared`]).
@@ -23,7 +24,7 @@ use std::time::Duration;
 use tally_testkit::shared::{Fixture, Lease, Shared};
 use tally_testkit::{eventually, now_ms, Pipeline};
 
-const TESTS: usize = 5;
+const TESTS: usize = 6;
 static SEMANTICS: Shared<Semantics> = Shared::new(TESTS);
 
 /// The pipeline and the events sent through it (their `properties` as sent).
@@ -377,6 +378,69 @@ async fn bounce_is_a_session_of_exactly_one_page_view() {
     assert_eq!(row["sessions"].as_f64(), Some(USERS as f64), "{answer}");
     assert!(
         close(row["bounce_rate"].as_f64().unwrap(), bounces / with_views),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn event_and_session_metrics_side_by_side() {
+    let fx = fixture().await;
+    let (iso, app) = (&fx.pipeline.iso, &fx.pipeline.app);
+    eventually("sessions", Duration::from_secs(20), || async {
+        let sessions: u64 = iso
+            .clickhouse_client()
+            .query("SELECT count() FROM sessions FINAL WHERE app_id = ? AND dropped = 0")
+            .bind(app.as_str())
+            .fetch_one()
+            .await
+            .ok()?;
+        (sessions >= USERS as u64).then_some(())
+    })
+    .await;
+    let numbers: Vec<f64> = fx.prices().filter_map(numeric).collect();
+    let body = json!({"metrics": ["events", "sessions", {"avg": "price"}, "bounce_rate", "unique_users"], "range": "1d"});
+    let (status, answer) = fx.ask(body).await;
+    assert_eq!(status, 200, "{answer}");
+    let row = &answer["results"][0];
+    let with_views = fx.page_views.iter().filter(|v| **v >= 1).count() as f64;
+    let bounces = fx.page_views.iter().filter(|v| **v == 1).count() as f64;
+    assert_eq!(
+        row["events"].as_f64(),
+        Some(fx.events.len() as f64),
+        "{answer}"
+    );
+    assert_eq!(row["sessions"].as_f64(), Some(USERS as f64), "{answer}");
+    assert_eq!(row["unique_users"].as_f64(), Some(USERS as f64), "{answer}");
+    let avg = numbers.iter().sum::<f64>() / numbers.len() as f64;
+    assert!(close(row["avg_price"].as_f64().unwrap(), avg), "{answer}");
+    assert!(
+        close(row["bounce_rate"].as_f64().unwrap(), bounces / with_views),
+        "{answer}"
+    );
+    // Grouped by a bucket both tables have: per day, the same totals.
+    let (status, answer) = fx
+        .ask(json!({"metrics": ["sessions", "events"], "group_by": "day", "range": "1d"}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let total = |name: &str| -> f64 {
+        answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[name].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(
+        (total("sessions"), total("events")),
+        (USERS as f64, fx.events.len() as f64)
+    );
+    // A property is not something sessions have.
+    let (status, answer) = fx
+        .ask(json!({"metrics": ["events", "sessions"], "group_by": "properties.plan", "range": "1d"}))
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("both"),
         "{answer}"
     );
 }
