@@ -79,6 +79,10 @@ pub struct AdhocRequest {
     /// are scaled back by 1/s and become estimates (`"sampled"` in the answer).
     #[serde(default)]
     pub sample: Option<f64>,
+    /// `"previous"`: the period of the same length just before the range,
+    /// answered alongside in the same statement (`"previous"` in the answer).
+    #[serde(default)]
+    pub compare: Option<String>,
 }
 
 /// Whether a metric named `name` is a count that sampling scales (averages and rates are not).
@@ -278,6 +282,10 @@ pub fn examples() -> Vec<(&'static str, Value)> {
             "events_and_sessions_side_by_side",
             json!({"metrics": ["events", "sessions", "unique_users", "bounce_rate"], "group_by": ["day", "country"],
                    "filters": [{"property": "$country", "op": "neq", "value": "XX"}], "tz": "Europe/Berlin", "range": "7d"}),
+        ),
+        (
+            "daily_trend_with_the_previous_period",
+            json!({"metrics": ["events", "sessions"], "group_by": "day", "compare": "previous", "range": "7d"}),
         ),
         (
             "segment_with_bots",

@@ -77,6 +77,19 @@ pub async fn count(
     result.map(Json)
 }
 
+/// The previous period of a `/query` answer.
+#[derive(Debug, Serialize)]
+pub struct Previous {
+    /// Its start, epoch ms (inclusive).
+    pub from_ms: i64,
+    /// Its end (the range's start), epoch ms (exclusive).
+    pub to_ms: i64,
+    /// One object per group, as in `results`.
+    pub results: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// More groups existed than `limit`.
+    pub truncated: bool,
+}
+
 /// `/query` answer.
 #[derive(Debug, Serialize)]
 pub struct QueryResponse {
@@ -90,6 +103,9 @@ pub struct QueryResponse {
     pub results: Vec<serde_json::Map<String, serde_json::Value>>,
     /// More groups existed than `limit`.
     pub truncated: bool,
+    /// The period of the same length before the range (with `"compare": "previous"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
     /// The share of users sampled (counts are scaled estimates); absent when exact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampled: Option<f64>,
@@ -260,19 +276,42 @@ impl Statement for AdhocRequest {
     ) -> Result<Bytes, QueryError> {
         let (sql, range) = (ran.sql, ran.range);
         let limit = self.limit.unwrap_or(100);
-        let truncated = rows.len() > limit;
         let scale = self.sample.filter(|s| *s < 1.0).map(|s| 1.0 / s);
-        let results = rows
-            .into_iter()
-            .take(limit)
-            .map(|row| scale_sampled(name_columns(row, sql), sql, scale))
-            .collect();
+        let compared = self.compare.is_some();
+        // With a comparison, rows carry their period (`p`: 0 now, 1 before).
+        let (mut current, mut previous) = (Vec::new(), Vec::new());
+        for mut row in rows {
+            let before = compared && row.remove("p").and_then(|p| p.as_f64()) == Some(1.0);
+            let row = scale_sampled(name_columns(row, sql), sql, scale);
+            if before {
+                previous.push(row);
+            } else {
+                current.push(row);
+            }
+        }
+        let cut = |mut rows: Vec<Row>| {
+            let truncated = rows.len() > limit;
+            rows.truncate(limit);
+            (rows, truncated)
+        };
+        let (results, truncated) = cut(current);
+        let previous = compared.then(|| {
+            let (results, truncated) = cut(previous);
+            let (from_ms, to_ms) = crate::query::previous_range(range);
+            Previous {
+                from_ms,
+                to_ms,
+                results,
+                truncated,
+            }
+        });
         let answer = QueryResponse {
             app_id: ran.app_id.to_owned(),
             from_ms: range.0,
             to_ms: range.1,
             results,
             truncated,
+            previous,
             sampled: self.sample.filter(|s| *s < 1.0),
             query_time_ms,
         };

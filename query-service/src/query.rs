@@ -1,10 +1,33 @@
 //! The statement of an ad-hoc query (`/query`): event metrics from `events`
 //! ([`adhoc`]), session metrics from `sessions` ([`session_metrics`]), or both
-//! side by side in one statement ([`crate::sql::side_by_side`]).
+//! side by side in one statement ([`crate::sql::side_by_side`]); with
+//! `"compare": "previous"`, the period of the same length before the range
+//! alongside, in the same statement ([`crate::sql::with_previous`]).
 
 use crate::adhoc::{self, AdhocRequest};
 use crate::session_metrics;
-use crate::sql::{invalid, side_by_side, Invalid, Sql};
+use crate::sql::{invalid, side_by_side, with_previous, Invalid, Sql};
+
+/// The period of the same length just before `[from, to)`.
+pub fn previous_range((from, to): (i64, i64)) -> (i64, i64) {
+    (from - (to - from), from)
+}
+
+/// The statement of `request`, with the previous period alongside when asked.
+pub fn statement(app_id: &str, request: &AdhocRequest, range: (i64, i64)) -> Result<Sql, Invalid> {
+    let current = period_statement(app_id, request, range)?;
+    match request.compare.as_deref() {
+        None => Ok(current),
+        Some("previous") => {
+            let previous = period_statement(app_id, request, previous_range(range))?;
+            Ok(with_previous(current, previous))
+        }
+        Some(_) => Err(invalid(
+            "compare",
+            "\"previous\" (the period of the same length before the range)",
+        )),
+    }
+}
 
 /// Metrics with their positions in the request.
 type Slots<'a> = Vec<(usize, &'a adhoc::Metric)>;
@@ -13,7 +36,11 @@ type Slots<'a> = Vec<(usize, &'a adhoc::Metric)>;
 /// session metrics from sessions ([`session_metrics`]), and both side by side
 /// when the request asks for both — then every dimension and filter must be
 /// one both tables have (time buckets, the session's fields).
-pub fn statement(app_id: &str, request: &AdhocRequest, range: (i64, i64)) -> Result<Sql, Invalid> {
+fn period_statement(
+    app_id: &str,
+    request: &AdhocRequest,
+    range: (i64, i64),
+) -> Result<Sql, Invalid> {
     let metrics = request.metric_list()?;
     let (sessions, events): (Slots<'_>, Slots<'_>) = metrics
         .iter()

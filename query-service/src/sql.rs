@@ -239,6 +239,27 @@ pub fn median_if(expr: &str, cond: &str) -> String {
     )
 }
 
+/// Two statements of the same columns as one: every row of `current` with
+/// `p = 0`, then every row of `previous` with `p = 1` (each keeping its own
+/// order and limit), so both periods come from one read.
+pub fn with_previous(current: Sql, previous: Sql) -> Sql {
+    let order = if current.dimensions.is_empty() {
+        " ORDER BY p"
+    } else {
+        " ORDER BY p, m0 DESC"
+    };
+    Sql {
+        text: format!(
+            "SELECT * FROM (SELECT *, 0 AS p FROM ({}) UNION ALL SELECT *, 1 AS p FROM ({})){order}",
+            current.text, previous.text
+        ),
+        binds: current.binds.into_iter().chain(previous.binds).collect(),
+        dimensions: current.dimensions,
+        metrics: current.metrics,
+        max_groups: current.max_groups,
+    }
+}
+
 /// ` GROUP BY d0, … ORDER BY m0 DESC` for `n` dimensions (nothing for none).
 pub fn group_by_dimensions(n: usize) -> String {
     if n == 0 {

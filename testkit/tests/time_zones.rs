@@ -5,7 +5,8 @@
 //! changes, whose repeated autumn hour stays two rows told apart by their
 //! offsets); `/query` buckets (hour, day, week, month) and `/retention`
 //! cohorts (day, month) in each zone equal a computation with chrono-tz; an app
-//! without `tz` in the query is answered in its own zone.
+//! without `tz` in the query is answered in its own zone; a query compared
+//! with the previous period answers both periods from one statement.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use tally_testkit::shared::{Fixture, Lease, Shared};
 use tally_testkit::Pipeline;
 
-const TESTS: usize = 3;
+const TESTS: usize = 4;
 static ZONES: Shared<Zones> = Shared::new(TESTS);
 
 /// The pipeline and the sent events: (epoch ms, name, user).
@@ -264,4 +265,57 @@ async fn retention_cohorts_are_calendar_periods_of_the_zone() {
             assert_eq!(answer["time_zone"], name);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_previous_period_is_answered_alongside() {
+    let fx = fixture().await;
+    let new_york: Tz = "America/New_York".parse().unwrap();
+    // Two New York days around the autumn clock change; before them, two more.
+    let (from, to) = (
+        midnight(new_york, (2026, 11, 1)),
+        midnight(new_york, (2026, 11, 3)),
+    );
+    let body = json!({"metric": "events", "group_by": "day", "tz": "America/New_York",
+                      "compare": "previous", "range": {"from": from, "to": to}});
+    let (status, answer) = fx.pipeline.post("query", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let days = |results: &Value| -> BTreeMap<String, f64> {
+        results
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["day"].as_str().unwrap().to_owned(),
+                    r["events"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let expected = |(start, end): (i64, i64)| -> BTreeMap<String, f64> {
+        let mut want = BTreeMap::new();
+        for (ms, ..) in fx
+            .events
+            .iter()
+            .filter(|(ms, ..)| (start..end).contains(ms))
+        {
+            *want.entry(bucket(new_york, *ms, "day")).or_default() += 1.0;
+        }
+        want
+    };
+    let previous = (from - (to - from), from);
+    assert_eq!(days(&answer["results"]), expected((from, to)));
+    assert_eq!(days(&answer["previous"]["results"]), expected(previous));
+    assert!(
+        !expected(previous).is_empty(),
+        "the previous period holds events"
+    );
+    assert_eq!(
+        (
+            answer["previous"]["from_ms"].as_i64(),
+            answer["previous"]["to_ms"].as_i64()
+        ),
+        (Some(previous.0), Some(previous.1))
+    );
 }
