@@ -3,7 +3,7 @@
 //! sends, none of it appears in the statement text.
 
 use super::*;
-use crate::api::statement;
+use crate::query::statement;
 use proptest::prelude::*;
 use serde_json::json;
 

@@ -1,12 +1,20 @@
-//! The statement of an ad-hoc query (`/query`): event metrics from `events`
+//! The ad-hoc query endpoint (`/query`, answered through `crate::api`'s
+//! [`Statement`] path) and its statement: event metrics from `events`
 //! ([`adhoc`]), session metrics from `sessions` ([`session_metrics`]), or both
 //! side by side in one statement ([`crate::sql::side_by_side`]); with
 //! `"compare": "previous"`, the period of the same length before the range
 //! alongside, in the same statement ([`crate::sql::with_previous`]).
 
 use crate::adhoc::{self, AdhocRequest};
+use crate::answer::{name_columns, to_bytes, Row};
+use crate::api::{Ran, Statement};
+use crate::fields::Fields;
 use crate::session_metrics;
-use crate::sql::{invalid, side_by_side, with_previous, Invalid, Sql};
+use crate::sql::{bucket_names, invalid, side_by_side, with_previous, Invalid, Sql};
+use crate::{Config, QueryError};
+use axum::body::Bytes;
+use serde::Serialize;
+use serde_json::Value;
 
 /// The period of the same length just before `[from, to)`.
 pub fn previous_range((from, to): (i64, i64)) -> (i64, i64) {
@@ -79,4 +87,153 @@ fn period_statement(
         names,
         limit,
     ))
+}
+
+/// The previous period of a `/query` answer.
+#[derive(Debug, Serialize)]
+pub struct Previous {
+    /// Its start, epoch ms (inclusive).
+    pub from_ms: i64,
+    /// Its end (the range's start), epoch ms (exclusive).
+    pub to_ms: i64,
+    /// One object per group, as in `results`.
+    pub results: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// More groups existed than `limit`.
+    pub truncated: bool,
+}
+
+/// `/query` answer.
+#[derive(Debug, Serialize)]
+pub struct QueryResponse {
+    /// App.
+    pub app_id: String,
+    /// Range start, epoch ms (inclusive).
+    pub from_ms: i64,
+    /// Range end, epoch ms (exclusive).
+    pub to_ms: i64,
+    /// One object per group: dimensions by name, metrics by name.
+    pub results: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// More groups existed than `limit`.
+    pub truncated: bool,
+    /// The period of the same length before the range (with `"compare": "previous"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Previous>,
+    /// The share of users sampled (counts are scaled estimates); absent when exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<f64>,
+    /// Time ClickHouse took (the first time this answer was computed).
+    pub query_time_ms: u64,
+}
+
+impl Statement for AdhocRequest {
+    const ENDPOINT: &'static str = "query";
+    type Plan = ();
+
+    fn range(&self) -> &Value {
+        &self.range
+    }
+
+    fn time_zone_slot(&mut self) -> Option<&mut Option<String>> {
+        Some(&mut self.tz)
+    }
+
+    fn fields(&self) -> Fields<'_> {
+        let sessions = self.metric_list().is_ok_and(|metrics| {
+            metrics
+                .iter()
+                .any(|m| session_metrics::is_session_metric(m))
+        });
+        let mut names: Vec<&str> = self.filters.iter().map(|f| f.property.as_str()).collect();
+        names.extend(self.group_by.dimensions());
+        for metric in self.metric.iter().chain(&self.metrics) {
+            if let adhoc::Metric::Aggregate { sum, avg } = metric {
+                names.extend(sum.iter().chain(avg).map(String::as_str));
+            }
+        }
+        let columns = if sessions {
+            session_metrics::SESSION_COLUMNS
+        } else {
+            crate::sql::COLUMNS
+        };
+        Fields {
+            names,
+            builtins: columns.iter().copied().chain(bucket_names()).collect(),
+            properties: !sessions,
+        }
+    }
+
+    fn build(
+        &self,
+        app_id: &str,
+        range: (i64, i64),
+        config: &Config,
+    ) -> Result<(Sql, ()), QueryError> {
+        let mut sql = statement(app_id, self, range)?;
+        sql.max_groups = Some(config.max_groups);
+        Ok((sql, ()))
+    }
+
+    fn shape(
+        &self,
+        ran: Ran<'_>,
+        (): (),
+        rows: Vec<Row>,
+        query_time_ms: u64,
+    ) -> Result<Bytes, QueryError> {
+        let (sql, range) = (ran.sql, ran.range);
+        let limit = self.limit.unwrap_or(100);
+        let scale = self.sample.filter(|s| *s < 1.0).map(|s| 1.0 / s);
+        let compared = self.compare.is_some();
+        // With a comparison, rows carry their period (`p`: 0 now, 1 before).
+        let (mut current, mut previous) = (Vec::new(), Vec::new());
+        for mut row in rows {
+            let before = compared && row.remove("p").and_then(|p| p.as_f64()) == Some(1.0);
+            let row = scale_sampled(name_columns(row, sql), sql, scale);
+            if before {
+                previous.push(row);
+            } else {
+                current.push(row);
+            }
+        }
+        let cut = |mut rows: Vec<Row>| {
+            let truncated = rows.len() > limit;
+            rows.truncate(limit);
+            (rows, truncated)
+        };
+        let (results, truncated) = cut(current);
+        let previous = compared.then(|| {
+            let (results, truncated) = cut(previous);
+            let (from_ms, to_ms) = crate::query::previous_range(range);
+            Previous {
+                from_ms,
+                to_ms,
+                results,
+                truncated,
+            }
+        });
+        let answer = QueryResponse {
+            app_id: ran.app_id.to_owned(),
+            from_ms: range.0,
+            to_ms: range.1,
+            results,
+            truncated,
+            previous,
+            sampled: self.sample.filter(|s| *s < 1.0),
+            query_time_ms,
+        };
+        to_bytes(&answer)
+    }
+}
+
+/// Scales the count metrics of a sampled row by `scale` (1/share).
+fn scale_sampled(mut row: Row, sql: &Sql, scale: Option<f64>) -> Row {
+    let Some(scale) = scale else {
+        return row;
+    };
+    for name in sql.metrics.iter().filter(|m| adhoc::scales_with_sample(m)) {
+        if let Some(value) = row.get(name).and_then(serde_json::Value::as_f64) {
+            row.insert(name.clone(), serde_json::json!((value * scale).round()));
+        }
+    }
+    row
 }

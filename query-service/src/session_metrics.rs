@@ -7,7 +7,7 @@
 //! Dimensions and filters are limited to the session's own attributes
 //! ([`SESSION_COLUMNS`]) and time buckets of its start. With event metrics in
 //! the same request, both selects are answered side by side (the caller,
-//! `crate::api::statement`), grouped by what both tables have. Values are bound
+//! `crate::query::statement`), grouped by what both tables have. Values are bound
 //! as everywhere ([`crate::sql`]), limits are the shared ones.
 
 use crate::adhoc::{check_limits, AdhocRequest, Metric};
