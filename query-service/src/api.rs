@@ -259,6 +259,16 @@ impl Statement for RetentionRequest {
         Some(&mut self.tz)
     }
 
+    fn fields(&self) -> Fields<'_> {
+        let mut names: Vec<&str> = self.filters.iter().map(|f| f.property.as_str()).collect();
+        names.extend(self.breakdown.as_deref());
+        Fields {
+            names,
+            builtins: crate::sql::COLUMNS.to_vec(),
+            properties: true,
+        }
+    }
+
     fn build(
         &self,
         app_id: &str,
@@ -286,7 +296,11 @@ impl Statement for RetentionRequest {
                     .iter()
                     .map(|n| if size > 0.0 { *n as f64 / size } else { 0.0 })
                     .collect();
-                serde_json::json!({"cohort": row.get("cohort"), "size": size as u64, "retained": retained, "rates": rates})
+                let mut cohort = serde_json::json!({"cohort": row.get("cohort"), "size": size as u64, "retained": retained, "rates": rates});
+                if self.breakdown.is_some() {
+                    cohort["breakdown"] = row.get("breakdown").cloned().unwrap_or(Value::Null);
+                }
+                cohort
             })
             .collect();
         let answer = serde_json::json!({

@@ -18,7 +18,7 @@
 //! of its whole second with the zone given explicitly (no DateTime64, no server
 //! time zone); the comparison with the first stays in milliseconds.
 
-use crate::sql::{app_and_range, invalid, Bind, Invalid, Sql};
+use crate::sql::{app_and_range, field, filter, invalid, Bind, Filter, Invalid, Sql, MAX_FILTERS};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -49,6 +49,16 @@ pub struct RetentionRequest {
     /// Time zone of the calendar periods (an IANA name; default: the app's).
     #[serde(default)]
     pub tz: Option<String>,
+    /// Conditions on the start event: only starts that meet them put a user in a cohort.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// Break cohorts down by a field of the user's first (qualifying) start event.
+    #[serde(default)]
+    pub breakdown: Option<String>,
+    /// `in_range` (default: a user's first start in the range) or
+    /// `first_time` (only users whose first start ever is in the range).
+    #[serde(default)]
+    pub cohort: Option<String>,
 }
 
 impl RetentionRequest {
@@ -95,11 +105,42 @@ pub fn build(
             return Err(invalid("event", "an event name of 1..=200 characters"));
         }
     }
+    if request.filters.len() > MAX_FILTERS {
+        return Err(invalid("filters", format!("at most {MAX_FILTERS} filters")));
+    }
+    let first_time = match request.cohort.as_deref().unwrap_or("in_range") {
+        "in_range" => false,
+        "first_time" => true,
+        _ => return Err(invalid("cohort", "in_range or first_time")),
+    };
     let start = Bind::Text(request.start_event.clone());
     let back = Bind::Text(request.return_event.clone());
     let zone = Bind::Text(request.time_zone().to_owned());
-    // The two period expressions' zones come first in the text.
-    let mut binds = vec![zone.clone(), zone, start.clone(), back.clone()];
+    // A qualifying start: the start event meeting the filters.
+    let (mut qualifies, mut qualifies_binds) = ("name = ?".to_owned(), vec![start.clone()]);
+    for f in &request.filters {
+        let (condition, b) = filter(f)?;
+        qualifies.push_str(&format!(" AND {condition}"));
+        qualifies_binds.extend(b);
+    }
+    let breakdown = match &request.breakdown {
+        Some(name) => {
+            Some(field(name).map_err(|_| invalid("breakdown", "a built-in field or a property"))?)
+        }
+        None => None,
+    };
+    // Binds in text order: the two periods' zones, then the inner select's.
+    let mut binds = vec![zone.clone(), zone];
+    binds.extend(qualifies_binds.iter().cloned());
+    let by = match &breakdown {
+        Some((expr, b)) => {
+            binds.extend(b.iter().cloned());
+            binds.extend(qualifies_binds.iter().cloned());
+            format!("argMinIf({expr}, ts_ms, {qualifies}) AS b, ")
+        }
+        None => String::new(),
+    };
+    binds.push(back.clone());
     let (mut conditions, guard) = app_and_range(app_id, range);
     binds.extend(guard);
     if !request.include_bots {
@@ -107,28 +148,49 @@ pub fn build(
     }
     conditions.push("(name = ? OR name = ?)".into());
     binds.extend([start, back]);
+    if first_time {
+        // Users whose first qualifying start ever (not only in the range) is in it.
+        let bots = if request.include_bots {
+            ""
+        } else {
+            " AND is_bot = 0"
+        };
+        conditions.push(format!(
+            "distinct_id IN (SELECT distinct_id FROM events WHERE app_id = ? AND {qualifies}{bots} \
+             GROUP BY distinct_id HAVING min(ts_ms) >= ? AND min(ts_ms) < ?)"
+        ));
+        binds.push(Bind::Text(app_id.to_owned()));
+        binds.extend(qualifies_binds.iter().cloned());
+        binds.extend([Bind::Int(range.0), Bind::Int(range.1)]);
+    }
+    binds.extend(qualifies_binds);
     let columns: Vec<String> = (0..=periods)
         .map(|k| format!("toFloat64(countIf(has(offsets, {k}))) AS p{k}"))
         .collect();
-    // Same name: the sorted array's head is the first itself (minIf over the
-    // same rows), which must not count as its own return.
+    // Same name: the first itself is one of the returns and must not count as
+    // its own return; exactly that one occurrence is left out.
+    let sorted = "arraySort(returns)";
     let returns = if request.start_event == request.return_event {
-        "arrayPopFront(arraySort(returns))"
+        format!("arrayFilter((t, i) -> i != indexOf({sorted}, first), {sorted}, arrayEnumerate({sorted}))")
     } else {
-        "returns"
+        "returns".to_owned()
+    };
+    let (b_out, b_mid, b_group) = if breakdown.is_some() {
+        ("toString(b) AS breakdown, ", "b, ", ", b")
+    } else {
+        ("", "", "")
     };
     let text = format!(
-        "SELECT toString({label}) AS cohort, toFloat64(count()) AS size, {} FROM (\
-         SELECT {} AS c, arrayMap(t -> {} - c, arrayFilter(t -> t >= first, {returns})) AS offsets FROM (\
-         SELECT minIf(ts_ms, name = ?) AS first, groupArrayIf(ts_ms, name = ?) AS returns \
-         FROM events WHERE {} GROUP BY distinct_id HAVING countIf(name = ?) > 0)) \
-         GROUP BY c ORDER BY c",
+        "SELECT toString({label}) AS cohort, {b_out}toFloat64(count()) AS size, {} FROM (\
+         SELECT {} AS c, {b_mid}arrayMap(t -> {} - c, arrayFilter(t -> t >= first, {returns})) AS offsets FROM (\
+         SELECT minIf(ts_ms, {qualifies}) AS first, {by}groupArrayIf(ts_ms, name = ?) AS returns \
+         FROM events WHERE {} GROUP BY distinct_id HAVING countIf({qualifies}) > 0)) \
+         GROUP BY c{b_group} ORDER BY c{b_group}",
         columns.join(", "),
         period_of("first"),
         period_of("t"),
         conditions.join(" AND "),
     );
-    binds.push(Bind::Text(request.start_event.clone()));
     Ok((
         Sql {
             text,
@@ -154,20 +216,30 @@ mod tests {
             build("app-1", &request, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
         assert_eq!(periods, 4);
         crate::sql::assert_golden("retention_weekly", &sql);
+        let weekly = sql.clone();
         let monthly: RetentionRequest = serde_json::from_value(json!({
             "start_event": "signup", "return_event": "purchase", "period": "month", "periods": 3,
             "tz": "Asia/Kolkata", "range": "90d"}))
         .unwrap();
-        let (sql, _) = build("app-1", &monthly, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
-        crate::sql::assert_golden("retention_monthly_kolkata", &sql);
+        let (monthly, _) =
+            build("app-1", &monthly, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
+        crate::sql::assert_golden("retention_monthly_kolkata", &monthly);
+        let options: RetentionRequest = serde_json::from_value(json!({
+            "start_event": "signup", "return_event": "signup", "filters": [{"property": "plan", "op": "eq", "value": "pro"}],
+            "breakdown": "$country", "cohort": "first_time", "range": "30d"})).unwrap();
+        let (with_options, _) =
+            build("app-1", &options, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
+        crate::sql::assert_golden("retention_first_time_filtered_by_country", &with_options);
         // Milliseconds, at or after the first; a same-name first is not its own return.
-        assert!(sql.text.contains("arrayFilter(t -> t >= first, returns)"));
+        assert!(weekly
+            .text
+            .contains("arrayFilter(t -> t >= first, returns)"));
         let same: RetentionRequest = serde_json::from_value(json!({
             "start_event": "visit", "return_event": "visit", "range": "7d"}))
         .unwrap();
         let (sql, periods) = build("app-1", &same, (0, 1)).unwrap();
         assert_eq!(periods, 7);
-        assert!(sql.text.contains("arrayPopFront(arraySort(returns))"));
+        assert!(sql.text.contains("i != indexOf(arraySort(returns), first)"));
         assert!(sql
             .text
             .contains("toRelativeDayNum(toDateTime(intDiv(first, 1000)), ?)"));
