@@ -201,9 +201,17 @@ impl Statement for FunnelRequest {
         names.extend(self.breakdown.as_deref());
         Fields {
             names,
-            builtins: crate::sql::COLUMNS.to_vec(),
+            builtins: crate::sql::COLUMNS
+                .iter()
+                .copied()
+                .chain(crate::sql::bucket_names())
+                .collect(),
             properties: true,
         }
+    }
+
+    fn time_zone_slot(&mut self) -> Option<&mut Option<String>> {
+        Some(&mut self.tz)
     }
 
     fn build(

@@ -28,7 +28,8 @@
 use crate::funnel_order::Core;
 pub use crate::funnel_order::{MAX_STEP_EVENTS, MAX_STRICT_TIMES};
 use crate::sql::{
-    app_and_range, field, filter, invalid, median_if, split_unit, Bind, Filter, Invalid, Sql,
+    app_and_range, field, filter, invalid, median_if, split_unit, time_bucket, Bind, Filter,
+    Invalid, Sql,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -69,9 +70,13 @@ pub struct FunnelRequest {
     /// (each step is the user's next event).
     #[serde(default)]
     pub order: Option<String>,
-    /// Break down by a column or property of the user's first step-1 event.
+    /// Break down by a column or property of the user's first step-1 event,
+    /// or by its time bucket (`day`, `week`, … in `tz`): a conversion trend.
     #[serde(default)]
     pub breakdown: Option<String>,
+    /// Time zone of a time-bucket breakdown (an IANA name; default: the app's).
+    #[serde(default)]
+    pub tz: Option<String>,
     /// Count bot traffic too (default: excluded).
     #[serde(default)]
     pub include_bots: bool,
@@ -93,6 +98,15 @@ pub fn window_ms(text: &str) -> Result<i64, Invalid> {
         return Err(bad());
     }
     Ok(ms)
+}
+
+impl FunnelRequest {
+    /// The time zone of a time-bucket breakdown (UTC unless set).
+    pub fn time_zone(&self) -> &str {
+        self.tz
+            .as_deref()
+            .unwrap_or(tally_schemas::time_zone::DEFAULT_TIME_ZONE)
+    }
 }
 
 /// The step names, in order.
@@ -151,11 +165,14 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     let (conditions, guard) = app_and_range(app_id, (range.0, range.1.saturating_add(window)));
     let core = Core {
         steps: &steps,
-        breakdown: request
-            .breakdown
-            .as_deref()
-            .map(|b| field(b).map_err(|_| invalid("breakdown", "a column or property")))
-            .transpose()?,
+        breakdown: match request.breakdown.as_deref() {
+            None => None,
+            Some(b) => Some(match time_bucket(b, "timestamp", request.time_zone()) {
+                Some(bucket) => bucket,
+                None => field(b)
+                    .map_err(|_| invalid("breakdown", "a column, a property or a time bucket"))?,
+            }),
+        },
         conditions,
         guard,
         include_bots: request.include_bots,
@@ -300,6 +317,19 @@ mod tests {
     fn golden_funnel_statements() {
         golden("funnel_three_steps_breakdown", None);
         golden("funnel_strict_three_steps_breakdown", Some("strict"));
+        // A conversion trend: by the week (in New York) of each user's first start.
+        let trend: FunnelRequest = serde_json::from_value(json!({
+            "steps": ["page_view", "purchase"], "range": "90d", "breakdown": "$week", "tz": "America/New_York"}))
+        .unwrap();
+        let sql = build("app-1", &trend, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
+        crate::sql::assert_golden("funnel_weekly_trend_new_york", &sql);
+        assert_eq!(
+            sql.binds
+                .iter()
+                .filter(|b| **b == Bind::Text("America/New_York".into()))
+                .count(),
+            1
+        );
     }
 
     /// The range selects starts only: step 1 is limited to `ts_ms < to`, and

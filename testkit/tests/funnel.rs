@@ -1,7 +1,8 @@
 //! `/funnel` against a brute-force reference: the same generated events are
 //! posted through the gateway and funneled by hand (definition in
 //! `query_service::funnel`), per step users, conversion, drop-off and median
-//! time to convert, also broken down by a property, in relaxed and strict order;
+//! time to convert, also broken down by a property and as a trend per minute
+//! of the first step in a time zone, in relaxed and strict order;
 //! and with a range that ends in the middle of the data: the range selects the
 //! step-1 events, and conversions completing after its end (within the window
 //! of their start) count.
@@ -40,6 +41,10 @@ fn generate(now: i64) -> Vec<Event> {
     events
 }
 
+/// Per user: (level, times from the start to each reached step k >= 2, plan
+/// and time of the first step-1 event).
+type User = (usize, Vec<i64>, &'static str, i64);
+
 /// Every time.
 const ALL: (i64, i64) = (i64::MIN, i64::MAX);
 
@@ -52,7 +57,7 @@ fn reference(
     step2_plan: Option<&str>,
     strict: bool,
     (from, to): (i64, i64),
-) -> Vec<(usize, Vec<i64>, &'static str)> {
+) -> Vec<User> {
     let mut users: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for event in events {
         users.entry(event.0.as_str()).or_default().push(event);
@@ -68,7 +73,7 @@ fn reference(
         let Some(first) = list.iter().find(|e| matches(e, 0)) else {
             continue;
         };
-        let plan = first.3;
+        let (plan, first_at) = (first.3, first.2);
         // Per distinct time: the steps matched there.
         let mut times: BTreeMap<i64, [bool; 3]> = BTreeMap::new();
         for e in &list {
@@ -114,7 +119,7 @@ fn reference(
             }
         }
         let (level, _, reached) = best.unwrap();
-        out.push((level, reached, plan));
+        out.push((level, reached, plan, first_at));
     }
     out
 }
@@ -130,11 +135,10 @@ fn median(mut values: Vec<i64>) -> Option<f64> {
     }
 }
 
-fn expected(users: &[(usize, Vec<i64>, &str)]) -> Vec<(u64, Option<f64>)> {
+fn expected(users: &[User]) -> Vec<(u64, Option<f64>)> {
     (1..=3)
         .map(|k| {
-            let reached: Vec<&(usize, Vec<i64>, &str)> =
-                users.iter().filter(|u| u.0 >= k).collect();
+            let reached: Vec<&User> = users.iter().filter(|u| u.0 >= k).collect();
             let times = reached
                 .iter()
                 .map(|u| if k == 1 { 0 } else { u.1[k - 2] })
@@ -200,6 +204,50 @@ async fn funnels_equal_the_brute_force_reference() {
         assert_eq!(observed(&group["funnel"]), expected(&subset), "plan {plan}");
     }
     assert_eq!(answer["breakdown"].as_array().unwrap().len(), 2);
+
+    // A conversion trend: broken down by the minute (in Asia/Kolkata, +05:30)
+    // of each user's first page view.
+    let (status, answer) = ask(json!({"steps": steps, "range": "1d", "window": "10m",
+        "breakdown": "$minute", "tz": "Asia/Kolkata"}))
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["time_zone"], "Asia/Kolkata");
+    let minute = |ms: i64| {
+        let local = (ms + 19_800_000).div_euclid(60_000) * 60_000;
+        let date = time::OffsetDateTime::from_unix_timestamp(local.div_euclid(1_000)).unwrap();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:00+05:30",
+            date.year(),
+            u8::from(date.month()),
+            date.day(),
+            date.hour(),
+            date.minute()
+        )
+    };
+    let mut minutes: BTreeMap<String, Vec<User>> = BTreeMap::new();
+    for user in &users {
+        minutes
+            .entry(minute(user.3))
+            .or_default()
+            .push(user.clone());
+    }
+    let trend: BTreeMap<String, Vec<(u64, Option<f64>)>> = answer["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["value"].as_str().unwrap().to_owned(),
+                observed(&g["funnel"]),
+            )
+        })
+        .collect();
+    let want: BTreeMap<String, Vec<(u64, Option<f64>)>> = minutes
+        .iter()
+        .map(|(m, list)| (m.clone(), expected(list)))
+        .collect();
+    assert!(want.len() > 10, "a trend over many minutes: {}", want.len());
+    assert_eq!(trend, want);
 
     // Strict order: each step the user's next event (other names break the
     // chain), with and without a breakdown.
