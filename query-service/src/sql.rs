@@ -41,8 +41,6 @@ pub enum Bind {
     Float(f64),
     /// List of texts.
     List(Vec<String>),
-    /// List of numbers.
-    Floats(Vec<f64>),
 }
 
 /// A statement with `?` placeholders and their values, in order.
@@ -305,7 +303,6 @@ impl Bind {
             Bind::Int(n) => serde_json::Value::from(*n),
             Bind::Float(x) => float(*x),
             Bind::List(list) => serde_json::Value::from(list.clone()),
-            Bind::Floats(list) => list.iter().copied().map(float).collect(),
         }
     }
 }

@@ -182,7 +182,6 @@ impl ClickHouseStore {
                 Bind::Int(n) => query.bind(*n),
                 Bind::Float(x) => query.bind(*x),
                 Bind::List(list) => query.bind(list.as_slice()),
-                Bind::Floats(list) => query.bind(list.as_slice()),
             };
         }
         let bytes = query

@@ -225,8 +225,12 @@ pub fn filter_in(
                     .ok_or_else(|| invalid("value", "finite numbers"))?;
                 let (number_expr, number_binds) = number_of(&expr, &binds);
                 binds = number_binds;
-                binds.insert(0, Bind::Floats(numbers));
-                format!("{negate}ifNull(has(?, {number_expr}), 0)")
+                // Bound as texts and read as Float64: an array literal of numbers
+                // takes its type from its elements, and a mix that prints as
+                // integers and fractions has no common type (schema fuzz).
+                let texts = numbers.iter().map(|n| format!("{n:?}")).collect();
+                binds.insert(0, Bind::List(texts));
+                format!("{negate}ifNull(has(arrayMap(x -> toFloat64(x), ?), {number_expr}), 0)")
             } else {
                 let texts = list.iter().map(text_value).collect::<Result<Vec<_>, _>>()?;
                 // The list's placeholder comes first in the text.
@@ -308,8 +312,11 @@ mod tests {
         assert_eq!(sql, "has(prop_keys, ?)");
         // A list of numbers is a numeric membership.
         let (sql, binds) = built("price", "in", json!([20, 30.5])).unwrap();
-        assert!(sql.starts_with("ifNull(has(?, if(match("), "{sql}");
-        assert_eq!(binds[0], Bind::Floats(vec![20.0, 30.5]));
+        assert!(
+            sql.starts_with("ifNull(has(arrayMap(x -> toFloat64(x), ?), if(match("),
+            "{sql}"
+        );
+        assert_eq!(binds[0], Bind::List(vec!["20.0".into(), "30.5".into()]));
     }
 
     #[test]
