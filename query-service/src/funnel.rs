@@ -54,6 +54,22 @@ pub enum Step {
     },
 }
 
+/// An exclusion: a user whose conversion from a start has this event between
+/// two of its steps does not count from that start.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Exclusion {
+    /// Event name.
+    pub event: String,
+    /// Conditions on it.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// The steps it may not come between, 1-based `[from, to]` (default: the
+    /// first and the last step).
+    #[serde(default)]
+    pub between: Option<(usize, usize)>,
+}
+
 /// The `/funnel` request body.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,6 +93,9 @@ pub struct FunnelRequest {
     /// Time zone of a time-bucket breakdown (an IANA name; default: the app's).
     #[serde(default)]
     pub tz: Option<String>,
+    /// Events that may not come between two steps (relaxed order; at most 5).
+    #[serde(default)]
+    pub exclusions: Vec<Exclusion>,
     /// Count bot traffic too (default: excluded).
     #[serde(default)]
     pub include_bots: bool,
@@ -161,6 +180,40 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         }
         steps.push((format!("({})", condition.join(" AND ")), binds));
     }
+    if !request.exclusions.is_empty() && strict {
+        return Err(invalid(
+            "exclusions",
+            "exclusions apply to the relaxed order (in strict order no event may come between steps)",
+        ));
+    }
+    if request.exclusions.len() > 5 {
+        return Err(invalid("exclusions", "at most 5"));
+    }
+    let mut exclusions = Vec::new();
+    for exclusion in &request.exclusions {
+        let (from, to) = exclusion.between.unwrap_or((1, n));
+        let steps_ok = 1 <= from && from < to && to <= n;
+        if !steps_ok
+            || !(1..=200).contains(&exclusion.event.chars().count())
+            || exclusion.filters.len() > 10
+        {
+            return Err(invalid(
+                "exclusions",
+                format!("an event name of 1..=200 characters, at most 10 filters, between steps 1 <= from < to <= {n}"),
+            ));
+        }
+        let mut condition = vec!["name = ?".to_owned()];
+        let mut binds = vec![Bind::Text(exclusion.event.clone())];
+        for f in &exclusion.filters {
+            let (c, b) = filter(f)?;
+            condition.push(c);
+            binds.extend(b);
+        }
+        exclusions.push((
+            (format!("({})", condition.join(" AND ")), binds),
+            (from, to),
+        ));
+    }
     // Read [from, to + window): a start before `to` converts before `to + window`.
     let (conditions, guard) = app_and_range(app_id, (range.0, range.1.saturating_add(window)));
     let core = Core {
@@ -176,6 +229,7 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         conditions,
         guard,
         include_bots: request.include_bots,
+        exclusions: &exclusions,
         window,
     };
     let (middle, binds) = if strict {
@@ -323,6 +377,14 @@ mod tests {
         .unwrap();
         let sql = build("app-1", &trend, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
         crate::sql::assert_golden("funnel_weekly_trend_new_york", &sql);
+        // Exclusion steps (relaxed order).
+        let excluding: FunnelRequest = serde_json::from_value(json!({
+            "steps": ["page_view", "add_to_cart", "purchase"], "range": "30d",
+            "exclusions": [{"event": "support_chat", "between": [2, 3]},
+                           {"event": "refund", "filters": [{"property": "amount", "op": "gt", "value": 0}]}]}))
+        .unwrap();
+        let excluded = build("app-1", &excluding, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
+        crate::sql::assert_golden("funnel_with_exclusions", &excluded);
         assert_eq!(
             sql.binds
                 .iter()

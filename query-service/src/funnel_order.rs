@@ -35,6 +35,10 @@ pub const MAX_STRICT_TIMES: usize = 100_000;
 /// `2^42` > any epoch-ms time we store: level and start share one number.
 const SHIFT: u64 = 1 << 42;
 
+/// An excluded event: its condition with binds, and the 1-based steps
+/// `(from, to)` it may not come between.
+pub type Excluded = ((String, Vec<Bind>), (usize, usize));
+
 /// What both orders need. `steps` are `(condition, binds)` (step 1's includes
 /// the range's end); `breakdown` an expression with its binds;
 /// `conditions`/`guard` the app guard and the span read, [from, to + window).
@@ -52,9 +56,13 @@ pub struct Core<'a> {
     pub include_bots: bool,
     /// Conversion window, ms.
     pub window: i64,
+    /// Relaxed order: events (condition, binds) that disqualify a start when
+    /// they come strictly between its steps `from` and `to` (1-based; before
+    /// the window's end when step `to` is not reached).
+    pub exclusions: &'a [Excluded],
 }
 
-impl Core<'_> {
+impl<'a> Core<'a> {
     fn where_clause(&self, extra: Option<String>) -> String {
         let mut conditions = self.conditions.clone();
         if !self.include_bots {
@@ -104,9 +112,19 @@ impl Core<'_> {
             })
             .collect();
         inner.push_str(&arrays.join(", "));
+        for (i, ((condition, b), _)) in self.exclusions.iter().enumerate() {
+            binds.extend(b.iter().cloned());
+            inner.push_str(&format!(
+                ", arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS z{i}"
+            ));
+        }
         binds.extend(self.guard.iter().cloned());
-        let any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
+        let mut any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
+        any_step.extend(self.exclusions.iter().map(|((c, _), _)| c.as_str()));
         for (_, b) in self.steps {
+            binds.extend(b.iter().cloned());
+        }
+        for ((_, b), _) in self.exclusions {
             binds.extend(b.iter().cloned());
         }
         let filter = self.where_clause(Some(format!("({})", any_step.join(" OR "))));
@@ -124,19 +142,44 @@ impl Core<'_> {
         let level: Vec<String> = (2..=n)
             .map(|k| format!("({} < {max})", chain("a", k)))
             .collect();
+        // A start is disqualified when an excluded event comes strictly after its
+        // step `from` and before its step `to` (or the window's end); it then
+        // counts for nothing (key 0), and a user without a qualified start
+        // leaves the funnel.
+        let excluded: Vec<String> = self
+            .exclusions
+            .iter()
+            .enumerate()
+            .map(|(i, (_, (from, to)))| {
+                let (lo, hi) = (chain("a", *from), chain("a", *to));
+                format!("arrayExists(x -> x > {lo} AND x < least({hi}, a + {window} + 1), z{i})")
+            })
+            .collect();
+        let qualified = if excluded.is_empty() {
+            "1".to_owned()
+        } else {
+            format!("NOT ({})", excluded.join(" OR "))
+        };
         let key = format!(
-            "arrayReduce('max', arrayMap(a -> (1 + {}) * {SHIFT} + ({} - a), s1))",
+            "arrayReduce('max', arrayMap(a -> if({qualified}, (1 + {}) * {SHIFT} + ({} - a), 0), s1))",
             level.join(" + "),
             SHIFT - 1
         );
+        // ClickHouse 18.16 loses a column that a lambda inside a lambda reads
+        // (the exclusions' `z{i}`) unless the query above also reads it, so
+        // `level` reads their lengths (times 0).
+        let keep: String = (0..self.exclusions.len())
+            .map(|i| format!(" + 0 * length(z{i})"))
+            .collect();
         let mut middle = vec![
-            format!("intDiv(key, {SHIFT}) AS level"),
+            format!("intDiv(key, {SHIFT}){keep} AS level"),
             format!("{} - key % {SHIFT} AS start", SHIFT - 1),
         ];
         for k in 2..=n {
             middle.push(format!("{} AS e{k}", chain("start", k)));
         }
-        let names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
+        let mut names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
+        names.extend((0..self.exclusions.len()).map(|i| format!("z{i}")));
         let b = self.b();
         let text = format!(
             "SELECT {b}{} FROM (SELECT {b}{key} AS key, {} FROM (SELECT {inner} FROM events \

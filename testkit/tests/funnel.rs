@@ -1,7 +1,7 @@
 //! `/funnel` against a brute-force reference: the same generated events are
 //! posted through the gateway and funneled by hand (definition in
 //! `query_service::funnel`), per step users, conversion, drop-off and median
-//! time to convert, also broken down by a property and as a trend per minute
+//! time to convert, with exclusion steps, also broken down by a property and as a trend per minute
 //! of the first step in a time zone, in relaxed and strict order;
 //! and with a range that ends in the middle of the data: the range selects the
 //! step-1 events, and conversions completing after its end (within the window
@@ -56,7 +56,20 @@ fn reference(
     events: &[Event],
     step2_plan: Option<&str>,
     strict: bool,
+    range: (i64, i64),
+) -> Vec<User> {
+    reference_excluding(events, step2_plan, strict, range, None)
+}
+
+/// [`reference`] where an `other` event strictly between steps `from` and `to`
+/// of a start (before the window's end when `to` is not reached) disqualifies
+/// that start; a user without a qualified start leaves the funnel.
+fn reference_excluding(
+    events: &[Event],
+    step2_plan: Option<&str>,
+    strict: bool,
     (from, to): (i64, i64),
+    exclusion: Option<(usize, usize)>,
 ) -> Vec<User> {
     let mut users: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
     for event in events {
@@ -111,6 +124,22 @@ fn reference(
                 }
             }
             let level = 1 + reached.len();
+            if let Some((lo_step, hi_step)) = exclusion {
+                let at = |step: usize| -> Option<i64> {
+                    if step == 1 {
+                        Some(a)
+                    } else {
+                        reached.get(step - 2).map(|d| a + d)
+                    }
+                };
+                if let Some(lo) = at(lo_step) {
+                    let hi = at(hi_step).unwrap_or(a + WINDOW_MS + 1);
+                    let hit = list.iter().any(|e| e.1 == "other" && lo < e.2 && e.2 < hi);
+                    if hit {
+                        continue;
+                    }
+                }
+            }
             if best
                 .as_ref()
                 .is_none_or(|(l, start, _)| level > *l || (level == *l && a < *start))
@@ -118,7 +147,9 @@ fn reference(
                 best = Some((level, a, reached));
             }
         }
-        let (level, _, reached) = best.unwrap();
+        let Some((level, _, reached)) = best else {
+            continue;
+        };
         out.push((level, reached, plan, first_at));
     }
     out
@@ -204,6 +235,34 @@ async fn funnels_equal_the_brute_force_reference() {
         assert_eq!(observed(&group["funnel"]), expected(&subset), "plan {plan}");
     }
     assert_eq!(answer["breakdown"].as_array().unwrap().len(), 2);
+
+    // Exclusion steps: an `other` event between steps 1 and 2, or anywhere
+    // between the first and the last step, disqualifies a start.
+    for (between, span) in [(json!([1, 2]), (1, 2)), (Value::Null, (1, 3))] {
+        let mut exclusion = json!({"event": "other"});
+        if !between.is_null() {
+            exclusion["between"] = between.clone();
+        }
+        let (status, answer) = ask(json!({"steps": steps, "range": "1d", "window": "10m",
+            "exclusions": [exclusion]}))
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        let kept = reference_excluding(&events, Some("pro"), false, ALL, Some(span));
+        let want = expected(&kept);
+        assert_eq!(observed(&answer["funnel"]), want, "exclusion {span:?}");
+        assert!(
+            want[0].0 < expected(&users)[0].0,
+            "the exclusion leaves users out: {want:?}"
+        );
+    }
+    let (status, answer) = ask(json!({"steps": steps, "range": "1d", "order": "strict",
+        "exclusions": [{"event": "other"}]}))
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_query")),
+        "{answer}"
+    );
 
     // A conversion trend: broken down by the minute (in Asia/Kolkata, +05:30)
     // of each user's first page view.

@@ -296,6 +296,10 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         .await
         .unwrap_or_default();
     let generated = if existing == config.b5_events {
+        // A kept dataset gets the migrations added since it was generated.
+        tally_common::clickhouse::migrate(&history)
+            .await
+            .map_err(|e| format!("migrating {}: {e}", history.database))?;
         format!("reused {existing} rows in {}", history.database)
     } else {
         let _ = history

@@ -9,7 +9,9 @@ fields, and the document states them in its descriptions:
 * `/live`'s `from_event` and `to_event` go together;
 * a saved definition is a funnel under `/funnels` and a dashboard under
   `/dashboards`;
-* a `tz` is an IANA time zone name (the document gives its form, not the list).
+* a `tz` is an IANA time zone name (the document gives its form, not the list);
+* a funnel's `exclusions` apply to the relaxed order, each `between` two of its
+  steps (1 <= from < to <= the number of steps).
 
 And GET/PUT of a saved item use the items the test saved
 (`TALLY_FUZZ_SAVED_IDS`), so they reach the database.
@@ -110,6 +112,28 @@ def _fix_zones(value):
             _fix_zones(inner)
 
 
+def _fix_funnels(value):
+    """Every funnel body inside a body (also in saved definitions and widgets)."""
+    if isinstance(value, dict):
+        steps = value.get("steps")
+        exclusions = value.get("exclusions")
+        if isinstance(steps, list) and isinstance(exclusions, list):
+            if value.get("order") == "strict":
+                value.pop("exclusions")
+            else:
+                for exclusion in exclusions:
+                    between = exclusion.get("between") if isinstance(exclusion, dict) else None
+                    if isinstance(between, list) and len(between) == 2:
+                        low, high = between
+                        if not (isinstance(low, int) and isinstance(high, int) and 1 <= low < high <= len(steps)):
+                            exclusion["between"] = [1, len(steps)]
+        for inner in value.values():
+            _fix_funnels(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            _fix_funnels(inner)
+
+
 def _saved_ids():
     """`TALLY_FUZZ_SAVED_IDS`, e.g. `dashboards=3,funnels=4`, as a dict."""
     pairs = (item.split("=", 1) for item in os.environ.get("TALLY_FUZZ_SAVED_IDS", "").split(",") if "=" in item)
@@ -157,4 +181,5 @@ def map_case(context, case):
     if isinstance(case.body, (dict, list)):
         _fix_ranges(case.body)
         _fix_zones(case.body)
+        _fix_funnels(case.body)
     return case
