@@ -259,3 +259,30 @@ pub async fn clickhouse_counts(iso: &Isolation, app_id: &str) -> (u64, u64) {
         .await
         .unwrap_or_else(|err| panic!("counting rows: {err}"))
 }
+
+/// A `/retention` answer's cohorts: (cohort, breakdown or "") → (size, retained per period).
+pub fn retention_grid(
+    answer: &serde_json::Value,
+) -> std::collections::BTreeMap<(String, String), (u64, Vec<u64>)> {
+    answer["cohorts"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let retained = c["retained"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|n| n.as_u64().unwrap_or_default())
+                .collect();
+            let cohort = c["cohort"].as_str().unwrap_or_default().to_owned();
+            let by = c["breakdown"].as_str().unwrap_or_default().to_owned();
+            (
+                (cohort, by),
+                (c["size"].as_u64().unwrap_or_default(), retained),
+            )
+        })
+        .collect()
+}

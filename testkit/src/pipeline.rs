@@ -105,6 +105,22 @@ impl Pipeline {
         .await;
     }
 
+    /// Waits (≤ 20 s) until ClickHouse holds at least `n` live sessions of the
+    /// app (session rows land just after the event rows, in the same flush).
+    pub async fn wait_sessions(&self, n: u64) {
+        let client = self.iso.clickhouse_client();
+        eventually("sessions", Duration::from_secs(20), || async {
+            let sessions: u64 = client
+                .query("SELECT count() FROM sessions FINAL WHERE app_id = ? AND dropped = 0")
+                .bind(self.app.as_str())
+                .fetch_one()
+                .await
+                .ok()?;
+            (sessions >= n).then_some(())
+        })
+        .await;
+    }
+
     /// `…/api/v1/analytics/{app}/{rest}` on the query service.
     pub fn api(&self, rest: &str) -> String {
         format!("{}/api/v1/analytics/{}/{rest}", self.query.url(), self.app)

@@ -71,22 +71,15 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         kafka: iso.kafka.clone(),
         produce_timeout: Duration::from_secs(3),
-        max_body_bytes: 1024 * 1024,
-        max_batch_events: 500,
         postgres: crate::postgres(),
         key_refresh: Duration::from_secs(1),
-        limits: ingest_gateway::validate::Limits::default(),
-        geoip_paths: ingest_gateway::config::default_geoip_paths(),
         trusted_proxies: 1,
-        ip_mode: ingest_gateway::enrich::IpMode::Truncate,
         app_rate: 100_000,
         app_burst: 200_000,
-        max_inflight_bytes: 256 * 1024 * 1024,
         // Every test client shares 127.0.0.1: no per-client cap unless a test sets one.
         max_inflight_per_client_bytes: 256 * 1024 * 1024,
-        body_timeout: Duration::from_secs(10),
-        header_timeout: Duration::from_secs(10),
         max_connections: 1_000,
+        ..ingest_gateway::Config::default()
     }
 }
 

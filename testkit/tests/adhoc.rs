@@ -124,20 +124,8 @@ fn rows(answer: &Value, dim: &str, metric: &str) -> BTreeMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_metrics_count_visits_bounces_and_durations() {
     let fx = fixture().await;
-    let (iso, app) = (&fx.pipeline.iso, &fx.pipeline.app);
     // Session metrics: 17 visitors with several events each, one with a single page view.
-    // (Session rows land just after the event rows, in the same flush.)
-    eventually("sessions", Duration::from_secs(10), || async {
-        let sessions: u64 = iso
-            .clickhouse_client()
-            .query("SELECT count() FROM sessions FINAL WHERE app_id = ? AND dropped = 0")
-            .bind(app.as_str())
-            .fetch_one()
-            .await
-            .ok()?;
-        (sessions >= 18).then_some(())
-    })
-    .await;
+    fx.pipeline.wait_sessions(18).await;
     let (status, answer, _) = fx
         .ask(json!({"metrics": ["sessions", "bounce_rate", "session_duration"], "range": "1d"}))
         .await;

@@ -305,7 +305,11 @@ async fn funnels_equal_the_brute_force_reference() {
         .iter()
         .map(|(m, list)| (m.clone(), expected(list)))
         .collect();
-    assert!(want.len() >= 5, "a trend over several minutes: {}", want.len());
+    assert!(
+        want.len() >= 5,
+        "a trend over several minutes: {}",
+        want.len()
+    );
     assert_eq!(trend, want);
 
     // Strict order: each step the user's next event (other names break the

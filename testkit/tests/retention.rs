@@ -263,20 +263,9 @@ async fn retention_grids_equal_the_brute_force_reference() {
         let body = json!({"start_event": start, "return_event": back, "period": name, "periods": periods, "range": "60d"});
         let (status, answer) = pipeline.post("retention", &body).await;
         assert_eq!(status, 200, "{answer}");
-        let got: BTreeMap<String, (u64, Vec<u64>)> = answer["cohorts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                let retained = c["retained"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|n| n.as_u64().unwrap())
-                    .collect();
-                let cohort = c["cohort"].as_str().unwrap().to_owned();
-                (cohort, (c["size"].as_u64().unwrap(), retained))
-            })
+        let got: BTreeMap<String, (u64, Vec<u64>)> = tally_testkit::retention_grid(&answer)
+            .into_iter()
+            .map(|((cohort, _), cell)| (cohort, cell))
             .collect();
         let want = reference(&events, (start, back), period, periods);
         assert_eq!(got, want, "{start} → {back} by {name}: {answer}");

@@ -175,28 +175,7 @@ async fn grid(fx: &Options, options: Value) -> BTreeMap<(String, String), (u64, 
     }
     let (status, answer) = fx.pipeline.post("retention", &body).await;
     assert_eq!(status, 200, "{answer}");
-    answer["cohorts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            let retained = c["retained"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|n| n.as_u64().unwrap())
-                .collect();
-            let by = c
-                .get("breakdown")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            (
-                (c["cohort"].as_str().unwrap().to_owned(), by),
-                (c["size"].as_u64().unwrap(), retained),
-            )
-        })
-        .collect()
+    tally_testkit::retention_grid(&answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -20,9 +20,8 @@ use query_service::sql::parse_number;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use tally_testkit::shared::{Fixture, Lease, Shared};
-use tally_testkit::{eventually, now_ms, Pipeline};
+use tally_testkit::{now_ms, Pipeline};
 
 const TESTS: usize = 6;
 static SEMANTICS: Shared<Semantics> = Shared::new(TESTS);
@@ -362,18 +361,7 @@ async fn answers_say_what_each_name_resolved_to() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bounce_is_a_session_of_exactly_one_page_view() {
     let fx = fixture().await;
-    let (iso, app) = (&fx.pipeline.iso, &fx.pipeline.app);
-    eventually("sessions", Duration::from_secs(20), || async {
-        let sessions: u64 = iso
-            .clickhouse_client()
-            .query("SELECT count() FROM sessions FINAL WHERE app_id = ? AND dropped = 0")
-            .bind(app.as_str())
-            .fetch_one()
-            .await
-            .ok()?;
-        (sessions >= USERS as u64).then_some(())
-    })
-    .await;
+    fx.pipeline.wait_sessions(USERS as u64).await;
     let (status, answer) = fx
         .ask(json!({"metrics": ["sessions", "bounce_rate"], "range": "1d"}))
         .await;
@@ -391,18 +379,7 @@ async fn bounce_is_a_session_of_exactly_one_page_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn event_and_session_metrics_side_by_side() {
     let fx = fixture().await;
-    let (iso, app) = (&fx.pipeline.iso, &fx.pipeline.app);
-    eventually("sessions", Duration::from_secs(20), || async {
-        let sessions: u64 = iso
-            .clickhouse_client()
-            .query("SELECT count() FROM sessions FINAL WHERE app_id = ? AND dropped = 0")
-            .bind(app.as_str())
-            .fetch_one()
-            .await
-            .ok()?;
-        (sessions >= USERS as u64).then_some(())
-    })
-    .await;
+    fx.pipeline.wait_sessions(USERS as u64).await;
     let numbers: Vec<f64> = fx.prices().filter_map(numeric).collect();
     let body = json!({"metrics": ["events", "sessions", {"avg": "price"}, "bounce_rate", "unique_users"], "range": "1d"});
     let (status, answer) = fx.ask(body).await;

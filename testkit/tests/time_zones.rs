@@ -240,22 +240,9 @@ async fn retention_cohorts_are_calendar_periods_of_the_zone() {
                               "periods": 3, "tz": name, "range": fx.range()});
             let (status, answer) = fx.pipeline.post("retention", &body).await;
             assert_eq!(status, 200, "{answer}");
-            let got: BTreeMap<String, (u64, Vec<u64>)> = answer["cohorts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| {
-                    let retained = c["retained"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|n| n.as_u64().unwrap())
-                        .collect();
-                    (
-                        c["cohort"].as_str().unwrap().to_owned(),
-                        (c["size"].as_u64().unwrap(), retained),
-                    )
-                })
+            let got: BTreeMap<String, (u64, Vec<u64>)> = tally_testkit::retention_grid(&answer)
+                .into_iter()
+                .map(|((cohort, _), cell)| (cohort, cell))
                 .collect();
             assert_eq!(
                 got,
