@@ -237,6 +237,20 @@ impl Statement for FunnelRequest {
             "to_ms": ran.range.1,
             "steps": names,
         });
+        if let Some(users) = &self.users {
+            let limit = users.limit.unwrap_or(100);
+            let ids: Vec<Value> = rows
+                .iter()
+                .take(limit)
+                .map(|row| row.get("distinct_id").cloned().unwrap_or(Value::Null))
+                .collect();
+            answer["users"] = serde_json::json!({
+                "step": users.step, "dropped": users.dropped, "offset": users.offset,
+                "limit": limit, "distinct_ids": ids, "more": rows.len() > limit,
+            });
+            answer["query_time_ms"] = serde_json::json!(query_time_ms);
+            return to_bytes(&answer);
+        }
         if self.breakdown.is_some() {
             let groups: Vec<Value> = rows
                 .iter()

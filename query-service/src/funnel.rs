@@ -70,6 +70,26 @@ pub struct Exclusion {
     pub between: Option<(usize, usize)>,
 }
 
+/// A page of the users at a step (`dropped`: of those who reached it and no further).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersAt {
+    /// The step, 1-based.
+    pub step: usize,
+    /// Only the users who reached `step` but not the next one.
+    #[serde(default)]
+    pub dropped: bool,
+    /// Most users in the page (default 100, at most [`MAX_USERS`]).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Users to skip (by `distinct_id` order).
+    #[serde(default)]
+    pub offset: usize,
+}
+
+/// Most users in one page of a user list.
+pub const MAX_USERS: usize = 1_000;
+
 /// The `/funnel` request body.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +116,9 @@ pub struct FunnelRequest {
     /// Events that may not come between two steps (relaxed order; at most 5).
     #[serde(default)]
     pub exclusions: Vec<Exclusion>,
+    /// Instead of the counts: a page of the users at a step, or dropped after it.
+    #[serde(default)]
+    pub users: Option<UsersAt>,
     /// Count bot traffic too (default: excluded).
     #[serde(default)]
     pub include_bots: bool,
@@ -126,6 +149,46 @@ impl FunnelRequest {
             .as_deref()
             .unwrap_or(tally_schemas::time_zone::DEFAULT_TIME_ZONE)
     }
+}
+
+/// The statement of a page of users (`distinct_id`, ordered) from the per-user rows.
+fn users_page(
+    users: &UsersAt,
+    n: usize,
+    middle: &str,
+    mut binds: Vec<Bind>,
+) -> Result<Sql, Invalid> {
+    let limit = users.limit.unwrap_or(100);
+    if !(1..=n).contains(&users.step)
+        || (users.dropped && users.step == n)
+        || !(1..=MAX_USERS).contains(&limit)
+        || users.offset > 1_000_000
+    {
+        return Err(invalid(
+            "users",
+            format!("a step of 1..={n} (dropped: before the last), a limit of 1..={MAX_USERS}, an offset up to 1000000"),
+        ));
+    }
+    let at = if users.dropped {
+        "level = ?"
+    } else {
+        "level >= ?"
+    };
+    binds.push(Bind::Int(users.step as i64));
+    binds.push(Bind::Int(limit as i64 + 1));
+    binds.push(Bind::Int(users.offset as i64));
+    // The step times are read too: ClickHouse 18.16 loses the step arrays the
+    // per-user key reads inside lambdas unless the query above reads them.
+    let times: String = (2..=n).map(|k| format!(", e{k}")).collect();
+    Ok(Sql {
+        text: format!(
+            "SELECT distinct_id, level{times} FROM ({middle}) WHERE {at} ORDER BY distinct_id LIMIT ? OFFSET ?"
+        ),
+        binds,
+        dimensions: Vec::new(),
+        metrics: Vec::new(),
+        max_groups: None,
+    })
 }
 
 /// The step names, in order.
@@ -230,6 +293,7 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         guard,
         include_bots: request.include_bots,
         exclusions: &exclusions,
+        with_user: request.users.is_some(),
         window,
     };
     let (middle, binds) = if strict {
@@ -237,6 +301,9 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     } else {
         core.relaxed()
     };
+    if let Some(users) = &request.users {
+        return users_page(users, n, &middle, binds);
+    }
     // Counts as Float64 (JSONEachRow quotes 64-bit integers); no median → -1.
     let mut outer = Vec::new();
     for k in 1..=n {
@@ -385,6 +452,13 @@ mod tests {
         .unwrap();
         let excluded = build("app-1", &excluding, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
         crate::sql::assert_golden("funnel_with_exclusions", &excluded);
+        // A page of the users who dropped after step 2, in strict order.
+        let dropped: FunnelRequest = serde_json::from_value(json!({
+            "steps": ["page_view", "add_to_cart", "purchase"], "range": "30d", "order": "strict",
+            "users": {"step": 2, "dropped": true, "limit": 50, "offset": 100}}))
+        .unwrap();
+        let page = build("app-1", &dropped, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
+        crate::sql::assert_golden("funnel_users_dropped_after_step_2", &page);
         assert_eq!(
             sql.binds
                 .iter()

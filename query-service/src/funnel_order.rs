@@ -60,6 +60,8 @@ pub struct Core<'a> {
     /// they come strictly between its steps `from` and `to` (1-based; before
     /// the window's end when step `to` is not reached).
     pub exclusions: &'a [Excluded],
+    /// Carry each user's `distinct_id` up to the per-user rows (user lists).
+    pub with_user: bool,
 }
 
 impl<'a> Core<'a> {
@@ -82,6 +84,14 @@ impl<'a> Core<'a> {
                 format!("argMinIf({expr}, ts_ms, {c1}) AS {alias}, ")
             }
             None => String::new(),
+        }
+    }
+
+    fn u(&self) -> &'static str {
+        if self.with_user {
+            "distinct_id, "
+        } else {
+            ""
         }
     }
 
@@ -180,9 +190,9 @@ impl<'a> Core<'a> {
         }
         let mut names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
         names.extend((0..self.exclusions.len()).map(|i| format!("z{i}")));
-        let b = self.b();
+        let (b, u) = (self.b(), self.u());
         let text = format!(
-            "SELECT {b}{} FROM (SELECT {b}{key} AS key, {} FROM (SELECT {inner} FROM events \
+            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {u}{inner} FROM events \
              WHERE {filter} GROUP BY distinct_id HAVING length(s1) > 0))",
             middle.join(", "),
             names.join(", "),
@@ -220,8 +230,9 @@ impl<'a> Core<'a> {
         } else {
             ""
         };
+        let u = self.u();
         let per_user = format!(
-            "SELECT {per_user_b}arraySlice(arraySort(groupArray(ts_ms * 256 + mask)), 1, {MAX_STRICT_TIMES}) AS tm \
+            "SELECT {u}{per_user_b}arraySlice(arraySort(groupArray(ts_ms * 256 + mask)), 1, {MAX_STRICT_TIMES}) AS tm \
              FROM ({per_time}) GROUP BY distinct_id HAVING bitAnd(groupBitOr(mask), 1) = 1"
         );
         // Per user, `tm` holds time * 256 + mask, sorted; `tm{j}` is `tm` moved
@@ -267,8 +278,8 @@ impl<'a> Core<'a> {
             .map(|k| format!("T[idx + {}] AS e{k}", k - 1))
             .collect();
         let text = format!(
-            "SELECT {b}intDiv(key, {SHIFT}) AS level, {} - key % {SHIFT} AS start, indexOf(T, start) AS idx, {} \
-             FROM (SELECT {b}arrayMap(x -> intDiv(x, 256), tm) AS T, {}, {key} AS key FROM ({per_user}))",
+            "SELECT {b}{u}intDiv(key, {SHIFT}) AS level, {} - key % {SHIFT} AS start, indexOf(T, start) AS idx, {} \
+             FROM (SELECT {b}{u}arrayMap(x -> intDiv(x, 256), tm) AS T, {}, {key} AS key FROM ({per_user}))",
             SHIFT - 1,
             times.join(", "),
             shifted.join(", "),

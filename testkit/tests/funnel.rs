@@ -42,8 +42,8 @@ fn generate(now: i64) -> Vec<Event> {
 }
 
 /// Per user: (level, times from the start to each reached step k >= 2, plan
-/// and time of the first step-1 event).
-type User = (usize, Vec<i64>, &'static str, i64);
+/// and time of the first step-1 event, the user).
+type User = (usize, Vec<i64>, &'static str, i64, String);
 
 /// Every time.
 const ALL: (i64, i64) = (i64::MIN, i64::MAX);
@@ -81,7 +81,7 @@ fn reference_excluding(
         _ => e.1 == "purchase",
     };
     let mut out = Vec::new();
-    for (_, mut list) in users {
+    for (user, mut list) in users {
         list.sort_by_key(|e| e.2);
         let Some(first) = list.iter().find(|e| matches(e, 0)) else {
             continue;
@@ -150,7 +150,7 @@ fn reference_excluding(
         let Some((level, _, reached)) = best else {
             continue;
         };
-        out.push((level, reached, plan, first_at));
+        out.push((level, reached, plan, first_at, user.to_owned()));
     }
     out
 }
@@ -235,6 +235,34 @@ async fn funnels_equal_the_brute_force_reference() {
         assert_eq!(observed(&group["funnel"]), expected(&subset), "plan {plan}");
     }
     assert_eq!(answer["breakdown"].as_array().unwrap().len(), 2);
+
+    // Who reached a step, and who dropped after it: pages of distinct ids.
+    for (step, dropped) in [(2, false), (1, true), (2, true), (3, false)] {
+        let mut want: Vec<String> = users
+            .iter()
+            .filter(|u| if dropped { u.0 == step } else { u.0 >= step })
+            .map(|u| u.4.clone())
+            .collect();
+        want.sort();
+        let mut got = Vec::new();
+        for page in 0.. {
+            let body = json!({"steps": steps, "range": "1d", "window": "10m",
+                "users": {"step": step, "dropped": dropped, "limit": 7, "offset": page * 7}});
+            let (status, answer) = ask(body).await;
+            assert_eq!(status, 200, "{answer}");
+            let ids = answer["users"]["distinct_ids"].as_array().unwrap();
+            got.extend(ids.iter().map(|id| id.as_str().unwrap().to_owned()));
+            if !answer["users"]["more"].as_bool().unwrap() {
+                break;
+            }
+            assert_eq!(ids.len(), 7, "a full page before the last");
+        }
+        assert_eq!(got, want, "step {step}, dropped {dropped}");
+        assert!(
+            !want.is_empty(),
+            "step {step}, dropped {dropped}: some users"
+        );
+    }
 
     // Exclusion steps: an `other` event between steps 1 and 2, or anywhere
     // between the first and the last step, disqualifies a start.

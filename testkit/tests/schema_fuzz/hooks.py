@@ -11,7 +11,8 @@ fields, and the document states them in its descriptions:
   `/dashboards`;
 * a `tz` is an IANA time zone name (the document gives its form, not the list);
 * a funnel's `exclusions` apply to the relaxed order, each `between` two of its
-  steps (1 <= from < to <= the number of steps).
+  steps (1 <= from < to <= the number of steps); its `users.step` is one of its
+  steps (before the last when `dropped`).
 
 And GET/PUT of a saved item use the items the test saved
 (`TALLY_FUZZ_SAVED_IDS`), so they reach the database.
@@ -117,6 +118,11 @@ def _fix_funnels(value):
     if isinstance(value, dict):
         steps = value.get("steps")
         exclusions = value.get("exclusions")
+        users = value.get("users")
+        if isinstance(steps, list) and len(steps) >= 2 and isinstance(users, dict) and isinstance(users.get("step"), int):
+            last = len(steps) - 1 if users.get("dropped") is True else len(steps)
+            if not 1 <= users["step"] <= last:
+                users["step"] = 1
         if isinstance(steps, list) and isinstance(exclusions, list):
             if value.get("order") == "strict":
                 value.pop("exclusions")
