@@ -132,15 +132,23 @@ impl Drop for PrivateBroker {
 /// Sets the committed offsets of `group` on every partition of `topic` to the
 /// start of the log, as if the group's consumers had crashed after writing
 /// everything but before any commit. Call only while no member is running;
-/// a broker that still counts a dead member in the group may refuse the
-/// commit for a while, so it is retried (up to 30 s).
+/// a broker that still counts a dead member in the group refuses the commit
+/// until that member's session (10 s) has expired and the group has settled,
+/// which tansu 0.6 has been seen to take longer than 30 s under load, so it is
+/// retried for up to 90 s; a failure names the broker's last answer.
 pub async fn rewind_group(brokers: &str, group: &str, topic: &str) {
-    crate::eventually(
-        "the group's offsets rewound",
-        std::time::Duration::from_secs(30),
-        || async { try_rewind_group(brokers, group, topic).await.ok() },
-    )
-    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match try_rewind_group(brokers, group, topic).await {
+            Ok(()) => return,
+            Err(last) if std::time::Instant::now() >= deadline => {
+                panic!("the group's offsets were not rewound in 90 s ({attempts} attempts): {last}")
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
 }
 
 /// One attempt of [`rewind_group`].
