@@ -151,9 +151,7 @@ impl AdhocRequest {
 
     /// The time zone of the request's calendar periods (UTC unless set).
     pub fn time_zone(&self) -> &str {
-        self.tz
-            .as_deref()
-            .unwrap_or(tally_schemas::time_zone::DEFAULT_TIME_ZONE)
+        tally_schemas::time_zone::or_default(self.tz.as_deref())
     }
 
     /// What every statement of this request filters on besides app and range.

@@ -8,7 +8,7 @@
 //! answer cache because two requests may reach one statement by different
 //! names (`country`, `$country`).
 
-use crate::sql::{bare_builtins, resolved, BUILTIN};
+use crate::sql::{bare_builtins, bucket_names, resolved, BUILTIN, COLUMNS};
 use crate::{AppState, QueryError};
 use axum::body::Bytes;
 
@@ -27,7 +27,8 @@ pub struct Fields<'a> {
 
 impl Fields<'_> {
     /// Refuses a bare name that is both a built-in field and a property of the
-    /// app (one small read of `property_keys`, only when a bare built-in name is used).
+    /// app (`property_keys`, read once per app and 30 s: a property of a
+    /// built-in name takes up to that long to make the bare name ambiguous).
     pub async fn check(&self, state: &AppState, app_id: &str) -> Result<(), QueryError> {
         if !self.properties {
             return Ok(());
@@ -36,9 +37,18 @@ impl Fields<'_> {
         if bare.is_empty() {
             return Ok(());
         }
-        let clashes = state.events.property_names_among(app_id, &bare).await?;
-        match clashes.into_iter().next() {
-            Some(name) => Err(QueryError::AmbiguousField(name)),
+        // The app's property names that are built-in names too: one small read
+        // per app and 30 s (cached), not one per request — dashboards poll.
+        let names: Vec<&str> = COLUMNS.iter().copied().chain(bucket_names()).collect();
+        let (clashing, _) = state
+            .clashing_properties
+            .get_or_compute(app_id, || state.events.property_names_among(app_id, &names))
+            .await?;
+        match bare
+            .into_iter()
+            .find(|name| clashing.iter().any(|c| c == name))
+        {
+            Some(name) => Err(QueryError::AmbiguousField(name.to_owned())),
             None => Ok(()),
         }
     }

@@ -145,9 +145,7 @@ pub fn window_ms(text: &str) -> Result<i64, Invalid> {
 impl FunnelRequest {
     /// The time zone of a time-bucket breakdown (UTC unless set).
     pub fn time_zone(&self) -> &str {
-        self.tz
-            .as_deref()
-            .unwrap_or(tally_schemas::time_zone::DEFAULT_TIME_ZONE)
+        tally_schemas::time_zone::or_default(self.tz.as_deref())
     }
 }
 

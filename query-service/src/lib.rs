@@ -63,6 +63,8 @@ pub struct AppState {
     pub query_cache: cache::Cache<axum::body::Bytes>,
     /// Apps' time zones (PostgreSQL), for 30 s.
     pub zones: cache::Cache<String>,
+    /// Apps' property names that are built-in names too (ClickHouse), for 30 s.
+    pub clashing_properties: cache::Cache<Vec<String>>,
     /// Limits.
     pub config: Config,
 }
@@ -89,6 +91,11 @@ pub async fn run(
         live_cache: cache::Cache::new(config.live_cache, 10_000, clock.clone()),
         query_cache: cache::Cache::new(config.query_cache, 10_000, clock.clone()),
         zones: cache::Cache::new(std::time::Duration::from_secs(30), 10_000, clock.clone()),
+        clashing_properties: cache::Cache::new(
+            std::time::Duration::from_secs(30),
+            10_000,
+            clock.clone(),
+        ),
         saved: saved::SavedStore::new(config.postgres.clone()),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),

@@ -64,9 +64,7 @@ pub struct RetentionRequest {
 impl RetentionRequest {
     /// The time zone of the periods (UTC unless set).
     pub fn time_zone(&self) -> &str {
-        self.tz
-            .as_deref()
-            .unwrap_or(tally_schemas::time_zone::DEFAULT_TIME_ZONE)
+        tally_schemas::time_zone::or_default(self.tz.as_deref())
     }
 }
 

@@ -7,6 +7,11 @@
 /// The zone of an app without a setting.
 pub const DEFAULT_TIME_ZONE: &str = "UTC";
 
+/// `tz`, or [`DEFAULT_TIME_ZONE`] when none is given.
+pub fn or_default(tz: Option<&str>) -> &str {
+    tz.unwrap_or(DEFAULT_TIME_ZONE)
+}
+
 /// Whether `name` is an IANA time zone name (at most 64 characters).
 pub fn valid_time_zone(name: &str) -> bool {
     name.len() <= 64 && name.parse::<chrono_tz::Tz>().is_ok()
