@@ -13,6 +13,7 @@
 //! * [`service`] — the common `main` of every service binary.
 //! * [`process`] — child processes for the benchmark and the tests (not used by the services).
 
+pub mod accounts;
 pub mod clickhouse;
 pub mod clock;
 pub mod config;

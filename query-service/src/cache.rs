@@ -68,6 +68,13 @@ impl<V> Cache<V> {
         Ok((value.clone(), !computed))
     }
 
+    /// Drops `key`'s answer: the next caller computes afresh.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(key);
+        }
+    }
+
     fn slot(&self, key: &str) -> Slot<V> {
         let now = self.clock.now_ms();
         let Ok(mut entries) = self.entries.lock() else {

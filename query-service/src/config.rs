@@ -40,6 +40,80 @@ pub struct Config {
     pub max_groups: u64,
     /// How often the read-key cache is refreshed (`TALLY_QUERY_KEY_REFRESH_SECS`, default 10).
     pub key_refresh: Duration,
+    /// Dashboard logins and sessions.
+    pub accounts: AccountsConfig,
+}
+
+/// Dashboard logins and sessions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountsConfig {
+    /// A session's longest life (`TALLY_SESSION_TTL_HOURS`, default 168: a week).
+    pub session_ttl: Duration,
+    /// A session unused this long ends (`TALLY_SESSION_IDLE_MINUTES`, default 720).
+    pub session_idle: Duration,
+    /// The cookie's `Secure` flag (`TALLY_COOKIE_SECURE`: `auto` — default: when
+    /// the request came over TLS, as a proxy's `X-Forwarded-Proto: https`
+    /// says —, `true` or `false`).
+    pub cookie_secure: Option<bool>,
+    /// Origins besides the service's own that may make state-changing requests
+    /// with a session (`TALLY_ALLOWED_ORIGINS`, comma-separated, e.g. the
+    /// public `https://tally.example.com` behind a proxy that rewrites `Host`).
+    pub allowed_origins: Vec<String>,
+    /// Where browsers reach the gateway, for the `/sdk.js` snippet
+    /// (`TALLY_PUBLIC_GATEWAY_URL`, default `http://127.0.0.1:8080`).
+    pub gateway_url: String,
+    /// Failed logins per e-mail address in a minute before 429
+    /// (`TALLY_LOGIN_FAILURES_PER_MINUTE`, default 10; per client address: 3×).
+    pub login_failures_per_minute: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            session_ttl: Duration::from_secs(168 * 3600),
+            session_idle: Duration::from_secs(720 * 60),
+            cookie_secure: None,
+            allowed_origins: Vec::new(),
+            gateway_url: "http://127.0.0.1:8080".into(),
+            login_failures_per_minute: 10,
+        }
+    }
+}
+
+impl AccountsConfig {
+    /// Reads the `TALLY_SESSION_…`, `TALLY_COOKIE_SECURE`, `TALLY_ALLOWED_ORIGINS`,
+    /// `TALLY_PUBLIC_GATEWAY_URL` and `TALLY_LOGIN_…` variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = AccountsConfig::default();
+        let secure = env_string("TALLY_COOKIE_SECURE", "auto");
+        let cookie_secure = match secure.as_str() {
+            "auto" => None,
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "TALLY_COOKIE_SECURE".into(),
+                    value: secure,
+                    reason: "auto, true or false".into(),
+                })
+            }
+        };
+        Ok(AccountsConfig {
+            session_ttl: Duration::from_secs(3600 * env_or("TALLY_SESSION_TTL_HOURS", 168u64)?),
+            session_idle: Duration::from_secs(60 * env_or("TALLY_SESSION_IDLE_MINUTES", 720u64)?),
+            cookie_secure,
+            allowed_origins: env_string("TALLY_ALLOWED_ORIGINS", "")
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            gateway_url: env_string("TALLY_PUBLIC_GATEWAY_URL", &defaults.gateway_url),
+            login_failures_per_minute: env_or(
+                "TALLY_LOGIN_FAILURES_PER_MINUTE",
+                defaults.login_failures_per_minute,
+            )?,
+        })
+    }
 }
 
 impl Config {
@@ -58,6 +132,7 @@ impl Config {
             allowed_lateness_ms: env_or("TALLY_AGGREGATOR_LATENESS_MS", 30_000i64)?,
             query_cache: Duration::from_secs(env_or("TALLY_QUERY_CACHE_SECS", 5u64)?),
             max_groups: env_or("TALLY_QUERY_MAX_GROUPS", 100_000u64)?,
+            accounts: AccountsConfig::from_env()?,
         };
         config.validate()?;
         Ok(config)
@@ -84,6 +159,15 @@ impl Config {
         ensure(
             (1..=10_000_000).contains(&self.max_groups),
             "TALLY_QUERY_MAX_GROUPS must be within 1..=10000000",
+        )?;
+        ensure(
+            self.accounts.session_idle >= Duration::from_secs(60)
+                && self.accounts.session_ttl >= self.accounts.session_idle,
+            "TALLY_SESSION_IDLE_MINUTES must be at least 1 and the TTL at least the idle timeout",
+        )?;
+        ensure(
+            self.accounts.login_failures_per_minute >= 1,
+            "TALLY_LOGIN_FAILURES_PER_MINUTE must be at least 1",
         )?;
         ensure(
             !self.redis_prefix.is_empty(),

@@ -43,7 +43,7 @@ pub enum QueryError {
     #[error("saved items unavailable: {0}")]
     SavedUnavailable(String),
     /// No `Authorization` header.
-    #[error("missing read key: send Authorization: Bearer <read key>")]
+    #[error("missing read key: send Authorization: Bearer <read key>, or log in")]
     MissingReadKey,
     /// The `Authorization` header is not `Bearer <key>`.
     #[error("invalid Authorization header: expected Bearer <read key>")]
@@ -60,6 +60,27 @@ pub enum QueryError {
     /// Keys could not be loaded from PostgreSQL; retry.
     #[error("keys unavailable, retry")]
     KeysUnavailable,
+    /// Wrong e-mail or password.
+    #[error("wrong e-mail or password")]
+    InvalidCredentials,
+    /// No live session (and no key): log in.
+    #[error("not logged in")]
+    Unauthenticated,
+    /// Too many failed logins in the last minute (seconds to wait).
+    #[error("too many failed logins: retry in {0} s")]
+    TooManyLoginAttempts(u64),
+    /// The session's user is not a member of the app.
+    #[error("you are not a member of this app")]
+    NotAMember,
+    /// The action needs the app's admin role (and a session, not a key).
+    #[error("this needs the admin role in this app")]
+    NotAnAdmin,
+    /// A state-changing request with a session from another origin (CSRF).
+    #[error("cross-site request refused: the Origin is not this service's")]
+    CrossSiteRequest,
+    /// PostgreSQL (users, sessions) is unreachable; retry.
+    #[error("accounts unavailable: {0}")]
+    AccountsUnavailable(String),
     /// A bug or broken invariant while answering (500 `internal`).
     #[error("internal error: {0}")]
     Internal(String),
@@ -89,6 +110,13 @@ impl QueryError {
             QueryError::KeyAppMismatch => "key_app_mismatch",
             QueryError::InvalidStreamToken => "invalid_stream_token",
             QueryError::KeysUnavailable => "keys_unavailable",
+            QueryError::InvalidCredentials => "invalid_credentials",
+            QueryError::Unauthenticated => "unauthenticated",
+            QueryError::TooManyLoginAttempts(_) => "too_many_attempts",
+            QueryError::NotAMember => "not_a_member",
+            QueryError::NotAnAdmin => "not_an_admin",
+            QueryError::CrossSiteRequest => "cross_site_request",
+            QueryError::AccountsUnavailable(_) => "accounts_unavailable",
             QueryError::Internal(_) => "internal",
             QueryError::Startup(_) => "startup",
         }
@@ -106,13 +134,20 @@ impl QueryError {
             QueryError::MissingReadKey
             | QueryError::InvalidAuthorization
             | QueryError::InvalidReadKey
-            | QueryError::InvalidStreamToken => StatusCode::UNAUTHORIZED,
-            QueryError::KeyAppMismatch => StatusCode::FORBIDDEN,
+            | QueryError::InvalidStreamToken
+            | QueryError::InvalidCredentials
+            | QueryError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            QueryError::KeyAppMismatch
+            | QueryError::NotAMember
+            | QueryError::NotAnAdmin
+            | QueryError::CrossSiteRequest => StatusCode::FORBIDDEN,
+            QueryError::TooManyLoginAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryError::NotFound => StatusCode::NOT_FOUND,
             QueryError::LiveUnavailable(_)
             | QueryError::StoreUnavailable(_)
             | QueryError::KeysUnavailable
-            | QueryError::SavedUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | QueryError::SavedUnavailable(_)
+            | QueryError::AccountsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::CorruptLiveData(_) | QueryError::Internal(_) | QueryError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -132,7 +167,12 @@ impl IntoResponse for QueryError {
         if self.status().is_server_error() {
             tracing::warn!(reason = self.reason(), error = %self, "query failed");
         }
-        let body = Json(json!({ "error": self.reason(), "message": self.to_string() }));
-        (self.status(), body).into_response()
+        let mut body = json!({ "error": self.reason(), "message": self.to_string() });
+        if let QueryError::TooManyLoginAttempts(wait) = self {
+            body["retry_after_s"] = json!(wait);
+            let retry = [(axum::http::header::RETRY_AFTER, wait.to_string())];
+            return (self.status(), retry, Json(body)).into_response();
+        }
+        (self.status(), Json(body)).into_response()
     }
 }

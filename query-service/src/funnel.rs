@@ -18,7 +18,9 @@
 //!
 //! That is the relaxed order (the default); in strict order each next step
 //! must be the user's very next event in time (see [`crate::funnel_order`],
-//! which builds the per-user part in both orders).
+//! which builds the per-user part in each order). In any order, a start is an
+//! event of any step in the range, and step k counts the users with events of
+//! k distinct steps within the window of one start (PostHog's "unordered").
 //!
 //! One statement, valid on ClickHouse 18.16 (no `windowFunnel`, which there
 //! only takes whole seconds, and no strict mode in it that sees events of
@@ -102,8 +104,9 @@ pub struct FunnelRequest {
     /// Conversion window from the first step, e.g. `"1d"`, `"2h"`, `"30m"` (default `"1d"`).
     #[serde(default)]
     pub window: Option<String>,
-    /// `relaxed` (default: other events may come between steps) or `strict`
-    /// (each step is the user's next event).
+    /// `relaxed` (default: other events may come between steps), `strict`
+    /// (each step is the user's next event) or `any` (the steps in any order,
+    /// all within the window of the first of them).
     #[serde(default)]
     pub order: Option<String>,
     /// Break down by a column or property of the user's first step-1 event,
@@ -122,6 +125,14 @@ pub struct FunnelRequest {
     /// Count bot traffic too (default: excluded).
     #[serde(default)]
     pub include_bots: bool,
+}
+
+/// How steps follow each other (see [`crate::funnel_order`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Order {
+    Relaxed,
+    Strict,
+    Any,
 }
 
 /// Parses `"30m"`, `"2h"`, `"7d"` into ms.
@@ -208,10 +219,11 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     if !(2..=MAX_STEPS).contains(&n) {
         return Err(invalid("steps", format!("2..={MAX_STEPS} steps")));
     }
-    let strict = match request.order.as_deref() {
-        None | Some("relaxed") => false,
-        Some("strict") => true,
-        Some(_) => return Err(invalid("order", "\"relaxed\" or \"strict\"")),
+    let order = match request.order.as_deref() {
+        None | Some("relaxed") => Order::Relaxed,
+        Some("strict") => Order::Strict,
+        Some("any") => Order::Any,
+        Some(_) => return Err(invalid("order", "\"relaxed\", \"strict\" or \"any\"")),
     };
     let window = window_ms(request.window.as_deref().unwrap_or("1d"))?;
     // Step conditions (each used twice: in its groupArrayIf and in the WHERE).
@@ -230,7 +242,7 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         }
         let mut condition = vec!["name = ?".to_owned()];
         let mut binds = vec![Bind::Text(name.clone())];
-        if k == 0 {
+        if k == 0 && order != Order::Any {
             condition.push("ts_ms < ?".to_owned());
             binds.push(Bind::Int(range.1));
         }
@@ -241,10 +253,10 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         }
         steps.push((format!("({})", condition.join(" AND ")), binds));
     }
-    if !request.exclusions.is_empty() && strict {
+    if !request.exclusions.is_empty() && order != Order::Relaxed {
         return Err(invalid(
             "exclusions",
-            "exclusions apply to the relaxed order (in strict order no event may come between steps)",
+            "exclusions apply to the relaxed order (in strict order no event may come between steps; in any order there is no \"between\")",
         ));
     }
     if request.exclusions.len() > 5 {
@@ -293,11 +305,12 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
         exclusions: &exclusions,
         with_user: request.users.is_some(),
         window,
+        starts_before: range.1,
     };
-    let (middle, binds) = if strict {
-        core.strict()
-    } else {
-        core.relaxed()
+    let (middle, binds) = match order {
+        Order::Relaxed => core.relaxed(),
+        Order::Strict => core.strict(),
+        Order::Any => core.any_order(),
     };
     if let Some(users) = &request.users {
         return users_page(users, n, &middle, binds);

@@ -1,5 +1,6 @@
-//! The per-user part of a funnel statement, in both orders. Each returns a
-//! sub-select with one row per user that has a step-1 event: `b` (breakdown,
+//! The per-user part of a funnel statement, in each order. Each returns a
+//! sub-select with one row per user that has a start (a step-1 event; in any
+//! order, an event of any step): `b` (breakdown,
 //! when asked), `level` (highest step reached, 0 when none counts), `start`
 //! (the earliest step-1 time reaching that level) and `e2…en` (the time of
 //! each later step for that start; meaningless above `level`).
@@ -12,8 +13,15 @@
 //!   the same millisecond as a step cannot be ordered against it and do not
 //!   break the chain), within the window of the start. Per user, the earliest
 //!   [`MAX_STRICT_TIMES`] distinct times count.
+//! - Any order: a start is any event of any step (in the range); it reaches
+//!   level k when events of k distinct steps (its own among them) lie at or
+//!   after it within the window, in any order. An event that meets several
+//!   step conditions counts for each. `e2…en` are the times of the 2nd…nth
+//!   distinct step, in time order (the earliest of each step's events in the
+//!   window). Per user, the earliest [`MAX_STEP_EVENTS`] events of each step
+//!   count.
 //!
-//! Both encode a start as `level * SHIFT + (SHIFT - 1 - start)` so that one
+//! All encode a start as `level * SHIFT + (SHIFT - 1 - start)` so that one
 //! `max` picks the highest level and, among equals, the earliest start.
 //!
 //! Range: the caller puts the range's end into step 1's condition (only
@@ -62,6 +70,9 @@ pub struct Core<'a> {
     pub exclusions: &'a [Excluded],
     /// Carry each user's `distinct_id` up to the per-user rows (user lists).
     pub with_user: bool,
+    /// The range's end: in any order, only events before it are starts (the
+    /// other orders carry it in step 1's condition).
+    pub starts_before: i64,
 }
 
 impl<'a> Core<'a> {
@@ -194,6 +205,82 @@ impl<'a> Core<'a> {
         let text = format!(
             "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {u}{inner} FROM events \
              WHERE {filter} GROUP BY distinct_id HAVING length(s1) > 0))",
+            middle.join(", "),
+            names.join(", "),
+        );
+        (text, binds)
+    }
+
+    /// The any-order sub-select and its binds.
+    pub fn any_order(&self) -> (String, Vec<Bind>) {
+        let n = self.steps.len();
+        let window = self.window;
+        // In text order: the starts' end in `key`, then the inner select's.
+        let mut binds = vec![Bind::Int(self.starts_before)];
+        let mut inner = match &self.breakdown {
+            Some((expr, b)) => {
+                binds.extend(b.iter().cloned());
+                binds.push(Bind::Int(self.starts_before));
+                format!("argMinIf({expr}, ts_ms, ts_ms < ?) AS b, ")
+            }
+            None => String::new(),
+        };
+        let arrays: Vec<String> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(k, (condition, b))| {
+                binds.extend(b.iter().cloned());
+                format!(
+                    "arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS s{}",
+                    k + 1
+                )
+            })
+            .collect();
+        inner.push_str(&arrays.join(", "));
+        binds.extend(self.guard.iter().cloned());
+        let any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
+        for (_, b) in self.steps {
+            binds.extend(b.iter().cloned());
+        }
+        let filter = self.where_clause(Some(format!("({})", any_step.join(" OR "))));
+        binds.push(Bind::Int(self.starts_before));
+        let names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
+        // Per start a: the number of steps with an event in [a, a + window].
+        let count: Vec<String> = (1..=n)
+            .map(|k| format!("arrayExists(x{k} -> x{k} >= a AND x{k} <= a + {window}, s{k})"))
+            .collect();
+        let key = format!(
+            "arrayReduce('max', arrayMap(a -> ({}) * {SHIFT} + ({} - a), \
+             arrayFilter(a -> a < ?, arrayConcat({}))))",
+            count.join(" + "),
+            SHIFT - 1,
+            names.join(", ")
+        );
+        // Per step, its earliest event in the best start's window (MAX if none).
+        let max = u64::MAX;
+        let firsts: Vec<String> = (1..=n)
+            .map(|k| {
+                format!(
+                    "arrayReduce('min', arrayPushBack(arrayFilter(x{k} -> x{k} >= start AND x{k} <= start + {window}, s{k}), {max}))"
+                )
+            })
+            .collect();
+        let mut middle = vec![
+            format!("intDiv(key, {SHIFT}) AS level"),
+            format!("{} - key % {SHIFT} AS start", SHIFT - 1),
+            format!(
+                "arraySort(arrayFilter(f -> f < {max}, [{}])) AS firsts",
+                firsts.join(", ")
+            ),
+        ];
+        for k in 2..=n {
+            middle.push(format!("firsts[{k}] AS e{k}"));
+        }
+        let (b, u) = (self.b(), self.u());
+        let text = format!(
+            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {u}{inner} FROM events \
+             WHERE {filter} GROUP BY distinct_id HAVING min(ts_ms) < ?))",
             middle.join(", "),
             names.join(", "),
         );

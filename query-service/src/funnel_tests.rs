@@ -1,21 +1,22 @@
-//! Funnel statements: golden files (both orders, a trend, exclusions, a user
+//! Funnel statements: golden files (each order, a trend, exclusions, a user
 //! page), the range rule, and a property that client text never reaches SQL.
 use super::*;
 use proptest::prelude::*;
 use serde_json::json;
 
 proptest! {
-    /// In both orders, hostile text in step names and filter values is
+    /// In each order, hostile text in step names and filter values is
     /// bound, never spliced, and every placeholder has its value.
     #[test]
-    fn funnel_text_is_bound(raw in "[ -~]{0,30}", steps in 2usize..=8, strict: bool) {
+    fn funnel_text_is_bound(raw in "[ -~]{0,30}", steps in 2usize..=8, order in 0usize..3) {
         let text = format!("Ω{raw}");
+        let order = ["relaxed", "strict", "any"][order];
         let mut list = vec![json!(text.clone())];
         for _ in 1..steps {
             list.push(json!({"event": text.clone(), "filters": [{"property": "plan", "op": "contains", "value": text.clone()}]}));
         }
         let request: FunnelRequest = serde_json::from_value(json!({"steps": list, "range": "7d",
-            "order": if strict { "strict" } else { "relaxed" }, "breakdown": "properties.plan"})).unwrap();
+            "order": order, "breakdown": "properties.plan"})).unwrap();
         let sql = build("app", &request, (0, 86_400_000)).unwrap();
         prop_assert!(sql.text.is_ascii());
         prop_assert!(sql.binds.contains(&Bind::Text(text.clone())));
@@ -43,16 +44,24 @@ fn windows_parse_and_refusals() {
     let one_step: FunnelRequest =
         serde_json::from_value(json!({"steps": ["a"], "range": "7d"})).unwrap();
     assert_eq!(build("a", &one_step, (0, 1)).unwrap_err().0, "steps");
-    let any: FunnelRequest =
-        serde_json::from_value(json!({"steps": ["a", "b"], "range": "7d", "order": "any"}))
+    let sideways: FunnelRequest =
+        serde_json::from_value(json!({"steps": ["a", "b"], "range": "7d", "order": "sideways"}))
             .unwrap();
-    assert_eq!(build("a", &any, (0, 1)).unwrap_err().0, "order");
+    assert_eq!(build("a", &sideways, (0, 1)).unwrap_err().0, "order");
+    let any_excluding: FunnelRequest = serde_json::from_value(json!({"steps": ["a", "b"],
+        "range": "7d", "order": "any", "exclusions": [{"event": "c"}]}))
+    .unwrap();
+    assert_eq!(
+        build("a", &any_excluding, (0, 1)).unwrap_err().0,
+        "exclusions"
+    );
 }
 
 #[test]
 fn golden_funnel_statements() {
     golden("funnel_three_steps_breakdown", None);
     golden("funnel_strict_three_steps_breakdown", Some("strict"));
+    golden("funnel_any_order_three_steps_breakdown", Some("any"));
     // A conversion trend: by the week (in New York) of each user's first start.
     let trend: FunnelRequest = serde_json::from_value(json!({
         "steps": ["page_view", "purchase"], "range": "90d", "breakdown": "$week", "tz": "America/New_York"}))
@@ -94,6 +103,7 @@ fn range_limits_starts_and_reads_one_window_past_its_end() {
         let (from, to) = (1_700_000_000_000, 1_700_086_400_000);
         let sql = build("app", &request, (from, to)).unwrap();
         assert!(sql.text.contains("(name = ? AND ts_ms < ?)"), "{order}");
+        assert!(!sql.text.contains("HAVING min(ts_ms) < ?"), "{order}");
         let ints: Vec<i64> = sql
             .binds
             .iter()
@@ -107,6 +117,24 @@ fn range_limits_starts_and_reads_one_window_past_its_end() {
         assert!(ints.contains(&(to + 7_200_000)), "{order}: {ints:?}");
         assert!(sql.text.contains("ts_ms >= ? AND ts_ms < ?"), "{order}");
     }
+}
+
+/// In any order, a start is an event of any step before `to`: no step's
+/// condition carries the end; the starts are filtered by it instead.
+#[test]
+fn any_order_limits_starts_of_every_step() {
+    let request: FunnelRequest = serde_json::from_value(json!({
+        "steps": ["a", "b", "c"], "range": "1d", "window": "2h", "order": "any"}))
+    .unwrap();
+    let (from, to) = (1_700_000_000_000, 1_700_086_400_000);
+    let sql = build("app", &request, (from, to)).unwrap();
+    assert!(!sql.text.contains("(name = ? AND ts_ms < ?)"));
+    assert!(sql
+        .text
+        .contains("arrayFilter(a -> a < ?, arrayConcat(s1, s2, s3))"));
+    assert!(sql.text.contains("HAVING min(ts_ms) < ?"));
+    assert_eq!(sql.binds.iter().filter(|b| **b == Bind::Int(to)).count(), 2);
+    assert!(sql.binds.contains(&Bind::Int(to + 7_200_000)));
 }
 
 fn golden(name: &str, order: Option<&str>) {

@@ -6,6 +6,7 @@
 //! the shutdown future resolves, then drains in-flight requests. Start-up
 //! failures are [`QueryError::Startup`]; nothing else returns it.
 
+pub mod accounts;
 pub mod adhoc;
 pub mod answer;
 pub mod api;
@@ -17,14 +18,18 @@ pub mod fields;
 pub mod funnel;
 pub mod funnel_order;
 pub mod live;
+pub mod login_throttle;
 pub mod metrics;
+pub mod pg;
 pub mod query;
 pub mod range;
 pub mod reports;
 pub mod retention;
 pub mod router;
 pub mod saved;
+pub mod session;
 pub mod session_metrics;
+pub mod settings;
 pub mod sql;
 pub mod stores;
 pub mod stream_token;
@@ -65,6 +70,12 @@ pub struct AppState {
     pub zones: cache::Cache<String>,
     /// Apps' property names that are built-in names too (ClickHouse), for 30 s.
     pub clashing_properties: cache::Cache<Vec<String>>,
+    /// Users, sessions, memberships (PostgreSQL).
+    pub accounts: Arc<dyn accounts::Accounts>,
+    /// Session lookups, for [`session::SESSION_CACHE`].
+    pub sessions: cache::Cache<Option<session::SessionUser>>,
+    /// Failed logins of the last minute.
+    pub login_throttle: login_throttle::LoginThrottle,
     /// Limits.
     pub config: Config,
 }
@@ -97,6 +108,9 @@ pub async fn run(
             clock.clone(),
         ),
         saved: saved::SavedStore::new(config.postgres.clone()),
+        accounts: Arc::new(accounts::postgres::PgAccounts::new(config.postgres.clone())),
+        sessions: cache::Cache::new(session::SESSION_CACHE, 100_000, clock.clone()),
+        login_throttle: login_throttle::LoginThrottle::new(clock.clone()),
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,

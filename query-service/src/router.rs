@@ -3,12 +3,14 @@
 //! all answer, `testkit/tests/openapi.rs`), and [`app`], the router serving
 //! them. Every analytics route takes a read-access guard
 //! ([`crate::auth::ReadAccess`], or [`crate::stream_token::StreamAccess`] for
-//! the live stream); every error, rejection and unknown route answers JSON.
+//! the live stream), every settings route [`crate::auth::AdminAccess`]; the
+//! login routes are [`crate::session`]. Every error, rejection and unknown
+//! route answers JSON.
 
 use crate::adhoc::AdhocRequest;
 use crate::funnel::FunnelRequest;
 use crate::retention::RetentionRequest;
-use crate::{api, live, reports, saved, stream_token, AppState};
+use crate::{api, live, reports, saved, session, settings, stream_token, AppState};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
@@ -32,6 +34,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/analytics/{app_id}/{kind}/{id}"),
     ("put", "/api/v1/analytics/{app_id}/{kind}/{id}"),
     ("delete", "/api/v1/analytics/{app_id}/{kind}/{id}"),
+    ("post", "/api/v1/auth/login"),
+    ("post", "/api/v1/auth/logout"),
+    ("get", "/api/v1/auth/me"),
+    ("get", "/api/v1/apps/{app_id}/keys"),
+    ("post", "/api/v1/apps/{app_id}/keys"),
+    ("delete", "/api/v1/apps/{app_id}/keys/{id}"),
+    ("get", "/api/v1/apps/{app_id}/members"),
+    ("post", "/api/v1/apps/{app_id}/members"),
+    ("delete", "/api/v1/apps/{app_id}/members/{email}"),
     ("get", "/openapi.json"),
     ("get", "/livez"),
     ("get", "/readyz"),
@@ -75,6 +86,25 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/{kind}/{id}",
             get(saved::get).put(saved::replace).delete(saved::delete),
+        )
+        .route("/api/v1/auth/login", axum::routing::post(session::login))
+        .route("/api/v1/auth/logout", axum::routing::post(session::logout))
+        .route("/api/v1/auth/me", get(session::me))
+        .route(
+            "/api/v1/apps/{app_id}/keys",
+            get(settings::keys).post(settings::create_key),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/keys/{id}",
+            axum::routing::delete(settings::revoke_key),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/members",
+            get(settings::members).post(settings::add_member),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/members/{email}",
+            axum::routing::delete(settings::remove_member),
         )
         .route(
             "/openapi.json",

@@ -21,7 +21,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::Duration;
 use tally_common::http::Path;
 use tally_common::postgres::PostgresConfig;
 
@@ -56,8 +55,7 @@ pub struct SavedBody {
 /// PostgreSQL access, reconnecting after failures.
 #[derive(Debug)]
 pub struct SavedStore {
-    config: PostgresConfig,
-    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+    pg: crate::pg::Pg,
 }
 
 fn kind_of(plural: &str) -> Result<&'static str, QueryError> {
@@ -147,12 +145,11 @@ impl SavedStore {
     /// A store on `config` (connects lazily).
     pub fn new(config: PostgresConfig) -> Self {
         SavedStore {
-            config,
-            client: tokio::sync::Mutex::new(None),
+            pg: crate::pg::Pg::new(config),
         }
     }
 
-    /// Runs `op` on a (re)connected client; a failed statement drops the connection.
+    /// Runs `op` on a (re)connected client (see [`crate::pg::Pg`]).
     async fn with<T, F>(&self, op: F) -> Result<T, QueryError>
     where
         F: for<'c> FnOnce(
@@ -160,33 +157,7 @@ impl SavedStore {
         )
             -> futures::future::BoxFuture<'c, Result<T, tokio_postgres::Error>>,
     {
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
-            let connect = tokio::time::timeout(Duration::from_secs(3), self.config.connect());
-            let client = connect
-                .await
-                .map_err(|_| QueryError::SavedUnavailable("connect timed out".into()))?
-                .map_err(|e| QueryError::SavedUnavailable(e.to_string()))?;
-            // The saved_items table may be newer than this database.
-            tally_common::postgres::migrate(&client)
-                .await
-                .map_err(|e| QueryError::SavedUnavailable(e.to_string()))?;
-            *slot = Some(client);
-        }
-        let Some(client) = slot.as_ref() else {
-            return Err(QueryError::SavedUnavailable("no connection".into()));
-        };
-        match tokio::time::timeout(Duration::from_secs(5), op(client)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                *slot = None;
-                Err(QueryError::SavedUnavailable(err.to_string()))
-            }
-            Err(_) => {
-                *slot = None;
-                Err(QueryError::SavedUnavailable("statement timed out".into()))
-            }
-        }
+        self.pg.with(op).await.map_err(QueryError::SavedUnavailable)
     }
 }
 

@@ -10,12 +10,13 @@
 //! `{prefix}:stream_token:{hash}` (→ app id, expiring), so every query-service
 //! replica accepts a token any of them issued.
 //!
-//! [`StreamAccess`] is the stream's guard: the `Authorization` header when
-//! present (as [`ReadAccess`]), else `?token=` — refused as 401
+//! [`StreamAccess`] is the stream's guard: the `Authorization` header or a
+//! session cookie (as [`ReadAccess`]; a dashboard's `EventSource` sends its
+//! cookie), else `?token=` — refused as 401
 //! `invalid_stream_token` when malformed, unknown or expired, 403
 //! `key_app_mismatch` when issued for another app.
 
-use crate::auth::{authorize, path_app_id, ReadAccess};
+use crate::auth::{key_or_session, path_app_id, ReadAccess};
 use crate::{AppState, QueryError};
 use axum::extract::{FromRequestParts, State};
 use axum::http::header;
@@ -90,7 +91,7 @@ impl FromRequestParts<Arc<AppState>> for StreamAccess {
         let token = match token {
             Some(token) if !parts.headers.contains_key(header::AUTHORIZATION) => token,
             _ => {
-                authorize(&state.keys, &parts.headers, &app_id).await?;
+                key_or_session(state, parts, &app_id).await?;
                 return Ok(StreamAccess { app_id });
             }
         };

@@ -32,6 +32,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "app_time_zone",
         sql: include_str!("../migrations/postgres/0003_app_time_zone.sql"),
     },
+    Migration {
+        version: 4,
+        name: "accounts",
+        sql: include_str!("../migrations/postgres/0004_accounts.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.

@@ -138,6 +138,7 @@ pub fn query_config(iso: &Isolation) -> query_service::Config {
         allowed_lateness_ms: 30_000,
         query_cache: Duration::from_secs(5),
         max_groups: 100_000,
+        accounts: Default::default(),
     }
 }
 

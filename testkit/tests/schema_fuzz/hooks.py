@@ -10,7 +10,7 @@ fields, and the document states them in its descriptions:
 * a saved definition is a funnel under `/funnels` and a dashboard under
   `/dashboards`;
 * a `tz` is an IANA time zone name (the document gives its form, not the list);
-* a funnel's `exclusions` apply to the relaxed order, each `between` two of its
+* a funnel's `exclusions` apply to the relaxed order (not strict, not any), each `between` two of its
   steps (1 <= from < to <= the number of steps); its `users.step` is one of its
   steps (before the last when `dropped`).
 
@@ -124,7 +124,7 @@ def _fix_funnels(value):
             if not 1 <= users["step"] <= last:
                 users["step"] = 1
         if isinstance(steps, list) and isinstance(exclusions, list):
-            if value.get("order") == "strict":
+            if value.get("order") in ("strict", "any"):
                 value.pop("exclusions")
             else:
                 for exclusion in exclusions:

@@ -7,10 +7,13 @@
 //! tally-admin apps time-zone APP_ID TZ                 set the app's time zone (IANA name)
 //! tally-admin keys create --app APP_ID --kind write|read
 //! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
+//! tally-admin users create|grant|revoke|list …       dashboard users (see users.rs)
 //! tally-admin topics  [--brokers B] --require T:N ...  create topics T with N partitions
 //!                                                      (if missing) and check them
 //! ```
 //! Defaults come from the same `TALLY_…` variables the services read.
+
+mod users;
 
 use std::process::ExitCode;
 use tally_common::clickhouse::{migrate, ClickHouseConfig};
@@ -148,6 +151,13 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             println!("{revoked} key(s) revoked");
             Ok(())
         }
+        Some("users") => {
+            let client = pg().await?;
+            postgres::migrate(&client)
+                .await
+                .map_err(|e| format!("postgresql: {e}"))?;
+            users::run(&client, &args[1..]).await
+        }
         Some("topics") => {
             let mut brokers = KafkaConfig::from_env().map_err(|e| e.to_string())?.brokers;
             if let Some(value) = flag(&args, "--brokers").pop() {
@@ -174,7 +184,7 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             Ok(())
         }
         _ => Err(
-            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke [options]"
+            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users … [options]"
                 .into(),
         ),
     }
