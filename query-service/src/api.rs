@@ -5,9 +5,10 @@
 //! * `GET /api/v1/analytics/{app_id}/count?from=&to=` — events with
 //!   `from <= timestamp < to` (see [`crate::range`]);
 //! * `GET|POST …/query`, `POST …/funnel`, `POST …/retention` — a JSON body
-//!   ([`crate::adhoc`], [`crate::funnel`], [`crate::retention`]) answered on
-//!   one path: read access → parse → range → statement → cached rows →
-//!   shaped answer ([`Statement`], [`statement_endpoint`]).
+//!   (or `?q=` with the same JSON; [`crate::adhoc`], [`crate::funnel`],
+//!   [`crate::retention`]) answered on one path: read access → parse → range
+//!   → statement → cached rows → shaped answer ([`Statement`],
+//!   [`statement_endpoint`]); `/query` also as CSV (`?format=csv`, [`crate::csv`]).
 
 use crate::answer::{cached_rows, respond, to_bytes, Row};
 use crate::auth::ReadAccess;
@@ -125,10 +126,59 @@ pub trait Statement: DeserializeOwned {
 pub async fn statement_endpoint<T: Statement>(
     State(state): State<Arc<AppState>>,
     Path(_): Path<String>,
+    Query(params): Query<StatementParams>,
     access: Result<ReadAccess, QueryError>,
     body: Bytes,
 ) -> Result<Response, QueryError> {
-    respond(&state, T::ENDPOINT, answer::<T>(&state, access, &body)).await
+    let csv = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") if T::ENDPOINT == "query" => true,
+        Some(_) => {
+            return Err(QueryError::InvalidParameter(
+                "format",
+                "json, or csv for /query".into(),
+            ))
+        }
+    };
+    let body = match params.q {
+        Some(_) if !body.is_empty() => {
+            return Err(QueryError::InvalidParameter(
+                "q",
+                "the request goes either in ?q= or in the body, not both".into(),
+            ))
+        }
+        Some(q) => Bytes::from(q),
+        None => body,
+    };
+    let response = respond(&state, T::ENDPOINT, answer::<T>(&state, access, &body)).await?;
+    if !csv {
+        return Ok(response);
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
+    let answer: Value =
+        serde_json::from_slice(&bytes).map_err(|e| QueryError::Internal(e.to_string()))?;
+    Ok(axum::response::IntoResponse::into_response((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"tally-query.csv\"",
+            ),
+        ],
+        crate::csv::query_answer(&answer),
+    )))
+}
+
+/// Query string of the JSON-bodied endpoints.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatementParams {
+    /// The request as JSON, instead of a body (a link can carry it).
+    pub q: Option<String>,
+    /// `json` (default) or, for `/query`, `csv`.
+    pub format: Option<String>,
 }
 
 async fn answer<T: Statement>(

@@ -42,6 +42,8 @@ pub struct Config {
     pub key_refresh: Duration,
     /// Dashboard logins and sessions.
     pub accounts: AccountsConfig,
+    /// The built dashboard (`TALLY_WEB_DIR`, default `web/dist`).
+    pub web_dir: std::path::PathBuf,
 }
 
 /// Dashboard logins and sessions.
@@ -133,6 +135,7 @@ impl Config {
             query_cache: Duration::from_secs(env_or("TALLY_QUERY_CACHE_SECS", 5u64)?),
             max_groups: env_or("TALLY_QUERY_MAX_GROUPS", 100_000u64)?,
             accounts: AccountsConfig::from_env()?,
+            web_dir: env_string("TALLY_WEB_DIR", "web/dist").into(),
         };
         config.validate()?;
         Ok(config)

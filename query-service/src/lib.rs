@@ -13,6 +13,8 @@ pub mod api;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod csv;
+pub mod discovery;
 pub mod error;
 pub mod fields;
 pub mod funnel;
@@ -33,6 +35,7 @@ pub mod settings;
 pub mod sql;
 pub mod stores;
 pub mod stream_token;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -4,13 +4,14 @@
 //! them. Every analytics route takes a read-access guard
 //! ([`crate::auth::ReadAccess`], or [`crate::stream_token::StreamAccess`] for
 //! the live stream), every settings route [`crate::auth::AdminAccess`]; the
-//! login routes are [`crate::session`]. Every error, rejection and unknown
-//! route answers JSON.
+//! login routes are [`crate::session`]; the dashboard's page and files
+//! ([`crate::web`]: `/`, `/login`, `/app/…`, `/assets/…`) are not API routes
+//! and not in [`ROUTES`]. Every error, rejection and unknown route answers JSON.
 
 use crate::adhoc::AdhocRequest;
 use crate::funnel::FunnelRequest;
 use crate::retention::RetentionRequest;
-use crate::{api, live, reports, saved, session, settings, stream_token, AppState};
+use crate::{api, discovery, live, reports, saved, session, settings, stream_token, web, AppState};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
@@ -29,6 +30,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/analytics/{app_id}/funnel"),
     ("post", "/api/v1/analytics/{app_id}/retention"),
     ("get", "/api/v1/analytics/{app_id}/reports/{report}"),
+    ("get", "/api/v1/analytics/{app_id}/properties"),
+    ("get", "/api/v1/analytics/{app_id}/properties/values"),
     ("get", "/api/v1/analytics/{app_id}/{kind}"),
     ("post", "/api/v1/analytics/{app_id}/{kind}"),
     ("get", "/api/v1/analytics/{app_id}/{kind}/{id}"),
@@ -80,6 +83,14 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(reports::report),
         )
         .route(
+            "/api/v1/analytics/{app_id}/properties",
+            get(discovery::keys),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/properties/values",
+            get(discovery::values),
+        )
+        .route(
             "/api/v1/analytics/{app_id}/{kind}",
             get(saved::list).post(saved::create),
         )
@@ -115,6 +126,11 @@ pub fn app(state: Arc<AppState>) -> Router {
                 )
             }),
         )
+        .route("/", get(web::page))
+        .route("/login", get(web::page))
+        .route("/app", get(web::page))
+        .route("/app/{*page}", get(web::page))
+        .route("/assets/{*file}", get(web::asset))
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))

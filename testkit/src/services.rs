@@ -139,6 +139,7 @@ pub fn query_config(iso: &Isolation) -> query_service::Config {
         query_cache: Duration::from_secs(5),
         max_groups: 100_000,
         accounts: Default::default(),
+        web_dir: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/dist"),
     }
 }
 

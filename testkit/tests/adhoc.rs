@@ -16,7 +16,7 @@ use tally_testkit::shared::{Fixture, Lease, Shared};
 use tally_testkit::{clickhouse_counts, eventually, now_ms, post_batch, services, Pipeline};
 
 /// The tests below that take the fixture (when it is torn down).
-const TESTS: usize = 9;
+const TESTS: usize = 11;
 static ADHOC: Shared<Adhoc> = Shared::new(TESTS);
 
 /// The pipeline and what was sent through it.
@@ -346,4 +346,139 @@ async fn group_by_cardinality_is_capped_by_the_service() {
     }
     narrow.stop().await;
     assert_eq!(fx.stored_rows().await, 121, "the table is intact");
+}
+
+/// `?q=` carries the request in a link, and `format=csv` answers the same
+/// rows as text (events per name against brute force; a comparison's
+/// previous period as rows of their own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_downloads_the_rows_as_csv() {
+    let fx = fixture().await;
+    let p = &fx.pipeline;
+    let request =
+        json!({"metric": "events", "group_by": "name", "range": "1d", "compare": "previous"});
+    let response = p
+        .http
+        .get(p.api("query"))
+        .query(&[("q", request.to_string()), ("format", "csv".into())])
+        .bearer_auth(&p.read_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    assert!(response.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let text = response.text().await.unwrap();
+    let mut lines = text.split("\r\n").filter(|l| !l.is_empty());
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let (name, events, period) = (column("name"), column("events"), column("period"));
+    assert_eq!(header.len(), 3, "{header:?}");
+    let mut got: BTreeMap<String, f64> = BTreeMap::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), 3, "{line}");
+        if cells[period] == "current" {
+            got.insert(cells[name].to_owned(), cells[events].parse().unwrap());
+        } else {
+            assert_eq!(cells[period], "previous", "{line}");
+        }
+    }
+    let mut want: BTreeMap<String, f64> = BTreeMap::new();
+    for (name, ..) in &fx.events {
+        *want.entry(name.clone()).or_default() += 1.0;
+    }
+    *want.entry("page_view".into()).or_default() += 1.0; // the solo visitor
+    assert_eq!(got, want);
+    // Both places at once, or another format: refused.
+    for (query, body) in [
+        (vec![("q", request.to_string())], Some(request.clone())),
+        (vec![("format", "xml".to_owned())], Some(request.clone())),
+    ] {
+        let mut call = p
+            .http
+            .post(p.api("query"))
+            .query(&query)
+            .bearer_auth(&p.read_key);
+        if let Some(body) = body {
+            call = call.json(&body);
+        }
+        let response = call.send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["error"], "invalid_parameter", "{answer}");
+    }
+}
+
+/// Property discovery: the top keys and a field's top values with their
+/// event counts, against brute force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn properties_and_values_are_suggested_with_counts() {
+    let fx = fixture().await;
+    let p = &fx.pipeline;
+    let get = |path: &str, query: Vec<(&'static str, String)>| {
+        let request = p
+            .http
+            .get(p.api(path))
+            .query(&query)
+            .bearer_auth(&p.read_key);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let all = fx.events.len() as u64 + 1; // and the solo visitor
+    let (status, answer) = get("properties", vec![("range", "1d".into())]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["properties"],
+        json!([{"key": "amount", "count": all}, {"key": "plan", "count": all}])
+    );
+    assert!(answer["fields"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("$country")));
+    let mut plans: BTreeMap<String, u64> = BTreeMap::new();
+    for (_, _, plan, _) in &fx.events {
+        *plans.entry((*plan).to_owned()).or_default() += 1;
+    }
+    *plans.entry("free".into()).or_default() += 1;
+    let query = |prefix: &str| {
+        vec![
+            ("field", "properties.plan".to_owned()),
+            ("range", "1d".to_owned()),
+            ("prefix", prefix.to_owned()),
+        ]
+    };
+    let (status, answer) = get("properties/values", query("")).await;
+    assert_eq!(status, 200, "{answer}");
+    let got: BTreeMap<String, u64> = answer["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap().to_owned(),
+                v["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, plans);
+    let (_, answer) = get("properties/values", query("PR")).await;
+    assert_eq!(
+        answer["values"],
+        json!([{"value": "pro", "count": plans["pro"]}])
+    );
+    let (status, answer) = get("properties/values", vec![("field", "a b".into())]).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("invalid_parameter"))
+    );
 }

@@ -11,9 +11,11 @@
 // empty-app, viewer of shop), viewer@example.com (viewer of my-site).
 // The app "secret" exists but neither user is a member (403).
 //
+// --live N sets how many visitors arrive per second (default 0.1).
 // Test hooks: POST /__mock/fail {"match": "<substring of path or body>",
 // "status": 503, "times": 1} makes matching requests fail; POST
-// /__mock/reset forgets sessions, saved items and failures. Only Node's
+// /__mock/reset forgets sessions, saved items and failures; POST
+// /__mock/drop-streams cuts every open live stream. Only Node's
 // standard library is used.
 
 import http from 'node:http';
@@ -33,6 +35,7 @@ const DIST = path.resolve(arg('--dist', path.join(here, '..', 'dist')));
 const GATEWAY = arg('--gateway', 'http://127.0.0.1:8080');
 const DELAY = Number(arg('--delay', 120)); // max random latency, ms
 const QUIET = args.includes('--quiet');
+const LIVE_RATE = Number(arg('--live', 0.1)); // new live sessions per second (my-site)
 
 // ---------------------------------------------------------------- data ----
 
@@ -246,7 +249,7 @@ function history(app, days, perDay, seed) {
 function seed() {
   apps.clear();
   const site = newApp('my-site', 'My site');
-  history(site, 100, 160, 7);
+  history(site, 100, 400, 7);
   const shop = newApp('shop', 'Shop');
   history(shop, 40, 40, 11);
   newApp('empty-app', 'Empty app');
@@ -260,7 +263,7 @@ const liveRand = rng(99);
 setInterval(() => {
   const now = Date.now();
   for (const [id, app] of apps) {
-    const rate = id === 'my-site' ? 0.35 : id === 'shop' ? 0.06 : 0; // sessions per 250 ms
+    const rate = (id === 'my-site' ? LIVE_RATE : id === 'shop' ? LIVE_RATE / 6 : 0) / 4; // sessions per 250 ms
     if (liveRand() < rate) {
       const s = startSession(app, now, liveRand);
       // compress think time so that live sessions unfold within minutes
@@ -1129,6 +1132,9 @@ async function api(req, res, url) {
   throw new HttpError(404, 'not_found', `no route ${p}`);
 }
 
+/** Open streams (for /__mock/drop-streams). */
+const streams = new Set();
+
 /** SSE: `partial` (the open window) every second, `window` when one closes. */
 function stream(req, res, app) {
   res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'access-control-allow-origin': '*' });
@@ -1143,7 +1149,12 @@ function stream(req, res, app) {
     open = current;
   };
   const timer = setInterval(tick, 1000);
-  req.on('close', () => clearInterval(timer));
+  const drop = () => res.destroy();
+  streams.add(drop);
+  req.on('close', () => {
+    clearInterval(timer);
+    streams.delete(drop);
+  });
 }
 
 const server = http.createServer(async (req, res) => {
@@ -1158,6 +1169,8 @@ const server = http.createServer(async (req, res) => {
       if (url.pathname === '/__mock/fail') failures.push({ match: String(body.match || ''), status: body.status || 503, times: body.times || 1 });
       else if (url.pathname === '/__mock/reset') {
         resetState();
+      } else if (url.pathname === '/__mock/drop-streams') {
+        for (const drop of [...streams]) drop();
       } else throw new HttpError(404, 'not_found', 'no such mock control');
       return send(res, 204);
     }

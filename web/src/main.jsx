@@ -42,6 +42,11 @@ function App() {
   useEffect(() => {
     let live = true;
     setBootError(null);
+    // The login page does not need to know (and a signed-out /auth/me is a 401 in the console).
+    if (loc.path === '/login' && attempt === 0) {
+      if (store.get().me === 'loading') store.setMe(null);
+      return undefined;
+    }
     api('/api/v1/auth/me')
       .then((m) => live && store.setMe(m))
       .catch((err) => {

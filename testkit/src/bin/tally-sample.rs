@@ -1,21 +1,25 @@
-//! `tally-sample`: sends a little realistic-looking traffic through the real
-//! HTTP API, reports what the gateway acknowledged (events/s, request latency),
-//! then reads the numbers back from the query service.
+//! `tally-sample`: sends realistic traffic through the real HTTP API — the
+//! load generator's model (`tally_loadgen::model`: visitors who return,
+//! sessions of pages with referrers and UTM tags, browsers, devices and bots
+//! by user agent, countries by client address, the page_view → add_to_cart →
+//! purchase funnel): 80 % of the events spread over the past `--days` (14),
+//! the rest over the last 10 minutes — reports what the gateway acknowledged
+//! (events/s, request latency), then reads the numbers back from the query
+//! service.
 //!
 //! ```text
-//! tally-sample [--gateway URL] [--query URL] [--app ID] [--events N]
+//! tally-sample [--gateway URL] [--query URL] [--app ID] [--events N] [--days N]
 //!              [--batch N] [--concurrency N] [--users N] [--seed N] [--write-key KEY]
 //!
 //! Without `--write-key`, the app is created in PostgreSQL with a new write key.
 //! ```
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_loadgen::model::{Model, ModelConfig};
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -27,6 +31,7 @@ struct Args {
     concurrency: usize,
     users: usize,
     seed: u64,
+    days: usize,
     write_key: Option<String>,
 }
 
@@ -51,26 +56,8 @@ fn parse() -> Result<Args, String> {
         concurrency: number("--concurrency", 4)?.max(1),
         users: number("--users", 500)?.max(1),
         seed: number("--seed", 42)? as u64,
+        days: number("--days", 14)?.min(365),
         write_key: get("--write-key"),
-    })
-}
-
-fn event(rng: &mut StdRng, users: usize, now_ms: i64) -> Value {
-    let roll = rng.random_range(0..100);
-    let name = match roll {
-        0..=59 => "page_view",
-        60..=89 => "add_to_cart",
-        _ => "purchase",
-    };
-    let pages = ["/", "/pricing", "/docs", "/blog/launch", "/signup"];
-    json!({
-        "name": name,
-        "user_id": format!("user-{}", rng.random_range(0..users)),
-        "timestamp": now_ms,
-        "properties": {
-            "url": pages[rng.random_range(0..pages.len())],
-            "plan": if roll % 3 == 0 { "pro" } else { "free" },
-        }
     })
 }
 
@@ -82,32 +69,79 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-async fn send(args: &Args, key: &str) -> Result<(usize, usize, Duration, Vec<Duration>), String> {
+/// The time of events sent when `done` of `total` are out: the first 80 %
+/// spread over the past `days` (returning visitors, a history for day and
+/// week charts), the rest now (live numbers). `None`: now.
+fn simulated_ms(done: usize, total: usize, days: usize, now_ms: i64) -> Option<i64> {
+    let history = i64::try_from(days).ok()?.checked_mul(86_400_000)?;
+    let cut = total * 4 / 5;
+    if history == 0 || done >= cut {
+        return None;
+    }
+    let (done, cut) = (done as i64, cut.max(1) as i64);
+    // Up to 10 minutes ago: older than the live windows' lateness.
+    Some(now_ms - 600_000 - history + history * done / cut)
+}
+
+/// (acknowledged, refused, acknowledged live-countable, time, request latencies)
+type Sent = (usize, usize, usize, Duration, Vec<Duration>);
+
+async fn send(args: &Args, key: &str) -> Result<Sent, String> {
     let http = reqwest::Client::new();
-    let batches = args.events.div_ceil(args.batch);
-    let next = Arc::new(AtomicUsize::new(0));
+    // Visitors, sessions, pages, referrers and UTM, browsers and bots, countries
+    // (by client address) and the page_view → add_to_cart → purchase funnel:
+    // the load generator's traffic model, one app.
+    let now = tally_testkit::now_ms();
+    let model = Model::new(&ModelConfig {
+        seed: args.seed,
+        run_id: format!("sample-{now}"),
+        apps: 1,
+        visitors: args.users,
+        concurrent_sessions: (args.users / 10).max(1),
+        mean_think_ms: 20_000.0,
+    });
+    let model = Arc::new(tokio::sync::Mutex::new(model));
+    let sent_events = Arc::new(AtomicUsize::new(0));
+    let live = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
-    for worker in 0..args.concurrency {
-        let (http, next, args, key) = (http.clone(), next.clone(), args.clone(), key.to_owned());
+    for _ in 0..args.concurrency {
+        let (http, args, key) = (http.clone(), args.clone(), key.to_owned());
+        let (model, sent_events, live) = (model.clone(), sent_events.clone(), live.clone());
         workers.push(tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(args.seed.wrapping_add(worker as u64));
             let (mut acked, mut refused, mut latencies) = (0usize, 0usize, Vec::new());
             loop {
-                let batch = next.fetch_add(1, Ordering::SeqCst);
-                if batch >= batches {
-                    break;
-                }
-                let size = args.batch.min(args.events - batch * args.batch);
-                let now_ms = tally_testkit::now_ms();
-                let events: Vec<Value> = (0..size)
-                    .map(|_| event(&mut rng, args.users, now_ms))
+                let (at, batch) = {
+                    let mut model = model.lock().await;
+                    let done = sent_events.load(Ordering::SeqCst);
+                    if done >= args.events {
+                        break;
+                    }
+                    let at = simulated_ms(done, args.events, args.days, now);
+                    let at = at.unwrap_or_else(tally_testkit::now_ms);
+                    let mut batch = model.next_batch(at, args.batch.min(8));
+                    batch.events.truncate(args.events - done);
+                    sent_events.fetch_add(batch.events.len(), Ordering::SeqCst);
+                    (at, batch)
+                };
+                let events: Vec<Value> = batch
+                    .events
+                    .iter()
+                    .enumerate()
+                    .map(|(k, e)| {
+                        json!({"event_id": e.event_id, "name": e.name, "user_id": e.user_id,
+                               "anonymous_id": e.anonymous_id, "timestamp": at + k as i64 * 1_500,
+                               "properties": e.properties})
+                    })
                     .collect();
-                let body = json!({"app_id": args.app, "sent_at": now_ms, "events": events});
+                let size = events.len();
+                let body = json!({"app_id": args.app, "events": events});
                 let sent = Instant::now();
                 let response = http
                     .post(format!("{}/api/v1/events/batch", args.gateway))
                     .basic_auth(&key, Some(""))
+                    .header("user-agent", batch.user_agent)
+                    .header("x-forwarded-for", &batch.ip)
                     .json(&body)
                     .send()
                     .await;
@@ -115,7 +149,12 @@ async fn send(args: &Args, key: &str) -> Result<(usize, usize, Duration, Vec<Dur
                 match response {
                     Ok(r) if r.status().is_success() => {
                         let answer: Value = r.json().await.unwrap_or(Value::Null);
-                        acked += answer["accepted"].as_u64().unwrap_or(0) as usize;
+                        let accepted = answer["accepted"].as_u64().unwrap_or(0) as usize;
+                        acked += accepted;
+                        // Live numbers leave bots out.
+                        if at >= now && !batch.bot {
+                            live.fetch_add(accepted, Ordering::SeqCst);
+                        }
                         refused += answer["rejected"].as_u64().unwrap_or(0) as usize;
                     }
                     Ok(r) => {
@@ -136,7 +175,8 @@ async fn send(args: &Args, key: &str) -> Result<(usize, usize, Duration, Vec<Dur
         latencies.extend(l);
     }
     latencies.sort();
-    Ok((acked, refused, started.elapsed(), latencies))
+    let live = live.load(Ordering::SeqCst);
+    Ok((acked, refused, live, started.elapsed(), latencies))
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -176,7 +216,7 @@ async fn run(args: Args) -> Result<(), String> {
         "read key for app {:?} (secret; Authorization: Bearer …): {read_key}",
         args.app
     );
-    let (acked, refused, elapsed, latencies) = send(&args, &key).await?;
+    let (acked, refused, live_sent, elapsed, latencies) = send(&args, &key).await?;
     println!(
         "acknowledged {acked} events, refused {refused}, in {:.2} s = {:.0} events/s; request latency p50 {:.1} ms, p99 {:.1} ms",
         elapsed.as_secs_f64(),
@@ -202,7 +242,9 @@ async fn run(args: Args) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let total = answer["total_events"].as_u64().unwrap_or(0) as usize;
-        if total >= acked || Instant::now() > deadline {
+        // Only the events sent now are live (the history is older than the
+        // windows' lateness and goes to ClickHouse only).
+        if total >= live_sent || Instant::now() > deadline {
             break answer;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -219,7 +261,11 @@ async fn run(args: Args) -> Result<(), String> {
     for (name, n) in by_name {
         println!("  {name:<13} {n}");
     }
-    let count_url = format!("{}/api/v1/analytics/{}/count", args.query, args.app);
+    let since = tally_testkit::now_ms() - (args.days as i64 + 1) * 86_400_000;
+    let count_url = format!(
+        "{}/api/v1/analytics/{}/count?from={since}",
+        args.query, args.app
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answer: Value = http
@@ -233,7 +279,10 @@ async fn run(args: Args) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let count = answer["count"].as_u64().unwrap_or(0) as usize;
         if count >= acked || Instant::now() > deadline {
-            println!("  ClickHouse count, last 24 h: {count} (from {count_url})");
+            println!(
+                "  ClickHouse count, last {} days: {count} (from {count_url})",
+                args.days + 1
+            );
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -5,6 +5,17 @@ import { fmtDuration, fmtNum, fmtPct } from '../lib/format.js';
 
 export const COLORS = ['#4338ca', '#b45309', '#047857', '#be123c', '#0369a1', '#7e22ce', '#4d7c0f', '#a16207', '#0f766e', '#9d174d'];
 
+const H = 3600;
+const D = 86400;
+/** Tick steps (seconds) for a chart of one time bucket: never finer than the bucket. */
+const INCRS = {
+  minute: [60, 300, 600, 900, 1800, H, 2 * H, 3 * H, 6 * H, 12 * H, D],
+  hour: [H, 2 * H, 3 * H, 4 * H, 6 * H, 12 * H, D, 2 * D, 7 * D],
+  day: [D, 2 * D, 3 * D, 7 * D, 14 * D, 30 * D, 60 * D, 90 * D, 180 * D, 365 * D],
+  week: [7 * D, 14 * D, 28 * D, 56 * D, 91 * D, 182 * D, 364 * D],
+  month: [30 * D, 60 * D, 91 * D, 182 * D, 365 * D],
+};
+
 const valueFormat = (kind) => (kind === 'pct' ? fmtPct : kind === 'duration' ? fmtDuration : fmtNum);
 
 /**
@@ -12,10 +23,10 @@ const valueFormat = (kind) => (kind === 'pct' ? fmtPct : kind === 'duration' ? f
  * each y: {label, color?, dash?, bars?, kind? ('count'|'pct'|'duration'), axis? (0|1)}.
  * `tz` is the zone of the time axis. Resizes with its container.
  */
-export function Chart({ data, series, height = 240, tz = 'UTC', testid, label, time = true, xValues }) {
+export function Chart({ data, series, height = 240, tz = 'UTC', testid, label, time = true, xValues, unit }) {
   const box = useRef(null);
   const plot = useRef(null);
-  const shape = JSON.stringify([series.map((s) => [s.label, s.color, s.dash, s.bars, s.kind, s.axis]), tz, height, time]);
+  const shape = JSON.stringify([series.map((s) => [s.label, s.color, s.dash, s.bars, s.kind, s.axis]), tz, height, time, unit]);
   const shapeRef = useRef('');
 
   useEffect(() => {
@@ -64,6 +75,7 @@ export function Chart({ data, series, height = 240, tz = 'UTC', testid, label, t
           stroke: '#374151',
           grid: { stroke: '#e5e7eb' },
           ticks: { stroke: '#d1d5db' },
+          ...(time && INCRS[unit] ? { incrs: INCRS[unit], space: 50 } : {}),
           values: time ? undefined : (u, vals) => vals.map((v) => (xValues && Number.isInteger(v) ? xValues[v] ?? '' : '')),
         },
         {

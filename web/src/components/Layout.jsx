@@ -93,8 +93,8 @@ export function Layout({ me, app, page, children }) {
     } catch {
       /* signed out either way */
     }
-    store.setMe(null);
     navigate('/login');
+    store.setMe(null);
   };
   const known = me.apps.some((a) => a.app_id === app);
   return (

@@ -1,6 +1,6 @@
 import { Chart } from './Chart.jsx';
 import { Value } from './ui.jsx';
-import { fmtMetric, metricKind, num } from '../lib/format.js';
+import { fmtDuration, fmtPct, metricKind, num } from '../lib/format.js';
 import { isBucket, chartZone, keyLabel } from '../lib/time.js';
 import { pivotSeries, timeSeries } from '../lib/series.js';
 
@@ -43,8 +43,18 @@ export function requestDims(req) {
 
 const MAX_ROWS_SHOWN = 1000;
 
+/** A metric in a data table: whole numbers in full (12,345), shares and durations as elsewhere. */
+export function fmtExact(name, value) {
+  const kind = metricKind(name);
+  if (kind === 'pct') return fmtPct(value);
+  if (kind === 'duration') return fmtDuration(value);
+  const n = num(value);
+  if (n === null) return '–';
+  return n.toLocaleString('en-US', { maximumFractionDigits: 2 });
+}
+
 /** A /query answer as a chart (when grouped by a time bucket) and a table. */
-export function QueryResult({ answer, request, testid = 'query', chartHeight = 260, showTable = true }) {
+export function QueryResult({ answer, request, testid = 'query', chartHeight = 260, collapseTable = false }) {
   const metrics = requestMetrics(request);
   const dims = requestDims(request);
   const bucket = dims.find(isBucket);
@@ -61,6 +71,7 @@ export function QueryResult({ answer, request, testid = 'query', chartHeight = 2
           label={`${metrics.map(metricLabel).join(', ')} per ${bucket.replace('$', '')}`}
           data={[s.xs, ...s.ys]}
           tz={chartZone(bucket, s.tz)}
+          unit={bucket.replace('$', '')}
           height={chartHeight}
           series={metrics.map((m, i) => ({ label: metricLabel(m), kind: kinds[i] === 'decimal' ? 'count' : kinds[i], axis: rightKind && kinds[i] === rightKind ? 1 : 0 }))}
         />
@@ -74,6 +85,7 @@ export function QueryResult({ answer, request, testid = 'query', chartHeight = 2
             label={`${metricLabel(metrics[0])} per ${bucket.replace('$', '')} by ${others.join(', ')}`}
             data={[p.xs, ...p.groups.map((g) => g.ys)]}
             tz={chartZone(bucket, p.tz)}
+            unit={bucket.replace('$', '')}
             height={chartHeight}
             series={p.groups.map((g) => ({ label: g.label, kind: metricKind(metrics[0]) }))}
           />
@@ -82,11 +94,10 @@ export function QueryResult({ answer, request, testid = 'query', chartHeight = 2
       );
     }
   }
-  const rows = answer.results.slice(0, MAX_ROWS_SHOWN);
-  return (
-    <div class="query-result">
-      {chart}
-      {showTable ? (
+  // Bucketed answers read best in time order (the API orders by the first metric).
+  const sorted = bucket ? [...answer.results].sort((a, b) => (String(a[bucket]) < String(b[bucket]) ? -1 : String(a[bucket]) > String(b[bucket]) ? 1 : 0)) : answer.results;
+  const rows = sorted.slice(0, MAX_ROWS_SHOWN);
+  const table = (
         <div class="table-scroll">
           <table class="data" data-testid={`table-${testid}`}>
             <thead>
@@ -113,7 +124,7 @@ export function QueryResult({ answer, request, testid = 'query', chartHeight = 2
                   ))}
                   {metrics.map((m) => (
                     <td class="num" key={m}>
-                      <Value testid={`cell-${m}`} value={num(r[m])} text={fmtMetric(m, r[m])} />
+                      <Value testid={`cell-${m}`} value={num(r[m])} text={fmtExact(m, r[m])} />
                     </td>
                   ))}
                 </tr>
@@ -121,7 +132,18 @@ export function QueryResult({ answer, request, testid = 'query', chartHeight = 2
             </tbody>
           </table>
         </div>
-      ) : null}
+  );
+  return (
+    <div class="query-result">
+      {chart}
+      {collapseTable && chart ? (
+        <details class="table-details">
+          <summary>Table</summary>
+          {table}
+        </details>
+      ) : (
+        table
+      )}
       <p class="muted small result-meta" data-testid={`meta-${testid}`}>
         {answer.results.length} row{answer.results.length === 1 ? '' : 's'}
         {answer.results.length > MAX_ROWS_SHOWN ? ` (first ${MAX_ROWS_SHOWN} shown)` : ''}

@@ -1,9 +1,10 @@
 import { Value } from './ui.jsx';
 import { fmtInt, fmtPct, num } from '../lib/format.js';
 
-/** Background and text colours of a rate 0..1 (indigo scale; white text on the dark end: WCAG AA both ways). */
+/** Background and text colours of a rate 0..1 (indigo scale, by its square root; white text on the dark end: WCAG AA both ways). */
 export function heat(rate) {
-  const r = Math.max(0, Math.min(1, num(rate) || 0));
+  // A square-root scale: small rates (most cells after period 0) still differ visibly.
+  const r = Math.sqrt(Math.max(0, Math.min(1, num(rate) || 0)));
   let light = 97 - r * 67; // 97% → 30%
   // Around 66% neither white nor dark text reaches 4.5:1: step over that band.
   if (light >= 62 && light < 70) light = light < 66 ? 61 : 70;

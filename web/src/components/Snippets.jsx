@@ -1,4 +1,5 @@
 import { CodeBlock } from './ui.jsx';
+import { Link } from '../lib/router.js';
 
 export const sdkSnippet = (gateway, key) => `<script src="${gateway}/sdk.js" data-key="${key}" defer></script>`;
 
@@ -23,7 +24,7 @@ export function Onboarding({ app, gateway, admin }) {
         {admin ? (
           <>
             {' '}
-            — create one under <a href={`/app/${encodeURIComponent(app)}/settings`}>Settings</a>.
+            — create one under <Link href={`/app/${encodeURIComponent(app)}/settings`}>Settings</Link>.
           </>
         ) : (
           ' — ask an admin of this app for one.'

@@ -1,4 +1,4 @@
-import { useId, useState } from 'preact/hooks';
+import { useEffect, useId, useRef, useState } from 'preact/hooks';
 import { describeError } from '../lib/api.js';
 import { copyText } from '../lib/hooks.js';
 import { fmtClock } from '../lib/format.js';
@@ -121,9 +121,18 @@ export function Field({ label, children, hint, class: cls = '' }) {
 /** A two-step button: the first click asks, the second does it. */
 export function ConfirmButton({ label, confirm = 'Confirm', onConfirm, testid, busy, class: cls = 'btn danger small' }) {
   const [asking, setAsking] = useState(false);
+  const yes = useRef(null);
+  const first = useRef(null);
+  const wasAsking = useRef(false);
+  // Keyboard users land on the question, and back on the button after it.
+  useEffect(() => {
+    if (asking && yes.current) yes.current.focus();
+    else if (!asking && wasAsking.current && first.current) first.current.focus();
+    wasAsking.current = asking;
+  }, [asking]);
   if (!asking) {
     return (
-      <button type="button" class={cls} data-testid={testid} onClick={() => setAsking(true)} disabled={busy}>
+      <button type="button" class={cls} data-testid={testid} onClick={() => setAsking(true)} disabled={busy} ref={first}>
         {label}
       </button>
     );
@@ -135,10 +144,11 @@ export function ConfirmButton({ label, confirm = 'Confirm', onConfirm, testid, b
         class="btn danger small"
         data-testid={testid ? `${testid}-confirm` : undefined}
         onClick={() => {
+          wasAsking.current = false;
           setAsking(false);
           onConfirm();
         }}
-        autoFocus
+        ref={yes}
       >
         {confirm}
       </button>

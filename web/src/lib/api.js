@@ -67,9 +67,15 @@ export async function api(path, { method = 'GET', body, signal, text = false } =
     }
   }
   if (!res.ok) {
+    // A 429 may say how long to wait in its body or in Retry-After.
+    if (res.status === 429 && res.headers.get('retry-after') && (!data || data.retry_after_s === undefined)) {
+      data = { error: 'too_many_requests', ...(data || {}), retry_after_s: Number(res.headers.get('retry-after')) || undefined };
+    }
     const err = new ApiError(res.status, data, res.statusText);
     if (res.status === 401 && !path.startsWith('/api/v1/auth/')) store.unauthenticated();
-    if (res.status === 403) {
+    // "Not a member" is the no-access page; any other 403 (a refused cross-origin
+    // change, say) is an error of the panel that asked.
+    if (res.status === 403 && (!data || data.error === 'not_a_member' || data.error === 'not_an_admin' || data.error === 'forbidden' || data.error === 'key_app_mismatch')) {
       const m = APP_PATH.exec(path);
       if (m) store.forbid(decodeURIComponent(m[1]));
     }

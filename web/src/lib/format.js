@@ -115,10 +115,12 @@ export function change(current, previous, { kind = 'count', lowerIsBetter = fals
   if (c === null || p === null) return { text: 'no comparison', dir: 'none', value: null };
   let delta;
   let text;
+  let shown;
   if (kind === 'pct') {
     delta = (c - p) * 100;
     const r = Math.round(delta * 10) / 10;
     text = `${r > 0 ? '+' : r < 0 ? '−' : '±'}${Math.abs(r)} pp`;
+    shown = r;
   } else {
     if (p === 0) {
       return c === 0 ? { text: '±0%', dir: 'flat', value: 0 } : { text: 'new', dir: 'up', value: null, good: !lowerIsBetter };
@@ -126,8 +128,10 @@ export function change(current, previous, { kind = 'count', lowerIsBetter = fals
     delta = (c - p) / Math.abs(p);
     const r = Math.round(delta * 100);
     text = `${r > 0 ? '+' : r < 0 ? '−' : '±'}${Math.abs(r)}%`;
+    shown = r;
   }
-  const dir = Math.abs(delta) < 1e-9 ? 'flat' : delta > 0 ? 'up' : 'down';
+  // The arrow follows the number shown: "±0%" is flat even when the change is a hair off zero.
+  const dir = shown === 0 ? 'flat' : delta > 0 ? 'up' : 'down';
   const good = dir === 'flat' ? null : (dir === 'up') !== lowerIsBetter;
   return { text, dir, value: kind === 'pct' ? delta / 100 : delta, good };
 }

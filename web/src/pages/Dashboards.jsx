@@ -16,7 +16,7 @@ const TEMPLATES = {
 };
 
 export function Dashboards({ app, id }) {
-  return id ? <Dashboard app={app} id={id} /> : <DashboardList app={app} />;
+  return id ? <Dashboard key={id} app={app} id={id} /> : <DashboardList app={app} />;
 }
 
 function DashboardList({ app }) {
@@ -212,7 +212,7 @@ function RenameForm({ name, onRename, busy }) {
       <label class="sr-only" for="dash-rename">
         Dashboard name
       </label>
-      <input id="dash-rename" value={value} maxLength={200} data-testid="dashboard-rename-input" onInput={(e) => setValue(e.currentTarget.value)} autoFocus />
+      <input id="dash-rename" value={value} maxLength={200} data-testid="dashboard-rename-input" onInput={(e) => setValue(e.currentTarget.value)} ref={(el) => el && !el.dataset.focused && ((el.dataset.focused = '1'), el.focus())} />
       <button type="submit" class="btn small primary" disabled={busy}>
         Save
       </button>
@@ -348,7 +348,7 @@ function Widget({ app, widget, index }) {
       <Loaded result={result} isEmpty={(d) => !d.results.length}>
         {(a) =>
           dims.length ? (
-            <QueryResult answer={a} request={widget.request} testid={testid} chartHeight={200} />
+            <QueryResult answer={a} request={widget.request} testid={testid} chartHeight={200} collapseTable />
           ) : (
             <dl class="numbers">
               {requestMetrics(widget.request).map((m) => (

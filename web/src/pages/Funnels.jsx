@@ -12,9 +12,9 @@ import { AddToDashboard } from '../components/AddToDashboard.jsx';
 
 const WINDOW = /^0*(\d{1,6})([mhd])$/;
 const ORDERS = [
-  { id: 'relaxed', label: 'Relaxed — other events may come between steps' },
-  { id: 'strict', label: 'Strict — each step is the next event' },
-  { id: 'any', label: 'Any order' },
+  { id: 'relaxed', label: 'Relaxed', hint: 'other events may come between the steps' },
+  { id: 'strict', label: 'Strict', hint: 'each step must be the very next event' },
+  { id: 'any', label: 'Any order', hint: 'the steps in any order, within the window' },
 ];
 
 /** Builder state from the URL: steps (event + filters), window, order, breakdown, exclusions (kept as JSON). */
@@ -92,7 +92,7 @@ export function Funnels({ app, id }) {
 
   // Opening a saved funnel: its definition becomes the URL's state.
   useEffect(() => {
-    if (id && saved.data && !loc.query.getAll('step').length) {
+    if (id && saved.data && String(saved.data.id) === String(id) && !loc.query.getAll('step').length) {
       navigate(href(loc.path, withQuery(paramsOf(saved.data.definition), new URLSearchParams())), { replace: true });
     }
   }, [saved.data, id]);
@@ -244,21 +244,30 @@ function Builder({ app, state }) {
       <div class="group-row">
         <div class="field">
           <label for="f-window">Window</label>
-          <input id="f-window" value={opts.window} data-testid="funnel-window" placeholder="1d" onInput={(e) => setOpts({ ...opts, window: e.currentTarget.value })} />
+          <input id="f-window" value={opts.window} data-testid="funnel-window" placeholder="1d" aria-describedby="f-window-hint" onInput={(e) => setOpts({ ...opts, window: e.currentTarget.value })} />
+          <small class="hint" id="f-window-hint">
+            30m, 12h, 7d… (≤ 90d)
+          </small>
         </div>
         <div class="field">
           <label for="f-order">Order</label>
-          <select id="f-order" value={opts.order} data-testid="funnel-order" onChange={(e) => setOpts({ ...opts, order: e.currentTarget.value })}>
+          <select id="f-order" value={opts.order} data-testid="funnel-order" aria-describedby="f-order-hint" onChange={(e) => setOpts({ ...opts, order: e.currentTarget.value })}>
             {ORDERS.map((o) => (
               <option key={o.id} value={o.id}>
                 {o.label}
               </option>
             ))}
           </select>
+          <small class="hint" id="f-order-hint">
+            {(ORDERS.find((o) => o.id === opts.order) || ORDERS[0]).hint}
+          </small>
         </div>
         <div class="field">
           <label for="f-breakdown">Breakdown</label>
-          <input id="f-breakdown" list={fieldList} value={opts.breakdown} placeholder="none, or country, day…" data-testid="funnel-breakdown" autoComplete="off" onInput={(e) => setOpts({ ...opts, breakdown: e.currentTarget.value })} />
+          <input id="f-breakdown" list={fieldList} value={opts.breakdown} placeholder="none" data-testid="funnel-breakdown" aria-describedby="f-breakdown-hint" autoComplete="off" onInput={(e) => setOpts({ ...opts, breakdown: e.currentTarget.value })} />
+          <small class="hint" id="f-breakdown-hint">
+            a field (country…) or day, week…
+          </small>
         </div>
         <label class="check">
           <input type="checkbox" checked={opts.bots} onChange={(e) => setOpts({ ...opts, bots: e.currentTarget.checked })} /> Include bots

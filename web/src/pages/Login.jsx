@@ -1,4 +1,4 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, describeError } from '../lib/api.js';
 import { store } from '../lib/store.js';
 import { navigate, useLocation } from '../lib/router.js';
@@ -18,6 +18,8 @@ export function Login({ me }) {
   const [error, setError] = useState(null);
   const [waitUntil, setWaitUntil] = useState(0);
   const [now, setNow] = useState(Date.now());
+  const emailRef = useRef(null);
+  useEffect(() => emailRef.current && emailRef.current.focus(), []);
 
   // Already signed in (a bookmarked /login): go on.
   useEffect(() => {
@@ -68,7 +70,7 @@ export function Login({ me }) {
         </h1>
         <div class="field">
           <label for="login-email">E-mail</label>
-          <input id="login-email" type="email" autoComplete="username" required value={email} data-testid="login-email" onInput={(e) => setEmail(e.currentTarget.value)} autoFocus />
+          <input id="login-email" type="email" autoComplete="username" required value={email} data-testid="login-email" onInput={(e) => setEmail(e.currentTarget.value)} ref={emailRef} />
         </div>
         <div class="field">
           <label for="login-password">Password</label>

@@ -43,37 +43,37 @@ const LISTS = {
     title: 'Pages',
     param: 'pages',
     tabs: [
-      { id: 'top', label: 'Top pages', dim: '$url_path', table: 'events' },
-      { id: 'entry', label: 'Entry pages', dim: '$entry_page', table: 'sessions' },
-      { id: 'exit', label: 'Exit pages', dim: '$exit_page', table: 'sessions' },
+      { id: 'top', label: 'Top pages', col: 'Page', dim: '$url_path', table: 'events' },
+      { id: 'entry', label: 'Entry pages', col: 'Entry page', dim: '$entry_page', table: 'sessions' },
+      { id: 'exit', label: 'Exit pages', col: 'Exit page', dim: '$exit_page', table: 'sessions' },
     ],
   },
   sources: {
     title: 'Sources',
     param: 'sources',
     tabs: [
-      { id: 'referrer', label: 'Referrers', dim: '$referrer_host', table: 'events', none: 'Direct / none' },
-      { id: 'utm_source', label: 'UTM source', dim: '$utm_source', table: 'events' },
-      { id: 'utm_medium', label: 'UTM medium', dim: '$utm_medium', table: 'events' },
-      { id: 'utm_campaign', label: 'UTM campaign', dim: '$utm_campaign', table: 'events' },
+      { id: 'referrer', label: 'Referrers', col: 'Referrer', dim: '$referrer_host', table: 'events', none: 'Direct / none' },
+      { id: 'utm_source', label: 'UTM source', col: 'UTM source', dim: '$utm_source', table: 'events' },
+      { id: 'utm_medium', label: 'UTM medium', col: 'UTM medium', dim: '$utm_medium', table: 'events' },
+      { id: 'utm_campaign', label: 'UTM campaign', col: 'UTM campaign', dim: '$utm_campaign', table: 'events' },
     ],
   },
   locations: {
     title: 'Locations',
     param: 'locations',
     tabs: [
-      { id: 'country', label: 'Countries', dim: '$country', table: 'events', label_of: countryName, none: 'Unknown' },
-      { id: 'region', label: 'Regions', dim: '$region', table: 'events', none: 'Unknown' },
-      { id: 'city', label: 'Cities', dim: '$city', table: 'events', none: 'Unknown' },
+      { id: 'country', label: 'Countries', col: 'Country', dim: '$country', table: 'events', label_of: countryName, none: 'Unknown' },
+      { id: 'region', label: 'Regions', col: 'Region', dim: '$region', table: 'events', none: 'Unknown' },
+      { id: 'city', label: 'Cities', col: 'City', dim: '$city', table: 'events', none: 'Unknown' },
     ],
   },
   devices: {
     title: 'Devices',
     param: 'devices',
     tabs: [
-      { id: 'device', label: 'Devices', dim: '$device_type', table: 'events', none: 'Unknown' },
-      { id: 'browser', label: 'Browsers', dim: '$browser', table: 'events', none: 'Unknown' },
-      { id: 'os', label: 'OS', dim: '$os', table: 'events', none: 'Unknown' },
+      { id: 'device', label: 'Devices', col: 'Device', dim: '$device_type', table: 'events', none: 'Unknown' },
+      { id: 'browser', label: 'Browsers', col: 'Browser', dim: '$browser', table: 'events', none: 'Unknown' },
+      { id: 'os', label: 'OS', col: 'OS', dim: '$os', table: 'events', none: 'Unknown' },
     ],
   },
 };
@@ -147,6 +147,8 @@ export function Overview({ me, app, role }) {
     if (kpi.from === 'events') return e === undefined ? undefined : num(e[kpi.field]) ?? (kpi.kind === 'count' ? 0 : null);
     if (kpi.from === 'sessions') return s === undefined ? undefined : num(s[kpi.field]) ?? (kpi.kind === 'count' ? 0 : null);
     if (e === undefined || s === undefined) return undefined;
+    // Page views and visits filtered differently do not divide into anything meaningful.
+    if (ev.skipped.length || ss.skipped.length) return null;
     const visits = num(s.sessions);
     return visits ? (num(e.events) || 0) / visits : null;
   };
@@ -166,7 +168,19 @@ export function Overview({ me, app, role }) {
         <>
           <section class="kpis" data-testid="panel-kpis" aria-label="Key numbers">
             {kpiError ? (
-              <Loaded result={kpiEvents.error ? kpiEvents : kpiSessions}>{() => null}</Loaded>
+              <div class="kpi-error">
+              <Loaded
+                result={{
+                  ...(kpiEvents.error ? kpiEvents : kpiSessions),
+                  reload: () => {
+                    if (kpiEvents.error) kpiEvents.reload();
+                    if (kpiSessions.error) kpiSessions.reload();
+                  },
+                }}
+              >
+                {() => null}
+              </Loaded>
+              </div>
             ) : (
               KPIS.map((kpi) => {
                 const cur = value(kpi, 'current');
@@ -232,6 +246,7 @@ export function Overview({ me, app, role }) {
                     label={`${chartMetric.label} per ${bucket.slice(1)}, this period and the previous one`}
                     data={data}
                     tz={chartZone(bucket, s.tz)}
+                    unit={bucket.slice(1)}
                     height={260}
                     series={[
                       { label: chartMetric.label, color: COLORS[0], fill: true, kind: chartMetric.kind },
@@ -286,7 +301,7 @@ function ListPanel({ id, list, app, range, filters, ev, ss, onPick, query: q }) 
               <table class="toplist" data-testid={`table-${id}`} data-tab={tab.id} data-dim={tab.dim}>
                 <thead>
                   <tr>
-                    <th scope="col">{tab.label.replace(/s$/, '')}</th>
+                    <th scope="col">{tab.col}</th>
                     {cols.map((c) => (
                       <th scope="col" class="num" key={c.field}>
                         {c.label}

@@ -10,7 +10,7 @@ const WINDOW_MS = 5000;
 const KEEP = 360; // 30 minutes of 5-s windows
 const CHART_WINDOWS = 60; // the chart: the last 5 minutes
 const POLL_LIVE_MS = 10_000; // active users (not in the stream): re-read /live
-const POLL_PAGES_MS = 15_000;
+const POLL_PAGES_MS = 5_000; // pages are not in the stream: /query every window
 
 /** Windows by start, the newest KEEP only. */
 function upsert(map, w) {
@@ -168,13 +168,16 @@ export function Realtime({ app }) {
 
   const pages = useApi(
     (signal) => {
-      const now = Date.now();
-      return query(app, { metrics: ['unique_users', 'events'], group_by: ['$url_path'], filters: [{ property: '$name', op: 'eq', value: 'page_view' }], range: { from: now - 30 * 60_000, to: now }, limit: 10 }, signal);
+      // 5-s aligned, so that every tab open on this app shares the service's answer cache
+      const to = Math.ceil(Date.now() / WINDOW_MS) * WINDOW_MS;
+      return query(app, { metrics: ['unique_users', 'events'], group_by: ['$url_path'], filters: [{ property: '$name', op: 'eq', value: 'page_view' }], range: { from: to - 30 * 60_000, to }, limit: 10 }, signal);
     },
     `${app}`,
   );
   useEffect(() => {
-    const t = setInterval(pages.reload, POLL_PAGES_MS);
+    const t = setInterval(() => {
+      if (!document.hidden) pages.reload();
+    }, POLL_PAGES_MS);
     return () => clearInterval(t);
   }, [app]);
 

@@ -133,10 +133,12 @@ function RetentionForm({ app, state }) {
           <input id="ret-breakdown" list={fieldList} value={form.breakdown} placeholder="none, or country…" data-testid="ret-breakdown" autoComplete="off" onInput={(e) => set({ breakdown: e.currentTarget.value })} />
         </div>
         <div class="field">
-          <label for="ret-cohort">Users</label>
+          <label for="ret-cohort" title="all in range: each user's first start in the range; new users only: users whose first start ever is in the range">
+            Users
+          </label>
           <select id="ret-cohort" value={form.cohort} data-testid="ret-cohort" onChange={(e) => set({ cohort: e.currentTarget.value })}>
-            <option value="in_range">first start in the range</option>
-            <option value="first_time">first start ever in the range (new users)</option>
+            <option value="in_range">all in range</option>
+            <option value="first_time">new users only</option>
           </select>
         </div>
       </div>
