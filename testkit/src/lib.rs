@@ -12,6 +12,7 @@
 pub mod broker;
 pub mod pipeline;
 pub mod proxy;
+pub mod sample;
 pub mod servers;
 pub mod services;
 pub mod shared;

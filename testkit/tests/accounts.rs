@@ -13,7 +13,7 @@ mod parity;
 
 use client::{Browser, ORIGIN_HEADER};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_common::accounts::{self, Role};
 use tally_testkit::{services, Isolation};
 
@@ -33,11 +33,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within 15 s");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tally_testkit::eventually(what, Duration::from_secs(15), || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -86,7 +86,7 @@ async fn sessions_open_only_their_members_apps() {
     assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
     assert_eq!(
         body["apps"],
-        json!([{"app_id": a, "name": a, "role": "viewer"}])
+        json!([{"app_id": a, "name": a, "role": "viewer", "time_zone": "UTC"}])
     );
     let (status, me) = browser.get("/api/v1/auth/me").await;
     assert_eq!((status, &me["user"]["email"]), (200, &json!(viewer)));

@@ -139,6 +139,7 @@ impl Accounts for MemoryAccounts {
                     app_id: app.clone(),
                     name: d.apps.get(app).cloned().unwrap_or_else(|| app.clone()),
                     role: *role,
+                    time_zone: tally_schemas::time_zone::DEFAULT_TIME_ZONE.to_owned(),
                 })
                 .collect()
         })

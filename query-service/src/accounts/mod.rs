@@ -63,6 +63,8 @@ pub struct Membership {
     /// The user's role there.
     #[serde(serialize_with = "role_name")]
     pub role: Role,
+    /// The app's time zone (its calendar: "today", days, weeks).
+    pub time_zone: String,
 }
 
 /// An app's key as an admin sees it (never the key itself).

@@ -117,8 +117,8 @@ impl Accounts for PgAccounts {
 
     fn memberships(&self, user_id: i64) -> Fut<'_, Vec<Membership>> {
         self.rows(
-            "SELECT m.app_id, a.name, m.role FROM memberships m JOIN apps a ON a.app_id = m.app_id \
-             WHERE m.user_id = $1 ORDER BY m.app_id",
+            "SELECT m.app_id, a.name, m.role, a.time_zone FROM memberships m \
+             JOIN apps a ON a.app_id = m.app_id WHERE m.user_id = $1 ORDER BY m.app_id",
             vec![Box::new(user_id)],
             |rows| {
                 rows.iter()
@@ -126,6 +126,7 @@ impl Accounts for PgAccounts {
                         app_id: r.get(0),
                         name: r.get(1),
                         role: role_of(r.get(2)),
+                        time_zone: r.get(3),
                     })
                     .collect()
             },

@@ -1,11 +1,8 @@
-//! `tally-sample`: sends realistic traffic through the real HTTP API — the
-//! load generator's model (`tally_loadgen::model`: visitors who return,
-//! sessions of pages with referrers and UTM tags, browsers, devices and bots
-//! by user agent, countries by client address, the page_view → add_to_cart →
-//! purchase funnel): 80 % of the events spread over the past `--days` (14),
-//! the rest over the last 10 minutes — reports what the gateway acknowledged
-//! (events/s, request latency), then reads the numbers back from the query
-//! service.
+//! `tally-sample`: sends realistic traffic through the real HTTP API
+//! ([`tally_testkit::sample`]: the load generator's model, 80 % of the events
+//! spread over the past `--days` (14), the rest now), reports what the gateway
+//! acknowledged (events/s, request latency), then reads the numbers back from
+//! the query service.
 //!
 //! ```text
 //! tally-sample [--gateway URL] [--query URL] [--app ID] [--events N] [--days N]
@@ -14,12 +11,10 @@
 //! Without `--write-key`, the app is created in PostgreSQL with a new write key.
 //! ```
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tally_loadgen::model::{Model, ModelConfig};
+use tally_testkit::sample::{self, Plan, Sent};
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -69,114 +64,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// The time of events sent when `done` of `total` are out: the first 80 %
-/// spread over the past `days` (returning visitors, a history for day and
-/// week charts), the rest now (live numbers). `None`: now.
-fn simulated_ms(done: usize, total: usize, days: usize, now_ms: i64) -> Option<i64> {
-    let history = i64::try_from(days).ok()?.checked_mul(86_400_000)?;
-    let cut = total * 4 / 5;
-    if history == 0 || done >= cut {
-        return None;
-    }
-    let (done, cut) = (done as i64, cut.max(1) as i64);
-    // Up to 10 minutes ago: older than the live windows' lateness.
-    Some(now_ms - 600_000 - history + history * done / cut)
-}
-
-/// (acknowledged, refused, acknowledged live-countable, time, request latencies)
-type Sent = (usize, usize, usize, Duration, Vec<Duration>);
-
 async fn send(args: &Args, key: &str) -> Result<Sent, String> {
-    let http = reqwest::Client::new();
-    // Visitors, sessions, pages, referrers and UTM, browsers and bots, countries
-    // (by client address) and the page_view → add_to_cart → purchase funnel:
-    // the load generator's traffic model, one app.
-    let now = tally_testkit::now_ms();
-    let model = Model::new(&ModelConfig {
-        seed: args.seed,
-        run_id: format!("sample-{now}"),
-        apps: 1,
+    let plan = Plan {
+        gateway: args.gateway.clone(),
+        app: args.app.clone(),
+        write_key: key.to_owned(),
+        events: args.events,
+        days: args.days,
         visitors: args.users,
-        concurrent_sessions: (args.users / 10).max(1),
-        mean_think_ms: 20_000.0,
-    });
-    let model = Arc::new(tokio::sync::Mutex::new(model));
-    let sent_events = Arc::new(AtomicUsize::new(0));
-    let live = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency {
-        let (http, args, key) = (http.clone(), args.clone(), key.to_owned());
-        let (model, sent_events, live) = (model.clone(), sent_events.clone(), live.clone());
-        workers.push(tokio::spawn(async move {
-            let (mut acked, mut refused, mut latencies) = (0usize, 0usize, Vec::new());
-            loop {
-                let (at, batch) = {
-                    let mut model = model.lock().await;
-                    let done = sent_events.load(Ordering::SeqCst);
-                    if done >= args.events {
-                        break;
-                    }
-                    let at = simulated_ms(done, args.events, args.days, now);
-                    let at = at.unwrap_or_else(tally_testkit::now_ms);
-                    let mut batch = model.next_batch(at, args.batch.min(8));
-                    batch.events.truncate(args.events - done);
-                    sent_events.fetch_add(batch.events.len(), Ordering::SeqCst);
-                    (at, batch)
-                };
-                let events: Vec<Value> = batch
-                    .events
-                    .iter()
-                    .enumerate()
-                    .map(|(k, e)| {
-                        json!({"event_id": e.event_id, "name": e.name, "user_id": e.user_id,
-                               "anonymous_id": e.anonymous_id, "timestamp": at + k as i64 * 1_500,
-                               "properties": e.properties})
-                    })
-                    .collect();
-                let size = events.len();
-                let body = json!({"app_id": args.app, "events": events});
-                let sent = Instant::now();
-                let response = http
-                    .post(format!("{}/api/v1/events/batch", args.gateway))
-                    .basic_auth(&key, Some(""))
-                    .header("user-agent", batch.user_agent)
-                    .header("x-forwarded-for", &batch.ip)
-                    .json(&body)
-                    .send()
-                    .await;
-                latencies.push(sent.elapsed());
-                match response {
-                    Ok(r) if r.status().is_success() => {
-                        let answer: Value = r.json().await.unwrap_or(Value::Null);
-                        let accepted = answer["accepted"].as_u64().unwrap_or(0) as usize;
-                        acked += accepted;
-                        // Live numbers leave bots out.
-                        if at >= now && !batch.bot {
-                            live.fetch_add(accepted, Ordering::SeqCst);
-                        }
-                        refused += answer["rejected"].as_u64().unwrap_or(0) as usize;
-                    }
-                    Ok(r) => {
-                        refused += size;
-                        eprintln!("batch refused: HTTP {}", r.status());
-                    }
-                    Err(err) => return Err(format!("gateway unreachable: {err}")),
-                }
-            }
-            Ok((acked, refused, latencies))
-        }));
-    }
-    let (mut acked, mut refused, mut latencies) = (0, 0, Vec::new());
-    for worker in workers {
-        let (a, r, l) = worker.await.map_err(|e| e.to_string())??;
-        acked += a;
-        refused += r;
-        latencies.extend(l);
-    }
-    latencies.sort();
-    let live = live.load(Ordering::SeqCst);
-    Ok((acked, refused, live, started.elapsed(), latencies))
+        seed: args.seed,
+        concurrency: args.concurrency,
+        batch: args.batch,
+    };
+    sample::send(&plan).await
 }
 
 async fn run(args: Args) -> Result<(), String> {

@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { Link, navigate, setQuery, withQuery, href, useLocation } from '../lib/router.js';
-import { RANGES, readRange, todayText } from '../lib/range.js';
+import { RANGES, readRange, setRangeZone, todayText } from '../lib/range.js';
 import { api } from '../lib/api.js';
 import { store } from '../lib/store.js';
 
@@ -85,7 +85,10 @@ export function RangePicker({ page }) {
 
 export function Layout({ me, app, page, children }) {
   const loc = useLocation();
-  const role = (me.apps.find((a) => a.app_id === app) || {}).role;
+  const membership = me.apps.find((a) => a.app_id === app) || {};
+  const role = membership.role;
+  // "Today" and custom dates are days of the app's calendar.
+  setRangeZone(membership.time_zone);
   const pageInfo = PAGES.find((p) => p.id === page);
   const logout = async () => {
     try {

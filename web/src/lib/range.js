@@ -10,20 +10,51 @@ export const RANGES = [
   { id: 'custom', label: 'Custom…' },
 ];
 
+import { partsIn } from './time.js';
+
 const DAY = 86_400_000;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
-/** Local midnight of a YYYY-MM-DD date, epoch ms. */
+// The calendar of "today" and custom dates: the app's time zone (from
+// /auth/me, set by the layout), else the browser's.
+let zone = null;
+export function setRangeZone(tz) {
+  zone = tz || null;
+}
+
+/** Midnight of a YYYY-MM-DD date in the app's zone, epoch ms. */
 function localMidnight(text) {
   const [y, m, d] = text.split('-').map(Number);
-  return new Date(y, m - 1, d).getTime();
+  if (!zone) return new Date(y, m - 1, d).getTime();
+  // Walk from the UTC midnight by the zone's offset there (twice: the offset
+  // may differ at the corrected instant around a clock change).
+  const wanted = Date.UTC(y, m - 1, d);
+  let t = wanted;
+  for (let i = 0; i < 2; i++) {
+    const p = partsIn(zone, t);
+    t += wanted - Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+  }
+  return t;
+}
+
+/** The midnight that ends a YYYY-MM-DD date (23, 24 or 25 hours after its start). */
+function endOfDay(text) {
+  const [y, m, d] = text.split('-').map(Number);
+  const next = new Date(Date.UTC(y, m - 1, d + 1));
+  const p2 = (n) => String(n).padStart(2, '0');
+  return localMidnight(`${next.getUTCFullYear()}-${p2(next.getUTCMonth() + 1)}-${p2(next.getUTCDate())}`);
 }
 
 export function todayText(offsetDays = 0) {
+  const p2 = (n) => String(n).padStart(2, '0');
+  if (zone) {
+    const p = partsIn(zone, Date.now());
+    const day = new Date(Date.UTC(p.year, p.month - 1, p.day + offsetDays));
+    return `${day.getUTCFullYear()}-${p2(day.getUTCMonth() + 1)}-${p2(day.getUTCDate())}`;
+  }
   const d = new Date();
   d.setDate(d.getDate() + offsetDays);
-  const p = (n) => String(n).padStart(2, '0');
-  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+  return `${d.getFullYear()}-${p2(d.getMonth() + 1)}-${p2(d.getDate())}`;
 }
 
 /** The range of a query string: {id, from?, to?, error?}. */
@@ -55,7 +86,7 @@ export function apiRange(range) {
     return { from, to: Math.max(Math.ceil(now / 60_000) * 60_000, from + 60_000) };
   }
   if (range.id === 'custom') {
-    return { from: localMidnight(range.from), to: localMidnight(range.to) + DAY };
+    return { from: localMidnight(range.from), to: endOfDay(range.to) };
   }
   return range.id;
 }
@@ -63,7 +94,7 @@ export function apiRange(range) {
 /** Length of a range in ms (approximate for today). */
 export function rangeMs(range) {
   if (range.id === 'today') return Math.max(Date.now() - localMidnight(todayText()), 60_000);
-  if (range.id === 'custom') return localMidnight(range.to) + DAY - localMidnight(range.from);
+  if (range.id === 'custom') return endOfDay(range.to) - localMidnight(range.from);
   const m = /^(\d+)([dh])$/.exec(range.id);
   return m ? Number(m[1]) * (m[2] === 'd' ? DAY : 3_600_000) : 7 * DAY;
 }

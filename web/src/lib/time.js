@@ -8,7 +8,7 @@ export const BUCKETS = ['minute', 'hour', 'day', 'week', 'month'];
 export const isBucket = (name) => BUCKETS.includes(String(name).replace(/^\$/, ''));
 
 const formatters = new Map();
-function partsIn(tz, ms) {
+export function partsIn(tz, ms) {
   let f = formatters.get(tz);
   if (!f) {
     try {
