@@ -19,11 +19,15 @@
 //!   (relaxed and strict order),
 //!   through a query service pointed at that dataset with its answer cache off.
 //! * B6 peak RSS (VmHWM) of each service after B1–B4.
+//! * B7 the dashboard's Overview on the B5 dataset in Chromium: navigation →
+//!   every panel rendered, p50/p95, answer cache off (cold) and on (warm)
+//!   ([`overview`]).
 
 use crate::model::ModelConfig;
 use crate::send::{self, SendConfig, Style};
 use crate::stats::{ms, percentile};
 
+mod overview;
 mod peers;
 mod probes;
 mod process;
@@ -64,6 +68,8 @@ pub struct BenchConfig {
     pub b5_events: u64,
     /// Repetitions of each B5 query.
     pub b5_runs: usize,
+    /// Measured Overview loads of B7 (each cold and warm).
+    pub b7_loads: usize,
     /// Where the JSON goes.
     pub out: PathBuf,
     /// Apps and keys.
@@ -84,6 +90,7 @@ impl BenchConfig {
             b4_seconds: 10.0,
             b5_events: 10_000_000,
             b5_runs: 20,
+            b7_loads: 10,
             out: PathBuf::from("target/bench/bench.json"),
             postgres: tally_common::postgres::PostgresConfig {
                 url: env(
@@ -103,6 +110,7 @@ impl BenchConfig {
             b4_seconds: 2.0,
             b5_events: 200_000,
             b5_runs: 3,
+            b7_loads: 2,
             out: PathBuf::from("target/bench/bench-quick.json"),
             ..Self::full(bin_dir)
         }
@@ -345,6 +353,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let [group_by, funnel, strict] =
         <[Vec<Duration>; 3]>::try_from(timings).map_err(|_| "B5: three timings")?;
     history_query.stop();
+    eprintln!("B7: the dashboard's Overview in Chromium, cold and warm");
+    let b7 = overview::b7(config, &history_env, "hist-app-00", config.b7_loads).await?;
     let _ = clickhouse
         .server_client()
         .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
@@ -367,6 +377,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
                "group_by_90d_p50_ms": ms(percentile(&group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(&group_by, 0.95)),
                "funnel_30d_p50_ms": ms(percentile(&funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(&funnel, 0.95)),
                "strict_funnel_30d_p50_ms": ms(percentile(&strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(&strict, 0.95))},
+        "b7": b7,
         "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
     }))
 }

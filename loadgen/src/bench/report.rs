@@ -70,5 +70,17 @@ pub fn table(results: &Value) -> String {
     for name in ["ingest-gateway", "stream-aggregator", "query-service"] {
         out += &format!("| B6 peak RSS | {name}, MiB | {} | | |\n", f(&b6[name]));
     }
+    let b7 = &results["b7"];
+    out += &format!(
+        "| B7 dashboard | Overview, navigation → every panel rendered, cold (answer cache off), p50 / p95 ms over {} loads | {} / {} | | |\n",
+        b7["loads"],
+        f(&b7["cold_p50_ms"]),
+        f(&b7["cold_p95_ms"])
+    );
+    out += &format!(
+        "| B7 dashboard | the same, warm answer cache, p50 / p95 ms | {} / {} | | |\n",
+        f(&b7["warm_p50_ms"]),
+        f(&b7["warm_p95_ms"])
+    );
     out
 }
