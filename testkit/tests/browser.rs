@@ -2,8 +2,9 @@
 //! `playwright-core`): an isolated stack — gateway, aggregator, query service
 //! serving the built dashboard (`web/dist`, which `./tally test` builds) —
 //! with two weeks of sample traffic sent through the gateway, an admin, a
-//! viewer, a user for the login throttle and an app the admin is not a member
-//! of; then `testkit/tests/browser/dashboard.mjs` logs in and checks every
+//! viewer, a user for the login throttle, an app the admin is not a member
+//! of, an app without events, and a second query service whose ClickHouse is
+//! unreachable; then `testkit/tests/browser/dashboard.mjs` logs in and checks every
 //! page against the API (its header lists the checks). Screenshots of every
 //! page go to `target/browser-shots/`.
 
@@ -47,12 +48,23 @@ async fn the_dashboard_works_in_chromium() {
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
     let query = services::query(services::query_config(&iso)).await;
+    // The same service with its event store unreachable (error states).
+    let mut broken_config = services::query_config(&iso);
+    broken_config.clickhouse.url =
+        format!("http://127.0.0.1:{}", tally_testkit::servers::free_port());
+    let broken = services::query(broken_config).await;
     let app = tally_testkit::unique("web");
     let other = tally_testkit::unique("web_other");
     let write_key = tally_testkit::write_key(&app).await;
     let read_key = tally_testkit::read_key(&app).await;
     tally_testkit::read_key(&other).await;
+    let empty = tally_testkit::unique("web_empty");
+    tally_testkit::read_key(&empty).await;
     let (admin, admin_password) = user("admin", Some((&app, Role::Admin))).await;
+    let pg = tally_testkit::postgres().connect().await.unwrap();
+    assert!(accounts::grant(&pg, &admin, &empty, Role::Admin)
+        .await
+        .unwrap());
     let (viewer, viewer_password) = user("viewer", Some((&app, Role::Viewer))).await;
     let (throttled, _) = user("throttled", Some((&app, Role::Viewer))).await;
 
@@ -95,6 +107,8 @@ async fn the_dashboard_works_in_chromium() {
         .env("TALLY_WRITE_KEY", &write_key)
         .env("TALLY_READ_KEY", &read_key)
         .env("TALLY_SHOTS", &shots)
+        .env("TALLY_EMPTY_APP", &empty)
+        .env("TALLY_BROKEN_BASE", broken.url())
         .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(600), command.output())
         .await
@@ -113,6 +127,7 @@ async fn the_dashboard_works_in_chromium() {
     );
 
     query.stop().await;
+    broken.stop().await;
     aggregator.stop().await;
     gateway.stop().await;
     iso.cleanup().await;

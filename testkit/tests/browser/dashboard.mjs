@@ -13,7 +13,8 @@
 // Settings, logout ends the session (also for a copy of the cookie), a cross-site
 // POST is refused, the 11th bad password gets 429; /sdk.js in a page of another
 // origin delivers page views, pushState page views, a custom event and a sendBeacon
-// flush exactly once; screenshots of every page.
+// flush exactly once; screenshots of every page. states.mjs adds the empty app,
+// the event store down, and the keyboard.
 //
 // Environment (all required): TALLY_BASE (query service), TALLY_GATEWAY,
 // TALLY_APP, TALLY_OTHER_APP (the admin is not a member), TALLY_ADMIN_EMAIL /
@@ -39,6 +40,7 @@ import {
   RUN, analyticsPath, assertNoErrorStates, dataValue, env, login, matchApi, networkLog, pageApi, poll, readApi, recordApi, runAll, serve,
   settle, shot, shown, startBrowser, submitLogin, test, watch,
 } from './lib.mjs';
+import './states.mjs';
 
 const { BASE, GATEWAY, APP } = env;
 const Q = analyticsPath();
