@@ -1,7 +1,8 @@
 // The dashboard's states that the happy path never shows, on the real stack:
 // an app without events (how to send the first one), the event store down
 // (every panel says so and offers Retry: never a blank page), and the
-// keyboard (every control labelled, focus visible). Registered by
+// keyboard (every control labelled, focus visible), and contrast (WCAG AA
+// for every text of Overview and Realtime). Registered by
 // dashboard.mjs before its own tests.
 //
 // Environment besides lib.mjs's: TALLY_EMPTY_APP (an app without events, the
@@ -10,7 +11,7 @@
 // session of TALLY_BASE opens it too).
 
 import assert from 'node:assert/strict';
-import { login, settle, shot, test, watch } from './lib.mjs';
+import { env, login, settle, shot, test, watch } from './lib.mjs';
 
 
 const EMPTY_APP = process.env.TALLY_EMPTY_APP;
@@ -35,7 +36,7 @@ test('ClickHouse unreachable: every Overview panel says so and offers Retry, nev
   // The failing requests are the point here: only they may fail.
   const problems = watch(page, (e) => e.kind === 'console' || (e.kind === 'status' && e.status === 503));
   await login(page);
-  const app = process.env.TALLY_APP;
+  const app = env.APP;
   const failed = [];
   page.on('response', (r) => {
     if (r.url().startsWith(BROKEN) && r.status() >= 500) failed.push(r.status());
@@ -96,4 +97,63 @@ test('keyboard: every control is labelled and focus is visible', async ({ page, 
   }
   assert.ok(reached >= 6, `Tab reached ${reached} controls`);
   note(`Tab reached ${reached} controls, each with a visible focus`);
+});
+
+test('contrast: every text on Overview and Realtime meets WCAG AA against its background', async ({ page, note }) => {
+  await login(page);
+  const problems = watch(page);
+  let checked = 0;
+  for (const where of ['overview', 'realtime']) {
+    await page.goto(`${env.BASE}/app/${encodeURIComponent(env.APP)}/${where}`);
+    await page.waitForSelector('[data-testid^=kpi-], [data-testid^=live-]');
+    await settle(page, problems);
+    const result = await page.evaluate(() => {
+      const rgba = (text) => {
+        const m = text.match(/rgba?\(([^)]+)\)/);
+        if (!m) return null;
+        const [r, g, b, a = 1] = m[1].split(/[\s,/]+/).filter(Boolean).map(Number);
+        return { r, g, b, a };
+      };
+      const lum = ({ r, g, b }) => {
+        const c = [r, g, b].map((v) => {
+          const s = v / 255;
+          return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+        });
+        return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+      };
+      // The first opaque background behind an element (white at the root).
+      const background = (el) => {
+        for (let e = el; e; e = e.parentElement) {
+          const bg = rgba(getComputedStyle(e).backgroundColor);
+          if (bg && bg.a >= 0.99) return bg;
+          if (getComputedStyle(e).backgroundImage !== 'none') return null; // gradients: not judged
+        }
+        return { r: 255, g: 255, b: 255, a: 1 };
+      };
+      const bad = [];
+      let count = 0;
+      for (const el of document.querySelectorAll('body *')) {
+        const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+        if (!own || el.closest('canvas, svg, .u-legend')) continue;
+        const style = getComputedStyle(el);
+        if (style.visibility === 'hidden' || style.display === 'none' || el.getClientRects().length === 0) continue;
+        const fg = rgba(style.color);
+        const bg = background(el);
+        if (!fg || !bg) continue;
+        // A translucent text colour is blended over its background.
+        const mix = (k) => fg[k] * fg.a + bg[k] * (1 - fg.a);
+        const text = { r: mix('r'), g: mix('g'), b: mix('b') };
+        const [l1, l2] = [lum(text), lum(bg)].sort((a, b) => b - a);
+        const ratio = (l1 + 0.05) / (l2 + 0.05);
+        const size = parseFloat(style.fontSize);
+        const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+        count += 1;
+        if (ratio < (large ? 3 : 4.5)) bad.push(`${ratio.toFixed(2)}: "${el.textContent.trim().slice(0, 40)}" (${style.color} on rgb(${bg.r}, ${bg.g}, ${bg.b}))`);
+      }
+      return { bad, count };
+    });
+    assert.deepEqual(result.bad, [], `texts below WCAG AA on ${where}`);
+    checked += result.count;
+  }
+  note(`${checked} texts checked on Overview and Realtime, all at least 4.5:1 (3:1 large)`);
 });
