@@ -10,6 +10,7 @@ pub mod config;
 pub mod consumer;
 pub mod dedup;
 pub mod error;
+pub mod identity;
 pub mod live;
 pub mod message;
 pub mod metrics;
