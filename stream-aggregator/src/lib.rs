@@ -11,6 +11,7 @@ pub mod consumer;
 pub mod dedup;
 pub mod error;
 pub mod identity;
+pub mod identity_store;
 pub mod live;
 pub mod message;
 pub mod metrics;
