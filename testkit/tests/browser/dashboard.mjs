@@ -38,9 +38,11 @@ import fs from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import {
   RUN, analyticsPath, assertNoErrorStates, dataValue, env, login, matchApi, networkLog, pageApi, poll, readApi, recordApi, runAll, serve,
-  settle, shot, shown, startBrowser, submitLogin, test, watch,
+  settle, shot, shown, startBrowser, submitLogin, test, waitOverview, watch,
 } from './lib.mjs';
 import './states.mjs';
+import { registerAccessTests, registerThrottleTest } from './access.mjs';
+import { registerTrackerTest } from './tracker.mjs';
 
 const { BASE, GATEWAY, APP } = env;
 const Q = analyticsPath();
@@ -130,13 +132,6 @@ function overviewItems(page, filters) {
     });
   }
   return items;
-}
-
-async function waitOverview(page) {
-  await page.waitForSelector('[data-testid=page-overview]');
-  await page.waitForSelector('[data-testid=kpi-visitors-value]');
-  for (const id of Object.keys(LISTS)) await page.waitForSelector(`[data-testid=table-${id}]`);
-  await page.waitForSelector('[data-testid=chart-overview] canvas');
 }
 
 // ------------------------------------------------------------------ 1. login and every page
@@ -463,214 +458,13 @@ test('dashboards: create, add a query and a live widget through the page, both s
   assert.equal((await pageApi(page, `${Q}/dashboards/${id}`)).status, 404); // (a 404 in the console from here on)
 });
 
-// ------------------------------------------------------------------ 7. access
+// ------------------------------------------------------------------ 7. access (access.mjs)
 
-test('access: an app the user is not a member of shows the no-access page', async ({ page }) => {
-  const problems = watch(page);
-  await login(page);
-  await page.goto(`${BASE}/app/${env.OTHER_APP}/overview`);
-  await page.waitForSelector('[data-testid=forbidden]');
-  assert.equal(await page.textContent('[data-testid=forbidden-app]'), env.OTHER_APP);
-  assert.equal(await page.locator('[data-testid=page-overview]').count(), 0);
-  assert.ok((await page.$$eval('[data-testid=forbidden-app-link]', (as) => as.map((a) => a.getAttribute('href')))).includes(`/app/${APP}/overview`));
-  problems.assertNone();
-  const r = await pageApi(page, `${analyticsPath(env.OTHER_APP)}/live?windows=1`);
-  assert.equal(r.status, 403);
-  assert.equal(r.body.error, 'not_a_member');
-});
+registerAccessTests();
 
-test('access: a viewer has no Settings tab and gets no access on settings', async ({ page }) => {
-  const problems = watch(page);
-  await login(page, env.VIEWER_EMAIL, env.VIEWER_PASSWORD);
-  await page.waitForSelector('[data-testid=tab-overview]');
-  await waitOverview(page);
-  assert.equal(await page.locator('[data-testid=tab-settings]').count(), 0);
-  assert.equal(await page.locator('[data-testid=tab-dashboards]').count(), 1);
-  await page.goto(`${BASE}/app/${APP}/settings`);
-  await page.waitForSelector('[data-testid=forbidden]');
-  assert.match(await page.textContent('[data-testid=forbidden]'), /are for its admins; you are a viewer/);
-  assert.equal(await page.locator('[data-testid=page-settings]').count(), 0);
-  problems.assertNone();
-  const r = await pageApi(page, `/api/v1/apps/${APP}/keys`);
-  assert.equal(r.status, 403);
-  assert.equal(r.body.error, 'not_an_admin');
-});
+// ------------------------------------------------------------------ 8. the browser tracker (tracker.mjs)
 
-test('access: logout ends the session, also for a copy of the old cookie', async ({ page, context }) => {
-  await login(page);
-  const cookie = (await context.cookies(BASE)).find((c) => c.name === 'tally_session');
-  assert.ok(cookie, 'no tally_session cookie');
-  assert.equal(cookie.httpOnly, true);
-  assert.equal(cookie.sameSite, 'Lax');
-  const withCopy = (p) => fetch(`${BASE}${p}`, { headers: { cookie: `tally_session=${cookie.value}` } });
-  assert.equal((await withCopy('/api/v1/auth/me')).status, 200, 'the copied cookie does not work even before logout');
-  assert.equal((await withCopy(`${Q}/live?windows=1`)).status, 200);
-
-  await page.click('[data-testid=logout]');
-  await page.waitForURL((u) => u.pathname === '/login');
-  await poll(async () => !(await context.cookies(BASE)).some((c) => c.name === 'tally_session'), { timeout: 5000, interval: 50, what: 'the browser to drop the session cookie' });
-  assert.equal((await pageApi(page, '/api/v1/auth/me')).status, 401);
-  await page.goto(`${BASE}/app/${APP}/overview`);
-  await page.waitForURL((u) => u.pathname === '/login' && u.searchParams.get('next') === `/app/${APP}/overview`);
-  await page.waitForSelector('[data-testid=login-email]');
-  const me = await withCopy('/api/v1/auth/me');
-  assert.equal(me.status, 401, `old cookie after logout: ${me.status}`);
-  assert.equal((await withCopy(`${Q}/live?windows=1`)).status, 401);
-});
-
-test('access: a cross-site POST with the session is not answered with data', async ({ page, context, note }) => {
-  await login(page);
-  const target = `${BASE}${Q}/query`;
-  // A text/plain body (a "simple" request: no preflight) that is a valid /query, as the control proves.
-  const text = JSON.stringify({ metrics: ['events'], range: '7d', filters: [{ property: '$name', op: 'neq', value: 'x=' }] });
-  const control = await page.evaluate(async ([url, body]) => {
-    const r = await fetch(url, { method: 'POST', credentials: 'include', headers: { 'content-type': 'text/plain' }, body });
-    return { status: r.status, body: await r.json() };
-  }, [target, text]);
-  assert.equal(control.status, 200, `same-origin control: ${JSON.stringify(control.body)}`);
-  assert.ok(control.body.results[0].events > 0);
-
-  // An HTML form posts "name=value" (text/plain): split the JSON at its "=" so the form sends the same text.
-  const cut = text.indexOf('x=') + 1;
-  const attr = (s) => s.replace(/&/g, '&amp;').replace(/'/g, '&#39;').replace(/</g, '&lt;');
-  const server = await serve({
-    '/favicon.ico': () => ({ type: 'image/x-icon', body: '' }),
-    '/fetch': () => ({
-      body: `<!doctype html><meta charset=utf-8><title>another site</title><script>
-        fetch(${JSON.stringify(target)}, {method: 'POST', credentials: 'include', headers: {'content-type': 'text/plain'}, body: ${JSON.stringify(text)}})
-          .then((r) => r.text().then((t) => (window.__result = {status: r.status, text: t})))
-          .catch((e) => (window.__result = {error: String(e)}));
-      </script>`,
-    }),
-    '/form': () => ({
-      body: `<!doctype html><meta charset=utf-8><title>another site</title><form method=POST action="${target}" enctype="text/plain">
-        <input type=hidden name='${attr(text.slice(0, cut))}' value='${attr(text.slice(cut + 1))}'><button id=go>go</button></form>`,
-    }),
-  });
-  try {
-    const outcomes = [];
-    // 127.0.0.1 on another port: another origin of the same *site* (SameSite=Lax lets the cookie go);
-    // localhost: another site (the browser withholds the cookie).
-    for (const origin of [`http://127.0.0.1:${server.port}`, `http://localhost:${server.port}`]) {
-      for (const kind of ['fetch', 'form']) {
-        const p = await context.newPage();
-        const net = await networkLog(context, p, (u) => u === target);
-        await p.goto(`${origin}/${kind}`);
-        let body = null;
-        if (kind === 'form') {
-          await Promise.all([p.waitForURL(target), p.click('#go')]);
-          body = JSON.parse(await p.textContent('body'));
-        } else {
-          const result = await p.waitForFunction(() => window.__result).then((h) => h.jsonValue());
-          assert.ok(result.error || result.status !== 200, `the page on ${origin} read an answer: ${JSON.stringify(result)}`);
-        }
-        const sent = await poll(() => net.find((r) => r.method === 'POST' && r.status), { timeout: 5000, interval: 50, what: `the ${kind} request's status` });
-        await p.close();
-        const cookie = /(^|;\s*)tally_session=/.test(sent.headers.cookie || '');
-        const what = `${kind} from ${origin} (Origin: ${sent.headers.origin}): cookie ${cookie ? 'sent' : `not sent${sent.withheld.length ? `, withheld: ${sent.withheld}` : ''}`}, HTTP ${sent.status}${body ? ` ${body.error}` : ''}`;
-        assert.notEqual(sent.status, 200, `answered with data: ${what}`);
-        if (cookie) {
-          // with the session, only the Origin check can refuse it (the same body from the right origin is a 200)
-          assert.equal(sent.status, 403, what);
-          if (body) assert.equal(body.error, 'cross_site_request', what);
-          outcomes.push(`${what} → refused by the service`);
-        } else {
-          assert.equal(sent.status, 401, what);
-          if (body) assert.equal(body.error, 'missing_read_key', what);
-          outcomes.push(`${what} → the browser kept the cookie (SameSite=Lax)`);
-        }
-      }
-    }
-    outcomes.forEach(note);
-    assert.ok(outcomes.some((o) => o.includes('refused by the service')), "no request carried the cookie: the service's Origin check was never exercised");
-  } finally {
-    await server.close();
-  }
-});
-
-// ------------------------------------------------------------------ 8. the browser tracker
-
-test('sdk.js: page view on load and on pushState, a custom event, a sendBeacon flush — each arrives exactly once', async ({ page, context, note }) => {
-  const t0 = Date.now();
-  const pa = `/e2e-${RUN}/a`;
-  const pb = `/e2e-${RUN}/b`;
-  const server = await serve({
-    '/favicon.ico': () => ({ type: 'image/x-icon', body: '' }),
-    [`/e2e-${RUN}/*`]: () => ({
-      body: `<!doctype html><meta charset=utf-8><title>sdk e2e ${RUN}</title><script src="${GATEWAY}/sdk.js" data-key="${env.WRITE_KEY}" defer></script><p>tracker test ${RUN}</p>`,
-    }),
-  });
-  // what the tracker sent, as Chromium saw it (a sendBeacon is a request of type Ping)
-  const net = await networkLog(context, page, (u) => u === `${GATEWAY}/api/v1/events/batch`);
-  const batches = async () => {
-    const posts = net.filter((r) => r.method === 'POST');
-    return Promise.all(posts.map(async (r) => ({ type: r.type, status: r.status, body: JSON.parse((await r.postData()) || '{}') })));
-  };
-  const pageErrors = [];
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  try {
-    await page.goto(`http://127.0.0.1:${server.port}${pa}?run=${RUN}`);
-    await page.waitForFunction(() => window.tally && window.tally.__loaded);
-    await page.evaluate(([pb, run]) => {
-      history.pushState({}, '', `${pb}?run=${run}`);
-      window.tally.track('e2e_custom', { run });
-    }, [pb, RUN]);
-    // The page is hidden: the tracker's visibilitychange listener flushes with sendBeacon.
-    await page.evaluate(() => {
-      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
-      Object.defineProperty(document, 'hidden', { configurable: true, get: () => true });
-      document.dispatchEvent(new Event('visibilitychange'));
-    });
-    await poll(() => net.some((r) => r.method === 'POST' && r.status), { timeout: 5000, interval: 50, what: 'the beacon' });
-    let sent = await batches();
-    assert.equal(sent.length, 1, `batches sent: ${JSON.stringify(sent.map((b) => b.type))}`);
-    const beacon = sent[0];
-    assert.equal(beacon.type, 'Ping', `the flush on hide went as ${beacon.type}, not sendBeacon`);
-    assert.equal(beacon.status, 200);
-    assert.equal(beacon.body.write_key, env.WRITE_KEY);
-    const events = beacon.body.events;
-    assert.deepEqual(events.map((e) => [e.name, e.properties.path ?? e.properties.run]), [['page_view', pa], ['page_view', pb], ['e2e_custom', RUN]]);
-    assert.equal(new Set(events.map((e) => e.event_id)).size, 3, 'event ids are not unique');
-    assert.equal(new Set(events.map((e) => e.anonymous_id)).size, 1);
-
-    // A new "to" each time (no answer shared with the previous call); include_bots: headless Chromium's
-    // user agent ("HeadlessChrome") is flagged as a bot, and bots are left out by default.
-    const range = () => ({ from: t0 - 10 * 60_000, to: Date.now() + 10 * 60_000 });
-    const ask = (group_by, filters) => readApi('query', { metrics: ['events', 'unique_users'], group_by, filters, range: range(), include_bots: true });
-    const pages = () => ask(['$name', '$url_path'], [{ property: '$url_path', op: 'in', value: [pa, pb] }]);
-    const custom = () => ask(['$name'], [{ property: 'properties.run', op: 'eq', value: RUN }]);
-    const count = (answer, name, p) => answer.results.filter((r) => r.$name === name && (p === undefined || r.$url_path === p)).reduce((s, r) => s + r.events, 0);
-    await poll(async () => {
-      const [a, b] = await Promise.all([pages(), custom()]);
-      return count(a, 'page_view', pa) && count(a, 'page_view', pb) && count(b, 'e2e_custom');
-    }, { timeout: 60_000, interval: 500, what: 'the three events in /query' });
-    const arrived = Date.now() - t0;
-
-    // A sentinel from the same tracker, later: once it is there, anything sent before it is too.
-    await page.evaluate((run) => {
-      delete document.visibilityState;
-      delete document.hidden;
-      window.tally.track('e2e_sentinel', { run });
-      window.tally.flush();
-    }, RUN);
-    await poll(() => net.filter((r) => r.method === 'POST' && r.status).length === 2, { timeout: 10_000, interval: 50, what: 'the sentinel batch' });
-    sent = await batches();
-    assert.equal(sent[1].type, 'Fetch');
-    assert.equal(sent[1].status, 200);
-    assert.deepEqual(sent[1].body.events.map((e) => [e.name, e.anonymous_id]), [['e2e_sentinel', events[0].anonymous_id]]);
-    await poll(async () => count(await custom(), 'e2e_sentinel'), { timeout: 60_000, interval: 500, what: 'the sentinel in /query' });
-    const [a, b] = await Promise.all([pages(), custom()]);
-    assert.deepEqual(
-      { [pa]: count(a, 'page_view', pa), [pb]: count(a, 'page_view', pb), e2e_custom: count(b, 'e2e_custom'), e2e_sentinel: count(b, 'e2e_sentinel'), others: [...a.results, ...b.results].filter((r) => !['page_view', 'e2e_custom', 'e2e_sentinel'].includes(r.$name)) },
-      { [pa]: 1, [pb]: 1, e2e_custom: 1, e2e_sentinel: 1, others: [] },
-    );
-    assert.ok([...a.results, ...b.results].every((r) => r.unique_users === 1), 'not one visitor');
-    assert.deepEqual(pageErrors, []);
-    note(`run ${RUN}: page views ${pa}, ${pb} and e2e_custom went in one sendBeacon; in /query after ${arrived} ms; each exactly once after the sentinel`);
-  } finally {
-    await server.close();
-  }
-}, { timeout: 180_000 });
+registerTrackerTest();
 
 // ------------------------------------------------------------------ 9. screenshots
 
@@ -751,40 +545,9 @@ test('screenshots of every page (1280 px) and Overview at 375 px', async ({ page
   problems.assertNone();
 });
 
-// ------------------------------------------------------------------ 7 (last: it spends failed logins). login throttle
+// ------------------------------------------------------------------ 7 (last: it spends failed logins). login throttle (access.mjs)
 
-test('access: 10 wrong passwords say so, the 11th within a minute gets 429 and the wait message', async ({ page, note }) => {
-  const statuses = [];
-  page.on('response', (r) => {
-    if (r.url() === `${BASE}/api/v1/auth/login`) statuses.push(r.status());
-  });
-  await page.goto(`${BASE}/login`);
-  await page.fill('[data-testid=login-email]', env.THROTTLE_EMAIL);
-  const started = Date.now();
-  let last;
-  for (let i = 1; i <= 11; i++) {
-    await page.fill('[data-testid=login-password]', `wrong-${RUN}-${i}`);
-    const answer = page.waitForResponse((r) => r.url() === `${BASE}/api/v1/auth/login`);
-    await page.click('[data-testid=login-submit]');
-    last = await answer;
-    const kind = i <= 10 ? 'credentials' : 'wait';
-    await page.waitForSelector(`[data-testid=login-error][data-error=${kind}]`);
-    if (i <= 10) {
-      assert.equal(last.status(), 401, `attempt ${i}`);
-      assert.equal(await page.textContent('[data-testid=login-error]'), 'Wrong e-mail or password.');
-      await page.waitForSelector('[data-testid=login-submit]:not([disabled])');
-    }
-  }
-  assert.ok(Date.now() - started < 60_000, 'the 11 attempts took more than a minute');
-  assert.equal(last.status(), 429);
-  const body = await last.json();
-  assert.equal(body.error, 'too_many_attempts');
-  assert.ok(body.retry_after_s > 0, JSON.stringify(body));
-  assert.match(await page.textContent('[data-testid=login-error]'), /^Too many attempts\. Try again in \d+ s\.$/);
-  assert.equal(await page.locator('[data-testid=login-submit]').isDisabled(), true);
-  assert.deepEqual(statuses, [...Array(10).fill(401), 429]);
-  note(`statuses ${statuses.join(' ')}; retry_after_s ${body.retry_after_s}; "${await page.textContent('[data-testid=login-error]')}"`);
-});
+registerThrottleTest();
 
 // ------------------------------------------------------------------ run
 

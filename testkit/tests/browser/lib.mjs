@@ -377,6 +377,14 @@ export async function networkLog(context, page, match) {
   return list;
 }
 
+/** Waits until Overview shows its KPIs, its four top-10 tables and its chart. */
+export async function waitOverview(page) {
+  await page.waitForSelector('[data-testid=page-overview]');
+  await page.waitForSelector('[data-testid=kpi-visitors-value]');
+  for (const id of ['pages', 'sources', 'locations', 'devices']) await page.waitForSelector(`[data-testid=table-${id}]`);
+  await page.waitForSelector('[data-testid=chart-overview] canvas');
+}
+
 /** Full-page PNG into TALLY_SHOTS; returns the file's path. */
 export async function shot(page, name) {
   fs.mkdirSync(env.SHOTS, { recursive: true });
