@@ -157,11 +157,7 @@ pub async fn keys(
     Query(params): Query<DiscoveryParams>,
     access: Result<ReadAccess, QueryError>,
 ) -> Result<Response, QueryError> {
-    let task = async {
-        let ReadAccess { app_id } = access?;
-        answer(&state, &app_id, &params, false).await
-    };
-    respond(&state, "properties", task).await
+    suggest(&state, access, &params, false).await
 }
 
 /// `GET /api/v1/analytics/{app_id}/properties/values`.
@@ -171,11 +167,25 @@ pub async fn values(
     Query(params): Query<DiscoveryParams>,
     access: Result<ReadAccess, QueryError>,
 ) -> Result<Response, QueryError> {
+    suggest(&state, access, &params, true).await
+}
+
+async fn suggest(
+    state: &AppState,
+    access: Result<ReadAccess, QueryError>,
+    params: &DiscoveryParams,
+    values: bool,
+) -> Result<Response, QueryError> {
+    let endpoint = if values {
+        "property_values"
+    } else {
+        "properties"
+    };
     let task = async {
         let ReadAccess { app_id } = access?;
-        answer(&state, &app_id, &params, true).await
+        answer(state, &app_id, params, values).await
     };
-    respond(&state, "property_values", task).await
+    respond(state, endpoint, task).await
 }
 
 #[cfg(test)]

@@ -114,12 +114,9 @@ impl<'a> Core<'a> {
         }
     }
 
-    /// The relaxed sub-select and its binds.
-    pub fn relaxed(&self) -> (String, Vec<Bind>) {
-        let n = self.steps.len();
-        let window = self.window;
-        let mut binds = Vec::new();
-        let mut inner = self.first_breakdown("b", &mut binds);
+    /// Per step k, the user's earliest [`MAX_STEP_EVENTS`] times of it as `s{k}`
+    /// (the steps' binds go to `binds`).
+    fn step_arrays(&self, binds: &mut Vec<Bind>) -> String {
         let arrays: Vec<String> = self
             .steps
             .iter()
@@ -132,7 +129,16 @@ impl<'a> Core<'a> {
                 )
             })
             .collect();
-        inner.push_str(&arrays.join(", "));
+        arrays.join(", ")
+    }
+
+    /// The relaxed sub-select and its binds.
+    pub fn relaxed(&self) -> (String, Vec<Bind>) {
+        let n = self.steps.len();
+        let window = self.window;
+        let mut binds = Vec::new();
+        let mut inner = self.first_breakdown("b", &mut binds);
+        inner.push_str(&self.step_arrays(&mut binds));
         for (i, ((condition, b), _)) in self.exclusions.iter().enumerate() {
             binds.extend(b.iter().cloned());
             inner.push_str(&format!(
@@ -225,19 +231,7 @@ impl<'a> Core<'a> {
             }
             None => String::new(),
         };
-        let arrays: Vec<String> = self
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(k, (condition, b))| {
-                binds.extend(b.iter().cloned());
-                format!(
-                    "arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS s{}",
-                    k + 1
-                )
-            })
-            .collect();
-        inner.push_str(&arrays.join(", "));
+        inner.push_str(&self.step_arrays(&mut binds));
         binds.extend(self.guard.iter().cloned());
         let any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
         for (_, b) in self.steps {

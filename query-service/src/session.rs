@@ -235,13 +235,17 @@ pub async fn login(
     let ttl = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_ms = now.saturating_add(ttl);
     let hash = hash_key(&token);
-    let store = |e| QueryError::AccountsUnavailable(e);
+    let unavailable = QueryError::AccountsUnavailable;
     state
         .accounts
         .create_session(&hash, user.id, now, expires_ms)
         .await
-        .map_err(store)?;
-    let apps = state.accounts.memberships(user.id).await.map_err(store)?;
+        .map_err(unavailable)?;
+    let apps = state
+        .accounts
+        .memberships(user.id)
+        .await
+        .map_err(unavailable)?;
     state.metrics.record_login("ok");
     tracing::info!(user_id = user.id, "dashboard login");
     let session = SessionUser {
