@@ -22,6 +22,7 @@ pub mod funnel_order;
 pub mod live;
 pub mod login_throttle;
 pub mod metrics;
+pub mod persons;
 pub mod pg;
 pub mod query;
 pub mod range;

@@ -11,7 +11,9 @@
 use crate::adhoc::AdhocRequest;
 use crate::funnel::FunnelRequest;
 use crate::retention::RetentionRequest;
-use crate::{api, discovery, live, reports, saved, session, settings, stream_token, web, AppState};
+use crate::{
+    api, discovery, live, persons, reports, saved, session, settings, stream_token, web, AppState,
+};
 use axum::extract::State;
 use axum::routing::get;
 use axum::Router;
@@ -32,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/analytics/{app_id}/reports/{report}"),
     ("get", "/api/v1/analytics/{app_id}/properties"),
     ("get", "/api/v1/analytics/{app_id}/properties/values"),
+    ("get", "/api/v1/analytics/{app_id}/persons/{id}"),
     ("get", "/api/v1/analytics/{app_id}/{kind}"),
     ("post", "/api/v1/analytics/{app_id}/{kind}"),
     ("get", "/api/v1/analytics/{app_id}/{kind}/{id}"),
@@ -89,6 +92,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/analytics/{app_id}/properties/values",
             get(discovery::values),
+        )
+        .route(
+            "/api/v1/analytics/{app_id}/persons/{id}",
+            get(persons::person),
         )
         .route(
             "/api/v1/analytics/{app_id}/{kind}",

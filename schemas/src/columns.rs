@@ -93,6 +93,27 @@ column_list! {
     ]
 }
 
+/// The `person_distinct_ids` columns in table order (migration 0007), which is
+/// the field order of [`crate::person::PersonDistinctIdRow`].
+pub const PERSON_DISTINCT_ID_COLUMNS: &[&str] = &[
+    "app_id",
+    "distinct_id",
+    "person_id",
+    "version",
+    "is_deleted",
+];
+
+/// The `persons` columns in table order (migration 0007), which is the field
+/// order of [`crate::person::PersonRow`].
+pub const PERSON_COLUMNS: &[&str] = &[
+    "app_id",
+    "person_id",
+    "prop_keys",
+    "prop_values",
+    "version",
+    "is_deleted",
+];
+
 /// `events` columns an ad-hoc query may filter and group on (the event name
 /// and the enrichment columns; everything else only through properties).
 pub const EVENT_QUERY_COLUMNS: &[&str] = &[
@@ -234,6 +255,21 @@ mod tests {
         assert_eq!(names(&table_columns("sessions")), SESSION_ROW_COLUMNS);
         assert_eq!(SESSION_ROW_SELECT, SESSION_ROW_COLUMNS.join(", "));
         assert_eq!(crate::session::SESSION_COLUMNS, SESSION_ROW_SELECT);
+    }
+
+    #[test]
+    fn person_rows_fields_are_the_person_tables_columns_in_order() {
+        use crate::person::{PersonDistinctIdRow, PersonRow};
+        assert_eq!(
+            field_names::<PersonDistinctIdRow>(),
+            PERSON_DISTINCT_ID_COLUMNS
+        );
+        assert_eq!(
+            names(&table_columns("person_distinct_ids")),
+            PERSON_DISTINCT_ID_COLUMNS
+        );
+        assert_eq!(field_names::<PersonRow>(), PERSON_COLUMNS);
+        assert_eq!(names(&table_columns("persons")), PERSON_COLUMNS);
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //!   aggregator (writer) and the query service (reader).
 //! * [`sketch`] — the HyperLogLog++ sketch with a fixed, documented hash so that
 //!   sketches from different processes and versions merge correctly.
+//! * [`person`] — which events change identity, and the ClickHouse
+//!   `person_distinct_ids` and `persons` rows.
 //! * [`migrations`] — the versioned ClickHouse schema, applied in order.
 //! * [`ids`] — the app-id rule every service applies.
 
@@ -22,6 +24,7 @@ pub mod event;
 pub mod ids;
 pub mod live;
 pub mod migrations;
+pub mod person;
 pub mod row;
 pub mod session;
 pub mod sketch;

@@ -71,6 +71,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         name: "property_keys",
         sql: include_str!("../migrations/clickhouse/0006_property_keys.sql"),
     },
+    Migration {
+        version: 7,
+        name: "persons",
+        sql: include_str!("../migrations/clickhouse/0007_persons.sql"),
+    },
 ];
 
 impl Migration {

@@ -427,6 +427,10 @@ impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
         metrics.late_events.inc_by(outcome.late as u64);
         metrics.bot_events.inc_by(outcome.bots as u64);
         metrics.duplicates.inc_by(outcome.repeats as u64);
+        metrics
+            .identity_events
+            .inc_by(outcome.identity_events as u64);
+        metrics.identity_rows.inc_by(outcome.identity_rows as u64);
         if !outcome.claims_lost.is_empty() {
             metrics.claims_lost(&outcome.claims_lost);
         }

@@ -1,76 +1,127 @@
 //! The identity state of [`crate::identity`] in Redis, shared by every
 //! aggregator process (identity is cross-partition: an identify event and
 //! the anonymous id it links may live in different Kafka partitions). Each
-//! operation is one Lua script, so it is atomic; a link is applied once per
-//! event id (a marker key that expires after [`EVENT_TTL_SECS`]), so a replay
-//! changes nothing and returns no rows. It answers exactly as the in-memory
-//! rules do (`stream-aggregator/tests/identity_parity.rs` runs both on the
-//! same random journeys against the real Redis).
+//! operation is one Lua script, so it is atomic, and it answers exactly as the
+//! in-memory rules do — the same rows with the same versions
+//! (`stream-aggregator/tests/identity_parity.rs` runs both on the same random
+//! journeys against the real Redis). Like the rules, applying an event twice
+//! changes nothing the second time and answers the current rows.
 //!
 //! Keys, per app, share the hash tag `{app}` (one cluster slot):
-//! `{prefix}:id:{app}:map` (hash distinct id → person), `…:members:{person}`
-//! (set), `…:version` (counter), `…:tombstones` (set), `…:event:{event id}`
-//! (applied-link marker).
+//! `{prefix}:id:{app}:map` (hash distinct id → person), `…:ver` (hash distinct
+//! id → version of its row), `…:version` (counter), `…:tombstones` (set),
+//! `…:pver` (hash person → version of its traits row), `…:members:{person}`
+//! (set), `…:traits:{person}` and `…:stamps:{person}` (hashes trait → value,
+//! trait → event time).
+//!
+//! Lua compares strings with the C locale's byte order, as Rust does.
 
-use crate::identity::Mapping;
+use crate::identity::{Change, Mapping, PersonState};
 use redis::aio::ConnectionManager;
+use redis::{RedisError, Value};
+use std::sync::LazyLock;
+use tally_schemas::person::IdentityEvent;
 
-/// How long an applied link's marker is kept (a replay older than this would
-/// find the ids already linked: no change either).
-pub const EVENT_TTL_SECS: u64 = 7 * 86_400;
-
-// KEYS: map, version, tombstones, event marker. ARGV: user, other, members
-// prefix, marker TTL. Returns {distinct id, person, version, …}.
-const LINK_SCRIPT: &str = r"
-if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', ARGV[4]) then return {} end
-local user, other, members = ARGV[1], ARGV[2], ARGV[3]
-if user == other then return {} end
-if redis.call('SISMEMBER', KEYS[3], user) == 1 or redis.call('SISMEMBER', KEYS[3], other) == 1 then
-  return {}
+// KEYS: map, ver, version, tombstones, pver. ARGV: user, other ('' = none),
+// members prefix, traits prefix, stamps prefix, event time, (trait, value)*.
+// Returns {{id, person, version}*, person, {version, (trait, value)*} or {}}.
+const APPLY: &str = r"
+local map, ver, counter, tomb, pver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local user, other, mp, tp, sp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('SISMEMBER', tomb, user) == 1 then return {{}, '', {}} end
+local function set_trait(person, k, t, v)
+  local held = redis.call('HGET', sp .. person, k)
+  if held then
+    local ht, hv = tonumber(held), redis.call('HGET', tp .. person, k)
+    local nt = tonumber(t)
+    if nt < ht or (nt == ht and v <= hv) then return false end
+  end
+  redis.call('HSET', sp .. person, k, t)
+  redis.call('HSET', tp .. person, k, v)
+  return true
 end
-local pu = redis.call('HGET', KEYS[1], user)
-local po = redis.call('HGET', KEYS[1], other)
-local into, moving
-if not pu and not po then
-  into, moving = other, {other, user}
-elseif pu and not po then
-  into, moving = pu, {other}
-elseif po and not pu then
-  into, moving = po, {user}
-elseif pu == po then
-  return {}
-else
-  into = pu
-  moving = redis.call('SMEMBERS', members .. po)
-  table.sort(moving)
-  redis.call('DEL', members .. po)
+local function merge_traits(source, into)
+  redis.call('HDEL', pver, source)
+  local stamps = redis.call('HGETALL', sp .. source)
+  local changed = false
+  for i = 1, #stamps, 2 do
+    local v = redis.call('HGET', tp .. source, stamps[i])
+    if set_trait(into, stamps[i], stamps[i + 1], v) then changed = true end
+  end
+  redis.call('DEL', sp .. source, tp .. source)
+  return changed
 end
-local out = {}
-for _, id in ipairs(moving) do
-  local version = redis.call('INCR', KEYS[2])
-  redis.call('HSET', KEYS[1], id, into)
-  redis.call('SADD', members .. into, id)
-  out[#out + 1] = id
-  out[#out + 1] = into
-  out[#out + 1] = version
+local rows, changed = {}, false
+if other ~= '' and redis.call('SISMEMBER', tomb, other) == 0 then
+  local pu, po = redis.call('HGET', map, user), redis.call('HGET', map, other)
+  local into, moving
+  if not pu and not po then
+    into, moving = other, {other, user}
+  elseif pu and not po then
+    into, moving = pu, {other}
+  elseif po and not pu then
+    into, moving = po, {user}
+  elseif pu ~= po then
+    into = pu
+    moving = redis.call('SMEMBERS', mp .. po)
+    table.sort(moving)
+    redis.call('DEL', mp .. po)
+  end
+  if into then
+    for _, id in ipairs(moving) do
+      local source = redis.call('HGET', map, id) or id
+      if source ~= into and merge_traits(source, into) then changed = true end
+      local v = redis.call('INCR', counter)
+      redis.call('HSET', map, id, into)
+      redis.call('HSET', ver, id, v)
+      redis.call('SADD', mp .. into, id)
+      rows[#rows + 1] = {id, into, v}
+    end
+  end
 end
-return out
+local person = redis.call('HGET', map, user) or user
+for i = 7, #ARGV, 2 do
+  if set_trait(person, ARGV[i], ARGV[6], ARGV[i + 1]) then changed = true end
+end
+if changed then redis.call('HSET', pver, person, redis.call('INCR', counter)) end
+if #rows == 0 then
+  local members = redis.call('SMEMBERS', mp .. person)
+  table.sort(members)
+  for _, id in ipairs(members) do rows[#rows + 1] = {id, person, redis.call('HGET', ver, id)} end
+end
+local traits = {}
+local pv = redis.call('HGET', pver, person)
+if pv then
+  traits[1] = pv
+  local keys = redis.call('HKEYS', tp .. person)
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    traits[#traits + 1] = k
+    traits[#traits + 1] = redis.call('HGET', tp .. person, k)
+  end
+end
+return {rows, person, traits}
 ";
 
-// KEYS: map, tombstones. ARGV: distinct id, members prefix. Returns the
-// tombstoned ids, sorted.
-const DELETE_SCRIPT: &str = r"
+// KEYS: map, ver, tombstones, pver. ARGV: distinct id, members prefix, traits
+// prefix, stamps prefix. Returns the tombstoned ids, sorted.
+const DELETE: &str = r"
 local person = redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[1]
 local ids = redis.call('SMEMBERS', ARGV[2] .. person)
 if #ids == 0 then ids = {ARGV[1]} end
 table.sort(ids)
-redis.call('DEL', ARGV[2] .. person)
+redis.call('DEL', ARGV[2] .. person, ARGV[3] .. person, ARGV[4] .. person)
+redis.call('HDEL', KEYS[4], person)
 for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[1], id)
-  redis.call('SADD', KEYS[2], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('SADD', KEYS[3], id)
 end
 return ids
 ";
+
+static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
+static DELETE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DELETE));
 
 /// Identity state in Redis under `prefix`.
 #[derive(Clone)]
@@ -87,6 +138,43 @@ impl std::fmt::Debug for RedisIdentities {
     }
 }
 
+fn malformed(what: &'static str) -> RedisError {
+    RedisError::from((
+        redis::ErrorKind::TypeError,
+        "identity script answer",
+        what.to_owned(),
+    ))
+}
+
+/// `{{id, person, version}*, person, {version, (trait, value)*}}` → [`Change`].
+fn change(answer: Vec<Value>) -> Result<Change, RedisError> {
+    let [rows, person, traits]: [Value; 3] =
+        answer.try_into().map_err(|_| malformed("three parts"))?;
+    let rows: Vec<(String, String, u64)> = redis::from_redis_value(&rows)?;
+    let person: String = redis::from_redis_value(&person)?;
+    let traits: Vec<String> = redis::from_redis_value(&traits)?;
+    let mappings = rows
+        .into_iter()
+        .map(|(distinct_id, person_id, version)| Mapping {
+            distinct_id,
+            person_id,
+            version,
+        })
+        .collect();
+    let person = match traits.split_first() {
+        None => None,
+        Some((version, pairs)) => Some(PersonState {
+            person_id: person,
+            version: version.parse().map_err(|_| malformed("a person version"))?,
+            traits: pairs
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect(),
+        }),
+    };
+    Ok(Change { mappings, person })
+}
+
 impl RedisIdentities {
     /// A store under `prefix`.
     pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
@@ -100,65 +188,48 @@ impl RedisIdentities {
         format!("{}:id:{{{app_id}}}:{rest}", self.prefix)
     }
 
-    /// As [`crate::identity::Identities::link`].
-    pub async fn link(
-        &self,
-        app_id: &str,
-        event_id: &str,
-        distinct_id: &str,
-        other: &str,
-    ) -> Result<Vec<Mapping>, redis::RedisError> {
-        let flat: Vec<redis::Value> = redis::cmd("EVAL")
-            .arg(LINK_SCRIPT)
-            .arg(4)
-            .arg(self.key(app_id, "map"))
-            .arg(self.key(app_id, "version"))
-            .arg(self.key(app_id, "tombstones"))
-            .arg(self.key(app_id, &format!("event:{event_id}")))
-            .arg(distinct_id)
-            .arg(other)
-            .arg(self.key(app_id, "members:"))
-            .arg(EVENT_TTL_SECS)
-            .query_async(&mut self.connection.clone())
+    /// As [`crate::identity::Identities::apply`], for the event's app.
+    pub async fn apply(&self, event: &IdentityEvent) -> Result<Change, RedisError> {
+        let app = event.app_id.as_str();
+        let mut invocation = APPLY_SCRIPT.prepare_invoke();
+        invocation
+            .key(self.key(app, "map"))
+            .key(self.key(app, "ver"))
+            .key(self.key(app, "version"))
+            .key(self.key(app, "tombstones"))
+            .key(self.key(app, "pver"))
+            .arg(&event.user)
+            .arg(event.other.as_deref().unwrap_or(""))
+            .arg(self.key(app, "members:"))
+            .arg(self.key(app, "traits:"))
+            .arg(self.key(app, "stamps:"))
+            .arg(event.ts_ms);
+        for (key, value) in &event.traits {
+            invocation.arg(key).arg(value);
+        }
+        let answer: Vec<Value> = invocation
+            .invoke_async(&mut self.connection.clone())
             .await?;
-        flat.chunks(3)
-            .map(|row| match row {
-                [id, person, version] => Ok(Mapping {
-                    distinct_id: redis::from_redis_value(id)?,
-                    person_id: redis::from_redis_value(person)?,
-                    version: redis::from_redis_value(version)?,
-                }),
-                _ => Err(redis::RedisError::from((
-                    redis::ErrorKind::TypeError,
-                    "identity link: rows of three",
-                ))),
-            })
-            .collect()
+        change(answer)
     }
 
     /// As [`crate::identity::Identities::delete`].
-    pub async fn delete(
-        &self,
-        app_id: &str,
-        distinct_id: &str,
-    ) -> Result<Vec<String>, redis::RedisError> {
-        redis::cmd("EVAL")
-            .arg(DELETE_SCRIPT)
-            .arg(2)
-            .arg(self.key(app_id, "map"))
-            .arg(self.key(app_id, "tombstones"))
+    pub async fn delete(&self, app_id: &str, distinct_id: &str) -> Result<Vec<String>, RedisError> {
+        DELETE_SCRIPT
+            .key(self.key(app_id, "map"))
+            .key(self.key(app_id, "ver"))
+            .key(self.key(app_id, "tombstones"))
+            .key(self.key(app_id, "pver"))
             .arg(distinct_id)
             .arg(self.key(app_id, "members:"))
-            .query_async(&mut self.connection.clone())
+            .arg(self.key(app_id, "traits:"))
+            .arg(self.key(app_id, "stamps:"))
+            .invoke_async(&mut self.connection.clone())
             .await
     }
 
     /// As [`crate::identity::Identities::person`].
-    pub async fn person(
-        &self,
-        app_id: &str,
-        distinct_id: &str,
-    ) -> Result<String, redis::RedisError> {
+    pub async fn person(&self, app_id: &str, distinct_id: &str) -> Result<String, RedisError> {
         let person: Option<String> = redis::cmd("HGET")
             .arg(self.key(app_id, "map"))
             .arg(distinct_id)
@@ -168,11 +239,7 @@ impl RedisIdentities {
     }
 
     /// As [`crate::identity::Identities::is_deleted`].
-    pub async fn is_deleted(
-        &self,
-        app_id: &str,
-        distinct_id: &str,
-    ) -> Result<bool, redis::RedisError> {
+    pub async fn is_deleted(&self, app_id: &str, distinct_id: &str) -> Result<bool, RedisError> {
         redis::cmd("SISMEMBER")
             .arg(self.key(app_id, "tombstones"))
             .arg(distinct_id)

@@ -12,11 +12,16 @@
 //! `{prefix}:v:{app_id}:{distinct_id}` with fields `g` (guard: partition and
 //! offset of the last applied event) and `s` (the state as JSON), written by the
 //! same kind of compare-and-set on `g`. It expires like the windows.
+//!
+//! The identity state (persons) lives in the same Redis, see [`crate::identity_store`].
 
+use crate::identity::Change;
+use crate::identity_store::RedisIdentities;
 use redis::aio::ConnectionManager;
 use std::collections::BTreeMap;
 use std::future::Future;
 use tally_schemas::live::{name_field, offset_field, sessions_field, sketch_field, total_field};
+use tally_schemas::person::IdentityEvent;
 
 /// Address of a unit.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,6 +129,13 @@ pub trait LiveStore: Send + Sync + 'static {
         releases: &[(String, Option<Vec<u8>>)],
         token: &str,
     ) -> impl Future<Output = Result<Vec<String>, redis::RedisError>> + Send;
+    /// Applies identity events in order to the identity state under `prefix`
+    /// (see [`crate::identity`]); returns the rows each must leave in ClickHouse.
+    fn apply_identity(
+        &self,
+        prefix: &str,
+        events: &[IdentityEvent],
+    ) -> impl Future<Output = Result<Vec<Change>, redis::RedisError>> + Send;
     /// `Ok` when Redis answers.
     fn ping(&self) -> impl Future<Output = Result<(), redis::RedisError>> + Send;
 }
@@ -371,6 +383,19 @@ impl LiveStore for RedisLive {
             .filter(|(_, ok)| *ok == 0)
             .map(|((key, _), _)| key.clone())
             .collect())
+    }
+
+    async fn apply_identity(
+        &self,
+        prefix: &str,
+        events: &[IdentityEvent],
+    ) -> Result<Vec<Change>, redis::RedisError> {
+        let store = RedisIdentities::new(self.connection.clone(), prefix);
+        let mut changes = Vec::with_capacity(events.len());
+        for event in events {
+            changes.push(store.apply(event).await?);
+        }
+        Ok(changes)
     }
 
     async fn ping(&self) -> Result<(), redis::RedisError> {

@@ -46,6 +46,10 @@ pub struct Metrics {
     /// `tally_aggregator_duplicates_total`: messages dropped because an earlier
     /// message carried the same client event id (client retries).
     pub duplicates: IntCounter,
+    /// Identity events applied.
+    pub identity_events: IntCounter,
+    /// Identity rows upserted.
+    pub identity_rows: IntCounter,
     /// `tally_aggregator_visible_seconds`: event time → visible in live windows.
     pub visible_seconds: Histogram,
     /// `tally_aggregator_consumer_lag{partition}`: messages behind the log end (librdkafka statistics).
@@ -104,6 +108,14 @@ impl Metrics {
         let bot_events = IntCounter::new(
             "tally_aggregator_bot_events_total",
             "Bot events (ClickHouse only, not in live windows)",
+        )?;
+        let identity_events = IntCounter::new(
+            "tally_aggregator_identity_events_total",
+            "Identity events (identify, alias) applied to the identity state",
+        )?;
+        let identity_rows = IntCounter::new(
+            "tally_aggregator_identity_rows_total",
+            "Person and distinct-id rows upserted into ClickHouse",
         )?;
         let duplicates = IntCounter::new(
             "tally_aggregator_duplicates_total",
@@ -176,6 +188,8 @@ impl Metrics {
             Box::new(late_events.clone()),
             Box::new(bot_events.clone()),
             Box::new(duplicates.clone()),
+            Box::new(identity_events.clone()),
+            Box::new(identity_rows.clone()),
             Box::new(visible_seconds.clone()),
             Box::new(consumer_lag.clone()),
         ] {
@@ -198,6 +212,8 @@ impl Metrics {
             late_events,
             bot_events,
             duplicates,
+            identity_events,
+            identity_rows,
             visible_seconds,
             consumer_lag,
             orphaned,

@@ -12,11 +12,14 @@
 //! * live units are filtered by the per-unit offsets of [`crate::live`], read
 //!   from Redis on every batch and written by compare-and-set;
 //! * sessions are filtered by the per-visitor guard of [`crate::visitors`]
-//!   and upserted (replays write identical versions).
+//!   and upserted (replays write identical versions);
+//! * identity events change the identity state idempotently and their rows
+//!   are upserted by version (see [`crate::identity`]): a replay rewrites the
+//!   current rows, never a wrong one.
 //!
 //! Order: live step (repeats decided, sessions applied in memory, live windows
-//! with each event's session id), then the full step (raw rows → session rows
-//! → visitor states); see [`Pending`].
+//! with each event's session id), then the full step (raw rows → identity
+//! rows → session rows → visitor states); see [`Pending`].
 //!
 //! Kafka offsets are committed by the caller only after [`Processor::apply_all`]
 //! succeeded; the commit only decides where a replay starts, never what counts.
@@ -41,6 +44,7 @@ pub use crate::windows::{liveness, Liveness};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tally_common::Clock;
+use tally_schemas::person::identity_event;
 use tally_schemas::session::SessionRow;
 
 /// Consumed messages not yet in every store, and how far the live step got.
@@ -152,6 +156,10 @@ pub struct Outcome {
     pub session_versions: usize,
     /// Messages dropped as repeats of an earlier client event id.
     pub repeats: usize,
+    /// Identity events applied (`identify`, `alias`).
+    pub identity_events: usize,
+    /// Identity rows upserted into ClickHouse (distinct ids and persons).
+    pub identity_rows: usize,
     /// Partition claims that expired during an insert.
     pub claims_lost: Vec<String>,
 }
@@ -293,6 +301,7 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         let written = writer.write(&self.raw, &self.live, &fresh).await?;
         (outcome.raw_written, outcome.raw_skipped) = (written.written, written.skipped);
         outcome.claims_lost.clone_from(&written.claims_lost);
+        (outcome.identity_events, outcome.identity_rows) = self.write_identities(&fresh).await?;
         // A visitor's old sessions may only go cold once no crashed attempt's
         // row can be newer than the state stored now: when this batch reaches
         // as far as anything stored before (see `crate::visitors`).
@@ -314,6 +323,31 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         outcome.session_versions = rows.len();
         pending.clear();
         Ok(outcome)
+    }
+
+    /// Applies the identity events among `fresh` and upserts their rows;
+    /// returns (events, rows).
+    async fn write_identities(
+        &self,
+        fresh: &[&Message],
+    ) -> Result<(usize, usize), AggregatorError> {
+        let events: Vec<_> = fresh
+            .iter()
+            .filter_map(|m| identity_event(&m.envelope))
+            .collect();
+        if events.is_empty() {
+            return Ok((0, 0));
+        }
+        let changes = self
+            .live
+            .apply_identity(&self.settings.prefix, &events)
+            .await?;
+        let (mut ids, mut persons) = (Vec::new(), Vec::new());
+        for (event, change) in events.iter().zip(changes) {
+            change.into_rows(&event.app_id, &mut ids, &mut persons);
+        }
+        self.raw.insert_persons(&ids, &persons).await?;
+        Ok((events.len(), ids.len() + persons.len()))
     }
 
     async fn write_sessions(

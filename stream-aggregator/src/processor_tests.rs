@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::dedup::SeenId;
+use crate::identity::{Change, Identities};
 use crate::live::{Claimed, StoredVisitor, UnitState, VisitorWrite, ANY_GUARD};
 use crate::live::{Unit, UnitWrite, ANY_OFFSET};
 use crate::raw::Watermark;
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tally_schemas::live::WindowSnapshot;
 use tally_schemas::live::{shard_of, window_key, window_start};
+use tally_schemas::person::{IdentityEvent, PersonDistinctIdRow, PersonRow};
 use tally_schemas::row::EventRow;
 use tally_schemas::session::SessionRow;
 use tally_schemas::Envelope;
@@ -21,6 +23,8 @@ use tally_schemas::Envelope;
 struct MemRaw {
     rows: Mutex<Vec<EventRow>>,
     sessions: Mutex<Vec<SessionRow>>,
+    person_ids: Mutex<Vec<PersonDistinctIdRow>>,
+    persons: Mutex<Vec<PersonRow>>,
     /// Fail the insert whose 1-based call number equals this (0 = never).
     fail_on_call: AtomicUsize,
     calls: AtomicUsize,
@@ -101,6 +105,16 @@ impl RawSink for MemRaw {
             .collect())
     }
 
+    async fn insert_persons(
+        &self,
+        ids: &[PersonDistinctIdRow],
+        persons: &[PersonRow],
+    ) -> Result<(), clickhouse::error::Error> {
+        self.person_ids.lock().unwrap().extend_from_slice(ids);
+        self.persons.lock().unwrap().extend_from_slice(persons);
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), clickhouse::error::Error> {
         Ok(())
     }
@@ -111,6 +125,8 @@ struct MemLive {
     hashes: Mutex<HashMap<String, HashMap<String, Vec<u8>>>>,
     visitors: Mutex<HashMap<String, (String, Vec<u8>)>>,
     claims: Mutex<HashMap<String, MemClaim>>,
+    /// Identity state per (prefix, app).
+    identities: Mutex<HashMap<(String, String), Identities>>,
     /// Fail the visitor write whose 1-based call number equals this (0 = never).
     fail_visitors_on_call: AtomicUsize,
     visitor_calls: AtomicUsize,
@@ -255,6 +271,23 @@ impl LiveStore for MemLive {
             );
         }
         Ok(conflicts)
+    }
+
+    async fn apply_identity(
+        &self,
+        prefix: &str,
+        events: &[IdentityEvent],
+    ) -> Result<Vec<Change>, redis::RedisError> {
+        let mut identities = self.identities.lock().unwrap();
+        Ok(events
+            .iter()
+            .map(|event| {
+                identities
+                    .entry((prefix.to_owned(), event.app_id.clone()))
+                    .or_default()
+                    .apply(event)
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), redis::RedisError> {
@@ -768,4 +801,59 @@ proptest! {
         }
         prop_assert_eq!(stored_sessions(processor.raw()), want);
     }
+}
+
+/// The current person of every distinct id in the stored rows (highest version).
+fn stored_persons(raw: &MemRaw) -> BTreeMap<String, String> {
+    let mut best: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for row in raw.person_ids.lock().unwrap().iter() {
+        let held = best.entry(row.distinct_id.clone()).or_default();
+        if row.version >= held.0 {
+            *held = (row.version, row.person_id.clone());
+        }
+    }
+    best.into_iter()
+        .map(|(id, (_, person))| (id, person))
+        .collect()
+}
+
+#[test]
+fn identity_events_reach_the_person_tables_once_replayed_or_not() {
+    run(async {
+        let ts = 20_000 * 86_400_000;
+        let mut identify = envelope("i1".into(), "a", "identify", "user".into(), (ts, ts));
+        identify.anonymous_id = Some("anon".into());
+        identify
+            .properties
+            .insert("traits.plan".into(), "pro".into());
+        let mut alias = envelope("i2".into(), "a", "alias", "user".into(), (ts, ts));
+        alias
+            .properties
+            .insert("previous_id".into(), "old-device".into());
+        let batch: Vec<Message> = [identify, alias]
+            .into_iter()
+            .enumerate()
+            .map(|(offset, envelope)| Message {
+                partition: 0,
+                offset: offset as i64,
+                envelope,
+            })
+            .collect();
+        let mut processor = Processor::new(MemRaw::default(), MemLive::default(), settings());
+        let first = processor.apply(&batch).await.unwrap();
+        assert_eq!((first.identity_events, first.raw_written), (2, 2));
+        let want: BTreeMap<String, String> = ["anon", "user", "old-device"]
+            .into_iter()
+            .map(|id| (id.to_owned(), "anon".to_owned()))
+            .collect();
+        assert_eq!(stored_persons(processor.raw()), want);
+        // A replay rewrites the current rows (a lost insert is redone) and changes nothing.
+        let again = processor.apply(&batch).await.unwrap();
+        assert_eq!(again.identity_events, 2);
+        assert_eq!(stored_persons(processor.raw()), want);
+        let persons = processor.raw().persons.lock().unwrap().clone();
+        assert!(persons
+            .iter()
+            .all(|p| p.person_id == "anon" && p.prop_values == ["pro"] && p.version == 3));
+    });
 }

@@ -14,6 +14,7 @@ use clickhouse::Client;
 use serde::Deserialize;
 use std::future::Future;
 use std::time::Duration;
+use tally_schemas::person::{PersonDistinctIdRow, PersonRow};
 use tally_schemas::row::EventRow;
 use tally_schemas::session::{SessionRow, SESSION_COLUMNS};
 
@@ -94,6 +95,13 @@ pub trait RawSink: Send + Sync + 'static {
     fn insert_sessions(
         &self,
         rows: &[SessionRow],
+    ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
+    /// Inserts identity rows (upserts into the `person_distinct_ids` and
+    /// `persons` ReplacingMergeTrees; a repeated row is harmless).
+    fn insert_persons(
+        &self,
+        ids: &[PersonDistinctIdRow],
+        persons: &[PersonRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
     /// The latest version of every session (not dropped) that one of
     /// `lookups` may overlap (see [`crate::visitors`]).
@@ -203,6 +211,15 @@ impl RawSink for ClickHouseSink {
 
     async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), clickhouse::error::Error> {
         insert_all(&self.client, "sessions", rows).await
+    }
+
+    async fn insert_persons(
+        &self,
+        ids: &[PersonDistinctIdRow],
+        persons: &[PersonRow],
+    ) -> Result<(), clickhouse::error::Error> {
+        insert_all(&self.client, "person_distinct_ids", ids).await?;
+        insert_all(&self.client, "persons", persons).await
     }
 
     async fn sessions_near(

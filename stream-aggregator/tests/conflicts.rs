@@ -18,6 +18,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use stream_aggregator::config::Fault;
 use stream_aggregator::dedup::SeenId;
+use stream_aggregator::identity::Change;
 use stream_aggregator::live::{
     Claimed, LiveStore, RedisLive, StoredVisitor, Unit, UnitState, UnitWrite, VisitorWrite,
 };
@@ -25,6 +26,7 @@ use stream_aggregator::processor::{Message, Pending, Processor, Settings};
 use stream_aggregator::raw::{RawSink, SessionLookup, Watermark};
 use stream_aggregator::AggregatorError;
 use tally_schemas::live::{shard_of, visitor_key, window_key, window_start, WindowSnapshot};
+use tally_schemas::person::{IdentityEvent, PersonDistinctIdRow, PersonRow};
 use tally_schemas::row::EventRow;
 use tally_schemas::session::SessionRow;
 use tally_schemas::Envelope;
@@ -101,6 +103,14 @@ impl RawSink for SharedRaw {
         Ok(Vec::new())
     }
 
+    async fn insert_persons(
+        &self,
+        _ids: &[PersonDistinctIdRow],
+        _persons: &[PersonRow],
+    ) -> Result<(), clickhouse::error::Error> {
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), clickhouse::error::Error> {
         Ok(())
     }
@@ -159,6 +169,14 @@ impl LiveStore for Overtaken {
         token: &str,
     ) -> Result<Vec<String>, redis::RedisError> {
         self.inner.release_raw(releases, token).await
+    }
+
+    async fn apply_identity(
+        &self,
+        prefix: &str,
+        events: &[IdentityEvent],
+    ) -> Result<Vec<Change>, redis::RedisError> {
+        self.inner.apply_identity(prefix, events).await
     }
 
     async fn ping(&self) -> Result<(), redis::RedisError> {

@@ -1,5 +1,6 @@
 //! The Redis identity store answers exactly as the in-memory rules
-//! (`stream_aggregator::identity`): the same random journeys — links with
+//! (`stream_aggregator::identity`): the same random journeys — links and
+//! trait changes (out of order, with ties and non-ASCII values) with
 //! replays, merges of two histories, self-links and deletions, over a small
 //! pool of ids so that merges are frequent — applied to both, every answer
 //! and the final person of every id compared. On the real Redis
@@ -12,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use stream_aggregator::identity::Identities;
 use stream_aggregator::identity_store::RedisIdentities;
+use tally_schemas::person::IdentityEvent;
 
 fn redis_url() -> String {
     std::env::var("TALLY_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -44,14 +46,14 @@ async fn redis_identities_answer_as_the_rules_do() {
     let prefix = tally_testkit::unique("idparity");
     let store = RedisIdentities::new(connection, &prefix);
     let _cleanup = Cleanup(client.clone(), prefix.clone());
-    let (mut merges, mut links, mut replays, mut deletions) = (0, 0, 0, 0);
+    let (mut merges, mut links, mut replays, mut deletions, mut trait_changes) = (0, 0, 0, 0, 0);
     for journey in 0..40u64 {
         let app = format!("app{journey}");
         let mut rules = Identities::new();
         let mut rng = StdRng::seed_from_u64(journey);
+        let mut history: Vec<IdentityEvent> = Vec::new();
         for step in 0..120 {
             let user = format!("id{}", rng.random_range(0..10));
-            let other = format!("id{}", rng.random_range(0..10));
             if rng.random_range(0..40) == 0 {
                 let want = rules.delete(&user);
                 let got = store.delete(&app, &user).await.unwrap();
@@ -59,26 +61,52 @@ async fn redis_identities_answer_as_the_rules_do() {
                 deletions += 1;
                 continue;
             }
-            // A fifth of the events are replays of an earlier event id.
-            let event = if step > 0 && rng.random_range(0..5) == 0 {
+            // A fifth of the events are replays of an earlier event.
+            let event = if !history.is_empty() && rng.random_range(0..5) == 0 {
                 replays += 1;
-                format!("e{}", rng.random_range(0..step))
+                history[rng.random_range(0..history.len())].clone()
             } else {
-                format!("e{step}")
+                let other = rng.random_range(0..12);
+                let mut traits = Vec::new();
+                for key in ["plan", "seats", "région"] {
+                    if rng.random_range(0..3) == 0 {
+                        let value =
+                            ["free", "pro", "Équipe", "team", "10", "9"][rng.random_range(0..6)];
+                        traits.push((key.to_owned(), value.to_owned()));
+                    }
+                }
+                traits.sort();
+                IdentityEvent {
+                    app_id: app.clone(),
+                    event_id: format!("e{step}"),
+                    other: (other < 10)
+                        .then(|| format!("id{other}"))
+                        .filter(|o| *o != user),
+                    user,
+                    traits,
+                    // Out of order, with ties.
+                    ts_ms: rng.random_range(0..50) * 1_000,
+                }
             };
-            let linked_before = (rules.is_linked(&user), rules.is_linked(&other));
-            let merged =
-                linked_before == (true, true) && rules.person(&user) != rules.person(&other);
-            let want = rules.link(&event, &user, &other);
-            let got = store.link(&app, &event, &user, &other).await.unwrap();
-            assert_eq!(
-                got, want,
-                "journey {journey}, step {step}: link {other} → {user} ({event})"
-            );
-            if !want.is_empty() {
+            history.push(event.clone());
+            let linked_before = event
+                .other
+                .as_ref()
+                .map(|other| (rules.is_linked(&event.user), rules.is_linked(other)));
+            let merged = linked_before == Some((true, true))
+                && event
+                    .other
+                    .as_ref()
+                    .is_some_and(|o| rules.person(&event.user) != rules.person(o));
+            let version = rules.version();
+            let want = rules.apply(&event);
+            let got = store.apply(&event).await.unwrap();
+            assert_eq!(got, want, "journey {journey}, step {step}: {event:?}");
+            if want.mappings.iter().any(|row| row.version > version) {
                 links += 1;
                 merges += usize::from(merged);
             }
+            trait_changes += usize::from(want.person.as_ref().is_some_and(|p| p.version > version));
         }
         for i in 0..10 {
             let id = format!("id{i}");
@@ -93,9 +121,9 @@ async fn redis_identities_answer_as_the_rules_do() {
             );
         }
     }
-    eprintln!("identity parity: {links} links applied ({merges} merges of two persons), {replays} replayed event ids, {deletions} deletions");
+    eprintln!("identity parity: {links} links applied ({merges} merges of two persons), {trait_changes} trait changes, {replays} replayed events, {deletions} deletions");
     assert!(
-        merges > 20 && deletions > 20 && replays > 500,
+        merges > 20 && deletions > 20 && replays > 500 && trait_changes > 300,
         "the journeys exercise every case"
     );
 }

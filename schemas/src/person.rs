@@ -1,0 +1,176 @@
+//! Persons: the identity vocabulary every service shares (issue 16).
+//!
+//! * Which events change identity ([`identity_event`]): `identify` (also
+//!   `$identify`) sets traits — the properties under `traits.` — on the person
+//!   of its distinct id and, when it carries an anonymous id (or PostHog's
+//!   `$anon_distinct_id` property), links that id to the user; `alias` (also
+//!   `$create_alias`) links `properties.previous_id` to its distinct id. A
+//!   custom event an app names `identify` or `alias` is read the same way.
+//! * The ClickHouse rows of `person_distinct_ids` and `persons` (migration
+//!   0007), replace-on-write by `version`; column order equals the tables'
+//!   (RowBinary), listed in [`crate::columns`].
+//!
+//! A distinct id without a `person_distinct_ids` row is its own person.
+
+use crate::envelope::Envelope;
+use crate::row::property_text;
+use serde::{Deserialize, Serialize};
+
+/// Event names that identify (set traits, link the anonymous id).
+pub const IDENTIFY_EVENTS: &[&str] = &["identify", "$identify"];
+/// Event names that alias (link `previous_id`).
+pub const ALIAS_EVENTS: &[&str] = &["alias", "$create_alias"];
+/// Prefix of trait properties on an identify event (objects are flattened with `.`).
+pub const TRAIT_PREFIX: &str = "traits.";
+
+/// What one identity event asks of the identity state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityEvent {
+    /// App.
+    pub app_id: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's distinct id: the identified user.
+    pub user: String,
+    /// The anonymous or previous id to link to `user`, if any (never equal to it).
+    pub other: Option<String>,
+    /// Traits set by the event (key without the prefix, text value), sorted by key.
+    pub traits: Vec<(String, String)>,
+    /// Event time, epoch ms: a later identify's trait wins.
+    pub ts_ms: i64,
+}
+
+/// The identity change `envelope` asks for, when it is an identity event.
+pub fn identity_event(envelope: &Envelope) -> Option<IdentityEvent> {
+    let name = envelope.name.as_str();
+    let property = |key: &str| {
+        envelope
+            .properties
+            .get(key)
+            .map(property_text)
+            .filter(|text| !text.is_empty())
+    };
+    let (other, traits) = if IDENTIFY_EVENTS.contains(&name) {
+        let other = envelope
+            .anonymous_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .or_else(|| property("$anon_distinct_id"));
+        let mut traits: Vec<(String, String)> = envelope
+            .properties
+            .iter()
+            .filter(|(_, value)| !value.is_null())
+            .filter_map(|(key, value)| {
+                let key = key.strip_prefix(TRAIT_PREFIX)?;
+                (!key.is_empty()).then(|| (key.to_owned(), property_text(value)))
+            })
+            .collect();
+        traits.sort();
+        (other, traits)
+    } else if ALIAS_EVENTS.contains(&name) {
+        (property("previous_id"), Vec::new())
+    } else {
+        return None;
+    };
+    let user = envelope.distinct_id.clone();
+    Some(IdentityEvent {
+        app_id: envelope.app_id.clone(),
+        event_id: envelope.event_id.clone(),
+        other: other.filter(|other| *other != user),
+        user,
+        traits,
+        ts_ms: envelope.timestamp_ms,
+    })
+}
+
+/// One version of one distinct id's person.
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonDistinctIdRow {
+    /// Tenant.
+    pub app_id: String,
+    /// The distinct id.
+    pub distinct_id: String,
+    /// Its person.
+    pub person_id: String,
+    /// Grows with every identity change of the app.
+    pub version: u64,
+    /// 1 once the person was deleted.
+    pub is_deleted: u8,
+}
+
+/// One version of one person's traits.
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersonRow {
+    /// Tenant.
+    pub app_id: String,
+    /// The person (named after one of its distinct ids).
+    pub person_id: String,
+    /// Trait names, sorted.
+    pub prop_keys: Vec<String>,
+    /// Trait values (text), in the order of `prop_keys`.
+    pub prop_values: Vec<String>,
+    /// Grows with every identity change of the app.
+    pub version: u64,
+    /// 1 once the person was deleted.
+    pub is_deleted: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn envelope(name: &str, anonymous: Option<&str>, properties: serde_json::Value) -> Envelope {
+        Envelope {
+            event_id: "e1".into(),
+            app_id: "app".into(),
+            name: name.into(),
+            distinct_id: "user".into(),
+            user_id: Some("user".into()),
+            anonymous_id: anonymous.map(str::to_owned),
+            timestamp_ms: 7,
+            received_at_ms: 8,
+            sent_at_ms: None,
+            ip: None,
+            user_agent: None,
+            properties: properties.as_object().cloned().unwrap_or_default(),
+            enrichment: Default::default(),
+        }
+    }
+
+    #[test]
+    fn identify_links_the_anonymous_id_and_sets_traits() {
+        let event = identity_event(&envelope(
+            "identify",
+            Some("anon"),
+            json!({"traits.plan": "pro", "traits.seats": 3, "traits.gone": null, "other": 1}),
+        ))
+        .unwrap();
+        assert_eq!(event.user, "user");
+        assert_eq!(event.other.as_deref(), Some("anon"));
+        assert_eq!(
+            event.traits,
+            vec![("plan".into(), "pro".into()), ("seats".into(), "3".into())]
+        );
+        assert_eq!(event.ts_ms, 7);
+    }
+
+    #[test]
+    fn alias_links_the_previous_id_and_self_links_are_dropped() {
+        let alias =
+            identity_event(&envelope("alias", None, json!({"previous_id": "old"}))).unwrap();
+        assert_eq!(alias.other.as_deref(), Some("old"));
+        let posthog = identity_event(&envelope(
+            "$identify",
+            None,
+            json!({"$anon_distinct_id": "ph-anon"}),
+        ))
+        .unwrap();
+        assert_eq!(posthog.other.as_deref(), Some("ph-anon"));
+        let own = identity_event(&envelope("identify", Some("user"), json!({}))).unwrap();
+        assert_eq!(own.other, None);
+        assert!(identity_event(&envelope("page_view", Some("anon"), json!({}))).is_none());
+    }
+}
