@@ -9,8 +9,8 @@
 //! and current releases alike (golden tests in `tests/golden/`).
 
 use crate::sql::{
-    field, invalid, number_of, request_conditions, time_bucket, Bind, Invalid, Scope, Select, Sql,
-    COLUMNS, MAX_FILTERS, MAX_GROUP_BY, MAX_ROWS,
+    events_source, field, invalid, number_of, reads_traits, request_conditions, time_bucket, Bind,
+    Invalid, Scope, Select, Sql, COLUMNS, MAX_FILTERS, MAX_GROUP_BY, MAX_ROWS, PERSON,
 };
 pub use crate::sql::{Filter, Segment};
 use serde::Deserialize;
@@ -96,7 +96,7 @@ fn metric(m: &Metric) -> Result<(String, String, Vec<Bind>), Invalid> {
             Ok(("toFloat64(count())".into(), name.clone(), Vec::new()))
         }
         Metric::Named(name) if name == "unique_users" => Ok((
-            "toFloat64(uniqExact(distinct_id))".into(),
+            format!("toFloat64(uniqExact({PERSON}))"),
             name.clone(),
             Vec::new(),
         )),
@@ -200,7 +200,7 @@ pub fn select(
 ) -> Result<Select, Invalid> {
     check_limits(request)?;
     let mut select = Select {
-        from: "events",
+        from: "events".into(),
         ..Select::default()
     };
     for dim in request.group_by.dimensions() {
@@ -221,6 +221,15 @@ pub fn select(
         (COLUMNS, true),
         (&mut select.conditions, &mut select.condition_binds),
     )?;
+    // Persons: counted (unique users, a segment's users) or read (traits).
+    let texts = || {
+        let dims = select.dims.iter().map(|(expr, _)| expr.as_str());
+        dims.chain(select.metrics.iter().map(|(expr, _)| expr.as_str()))
+            .chain(select.conditions.iter().map(String::as_str))
+    };
+    if texts().any(|text| text.contains(PERSON) || reads_traits([text])) {
+        (select.from, select.from_binds) = events_source(app_id, texts());
+    }
     Ok(select)
 }
 
@@ -284,6 +293,13 @@ pub fn examples() -> Vec<(&'static str, Value)> {
         (
             "daily_trend_with_the_previous_period",
             json!({"metrics": ["events", "sessions"], "group_by": "day", "compare": "previous", "range": "7d"}),
+        ),
+        (
+            "persons_by_trait",
+            json!({"metrics": ["unique_users", "events"], "group_by": ["person.plan", "day"],
+                   "filters": [{"property": "person.seats", "op": "is_set"},
+                               {"property": "person.plan", "op": "in", "value": ["pro", "team"]}],
+                   "range": "30d"}),
         ),
         (
             "segment_with_bots",

@@ -30,8 +30,8 @@
 use crate::funnel_order::Core;
 pub use crate::funnel_order::{MAX_STEP_EVENTS, MAX_STRICT_TIMES};
 use crate::sql::{
-    app_and_range, field, filter, invalid, median_if, split_unit, time_bucket, Bind, Filter,
-    Invalid, Sql,
+    app_and_range, events_source, field, filter, invalid, median_if, split_unit, time_bucket, Bind,
+    Filter, Invalid, Sql,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -191,7 +191,7 @@ fn users_page(
     let times: String = (2..=n).map(|k| format!(", e{k}")).collect();
     Ok(Sql {
         text: format!(
-            "SELECT distinct_id, level{times} FROM ({middle}) WHERE {at} ORDER BY distinct_id LIMIT ? OFFSET ?"
+            "SELECT person AS distinct_id, level{times} FROM ({middle}) WHERE {at} ORDER BY person LIMIT ? OFFSET ?"
         ),
         binds,
         dimensions: Vec::new(),
@@ -289,16 +289,25 @@ pub fn build(app_id: &str, request: &FunnelRequest, range: (i64, i64)) -> Result
     }
     // Read [from, to + window): a start before `to` converts before `to + window`.
     let (conditions, guard) = app_and_range(app_id, (range.0, range.1.saturating_add(window)));
+    let breakdown = match request.breakdown.as_deref() {
+        None => None,
+        Some(b) => Some(match time_bucket(b, "timestamp", request.time_zone()) {
+            Some(bucket) => bucket,
+            None => field(b)
+                .map_err(|_| invalid("breakdown", "a column, a property or a time bucket"))?,
+        }),
+    };
+    let texts = steps
+        .iter()
+        .map(|(c, _)| c.as_str())
+        .chain(exclusions.iter().map(|((c, _), _)| c.as_str()))
+        .chain(breakdown.iter().map(|(b, _)| b.as_str()));
+    let (source, source_binds) = events_source(app_id, texts);
     let core = Core {
         steps: &steps,
-        breakdown: match request.breakdown.as_deref() {
-            None => None,
-            Some(b) => Some(match time_bucket(b, "timestamp", request.time_zone()) {
-                Some(bucket) => bucket,
-                None => field(b)
-                    .map_err(|_| invalid("breakdown", "a column, a property or a time bucket"))?,
-            }),
-        },
+        breakdown,
+        source,
+        source_binds,
         conditions,
         guard,
         include_bots: request.include_bots,

@@ -21,6 +21,9 @@
 //!   window). Per user, the earliest [`MAX_STEP_EVENTS`] events of each step
 //!   count.
 //!
+//! A *user* is a person (see [`crate::sql::events_source`]): the events of
+//! every distinct id linked to one person form one sequence.
+//!
 //! All encode a start as `level * SHIFT + (SHIFT - 1 - start)` so that one
 //! `max` picks the highest level and, among equals, the earliest start.
 //!
@@ -30,7 +33,7 @@
 //! break a chain, are seen up to the window's end of the latest start, past
 //! the range's end.
 
-use crate::sql::Bind;
+use crate::sql::{Bind, PERSON};
 
 /// Relaxed order: per user, only the earliest this many events of each step
 /// read take part (bounds the per-user work, which is quadratic in
@@ -68,8 +71,12 @@ pub struct Core<'a> {
     /// they come strictly between its steps `from` and `to` (1-based; before
     /// the window's end when step `to` is not reached).
     pub exclusions: &'a [Excluded],
-    /// Carry each user's `distinct_id` up to the per-user rows (user lists).
+    /// Carry each user's `person` up to the per-user rows (user lists).
     pub with_user: bool,
+    /// The events and the persons join (see [`crate::sql::events_source`]).
+    pub source: String,
+    /// Binds of `source`.
+    pub source_binds: Vec<Bind>,
     /// The range's end: in any order, only events before it are starts (the
     /// other orders carry it in step 1's condition).
     pub starts_before: i64,
@@ -100,10 +107,15 @@ impl<'a> Core<'a> {
 
     fn u(&self) -> &'static str {
         if self.with_user {
-            "distinct_id, "
+            "person, "
         } else {
             ""
         }
+    }
+
+    /// The person column of the innermost select: `{PERSON} AS person, `.
+    fn person() -> String {
+        format!("{PERSON} AS person, ")
     }
 
     fn b(&self) -> &'static str {
@@ -145,6 +157,7 @@ impl<'a> Core<'a> {
                 ", arraySlice(arraySort(groupArrayIf(ts_ms, {condition})), 1, {MAX_STEP_EVENTS}) AS z{i}"
             ));
         }
+        binds.extend(self.source_binds.iter().cloned());
         binds.extend(self.guard.iter().cloned());
         let mut any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
         any_step.extend(self.exclusions.iter().map(|((c, _), _)| c.as_str()));
@@ -207,10 +220,10 @@ impl<'a> Core<'a> {
         }
         let mut names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
         names.extend((0..self.exclusions.len()).map(|i| format!("z{i}")));
-        let (b, u) = (self.b(), self.u());
+        let (b, u, person, source) = (self.b(), self.u(), Self::person(), &self.source);
         let text = format!(
-            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {u}{inner} FROM events \
-             WHERE {filter} GROUP BY distinct_id HAVING length(s1) > 0))",
+            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {person}{inner} FROM {source} \
+             WHERE {filter} GROUP BY person HAVING length(s1) > 0))",
             middle.join(", "),
             names.join(", "),
         );
@@ -232,6 +245,7 @@ impl<'a> Core<'a> {
             None => String::new(),
         };
         inner.push_str(&self.step_arrays(&mut binds));
+        binds.extend(self.source_binds.iter().cloned());
         binds.extend(self.guard.iter().cloned());
         let any_step: Vec<&str> = self.steps.iter().map(|(c, _)| c.as_str()).collect();
         for (_, b) in self.steps {
@@ -271,10 +285,10 @@ impl<'a> Core<'a> {
         for k in 2..=n {
             middle.push(format!("firsts[{k}] AS e{k}"));
         }
-        let (b, u) = (self.b(), self.u());
+        let (b, u, person, source) = (self.b(), self.u(), Self::person(), &self.source);
         let text = format!(
-            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {u}{inner} FROM events \
-             WHERE {filter} GROUP BY distinct_id HAVING min(ts_ms) < ?))",
+            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {person}{inner} FROM {source} \
+             WHERE {filter} GROUP BY person HAVING min(ts_ms) < ?))",
             middle.join(", "),
             names.join(", "),
         );
@@ -299,11 +313,13 @@ impl<'a> Core<'a> {
                 format!("if({condition}, {}, 0)", 1u32 << k)
             })
             .collect();
+        binds.extend(self.source_binds.iter().cloned());
         binds.extend(self.guard.iter().cloned());
         let filter = self.where_clause(None);
+        let (person, source) = (Self::person(), &self.source);
         let per_time = format!(
-            "SELECT distinct_id, ts_ms, {first}groupBitOr({}) AS mask FROM events \
-             WHERE {filter} GROUP BY distinct_id, ts_ms",
+            "SELECT {person}ts_ms, {first}groupBitOr({}) AS mask FROM {source} \
+             WHERE {filter} GROUP BY person, ts_ms",
             mask.join(" + ")
         );
         let per_user_b = if self.breakdown.is_some() {
@@ -314,7 +330,7 @@ impl<'a> Core<'a> {
         let u = self.u();
         let per_user = format!(
             "SELECT {u}{per_user_b}arraySlice(arraySort(groupArray(ts_ms * 256 + mask)), 1, {MAX_STRICT_TIMES}) AS tm \
-             FROM ({per_time}) GROUP BY distinct_id HAVING bitAnd(groupBitOr(mask), 1) = 1"
+             FROM ({per_time}) GROUP BY person HAVING bitAnd(groupBitOr(mask), 1) = 1"
         );
         // Per user, `tm` holds time * 256 + mask, sorted; `tm{j}` is `tm` moved
         // j places left (padded with 0, which matches no step), so one lambda

@@ -76,6 +76,14 @@ fn golden_funnel_statements() {
     .unwrap();
     let excluded = build("app-1", &excluding, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
     crate::sql::assert_golden("funnel_with_exclusions", &excluded);
+    // By a person trait (the persons' traits joined), step 2 filtered on one.
+    let by_plan: FunnelRequest = serde_json::from_value(json!({
+        "steps": ["page_view", {"event": "purchase", "filters": [{"property": "person.seats", "op": "is_set"}]}],
+        "range": "30d", "breakdown": "person.plan", "order": "strict"}))
+    .unwrap();
+    let by_plan = build("app-1", &by_plan, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
+    assert!(by_plan.text.contains("pm_values[indexOf(pm_keys, ?)]"));
+    crate::sql::assert_golden("funnel_strict_by_person_trait", &by_plan);
     // A page of the users who dropped after step 2, in strict order.
     let dropped: FunnelRequest = serde_json::from_value(json!({
         "steps": ["page_view", "add_to_cart", "purchase"], "range": "30d", "order": "strict",

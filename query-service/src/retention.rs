@@ -18,7 +18,10 @@
 //! of its whole second with the zone given explicitly (no DateTime64, no server
 //! time zone); the comparison with the first stays in milliseconds.
 
-use crate::sql::{app_and_range, field, filter, invalid, Bind, Filter, Invalid, Sql, MAX_FILTERS};
+use crate::sql::{
+    app_and_range, events_source, field, filter, invalid, Bind, Filter, Invalid, Sql, MAX_FILTERS,
+    PERSON,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -139,6 +142,13 @@ pub fn build(
         None => String::new(),
     };
     binds.push(back.clone());
+    // Users are persons: every distinct id linked to one person is one user.
+    let texts = || {
+        let by = breakdown.iter().map(|(b, _)| b.as_str());
+        by.chain(std::iter::once(qualifies.as_str()))
+    };
+    let (source, source_binds) = events_source(app_id, texts());
+    binds.extend(source_binds);
     let (mut conditions, guard) = app_and_range(app_id, range);
     binds.extend(guard);
     if !request.include_bots {
@@ -154,9 +164,10 @@ pub fn build(
             " AND is_bot = 0"
         };
         conditions.push(format!(
-            "distinct_id IN (SELECT distinct_id FROM events WHERE app_id = ? AND {qualifies}{bots} \
-             GROUP BY distinct_id HAVING min(ts_ms) >= ? AND min(ts_ms) < ?)"
+            "{PERSON} IN (SELECT {PERSON} AS first_person FROM {source} WHERE app_id = ? \
+             AND {qualifies}{bots} GROUP BY first_person HAVING min(ts_ms) >= ? AND min(ts_ms) < ?)"
         ));
+        binds.extend(events_source(app_id, texts()).1);
         binds.push(Bind::Text(app_id.to_owned()));
         binds.extend(qualifies_binds.iter().cloned());
         binds.extend([Bind::Int(range.0), Bind::Int(range.1)]);
@@ -182,7 +193,7 @@ pub fn build(
         "SELECT toString({label}) AS cohort, {b_out}toFloat64(count()) AS size, {} FROM (\
          SELECT {} AS c, {b_mid}arrayMap(t -> {} - c, arrayFilter(t -> t >= first, {returns})) AS offsets FROM (\
          SELECT minIf(ts_ms, {qualifies}) AS first, {by}groupArrayIf(ts_ms, name = ?) AS returns \
-         FROM events WHERE {} GROUP BY distinct_id HAVING countIf({qualifies}) > 0)) \
+         FROM {source} WHERE {} GROUP BY {PERSON} HAVING countIf({qualifies}) > 0)) \
          GROUP BY c{b_group} ORDER BY c{b_group}",
         columns.join(", "),
         period_of("first"),
@@ -222,6 +233,13 @@ mod tests {
         let (monthly, _) =
             build("app-1", &monthly, (1_700_000_000_000, 1_707_776_000_000)).unwrap();
         crate::sql::assert_golden("retention_monthly_kolkata", &monthly);
+        let by_plan: RetentionRequest = serde_json::from_value(json!({
+            "start_event": "signup", "return_event": "purchase", "breakdown": "person.plan",
+            "filters": [{"property": "person.plan", "op": "neq", "value": "stale"}], "range": "30d"}))
+        .unwrap();
+        let (by_plan, _) =
+            build("app-1", &by_plan, (1_700_000_000_000, 1_702_592_000_000)).unwrap();
+        crate::sql::assert_golden("retention_by_person_trait", &by_plan);
         let options: RetentionRequest = serde_json::from_value(json!({
             "start_event": "signup", "return_event": "signup", "filters": [{"property": "plan", "op": "eq", "value": "pro"}],
             "breakdown": "$country", "cohort": "first_time", "range": "30d"})).unwrap();

@@ -38,7 +38,7 @@ pub fn select(
     }
     check_limits(request)?;
     let mut select = Select {
-        from: "sessions FINAL",
+        from: "sessions FINAL".into(),
         ..Select::default()
     };
     for dim in request.group_by.dimensions() {

@@ -12,6 +12,7 @@
 
 mod filter;
 mod number;
+mod person;
 mod select;
 
 pub use filter::{
@@ -19,6 +20,7 @@ pub use filter::{
     PROPERTY,
 };
 pub use number::{comparable, number_of, parse_number, MIN_FILTER_MAGNITUDE, NUMBER_PATTERN};
+pub use person::{events_source, join as person_join, reads_traits, PERSON, PERSON_TRAIT};
 pub use select::{additive, side_by_side, Select};
 
 /// Most dimensions in `group_by`.
@@ -178,7 +180,8 @@ pub fn request_conditions(
         binds.extend(b);
     }
     if let Some(segment) = scope.segment {
-        let (condition, b) = segment_condition(app_id, range, segment)?;
+        // Events statements (those that allow properties) follow persons.
+        let (condition, b) = segment_condition(app_id, range, segment, properties)?;
         conditions.push(condition);
         binds.extend(b);
     }
@@ -206,20 +209,30 @@ pub fn sample_condition(sample: Option<f64>) -> Result<Option<(String, Bind)>, I
     )))
 }
 
-/// "Users who did `segment.did` in the range": a condition on `distinct_id`.
+/// "Users who did `segment.did` in the range": a condition on the person
+/// ([`PERSON`], the statement joins persons) when `persons`, else on
+/// `distinct_id` (sessions).
 pub fn segment_condition(
     app_id: &str,
     range: (i64, i64),
     segment: &Segment,
+    persons: bool,
 ) -> Result<(String, Vec<Bind>), Invalid> {
     if !(1..=200).contains(&segment.did.chars().count()) {
         return Err(invalid("segment", "did: an event name"));
     }
-    let (conditions, mut binds) = app_and_range(app_id, range);
+    let (conditions, guard) = app_and_range(app_id, range);
+    let (who, source, mut binds) = if persons {
+        let (source, binds) = events_source(app_id, []);
+        (PERSON, source, binds)
+    } else {
+        ("distinct_id", "events".to_owned(), Vec::new())
+    };
+    binds.extend(guard);
     binds.push(Bind::Text(segment.did.clone()));
     Ok((
         format!(
-            "distinct_id IN (SELECT distinct_id FROM events WHERE {} AND name = ?)",
+            "{who} IN (SELECT {who} FROM {source} WHERE {} AND name = ?)",
             conditions.join(" AND ")
         ),
         binds,

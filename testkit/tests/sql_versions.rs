@@ -91,6 +91,10 @@ const ROWS: &[&str] = &[
      ('app-1', '2023-11-16', 1700090000, 1700090000000, 'e3', 'page_view', 'u2', ['price'], ['free'], '')",
     "INSERT INTO sessions (app_id, created_date, distinct_id, session_id, start_ms, end_ms, start, duration_ms, events, page_views, entry_page, version) \
      VALUES ('app-1', '2023-11-15', 'u1', 's1', 1700000000500, 1700000100000, 1700000000, 99500, 2, 1, '/', 1)",
+    "INSERT INTO person_distinct_ids (app_id, distinct_id, person_id, version, is_deleted) \
+     VALUES ('app-1', 'u1', 'u2', 1, 0), ('app-1', 'u2', 'u2', 2, 0)",
+    "INSERT INTO persons (app_id, person_id, prop_keys, prop_values, version, is_deleted) \
+     VALUES ('app-1', 'u2', ['plan', 'seats'], ['pro', '3'], 3, 0)",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

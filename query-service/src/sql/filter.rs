@@ -19,8 +19,12 @@
 //! never matches a number (it is not 0). Comparison values may be numbers or
 //! numeric strings (`"50"`). `eq`/`neq` with a string compare text.
 //! `null` means "not set": `eq null` is `is_not_set`, `neq null` is `is_set`.
+//!
+//! `person.name` is a current trait of the event's person (see
+//! [`super::person`]): statements reading one join the persons' traits.
 
 use super::number::{comparable, number_of, parse_number};
+use super::person::{PERSON_TRAIT, TRAIT_VALUE};
 use super::{invalid, Bind, Invalid, MAX_IN_VALUES};
 use serde::Deserialize;
 use serde_json::Value;
@@ -90,7 +94,13 @@ pub fn field_in(
     if columns.contains(&name) {
         return Ok((name.to_owned(), Vec::new()));
     }
-    let property = name.strip_prefix(PROPERTY).unwrap_or(name);
+    let (property, value) = match name.strip_prefix(PERSON_TRAIT) {
+        Some(name) => (name, TRAIT_VALUE),
+        None => (
+            name.strip_prefix(PROPERTY).unwrap_or(name),
+            "prop_values[indexOf(prop_keys, ?)]",
+        ),
+    };
     let ok = properties
         && (1..=128).contains(&property.len())
         && property
@@ -102,10 +112,7 @@ pub fn field_in(
             format!("unknown column or invalid property name {name:?}"),
         ));
     }
-    Ok((
-        "prop_values[indexOf(prop_keys, ?)]".to_owned(),
-        vec![Bind::Text(property.to_owned())],
-    ))
+    Ok((value.to_owned(), vec![Bind::Text(property.to_owned())]))
 }
 
 fn with_prefix(names: &[&str]) -> String {
@@ -116,7 +123,7 @@ fn with_prefix(names: &[&str]) -> String {
 /// What `name` resolves to among the built-in `names`: `$name` for a built-in
 /// field, `properties.name` for a property (the explicit, unambiguous form).
 pub fn resolved(name: &str, builtins: &[&str]) -> String {
-    if name.starts_with(BUILTIN) || name.starts_with(PROPERTY) {
+    if name.starts_with(BUILTIN) || name.starts_with(PROPERTY) || name.starts_with(PERSON_TRAIT) {
         name.to_owned()
     } else if builtins.contains(&name) {
         format!("{BUILTIN}{name}")
@@ -261,7 +268,12 @@ pub fn filter_in(
             if is_property {
                 binds.truncate(1);
                 let negate = if set { "" } else { "NOT " };
-                format!("{negate}has(prop_keys, ?)")
+                let keys = if expr == TRAIT_VALUE {
+                    "pm_keys"
+                } else {
+                    "prop_keys"
+                };
+                format!("{negate}has({keys}, ?)")
             } else {
                 binds.clear();
                 format!("{expr} {} ''", if set { "!=" } else { "=" })

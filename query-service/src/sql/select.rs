@@ -18,8 +18,10 @@ pub struct Select {
     pub metrics: Vec<(String, String)>,
     /// Binds of the metric expressions, in text order.
     pub metric_binds: Vec<Bind>,
-    /// The table (`events`, `sessions FINAL`).
-    pub from: &'static str,
+    /// The table (`events`, `sessions FINAL`), with its join if any.
+    pub from: String,
+    /// Binds of `from`, in text order.
+    pub from_binds: Vec<Bind>,
     /// Conditions, all of which hold (the app guard first).
     pub conditions: Vec<String>,
     /// Binds of the conditions, in text order.
@@ -37,6 +39,7 @@ impl Select {
         self.dim_binds
             .iter()
             .chain(&self.metric_binds)
+            .chain(&self.from_binds)
             .chain(&self.condition_binds)
     }
 

@@ -1,2 +1,2 @@
-SELECT device_type AS d0, toFloat64(uniqExact(distinct_id)) AS m0 FROM events WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND ts_ms >= ? AND ts_ms < ? AND is_bot = 0 AND country = ? GROUP BY d0 ORDER BY m0 DESC LIMIT 101
--- binds: ["app-1","2023-11-14","2023-11-21",1700000000000,1700604800000,"US"]
+SELECT device_type AS d0, toFloat64(uniqExact(if(pm_person = '', distinct_id, pm_person))) AS m0 FROM events ANY LEFT JOIN (SELECT distinct_id, argMax(person_id, version) AS pm_person FROM person_distinct_ids WHERE app_id = ? GROUP BY distinct_id) AS pm USING distinct_id WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND ts_ms >= ? AND ts_ms < ? AND is_bot = 0 AND country = ? GROUP BY d0 ORDER BY m0 DESC LIMIT 101
+-- binds: ["app-1","app-1","2023-11-14","2023-11-21",1700000000000,1700604800000,"US"]
