@@ -3,12 +3,14 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \
-      --bin ingest-gateway --bin stream-aggregator --bin query-service --bin tally-admin --bin tally-sample
+      --bin ingest-gateway --bin stream-aggregator --bin report-refresher --bin query-service \
+      --bin tally-admin --bin tally-sample
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* && useradd --system --uid 10001 tally
 COPY --from=build /src/target/release/ingest-gateway /src/target/release/stream-aggregator \
+                  /src/target/release/report-refresher \
                   /src/target/release/query-service /src/target/release/tally-admin \
                   /src/target/release/tally-sample /usr/local/bin/
 USER tally

@@ -234,6 +234,43 @@ pub async fn provision(
     create_key(&client, app_id, kind).await
 }
 
+/// Asks the report refresher of `scope` (its ClickHouse database) for a full
+/// rebuild at its next run (`tally-admin refresh --full`; table
+/// `refresh_requests`, migration 0005).
+pub async fn request_full_refresh(
+    client: &Client,
+    scope: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO refresh_requests (scope) VALUES ($1) ON CONFLICT (scope) \
+             DO UPDATE SET requested_at = now()",
+            &[&scope],
+        )
+        .await
+        .map(|_| ())
+}
+
+/// The last finished runs of the report refresher of `scope`, newest first:
+/// (kind, version, buckets, new rows, drift, finished at).
+pub async fn refresh_runs(
+    client: &Client,
+    scope: &str,
+    limit: i64,
+) -> Result<Vec<(String, i64, i64, i64, Option<i64>, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT kind, version, buckets, new_rows, drift, finished_at::text FROM refresh_runs \
+             WHERE scope = $1 ORDER BY id DESC LIMIT $2",
+            &[&scope, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "accounts",
         sql: include_str!("../migrations/postgres/0004_accounts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "refresher",
+        sql: include_str!("../migrations/postgres/0005_refresher.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.
@@ -75,6 +80,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         version: 7,
         name: "persons",
         sql: include_str!("../migrations/clickhouse/0007_persons.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "reports",
+        sql: include_str!("../migrations/clickhouse/0008_reports.sql"),
     },
 ];
 

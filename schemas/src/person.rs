@@ -23,6 +23,39 @@ pub const ALIAS_EVENTS: &[&str] = &["alias", "$create_alias"];
 /// Prefix of trait properties on an identify event (objects are flattened with `.`).
 pub const TRAIT_PREFIX: &str = "traits.";
 
+/// The person of an event row of a statement that joins [`join_sql`]: the
+/// linked person, else the distinct id itself.
+pub const PERSON: &str = "if(pm_person = '', distinct_id, pm_person)";
+
+/// ` ANY LEFT JOIN (…) AS pm USING distinct_id`: one app's current identity
+/// mapping (the highest version of each distinct id), adding `pm_person`
+/// (`''` for an id never linked: `join_use_nulls` is off) and, when `traits`,
+/// `pm_keys`/`pm_values`, the person's current traits (a person never linked
+/// but with traits has no mapping row and is added by a `UNION ALL`). Its
+/// placeholders are all the app id: returns the text and how many there are.
+/// One JOIN per `SELECT` (ClickHouse 18.16 knows no other) and every joined
+/// subquery aliased (current ClickHouse requires it); probed on both.
+pub fn join_sql(traits: bool) -> (String, usize) {
+    let mapping = "SELECT distinct_id, argMax(person_id, version) AS pm_person \
+                   FROM person_distinct_ids WHERE app_id = ? GROUP BY distinct_id";
+    if !traits {
+        return (
+            format!(" ANY LEFT JOIN ({mapping}) AS pm USING distinct_id"),
+            1,
+        );
+    }
+    let text = format!(
+        " ANY LEFT JOIN (SELECT distinct_id, pm_person, pm_keys, pm_values FROM ({mapping} \
+         UNION ALL SELECT person_id AS distinct_id, person_id AS pm_person FROM persons \
+         WHERE app_id = ? AND person_id NOT IN (SELECT distinct_id FROM person_distinct_ids \
+         WHERE app_id = ?) GROUP BY person_id) AS pu ANY LEFT JOIN (SELECT person_id AS pm_person, \
+         argMax(prop_keys, version) AS pm_keys, argMax(prop_values, version) AS pm_values \
+         FROM persons WHERE app_id = ? GROUP BY person_id) AS pt USING pm_person) AS pm \
+         USING distinct_id"
+    );
+    (text, 4)
+}
+
 /// What one identity event asks of the identity state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityEvent {

@@ -123,6 +123,29 @@ pub async fn aggregator(config: stream_aggregator::Config) -> Running {
     .await
 }
 
+/// Report-refresher settings for `iso` (its scope is the test's database).
+pub fn refresher_config(iso: &Isolation) -> report_refresher::Config {
+    report_refresher::Config {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        clickhouse: iso.clickhouse.clone(),
+        postgres: crate::postgres(),
+        migrate: false,
+        interval: Duration::from_millis(200),
+        full_every: Duration::ZERO,
+        lease: Duration::from_secs(10),
+    }
+}
+
+/// Starts a report refresher.
+pub async fn refresher(config: report_refresher::Config) -> Running {
+    spawn(|listener, stopped| async move {
+        if let Err(err) = report_refresher::run(config, listener, on(stopped)).await {
+            panic!("refresher failed: {err}");
+        }
+    })
+    .await
+}
+
 /// Query-service settings for `iso`.
 pub fn query_config(iso: &Isolation) -> query_service::Config {
     query_service::Config {

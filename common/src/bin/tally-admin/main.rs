@@ -9,6 +9,8 @@
 //! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
 //! tally-admin users create|grant|revoke|list …       dashboard users (see users.rs)
 //! tally-admin topics  [--brokers B] --require T:N ...  create topics T with N partitions
+//! tally-admin refresh [--full] [--database DB]        ask the report refresher for a full
+//!                                                     rebuild; list its last runs and drift
 //!                                                      (if missing) and check them
 //! ```
 //! Defaults come from the same `TALLY_…` variables the services read.
@@ -183,8 +185,30 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             }
             Ok(())
         }
+        Some("refresh") => {
+            let database = match flag(&args, "--database").pop() {
+                Some(database) => database,
+                None => ClickHouseConfig::from_env().map_err(|e| e.to_string())?.database,
+            };
+            let client = pg().await?;
+            if args.iter().any(|a| a == "--full") {
+                postgres::request_full_refresh(&client, &database)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("full rebuild of {database} requested: the refresher runs it next (see `tally-admin refresh`)");
+            }
+            for (kind, version, buckets, new_rows, drift, finished) in
+                postgres::refresh_runs(&client, &database, 10)
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                let drift = drift.map_or("-".to_owned(), |d| d.to_string());
+                println!("{finished}  {kind:<11} version {version:>6}  buckets {buckets:>6}  new rows {new_rows:>9}  drift {drift}");
+            }
+            Ok(())
+        }
         _ => Err(
-            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users … [options]"
+            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users|refresh … [options]"
                 .into(),
         ),
     }

@@ -1,0 +1,61 @@
+//! Refresher settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::config::{ensure, env_or, ConfigError};
+use tally_common::postgres::PostgresConfig;
+
+/// Everything the refresher needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address of `/livez`, `/readyz`, `/metrics` (`TALLY_REFRESHER_ADDR`, default `127.0.0.1:8083`).
+    pub addr: SocketAddr,
+    /// ClickHouse (`TALLY_CLICKHOUSE_*`); its database is the refresher's scope.
+    pub clickhouse: ClickHouseConfig,
+    /// PostgreSQL: lease, watermarks, runs (`TALLY_POSTGRES_URL`).
+    pub postgres: PostgresConfig,
+    /// Apply the migrations at start (`TALLY_CLICKHOUSE_MIGRATE`, default true).
+    pub migrate: bool,
+    /// Pause between incremental runs (`TALLY_REFRESH_INTERVAL_MS`, default 10000).
+    pub interval: Duration,
+    /// A full rebuild when the last one is older (`TALLY_REFRESH_FULL_EVERY_HOURS`,
+    /// default 168 = weekly; 0 = only when asked by `tally-admin refresh --full`).
+    pub full_every: Duration,
+    /// Lease of the one writer (`TALLY_REFRESH_LEASE_SECS`, default 60).
+    pub lease: Duration,
+}
+
+impl Config {
+    /// Reads and validates the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let config = Config {
+            addr: env_or(
+                "TALLY_REFRESHER_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8083)),
+            )?,
+            clickhouse: ClickHouseConfig::from_env()?,
+            postgres: PostgresConfig::from_env()?,
+            migrate: env_or("TALLY_CLICKHOUSE_MIGRATE", true)?,
+            interval: Duration::from_millis(env_or("TALLY_REFRESH_INTERVAL_MS", 10_000u64)?),
+            full_every: Duration::from_secs(
+                env_or("TALLY_REFRESH_FULL_EVERY_HOURS", 168u64)?.saturating_mul(3_600),
+            ),
+            lease: Duration::from_secs(env_or("TALLY_REFRESH_LEASE_SECS", 60u64)?),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the rules between settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        ensure(
+            (100..=3_600_000).contains(&self.interval.as_millis()),
+            "TALLY_REFRESH_INTERVAL_MS must be within 100..=3600000",
+        )?;
+        ensure(
+            (5..=3_600).contains(&self.lease.as_secs()),
+            "TALLY_REFRESH_LEASE_SECS must be within 5..=3600",
+        )
+    }
+}

@@ -1,0 +1,351 @@
+//! Every ClickHouse statement of the refresher, as text and binds (the leaf
+//! module: it imports nothing else of the crate). Golden files in
+//! `tests/golden/` pin them, and `testkit/tests/sql_versions.rs` runs each on
+//! ClickHouse 18.16 and current ClickHouse.
+//!
+//! A *bucket* is one app's day (UTC). Recomputing buckets writes every key of
+//! them with the run's version (events joined to the app's current identity
+//! mapping, so uniques are persons) and then, for each key of those buckets
+//! that this version did not write and whose current row counts something, a
+//! row with zero counts: a replace of whole buckets without mutations, exact
+//! under `FINAL`. Repeating it gives the same tables.
+
+use tally_schemas::person::{join_sql, PERSON};
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// Text.
+    Text(String),
+    /// Unsigned integer.
+    UInt(u64),
+}
+
+/// A statement with `?` placeholders and their values, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stmt {
+    /// Text.
+    pub text: String,
+    /// Values.
+    pub binds: Vec<Bind>,
+}
+
+impl Stmt {
+    /// A `clickhouse` query of this statement.
+    pub fn query(&self, client: &clickhouse::Client) -> clickhouse::query::Query {
+        let mut query = client.query(&self.text);
+        for bind in &self.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text.as_str()),
+                Bind::UInt(n) => query.bind(*n),
+            };
+        }
+        query
+    }
+}
+
+fn text(value: &str) -> Bind {
+    Bind::Text(value.to_owned())
+}
+
+/// `(?, ?, …)` of `days` and their binds.
+fn day_list(days: &[String]) -> (String, Vec<Bind>) {
+    let marks = vec!["?"; days.len()].join(", ");
+    (format!("({marks})"), days.iter().map(|d| text(d)).collect())
+}
+
+/// The events source of an app's statements: events joined to its persons.
+fn source(app_id: &str) -> (String, Vec<Bind>) {
+    let (join, apps) = join_sql(false);
+    (format!("events{join}"), vec![text(app_id); apps])
+}
+
+/// Key columns of `report_pages_hourly` after `app_id, hour`.
+pub const PAGE_KEYS: &str = "url_path, referrer_host, country, device_type, browser, is_bot";
+
+/// Per (topic, Kafka partition, day): the highest stored offset and the rows.
+pub const TOPS_SQL: &str = "SELECT kafka_topic, kafka_partition, toString(event_date) AS day, \
+     max(kafka_offset) AS top, count() AS rows FROM events \
+     GROUP BY kafka_topic, kafka_partition, event_date";
+
+/// Per app: the highest identity version.
+pub const IDENTITY_TOPS_SQL: &str =
+    "SELECT app_id, max(version) AS top FROM person_distinct_ids GROUP BY app_id";
+
+/// Every bucket that holds rows (events) or report rows.
+pub const ALL_BUCKETS_SQL: &str = "SELECT app_id, toString(event_date) AS day FROM events \
+     GROUP BY app_id, event_date UNION ALL SELECT app_id, toString(day) AS day \
+     FROM person_day_activity GROUP BY app_id, day UNION ALL SELECT app_id, \
+     toString(toDate(hour)) AS day FROM report_pages_hourly GROUP BY app_id, day";
+
+/// One range of new rows: topic, Kafka partition, day, (mark, top].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRange {
+    /// Topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: u32,
+    /// Day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Rows above this offset are new (-1: all).
+    pub mark: i64,
+    /// Up to this offset (the top read at the start of the run).
+    pub top: u64,
+}
+
+/// The buckets of new rows in `ranges`, with how many new rows each has.
+pub fn new_buckets(ranges: &[NewRange]) -> Stmt {
+    let mut binds = Vec::new();
+    let mut conditions = Vec::new();
+    for r in ranges {
+        // A mark of -1 (nothing derived yet) means every offset from 0.
+        let op = if r.mark < 0 { ">=" } else { ">" };
+        conditions.push(format!(
+            "(kafka_topic = ? AND kafka_partition = ? AND event_date = toDate(?) \
+             AND kafka_offset {op} ? AND kafka_offset <= ?)"
+        ));
+        binds.extend([
+            text(&r.topic),
+            Bind::UInt(u64::from(r.partition)),
+            text(&r.day),
+            Bind::UInt(u64::try_from(r.mark).unwrap_or(0)),
+            Bind::UInt(r.top),
+        ]);
+    }
+    Stmt {
+        text: format!(
+            "SELECT app_id, toString(event_date) AS day, count() AS rows FROM events WHERE {} \
+             GROUP BY app_id, event_date",
+            conditions.join(" OR ")
+        ),
+        binds,
+    }
+}
+
+/// The days on which an app's distinct ids changed in `(from, to]` have events.
+pub fn identity_buckets(app_id: &str, from: u64, to: u64) -> Stmt {
+    Stmt {
+        text: "SELECT DISTINCT toString(event_date) AS day FROM events WHERE app_id = ? \
+               AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids \
+               WHERE app_id = ? AND version > ? AND version <= ?)"
+            .into(),
+        binds: vec![text(app_id), text(app_id), Bind::UInt(from), Bind::UInt(to)],
+    }
+}
+
+/// Writes every key of the app's `days` into `report_pages_hourly` with `version`.
+pub fn pages_write(app_id: &str, days: &[String], version: u64) -> Stmt {
+    let (source, mut binds) = source(app_id);
+    binds.insert(0, Bind::UInt(version));
+    binds.push(text(app_id));
+    let (list, days) = day_list(days);
+    binds.extend(days);
+    Stmt {
+        text: format!(
+            "INSERT INTO report_pages_hourly (app_id, hour, {PAGE_KEYS}, page_views, visitors, version) \
+             SELECT app_id, toStartOfHour(timestamp) AS hour, {PAGE_KEYS}, count() AS page_views, \
+             uniqExactState({PERSON}) AS visitors, toUInt64(?) AS version FROM {source} \
+             WHERE app_id = ? AND event_date IN {list} AND name = 'page_view' \
+             GROUP BY app_id, hour, {PAGE_KEYS}"
+        ),
+        binds,
+    }
+}
+
+/// Zero rows for the keys of the app's `days` that `version` did not write.
+pub fn pages_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
+    let (list, day_binds) = day_list(days);
+    let mut binds = vec![Bind::UInt(version), text(app_id)];
+    binds.extend(day_binds);
+    binds.push(Bind::UInt(version));
+    Stmt {
+        text: format!(
+            "INSERT INTO report_pages_hourly (app_id, hour, {PAGE_KEYS}, page_views, visitors, version) \
+             SELECT app_id, hour, {PAGE_KEYS}, toUInt64(0), uniqExactStateIf('', 0), toUInt64(?) \
+             FROM report_pages_hourly WHERE app_id = ? AND toDate(hour) IN {list} \
+             GROUP BY app_id, hour, {PAGE_KEYS} HAVING max(version) < ? AND argMax(page_views, version) > 0"
+        ),
+        binds,
+    }
+}
+
+/// Writes every person of the app's `days` into `person_day_activity` with `version`.
+pub fn activity_write(app_id: &str, days: &[String], version: u64) -> Stmt {
+    let (source, mut binds) = source(app_id);
+    binds.insert(0, Bind::UInt(version));
+    binds.push(text(app_id));
+    let (list, days) = day_list(days);
+    binds.extend(days);
+    Stmt {
+        text: format!(
+            "INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) \
+             SELECT app_id, event_date, {PERSON} AS pid, count(), min(ts_ms), max(ts_ms), toUInt64(?) \
+             FROM {source} WHERE app_id = ? AND event_date IN {list} AND is_bot = 0 \
+             GROUP BY app_id, event_date, pid"
+        ),
+        binds,
+    }
+}
+
+/// Zero rows for the persons of the app's `days` that `version` did not write.
+pub fn activity_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
+    let (list, day_binds) = day_list(days);
+    let mut binds = vec![Bind::UInt(version), text(app_id)];
+    binds.extend(day_binds);
+    binds.push(Bind::UInt(version));
+    Stmt {
+        text: format!(
+            "INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) \
+             SELECT app_id, day, person_id, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(?) \
+             FROM person_day_activity WHERE app_id = ? AND day IN {list} \
+             GROUP BY app_id, day, person_id HAVING max(version) < ? AND argMax(events, version) > 0"
+        ),
+        binds,
+    }
+}
+
+/// ` AND {column} NOT IN (…)` of `days` (nothing when empty) and its binds.
+fn except_days(column: &str, days: &[String]) -> (String, Vec<Bind>) {
+    if days.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let (list, binds) = day_list(days);
+    (format!(" AND {column} NOT IN {list}"), binds)
+}
+
+/// Keys of the app whose `report_pages_hourly` row differs from a
+/// recomputation from raw rows (missing on either side, or other counts),
+/// leaving out `skip` (days with rows or identity changes not derived yet).
+pub fn pages_drift(app_id: &str, skip: &[String]) -> Stmt {
+    let (source, source_binds) = source(app_id);
+    let (report_skip, report_binds) = except_days("toDate(hour)", skip);
+    let (raw_skip, raw_binds) = except_days("event_date", skip);
+    let mut binds = vec![text(app_id)];
+    binds.extend(report_binds);
+    binds.extend(source_binds);
+    binds.push(text(app_id));
+    binds.extend(raw_binds);
+    Stmt {
+        text: format!(
+            "SELECT toUInt64(uniqExact(hour, {PAGE_KEYS})) AS drift FROM (SELECT hour, {PAGE_KEYS} FROM (\
+             SELECT hour, {PAGE_KEYS}, page_views AS n, uniqExactMerge(visitors) AS u \
+             FROM report_pages_hourly FINAL WHERE app_id = ? AND page_views > 0{report_skip} \
+             GROUP BY hour, {PAGE_KEYS}, n \
+             UNION ALL SELECT toStartOfHour(timestamp) AS hour, {PAGE_KEYS}, count() AS n, \
+             uniqExact({PERSON}) AS u FROM {source} WHERE app_id = ? AND name = 'page_view'{raw_skip} \
+             GROUP BY hour, {PAGE_KEYS}) GROUP BY hour, {PAGE_KEYS}, n, u HAVING count() = 1)"
+        ),
+        binds,
+    }
+}
+
+/// Persons-days of the app whose `person_day_activity` row differs from a
+/// recomputation from raw rows, leaving out `skip` (as [`pages_drift`]).
+pub fn activity_drift(app_id: &str, skip: &[String]) -> Stmt {
+    let (source, source_binds) = source(app_id);
+    let (report_skip, report_binds) = except_days("day", skip);
+    let (raw_skip, raw_binds) = except_days("event_date", skip);
+    let mut binds = vec![text(app_id)];
+    binds.extend(report_binds);
+    binds.extend(source_binds);
+    binds.push(text(app_id));
+    binds.extend(raw_binds);
+    Stmt {
+        text: format!(
+            "SELECT toUInt64(uniqExact(day, pid)) AS drift FROM (SELECT day, pid FROM (\
+             SELECT day, person_id AS pid, events AS n, first_ms AS f, last_ms AS l \
+             FROM person_day_activity FINAL WHERE app_id = ? AND events > 0{report_skip} \
+             UNION ALL SELECT event_date AS day, {PERSON} AS pid, count() AS n, min(ts_ms) AS f, \
+             max(ts_ms) AS l FROM {source} WHERE app_id = ? AND is_bot = 0{raw_skip} GROUP BY day, pid) \
+             GROUP BY day, pid, n, f, l HAVING count() = 1)"
+        ),
+        binds,
+    }
+}
+
+/// Every statement that writes one app's buckets, in order.
+pub fn recompute(app_id: &str, days: &[String], version: u64) -> [Stmt; 4] {
+    [
+        pages_write(app_id, days, version),
+        pages_vanish(app_id, days, version),
+        activity_write(app_id, days, version),
+        activity_vanish(app_id, days, version),
+    ]
+}
+
+/// Test support: `stmt` (text, then its binds) must equal
+/// `tests/golden/{name}.sql`; `TALLY_UPDATE_GOLDEN=1` rewrites the file.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+fn assert_golden(name: &str, stmt: &Stmt) {
+    let binds: Vec<String> = stmt
+        .binds
+        .iter()
+        .map(|b| match b {
+            Bind::Text(t) => format!("{t:?}"),
+            Bind::UInt(n) => n.to_string(),
+        })
+        .collect();
+    let rendered = format!("{}\n-- binds: [{}]\n", stmt.text, binds.join(","));
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.sql"));
+    if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (TALLY_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(rendered, golden, "{name}");
+    assert_eq!(stmt.text.matches('?').count(), stmt.binds.len(), "{name}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_refresher_statements() {
+        let days = ["2023-11-15".to_owned(), "2023-11-16".to_owned()];
+        let [write, vanish, activity, gone] = recompute("app-1", &days, 7);
+        assert_golden("refresh_pages_write", &write);
+        assert_golden("refresh_pages_vanish", &vanish);
+        assert_golden("refresh_activity_write", &activity);
+        assert_golden("refresh_activity_vanish", &gone);
+        assert_golden("refresh_pages_drift", &pages_drift("app-1", &[]));
+        assert_golden(
+            "refresh_activity_drift",
+            &activity_drift("app-1", &days[..1]),
+        );
+        assert_golden("refresh_identity_buckets", &identity_buckets("app-1", 3, 9));
+        let ranges = [
+            NewRange {
+                topic: "events".into(),
+                partition: 0,
+                day: days[0].clone(),
+                mark: -1,
+                top: 10,
+            },
+            NewRange {
+                topic: "events".into(),
+                partition: 1,
+                day: days[1].clone(),
+                mark: 4,
+                top: 12,
+            },
+        ];
+        assert_golden("refresh_new_buckets", &new_buckets(&ranges));
+        for (name, sql) in [
+            ("refresh_tops", TOPS_SQL),
+            ("refresh_identity_tops", IDENTITY_TOPS_SQL),
+            ("refresh_all_buckets", ALL_BUCKETS_SQL),
+        ] {
+            assert_golden(
+                name,
+                &Stmt {
+                    text: sql.into(),
+                    binds: Vec::new(),
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,2 @@
+INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) SELECT app_id, event_date, if(pm_person = '', distinct_id, pm_person) AS pid, count(), min(ts_ms), max(ts_ms), toUInt64(?) FROM events ANY LEFT JOIN (SELECT distinct_id, argMax(person_id, version) AS pm_person FROM person_distinct_ids WHERE app_id = ? GROUP BY distinct_id) AS pm USING distinct_id WHERE app_id = ? AND event_date IN (?, ?) AND is_bot = 0 GROUP BY app_id, event_date, pid
+-- binds: [7,"app-1","app-1","2023-11-15","2023-11-16"]

@@ -1,0 +1,2 @@
+SELECT app_id, toString(event_date) AS day, count() AS rows FROM events WHERE (kafka_topic = ? AND kafka_partition = ? AND event_date = toDate(?) AND kafka_offset >= ? AND kafka_offset <= ?) OR (kafka_topic = ? AND kafka_partition = ? AND event_date = toDate(?) AND kafka_offset > ? AND kafka_offset <= ?) GROUP BY app_id, event_date
+-- binds: ["events",0,"2023-11-15",0,10,"events",1,"2023-11-16",4,12]

@@ -1,0 +1,2 @@
+INSERT INTO report_pages_hourly (app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, page_views, visitors, version) SELECT app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, toUInt64(0), uniqExactStateIf('', 0), toUInt64(?) FROM report_pages_hourly WHERE app_id = ? AND toDate(hour) IN (?, ?) GROUP BY app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot HAVING max(version) < ? AND argMax(page_views, version) > 0
+-- binds: [7,"app-1","2023-11-15","2023-11-16",7]

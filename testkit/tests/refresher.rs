@@ -1,0 +1,305 @@
+//! The report refresher (issue 16) against brute force, on the real
+//! pipeline, ClickHouse and PostgreSQL. Generated journeys
+//! (`tally_testkit::journeys`) flow through the gateway and the aggregator;
+//! after every refresher run, `report_pages_hourly` (page views and persons
+//! per hour) and `person_day_activity` (per person and day: events, first and
+//! last time) equal what brute force computes from the events sent and the
+//! identity model — after the first run, after late identity events (links
+//! and merges of two histories), after an alias that merges two persons
+//! without adding a row to their old days (the dimension changed, the facts
+//! did not), after a run that crashed halfway, and after a full rebuild,
+//! which must find drift 0 — and find and correct planted drift. A second
+//! refresher stands by while the first holds the lease.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use report_refresher::refresh::{Kind, Refresher};
+use report_refresher::state::PgState;
+use report_refresher::RefreshError;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tally_testkit::journeys::{generate, Event, Model};
+use tally_testkit::{eventually, now_ms, Pipeline};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+
+/// Hour (epoch s) → (page views, persons).
+type Pages = BTreeMap<i64, (u64, u64)>;
+/// Sorted (day, events, first ms, last ms), one per person and day.
+type Activity = Vec<(i64, u64, u64, u64)>;
+
+fn brute_force(events: &[&Event]) -> (Pages, Activity) {
+    let model = Model::of(events.iter().copied());
+    let mut hours: BTreeMap<i64, (u64, BTreeSet<String>)> = BTreeMap::new();
+    let mut days: BTreeMap<(i64, String), (u64, i64, i64)> = BTreeMap::new();
+    for e in events {
+        let person = model.person(&e.distinct_id);
+        if e.name == "page_view" {
+            let hour = hours.entry(e.ts_ms.div_euclid(HOUR) * 3_600).or_default();
+            hour.0 += 1;
+            hour.1.insert(person.clone());
+        }
+        let day = days
+            .entry((e.ts_ms.div_euclid(DAY) * 86_400, person))
+            .or_insert((0, i64::MAX, i64::MIN));
+        *day = (day.0 + 1, day.1.min(e.ts_ms), day.2.max(e.ts_ms));
+    }
+    let pages = hours
+        .into_iter()
+        .map(|(h, (n, persons))| (h, (n, persons.len() as u64)))
+        .collect();
+    let mut activity: Activity = days
+        .into_iter()
+        .map(|((day, _), (n, first, last))| (day, n, first as u64, last as u64))
+        .collect();
+    activity.sort_unstable();
+    (pages, activity)
+}
+
+async fn derived(pipeline: &Pipeline) -> (Pages, Activity) {
+    let client = pipeline.iso.clickhouse_client();
+    let pages: Vec<(i64, u64, u64)> = client
+        .query(
+            "SELECT toInt64(toUnixTimestamp(hour)) AS h, sum(page_views), toUInt64(uniqExactMerge(visitors)) \
+             FROM report_pages_hourly FINAL WHERE app_id = ? AND page_views > 0 GROUP BY h ORDER BY h",
+        )
+        .bind(pipeline.app.as_str())
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut activity: Activity = client
+        .query(
+            "SELECT toInt64(toUnixTimestamp(toDateTime(day))) AS d, events, first_ms, last_ms \
+             FROM person_day_activity FINAL WHERE app_id = ? AND events > 0",
+        )
+        .bind(pipeline.app.as_str())
+        .fetch_all()
+        .await
+        .unwrap();
+    activity.sort_unstable();
+    (
+        pages.into_iter().map(|(h, n, u)| (h, (n, u))).collect(),
+        activity,
+    )
+}
+
+async fn refresher(pipeline: &Pipeline, owner: &str) -> Refresher {
+    let pg = tally_testkit::postgres().connect().await.unwrap();
+    tally_common::postgres::migrate(&pg).await.unwrap();
+    let state = PgState::new(pg, &pipeline.iso.clickhouse.database, owner);
+    Refresher::new(
+        pipeline.iso.clickhouse_client(),
+        state,
+        Duration::from_secs(30),
+    )
+}
+
+/// Sends `events` and waits until ClickHouse holds `total` rows and the
+/// identity rows of `sent` (unique users = persons of the model).
+async fn deliver(pipeline: &Pipeline, events: &[Event], sent: &[&Event], total: usize) {
+    let bodies: Vec<_> = events.iter().map(|e| e.json.clone()).collect();
+    pipeline.send(&bodies).await;
+    pipeline.wait_rows(total).await;
+    let persons = Model::of(sent.iter().copied()).persons().len() as f64;
+    eventually("identity rows", Duration::from_secs(20), || async {
+        let (_, answer) = pipeline
+            .post("query", &json!({"metric": "unique_users", "range": "30d"}))
+            .await;
+        (answer["results"][0]["unique_users"].as_f64() == Some(persons)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_tables_equal_brute_force_through_late_identities_crashes_and_rebuilds() {
+    let now = now_ms();
+    let journeys = generate("r", 60, 3, now);
+    let pipeline = Pipeline::start("refresh").await;
+    let mut sent: Vec<&Event> = journeys.early.iter().collect();
+    deliver(&pipeline, &journeys.early, &sent, sent.len()).await;
+    let mut wolf = refresher(&pipeline, "wolf-a").await;
+    let mut standby = refresher(&pipeline, "wolf-b").await;
+
+    // First run: every bucket.
+    let first = wolf.run(Kind::Incremental).await.unwrap().expect("leader");
+    assert_eq!(
+        derived(&pipeline).await,
+        brute_force(&sent),
+        "after the first run"
+    );
+    let all_days = first.record.buckets;
+    assert!(
+        standby.run(Kind::Incremental).await.unwrap().is_none(),
+        "one writer"
+    );
+
+    // Late identity events: links and merges re-derive older days.
+    sent.extend(&journeys.late);
+    deliver(&pipeline, &journeys.late, &sent, sent.len()).await;
+    let late = wolf.run(Kind::Incremental).await.unwrap().unwrap();
+    assert_eq!(
+        derived(&pipeline).await,
+        brute_force(&sent),
+        "after late identities"
+    );
+    let idle = wolf.run(Kind::Incremental).await.unwrap().unwrap();
+    assert_eq!(
+        idle.record.buckets, 0,
+        "nothing touched, nothing recomputed"
+    );
+
+    // An alias merging two persons with history: its own row lands today,
+    // but the merged person's older days are touched too.
+    let model = Model::of(sent.iter().copied());
+    let persons: Vec<&BTreeSet<String>> = model.persons().values().collect();
+    let (a, b) = (
+        persons[0].iter().next().unwrap(),
+        persons[1].iter().next().unwrap(),
+    );
+    let old_days: BTreeSet<String> = sent
+        .iter()
+        .filter(|e| persons[1].contains(&e.distinct_id))
+        .map(|e| {
+            time::OffsetDateTime::from_unix_timestamp(e.ts_ms / 1000)
+                .unwrap()
+                .date()
+                .to_string()
+        })
+        .collect();
+    let alias = Event {
+        distinct_id: a.clone(),
+        name: "alias".into(),
+        ts_ms: now,
+        links: Some(b.clone()),
+        traits: Vec::new(),
+        json: json!({"name": "alias", "user_id": a, "timestamp": now, "properties": {"previous_id": b}}),
+    };
+    let extra = [alias];
+    sent.push(&extra[0]);
+    deliver(&pipeline, &extra, &sent, sent.len()).await;
+    let merge = wolf.run(Kind::Incremental).await.unwrap().unwrap();
+    let touched: BTreeSet<String> = merge
+        .buckets
+        .get(&pipeline.app)
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        touched.is_superset(&old_days),
+        "merge touched {touched:?}, history on {old_days:?}"
+    );
+    assert_eq!(
+        derived(&pipeline).await,
+        brute_force(&sent),
+        "after a merge"
+    );
+
+    // A run killed halfway commits nothing; the next one repeats it.
+    let later = generate("r2", 15, 9, now);
+    sent.extend(&later.early);
+    deliver(&pipeline, &later.early, &sent, sent.len()).await;
+    wolf.crash_after(Some(0));
+    assert!(matches!(
+        wolf.run(Kind::Incremental).await,
+        Err(RefreshError::Injected(0))
+    ));
+    wolf.crash_after(None);
+    let repeated = wolf.run(Kind::Incremental).await.unwrap().unwrap();
+    assert!(repeated.record.buckets > 0);
+    assert_eq!(
+        derived(&pipeline).await,
+        brute_force(&sent),
+        "after a crashed run repeated"
+    );
+
+    // A full rebuild finds no drift; planted drift is found and corrected.
+    let pg = tally_testkit::postgres().connect().await.unwrap();
+    tally_common::postgres::request_full_refresh(&pg, &pipeline.iso.clickhouse.database)
+        .await
+        .unwrap();
+    assert_eq!(wolf.due(Duration::ZERO).await.unwrap(), Kind::Full);
+    let full = wolf.run(Kind::Full).await.unwrap().unwrap();
+    assert_eq!(
+        full.record.drift,
+        Some(0),
+        "incremental runs kept the tables exact"
+    );
+    assert_eq!(
+        wolf.due(Duration::ZERO).await.unwrap(),
+        Kind::Incremental,
+        "request served"
+    );
+    let client = pipeline.iso.clickhouse_client();
+    for plant in [
+        "INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) \
+         SELECT ?, today(), 'nobody', 5, 1, 2, max(version) FROM person_day_activity",
+        "INSERT INTO report_pages_hourly (app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, page_views, visitors, version) \
+         SELECT app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, page_views + 1, visitors, \
+         (SELECT max(version) FROM report_pages_hourly) FROM report_pages_hourly FINAL WHERE app_id = ? AND page_views > 0 LIMIT 1",
+    ] {
+        client.query(plant).bind(pipeline.app.as_str()).execute().await.unwrap();
+    }
+    assert_ne!(
+        derived(&pipeline).await,
+        brute_force(&sent),
+        "drift planted"
+    );
+    let corrected = wolf.run(Kind::Full).await.unwrap().unwrap();
+    assert_eq!(corrected.record.drift, Some(2), "both planted keys found");
+    assert_eq!(
+        derived(&pipeline).await,
+        brute_force(&sent),
+        "drift corrected"
+    );
+    eprintln!(
+        "refresher: {} events; first run {all_days} buckets, late identities {} buckets, merge {} buckets, \
+         full rebuild {} buckets (drift 0, then 2 planted and corrected)",
+        sent.len(),
+        late.record.buckets,
+        merge.record.buckets,
+        full.record.buckets
+    );
+    pipeline.stop().await;
+}
+
+/// The service: refreshes every interval, says so in `/metrics` and
+/// `/readyz`, and gives its lease up when stopped, so another takes over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_refreshes_on_its_own_and_hands_over_its_lease() {
+    let journeys = generate("s", 10, 5, now_ms());
+    let pipeline = Pipeline::start("refreshsvc").await;
+    let sent: Vec<&Event> = journeys.early.iter().collect();
+    deliver(&pipeline, &journeys.early, &sent, sent.len()).await;
+    let service = tally_testkit::services::refresher(tally_testkit::services::refresher_config(
+        &pipeline.iso,
+    ))
+    .await;
+    eventually(
+        "reports derived by the service",
+        Duration::from_secs(20),
+        || async { (derived(&pipeline).await == brute_force(&sent)).then_some(()) },
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("{}/readyz", service.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let derived_rows =
+        tally_testkit::metric(&service.url(), "tally_refresher_new_rows_total").await;
+    assert_eq!(derived_rows, sent.len() as f64, "every row derived once");
+    let mut other = refresher(&pipeline, "successor").await;
+    assert!(
+        other.run(Kind::Incremental).await.unwrap().is_none(),
+        "the service holds the lease"
+    );
+    service.stop().await;
+    assert!(
+        other.run(Kind::Incremental).await.unwrap().is_some(),
+        "lease given up at shutdown"
+    );
+    pipeline.stop().await;
+}
