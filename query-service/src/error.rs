@@ -42,6 +42,9 @@ pub enum QueryError {
     /// PostgreSQL (saved dashboards and funnels) is unreachable; retry.
     #[error("saved items unavailable: {0}")]
     SavedUnavailable(String),
+    /// PostgreSQL (person deletion jobs) is unreachable; retry.
+    #[error("deletion jobs unavailable: {0}")]
+    DeletionsUnavailable(String),
     /// No `Authorization` header.
     #[error("missing read key: send Authorization: Bearer <read key>, or log in")]
     MissingReadKey,
@@ -104,6 +107,7 @@ impl QueryError {
             QueryError::TooManyGroups(_) => "too_many_groups",
             QueryError::NotFound => "not_found",
             QueryError::SavedUnavailable(_) => "saved_unavailable",
+            QueryError::DeletionsUnavailable(_) => "deletions_unavailable",
             QueryError::MissingReadKey => "missing_read_key",
             QueryError::InvalidAuthorization => "invalid_authorization",
             QueryError::InvalidReadKey => "invalid_read_key",
@@ -147,6 +151,7 @@ impl QueryError {
             | QueryError::StoreUnavailable(_)
             | QueryError::KeysUnavailable
             | QueryError::SavedUnavailable(_)
+            | QueryError::DeletionsUnavailable(_)
             | QueryError::AccountsUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             QueryError::CorruptLiveData(_) | QueryError::Internal(_) | QueryError::Startup(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -14,6 +14,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod csv;
+pub mod deletion;
 pub mod discovery;
 pub mod error;
 pub mod fields;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub live_cache: cache::Cache<axum::body::Bytes>,
     /// Saved dashboards and funnels (PostgreSQL).
     pub saved: saved::SavedStore,
+    /// Person deletion jobs (PostgreSQL).
+    pub deletions: deletion::DeletionStore,
     /// Serialized `/query` answers, shared by identical queries.
     pub query_cache: cache::Cache<axum::body::Bytes>,
     /// Apps' time zones (PostgreSQL), for 30 s.
@@ -112,6 +115,7 @@ pub async fn run(
             clock.clone(),
         ),
         saved: saved::SavedStore::new(config.postgres.clone()),
+        deletions: deletion::DeletionStore::new(pg::Pg::new(config.postgres.clone())),
         accounts: Arc::new(accounts::postgres::PgAccounts::new(config.postgres.clone())),
         sessions: cache::Cache::new(session::SESSION_CACHE, 100_000, clock.clone()),
         login_throttle: login_throttle::LoginThrottle::new(clock.clone()),

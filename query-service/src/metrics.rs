@@ -11,6 +11,8 @@ pub struct Metrics {
     pub request_seconds: HistogramVec,
     /// `tally_query_logins_total{outcome}`: ok, refused, throttled.
     pub logins: IntCounterVec,
+    /// `tally_query_person_deletions_total`: deletion jobs started.
+    pub deletions: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -34,10 +36,16 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(logins.clone()))?;
+        let deletions = prometheus::IntCounter::new(
+            "tally_query_person_deletions_total",
+            "Person deletion jobs started (the report refresher finishes them)",
+        )?;
+        registry.register(Box::new(deletions.clone()))?;
         Ok(Metrics {
             registry,
             request_seconds,
             logins,
+            deletions,
         })
     }
 
@@ -57,5 +65,10 @@ impl Metrics {
         if outcome != "ok" {
             tracing::info!(outcome, "dashboard login refused");
         }
+    }
+
+    /// A person deletion job started (its details are logged by the handler).
+    pub fn person_deleted(&self) {
+        self.deletions.inc();
     }
 }

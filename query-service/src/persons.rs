@@ -106,7 +106,13 @@ fn strings(row: &Map<String, Value>, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn profile(state: &AppState, app_id: &str, id: &str) -> Result<Value, QueryError> {
+/// The person of `id` and its distinct ids (the person id alone when never
+/// linked); `NotFound` for a deleted person.
+pub async fn resolve(
+    state: &AppState,
+    app_id: &str,
+    id: &str,
+) -> Result<(String, Vec<String>), QueryError> {
     let found = state.events.rows(&person_statement(app_id, id)).await?;
     let row = found.first().cloned().unwrap_or_default();
     if number(&row, "d1") > 0.0 {
@@ -125,6 +131,25 @@ async fn profile(state: &AppState, app_id: &str, id: &str) -> Result<Value, Quer
     if ids.is_empty() {
         ids.push(person.clone());
     }
+    if !ids.iter().any(|i| i == id) {
+        ids.push(id.to_owned());
+    }
+    Ok((person, ids))
+}
+
+/// Checks a distinct id from the path.
+pub fn check_id(id: &str) -> Result<(), QueryError> {
+    if id.is_empty() || id.len() > MAX_ID_LEN {
+        return Err(QueryError::InvalidParameter(
+            "id",
+            format!("a distinct id of 1 to {MAX_ID_LEN} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+async fn profile(state: &AppState, app_id: &str, id: &str) -> Result<Value, QueryError> {
+    let (person, ids) = resolve(state, app_id, id).await?;
     let traits_row = state
         .events
         .rows(&traits_statement(app_id, &person))
@@ -168,12 +193,7 @@ pub async fn person(
 ) -> Result<Response, QueryError> {
     let task = async {
         let ReadAccess { app_id } = access?;
-        if id.is_empty() || id.len() > MAX_ID_LEN {
-            return Err(QueryError::InvalidParameter(
-                "id",
-                format!("a distinct id of 1 to {MAX_ID_LEN} bytes"),
-            ));
-        }
+        check_id(&id)?;
         let body = profile(&state, &app_id, &id).await?;
         Ok((Arc::new(to_bytes(&body)?), false))
     };

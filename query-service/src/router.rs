@@ -12,7 +12,8 @@ use crate::adhoc::AdhocRequest;
 use crate::funnel::FunnelRequest;
 use crate::retention::RetentionRequest;
 use crate::{
-    api, discovery, live, persons, reports, saved, session, settings, stream_token, web, AppState,
+    api, deletion, discovery, live, persons, reports, saved, session, settings, stream_token, web,
+    AppState,
 };
 use axum::extract::State;
 use axum::routing::get;
@@ -49,6 +50,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/apps/{app_id}/members"),
     ("post", "/api/v1/apps/{app_id}/members"),
     ("delete", "/api/v1/apps/{app_id}/members/{email}"),
+    ("delete", "/api/v1/apps/{app_id}/persons/{id}"),
+    ("get", "/api/v1/apps/{app_id}/persons/jobs/{job_id}"),
     ("get", "/openapi.json"),
     ("get", "/livez"),
     ("get", "/readyz"),
@@ -123,6 +126,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/apps/{app_id}/members/{email}",
             axum::routing::delete(settings::remove_member),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/persons/{id}",
+            axum::routing::delete(deletion::delete_person),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/persons/jobs/{job_id}",
+            get(deletion::job),
         )
         .route(
             "/openapi.json",

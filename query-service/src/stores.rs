@@ -78,6 +78,46 @@ impl RedisLive {
         Ok(())
     }
 
+    /// Deletes a person from the identity state: every id of its person and
+    /// `ids` are unlinked and tombstoned (the aggregator drops their later
+    /// events), and their session states are dropped. Returns the tombstoned ids.
+    pub async fn delete_person(
+        &self,
+        app_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<String>, crate::QueryError> {
+        use tally_schemas::person::{identity_key, DELETE_SCRIPT};
+        let Some(first) = ids.first() else {
+            return Ok(Vec::new());
+        };
+        let key = |rest: &str| identity_key(&self.prefix, app_id, rest);
+        let script = redis::Script::new(DELETE_SCRIPT);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(key("map"))
+            .key(key("ver"))
+            .key(key("tombstones"))
+            .key(key("pver"))
+            .arg(first)
+            .arg(key("members:"))
+            .arg(key("traits:"))
+            .arg(key("stamps:"));
+        for id in &ids[1..] {
+            invocation.arg(id);
+        }
+        let mut connection = self.connection.clone();
+        let gone: Vec<String> = invocation.invoke_async(&mut connection).await?;
+        let visitors: Vec<String> = gone
+            .iter()
+            .map(|id| tally_schemas::live::visitor_key(&self.prefix, app_id, id))
+            .collect();
+        let _: i64 = redis::cmd("DEL")
+            .arg(visitors)
+            .query_async(&mut connection)
+            .await?;
+        Ok(gone)
+    }
+
     /// The app of an unexpired stream token's hash.
     pub async fn stream_token_app(&self, hash: &str) -> Result<Option<String>, crate::QueryError> {
         Ok(redis::cmd("GET")
@@ -210,6 +250,20 @@ impl ClickHouseStore {
                     .map_err(|e| crate::QueryError::Internal(format!("ClickHouse row: {e}")))
             })
             .collect()
+    }
+
+    /// Runs a statement that answers nothing (a mutation).
+    pub async fn execute(&self, sql: &Sql) -> Result<(), crate::QueryError> {
+        let mut query = self.client.query(&sql.text);
+        for bind in &sql.binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text.as_str()),
+                Bind::Int(n) => query.bind(*n),
+                Bind::Float(x) => query.bind(*x),
+                Bind::List(list) => query.bind(list.as_slice()),
+            };
+        }
+        Ok(query.execute().await?)
     }
 
     /// When the page-view rollup started to see inserts (epoch ms), if it exists.

@@ -164,6 +164,52 @@ impl Refresher {
         Ok(stmt.query(&self.clickhouse).fetch_all::<T>().await?)
     }
 
+    /// Person deletions: the days of each job whose person has no row left
+    /// are touched (its reports re-derived; the job finishes with the run);
+    /// a job whose rows came back after its mutations finished (events in
+    /// flight at the deletion) gets its mutations again. Returns the jobs
+    /// this run finishes.
+    async fn deletions(
+        &self,
+        touched: &mut BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<Vec<i64>, RefreshError> {
+        let mut finished = Vec::new();
+        for job in self.state.open_deletions().await? {
+            let left = statements::remaining(&job.app_id, &job.person_id, &job.distinct_ids);
+            let left: u64 = left.query(&self.clickhouse).fetch_one().await?;
+            if left == 0 {
+                touched
+                    .entry(job.app_id.clone())
+                    .or_default()
+                    .extend(job.days.iter().cloned());
+                finished.push(job.id);
+                continue;
+            }
+            let pending: u64 = self
+                .clickhouse
+                .query(statements::PENDING_MUTATIONS_SQL)
+                .fetch_one()
+                .await?;
+            if pending == 0 {
+                tracing::info!(
+                    job = job.id,
+                    left,
+                    "rows of a deleted person remain: deleting again"
+                );
+                // Their days join the job's, so that they are re-derived too.
+                let days = statements::person_days(&job.app_id, &job.distinct_ids);
+                let days: Vec<Day> = self.fetch(&days).await?;
+                self.state
+                    .add_deletion_days(job.id, days.into_iter().map(|d| d.day).collect())
+                    .await?;
+                for stmt in statements::deletes(&job.app_id, &job.person_id, &job.distinct_ids) {
+                    stmt.query(&self.clickhouse).execute().await?;
+                }
+            }
+        }
+        Ok(finished)
+    }
+
     /// One run; `None` when another refresher holds the lease.
     pub async fn run(&mut self, kind: Kind) -> Result<Option<Report>, RefreshError> {
         let started = now_secs();
@@ -221,6 +267,7 @@ impl Refresher {
                 new_identity.push((top.app_id.clone(), top.top));
             }
         }
+        let finished = self.deletions(&mut touched).await?;
         touched.retain(|_, days| !days.is_empty());
 
         let (buckets, drift) = match kind {
@@ -269,7 +316,14 @@ impl Refresher {
             drift,
         };
         self.state
-            .commit(fence, &new_marks, &new_identity, &record, started)
+            .commit(
+                fence,
+                &new_marks,
+                &new_identity,
+                &record,
+                started,
+                &finished,
+            )
             .await?;
         Ok(Some(Report { record, buckets }))
     }

@@ -31,6 +31,21 @@ pub struct RunRecord {
     pub drift: Option<u64>,
 }
 
+/// An open person deletion job (PostgreSQL `person_deletions`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    /// Job id.
+    pub id: i64,
+    /// App.
+    pub app_id: String,
+    /// The deleted person.
+    pub person_id: String,
+    /// Its distinct ids.
+    pub distinct_ids: Vec<String>,
+    /// Days they had events (`YYYY-MM-DD`).
+    pub days: Vec<String>,
+}
+
 /// The state of one scope, as one owner.
 pub struct PgState {
     client: Client,
@@ -140,6 +155,40 @@ impl PgState {
             .collect())
     }
 
+    /// The person deletion jobs not done yet.
+    pub async fn open_deletions(&self) -> Result<Vec<Deletion>, RefreshError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT id, app_id, person_id, distinct_ids, days FROM person_deletions \
+                 WHERE scope = $1 AND status = 'deleting' ORDER BY id",
+                &[&self.scope],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Deletion {
+                id: r.get(0),
+                app_id: r.get(1),
+                person_id: r.get(2),
+                distinct_ids: r.get(3),
+                days: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Adds `days` to a deletion job's days (rows that arrived after it).
+    pub async fn add_deletion_days(&self, job: i64, days: Vec<String>) -> Result<(), RefreshError> {
+        self.client
+            .execute(
+                "UPDATE person_deletions SET days = ARRAY(SELECT DISTINCT unnest(days || $2::text[]) ORDER BY 1) \
+                 WHERE id = $1",
+                &[&job, &days],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// When the last full rebuild finished (epoch seconds), if any.
     pub async fn last_full_secs(&self) -> Result<Option<f64>, RefreshError> {
         let row = self
@@ -174,6 +223,7 @@ impl PgState {
         identity: &[(String, u64)],
         run: &RunRecord,
         started_secs: f64,
+        finished_deletions: &[i64],
     ) -> Result<(), RefreshError> {
         let tx = self.client.transaction().await?;
         let held = tx
@@ -220,6 +270,14 @@ impl PgState {
             ],
         )
         .await?;
+        if !finished_deletions.is_empty() {
+            tx.execute(
+                "UPDATE person_deletions SET status = 'done', done_at = now() \
+                 WHERE scope = $1 AND id = ANY($2)",
+                &[&self.scope, &finished_deletions],
+            )
+            .await?;
+        }
         if run.kind == "full" {
             tx.execute(
                 "DELETE FROM refresh_requests WHERE scope = $1 AND requested_at <= to_timestamp($2)",

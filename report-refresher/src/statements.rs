@@ -19,6 +19,8 @@ pub enum Bind {
     Text(String),
     /// Unsigned integer.
     UInt(u64),
+    /// Array of texts.
+    List(Vec<String>),
 }
 
 /// A statement with `?` placeholders and their values, in order.
@@ -38,6 +40,7 @@ impl Stmt {
             query = match bind {
                 Bind::Text(text) => query.bind(text.as_str()),
                 Bind::UInt(n) => query.bind(*n),
+                Bind::List(list) => query.bind(list.as_slice()),
             };
         }
         query
@@ -263,6 +266,52 @@ pub fn activity_drift(app_id: &str, skip: &[String]) -> Stmt {
     }
 }
 
+/// Mutations of this database not finished yet.
+pub const PENDING_MUTATIONS_SQL: &str =
+    "SELECT count() FROM system.mutations WHERE database = currentDatabase() AND is_done = 0";
+
+/// Rows a deleted person (`person`, `ids`) still has.
+pub fn remaining(app_id: &str, person: &str, ids: &[String]) -> Stmt {
+    let mut binds = Vec::new();
+    for _ in 0..3 {
+        binds.extend([text(app_id), Bind::List(ids.to_vec())]);
+    }
+    binds.extend([text(app_id), Bind::List(vec![person.to_owned()])]);
+    Stmt {
+        text: tally_schemas::person::REMAINING_SQL.into(),
+        binds,
+    }
+}
+
+/// The mutations removing a deleted person's rows (issued again when rows
+/// arrived after the first ones).
+pub fn deletes(app_id: &str, person: &str, ids: &[String]) -> Vec<Stmt> {
+    tally_schemas::person::DELETE_STATEMENTS
+        .iter()
+        .map(|sql| {
+            let list = if sql.contains("has(?, person_id)") {
+                vec![person.to_owned()]
+            } else {
+                ids.to_vec()
+            };
+            Stmt {
+                text: (*sql).to_owned(),
+                binds: vec![text(app_id), Bind::List(list)],
+            }
+        })
+        .collect()
+}
+
+/// The days on which `ids` still have events.
+pub fn person_days(app_id: &str, ids: &[String]) -> Stmt {
+    Stmt {
+        text: "SELECT DISTINCT toString(event_date) AS day FROM events \
+               WHERE app_id = ? AND has(?, distinct_id)"
+            .into(),
+        binds: vec![text(app_id), Bind::List(ids.to_vec())],
+    }
+}
+
 /// Every statement that writes one app's buckets, in order.
 pub fn recompute(app_id: &str, days: &[String], version: u64) -> [Stmt; 4] {
     [
@@ -284,6 +333,7 @@ fn assert_golden(name: &str, stmt: &Stmt) {
         .map(|b| match b {
             Bind::Text(t) => format!("{t:?}"),
             Bind::UInt(n) => n.to_string(),
+            Bind::List(list) => format!("{list:?}"),
         })
         .collect();
     let rendered = format!("{}\n-- binds: [{}]\n", stmt.text, binds.join(","));
@@ -334,7 +384,11 @@ mod tests {
             },
         ];
         assert_golden("refresh_new_buckets", &new_buckets(&ranges));
+        let ids = ["anon-1".to_owned(), "user-1".to_owned()];
+        assert_golden("refresh_remaining", &remaining("app-1", "anon-1", &ids));
+        assert_golden("refresh_person_days", &person_days("app-1", &ids));
         for (name, sql) in [
+            ("refresh_pending_mutations", PENDING_MUTATIONS_SQL),
             ("refresh_tops", TOPS_SQL),
             ("refresh_identity_tops", IDENTITY_TOPS_SQL),
             ("refresh_all_buckets", ALL_BUCKETS_SQL),

@@ -42,6 +42,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "refresher",
         sql: include_str!("../migrations/postgres/0005_refresher.sql"),
     },
+    Migration {
+        version: 6,
+        name: "person_deletions",
+        sql: include_str!("../migrations/postgres/0006_person_deletions.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.

@@ -56,6 +56,58 @@ pub fn join_sql(traits: bool) -> (String, usize) {
     (text, 4)
 }
 
+/// A key of an app's identity state in Redis: `{prefix}:id:{app}:{rest}` (the
+/// app is the hash tag, so one app's keys share a cluster slot).
+pub fn identity_key(prefix: &str, app_id: &str, rest: &str) -> String {
+    format!("{prefix}:id:{{{app_id}}}:{rest}")
+}
+
+/// Deletes a person from the identity state (one Lua script, atomic). KEYS:
+/// map, ver, tombstones, pver. ARGV: a distinct id of the person, then the
+/// members, traits and stamps prefixes ([`identity_key`] of `members:`,
+/// `traits:`, `stamps:`), then any further distinct ids to tombstone (known
+/// from ClickHouse). Every id of the person is unlinked and tombstoned — the
+/// aggregator drops later events of a tombstoned id, so neither new traffic
+/// nor a replay brings the person back. Returns the tombstoned ids, sorted.
+pub const DELETE_SCRIPT: &str = r"
+local person = redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[1]
+local ids = redis.call('SMEMBERS', ARGV[2] .. person)
+if #ids == 0 then ids = {ARGV[1]} end
+for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+table.sort(ids)
+redis.call('DEL', ARGV[2] .. person, ARGV[3] .. person, ARGV[4] .. person)
+redis.call('HDEL', KEYS[4], person)
+local out, last = {}, nil
+for _, id in ipairs(ids) do
+  if id ~= last then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    redis.call('SADD', KEYS[3], id)
+    out[#out + 1] = id
+  end
+  last = id
+end
+return out
+";
+
+/// The mutations that remove a deleted person's rows (each with two binds:
+/// the app id and the array of the person's distinct ids, or for `persons` its
+/// person ids). ClickHouse applies them asynchronously (`system.mutations`).
+pub const DELETE_STATEMENTS: [&str; 4] = [
+    "ALTER TABLE events DELETE WHERE app_id = ? AND has(?, distinct_id)",
+    "ALTER TABLE sessions DELETE WHERE app_id = ? AND has(?, distinct_id)",
+    "ALTER TABLE person_distinct_ids DELETE WHERE app_id = ? AND has(?, distinct_id)",
+    "ALTER TABLE persons DELETE WHERE app_id = ? AND has(?, person_id)",
+];
+
+/// Rows a deleted person still has (binds: app id and the ids, four times);
+/// a deletion is done when this is 0 and the reports were re-derived.
+pub const REMAINING_SQL: &str =
+    "SELECT (SELECT count() FROM events WHERE app_id = ? AND has(?, distinct_id)) \
+     + (SELECT count() FROM sessions WHERE app_id = ? AND has(?, distinct_id)) \
+     + (SELECT count() FROM person_distinct_ids WHERE app_id = ? AND has(?, distinct_id)) \
+     + (SELECT count() FROM persons WHERE app_id = ? AND has(?, person_id)) AS remaining";
+
 /// What one identity event asks of the identity state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityEvent {

@@ -428,6 +428,9 @@ impl<R: RawSink, L: LiveStore> Writer<'_, R, L> {
         metrics.bot_events.inc_by(outcome.bots as u64);
         metrics.duplicates.inc_by(outcome.repeats as u64);
         metrics
+            .deleted_person_events
+            .inc_by(outcome.deleted_person_events as u64);
+        metrics
             .identity_events
             .inc_by(outcome.identity_events as u64);
         metrics.identity_rows.inc_by(outcome.identity_rows as u64);

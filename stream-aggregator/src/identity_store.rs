@@ -103,25 +103,9 @@ end
 return {rows, person, traits}
 ";
 
-// KEYS: map, ver, tombstones, pver. ARGV: distinct id, members prefix, traits
-// prefix, stamps prefix. Returns the tombstoned ids, sorted.
-const DELETE: &str = r"
-local person = redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[1]
-local ids = redis.call('SMEMBERS', ARGV[2] .. person)
-if #ids == 0 then ids = {ARGV[1]} end
-table.sort(ids)
-redis.call('DEL', ARGV[2] .. person, ARGV[3] .. person, ARGV[4] .. person)
-redis.call('HDEL', KEYS[4], person)
-for _, id in ipairs(ids) do
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('SADD', KEYS[3], id)
-end
-return ids
-";
-
 static APPLY_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(APPLY));
-static DELETE_SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(DELETE));
+static DELETE: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(tally_schemas::person::DELETE_SCRIPT));
 
 /// Identity state in Redis under `prefix`.
 #[derive(Clone)]
@@ -185,7 +169,7 @@ impl RedisIdentities {
     }
 
     fn key(&self, app_id: &str, rest: &str) -> String {
-        format!("{}:id:{{{app_id}}}:{rest}", self.prefix)
+        tally_schemas::person::identity_key(&self.prefix, app_id, rest)
     }
 
     /// As [`crate::identity::Identities::apply`], for the event's app.
@@ -215,7 +199,7 @@ impl RedisIdentities {
 
     /// As [`crate::identity::Identities::delete`].
     pub async fn delete(&self, app_id: &str, distinct_id: &str) -> Result<Vec<String>, RedisError> {
-        DELETE_SCRIPT
+        DELETE
             .key(self.key(app_id, "map"))
             .key(self.key(app_id, "ver"))
             .key(self.key(app_id, "tombstones"))

@@ -136,6 +136,13 @@ pub trait LiveStore: Send + Sync + 'static {
         prefix: &str,
         events: &[IdentityEvent],
     ) -> impl Future<Output = Result<Vec<Change>, redis::RedisError>> + Send;
+    /// Whether each (app, distinct id) belongs to a deleted person (its id
+    /// is tombstoned in the identity state under `prefix`).
+    fn tombstoned(
+        &self,
+        prefix: &str,
+        ids: &[(&str, &str)],
+    ) -> impl Future<Output = Result<Vec<bool>, redis::RedisError>> + Send;
     /// `Ok` when Redis answers.
     fn ping(&self) -> impl Future<Output = Result<(), redis::RedisError>> + Send;
 }
@@ -396,6 +403,27 @@ impl LiveStore for RedisLive {
             changes.push(store.apply(event).await?);
         }
         Ok(changes)
+    }
+
+    async fn tombstoned(
+        &self,
+        prefix: &str,
+        ids: &[(&str, &str)],
+    ) -> Result<Vec<bool>, redis::RedisError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (app, id) in ids {
+            pipe.cmd("SISMEMBER")
+                .arg(tally_schemas::person::identity_key(
+                    prefix,
+                    app,
+                    "tombstones",
+                ))
+                .arg(*id);
+        }
+        pipe.query_async(&mut self.connection.clone()).await
     }
 
     async fn ping(&self) -> Result<(), redis::RedisError> {

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     /// Identity events applied.
     pub identity_events: IntCounter,
+    /// Events dropped because their person was deleted.
+    pub deleted_person_events: IntCounter,
     /// Identity rows upserted.
     pub identity_rows: IntCounter,
     /// `tally_aggregator_visible_seconds`: event time → visible in live windows.
@@ -108,6 +110,10 @@ impl Metrics {
         let bot_events = IntCounter::new(
             "tally_aggregator_bot_events_total",
             "Bot events (ClickHouse only, not in live windows)",
+        )?;
+        let deleted_person_events = IntCounter::new(
+            "tally_aggregator_deleted_person_events_total",
+            "Events dropped because their person was deleted (tombstoned distinct id)",
         )?;
         let identity_events = IntCounter::new(
             "tally_aggregator_identity_events_total",
@@ -189,6 +195,7 @@ impl Metrics {
             Box::new(bot_events.clone()),
             Box::new(duplicates.clone()),
             Box::new(identity_events.clone()),
+            Box::new(deleted_person_events.clone()),
             Box::new(identity_rows.clone()),
             Box::new(visible_seconds.clone()),
             Box::new(consumer_lag.clone()),
@@ -214,6 +221,7 @@ impl Metrics {
             duplicates,
             identity_events,
             identity_rows,
+            deleted_person_events,
             visible_seconds,
             consumer_lag,
             orphaned,

@@ -13,6 +13,8 @@
 //!   from Redis on every batch and written by compare-and-set;
 //! * sessions are filtered by the per-visitor guard of [`crate::visitors`]
 //!   and upserted (replays write identical versions);
+//! * events of a deleted person (a tombstoned distinct id) are dropped
+//!   before anything, like repeats;
 //! * identity events change the identity state idempotently and their rows
 //!   are upserted by version (see [`crate::identity`]): a replay rewrites the
 //!   current rows, never a wrong one.
@@ -156,6 +158,8 @@ pub struct Outcome {
     pub session_versions: usize,
     /// Messages dropped as repeats of an earlier client event id.
     pub repeats: usize,
+    /// Events dropped because their person was deleted.
+    pub deleted_person_events: usize,
     /// Identity events applied (`identify`, `alias`).
     pub identity_events: usize,
     /// Identity rows upserted into ClickHouse (distinct ids and persons).
@@ -253,10 +257,24 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         self.load_partitions(&pending.messages[start..]).await?;
         self.refresh_sessions(pending).await?;
         let new = &pending.messages[start..];
-        let repeat: Vec<bool> = new
+        let mut repeat: Vec<bool> = new
             .iter()
             .map(|m| self.dedup.is_repeat(m.partition, m.offset, &m.envelope))
             .collect();
+        // Events of a deleted person are dropped like repeats: never stored,
+        // never counted (a replay cannot bring the person back).
+        let ids: Vec<(&str, &str)> = new
+            .iter()
+            .map(|m| (m.envelope.app_id.as_str(), m.envelope.distinct_id.as_str()))
+            .collect();
+        let deleted = self.live.tombstoned(&self.settings.prefix, &ids).await?;
+        let mut dropped_deleted = 0;
+        for (repeat, deleted) in repeat.iter_mut().zip(&deleted) {
+            if *deleted && !*repeat {
+                *repeat = true;
+                dropped_deleted += 1;
+            }
+        }
         let fresh = non_repeats(new, &repeat);
         let first_pending = first_offsets(&pending.messages);
         pending
@@ -279,7 +297,8 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             made_visible: written.made_visible,
             ..Outcome::default()
         };
-        outcome.repeats = repeat.iter().filter(|r| **r).count();
+        outcome.repeats = repeat.iter().filter(|r| **r).count() - dropped_deleted;
+        outcome.deleted_person_events = dropped_deleted;
         pending.repeat.extend(repeat);
         pending.live_done = pending.messages.len();
         Ok(outcome)

@@ -290,6 +290,22 @@ impl LiveStore for MemLive {
             .collect())
     }
 
+    async fn tombstoned(
+        &self,
+        prefix: &str,
+        ids: &[(&str, &str)],
+    ) -> Result<Vec<bool>, redis::RedisError> {
+        let identities = self.identities.lock().unwrap();
+        Ok(ids
+            .iter()
+            .map(|(app, id)| {
+                identities
+                    .get(&(prefix.to_owned(), (*app).to_owned()))
+                    .is_some_and(|i| i.is_deleted(id))
+            })
+            .collect())
+    }
+
     async fn ping(&self) -> Result<(), redis::RedisError> {
         Ok(())
     }

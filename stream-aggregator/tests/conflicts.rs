@@ -179,6 +179,14 @@ impl LiveStore for Overtaken {
         self.inner.apply_identity(prefix, events).await
     }
 
+    async fn tombstoned(
+        &self,
+        prefix: &str,
+        ids: &[(&str, &str)],
+    ) -> Result<Vec<bool>, redis::RedisError> {
+        self.inner.tombstoned(prefix, ids).await
+    }
+
     async fn ping(&self) -> Result<(), redis::RedisError> {
         self.inner.ping().await
     }

@@ -303,3 +303,6 @@ async fn the_service_refreshes_on_its_own_and_hands_over_its_lease() {
     );
     pipeline.stop().await;
 }
+
+#[path = "refresher/deletion.rs"]
+mod deletion;

@@ -1,0 +1,2 @@
+ALTER TABLE sessions DELETE WHERE app_id = ? AND has(?, distinct_id)
+-- binds: ["app-1",["anon-1","user-1"]]
