@@ -111,3 +111,38 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<usize, AdminE
     .await
     .map_err(|err| AdminError::Join(err.to_string()))?
 }
+
+/// The committed offset of consumer group `group` in each partition of
+/// `topic` (partitions without a commit are left out): every message below it
+/// was fully processed by the group (the aggregator commits after its stores).
+pub async fn committed_offsets(
+    config: &KafkaConfig,
+    group: &str,
+) -> Result<Vec<(i32, i64)>, AdminError> {
+    let (mut client, topic) = (
+        config.client_config().set("group.id", group).clone(),
+        config.topic.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client.set("enable.auto.commit", "false").create()?;
+        let timeout = Duration::from_secs(5);
+        let metadata = consumer.fetch_metadata(Some(&topic), timeout)?;
+        let mut list = rdkafka::TopicPartitionList::new();
+        for t in metadata.topics().iter().filter(|t| t.name() == topic) {
+            for p in t.partitions() {
+                list.add_partition(&topic, p.id());
+            }
+        }
+        let committed = consumer.committed_offsets(list, timeout)?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect())
+    })
+    .await
+    .map_err(|err| AdminError::Join(err.to_string()))?
+}

@@ -18,6 +18,7 @@ pub mod deletion;
 pub mod discovery;
 pub mod error;
 pub mod fields;
+pub mod freshness;
 pub mod funnel;
 pub mod funnel_order;
 pub mod live;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub saved: saved::SavedStore,
     /// Person deletion jobs (PostgreSQL).
     pub deletions: deletion::DeletionStore,
+    /// The report refresher's state (PostgreSQL): which days reports answer.
+    pub refresh: freshness::RefreshStore,
     /// Serialized `/query` answers, shared by identical queries.
     pub query_cache: cache::Cache<axum::body::Bytes>,
     /// Apps' time zones (PostgreSQL), for 30 s.
@@ -116,6 +119,7 @@ pub async fn run(
         ),
         saved: saved::SavedStore::new(config.postgres.clone()),
         deletions: deletion::DeletionStore::new(pg::Pg::new(config.postgres.clone())),
+        refresh: freshness::RefreshStore::new(pg::Pg::new(config.postgres.clone())),
         accounts: Arc::new(accounts::postgres::PgAccounts::new(config.postgres.clone())),
         sessions: cache::Cache::new(session::SESSION_CACHE, 100_000, clock.clone()),
         login_throttle: login_throttle::LoginThrottle::new(clock.clone()),

@@ -18,7 +18,10 @@
 
 use crate::answer::{cached_rows, name_columns, respond, to_bytes};
 use crate::auth::ReadAccess;
-use crate::sql::{app_and_range, invalid, local_time_with_offset, split_unit, Bind, Invalid, Sql};
+use crate::sql::{
+    app_and_range, invalid, local_time_with_offset, person_join, split_unit, Bind, Invalid, Sql,
+    PERSON,
+};
 use crate::{AppState, QueryError};
 use axum::extract::State;
 use std::sync::Arc;
@@ -32,8 +35,11 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub enum Source {
     /// Raw `events` rows.
     Raw,
-    /// The hourly rollup.
+    /// The hourly rollup (an insert-only materialized view; distinct ids).
     Rollup,
+    /// The refresher's `report_pages_hourly` for derived days, raw rows for
+    /// the others ([`crate::freshness`]).
+    Refreshed,
 }
 
 impl Source {
@@ -42,6 +48,7 @@ impl Source {
         match self {
             Source::Raw => "raw",
             Source::Rollup => "rollup",
+            Source::Refreshed => "report+raw",
         }
     }
 }
@@ -152,24 +159,27 @@ pub fn build(
         })
         .collect();
     let (table, metrics, mut conditions, guard) = match source {
-        Source::Raw => {
-            let (mut conditions, binds) = app_and_range(app_id, (from_ms, to_ms));
+        Source::Raw | Source::Refreshed => {
+            // Visitors are persons (the app's identity mapping joined).
+            let (join, mut binds) = person_join(app_id, false);
+            let (mut conditions, guard) = app_and_range(app_id, (from_ms, to_ms));
+            binds.extend(guard);
             conditions.push("name = 'page_view'".to_owned());
             (
-                "events",
+                format!("events{join}"),
                 [
-                    "toFloat64(count()) AS m0",
-                    "toFloat64(uniqExact(distinct_id)) AS m1",
+                    "toFloat64(count()) AS m0".to_owned(),
+                    format!("toFloat64(uniqExact({PERSON})) AS m1"),
                 ],
                 conditions,
                 binds,
             )
         }
         Source::Rollup => (
-            "rollup_pages_hourly",
+            "rollup_pages_hourly".to_owned(),
             [
-                "toFloat64(countMerge(page_views)) AS m0",
-                "toFloat64(uniqExactMerge(visitors)) AS m1",
+                "toFloat64(countMerge(page_views)) AS m0".to_owned(),
+                "toFloat64(uniqExactMerge(visitors)) AS m1".to_owned(),
             ],
             vec![
                 "app_id = ?".to_owned(),
@@ -186,7 +196,7 @@ pub fn build(
     if !include_bots {
         conditions.push("is_bot = 0".into());
     }
-    select.extend(metrics.iter().map(|m| (*m).to_owned()));
+    select.extend(metrics.iter().cloned());
     let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
     let text = format!(
         "SELECT {} FROM {table} WHERE {} GROUP BY {} ORDER BY m0 DESC, {} LIMIT {}",
@@ -205,6 +215,97 @@ pub fn build(
     })
 }
 
+/// The statement of `report` over `[from_ms, to_ms)` from the refresher's
+/// `report_pages_hourly` for every day not in `raw_days` and from raw rows
+/// for those (see [`crate::freshness`]): one `UNION ALL` of counts and
+/// `uniqExact` states, merged per group. UTC hours only, like the rollup.
+pub fn build_refreshed(
+    app_id: &str,
+    (report, granularity, tz): (&str, &str, &str),
+    (from_ms, to_ms): (i64, i64),
+    (limit, include_bots): (usize, bool),
+    raw_days: &[String],
+) -> Result<Sql, Invalid> {
+    if !(1..=1_000).contains(&limit) {
+        return Err(invalid("limit", "1..=1000"));
+    }
+    if !rollup_answers(report, tz) {
+        return Err(invalid(
+            "source",
+            "reports answer pages_over_time in UTC only",
+        ));
+    }
+    let dims = dimensions(report, granularity)?;
+    let side = |raw: bool| -> (Vec<String>, Vec<Bind>) {
+        let mut binds = Vec::new();
+        let select = dims
+            .iter()
+            .enumerate()
+            .map(|(i, (_, raw_expr, report_expr))| {
+                let expr = if raw { raw_expr } else { report_expr };
+                binds.extend(vec![Bind::Text(tz.to_owned()); expr.matches('?').count()]);
+                format!("{expr} AS d{i}")
+            })
+            .collect();
+        (select, binds)
+    };
+    let days = || {
+        let marks = vec!["?"; raw_days.len()].join(", ");
+        let binds = raw_days.iter().map(|d| Bind::Text(d.clone()));
+        (format!("({marks})"), binds)
+    };
+    let bots = if include_bots { "" } else { " AND is_bot = 0" };
+    let (mut select, mut binds) = side(false);
+    select.extend(["page_views AS m0".to_owned(), "visitors AS s".to_owned()]);
+    binds.extend([
+        Bind::Text(app_id.to_owned()),
+        Bind::Int(from_ms.div_euclid(1_000)),
+        Bind::Int(to_ms.div_euclid(1_000)),
+    ]);
+    let mut text = format!(
+        "SELECT {} FROM report_pages_hourly FINAL WHERE app_id = ? AND hour >= toDateTime(?) \
+         AND hour < toDateTime(?) AND page_views > 0{bots}",
+        select.join(", ")
+    );
+    let names: Vec<String> = (0..dims.len()).map(|i| format!("d{i}")).collect();
+    if !raw_days.is_empty() {
+        let (list, day_binds) = days();
+        text.push_str(&format!(" AND toDate(hour, 'UTC') NOT IN {list}"));
+        binds.extend(day_binds);
+        let (mut select, raw_binds) = side(true);
+        binds.extend(raw_binds);
+        select.extend([
+            "count() AS m0".to_owned(),
+            format!("uniqExactState({PERSON}) AS s"),
+        ]);
+        let (join, join_binds) = person_join(app_id, false);
+        binds.extend(join_binds);
+        let (conditions, guard) = app_and_range(app_id, (from_ms, to_ms));
+        binds.extend(guard);
+        let (list, day_binds) = days();
+        binds.extend(day_binds);
+        text.push_str(&format!(
+            " UNION ALL SELECT {} FROM events{join} WHERE {} AND name = 'page_view'{bots} \
+             AND event_date IN {list} GROUP BY {}",
+            select.join(", "),
+            conditions.join(" AND "),
+            names.join(", ")
+        ));
+    }
+    Ok(Sql {
+        text: format!(
+            "SELECT {names}, toFloat64(sum(m0)) AS m0, toFloat64(uniqExactMerge(s)) AS m1 \
+             FROM ({text}) GROUP BY {names} ORDER BY m0 DESC, {names} LIMIT {}",
+            limit + 1,
+            names = names.join(", "),
+        ),
+        binds,
+        dimensions: dims.iter().map(|(name, ..)| (*name).to_owned()).collect(),
+        metrics: vec!["page_views".into(), "visitors".into()],
+        max_groups: None,
+    })
+}
+
 /// Query string of a report.
 #[derive(Debug, serde::Deserialize)]
 pub struct ReportParams {
@@ -216,7 +317,8 @@ pub struct ReportParams {
     pub limit: Option<usize>,
     /// Count bots too.
     pub include_bots: Option<bool>,
-    /// `auto` (default), `raw` or `rollup`.
+    /// `auto` (default: the refresher's reports with raw rows for the days
+    /// they do not cover, else raw rows), `raw` or `rollup` (legacy).
     pub source: Option<String>,
     /// Time zone of hours and days (an IANA name; default: the app's).
     pub tz: Option<String>,
@@ -246,42 +348,67 @@ async fn report_inner(
         state.config.max_range_days,
     )?;
     let zone = crate::range::time_zone(state, &app_id, params.tz.as_deref()).await?;
+    let mut fresh = None;
     let source = match params.source.as_deref().unwrap_or("auto") {
         "raw" => Source::Raw,
         "rollup" => Source::Rollup,
-        "auto" => {
-            if rollup_answers(report, &zone)
-                && rollup_covers(state.events.rollup_since().await?, range.0)
-            {
-                Source::Rollup
-            } else {
-                Source::Raw
-            }
-        }
+        "auto" => match rollup_answers(report, &zone) {
+            true => match crate::freshness::raw_days(state, &app_id).await? {
+                Some(found) => {
+                    fresh = Some(found);
+                    Source::Refreshed
+                }
+                None => Source::Raw,
+            },
+            false => Source::Raw,
+        },
         _ => return Err(invalid("source", "auto, raw or rollup").into()),
     };
     let granularity = params.granularity.as_deref().unwrap_or("day");
     let limit = params.limit.unwrap_or(10);
     let options = (limit, params.include_bots.unwrap_or(false));
-    let sql = build(
-        &app_id,
-        (report, granularity, &zone),
-        range,
-        options,
-        source,
-    )?;
-    let (answer, hit) = cached_rows(state, "report", &app_id, &sql, |rows, query_time_ms| {
+    let raw_days: Vec<String> = fresh
+        .as_ref()
+        .map(|(days, _)| days.iter().cloned().collect())
+        .unwrap_or_default();
+    let sql = match source {
+        Source::Refreshed => build_refreshed(
+            &app_id,
+            (report, granularity, &zone),
+            range,
+            options,
+            &raw_days,
+        )?,
+        _ => build(
+            &app_id,
+            (report, granularity, &zone),
+            range,
+            options,
+            source,
+        )?,
+    };
+    let derived_as_of = fresh.as_ref().and_then(|(_, view)| view.run_started_ms);
+    // A refresher run rewrites reports without changing the statement: the
+    // run is part of the cache key, so no answer outlives the tables it read.
+    let kind = format!("report@{}", derived_as_of.unwrap_or(0));
+    let (answer, hit) = cached_rows(state, &kind, &app_id, &sql, |rows, query_time_ms| {
         let truncated = rows.len() > limit;
         let results: Vec<_> = rows
             .into_iter()
             .take(limit)
             .map(|row| name_columns(row, &sql))
             .collect();
-        let answer = serde_json::json!({
+        // Every stored row counts (raw rows for the days reports do not
+        // cover), so the answer is as fresh as the moment it was computed.
+        let mut answer = serde_json::json!({
             "app_id": app_id, "report": report, "from_ms": range.0, "to_ms": range.1,
             "source": source.name(), "results": results, "truncated": truncated,
-            "query_time_ms": query_time_ms,
+            "query_time_ms": query_time_ms, "fresh_as_of_ms": state.clock.now_ms(),
         });
+        if source == Source::Refreshed {
+            answer["raw_days"] = serde_json::json!(raw_days.len());
+            answer["derived_as_of_ms"] = serde_json::json!(derived_as_of);
+        }
         to_bytes(&answer)
     })
     .await?;
@@ -307,6 +434,38 @@ mod tests {
         assert!(!rollup_covers(None, from));
         assert!(!rollup_covers(Some(from), from));
         assert!(rollup_covers(Some(from - 24 * HOUR_MS), from));
+    }
+
+    #[test]
+    fn golden_report_statements() {
+        let range = (
+            1_700_000_000_000 / HOUR_MS * HOUR_MS,
+            1_700_604_000_000 / HOUR_MS * HOUR_MS,
+        );
+        let raw = build(
+            "app-1",
+            ("pages", "day", "UTC"),
+            range,
+            (10, false),
+            Source::Raw,
+        )
+        .unwrap();
+        crate::sql::assert_golden("report_pages_raw", &raw);
+        let days = ["2023-11-15".to_owned(), "2023-11-16".to_owned()];
+        let over_time = ("pages_over_time", "hour", "UTC");
+        let fresh = build_refreshed("app-1", over_time, range, (10, false), &days).unwrap();
+        crate::sql::assert_golden("report_pages_over_time_refreshed", &fresh);
+        let derived =
+            build_refreshed("app-1", ("countries", "day", "UTC"), range, (5, true), &[]).unwrap();
+        crate::sql::assert_golden("report_countries_all_derived", &derived);
+        assert!(build_refreshed(
+            "app-1",
+            ("pages_over_time", "hour", "Asia/Kolkata"),
+            range,
+            (5, true),
+            &[]
+        )
+        .is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 use tally_common::clickhouse::ClickHouseConfig;
-use tally_common::config::{ensure, env_or, ConfigError};
+use tally_common::config::{ensure, env_or, env_string, ConfigError};
+use tally_common::kafka::KafkaConfig;
 use tally_common::postgres::PostgresConfig;
 
 /// Everything the refresher needs to start.
@@ -15,6 +16,11 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     /// PostgreSQL: lease, watermarks, runs (`TALLY_POSTGRES_URL`).
     pub postgres: PostgresConfig,
+    /// Broker and topic (`TALLY_KAFKA_*`): the aggregator group's committed
+    /// offsets say which rows are stored.
+    pub kafka: KafkaConfig,
+    /// The aggregator's consumer group (`TALLY_AGGREGATOR_GROUP`, default `tally-aggregator`).
+    pub aggregator_group: String,
     /// Apply the migrations at start (`TALLY_CLICKHOUSE_MIGRATE`, default true).
     pub migrate: bool,
     /// Pause between incremental runs (`TALLY_REFRESH_INTERVAL_MS`, default 10000).
@@ -36,6 +42,8 @@ impl Config {
             )?,
             clickhouse: ClickHouseConfig::from_env()?,
             postgres: PostgresConfig::from_env()?,
+            kafka: KafkaConfig::from_env()?,
+            aggregator_group: env_string("TALLY_AGGREGATOR_GROUP", "tally-aggregator"),
             migrate: env_or("TALLY_CLICKHOUSE_MIGRATE", true)?,
             interval: Duration::from_millis(env_or("TALLY_REFRESH_INTERVAL_MS", 10_000u64)?),
             full_every: Duration::from_secs(

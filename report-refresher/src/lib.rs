@@ -87,7 +87,8 @@ pub async fn run(
     tally_common::postgres::migrate(&pg).await?;
     let owner = uuid::Uuid::new_v4().to_string();
     let state = state::PgState::new(pg, &config.clickhouse.database, &owner);
-    let mut refresher = Refresher::new(config.clickhouse.client(), state, config.lease);
+    let mut refresher = Refresher::new(config.clickhouse.client(), state, config.lease)
+        .with_kafka(config.kafka.clone(), &config.aggregator_group);
     let metrics = Metrics::new()?;
     let health = Arc::new(AppState {
         metrics: metrics.clone(),

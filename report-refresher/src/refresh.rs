@@ -28,6 +28,7 @@ use crate::statements::{self, NewRange, Stmt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use tally_common::kafka::KafkaConfig;
 
 /// Most days written per statement.
 const DAYS_PER_STATEMENT: usize = 31;
@@ -96,6 +97,14 @@ struct Day {
     day: String,
 }
 
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct ArrivalDay {
+    day: String,
+    kafka_topic: String,
+    kafka_partition: i32,
+    top: i64,
+}
+
 /// Runs refreshes of one scope.
 #[derive(Debug)]
 pub struct Refresher {
@@ -104,6 +113,8 @@ pub struct Refresher {
     lease: Duration,
     /// Test-only: fail the run after writing this many apps' buckets.
     crash_after: Option<usize>,
+    /// The broker and the aggregator's group: which rows are stored.
+    kafka: Option<(KafkaConfig, String)>,
 }
 
 fn now_secs() -> f64 {
@@ -120,7 +131,16 @@ impl Refresher {
             state,
             lease,
             crash_after: None,
+            kafka: None,
         }
+    }
+
+    /// Reads the aggregator group's committed offsets on `kafka` at the start
+    /// of each run and records, once the run is committed, that every row
+    /// below them is derived (readers then answer those days from reports).
+    pub fn with_kafka(mut self, kafka: KafkaConfig, aggregator_group: &str) -> Self {
+        self.kafka = Some((kafka, aggregator_group.to_owned()));
+        self
     }
 
     /// Test-only: the next runs fail after writing `apps` apps' buckets
@@ -210,6 +230,38 @@ impl Refresher {
         Ok(finished)
     }
 
+    /// Drops each received day of `arrivals` older than yesterday whose
+    /// arrivals are all derived.
+    async fn prune_arrivals(&self) -> Result<(), RefreshError> {
+        let derived = self.state.derived().await?;
+        let days: Vec<ArrivalDay> = self
+            .fetch(&Stmt {
+                text: statements::ARRIVAL_DAYS_SQL.into(),
+                binds: Vec::new(),
+            })
+            .await?;
+        let yesterday = time::OffsetDateTime::now_utc().date().previous_day();
+        let mut droppable: BTreeMap<String, bool> = BTreeMap::new();
+        for day in days {
+            let all_derived = derived
+                .get(&(day.kafka_topic.clone(), day.kafka_partition))
+                .is_some_and(|d| day.top <= *d);
+            let old = yesterday.is_some_and(|y| day.day < y.to_string());
+            *droppable.entry(day.day).or_insert(true) &= all_derived && old;
+        }
+        for (day, drop) in droppable {
+            if drop {
+                self.clickhouse
+                    .query(statements::DROP_ARRIVALS_SQL)
+                    .bind(day.as_str())
+                    .execute()
+                    .await?;
+                tracing::info!(day, "dropped derived arrivals");
+            }
+        }
+        Ok(())
+    }
+
     /// One run; `None` when another refresher holds the lease.
     pub async fn run(&mut self, kind: Kind) -> Result<Option<Report>, RefreshError> {
         let started = now_secs();
@@ -217,6 +269,23 @@ impl Refresher {
             return Ok(None);
         };
         let version = self.state.next_version().await?;
+        // Stored before this run began: every message below the group's
+        // commit (read first, so the run derives all of them).
+        let committed = match &self.kafka {
+            None => Vec::new(),
+            Some((kafka, group)) => {
+                match tally_common::kafka::committed_offsets(kafka, group).await {
+                    Ok(committed) => committed
+                        .into_iter()
+                        .map(|(p, offset)| (kafka.topic.clone(), p, offset - 1))
+                        .collect(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "committed offsets unreadable: derived marks stay");
+                        Vec::new()
+                    }
+                }
+            }
+        };
         let plain = |text: &str| Stmt {
             text: text.to_owned(),
             binds: Vec::new(),
@@ -325,6 +394,10 @@ impl Refresher {
                 &finished,
             )
             .await?;
+        if !committed.is_empty() {
+            self.state.set_derived(&committed, started).await?;
+        }
+        self.prune_arrivals().await?;
         Ok(Some(Report { record, buckets }))
     }
 }

@@ -189,6 +189,42 @@ impl PgState {
         Ok(())
     }
 
+    /// Records that every row at or below `derived` offsets is derived
+    /// (per (topic, partition); never moves back).
+    pub async fn set_derived(
+        &self,
+        derived: &[(String, i32, i64)],
+        started_secs: f64,
+    ) -> Result<(), RefreshError> {
+        for (topic, partition, offset) in derived {
+            self.client
+                .execute(
+                    "INSERT INTO refresh_derived (scope, kafka_topic, kafka_partition, derived, run_started_at) \
+                     VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT (scope, kafka_topic, kafka_partition) \
+                     DO UPDATE SET derived = GREATEST(refresh_derived.derived, EXCLUDED.derived), \
+                     run_started_at = EXCLUDED.run_started_at",
+                    &[&self.scope, topic, partition, offset, &started_secs],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Per (topic, partition), the offset at or below which rows are derived.
+    pub async fn derived(&self) -> Result<HashMap<(String, i32), i64>, RefreshError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT kafka_topic, kafka_partition, derived FROM refresh_derived WHERE scope = $1",
+                &[&self.scope],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+            .collect())
+    }
+
     /// When the last full rebuild finished (epoch seconds), if any.
     pub async fn last_full_secs(&self) -> Result<Option<f64>, RefreshError> {
         let row = self

@@ -79,7 +79,7 @@ pub const IDENTITY_TOPS_SQL: &str =
 pub const ALL_BUCKETS_SQL: &str = "SELECT app_id, toString(event_date) AS day FROM events \
      GROUP BY app_id, event_date UNION ALL SELECT app_id, toString(day) AS day \
      FROM person_day_activity GROUP BY app_id, day UNION ALL SELECT app_id, \
-     toString(toDate(hour)) AS day FROM report_pages_hourly GROUP BY app_id, day";
+     toString(toDate(hour, 'UTC')) AS day FROM report_pages_hourly GROUP BY app_id, day";
 
 /// One range of new rows: topic, Kafka partition, day, (mark, top].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +165,7 @@ pub fn pages_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
         text: format!(
             "INSERT INTO report_pages_hourly (app_id, hour, {PAGE_KEYS}, page_views, visitors, version) \
              SELECT app_id, hour, {PAGE_KEYS}, toUInt64(0), uniqExactStateIf('', 0), toUInt64(?) \
-             FROM report_pages_hourly WHERE app_id = ? AND toDate(hour) IN {list} \
+             FROM report_pages_hourly WHERE app_id = ? AND toDate(hour, 'UTC') IN {list} \
              GROUP BY app_id, hour, {PAGE_KEYS} HAVING max(version) < ? AND argMax(page_views, version) > 0"
         ),
         binds,
@@ -221,7 +221,7 @@ fn except_days(column: &str, days: &[String]) -> (String, Vec<Bind>) {
 /// leaving out `skip` (days with rows or identity changes not derived yet).
 pub fn pages_drift(app_id: &str, skip: &[String]) -> Stmt {
     let (source, source_binds) = source(app_id);
-    let (report_skip, report_binds) = except_days("toDate(hour)", skip);
+    let (report_skip, report_binds) = except_days("toDate(hour, 'UTC')", skip);
     let (raw_skip, raw_binds) = except_days("event_date", skip);
     let mut binds = vec![text(app_id)];
     binds.extend(report_binds);
@@ -265,6 +265,14 @@ pub fn activity_drift(app_id: &str, skip: &[String]) -> Stmt {
         binds,
     }
 }
+
+/// Per received day, topic and Kafka partition of `arrivals`: the highest offset.
+pub const ARRIVAL_DAYS_SQL: &str = "SELECT toString(received_date) AS day, kafka_topic, \
+     toInt32(kafka_partition) AS kafka_partition, toInt64(max(kafka_offset)) AS top \
+     FROM arrivals GROUP BY received_date, kafka_topic, kafka_partition";
+
+/// Drops one received day of `arrivals` (bind: the day, `YYYY-MM-DD`).
+pub const DROP_ARRIVALS_SQL: &str = "ALTER TABLE arrivals DROP PARTITION ?";
 
 /// Mutations of this database not finished yet.
 pub const PENDING_MUTATIONS_SQL: &str =
@@ -389,6 +397,7 @@ mod tests {
         assert_golden("refresh_person_days", &person_days("app-1", &ids));
         for (name, sql) in [
             ("refresh_pending_mutations", PENDING_MUTATIONS_SQL),
+            ("refresh_arrival_days", ARRIVAL_DAYS_SQL),
             ("refresh_tops", TOPS_SQL),
             ("refresh_identity_tops", IDENTITY_TOPS_SQL),
             ("refresh_all_buckets", ALL_BUCKETS_SQL),

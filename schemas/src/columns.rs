@@ -114,6 +114,17 @@ pub const PERSON_COLUMNS: &[&str] = &[
     "is_deleted",
 ];
 
+/// The `arrivals` columns in table order (migration 0009), which is the field
+/// order of [`crate::row::ArrivalRow`].
+pub const ARRIVAL_COLUMNS: &[&str] = &[
+    "app_id",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "event_date",
+    "received_date",
+];
+
 /// `events` columns an ad-hoc query may filter and group on (the event name
 /// and the enrichment columns; everything else only through properties).
 pub const EVENT_QUERY_COLUMNS: &[&str] = &[
@@ -269,6 +280,8 @@ mod tests {
             PERSON_DISTINCT_ID_COLUMNS
         );
         assert_eq!(field_names::<PersonRow>(), PERSON_COLUMNS);
+        assert_eq!(field_names::<crate::row::ArrivalRow>(), ARRIVAL_COLUMNS);
+        assert_eq!(names(&table_columns("arrivals")), ARRIVAL_COLUMNS);
         assert_eq!(names(&table_columns("persons")), PERSON_COLUMNS);
     }
 

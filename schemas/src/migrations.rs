@@ -47,6 +47,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "person_deletions",
         sql: include_str!("../migrations/postgres/0006_person_deletions.sql"),
     },
+    Migration {
+        version: 7,
+        name: "refresh_derived",
+        sql: include_str!("../migrations/postgres/0007_refresh_derived.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.
@@ -90,6 +95,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         version: 8,
         name: "reports",
         sql: include_str!("../migrations/clickhouse/0008_reports.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "arrivals",
+        sql: include_str!("../migrations/clickhouse/0009_arrivals.sql"),
     },
 ];
 

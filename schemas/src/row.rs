@@ -154,6 +154,38 @@ impl EventRow {
     }
 }
 
+/// One row of `arrivals` (migration 0009): where a raw row sits in the log.
+#[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrivalRow {
+    /// Tenant.
+    pub app_id: String,
+    /// Topic.
+    pub kafka_topic: String,
+    /// Kafka partition.
+    pub kafka_partition: u32,
+    /// Kafka offset.
+    pub kafka_offset: u64,
+    /// The row's `event_date`.
+    pub event_date: u16,
+    /// `Date` the gateway received it (the table partition).
+    pub received_date: u16,
+}
+
+impl ArrivalRow {
+    /// The arrival of `row`.
+    pub fn of(row: &EventRow) -> Self {
+        ArrivalRow {
+            app_id: row.app_id.clone(),
+            kafka_topic: row.kafka_topic.clone(),
+            kafka_partition: row.kafka_partition,
+            kafka_offset: row.kafka_offset,
+            event_date: row.event_date,
+            received_date: u16::try_from(row.received_at / 86_400).unwrap_or(u16::MAX),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

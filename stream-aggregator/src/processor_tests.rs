@@ -105,6 +105,13 @@ impl RawSink for MemRaw {
             .collect())
     }
 
+    async fn insert_arrivals(
+        &self,
+        _rows: &[tally_schemas::row::ArrivalRow],
+    ) -> Result<(), clickhouse::error::Error> {
+        Ok(())
+    }
+
     async fn insert_persons(
         &self,
         ids: &[PersonDistinctIdRow],

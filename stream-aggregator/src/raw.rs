@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::future::Future;
 use std::time::Duration;
 use tally_schemas::person::{PersonDistinctIdRow, PersonRow};
-use tally_schemas::row::EventRow;
+use tally_schemas::row::{ArrivalRow, EventRow};
 use tally_schemas::session::{SessionRow, SESSION_COLUMNS};
 
 /// Stored sessions of one visitor that may overlap `[from_ms, to_ms]`.
@@ -95,6 +95,11 @@ pub trait RawSink: Send + Sync + 'static {
     fn insert_sessions(
         &self,
         rows: &[SessionRow],
+    ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
+    /// Inserts the arrivals of rows about to be inserted (one statement).
+    fn insert_arrivals(
+        &self,
+        rows: &[ArrivalRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
     /// Inserts identity rows (upserts into the `person_distinct_ids` and
     /// `persons` ReplacingMergeTrees; a repeated row is harmless).
@@ -211,6 +216,10 @@ impl RawSink for ClickHouseSink {
 
     async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), clickhouse::error::Error> {
         insert_all(&self.client, "sessions", rows).await
+    }
+
+    async fn insert_arrivals(&self, rows: &[ArrivalRow]) -> Result<(), clickhouse::error::Error> {
+        insert_all(&self.client, "arrivals", rows).await
     }
 
     async fn insert_persons(

@@ -18,13 +18,17 @@
 //! from the true watermarks: a zombie writer finds its messages already stored
 //! and skips them. The lease only matters if a holder dies mid-insert; an
 //! insert is given [`crate::raw::INSERT_TIMEOUT`], well within the lease.
+//!
+//! Before the rows, their *arrivals* (`arrivals`, one small row per raw row,
+//! ordered by Kafka position) are inserted in one statement: readers find the
+//! days holding rows that the report refresher has not derived yet there.
 
 use crate::error::AggregatorError;
 use crate::live::{raw_marks_key, Claimed, LiveStore};
 use crate::message::{debug_assert_offset_order, Message};
 use crate::raw::RawSink;
 use std::collections::{BTreeMap, HashMap};
-use tally_schemas::row::{event_date, EventRow};
+use tally_schemas::row::{event_date, ArrivalRow, EventRow};
 
 /// Lease of a partition claim.
 pub const CLAIM_TTL_MS: u64 = 15_000;
@@ -149,6 +153,10 @@ impl RowWriter<'_> {
                 message.offset,
             ));
         }
+        // Arrivals first: a row visible in `events` always has its arrival,
+        // which is what lets a reader find the days not derived yet.
+        let arrivals: Vec<ArrivalRow> = days.values().flatten().map(ArrivalRow::of).collect();
+        raw.insert_arrivals(&arrivals).await?;
         let mut written = 0;
         for (day, rows) in days {
             raw.insert(&rows).await?;

@@ -103,6 +103,13 @@ impl RawSink for SharedRaw {
         Ok(Vec::new())
     }
 
+    async fn insert_arrivals(
+        &self,
+        _rows: &[tally_schemas::row::ArrivalRow],
+    ) -> Result<(), clickhouse::error::Error> {
+        Ok(())
+    }
+
     async fn insert_persons(
         &self,
         _ids: &[PersonDistinctIdRow],

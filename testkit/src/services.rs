@@ -129,6 +129,8 @@ pub fn refresher_config(iso: &Isolation) -> report_refresher::Config {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         clickhouse: iso.clickhouse.clone(),
         postgres: crate::postgres(),
+        kafka: iso.kafka.clone(),
+        aggregator_group: iso.group_id.clone(),
         migrate: false,
         interval: Duration::from_millis(200),
         full_every: Duration::ZERO,

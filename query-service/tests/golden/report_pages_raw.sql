@@ -1,0 +1,2 @@
+SELECT url_path AS d0, toFloat64(count()) AS m0, toFloat64(uniqExact(if(pm_person = '', distinct_id, pm_person))) AS m1 FROM events ANY LEFT JOIN (SELECT distinct_id, argMax(person_id, version) AS pm_person FROM person_distinct_ids WHERE app_id = ? GROUP BY distinct_id) AS pm USING distinct_id WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND ts_ms >= ? AND ts_ms < ? AND name = 'page_view' AND is_bot = 0 GROUP BY d0 ORDER BY m0 DESC, d0 LIMIT 11
+-- binds: ["app-1","app-1","2023-11-14","2023-11-21",1699999200000,1700604000000]
