@@ -10,6 +10,7 @@
 //! (`http://127.0.0.1:8123`).
 
 pub mod broker;
+pub mod derived;
 pub mod journeys;
 pub mod pipeline;
 pub mod proxy;
