@@ -28,6 +28,7 @@ use crate::send::{self, SendConfig, Style};
 use crate::stats::{ms, percentile};
 
 mod overview;
+mod p8;
 mod peers;
 mod probes;
 mod process;
@@ -68,6 +69,8 @@ pub struct BenchConfig {
     pub b5_events: u64,
     /// Repetitions of each B5 query.
     pub b5_runs: usize,
+    /// Events of the P8 historical dataset (copied, then changed by P8).
+    pub p8_events: u64,
     /// Measured Overview loads of B7 (each cold and warm).
     pub b7_loads: usize,
     /// Where the JSON goes.
@@ -90,6 +93,7 @@ impl BenchConfig {
             b4_seconds: 10.0,
             b5_events: 10_000_000,
             b5_runs: 20,
+            p8_events: 50_000_000,
             b7_loads: 10,
             out: PathBuf::from("target/bench/bench.json"),
             postgres: tally_common::postgres::PostgresConfig {
@@ -110,6 +114,7 @@ impl BenchConfig {
             b4_seconds: 2.0,
             b5_events: 200_000,
             b5_runs: 3,
+            p8_events: 200_000,
             b7_loads: 2,
             out: PathBuf::from("target/bench/bench-quick.json"),
             ..Self::full(bin_dir)
@@ -293,40 +298,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     query.stop();
 
     // B5: historical dataset (kept between runs when the size matches).
-    let history = ClickHouseConfig {
-        database: format!("tally_bench_history_{}", config.b5_events),
-        ..clickhouse.clone()
-    };
+    let (history, generated) = history_db(&clickhouse, config.b5_events).await?;
     let hist_client = history.client();
-    let existing: u64 = hist_client
-        .query("SELECT count() FROM events")
-        .fetch_one()
-        .await
-        .unwrap_or_default();
-    let generated = if existing == config.b5_events {
-        // A kept dataset gets the migrations added since it was generated.
-        tally_common::clickhouse::migrate(&history)
-            .await
-            .map_err(|e| format!("migrating {}: {e}", history.database))?;
-        format!("reused {existing} rows in {}", history.database)
-    } else {
-        let _ = history
-            .server_client()
-            .query(&format!("DROP DATABASE IF EXISTS {}", history.database))
-            .execute()
-            .await;
-        eprintln!("B5: generating {} events over 90 days", config.b5_events);
-        crate::history::generate(&crate::history::HistoryConfig {
-            clickhouse: history.clone(),
-            days: 90,
-            events: config.b5_events,
-            seed: 7,
-            app_prefix: "hist".into(),
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .to_string()
-    };
     let hot_rows: u64 = hist_client
         .query("SELECT count() FROM events WHERE app_id = ?")
         .bind("hist-app-00")
@@ -360,6 +333,11 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
         .execute()
         .await;
+    eprintln!(
+        "P8: incremental refresh against full rebuild on {} events",
+        config.p8_events
+    );
+    let p8 = p8::run(&clickhouse, config.p8_events, &config.postgres).await?;
 
     Ok(json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
@@ -378,8 +356,52 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
                "funnel_30d_p50_ms": ms(percentile(&funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(&funnel, 0.95)),
                "strict_funnel_30d_p50_ms": ms(percentile(&strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(&strict, 0.95))},
         "b7": b7,
+        "p8": p8,
         "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
     }))
+}
+
+/// The historical dataset of `events` rows (generated over 90 days, kept
+/// between runs when the size matches): its config and what was done.
+pub async fn history_db(
+    clickhouse: &ClickHouseConfig,
+    events: u64,
+) -> Result<(ClickHouseConfig, String), String> {
+    let history = ClickHouseConfig {
+        database: format!("tally_bench_history_{events}"),
+        ..clickhouse.clone()
+    };
+    let existing: u64 = history
+        .client()
+        .query("SELECT count() FROM events")
+        .fetch_one()
+        .await
+        .unwrap_or_default();
+    let generated = if existing == events {
+        // A kept dataset gets the migrations added since it was generated.
+        tally_common::clickhouse::migrate(&history)
+            .await
+            .map_err(|e| format!("migrating {}: {e}", history.database))?;
+        format!("reused {existing} rows in {}", history.database)
+    } else {
+        let _ = history
+            .server_client()
+            .query(&format!("DROP DATABASE IF EXISTS {}", history.database))
+            .execute()
+            .await;
+        eprintln!("generating {events} historical events over 90 days");
+        crate::history::generate(&crate::history::HistoryConfig {
+            clickhouse: history.clone(),
+            days: 90,
+            events,
+            seed: 7,
+            app_prefix: "hist".into(),
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .to_string()
+    };
+    Ok((history, generated))
 }
 
 /// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N]`.
@@ -401,6 +423,15 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
     }
     if let Some(n) = value("--history-events") {
         config.b5_events = n.parse().map_err(|_| "--history-events: not a number")?;
+    }
+    if let Some(n) = value("--p8-events") {
+        config.p8_events = n.parse().map_err(|_| "--p8-events: not a number")?;
+    }
+    if args.iter().any(|a| a == "--p8-only") {
+        let clickhouse = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
+        let p8 = p8::run(&clickhouse, config.p8_events, &config.postgres).await?;
+        println!("{}", serde_json::to_string_pretty(&p8).unwrap_or_default());
+        return Ok(true);
     }
     let results = run(&config).await?;
     println!("{}", table(&results));

@@ -82,5 +82,19 @@ pub fn table(results: &Value) -> String {
         f(&b7["warm_p50_ms"]),
         f(&b7["warm_p95_ms"])
     );
+    let p8 = &results["p8"];
+    out += &format!(
+        "| P8 refresh | incremental refresh after a minute of traffic ({} new rows, {} merges, {} deletions) on {} rows, s ({} app-days) | {} | {} (full rebuild, {} app-days; drift {}) | {} |\n",
+        p8["minute"]["new_rows"],
+        p8["minute"]["merges"],
+        p8["minute"]["deletions"],
+        p8["rows"],
+        p8["incremental_app_days"],
+        f(&p8["incremental_s"]),
+        f(&p8["full_s"]),
+        p8["full_app_days"],
+        p8["drift"],
+        f(&p8["ratio"])
+    );
     out
 }
