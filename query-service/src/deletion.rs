@@ -107,15 +107,11 @@ impl DeletionStore {
 
 /// The days on which `ids` have events (`d0`, `YYYY-MM-DD`).
 pub fn days_statement(app_id: &str, ids: &[String]) -> Sql {
-    Sql {
-        text: "SELECT DISTINCT toString(event_date) AS d0 FROM events \
-               WHERE app_id = ? AND has(?, distinct_id) ORDER BY d0"
-            .into(),
-        binds: vec![Bind::Text(app_id.into()), Bind::List(ids.to_vec())],
-        dimensions: Vec::new(),
-        metrics: Vec::new(),
-        max_groups: None,
-    }
+    Sql::plain(
+        "SELECT DISTINCT toString(event_date) AS d0 FROM events \
+         WHERE app_id = ? AND has(?, distinct_id) ORDER BY d0",
+        vec![Bind::Text(app_id.into()), Bind::List(ids.to_vec())],
+    )
 }
 
 /// The mutations removing the rows of `person` (`ids`).
@@ -128,13 +124,7 @@ pub fn delete_statements(app_id: &str, person: &str, ids: &[String]) -> Vec<Sql>
             } else {
                 ids.to_vec()
             };
-            Sql {
-                text: (*text).to_owned(),
-                binds: vec![Bind::Text(app_id.into()), Bind::List(list)],
-                dimensions: Vec::new(),
-                metrics: Vec::new(),
-                max_groups: None,
-            }
+            Sql::plain(*text, vec![Bind::Text(app_id.into()), Bind::List(list)])
         })
         .collect()
 }

@@ -87,13 +87,7 @@ impl RefreshStore {
 }
 
 fn statement(text: String, binds: Vec<Bind>) -> Sql {
-    Sql {
-        text,
-        binds,
-        dimensions: Vec::new(),
-        metrics: Vec::new(),
-        max_groups: None,
-    }
+    Sql::plain(text, binds)
 }
 
 /// Days of the app's arrivals not derived (`d0`).

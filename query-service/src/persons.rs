@@ -26,13 +26,7 @@ pub const MAX_IDS: usize = 1_000;
 const MAX_ID_LEN: usize = 200;
 
 fn statement(text: String, binds: Vec<Bind>) -> Sql {
-    Sql {
-        text,
-        binds,
-        dimensions: Vec::new(),
-        metrics: Vec::new(),
-        max_groups: None,
-    }
+    Sql::plain(text, binds)
 }
 
 /// The person `distinct_id` belongs to (`d0`, '' when never linked) and

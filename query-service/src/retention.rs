@@ -200,16 +200,7 @@ pub fn build(
         period_of("t"),
         conditions.join(" AND "),
     );
-    Ok((
-        Sql {
-            text,
-            binds,
-            dimensions: Vec::new(),
-            metrics: Vec::new(),
-            max_groups: None,
-        },
-        periods,
-    ))
+    Ok((Sql::plain(text, binds), periods))
 }
 
 #[cfg(test)]

@@ -302,6 +302,20 @@ pub fn utc_date(ms: i64) -> String {
     )
 }
 
+impl Sql {
+    /// A statement answered as rows of its own columns (no named dimensions
+    /// or metrics, no group limit).
+    pub fn plain(text: impl Into<String>, binds: Vec<Bind>) -> Self {
+        Sql {
+            text: text.into(),
+            binds,
+            dimensions: Vec::new(),
+            metrics: Vec::new(),
+            max_groups: None,
+        }
+    }
+}
+
 impl Bind {
     /// The value as JSON (golden files; `testkit/tests/sql_versions.rs` reads it
     /// back): text as a string, an integer as an integer, a number always with a

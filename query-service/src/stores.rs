@@ -155,6 +155,19 @@ impl ClickHouseStore {
     }
 }
 
+/// `query` with the binds of `sql`, in order.
+fn bound(mut query: clickhouse::query::Query, sql: &Sql) -> clickhouse::query::Query {
+    for bind in &sql.binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text.as_str()),
+            Bind::Int(n) => query.bind(*n),
+            Bind::Float(x) => query.bind(*x),
+            Bind::List(list) => query.bind(list.as_slice()),
+        };
+    }
+    query
+}
+
 /// Property names of an app among a list (`property_keys`, migration 0006).
 pub const PROPERTY_NAMES_SQL: &str =
     "SELECT DISTINCT key FROM property_keys WHERE app_id = ? AND has(?, key) ORDER BY key";
@@ -216,14 +229,7 @@ impl ClickHouseStore {
                 .with_setting("max_rows_to_group_by", groups.to_string())
                 .with_setting("group_by_overflow_mode", "throw");
         }
-        for bind in &sql.binds {
-            query = match bind {
-                Bind::Text(text) => query.bind(text.as_str()),
-                Bind::Int(n) => query.bind(*n),
-                Bind::Float(x) => query.bind(*x),
-                Bind::List(list) => query.bind(list.as_slice()),
-            };
-        }
+        query = bound(query, sql);
         let bytes = query
             .fetch_bytes("JSONEachRow")?
             .collect()
@@ -254,16 +260,7 @@ impl ClickHouseStore {
 
     /// Runs a statement that answers nothing (a mutation).
     pub async fn execute(&self, sql: &Sql) -> Result<(), crate::QueryError> {
-        let mut query = self.client.query(&sql.text);
-        for bind in &sql.binds {
-            query = match bind {
-                Bind::Text(text) => query.bind(text.as_str()),
-                Bind::Int(n) => query.bind(*n),
-                Bind::Float(x) => query.bind(*x),
-                Bind::List(list) => query.bind(list.as_slice()),
-            };
-        }
-        Ok(query.execute().await?)
+        Ok(bound(self.client.query(&sql.text), sql).execute().await?)
     }
 
     /// When the page-view rollup started to see inserts (epoch ms), if it exists.

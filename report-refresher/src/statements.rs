@@ -155,21 +155,40 @@ pub fn pages_write(app_id: &str, days: &[String], version: u64) -> Stmt {
     }
 }
 
-/// Zero rows for the keys of the app's `days` that `version` did not write.
-pub fn pages_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
+/// Zero rows, with `version`, for the keys of `table` (its `keys` after
+/// `app_id`, day column `day`, counts `zeros`, count column `count`) on the
+/// app's `days` that `version` did not write and whose current row counts.
+fn vanish(
+    (table, keys, day, zeros, count): (&str, &str, &str, &str, &str),
+    app_id: &str,
+    days: &[String],
+    version: u64,
+) -> Stmt {
     let (list, day_binds) = day_list(days);
     let mut binds = vec![Bind::UInt(version), text(app_id)];
     binds.extend(day_binds);
     binds.push(Bind::UInt(version));
     Stmt {
         text: format!(
-            "INSERT INTO report_pages_hourly (app_id, hour, {PAGE_KEYS}, page_views, visitors, version) \
-             SELECT app_id, hour, {PAGE_KEYS}, toUInt64(0), uniqExactStateIf('', 0), toUInt64(?) \
-             FROM report_pages_hourly WHERE app_id = ? AND toDate(hour, 'UTC') IN {list} \
-             GROUP BY app_id, hour, {PAGE_KEYS} HAVING max(version) < ? AND argMax(page_views, version) > 0"
+            "INSERT INTO {table} SELECT app_id, {keys}, {zeros}, toUInt64(?) FROM {table} \
+             WHERE app_id = ? AND {day} IN {list} GROUP BY app_id, {keys} \
+             HAVING max(version) < ? AND argMax({count}, version) > 0"
         ),
         binds,
     }
+}
+
+/// Zero rows for the keys of the app's `days` that `version` did not write.
+pub fn pages_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
+    let keys = format!("hour, {PAGE_KEYS}");
+    let shape = (
+        "report_pages_hourly",
+        keys.as_str(),
+        "toDate(hour, 'UTC')",
+        "toUInt64(0), uniqExactStateIf('', 0)",
+        "page_views",
+    );
+    vanish(shape, app_id, days, version)
 }
 
 /// Writes every person of the app's `days` into `person_day_activity` with `version`.
@@ -192,19 +211,14 @@ pub fn activity_write(app_id: &str, days: &[String], version: u64) -> Stmt {
 
 /// Zero rows for the persons of the app's `days` that `version` did not write.
 pub fn activity_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
-    let (list, day_binds) = day_list(days);
-    let mut binds = vec![Bind::UInt(version), text(app_id)];
-    binds.extend(day_binds);
-    binds.push(Bind::UInt(version));
-    Stmt {
-        text: format!(
-            "INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) \
-             SELECT app_id, day, person_id, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(?) \
-             FROM person_day_activity WHERE app_id = ? AND day IN {list} \
-             GROUP BY app_id, day, person_id HAVING max(version) < ? AND argMax(events, version) > 0"
-        ),
-        binds,
-    }
+    let shape = (
+        "person_day_activity",
+        "day, person_id",
+        "day",
+        "toUInt64(0), toUInt64(0), toUInt64(0)",
+        "events",
+    );
+    vanish(shape, app_id, days, version)
 }
 
 /// ` AND {column} NOT IN (…)` of `days` (nothing when empty) and its binds.

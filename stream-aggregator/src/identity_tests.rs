@@ -97,33 +97,7 @@ fn an_anonymous_visitor_who_signs_up_on_two_devices_is_one_person() {
     assert_eq!(ids.person("never-linked"), "never-linked");
 }
 
-/// Union-find over distinct ids: id → smallest id of its component.
-fn components(links: &[(String, String)]) -> HashMap<String, String> {
-    let mut parent: HashMap<String, String> = HashMap::new();
-    fn find(parent: &mut HashMap<String, String>, x: &str) -> String {
-        let p = parent.get(x).cloned().unwrap_or_else(|| x.to_owned());
-        if p == x {
-            return p;
-        }
-        let root = find(parent, &p);
-        parent.insert(x.to_owned(), root.clone());
-        root
-    }
-    for (a, b) in links {
-        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-        if ra != rb {
-            let (small, big) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            parent.insert(big, small);
-        }
-    }
-    let keys: BTreeSet<String> = links
-        .iter()
-        .flat_map(|(a, b)| [a.clone(), b.clone()])
-        .collect();
-    keys.into_iter()
-        .map(|k| (k.clone(), find(&mut parent, &k)))
-        .collect()
-}
+use tally_testkit::journeys::components;
 
 /// The "ClickHouse tables": highest version per distinct id and per person.
 #[derive(Default)]

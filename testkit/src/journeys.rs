@@ -233,32 +233,17 @@ impl Model {
     /// The model of `events`.
     pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Model {
         let events: Vec<&Event> = events.into_iter().collect();
-        let mut parent: HashMap<String, String> = HashMap::new();
-        fn find(parent: &mut HashMap<String, String>, x: &str) -> String {
-            let p = parent.get(x).cloned().unwrap_or_else(|| x.to_owned());
-            if p == x {
-                return p;
-            }
-            let root = find(parent, &p);
-            parent.insert(x.to_owned(), root.clone());
-            root
-        }
-        for e in &events {
-            for id in std::iter::once(&e.distinct_id).chain(&e.links) {
-                parent.entry(id.clone()).or_insert_with(|| id.clone());
-            }
-            if let Some(other) = &e.links {
-                let (a, b) = (find(&mut parent, &e.distinct_id), find(&mut parent, other));
-                if a != b {
-                    let (small, big) = if a < b { (a, b) } else { (b, a) };
-                    parent.insert(big, small);
-                }
-            }
-        }
-        let ids: BTreeSet<String> = parent.keys().cloned().collect();
+        let links: Vec<(String, String)> = events
+            .iter()
+            .map(|e| {
+                (
+                    e.distinct_id.clone(),
+                    e.links.clone().unwrap_or_else(|| e.distinct_id.clone()),
+                )
+            })
+            .collect();
         let mut model = Model::default();
-        for id in ids {
-            let root = find(&mut parent, &id);
+        for (id, root) in components(&links) {
             model
                 .members
                 .entry(root.clone())
@@ -307,4 +292,36 @@ impl Model {
     pub fn persons(&self) -> &BTreeMap<String, BTreeSet<String>> {
         &self.members
     }
+}
+
+/// Connected components of `links` (pairs of ids; a pair of one id twice
+/// only names it): every id → the smallest id of its component.
+pub fn components(links: &[(String, String)]) -> HashMap<String, String> {
+    fn find(parent: &mut HashMap<String, String>, x: &str) -> String {
+        let p = parent.get(x).cloned().unwrap_or_else(|| x.to_owned());
+        if p == x {
+            return p;
+        }
+        let root = find(parent, &p);
+        parent.insert(x.to_owned(), root.clone());
+        root
+    }
+    let mut parent: HashMap<String, String> = HashMap::new();
+    for (a, b) in links {
+        for id in [a, b] {
+            parent.entry(id.clone()).or_insert_with(|| id.clone());
+        }
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        if ra != rb {
+            let (small, big) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            parent.insert(big, small);
+        }
+    }
+    let ids: BTreeSet<String> = parent.keys().cloned().collect();
+    ids.into_iter()
+        .map(|id| {
+            let root = find(&mut parent, &id);
+            (id, root)
+        })
+        .collect()
 }

@@ -1,2 +1,2 @@
-INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) SELECT app_id, day, person_id, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(?) FROM person_day_activity WHERE app_id = ? AND day IN (?, ?) GROUP BY app_id, day, person_id HAVING max(version) < ? AND argMax(events, version) > 0
+INSERT INTO person_day_activity SELECT app_id, day, person_id, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(?) FROM person_day_activity WHERE app_id = ? AND day IN (?, ?) GROUP BY app_id, day, person_id HAVING max(version) < ? AND argMax(events, version) > 0
 -- binds: [7,"app-1","2023-11-15","2023-11-16",7]
