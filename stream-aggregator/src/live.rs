@@ -410,20 +410,42 @@ impl LiveStore for RedisLive {
         prefix: &str,
         ids: &[(&str, &str)],
     ) -> Result<Vec<bool>, redis::RedisError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let key = |app: &str| tally_schemas::person::identity_key(prefix, app, "tombstones");
+        // Most apps never deleted anyone: ask per app first, then per id of
+        // the apps that did (one round trip each, the second usually empty).
+        let mut apps: Vec<&str> = ids.iter().map(|(app, _)| *app).collect();
+        apps.sort_unstable();
+        apps.dedup();
+        let mut found = vec![false; ids.len()];
+        if apps.is_empty() {
+            return Ok(found);
         }
         let mut pipe = redis::pipe();
-        for (app, id) in ids {
-            pipe.cmd("SISMEMBER")
-                .arg(tally_schemas::person::identity_key(
-                    prefix,
-                    app,
-                    "tombstones",
-                ))
-                .arg(*id);
+        for app in &apps {
+            pipe.cmd("EXISTS").arg(key(app));
         }
-        pipe.query_async(&mut self.connection.clone()).await
+        let exists: Vec<bool> = pipe.query_async(&mut self.connection.clone()).await?;
+        let deleting: Vec<&str> = apps
+            .iter()
+            .zip(&exists)
+            .filter(|(_, e)| **e)
+            .map(|(app, _)| *app)
+            .collect();
+        let asked: Vec<usize> = (0..ids.len())
+            .filter(|i| deleting.contains(&ids[*i].0))
+            .collect();
+        if asked.is_empty() {
+            return Ok(found);
+        }
+        let mut pipe = redis::pipe();
+        for i in &asked {
+            pipe.cmd("SISMEMBER").arg(key(ids[*i].0)).arg(ids[*i].1);
+        }
+        let answers: Vec<bool> = pipe.query_async(&mut self.connection.clone()).await?;
+        for (i, answer) in asked.into_iter().zip(answers) {
+            found[i] = answer;
+        }
+        Ok(found)
     }
 
     async fn ping(&self) -> Result<(), redis::RedisError> {
