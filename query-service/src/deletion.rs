@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tally_common::http::Path;
-use tally_schemas::person::DELETE_STATEMENTS;
+use tally_schemas::person::{delete_statements as delete_statements_of, PERSON_DAYS_SQL};
 
 /// Deletion jobs in PostgreSQL.
 #[derive(Debug)]
@@ -105,27 +105,19 @@ impl DeletionStore {
     }
 }
 
-/// The days on which `ids` have events (`d0`, `YYYY-MM-DD`).
+/// The days on which `ids` have events (`day`, `YYYY-MM-DD`).
 pub fn days_statement(app_id: &str, ids: &[String]) -> Sql {
     Sql::plain(
-        "SELECT DISTINCT toString(event_date) AS d0 FROM events \
-         WHERE app_id = ? AND has(?, distinct_id) ORDER BY d0",
+        PERSON_DAYS_SQL,
         vec![Bind::Text(app_id.into()), Bind::List(ids.to_vec())],
     )
 }
 
 /// The mutations removing the rows of `person` (`ids`).
 pub fn delete_statements(app_id: &str, person: &str, ids: &[String]) -> Vec<Sql> {
-    DELETE_STATEMENTS
-        .iter()
-        .map(|text| {
-            let list = if text.contains("has(?, person_id)") {
-                vec![person.to_owned()]
-            } else {
-                ids.to_vec()
-            };
-            Sql::plain(*text, vec![Bind::Text(app_id.into()), Bind::List(list)])
-        })
+    delete_statements_of(person, ids)
+        .into_iter()
+        .map(|(text, list)| Sql::plain(text, vec![Bind::Text(app_id.into()), Bind::List(list)]))
         .collect()
 }
 
@@ -143,7 +135,7 @@ pub async fn delete_person(
         .rows(&days_statement(&app_id, &ids))
         .await?
         .iter()
-        .filter_map(|row| row.get("d0").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|row| row.get("day").and_then(Value::as_str).map(str::to_owned))
         .collect();
     // Tombstones first: from now on the aggregator drops the person's events.
     let tombstoned = state.live.delete_person(&app_id, &ids).await?;

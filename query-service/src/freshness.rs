@@ -90,7 +90,7 @@ fn statement(text: String, binds: Vec<Bind>) -> Sql {
     Sql::plain(text, binds)
 }
 
-/// Days of the app's arrivals not derived (`d0`).
+/// Days of the app's arrivals not derived (`day`).
 pub fn arrival_days(app_id: &str, derived: &[(String, i32, i64)]) -> Sql {
     let mut binds = vec![Bind::Text(app_id.into())];
     let mut above = Vec::new();
@@ -120,7 +120,7 @@ pub fn arrival_days(app_id: &str, derived: &[(String, i32, i64)]) -> Sql {
     above.push(&unknown);
     statement(
         format!(
-            "SELECT DISTINCT toString(event_date) AS d0 FROM arrivals WHERE app_id = ? AND ({})",
+            "SELECT DISTINCT toString(event_date) AS day FROM arrivals WHERE app_id = ? AND ({})",
             above.join(" OR ")
         ),
         binds,
@@ -135,19 +135,22 @@ pub fn identity_top(app_id: &str) -> Sql {
     )
 }
 
-/// Days with events of ids whose person changed after `mark` (`d0`).
-pub fn identity_days(app_id: &str, mark: i64) -> Sql {
+/// Days with events of ids whose person changed in versions `(mark, top]` (`day`).
+pub fn identity_days(app_id: &str, mark: i64, top: i64) -> Sql {
     statement(
-        "SELECT DISTINCT toString(event_date) AS d0 FROM events WHERE app_id = ? AND distinct_id IN \
-         (SELECT distinct_id FROM person_distinct_ids WHERE app_id = ? AND version > ?)"
-            .into(),
-        vec![Bind::Text(app_id.into()), Bind::Text(app_id.into()), Bind::Int(mark)],
+        tally_schemas::person::CHANGED_DAYS_SQL.into(),
+        vec![
+            Bind::Text(app_id.into()),
+            Bind::Text(app_id.into()),
+            Bind::Int(mark),
+            Bind::Int(top),
+        ],
     )
 }
 
 fn days(rows: &[serde_json::Map<String, Value>]) -> impl Iterator<Item = String> + '_ {
     rows.iter()
-        .filter_map(|r| r.get("d0").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|r| r.get("day").and_then(Value::as_str).map(str::to_owned))
 }
 
 /// The raw days of `app_id` (see the module doc), or `None` when the
@@ -184,7 +187,7 @@ pub async fn raw_days(
     let mark = view.identity_mark.unwrap_or(0);
     if top > mark {
         raw.extend(days(
-            &state.events.rows(&identity_days(app_id, mark)).await?,
+            &state.events.rows(&identity_days(app_id, mark, top)).await?,
         ));
     }
     Ok(Some((raw, view)))
@@ -200,6 +203,6 @@ mod tests {
         crate::sql::assert_golden("fresh_arrival_days", &arrival_days("app-1", &derived));
         crate::sql::assert_golden("fresh_arrival_days_no_state", &arrival_days("app-1", &[]));
         crate::sql::assert_golden("fresh_identity_top", &identity_top("app-1"));
-        crate::sql::assert_golden("fresh_identity_days", &identity_days("app-1", 12));
+        crate::sql::assert_golden("fresh_identity_days", &identity_days("app-1", 12, 20));
     }
 }

@@ -6,14 +6,13 @@
 //! `include_bots`, `tz` (the time zone of hours and days; default: the app's),
 //! and `source` (`auto`|`raw`|`rollup`, for comparisons).
 //!
-//! `auto` answers from the hourly rollup (`rollup_pages_hourly`, migration
-//! 0004) when the range begins at least a day after the rollup started
-//! (`rollup_coverage`), else from raw rows; both statements compute the same
-//! numbers (count and exact uniques, merged from aggregate states in the
-//! rollup), which `testkit/tests/reports.rs` checks. The rollup trails the
-//! raw rows by the length of one insert: ClickHouse makes an insert's rows
-//! visible in `events` before the view has written its block. The rollup's
-//! hours are UTC hours, which are not whole hours of every zone (+05:30), so
+//! Visitors are persons. `auto` answers from the report refresher's
+//! `report_pages_hourly` for the days it covers and from raw rows for the
+//! others (`report+raw`, see [`crate::freshness`]), or from raw rows alone
+//! before the refresher has run. `rollup` asks the older insert-only rollup
+//! (`rollup_pages_hourly`, migration 0004; distinct ids, not persons), which
+//! `testkit/tests/reports.rs` compares with raw rows. Report tables hold UTC
+//! hours, which are not whole hours of every zone (+05:30), so
 //! `pages_over_time` in another zone than UTC is answered from raw rows.
 
 use crate::answer::{cached_rows, name_columns, respond, to_bytes};

@@ -263,16 +263,6 @@ impl ClickHouseStore {
         Ok(bound(self.client.query(&sql.text), sql).execute().await?)
     }
 
-    /// When the page-view rollup started to see inserts (epoch ms), if it exists.
-    pub async fn rollup_since(&self) -> Result<Option<i64>, crate::QueryError> {
-        let since: u32 = self
-            .client
-            .query("SELECT toUInt32(min(since)) FROM rollup_coverage WHERE name = 'pages_hourly'")
-            .fetch_one()
-            .await?;
-        Ok((since > 0).then(|| i64::from(since) * 1_000))
-    }
-
     /// `Ok` when reachable.
     pub async fn ping(&self) -> Result<(), String> {
         self.client

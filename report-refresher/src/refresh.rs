@@ -69,8 +69,6 @@ struct Top {
     kafka_partition: u32,
     day: String,
     top: u64,
-    #[allow(dead_code)]
-    rows: u64,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -152,12 +150,6 @@ impl Refresher {
     /// The state store.
     pub fn state(&self) -> &PgState {
         &self.state
-    }
-
-    /// `Ok` when ClickHouse answers.
-    pub async fn ping(&self) -> Result<(), RefreshError> {
-        self.clickhouse.query("SELECT 1").execute().await?;
-        Ok(())
     }
 
     /// Which run is due: full when asked for or when the last full one is
@@ -400,13 +392,4 @@ impl Refresher {
         self.prune_arrivals().await?;
         Ok(Some(Report { record, buckets }))
     }
-}
-
-/// Test support: the buckets of `report` as (app, day) pairs.
-pub fn bucket_pairs(report: &Report) -> Vec<(String, String)> {
-    report
-        .buckets
-        .iter()
-        .flat_map(|(app, days)| days.iter().map(move |d| (app.clone(), d.clone())))
-        .collect()
 }

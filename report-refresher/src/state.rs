@@ -324,10 +324,4 @@ impl PgState {
         tx.commit().await?;
         Ok(())
     }
-
-    /// `Ok` when PostgreSQL answers.
-    pub async fn ping(&self) -> Result<(), RefreshError> {
-        self.client.query_one("SELECT 1", &[]).await?;
-        Ok(())
-    }
 }

@@ -68,7 +68,7 @@ pub const PAGE_KEYS: &str = "url_path, referrer_host, country, device_type, brow
 
 /// Per (topic, Kafka partition, day): the highest stored offset and the rows.
 pub const TOPS_SQL: &str = "SELECT kafka_topic, kafka_partition, toString(event_date) AS day, \
-     max(kafka_offset) AS top, count() AS rows FROM events \
+     max(kafka_offset) AS top FROM events \
      GROUP BY kafka_topic, kafka_partition, event_date";
 
 /// Per app: the highest identity version.
@@ -128,10 +128,7 @@ pub fn new_buckets(ranges: &[NewRange]) -> Stmt {
 /// The days on which an app's distinct ids changed in `(from, to]` have events.
 pub fn identity_buckets(app_id: &str, from: u64, to: u64) -> Stmt {
     Stmt {
-        text: "SELECT DISTINCT toString(event_date) AS day FROM events WHERE app_id = ? \
-               AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids \
-               WHERE app_id = ? AND version > ? AND version <= ?)"
-            .into(),
+        text: tally_schemas::person::CHANGED_DAYS_SQL.into(),
         binds: vec![text(app_id), text(app_id), Bind::UInt(from), Bind::UInt(to)],
     }
 }
@@ -230,12 +227,19 @@ fn except_days(column: &str, days: &[String]) -> (String, Vec<Bind>) {
     (format!(" AND {column} NOT IN {list}"), binds)
 }
 
-/// Keys of the app whose `report_pages_hourly` row differs from a
-/// recomputation from raw rows (missing on either side, or other counts),
-/// leaving out `skip` (days with rows or identity changes not derived yet).
-pub fn pages_drift(app_id: &str, skip: &[String]) -> Stmt {
+/// A drift statement of the app: `sql(report_skip, source, raw_skip)` is
+/// the SQL with the report side (binds: app, its skipped days) before the raw
+/// side (binds: the persons join, app, its skipped days); `skip` leaves out
+/// days with rows or identity changes not derived yet, `report_day` is the
+/// report table's day expression.
+fn drift(
+    app_id: &str,
+    skip: &[String],
+    report_day: &str,
+    sql: impl FnOnce(&str, &str, &str) -> String,
+) -> Stmt {
     let (source, source_binds) = source(app_id);
-    let (report_skip, report_binds) = except_days("toDate(hour, 'UTC')", skip);
+    let (report_skip, report_binds) = except_days(report_day, skip);
     let (raw_skip, raw_binds) = except_days("event_date", skip);
     let mut binds = vec![text(app_id)];
     binds.extend(report_binds);
@@ -243,7 +247,20 @@ pub fn pages_drift(app_id: &str, skip: &[String]) -> Stmt {
     binds.push(text(app_id));
     binds.extend(raw_binds);
     Stmt {
-        text: format!(
+        text: sql(&report_skip, &source, &raw_skip),
+        binds,
+    }
+}
+
+/// Keys of the app whose `report_pages_hourly` row differs from a
+/// recomputation from raw rows (missing on either side, or other counts).
+pub fn pages_drift(app_id: &str, skip: &[String]) -> Stmt {
+    drift(
+        app_id,
+        skip,
+        "toDate(hour, 'UTC')",
+        |report_skip, source, raw_skip| {
+            format!(
             "SELECT toUInt64(uniqExact(hour, {PAGE_KEYS})) AS drift FROM (SELECT hour, {PAGE_KEYS} FROM (\
              SELECT hour, {PAGE_KEYS}, page_views AS n, uniqExactMerge(visitors) AS u \
              FROM report_pages_hourly FINAL WHERE app_id = ? AND page_views > 0{report_skip} \
@@ -251,33 +268,24 @@ pub fn pages_drift(app_id: &str, skip: &[String]) -> Stmt {
              UNION ALL SELECT toStartOfHour(timestamp) AS hour, {PAGE_KEYS}, count() AS n, \
              uniqExact({PERSON}) AS u FROM {source} WHERE app_id = ? AND name = 'page_view'{raw_skip} \
              GROUP BY hour, {PAGE_KEYS}) GROUP BY hour, {PAGE_KEYS}, n, u HAVING count() = 1)"
-        ),
-        binds,
-    }
+        )
+        },
+    )
 }
 
 /// Persons-days of the app whose `person_day_activity` row differs from a
-/// recomputation from raw rows, leaving out `skip` (as [`pages_drift`]).
+/// recomputation from raw rows.
 pub fn activity_drift(app_id: &str, skip: &[String]) -> Stmt {
-    let (source, source_binds) = source(app_id);
-    let (report_skip, report_binds) = except_days("day", skip);
-    let (raw_skip, raw_binds) = except_days("event_date", skip);
-    let mut binds = vec![text(app_id)];
-    binds.extend(report_binds);
-    binds.extend(source_binds);
-    binds.push(text(app_id));
-    binds.extend(raw_binds);
-    Stmt {
-        text: format!(
+    drift(app_id, skip, "day", |report_skip, source, raw_skip| {
+        format!(
             "SELECT toUInt64(uniqExact(day, pid)) AS drift FROM (SELECT day, pid FROM (\
              SELECT day, person_id AS pid, events AS n, first_ms AS f, last_ms AS l \
              FROM person_day_activity FINAL WHERE app_id = ? AND events > 0{report_skip} \
              UNION ALL SELECT event_date AS day, {PERSON} AS pid, count() AS n, min(ts_ms) AS f, \
              max(ts_ms) AS l FROM {source} WHERE app_id = ? AND is_bot = 0{raw_skip} GROUP BY day, pid) \
              GROUP BY day, pid, n, f, l HAVING count() = 1)"
-        ),
-        binds,
-    }
+        )
+    })
 }
 
 /// Per received day, topic and Kafka partition of `arrivals`: the highest offset.
@@ -308,18 +316,11 @@ pub fn remaining(app_id: &str, person: &str, ids: &[String]) -> Stmt {
 /// The mutations removing a deleted person's rows (issued again when rows
 /// arrived after the first ones).
 pub fn deletes(app_id: &str, person: &str, ids: &[String]) -> Vec<Stmt> {
-    tally_schemas::person::DELETE_STATEMENTS
-        .iter()
-        .map(|sql| {
-            let list = if sql.contains("has(?, person_id)") {
-                vec![person.to_owned()]
-            } else {
-                ids.to_vec()
-            };
-            Stmt {
-                text: (*sql).to_owned(),
-                binds: vec![text(app_id), Bind::List(list)],
-            }
+    tally_schemas::person::delete_statements(person, ids)
+        .into_iter()
+        .map(|(sql, list)| Stmt {
+            text: sql.to_owned(),
+            binds: vec![text(app_id), Bind::List(list)],
         })
         .collect()
 }
@@ -327,9 +328,7 @@ pub fn deletes(app_id: &str, person: &str, ids: &[String]) -> Vec<Stmt> {
 /// The days on which `ids` still have events.
 pub fn person_days(app_id: &str, ids: &[String]) -> Stmt {
     Stmt {
-        text: "SELECT DISTINCT toString(event_date) AS day FROM events \
-               WHERE app_id = ? AND has(?, distinct_id)"
-            .into(),
+        text: tally_schemas::person::PERSON_DAYS_SQL.into(),
         binds: vec![text(app_id), Bind::List(ids.to_vec())],
     }
 }

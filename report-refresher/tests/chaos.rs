@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tally_testkit::derived::{brute_force, derived};
 use tally_testkit::journeys::{generate, Event};
 use tally_testkit::servers::{service_process, ServiceProcess};
-use tally_testkit::{now_ms, Pipeline};
+use tally_testkit::{eventually, now_ms, Pipeline};
 
 const REFRESHER: &str = env!("CARGO_BIN_EXE_report-refresher");
 
@@ -98,21 +98,20 @@ async fn killed_refreshers_leave_reports_equal_to_a_recomputation() {
     for (i, events) in all.chunks(chunk).enumerate() {
         // Kill only a working refresher: one that holds the lease and has
         // committed a run (a restarted one waits out its predecessor's lease).
-        let working = Instant::now();
-        while tally_testkit::metric(&process.url, "tally_refresher_last_success_seconds").await
-            == 0.0
-        {
-            assert!(
-                working.elapsed() < Duration::from_secs(30),
-                "the refresher never ran"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let url = process.url.clone();
+        eventually("a committed run", Duration::from_secs(30), || async {
+            let committed =
+                tally_testkit::metric(&url, "tally_refresher_last_success_seconds").await;
+            (committed > 0.0).then_some(())
+        })
+        .await;
         let bodies: Vec<serde_json::Value> = events.iter().map(|e| e.json.clone()).collect();
         pipeline.send(&bodies).await;
         if i < kills {
             // Mid-run if we can: as soon as a version is written that is not
-            // committed (else at a random moment within 3 s).
+            // committed (else at a random moment within 3 s). Timing is the
+            // point here, not a guess: the kill moment and the restart delay
+            // are random on purpose.
             let give_up = Instant::now() + Duration::from_millis(1_000 + delays.next_ms(2_000));
             while Instant::now() < give_up && !writing(&pipeline, &pg).await {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -127,8 +126,7 @@ async fn killed_refreshers_leave_reports_equal_to_a_recomputation() {
 
     // The last process catches up: a committed run that found nothing to do.
     let scope = pipeline.iso.clickhouse.database.clone();
-    let caught_up = Instant::now();
-    loop {
+    eventually("the refresher to catch up", Duration::from_secs(60), || async {
         let row = pg
             .query_opt(
                 "SELECT buckets FROM refresh_runs WHERE scope = $1 AND finished_at > now() - interval '1 second' \
@@ -137,15 +135,9 @@ async fn killed_refreshers_leave_reports_equal_to_a_recomputation() {
             )
             .await
             .unwrap();
-        if row.is_some_and(|r| r.get::<_, i64>(0) == 0) {
-            break;
-        }
-        assert!(
-            caught_up.elapsed() < Duration::from_secs(60),
-            "the refresher never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        row.is_some_and(|r| r.get::<_, i64>(0) == 0).then_some(())
+    })
+    .await;
     process.stop();
 
     // Runs that wrote rows and never committed: killed mid-run.

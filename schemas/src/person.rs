@@ -90,15 +90,54 @@ end
 return out
 ";
 
-/// The mutations that remove a deleted person's rows (each with two binds:
-/// the app id and the array of the person's distinct ids, or for `persons` its
-/// person ids). ClickHouse applies them asynchronously (`system.mutations`).
-pub const DELETE_STATEMENTS: [&str; 4] = [
-    "ALTER TABLE events DELETE WHERE app_id = ? AND has(?, distinct_id)",
-    "ALTER TABLE sessions DELETE WHERE app_id = ? AND has(?, distinct_id)",
-    "ALTER TABLE person_distinct_ids DELETE WHERE app_id = ? AND has(?, distinct_id)",
-    "ALTER TABLE persons DELETE WHERE app_id = ? AND has(?, person_id)",
+/// The mutations that remove a deleted person's rows; `true` where the
+/// statement's list is the person id (`persons`), else its distinct ids.
+const DELETES: [(&str, bool); 4] = [
+    (
+        "ALTER TABLE events DELETE WHERE app_id = ? AND has(?, distinct_id)",
+        false,
+    ),
+    (
+        "ALTER TABLE sessions DELETE WHERE app_id = ? AND has(?, distinct_id)",
+        false,
+    ),
+    (
+        "ALTER TABLE person_distinct_ids DELETE WHERE app_id = ? AND has(?, distinct_id)",
+        false,
+    ),
+    (
+        "ALTER TABLE persons DELETE WHERE app_id = ? AND has(?, person_id)",
+        true,
+    ),
 ];
+
+/// The mutations that remove the rows of `person` (distinct ids `ids`), each
+/// with the list it binds after the app id. ClickHouse applies them
+/// asynchronously (`system.mutations`).
+pub fn delete_statements(person: &str, ids: &[String]) -> Vec<(&'static str, Vec<String>)> {
+    DELETES
+        .iter()
+        .map(|(sql, by_person)| {
+            let list = if *by_person {
+                vec![person.to_owned()]
+            } else {
+                ids.to_vec()
+            };
+            (*sql, list)
+        })
+        .collect()
+}
+
+/// The days (`day`, `YYYY-MM-DD`) on which a list of distinct ids has events
+/// (binds: the app id, the ids).
+pub const PERSON_DAYS_SQL: &str = "SELECT DISTINCT toString(event_date) AS day FROM events \
+     WHERE app_id = ? AND has(?, distinct_id) ORDER BY day";
+
+/// The days (`day`) with events of the app's distinct ids whose person
+/// changed in versions `(from, to]` (binds: app, app, from, to).
+pub const CHANGED_DAYS_SQL: &str = "SELECT DISTINCT toString(event_date) AS day FROM events \
+     WHERE app_id = ? AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids \
+     WHERE app_id = ? AND version > ? AND version <= ?)";
 
 /// Rows a deleted person still has (binds: app id and the ids, four times);
 /// a deletion is done when this is 0 and the reports were re-derived.

@@ -168,11 +168,11 @@ async fn new_minute(
         )
         .await
         .map_err(|e| format!("P8 job: {e}"))?;
-        for sql in tally_schemas::person::DELETE_STATEMENTS {
+        for (sql, ids) in tally_schemas::person::delete_statements(id, &list) {
             client
                 .query(sql)
                 .bind(app.as_str())
-                .bind(list.as_slice())
+                .bind(ids.as_slice())
                 .execute()
                 .await
                 .map_err(err("delete"))?;

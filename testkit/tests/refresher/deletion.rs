@@ -121,29 +121,28 @@ async fn a_deleted_person_is_gone_from_every_answer_and_stays_gone() {
         pipeline.app,
         job["job_id"]
     );
-    // Polled with a deadline: ClickHouse applies mutations asynchronously.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        wolf.run(Kind::Incremental).await.unwrap();
-        let status: serde_json::Value = pipeline
-            .http
-            .get(&status_url)
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if status["status"] == "done" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "deletion job not done: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    // ClickHouse applies mutations asynchronously: refresh until the job is done.
+    let shared = tokio::sync::Mutex::new(wolf);
+    eventually(
+        "the deletion job to be done",
+        Duration::from_secs(60),
+        || async {
+            shared.lock().await.run(Kind::Incremental).await.unwrap();
+            let status: serde_json::Value = pipeline
+                .http
+                .get(&status_url)
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (status["status"] == "done").then_some(())
+        },
+    )
+    .await;
+    let mut wolf = shared.into_inner();
     assert_eq!(
         derived(&pipeline).await,
         brute_force(&rest),
