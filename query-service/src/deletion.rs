@@ -199,6 +199,9 @@ mod tests {
         let ids = ["anon-1".to_owned(), "user-1".to_owned()];
         crate::sql::assert_golden("person_days", &days_statement("app-1", &ids));
         let names = [
+            "delete_key_ids",
+            "delete_id_keys",
+            "delete_arrivals",
             "delete_events",
             "delete_sessions",
             "delete_person_ids",

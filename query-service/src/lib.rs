@@ -7,6 +7,7 @@
 //! failures are [`QueryError::Startup`]; nothing else returns it.
 
 pub mod accounts;
+pub mod activity;
 pub mod adhoc;
 pub mod answer;
 pub mod api;

@@ -4,7 +4,9 @@
 //! Query: `range` (`7d`, `24h`; hour-aligned, ending with the current hour),
 //! `granularity` (`hour`|`day`, for `pages_over_time`), `limit` (≤ 1000),
 //! `include_bots`, `tz` (the time zone of hours and days; default: the app's),
-//! and `source` (`auto`|`raw`|`rollup`, for comparisons).
+//! and `source` (`auto`|`raw`|`rollup`, for comparisons). The `activity`
+//! report (active persons and events per day, by person trait) is
+//! [`crate::activity`].
 //!
 //! Visitors are persons. `auto` answers from the report refresher's
 //! `report_pages_hourly` for the days it covers and from raw rows for the
@@ -89,7 +91,7 @@ fn dimensions(
         _ => {
             return Err(invalid(
                 "report",
-                "pages, pages_over_time, sources, countries, devices or browsers",
+                "pages, pages_over_time, sources, countries, devices, browsers or activity",
             ))
         }
     })
@@ -321,6 +323,8 @@ pub struct ReportParams {
     pub source: Option<String>,
     /// Time zone of hours and days (an IANA name; default: the app's).
     pub tz: Option<String>,
+    /// `person.<trait>`: breaks the `activity` report down by a current trait.
+    pub breakdown: Option<String>,
 }
 
 /// `GET /api/v1/analytics/{app_id}/reports/{report}`.
@@ -346,6 +350,12 @@ async fn report_inner(
         state.clock.now_ms(),
         state.config.max_range_days,
     )?;
+    if report == "activity" {
+        return crate::activity::answer(state, &app_id, range, &params).await;
+    }
+    if params.breakdown.is_some() {
+        return Err(invalid("breakdown", "only the activity report has one").into());
+    }
     let zone = crate::range::time_zone(state, &app_id, params.tz.as_deref()).await?;
     let mut fresh = None;
     let source = match params.source.as_deref().unwrap_or("auto") {

@@ -10,6 +10,7 @@
 //! [`run`] serves `/livez`, `/readyz` and `/metrics` and refreshes every
 //! interval until the shutdown future resolves, then gives the lease up.
 
+pub mod changed;
 pub mod config;
 pub mod error;
 pub mod metrics;

@@ -102,7 +102,8 @@ impl Metrics {
         self.last_success
             .set(i64::try_from(now).unwrap_or(i64::MAX));
         tracing::info!(kind = record.kind, version = record.version, buckets = record.buckets,
-            new_rows = record.new_rows, drift = ?record.drift, seconds, "refresh run committed");
+            added_buckets = report.added, new_rows = record.new_rows, drift = ?record.drift, seconds,
+            "refresh run committed");
     }
 
     /// Another refresher holds the lease.

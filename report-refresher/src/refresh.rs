@@ -1,30 +1,37 @@
 //! One refresh run (seed 003's incremental refresh), exactly as often as asked.
 //!
 //! A run, as the lease holder:
-//! 1. reads what is stored now — the highest offset per (topic, Kafka
-//!    partition, day) of `events` and the highest identity version per app —
-//!    and the watermarks of the last committed run;
-//! 2. finds the *touched buckets* (app, day): those holding rows above the
-//!    watermarks (new and late rows: the watermark is on insertion, not on
-//!    event time — the raw writer stores each (partition, day) as a prefix of
-//!    the log, so "above the mark" is exactly "not derived yet"), and the days
-//!    on which any distinct id whose person changed since (a link or a merge
-//!    of two persons) has events — the dimension changed, the facts did not;
-//! 3. recomputes those buckets with a new version ([`crate::statements`]:
-//!    replace-on-write, vanished keys zeroed);
-//! 4. commits the watermarks read in step 1, only if the lease is still held.
+//! 1. reads its *ends*: per Kafka partition, the offset up to which it
+//!    derives — the aggregator group's committed offset (every row below it is
+//!    stored), or without the broker the highest arrival (tests, the bench);
+//!    rows between the last run's marks and the ends are new;
+//! 2. copies the new rows from their arrivals into a table of its own, and
+//!    *adds* them to the report keys they fall in (a late row costs its own
+//!    keys, not its day), after recording those buckets as pending; it also
+//!    adds them to the sets `id_hours`, `key_ids` and `id_keys`;
+//! 3. *rewrites* what a change of persons touches ([`crate::changed`]): the
+//!    report keys of ids that moved to another person since the app's
+//!    identity mark and their old persons' activity rows (the dimension
+//!    changed, the facts did not), and the hours of persons whose deletion
+//!    finished;
+//! 4. *recomputes* from raw rows the buckets (app, day) of runs that added
+//!    rows and never committed (`refresh_pending`) — every bucket in a full
+//!    run;
+//! 5. commits the ends as marks, only if the lease is still held.
 //!
-//! A crashed or refused run commits nothing: the next run finds the same
-//! buckets touched (and perhaps more) and writes them again with a higher
-//! version, so repeating a run gives the same tables. A *full* run recomputes
-//! every bucket; before writing it measures the drift — keys of buckets the
-//! last run claimed up to date that differ from a recomputation from raw rows
-//! (expected 0). Trait changes touch no derived row: no derived table holds a
-//! trait (breakdowns by trait join the persons' current traits when read).
+//! Recomputing is idempotent; adding is not, which is why a run that never
+//! committed has its added buckets recomputed by the next run. A *full* run
+//! recomputes every bucket within fresh ends; before writing it measures the
+//! drift — keys that differ from a recomputation from raw rows within the
+//! marks, outside the buckets being recomputed (expected 0). The first run of
+//! a scope (no marks) is a full one, and builds the sets from `events`. Trait
+//! changes touch no derived row: no derived table holds a trait (breakdowns
+//! by trait join the persons' current traits when read).
 
+use crate::changed;
 use crate::error::RefreshError;
-use crate::state::{MarkKey, PgState, RunRecord};
-use crate::statements::{self, NewRange, Stmt};
+use crate::state::{PgState, RunRecord};
+use crate::statements::{self, Ends, NewRange, Stmt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -32,8 +39,8 @@ use tally_common::kafka::KafkaConfig;
 
 /// Most days written per statement.
 const DAYS_PER_STATEMENT: usize = 31;
-/// Most new-row ranges read per statement.
-const RANGES_PER_STATEMENT: usize = 64;
+/// Most hours rewritten per statement.
+const HOURS_PER_STATEMENT: usize = 48;
 
 /// Which run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,20 +62,48 @@ impl Kind {
 }
 
 /// What a run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     /// The run's record (as committed).
     pub record: RunRecord,
     /// The buckets recomputed: app → days.
     pub buckets: BTreeMap<String, BTreeSet<String>>,
+    /// How many buckets new rows were added to (not recomputed).
+    pub added: u64,
+    /// The days on which rows of changed persons were recomputed row by row:
+    /// app → days.
+    pub reworked: BTreeMap<String, BTreeSet<String>>,
+    /// Seconds spent per step, in order (where a run's time goes).
+    pub seconds: Vec<(&'static str, f64)>,
 }
 
-#[derive(Debug, clickhouse::Row, Deserialize)]
-struct Top {
-    kafka_topic: String,
-    kafka_partition: u32,
-    day: String,
-    top: u64,
+mod positions;
+mod rework;
+
+/// Seconds per step of a run.
+struct Laps {
+    last: std::time::Instant,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Laps {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Adds the time since the last lap to `step`.
+    fn lap(&mut self, step: &'static str) {
+        let now = std::time::Instant::now();
+        let secs = now.duration_since(self.last).as_secs_f64();
+        match self.done.iter_mut().find(|(s, _)| *s == step) {
+            Some((_, total)) => *total += secs,
+            None => self.done.push((step, secs)),
+        }
+        self.last = now;
+    }
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -76,6 +111,11 @@ struct Bucket {
     app_id: String,
     day: String,
     rows: u64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct ChangedId {
+    distinct_id: String,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -95,21 +135,13 @@ struct Day {
     day: String,
 }
 
-#[derive(Debug, clickhouse::Row, Deserialize)]
-struct ArrivalDay {
-    day: String,
-    kafka_topic: String,
-    kafka_partition: i32,
-    top: i64,
-}
-
 /// Runs refreshes of one scope.
 #[derive(Debug)]
 pub struct Refresher {
     clickhouse: clickhouse::Client,
     state: PgState,
     lease: Duration,
-    /// Test-only: fail the run after writing this many apps' buckets.
+    /// Test-only: fail the run after its additions and this many apps' recomputations.
     crash_after: Option<usize>,
     /// The broker and the aggregator's group: which rows are stored.
     kafka: Option<(KafkaConfig, String)>,
@@ -141,8 +173,9 @@ impl Refresher {
         self
     }
 
-    /// Test-only: the next runs fail after writing `apps` apps' buckets
-    /// (as a process killed mid-run would); `None` turns it off.
+    /// Test-only: the next runs fail after adding their new rows and
+    /// recomputing `apps` apps' buckets (as a process killed mid-run would);
+    /// `None` turns it off.
     pub fn crash_after(&mut self, apps: Option<usize>) {
         self.crash_after = apps;
     }
@@ -176,162 +209,127 @@ impl Refresher {
         Ok(stmt.query(&self.clickhouse).fetch_all::<T>().await?)
     }
 
-    /// Person deletions: the days of each job whose person has no row left
-    /// are touched (its reports re-derived; the job finishes with the run);
-    /// a job whose rows came back after its mutations finished (events in
-    /// flight at the deletion) gets its mutations again. Returns the jobs
-    /// this run finishes.
-    async fn deletions(
-        &self,
-        touched: &mut BTreeMap<String, BTreeSet<String>>,
-    ) -> Result<Vec<i64>, RefreshError> {
-        let mut finished = Vec::new();
-        for job in self.state.open_deletions().await? {
-            let left = statements::remaining(&job.app_id, &job.person_id, &job.distinct_ids);
-            let left: u64 = left.query(&self.clickhouse).fetch_one().await?;
-            if left == 0 {
-                touched
-                    .entry(job.app_id.clone())
-                    .or_default()
-                    .extend(job.days.iter().cloned());
-                finished.push(job.id);
-                continue;
-            }
-            let pending: u64 = self
-                .clickhouse
-                .query(statements::PENDING_MUTATIONS_SQL)
-                .fetch_one()
-                .await?;
-            if pending == 0 {
-                tracing::info!(
-                    job = job.id,
-                    left,
-                    "rows of a deleted person remain: deleting again"
-                );
-                // Their days join the job's, so that they are re-derived too.
-                let days = statements::person_days(&job.app_id, &job.distinct_ids);
-                let days: Vec<Day> = self.fetch(&days).await?;
-                self.state
-                    .add_deletion_days(job.id, days.into_iter().map(|d| d.day).collect())
-                    .await?;
-                for stmt in statements::deletes(&job.app_id, &job.person_id, &job.distinct_ids) {
-                    stmt.query(&self.clickhouse).execute().await?;
-                }
-            }
-        }
-        Ok(finished)
-    }
-
-    /// Drops each received day of `arrivals` older than yesterday whose
-    /// arrivals are all derived.
-    async fn prune_arrivals(&self) -> Result<(), RefreshError> {
-        let derived = self.state.derived().await?;
-        let days: Vec<ArrivalDay> = self
-            .fetch(&Stmt {
-                text: statements::ARRIVAL_DAYS_SQL.into(),
-                binds: Vec::new(),
-            })
-            .await?;
-        let yesterday = time::OffsetDateTime::now_utc().date().previous_day();
-        let mut droppable: BTreeMap<String, bool> = BTreeMap::new();
-        for day in days {
-            let all_derived = derived
-                .get(&(day.kafka_topic.clone(), day.kafka_partition))
-                .is_some_and(|d| day.top <= *d);
-            let old = yesterday.is_some_and(|y| day.day < y.to_string());
-            *droppable.entry(day.day).or_insert(true) &= all_derived && old;
-        }
-        for (day, drop) in droppable {
-            if drop {
-                self.clickhouse
-                    .query(statements::DROP_ARRIVALS_SQL)
-                    .bind(day.as_str())
-                    .execute()
-                    .await?;
-                tracing::info!(day, "dropped derived arrivals");
-            }
-        }
-        Ok(())
-    }
-
-    /// One run; `None` when another refresher holds the lease.
+    /// One run; `None` when another refresher holds the lease. The first run
+    /// of a scope is a full one, whatever is asked.
     pub async fn run(&mut self, kind: Kind) -> Result<Option<Report>, RefreshError> {
         let started = now_secs();
         let Some(fence) = self.state.acquire(self.lease).await? else {
             return Ok(None);
         };
+        // Additions take the lowest version, rewrites of moved ids' keys the
+        // next, recomputations from raw rows the highest: where two write a
+        // key in one run, the later step (which includes the earlier one's
+        // rows) is the row that stays.
+        let add_version = self.state.next_version().await?;
+        let rework_version = self.state.next_version().await?;
         let version = self.state.next_version().await?;
-        // Stored before this run began: every message below the group's
-        // commit (read first, so the run derives all of them).
-        let committed = match &self.kafka {
-            None => Vec::new(),
-            Some((kafka, group)) => {
-                match tally_common::kafka::committed_offsets(kafka, group).await {
-                    Ok(committed) => committed
-                        .into_iter()
-                        .map(|(p, offset)| (kafka.topic.clone(), p, offset - 1))
-                        .collect(),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "committed offsets unreadable: derived marks stay");
-                        Vec::new()
-                    }
-                }
-            }
-        };
+        let marks: Ends = self
+            .state
+            .marks()
+            .await?
+            .into_iter()
+            .filter_map(|(key, mark)| Some((key, u64::try_from(mark).ok()?)))
+            .collect();
+        let kind = if marks.is_empty() { Kind::Full } else { kind };
+        let mut laps = Laps::start();
+        let ends = self.ends(kind, &marks).await?;
+        laps.lap("ends");
         let plain = |text: &str| Stmt {
             text: text.to_owned(),
             binds: Vec::new(),
         };
-        let tops: Vec<Top> = self.fetch(&plain(statements::TOPS_SQL)).await?;
-        let marks = self.state.marks().await?;
         let identity_tops: Vec<AppTop> = self.fetch(&plain(statements::IDENTITY_TOPS_SQL)).await?;
         let identity_marks = self.state.identity_marks().await?;
 
-        let mut new_marks: Vec<(MarkKey, u64)> = Vec::new();
-        let mut ranges = Vec::new();
-        for top in &tops {
-            let key = (
-                top.kafka_topic.clone(),
-                top.kafka_partition,
-                top.day.clone(),
-            );
-            let mark = marks.get(&key).copied().unwrap_or(-1);
-            if i64::try_from(top.top).unwrap_or(i64::MAX) > mark {
-                ranges.push(NewRange {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    day: key.2.clone(),
-                    mark,
-                    top: top.top,
-                });
-                new_marks.push((key, top.top));
-            }
-        }
+        // Buckets recomputed: runs that never committed; in full runs also
+        // the days of identity changes and deletions (which incremental runs
+        // recompute row by row: `changed`).
+        let pending = self.state.pending().await?;
         let mut touched: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut new_rows = 0;
-        for chunk in ranges.chunks(RANGES_PER_STATEMENT) {
-            for bucket in self
-                .fetch::<Bucket>(&statements::new_buckets(chunk))
-                .await?
-            {
-                new_rows += bucket.rows;
-                touched.entry(bucket.app_id).or_default().insert(bucket.day);
+        for bucket in &pending {
+            if let Some((app, day)) = bucket.split_once('|') {
+                touched
+                    .entry(app.to_owned())
+                    .or_default()
+                    .insert(day.to_owned());
             }
         }
         let mut new_identity = Vec::new();
+        let mut moved: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut deleted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for top in &identity_tops {
             let from = identity_marks.get(&top.app_id).copied().unwrap_or(0);
             if top.top > from {
-                let stmt = statements::identity_buckets(&top.app_id, from, top.top);
-                let days = touched.entry(top.app_id.clone()).or_default();
-                days.extend(self.fetch::<Day>(&stmt).await?.into_iter().map(|d| d.day));
+                if kind == Kind::Full {
+                    let stmt = statements::identity_buckets(&top.app_id, from, top.top);
+                    let days = touched.entry(top.app_id.clone()).or_default();
+                    days.extend(self.fetch::<Day>(&stmt).await?.into_iter().map(|d| d.day));
+                } else {
+                    let stmt = changed::changed_ids(&top.app_id, from, top.top);
+                    let ids = moved.entry(top.app_id.clone()).or_default();
+                    ids.extend(
+                        self.fetch::<ChangedId>(&stmt)
+                            .await?
+                            .into_iter()
+                            .map(|c| c.distinct_id),
+                    );
+                }
                 new_identity.push((top.app_id.clone(), top.top));
             }
         }
-        let finished = self.deletions(&mut touched).await?;
+        laps.lap("identity");
+        let finished = self.deletions().await?;
+        laps.lap("deletions");
+        for job in &finished {
+            if kind == Kind::Full {
+                let days = touched.entry(job.app_id.clone()).or_default();
+                days.extend(job.days.iter().cloned());
+                let ids = statements::person_days(&job.app_id, &job.distinct_ids);
+                days.extend(self.fetch::<Day>(&ids).await?.into_iter().map(|d| d.day));
+            } else {
+                let ids = deleted.entry(job.app_id.clone()).or_default();
+                ids.extend(job.distinct_ids.iter().cloned());
+                ids.insert(job.person_id.clone());
+            }
+        }
+        let finished: Vec<i64> = finished.iter().map(|job| job.id).collect();
         touched.retain(|_, days| !days.is_empty());
 
-        let (buckets, drift) = match kind {
+        // New rows: arrivals between the marks and the ends.
+        let ranges: Vec<NewRange> = ends
+            .iter()
+            .filter_map(|((topic, partition), end)| {
+                let mark = marks
+                    .get(&(topic.clone(), *partition))
+                    .map_or(-1, |m| i64::try_from(*m).unwrap_or(i64::MAX));
+                (i64::try_from(*end).unwrap_or(i64::MAX) > mark).then(|| NewRange {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    mark,
+                    end: *end,
+                })
+            })
+            .collect();
+        let mut new_rows = 0;
+        let mut new_buckets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        self.drop_staged().await?;
+        if !ranges.is_empty() {
+            statements::stage_facts(&ranges, add_version)
+                .query(&self.clickhouse)
+                .execute()
+                .await?;
+            let buckets = statements::new_buckets(&statements::staged(add_version, &[]));
+            for bucket in self.fetch::<Bucket>(&buckets).await? {
+                new_rows += bucket.rows;
+                new_buckets
+                    .entry(bucket.app_id)
+                    .or_default()
+                    .insert(bucket.day);
+            }
+        }
+
+        laps.lap("new_rows");
+        let (recomputed, drift) = match kind {
             Kind::Incremental => (touched, None),
             Kind::Full => {
                 let mut all = touched.clone();
@@ -341,13 +339,18 @@ impl Refresher {
                 {
                     all.entry(b.app_id).or_default().insert(b.day);
                 }
+                for (app, days) in &new_buckets {
+                    all.entry(app.clone())
+                        .or_default()
+                        .extend(days.iter().cloned());
+                }
                 let mut drift = 0;
-                for app in all.keys() {
+                for app in all.keys().filter(|_| !marks.is_empty()) {
                     let skip: Vec<String> =
                         touched.get(app).into_iter().flatten().cloned().collect();
                     for stmt in [
-                        statements::pages_drift(app, &skip),
-                        statements::activity_drift(app, &skip),
+                        statements::pages_drift(app, &skip, &marks),
+                        statements::activity_drift(app, &skip, &marks),
                     ] {
                         // ClickHouse 18.16 answers no row for a count over an
                         // empty subquery with GROUP BY: that is 0.
@@ -355,41 +358,130 @@ impl Refresher {
                         drift += found.first().copied().unwrap_or(0);
                     }
                 }
-                (all, Some(drift))
+                // Before the first run nothing was derived: no drift to measure.
+                (all, (!marks.is_empty()).then_some(drift))
             }
         };
-        for (done, (app, days)) in buckets.iter().enumerate() {
+        let bucket_names = |buckets: &BTreeMap<String, BTreeSet<String>>| -> Vec<String> {
+            buckets
+                .iter()
+                .flat_map(|(app, days)| days.iter().map(move |d| format!("{app}|{d}")))
+                .collect()
+        };
+        let skip = bucket_names(&recomputed);
+        let added: Vec<(String, String)> = new_buckets
+            .iter()
+            .flat_map(|(app, days)| days.iter().map(move |d| (app.clone(), d.clone())))
+            .filter(|(app, day)| !recomputed.get(app).is_some_and(|d| d.contains(day)))
+            .collect();
+        if !added.is_empty() {
+            self.state.add_pending(&added).await?;
+        }
+        if !ranges.is_empty() {
+            let all = statements::staged(add_version, &[]);
+            let [keys, ids] = statements::key_ids_add(&all);
+            for stmt in [statements::id_hours_add(&all), keys, ids] {
+                stmt.query(&self.clickhouse).execute().await?;
+            }
+        }
+        laps.lap("add_id_hours");
+        if !added.is_empty() {
+            let facts = statements::staged(add_version, &skip);
+            statements::pages_add(&facts, add_version)
+                .query(&self.clickhouse)
+                .execute()
+                .await?;
+            laps.lap("add_pages");
+            statements::activity_add(&facts, add_version)
+                .query(&self.clickhouse)
+                .execute()
+                .await?;
+        }
+        laps.lap("add_activity");
+        let mut reworked: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (app, ids) in &moved {
+            let days = self
+                .rework_moves(app, ids, rework_version, &mut laps)
+                .await?;
+            reworked.entry(app.clone()).or_default().extend(days);
+        }
+        for (app, ids) in &deleted {
+            let days = self
+                .rework_deleted(app, ids, (version, &ends), &mut laps)
+                .await?;
+            reworked.entry(app.clone()).or_default().extend(days);
+        }
+        reworked.retain(|_, days| !days.is_empty());
+        for (done, (app, days)) in recomputed.iter().enumerate() {
             if self.crash_after == Some(done) {
                 return Err(RefreshError::Injected(done));
             }
+            // The sets are kept by every run from its new rows: built from
+            // `events` once, by the first run of a scope.
+            if marks.is_empty() {
+                let [keys, ids] = statements::key_ids_all(app);
+                for stmt in [statements::id_hours_all(app), keys, ids] {
+                    stmt.query(&self.clickhouse).execute().await?;
+                }
+            }
             let days: Vec<String> = days.iter().cloned().collect();
             for chunk in days.chunks(DAYS_PER_STATEMENT) {
-                for stmt in statements::recompute(app, chunk, version) {
+                for stmt in statements::recompute(app, chunk, version, &ends) {
                     stmt.query(&self.clickhouse).execute().await?;
                 }
             }
         }
+        if self.crash_after == Some(recomputed.len()) {
+            return Err(RefreshError::Injected(recomputed.len()));
+        }
+        laps.lap("recompute");
         let record = RunRecord {
             kind: kind.name(),
             version,
-            buckets: buckets.values().map(|d| d.len() as u64).sum(),
+            buckets: recomputed.values().map(|d| d.len() as u64).sum(),
             new_rows,
             drift,
         };
+        let new_marks: Vec<((String, u32), u64)> = ends
+            .iter()
+            .filter(|(key, end)| marks.get(*key) != Some(*end))
+            .map(|(key, end)| (key.clone(), *end))
+            .collect();
+        let mut settled = pending;
+        settled.extend(added.iter().map(|(app, day)| format!("{app}|{day}")));
+        // Days folded for moved persons were pending for the length of the run.
+        for (app, days) in &reworked {
+            settled.extend(days.iter().map(|day| format!("{app}|{day}")));
+        }
         self.state
             .commit(
                 fence,
                 &new_marks,
                 &new_identity,
                 &record,
-                started,
+                (started, &settled),
                 &finished,
             )
             .await?;
-        if !committed.is_empty() {
-            self.state.set_derived(&committed, started).await?;
+        if self.kafka.is_some() {
+            let derived: Vec<(String, i32, i64)> = ends
+                .iter()
+                .map(|((topic, p), end)| {
+                    let p = i32::try_from(*p).unwrap_or(i32::MAX);
+                    (topic.clone(), p, i64::try_from(*end).unwrap_or(i64::MAX))
+                })
+                .collect();
+            self.state.set_derived(&derived, started).await?;
         }
-        self.prune_arrivals().await?;
-        Ok(Some(Report { record, buckets }))
+        self.drop_staged().await?;
+        self.prune_arrivals(&ends).await?;
+        laps.lap("commit");
+        Ok(Some(Report {
+            seconds: laps.done,
+            record,
+            buckets: recomputed,
+            added: added.len() as u64,
+            reworked,
+        }))
     }
 }

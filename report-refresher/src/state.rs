@@ -1,6 +1,7 @@
-//! The refresher's state in PostgreSQL (migration `postgres/0005`), per scope
-//! (the ClickHouse database refreshed): the lease of the one writer, the run
-//! versions, the watermarks and the finished runs.
+//! The refresher's state in PostgreSQL (migrations `postgres/0005`–`0008`),
+//! per scope (the ClickHouse database refreshed): the lease of the one writer,
+//! the run versions, the watermarks, the buckets of runs that added rows and
+//! never committed, and the finished runs.
 //!
 //! The lease is a row with an owner, an expiry and a fence that grows with
 //! every new holder. A run's writes carry a version taken from a sequence, so
@@ -13,8 +14,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::Client;
 
-/// (topic, Kafka partition, day `YYYY-MM-DD`).
-pub type MarkKey = (String, u32, String);
+/// (topic, Kafka partition).
+pub type MarkKey = (String, u32);
+
+/// The `event_date` of a partition's mark in `refresh_marks` (the table
+/// once held one mark per partition and day; those rows are ignored).
+const PARTITION_MARK_DAY: &str = "1970-01-01";
 
 /// What a finished run records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,23 +126,54 @@ impl PgState {
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
-    /// The watermarks on insertion.
+    /// The watermarks on insertion: per partition, the highest offset derived.
     pub async fn marks(&self) -> Result<HashMap<MarkKey, i64>, RefreshError> {
         let rows = self
             .client
             .query(
-                "SELECT kafka_topic, kafka_partition, to_char(event_date, 'YYYY-MM-DD'), mark \
-                 FROM refresh_marks WHERE scope = $1",
-                &[&self.scope],
+                "SELECT kafka_topic, kafka_partition, mark FROM refresh_marks \
+                 WHERE scope = $1 AND event_date = $2::text::date",
+                &[&self.scope, &PARTITION_MARK_DAY],
             )
             .await?;
         Ok(rows
             .iter()
             .map(|row| {
                 let partition = u32::try_from(row.get::<_, i32>(1)).unwrap_or(0);
-                ((row.get(0), partition, row.get(2)), row.get(3))
+                ((row.get(0), partition), row.get(2))
             })
             .collect())
+    }
+
+    /// Buckets (`app|YYYY-MM-DD`) of runs that added rows and never committed.
+    pub async fn pending(&self) -> Result<Vec<String>, RefreshError> {
+        let rows = self
+            .client
+            .query(
+                "SELECT app_id || '|' || to_char(event_date, 'YYYY-MM-DD') FROM refresh_pending \
+                 WHERE scope = $1",
+                &[&self.scope],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Records the buckets (`(app, YYYY-MM-DD)`) this run is about to add rows
+    /// to, before it writes (removed when it commits).
+    pub async fn add_pending(&self, buckets: &[(String, String)]) -> Result<(), RefreshError> {
+        let (apps, days): (Vec<&str>, Vec<&str>) = buckets
+            .iter()
+            .map(|(app, day)| (app.as_str(), day.as_str()))
+            .unzip();
+        self.client
+            .execute(
+                "INSERT INTO refresh_pending (scope, app_id, event_date) \
+                 SELECT $1, a, d::date FROM unnest($2::text[], $3::text[]) AS t(a, d) \
+                 ON CONFLICT DO NOTHING",
+                &[&self.scope, &apps, &days],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The identity watermarks, per app.
@@ -252,13 +288,15 @@ impl PgState {
 
     /// Commits a run: its watermarks and its record, only while the lease
     /// with `fence` is still ours (else [`RefreshError::NotLeader`]).
+    /// `settled` are the pending buckets (`app|YYYY-MM-DD`) the run recomputed
+    /// or added to: they stop being pending.
     pub async fn commit(
         &mut self,
         fence: i64,
         marks: &[(MarkKey, u64)],
         identity: &[(String, u64)],
         run: &RunRecord,
-        started_secs: f64,
+        (started_secs, settled): (f64, &[String]),
         finished_deletions: &[i64],
     ) -> Result<(), RefreshError> {
         let tx = self.client.transaction().await?;
@@ -272,13 +310,21 @@ impl PgState {
         if held.is_none() {
             return Err(RefreshError::NotLeader(self.scope.clone()));
         }
-        for ((topic, partition, day), top) in marks {
+        for ((topic, partition), top) in marks {
             let partition = i32::try_from(*partition).unwrap_or(i32::MAX);
             tx.execute(
                 "INSERT INTO refresh_marks (scope, kafka_topic, kafka_partition, event_date, mark) \
                  VALUES ($1, $2, $3, $4::text::date, $5) ON CONFLICT (scope, kafka_topic, kafka_partition, event_date) \
                  DO UPDATE SET mark = GREATEST(refresh_marks.mark, EXCLUDED.mark)",
-                &[&self.scope, topic, &partition, day, &to_i64(*top)],
+                &[&self.scope, topic, &partition, &PARTITION_MARK_DAY, &to_i64(*top)],
+            )
+            .await?;
+        }
+        if !settled.is_empty() {
+            tx.execute(
+                "DELETE FROM refresh_pending WHERE scope = $1 \
+                 AND app_id || '|' || to_char(event_date, 'YYYY-MM-DD') = ANY($2)",
+                &[&self.scope, &settled],
             )
             .await?;
         }

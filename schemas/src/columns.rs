@@ -114,7 +114,7 @@ pub const PERSON_COLUMNS: &[&str] = &[
     "is_deleted",
 ];
 
-/// The `arrivals` columns in table order (migration 0009), which is the field
+/// The `arrivals` columns in table order (migrations 0009 and 0010), which is the field
 /// order of [`crate::row::ArrivalRow`].
 pub const ARRIVAL_COLUMNS: &[&str] = &[
     "app_id",
@@ -123,6 +123,16 @@ pub const ARRIVAL_COLUMNS: &[&str] = &[
     "kafka_offset",
     "event_date",
     "received_date",
+    "distinct_id",
+    "name",
+    "timestamp",
+    "ts_ms",
+    "url_path",
+    "referrer_host",
+    "country",
+    "device_type",
+    "browser",
+    "is_bot",
 ];
 
 /// `events` columns an ad-hoc query may filter and group on (the event name

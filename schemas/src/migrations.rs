@@ -52,6 +52,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "refresh_derived",
         sql: include_str!("../migrations/postgres/0007_refresh_derived.sql"),
     },
+    Migration {
+        version: 8,
+        name: "refresh_pending",
+        sql: include_str!("../migrations/postgres/0008_refresh_pending.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.
@@ -100,6 +105,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         version: 9,
         name: "arrivals",
         sql: include_str!("../migrations/clickhouse/0009_arrivals.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "row_level_refresh",
+        sql: include_str!("../migrations/clickhouse/0010_row_level_refresh.sql"),
     },
 ];
 

@@ -92,7 +92,19 @@ return out
 
 /// The mutations that remove a deleted person's rows; `true` where the
 /// statement's list is the person id (`persons`), else its distinct ids.
-const DELETES: [(&str, bool); 4] = [
+const DELETES: [(&str, bool); 7] = [
+    (
+        "ALTER TABLE key_ids DELETE WHERE app_id = ? AND has(?, distinct_id)",
+        false,
+    ),
+    (
+        "ALTER TABLE id_keys DELETE WHERE app_id = ? AND has(?, distinct_id)",
+        false,
+    ),
+    (
+        "ALTER TABLE arrivals DELETE WHERE app_id = ? AND has(?, distinct_id)",
+        false,
+    ),
     (
         "ALTER TABLE events DELETE WHERE app_id = ? AND has(?, distinct_id)",
         false,
@@ -133,16 +145,20 @@ pub fn delete_statements(person: &str, ids: &[String]) -> Vec<(&'static str, Vec
 pub const PERSON_DAYS_SQL: &str = "SELECT DISTINCT toString(event_date) AS day FROM events \
      WHERE app_id = ? AND has(?, distinct_id) ORDER BY day";
 
-/// The days (`day`) with events of the app's distinct ids whose person
-/// changed in versions `(from, to]` (binds: app, app, from, to).
-pub const CHANGED_DAYS_SQL: &str = "SELECT DISTINCT toString(event_date) AS day FROM events \
-     WHERE app_id = ? AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids \
-     WHERE app_id = ? AND version > ? AND version <= ?)";
+/// The days (`day`) with derived events of the app's distinct ids whose
+/// person changed in versions `(from, to]` (binds: app, app, from, to): an
+/// index read of the refresher's `id_hours` (rows not derived yet are found
+/// through `arrivals`).
+pub const CHANGED_DAYS_SQL: &str = "SELECT DISTINCT toString(toDate(hour, 'UTC')) AS day \
+     FROM id_hours WHERE app_id = ? AND distinct_id IN (SELECT distinct_id \
+     FROM person_distinct_ids WHERE app_id = ? AND version > ? AND version <= ?)";
 
-/// Rows a deleted person still has (binds: app id and the ids, four times);
-/// a deletion is done when this is 0 and the reports were re-derived.
+/// Rows a deleted person still has (binds: app id and the ids, four times,
+/// then the app id and the person); a deletion is done when this is 0 and the
+/// reports were re-derived.
 pub const REMAINING_SQL: &str =
-    "SELECT (SELECT count() FROM events WHERE app_id = ? AND has(?, distinct_id)) \
+    "SELECT (SELECT count() FROM arrivals WHERE app_id = ? AND has(?, distinct_id)) \
+     + (SELECT count() FROM events WHERE app_id = ? AND has(?, distinct_id)) \
      + (SELECT count() FROM sessions WHERE app_id = ? AND has(?, distinct_id)) \
      + (SELECT count() FROM person_distinct_ids WHERE app_id = ? AND has(?, distinct_id)) \
      + (SELECT count() FROM persons WHERE app_id = ? AND has(?, person_id)) AS remaining";

@@ -154,7 +154,8 @@ impl EventRow {
     }
 }
 
-/// One row of `arrivals` (migration 0009): where a raw row sits in the log.
+/// One row of `arrivals` (migrations 0009, 0010): where a raw row sits in
+/// the log, and what the report refresher derives from it.
 #[cfg_attr(feature = "clickhouse", derive(clickhouse::Row))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArrivalRow {
@@ -170,6 +171,26 @@ pub struct ArrivalRow {
     pub event_date: u16,
     /// `Date` the gateway received it (the table partition).
     pub received_date: u16,
+    /// What the report refresher derives from the row (migration 0010).
+    pub distinct_id: String,
+    /// Event name.
+    pub name: String,
+    /// Event time, epoch seconds.
+    pub timestamp: u32,
+    /// Event time, epoch milliseconds.
+    pub ts_ms: u64,
+    /// Page path.
+    pub url_path: String,
+    /// Referrer host.
+    pub referrer_host: String,
+    /// Country.
+    pub country: String,
+    /// Device type.
+    pub device_type: String,
+    /// Browser.
+    pub browser: String,
+    /// Bot flag.
+    pub is_bot: u8,
 }
 
 impl ArrivalRow {
@@ -182,6 +203,16 @@ impl ArrivalRow {
             kafka_offset: row.kafka_offset,
             event_date: row.event_date,
             received_date: u16::try_from(row.received_at / 86_400).unwrap_or(u16::MAX),
+            distinct_id: row.distinct_id.clone(),
+            name: row.name.clone(),
+            timestamp: row.timestamp,
+            ts_ms: row.ts_ms,
+            url_path: row.url_path.clone(),
+            referrer_host: row.referrer_host.clone(),
+            country: row.country.clone(),
+            device_type: row.device_type.clone(),
+            browser: row.browser.clone(),
+            is_bot: row.is_bot,
         }
     }
 }

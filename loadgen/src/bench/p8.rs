@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::Clock;
 use tally_schemas::person::{PersonDistinctIdRow, PersonRow};
-use tally_schemas::row::{event_date, EventRow};
+use tally_schemas::row::{event_date, ArrivalRow, EventRow};
 
 /// New events in the minute (about 2 000 events/s), of which 5 % late.
 const NEW_EVENTS: usize = 120_000;
@@ -30,7 +30,9 @@ fn err(what: &str) -> impl Fn(clickhouse::error::Error) -> String + '_ {
     move |e| format!("P8 {what}: {e}")
 }
 
-/// Inserts `rows` one day at a time (one part per insert).
+/// Inserts `rows` one day at a time (one part per insert), then their
+/// arrivals, as the aggregator does (the refresher without a broker derives
+/// up to the highest arrival, so they come after the rows here).
 async fn insert_rows(client: &clickhouse::Client, mut rows: Vec<EventRow>) -> Result<(), String> {
     rows.sort_by_key(|r| (r.event_date, r.kafka_offset));
     for day in rows.chunk_by(|a, b| a.event_date == b.event_date) {
@@ -43,6 +45,17 @@ async fn insert_rows(client: &clickhouse::Client, mut rows: Vec<EventRow>) -> Re
         }
         insert.end().await.map_err(err("insert"))?;
     }
+    let mut insert = client
+        .insert::<ArrivalRow>("arrivals")
+        .await
+        .map_err(err("arrivals"))?;
+    for row in &rows {
+        insert
+            .write(&ArrivalRow::of(row))
+            .await
+            .map_err(err("arrivals"))?;
+    }
+    insert.end().await.map_err(err("arrivals"))?;
     Ok(())
 }
 
@@ -231,7 +244,10 @@ pub async fn run(
         started.elapsed().as_secs_f64()
     );
     let result = p8(&copy, postgres).await;
-    let _ = server.query(&drop).execute().await;
+    // TALLY_P8_KEEP=1 keeps the copy, to look into its tables afterwards.
+    if std::env::var_os("TALLY_P8_KEEP").is_none() {
+        let _ = server.query(&drop).execute().await;
+    }
     let mut result = result?;
     result["dataset"] = json!(generated);
     Ok(result)
@@ -255,6 +271,8 @@ async fn p8(
     for table in [
         "report_pages_hourly",
         "person_day_activity",
+        "id_hours",
+        "arrivals",
         "person_distinct_ids",
         "persons",
     ] {
@@ -270,6 +288,7 @@ async fn p8(
         "refresh_runs",
         "refresh_lease",
         "refresh_derived",
+        "refresh_pending",
         "person_deletions",
     ] {
         pg.execute(&format!("DELETE FROM {table} WHERE scope = $1"), &[&scope])
@@ -317,12 +336,16 @@ async fn p8(
         .map_err(|e| e.to_string())?
         .ok_or("P8: lease")?;
     let full_s = timed(started);
-    eprintln!("P8: incremental {incremental_s:.2} s ({} app-days), full {full_s:.1} s ({} app-days), drift {:?}",
-        incremental.record.buckets, full.record.buckets, full.record.drift);
+    eprintln!("P8: incremental {incremental_s:.2} s ({} app-days recomputed, {} added to), full {full_s:.1} s ({} app-days), drift {:?}",
+        incremental.record.buckets, incremental.added, full.record.buckets, full.record.drift);
     Ok(json!({
         "rows": rows, "minute": minute,
         "initial_build_s": initial_s,
         "incremental_s": incremental_s, "incremental_app_days": incremental.record.buckets,
+        "incremental_added_app_days": incremental.added,
+        "incremental_reworked_app_days": incremental.reworked.values().map(|d| d.len()).sum::<usize>(),
+        "incremental_steps_s": incremental.seconds.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "full_steps_s": full.seconds.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "full_s": full_s, "full_app_days": full.record.buckets, "drift": full.record.drift,
         "ratio": full_s / incremental_s.max(1e-6),
         "lag_bound_s": incremental_s + 10.0,

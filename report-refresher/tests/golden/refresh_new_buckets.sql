@@ -1,2 +1,2 @@
-SELECT app_id, toString(event_date) AS day, count() AS rows FROM events WHERE (kafka_topic = ? AND kafka_partition = ? AND event_date = toDate(?) AND kafka_offset >= ? AND kafka_offset <= ?) OR (kafka_topic = ? AND kafka_partition = ? AND event_date = toDate(?) AND kafka_offset > ? AND kafka_offset <= ?) GROUP BY app_id, event_date
--- binds: ["events",0,"2023-11-15",0,10,"events",1,"2023-11-16",4,12]
+SELECT app_id, toString(event_date) AS day, count() AS rows FROM (SELECT app_id, event_date, name, timestamp, ts_ms, distinct_id, url_path, referrer_host, country, device_type, browser, is_bot, kafka_topic, kafka_partition, kafka_offset FROM arrivals WHERE ((kafka_topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset <= ?) OR (kafka_topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset <= ?)) LIMIT 1 BY kafka_topic, kafka_partition, kafka_offset) GROUP BY app_id, event_date
+-- binds: ["events",0,0,10,"events",1,5,12]

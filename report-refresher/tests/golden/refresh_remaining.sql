@@ -1,2 +1,2 @@
-SELECT (SELECT count() FROM events WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM sessions WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM person_distinct_ids WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM persons WHERE app_id = ? AND has(?, person_id)) AS remaining
--- binds: ["app-1",["anon-1", "user-1"],"app-1",["anon-1", "user-1"],"app-1",["anon-1", "user-1"],"app-1",["anon-1"]]
+SELECT (SELECT count() FROM arrivals WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM events WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM sessions WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM person_distinct_ids WHERE app_id = ? AND has(?, distinct_id)) + (SELECT count() FROM persons WHERE app_id = ? AND has(?, person_id)) AS remaining
+-- binds: ["app-1",["anon-1", "user-1"],"app-1",["anon-1", "user-1"],"app-1",["anon-1", "user-1"],"app-1",["anon-1", "user-1"],"app-1",["anon-1"]]

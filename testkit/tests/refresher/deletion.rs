@@ -194,6 +194,8 @@ async fn a_deleted_person_is_gone_from_every_answer_and_stays_gone() {
         .bind(pipeline.app.as_str())
         .bind(id_list.as_slice())
         .bind(pipeline.app.as_str())
+        .bind(id_list.as_slice())
+        .bind(pipeline.app.as_str())
         .bind(person_list.as_slice())
         .fetch_one()
         .await

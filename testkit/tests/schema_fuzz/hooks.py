@@ -10,6 +10,8 @@ fields, and the document states them in its descriptions:
 * a saved definition is a funnel under `/funnels` and a dashboard under
   `/dashboards`;
 * a `tz` is an IANA time zone name (the document gives its form, not the list);
+* a report's `breakdown` is the `activity` report's, which is per UTC day
+  (granularity day, tz UTC), never counts bots and has no rollup;
 * a funnel's `exclusions` apply to the relaxed order (not strict, not any), each `between` two of its
   steps (1 <= from < to <= the number of steps); its `users.step` is one of its
   steps (before the last when `dropped`).
@@ -188,6 +190,19 @@ def map_case(context, case):
         query.pop("q", None)
     if query is not None and isinstance(query.get("tz"), str):
         query["tz"] = _zone(query["tz"])
+    if path.endswith("/reports/{report}") and query is not None:
+        if case.path_parameters.get("report") == "activity":
+            # Per UTC day, persons without bots, from reports or raw rows.
+            if query.get("tz") not in (None, "UTC"):
+                query["tz"] = "UTC"
+            if query.get("granularity") not in (None, "day"):
+                query["granularity"] = "day"
+            if query.get("include_bots") in (True, "true"):
+                query.pop("include_bots")
+            if query.get("source") == "rollup":
+                query["source"] = "raw"
+        else:
+            query.pop("breakdown", None)
     if isinstance(case.body, (dict, list)):
         _fix_ranges(case.body)
         _fix_zones(case.body)

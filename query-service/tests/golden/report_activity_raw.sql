@@ -1,0 +1,2 @@
+SELECT d0, toFloat64(uniqExact(pid)) AS m0, toFloat64(sum(n)) AS m1 FROM (SELECT toString(event_date) AS d0, if(pm_person = '', distinct_id, pm_person) AS pid, count() AS n FROM events ANY LEFT JOIN (SELECT distinct_id, argMax(person_id, version) AS pm_person FROM person_distinct_ids WHERE app_id = ? GROUP BY distinct_id) AS pm USING distinct_id WHERE app_id = ? AND event_date >= toDate(?) AND event_date <= toDate(?) AND is_bot = 0 GROUP BY d0, pid) AS a GROUP BY d0 ORDER BY d0 LIMIT 101
+-- binds: ["app-1","app-1","2023-11-15","2023-11-16"]

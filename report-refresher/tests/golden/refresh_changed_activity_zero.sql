@@ -1,0 +1,2 @@
+INSERT INTO person_day_activity (app_id, day, person_id, events, first_ms, last_ms, version) SELECT app_id, day, pid, toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(?) FROM (SELECT app_id, day, pid, n, f, l FROM (SELECT app_id, day, person_id AS pid, events AS n, first_ms AS f, last_ms AS l FROM person_day_activity FINAL WHERE app_id = ? AND day IN (?, ?) AND person_id IN (SELECT arrayJoin(?))) WHERE n > 0)
+-- binds: [9,"app-1","2023-11-15","2023-11-16",["anon-1"]]

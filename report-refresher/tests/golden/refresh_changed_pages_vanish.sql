@@ -1,0 +1,2 @@
+INSERT INTO report_pages_hourly SELECT app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, toUInt64(0), uniqExactStateIf('', 0), toUInt64(?) FROM report_pages_hourly WHERE app_id = ? AND hour IN (toDateTime(?), toDateTime(?), toDateTime(?)) GROUP BY app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot HAVING max(version) < ? AND argMax(page_views, version) > 0
+-- binds: [9,"app-1",1700010000,1700013600,1700100000,9]

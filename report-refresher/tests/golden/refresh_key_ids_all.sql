@@ -1,0 +1,2 @@
+INSERT INTO key_ids (app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, distinct_id) SELECT app_id, toStartOfHour(timestamp) AS hour, url_path, referrer_host, country, device_type, browser, is_bot, distinct_id FROM events WHERE app_id = ? AND name = 'page_view' GROUP BY app_id, hour, url_path, referrer_host, country, device_type, browser, is_bot, distinct_id
+-- binds: ["app-1"]

@@ -1,0 +1,2 @@
+CREATE TABLE refresh_facts_8 ENGINE = Memory AS SELECT * FROM (SELECT app_id, event_date, name, timestamp, ts_ms, distinct_id, url_path, referrer_host, country, device_type, browser, is_bot, kafka_topic, kafka_partition, kafka_offset FROM arrivals WHERE ((kafka_topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset <= ?) OR (kafka_topic = ? AND kafka_partition = ? AND kafka_offset >= ? AND kafka_offset <= ?)) LIMIT 1 BY kafka_topic, kafka_partition, kafka_offset)
+-- binds: ["events",0,0,10,"events",1,5,12]
