@@ -358,6 +358,7 @@ impl Refresher {
                         drift += found.first().copied().unwrap_or(0);
                     }
                 }
+                laps.lap("drift");
                 // Before the first run nothing was derived: no drift to measure.
                 (all, (!marks.is_empty()).then_some(drift))
             }
