@@ -7,7 +7,7 @@
 //! alone (`source=raw`, or before the refresher has run). Days are whole UTC
 //! days: the range's first and last days count entirely.
 
-use crate::answer::{cached_rows, name_columns, to_bytes};
+use crate::answer::{cached_rows, first_rows, to_bytes};
 use crate::reports::ReportParams;
 use crate::sql::{invalid, person_join, Bind, Invalid, Sql, PERSON};
 use crate::{AppState, QueryError};
@@ -156,12 +156,7 @@ pub(crate) async fn answer(
     let source = if fresh.is_some() { "report+raw" } else { "raw" };
     let kind = format!("activity@{}", derived_as_of.unwrap_or(0));
     let (answer, hit) = cached_rows(state, &kind, app_id, &sql, |rows, query_time_ms| {
-        let truncated = rows.len() > limit;
-        let results: Vec<_> = rows
-            .into_iter()
-            .take(limit)
-            .map(|row| name_columns(row, &sql))
-            .collect();
+        let (results, truncated) = first_rows(rows, &sql, limit);
         let mut answer = serde_json::json!({
             "app_id": app_id, "report": "activity", "from_ms": range.0, "to_ms": range.1,
             "source": source, "results": results, "truncated": truncated,

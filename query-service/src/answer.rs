@@ -75,6 +75,18 @@ pub(crate) fn cached_json(answer: &axum::body::Bytes, shared: bool) -> axum::res
     ))
 }
 
+/// The first `limit` of `rows`, columns named after `sql`'s, and whether
+/// there were more (statements ask for `limit + 1`).
+pub(crate) fn first_rows(rows: Vec<Row>, sql: &Sql, limit: usize) -> (Vec<Row>, bool) {
+    let truncated = rows.len() > limit;
+    let results = rows
+        .into_iter()
+        .take(limit)
+        .map(|row| name_columns(row, sql))
+        .collect();
+    (results, truncated)
+}
+
 /// Renames `d0…`/`m0…` to the dimension and metric names of `sql`.
 pub(crate) fn name_columns(
     mut row: serde_json::Map<String, serde_json::Value>,

@@ -17,7 +17,7 @@
 //! hours, which are not whole hours of every zone (+05:30), so
 //! `pages_over_time` in another zone than UTC is answered from raw rows.
 
-use crate::answer::{cached_rows, name_columns, respond, to_bytes};
+use crate::answer::{cached_rows, first_rows, respond, to_bytes};
 use crate::auth::ReadAccess;
 use crate::sql::{
     app_and_range, invalid, local_time_with_offset, person_join, split_unit, Bind, Invalid, Sql,
@@ -401,12 +401,7 @@ async fn report_inner(
     // run is part of the cache key, so no answer outlives the tables it read.
     let kind = format!("report@{}", derived_as_of.unwrap_or(0));
     let (answer, hit) = cached_rows(state, &kind, &app_id, &sql, |rows, query_time_ms| {
-        let truncated = rows.len() > limit;
-        let results: Vec<_> = rows
-            .into_iter()
-            .take(limit)
-            .map(|row| name_columns(row, &sql))
-            .collect();
+        let (results, truncated) = first_rows(rows, &sql, limit);
         // Every stored row counts (raw rows for the days reports do not
         // cover), so the answer is as fresh as the moment it was computed.
         let mut answer = serde_json::json!({
