@@ -8,7 +8,6 @@
 //! days: the range's first and last days count entirely.
 
 use crate::answer::{cached_rows, first_rows, to_bytes};
-use crate::reports::ReportParams;
 use crate::sql::{invalid, person_join, Bind, Invalid, Sql, PERSON};
 use crate::{AppState, QueryError};
 use std::sync::Arc;
@@ -119,24 +118,41 @@ pub fn build(
     })
 }
 
+/// The query string of a report, as the activity report reads it.
+#[derive(Debug, Default)]
+pub(crate) struct Params<'a> {
+    /// `auto` (default) or `raw`.
+    pub source: Option<&'a str>,
+    /// `person.<trait>`.
+    pub breakdown: Option<&'a str>,
+    /// Most rows (default 100).
+    pub limit: Option<usize>,
+    /// Refused when true (no bots are counted).
+    pub include_bots: Option<bool>,
+    /// `day` only.
+    pub granularity: Option<&'a str>,
+    /// `UTC` only.
+    pub tz: Option<&'a str>,
+}
+
 /// Answers the activity report of `app_id` over `range` (see the module doc).
 pub(crate) async fn answer(
     state: &AppState,
     app_id: &str,
     range: (i64, i64),
-    params: &ReportParams,
+    params: &Params<'_>,
 ) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
     if params.include_bots == Some(true) {
         return Err(invalid("include_bots", "activity counts persons, never bots").into());
     }
-    if params.granularity.as_deref().is_some_and(|g| g != "day") {
+    if params.granularity.is_some_and(|g| g != "day") {
         return Err(invalid("granularity", "day (activity is per UTC day)").into());
     }
-    if params.tz.as_deref().is_some_and(|tz| tz != "UTC") {
+    if params.tz.is_some_and(|tz| tz != "UTC") {
         return Err(invalid("tz", "UTC (activity is per UTC day)").into());
     }
-    let trait_name = breakdown_trait(params.breakdown.as_deref())?;
-    let fresh = match params.source.as_deref().unwrap_or("auto") {
+    let trait_name = breakdown_trait(params.breakdown)?;
+    let fresh = match params.source.unwrap_or("auto") {
         "auto" => crate::freshness::raw_days(state, app_id).await?,
         "raw" => None,
         _ => return Err(invalid("source", "auto or raw (activity)").into()),

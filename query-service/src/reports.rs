@@ -351,6 +351,14 @@ async fn report_inner(
         state.config.max_range_days,
     )?;
     if report == "activity" {
+        let params = crate::activity::Params {
+            source: params.source.as_deref(),
+            breakdown: params.breakdown.as_deref(),
+            limit: params.limit,
+            include_bots: params.include_bots,
+            granularity: params.granularity.as_deref(),
+            tz: params.tz.as_deref(),
+        };
         return crate::activity::answer(state, &app_id, range, &params).await;
     }
     if params.breakdown.is_some() {
