@@ -11,13 +11,7 @@ use crate::answer::{cached_rows, first_rows, to_bytes};
 use crate::sql::{invalid, person_join, Bind, Invalid, Sql, PERSON};
 use crate::{AppState, QueryError};
 use std::sync::Arc;
-
-/// The UTC day (`YYYY-MM-DD`) of an epoch millisecond.
-fn utc_day(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000))
-        .map(|t| t.date().to_string())
-        .unwrap_or_default()
-}
+use tally_schemas::row::utc_day;
 
 /// The trait of a `breakdown` (`person.<name>`), if any.
 pub fn breakdown_trait(breakdown: Option<&str>) -> Result<Option<String>, Invalid> {

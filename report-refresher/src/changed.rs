@@ -87,9 +87,7 @@ fn ranges(hours: &BTreeSet<u32>) -> (String, Vec<Bind>) {
 
 /// The UTC day (`YYYY-MM-DD`) of an epoch second.
 fn day(secs: u32) -> String {
-    time::OffsetDateTime::from_unix_timestamp(i64::from(secs))
-        .map(|t| t.date().to_string())
-        .unwrap_or_default()
+    tally_schemas::row::utc_day(i64::from(secs) * 1_000)
 }
 
 /// The UTC days (`event_date`) the events of `hours` fall on.
@@ -98,11 +96,6 @@ pub fn days_of(hours: &BTreeSet<u32>) -> BTreeSet<String> {
         .iter()
         .flat_map(|h| [day(*h), day(h.saturating_add(HOUR - 1))])
         .collect()
-}
-
-/// Whether the events of `hour` may fall on one of `days`.
-pub fn on_days(hour: u32, days: &BTreeSet<String>) -> bool {
-    days.contains(&day(hour)) || days.contains(&day(hour.saturating_add(HOUR - 1)))
 }
 
 /// Rewrites every key of the app's `hours` in `report_pages_hourly` with
@@ -274,8 +267,5 @@ mod tests {
         let hours: BTreeSet<u32> = [86_400 - HOUR, 86_400].into_iter().collect();
         let days: Vec<String> = days_of(&hours).into_iter().collect();
         assert_eq!(days, ["1970-01-01", "1970-01-02"]);
-        let one: BTreeSet<String> = ["1970-01-02".to_owned()].into_iter().collect();
-        assert!(on_days(86_400, &one));
-        assert!(!on_days(0, &one));
     }
 }

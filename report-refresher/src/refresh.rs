@@ -234,11 +234,9 @@ impl Refresher {
         let mut laps = Laps::start();
         let ends = self.ends(kind, &marks).await?;
         laps.lap("ends");
-        let plain = |text: &str| Stmt {
-            text: text.to_owned(),
-            binds: Vec::new(),
-        };
-        let identity_tops: Vec<AppTop> = self.fetch(&plain(statements::IDENTITY_TOPS_SQL)).await?;
+        let identity_tops: Vec<AppTop> = self
+            .fetch(&Stmt::plain(statements::IDENTITY_TOPS_SQL))
+            .await?;
         let identity_marks = self.state.identity_marks().await?;
 
         // Buckets recomputed: runs that never committed; in full runs also
@@ -312,7 +310,7 @@ impl Refresher {
             .collect();
         let mut new_rows = 0;
         let mut new_buckets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        self.drop_staged().await?;
+        self.drop_leftovers().await?;
         if !ranges.is_empty() {
             statements::stage_facts(&ranges, add_version)
                 .query(&self.clickhouse)
@@ -334,7 +332,7 @@ impl Refresher {
             Kind::Full => {
                 let mut all = touched.clone();
                 for b in self
-                    .fetch::<AppDay>(&plain(statements::ALL_BUCKETS_SQL))
+                    .fetch::<AppDay>(&Stmt::plain(statements::ALL_BUCKETS_SQL))
                     .await?
                 {
                     all.entry(b.app_id).or_default().insert(b.day);
@@ -465,16 +463,14 @@ impl Refresher {
             )
             .await?;
         if self.kafka.is_some() {
-            let derived: Vec<(String, i32, i64)> = ends
-                .iter()
-                .map(|((topic, p), end)| {
-                    let p = i32::try_from(*p).unwrap_or(i32::MAX);
-                    (topic.clone(), p, i64::try_from(*end).unwrap_or(i64::MAX))
-                })
-                .collect();
-            self.state.set_derived(&derived, started).await?;
+            self.state.set_derived(&ends, started).await?;
         }
-        self.drop_staged().await?;
+        if !ranges.is_empty() {
+            statements::drop_staged(add_version)
+                .query(&self.clickhouse)
+                .execute()
+                .await?;
+        }
         self.prune_arrivals(&ends).await?;
         laps.lap("commit");
         Ok(Some(Report {

@@ -10,6 +10,7 @@
 //! lease (same owner, same fence, not expired) and otherwise commits nothing.
 
 use crate::error::RefreshError;
+use crate::statements::Ends;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -227,38 +228,20 @@ impl PgState {
 
     /// Records that every row at or below `derived` offsets is derived
     /// (per (topic, partition); never moves back).
-    pub async fn set_derived(
-        &self,
-        derived: &[(String, i32, i64)],
-        started_secs: f64,
-    ) -> Result<(), RefreshError> {
-        for (topic, partition, offset) in derived {
+    pub async fn set_derived(&self, derived: &Ends, started_secs: f64) -> Result<(), RefreshError> {
+        for ((topic, partition), offset) in derived {
+            let partition = i32::try_from(*partition).unwrap_or(i32::MAX);
             self.client
                 .execute(
                     "INSERT INTO refresh_derived (scope, kafka_topic, kafka_partition, derived, run_started_at) \
                      VALUES ($1, $2, $3, $4, to_timestamp($5)) ON CONFLICT (scope, kafka_topic, kafka_partition) \
                      DO UPDATE SET derived = GREATEST(refresh_derived.derived, EXCLUDED.derived), \
                      run_started_at = EXCLUDED.run_started_at",
-                    &[&self.scope, topic, partition, offset, &started_secs],
+                    &[&self.scope, topic, &partition, &to_i64(*offset), &started_secs],
                 )
                 .await?;
         }
         Ok(())
-    }
-
-    /// Per (topic, partition), the offset at or below which rows are derived.
-    pub async fn derived(&self) -> Result<HashMap<(String, i32), i64>, RefreshError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT kafka_topic, kafka_partition, derived FROM refresh_derived WHERE scope = $1",
-                &[&self.scope],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ((r.get(0), r.get(1)), r.get(2)))
-            .collect())
     }
 
     /// When the last full rebuild finished (epoch seconds), if any.

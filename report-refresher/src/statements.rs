@@ -41,6 +41,14 @@ pub struct Stmt {
 }
 
 impl Stmt {
+    /// A statement without binds.
+    pub fn plain(text: &str) -> Stmt {
+        Stmt {
+            text: text.to_owned(),
+            binds: Vec::new(),
+        }
+    }
+
     /// A `clickhouse` query of this statement.
     pub fn query(&self, client: &clickhouse::Client) -> clickhouse::query::Query {
         let mut query = client.query(&self.text);
@@ -149,9 +157,9 @@ pub fn facts(ranges: &[NewRange], skip: &[String]) -> (String, Vec<Bind>) {
     if conditions.is_empty() {
         conditions.push("0");
     }
-    let mut skipped = "";
+    let mut skipped = String::new();
     if !skip.is_empty() {
-        skipped = " AND NOT has(?, concat(app_id, '|', toString(event_date)))";
+        skipped = format!(" AND {SKIPPED}");
         binds.push(Bind::List(skip.to_vec()));
     }
     (
@@ -164,6 +172,9 @@ pub fn facts(ranges: &[NewRange], skip: &[String]) -> (String, Vec<Bind>) {
         binds,
     )
 }
+
+/// A row's bucket is not one of a list (bind: `app|YYYY-MM-DD` texts).
+const SKIPPED: &str = "NOT has(?, concat(app_id, '|', toString(event_date)))";
 
 /// Name of the table a run with `version` keeps its new rows in.
 pub fn staged_name(version: u64) -> String {
@@ -192,11 +203,14 @@ pub fn staged(version: u64, skip: &[String]) -> (String, Vec<Bind>) {
         return (name, Vec::new());
     }
     (
-        format!(
-            "(SELECT * FROM {name} WHERE NOT has(?, concat(app_id, '|', toString(event_date))))"
-        ),
+        format!("(SELECT * FROM {name} WHERE {SKIPPED})"),
         vec![Bind::List(skip.to_vec())],
     )
+}
+
+/// Drops the table of new rows of the run with `version`.
+pub fn drop_staged(version: u64) -> Stmt {
+    Stmt::plain(&format!("DROP TABLE IF EXISTS {}", staged_name(version)))
 }
 
 /// The tables of runs' new rows (`name`), to drop those of runs that ended

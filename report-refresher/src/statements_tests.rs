@@ -118,13 +118,7 @@ fn golden_refresher_statements() {
         ("refresh_identity_tops", IDENTITY_TOPS_SQL),
         ("refresh_all_buckets", ALL_BUCKETS_SQL),
     ] {
-        assert_golden(
-            name,
-            &Stmt {
-                text: sql.into(),
-                binds: Vec::new(),
-            },
-        );
+        assert_golden(name, &Stmt::plain(sql));
     }
 }
 

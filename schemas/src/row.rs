@@ -96,6 +96,14 @@ pub fn event_date(ts_ms: i64) -> u16 {
     u16::try_from(ts_ms.div_euclid(DAY_MS).clamp(0, i64::from(u16::MAX))).unwrap_or(u16::MAX)
 }
 
+/// The UTC day (`YYYY-MM-DD`) of an epoch-millisecond time: the text of its
+/// [`event_date`].
+pub fn utc_day(ts_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts_ms.div_euclid(1000))
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}
+
 /// Text form of a property value as stored in `prop_values`.
 pub fn property_text(value: &Value) -> String {
     match value {

@@ -24,8 +24,8 @@ struct ArrivalDay {
 }
 
 impl Refresher {
-    /// Drops the tables of new rows runs left (this one's too, once done).
-    pub(super) async fn drop_staged(&self) -> Result<(), RefreshError> {
+    /// Drops the tables of new rows that runs which did not finish left.
+    pub(super) async fn drop_leftovers(&self) -> Result<(), RefreshError> {
         let names: Vec<String> = self
             .clickhouse
             .query(statements::STAGED_TABLES_SQL)
@@ -48,10 +48,7 @@ impl Refresher {
     /// arrivals are all derived (within `marks`).
     pub(super) async fn prune_arrivals(&self, marks: &Ends) -> Result<(), RefreshError> {
         let days: Vec<ArrivalDay> = self
-            .fetch(&Stmt {
-                text: statements::ARRIVAL_DAYS_SQL.into(),
-                binds: Vec::new(),
-            })
+            .fetch(&Stmt::plain(statements::ARRIVAL_DAYS_SQL))
             .await?;
         let yesterday = time::OffsetDateTime::now_utc().date().previous_day();
         let mut droppable: BTreeMap<String, bool> = BTreeMap::new();
@@ -124,12 +121,8 @@ impl Refresher {
     }
 
     pub(super) async fn tops(&self, sql: &str) -> Result<Ends, RefreshError> {
-        let stmt = Stmt {
-            text: sql.into(),
-            binds: Vec::new(),
-        };
         Ok(self
-            .fetch::<Top>(&stmt)
+            .fetch::<Top>(&Stmt::plain(sql))
             .await?
             .into_iter()
             .map(|t| ((t.kafka_topic, t.kafka_partition), t.top))

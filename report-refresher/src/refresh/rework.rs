@@ -101,16 +101,11 @@ impl Refresher {
             .into_iter()
             .map(|m| (m.distinct_id, m.person))
             .collect();
-        let mut moves: Vec<(String, String)> = Vec::new();
-        let mut persons: BTreeSet<&String> = BTreeSet::new();
-        for id in moved {
-            if let Some(person) = now.get(id) {
-                persons.insert(person);
-                if person != id {
-                    moves.push((id.clone(), person.clone()));
-                }
-            }
-        }
+        let moves: Vec<(String, String)> = moved
+            .iter()
+            .filter_map(|id| Some((id.clone(), now.get(id)?.clone())))
+            .filter(|(id, person)| id != person)
+            .collect();
         let hours: BTreeSet<u32> = self
             .fetch::<IdHour>(&changed::hours(app, &moved_list))
             .await?
@@ -154,21 +149,20 @@ impl Refresher {
         laps: &mut Laps,
     ) -> Result<BTreeSet<String>, RefreshError> {
         let list: Vec<String> = deleted.iter().cloned().collect();
-        let hours: Vec<u32> = self
+        let hours: BTreeSet<u32> = self
             .fetch::<IdHour>(&changed::hours(app, &list))
             .await?
             .into_iter()
             .map(|r| r.hour)
-            .collect::<BTreeSet<u32>>()
-            .into_iter()
             .collect();
-        for chunk in hours.chunks(HOURS_PER_STATEMENT) {
+        let hour_list: Vec<u32> = hours.iter().copied().collect();
+        for chunk in hour_list.chunks(HOURS_PER_STATEMENT) {
             let chunk: BTreeSet<u32> = chunk.iter().copied().collect();
             for stmt in changed::pages_hours(app, &chunk, version, ends) {
                 stmt.query(&self.clickhouse).execute().await?;
             }
         }
-        let days = changed::days_of(&hours.iter().copied().collect());
+        let days = changed::days_of(&hours);
         let day_list: Vec<String> = days.iter().cloned().collect();
         for chunk in day_list.chunks(DAYS_PER_STATEMENT) {
             let chunk: BTreeSet<String> = chunk.iter().cloned().collect();
