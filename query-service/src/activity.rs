@@ -24,21 +24,16 @@ pub fn breakdown_trait(breakdown: Option<&str>) -> Result<Option<String>, Invali
     }
 }
 
-/// The statement of the activity report over the UTC days of `[from_ms,
-/// to_ms)`, broken down by `trait_name`: from `person_day_activity` except
-/// on `raw_days`, and from raw rows on those — or on every day when
-/// `raw_days` is `None`.
-pub fn build(
+/// The rows of activity (`d0`: UTC day text, `pid`: person, `n`: events;
+/// bots left out) on the UTC days `first..=last` (`YYYY-MM-DD`), as the
+/// branches of a `UNION ALL`: from `person_day_activity` except on
+/// `raw_days`, and from raw rows on those — or on every day when `raw_days`
+/// is `None`. A person may have one row per branch and day.
+pub fn rows(
     app_id: &str,
-    (from_ms, to_ms): (i64, i64),
-    trait_name: Option<&str>,
-    limit: usize,
+    (first, last): (&str, &str),
     raw_days: Option<&[String]>,
-) -> Result<Sql, Invalid> {
-    if !(1..=1_000).contains(&limit) {
-        return Err(invalid("limit", "1..=1000"));
-    }
-    let (first, last) = (utc_day(from_ms), utc_day(to_ms - 1));
+) -> (String, Vec<Bind>) {
     let list = |days: &[String]| {
         let marks = vec!["?"; days.len()].join(", ");
         (
@@ -48,14 +43,17 @@ pub fn build(
                 .collect::<Vec<_>>(),
         )
     };
+    let range = || {
+        [
+            Bind::Text(app_id.to_owned()),
+            Bind::Text(first.to_owned()),
+            Bind::Text(last.to_owned()),
+        ]
+    };
     let mut binds = Vec::new();
     let mut sides = Vec::new();
     if let Some(raw) = raw_days {
-        binds.extend([
-            Bind::Text(app_id.to_owned()),
-            Bind::Text(first.clone()),
-            Bind::Text(last.clone()),
-        ]);
+        binds.extend(range());
         let mut skip = String::new();
         if !raw.is_empty() {
             let (marks, day_binds) = list(raw);
@@ -71,11 +69,7 @@ pub fn build(
     if raw_days.is_none_or(|days| !days.is_empty()) {
         let (join, join_binds) = person_join(app_id, false);
         binds.extend(join_binds);
-        binds.extend([
-            Bind::Text(app_id.to_owned()),
-            Bind::Text(first),
-            Bind::Text(last),
-        ]);
+        binds.extend(range());
         let mut only = String::new();
         if let Some(days) = raw_days {
             let (marks, day_binds) = list(days);
@@ -88,13 +82,39 @@ pub fn build(
              AND is_bot = 0{only} GROUP BY d0, pid"
         ));
     }
+    (sides.join(" UNION ALL "), binds)
+}
+
+/// ` ANY LEFT JOIN` of the current value (`d1`) of the person's (`pid`)
+/// trait `name`, and its binds.
+pub fn trait_join(app_id: &str, name: &str) -> (&'static str, [Bind; 2]) {
+    (
+        " ANY LEFT JOIN (SELECT person_id AS pid, argMax(prop_values[indexOf(prop_keys, ?)], \
+         version) AS d1 FROM persons WHERE app_id = ? GROUP BY person_id) AS t USING pid",
+        [Bind::Text(name.to_owned()), Bind::Text(app_id.to_owned())],
+    )
+}
+
+/// The statement of the activity report over the UTC days of `[from_ms,
+/// to_ms)`, broken down by `trait_name`, from [`rows`].
+pub fn build(
+    app_id: &str,
+    (from_ms, to_ms): (i64, i64),
+    trait_name: Option<&str>,
+    limit: usize,
+    raw_days: Option<&[String]>,
+) -> Result<Sql, Invalid> {
+    if !(1..=1_000).contains(&limit) {
+        return Err(invalid("limit", "1..=1000"));
+    }
+    let (first, last) = (utc_day(from_ms), utc_day(to_ms - 1));
+    let (union, mut binds) = rows(app_id, (&first, &last), raw_days);
     let mut dimensions = vec!["day".to_owned()];
     let (mut groups, mut by) = ("d0".to_owned(), String::new());
     if let Some(name) = trait_name {
-        by = " ANY LEFT JOIN (SELECT person_id AS pid, argMax(prop_values[indexOf(prop_keys, ?)], \
-              version) AS d1 FROM persons WHERE app_id = ? GROUP BY person_id) AS t USING pid"
-            .to_owned();
-        binds.extend([Bind::Text(name.to_owned()), Bind::Text(app_id.to_owned())]);
+        let (join, join_binds) = trait_join(app_id, name);
+        by = join.to_owned();
+        binds.extend(join_binds);
         groups.push_str(", d1");
         dimensions.push(format!("person.{name}"));
     }
@@ -102,7 +122,7 @@ pub fn build(
         text: format!(
             "SELECT {groups}, toFloat64(uniqExact(pid)) AS m0, toFloat64(sum(n)) AS m1 FROM ({}) \
              AS a{by} GROUP BY {groups} ORDER BY {groups} LIMIT {}",
-            sides.join(" UNION ALL "),
+            union,
             limit + 1
         ),
         binds,

@@ -357,24 +357,7 @@ impl Statement for RetentionRequest {
         rows: Vec<Row>,
         query_time_ms: u64,
     ) -> Result<Bytes, QueryError> {
-        let cohorts: Vec<Value> = rows
-            .iter()
-            .map(|row| {
-                let size = row.get("size").and_then(Value::as_f64).unwrap_or(0.0);
-                let retained: Vec<u64> = (0..=periods)
-                    .map(|k| row.get(&format!("p{k}")).and_then(Value::as_f64).unwrap_or(0.0) as u64)
-                    .collect();
-                let rates: Vec<f64> = retained
-                    .iter()
-                    .map(|n| if size > 0.0 { *n as f64 / size } else { 0.0 })
-                    .collect();
-                let mut cohort = serde_json::json!({"cohort": row.get("cohort"), "size": size as u64, "retained": retained, "rates": rates});
-                if self.breakdown.is_some() {
-                    cohort["breakdown"] = row.get("breakdown").cloned().unwrap_or(Value::Null);
-                }
-                cohort
-            })
-            .collect();
+        let cohorts = retention::cohorts(&rows, periods, self.breakdown.is_some());
         let answer = serde_json::json!({
             "app_id": ran.app_id,
             "from_ms": ran.range.0,

@@ -7,7 +7,10 @@
 //!   every row is derived (`refresh_derived`, per Kafka partition; a partition
 //!   without one counts as not derived at all);
 //! * a distinct id with events on it changed person since the refresher's
-//!   last run (`person_distinct_ids` newer than `refresh_identity_marks`);
+//!   last run: its `person_distinct_ids` row is above the derived offset of
+//!   its partition (the row's Kafka position is its identity event's), or,
+//!   for rows without a position (ClickHouse migration 0011), newer than
+//!   `refresh_identity_marks`;
 //! * a person deletion touching it is not finished (`person_deletions`).
 //!
 //! A derived day holds at least every row below the marks and was computed
@@ -90,15 +93,17 @@ fn statement(text: String, binds: Vec<Bind>) -> Sql {
     Sql::plain(text, binds)
 }
 
-/// Days of the app's arrivals not derived (`day`).
-pub fn arrival_days(app_id: &str, derived: &[(String, i32, i64)]) -> Sql {
-    let mut binds = vec![Bind::Text(app_id.into())];
+/// `(…)`: a row's Kafka position is above what the refresher derived —
+/// above its partition's offset in `derived`, or in a partition without one —
+/// and its binds.
+fn above(derived: &[(String, i32, i64)]) -> (String, Vec<Bind>) {
+    let mut binds = Vec::new();
     let mut above = Vec::new();
     let mut known = Vec::new();
     for (topic, partition, offset) in derived {
         binds.extend([Bind::Text(topic.clone()), Bind::Int(i64::from(*partition))]);
         if *offset < 0 {
-            // Nothing of the partition derived yet: every arrival.
+            // Nothing of the partition derived yet: every row.
             above.push("(kafka_topic = ? AND kafka_partition = ?)");
         } else {
             above.push("(kafka_topic = ? AND kafka_partition = ? AND kafka_offset > ?)");
@@ -118,34 +123,30 @@ pub fn arrival_days(app_id: &str, derived: &[(String, i32, i64)]) -> Sql {
         )
     };
     above.push(&unknown);
+    (format!("({})", above.join(" OR ")), binds)
+}
+
+/// Days of the app's arrivals not derived (`day`).
+pub fn arrival_days(app_id: &str, derived: &[(String, i32, i64)]) -> Sql {
+    let (above, above_binds) = above(derived);
+    let mut binds = vec![Bind::Text(app_id.into())];
+    binds.extend(above_binds);
     statement(
-        format!(
-            "SELECT DISTINCT toString(event_date) AS day FROM arrivals WHERE app_id = ? AND ({})",
-            above.join(" OR ")
-        ),
+        format!("SELECT DISTINCT toString(event_date) AS day FROM arrivals WHERE app_id = ? AND {above}"),
         binds,
     )
 }
 
-/// The app's highest identity version (`m0`).
-pub fn identity_top(app_id: &str) -> Sql {
-    statement(
-        "SELECT toFloat64(max(version)) AS m0 FROM person_distinct_ids WHERE app_id = ?".into(),
-        vec![Bind::Text(app_id.into())],
-    )
-}
-
-/// Days with events of ids whose person changed in versions `(mark, top]` (`day`).
-pub fn identity_days(app_id: &str, mark: i64, top: i64) -> Sql {
-    statement(
-        tally_schemas::person::CHANGED_DAYS_SQL.into(),
-        vec![
-            Bind::Text(app_id.into()),
-            Bind::Text(app_id.into()),
-            Bind::Int(mark),
-            Bind::Int(top),
-        ],
-    )
+/// Days with events of ids whose person changed since the refresher's last
+/// run (`day`): identity rows above the derived positions, and rows without a
+/// position (ClickHouse migration 0011) above the app's identity `mark`.
+pub fn identity_days(app_id: &str, derived: &[(String, i32, i64)], mark: i64) -> Sql {
+    let (above, above_binds) = above(derived);
+    let changed = format!("(kafka_topic != '' AND {above}) OR (kafka_topic = '' AND version > ?)");
+    let mut binds = vec![Bind::Text(app_id.into()), Bind::Text(app_id.into())];
+    binds.extend(above_binds);
+    binds.push(Bind::Int(mark));
+    statement(tally_schemas::person::changed_days_sql(&changed), binds)
 }
 
 fn days(rows: &[serde_json::Map<String, Value>]) -> impl Iterator<Item = String> + '_ {
@@ -178,18 +179,13 @@ pub async fn raw_days(
             .rows(&arrival_days(app_id, &view.derived))
             .await?,
     ));
-    let top = state.events.rows(&identity_top(app_id)).await?;
-    let top = top
-        .first()
-        .and_then(|r| r.get("m0"))
-        .and_then(Value::as_f64)
-        .unwrap_or(0.0) as i64;
     let mark = view.identity_mark.unwrap_or(0);
-    if top > mark {
-        raw.extend(days(
-            &state.events.rows(&identity_days(app_id, mark, top)).await?,
-        ));
-    }
+    raw.extend(days(
+        &state
+            .events
+            .rows(&identity_days(app_id, &view.derived, mark))
+            .await?,
+    ));
     Ok(Some((raw, view)))
 }
 
@@ -202,7 +198,6 @@ mod tests {
         let derived = [("events".to_owned(), 0, 41), ("events".to_owned(), 1, -1)];
         crate::sql::assert_golden("fresh_arrival_days", &arrival_days("app-1", &derived));
         crate::sql::assert_golden("fresh_arrival_days_no_state", &arrival_days("app-1", &[]));
-        crate::sql::assert_golden("fresh_identity_top", &identity_top("app-1"));
-        crate::sql::assert_golden("fresh_identity_days", &identity_days("app-1", 12, 20));
+        crate::sql::assert_golden("fresh_identity_days", &identity_days("app-1", &derived, 12));
     }
 }

@@ -31,6 +31,7 @@ pub mod query;
 pub mod range;
 pub mod reports;
 pub mod retention;
+pub mod retention_report;
 pub mod router;
 pub mod saved;
 pub mod session;

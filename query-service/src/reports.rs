@@ -6,7 +6,8 @@
 //! `include_bots`, `tz` (the time zone of hours and days; default: the app's),
 //! and `source` (`auto`|`raw`|`rollup`, for comparisons). The `activity`
 //! report (active persons and events per day, by person trait) is
-//! [`crate::activity`].
+//! [`crate::activity`], the `retention` report (retention of active persons
+//! by day, week or month, `periods`, `cohort`) [`crate::retention_report`].
 //!
 //! Visitors are persons. `auto` answers from the report refresher's
 //! `report_pages_hourly` for the days it covers and from raw rows for the
@@ -88,12 +89,10 @@ fn dimensions(
                 column("url_path"),
             ]
         }
-        _ => {
-            return Err(invalid(
-                "report",
-                "pages, pages_over_time, sources, countries, devices, browsers or activity",
-            ))
-        }
+        _ => return Err(invalid(
+            "report",
+            "pages, pages_over_time, sources, countries, devices, browsers, activity or retention",
+        )),
     })
 }
 
@@ -323,8 +322,13 @@ pub struct ReportParams {
     pub source: Option<String>,
     /// Time zone of hours and days (an IANA name; default: the app's).
     pub tz: Option<String>,
-    /// `person.<trait>`: breaks the `activity` report down by a current trait.
+    /// `person.<trait>`: breaks the `activity` and `retention` reports down
+    /// by a current trait.
     pub breakdown: Option<String>,
+    /// Periods after the cohort's, for `retention` (default 7).
+    pub periods: Option<usize>,
+    /// `in_range` (default) or `first_time`, for `retention`.
+    pub cohort: Option<String>,
 }
 
 /// `GET /api/v1/analytics/{app_id}/reports/{report}`.
@@ -361,8 +365,31 @@ async fn report_inner(
         };
         return crate::activity::answer(state, &app_id, range, &params).await;
     }
+    if report == "retention" {
+        let params = crate::retention_report::Params {
+            source: params.source.as_deref(),
+            breakdown: params.breakdown.as_deref(),
+            granularity: params.granularity.as_deref(),
+            periods: params.periods,
+            cohort: params.cohort.as_deref(),
+            include_bots: params.include_bots,
+            tz: params.tz.as_deref(),
+        };
+        return crate::retention_report::answer(state, &app_id, range, &params).await;
+    }
     if params.breakdown.is_some() {
-        return Err(invalid("breakdown", "only the activity report has one").into());
+        return Err(invalid(
+            "breakdown",
+            "only the activity and retention reports have one",
+        )
+        .into());
+    }
+    if params.periods.is_some() || params.cohort.is_some() {
+        return Err(invalid(
+            "periods",
+            "only the retention report has periods and cohorts",
+        )
+        .into());
     }
     let zone = crate::range::time_zone(state, &app_id, params.tz.as_deref()).await?;
     let mut fresh = None;

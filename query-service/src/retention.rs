@@ -203,6 +203,28 @@ pub fn build(
     Ok((Sql::plain(text, binds), periods))
 }
 
+/// The answer's `cohorts` from the rows of a retention statement (`cohort`,
+/// `size`, `p0`…`p{periods}`, and `breakdown` when `by`).
+pub(crate) fn cohorts(rows: &[crate::answer::Row], periods: usize, by: bool) -> Vec<Value> {
+    rows.iter()
+        .map(|row| {
+            let size = row.get("size").and_then(Value::as_f64).unwrap_or(0.0);
+            let retained: Vec<u64> = (0..=periods)
+                .map(|k| row.get(&format!("p{k}")).and_then(Value::as_f64).unwrap_or(0.0) as u64)
+                .collect();
+            let rates: Vec<f64> = retained
+                .iter()
+                .map(|n| if size > 0.0 { *n as f64 / size } else { 0.0 })
+                .collect();
+            let mut cohort = serde_json::json!({"cohort": row.get("cohort"), "size": size as u64, "retained": retained, "rates": rates});
+            if by {
+                cohort["breakdown"] = row.get("breakdown").cloned().unwrap_or(Value::Null);
+            }
+            cohort
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

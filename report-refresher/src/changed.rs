@@ -18,8 +18,8 @@
 //! Statements only (text and binds); [`crate::refresh`] runs them.
 
 use crate::statements::{
-    day_list, source, text, vanish, within, Bind, Ends, Stmt, ACTIVITY_SHAPE, PAGES_SHAPE,
-    PAGE_KEYS,
+    day_list, in_ranges, source, text, vanish, within, Bind, Ends, NewRange, Stmt, ACTIVITY_SHAPE,
+    PAGES_SHAPE, PAGE_KEYS,
 };
 use std::collections::BTreeSet;
 use tally_schemas::person::PERSON;
@@ -27,13 +27,29 @@ use tally_schemas::person::PERSON;
 /// Seconds in an hour.
 const HOUR: u32 = 3_600;
 
-/// The app's distinct ids whose person changed in versions `(from, to]`.
+/// The app's distinct ids whose person changed in versions `(from, to]`,
+/// among rows without a Kafka position
+/// ([`tally_schemas::person::UNPLACED_CHANGED`]).
 pub fn changed_ids(app_id: &str, from: u64, to: u64) -> Stmt {
     Stmt {
-        text: "SELECT DISTINCT distinct_id FROM person_distinct_ids \
-               WHERE app_id = ? AND version > ? AND version <= ?"
-            .into(),
+        text: format!(
+            "SELECT DISTINCT app_id, distinct_id FROM person_distinct_ids WHERE app_id = ? AND {}",
+            tally_schemas::person::UNPLACED_CHANGED
+        ),
         binds: vec![text(app_id), Bind::UInt(from), Bind::UInt(to)],
+    }
+}
+
+/// The distinct ids (with their app) whose person changed by identity events
+/// within `ranges` — complete up to the ends, since the aggregator commits an
+/// offset only after inserting its rows (ClickHouse migration 0011).
+pub fn placed_changed_ids(ranges: &[NewRange]) -> Stmt {
+    let (within, binds) = in_ranges(ranges);
+    Stmt {
+        text: format!(
+            "SELECT DISTINCT app_id, distinct_id FROM person_distinct_ids WHERE {within}"
+        ),
+        binds,
     }
 }
 

@@ -10,10 +10,12 @@
 //!    keys, not its day), after recording those buckets as pending; it also
 //!    adds them to the sets `id_hours`, `key_ids` and `id_keys`;
 //! 3. *rewrites* what a change of persons touches ([`crate::changed`]): the
-//!    report keys of ids that moved to another person since the app's
-//!    identity mark and their old persons' activity rows (the dimension
-//!    changed, the facts did not), and the hours of persons whose deletion
-//!    finished;
+//!    report keys of ids that moved to another person — identity rows at new
+//!    positions (they carry their identity event's Kafka position, so they
+//!    are complete up to the ends like the raw rows), or, for rows without a
+//!    position, above the app's identity mark — and their old persons'
+//!    activity rows (the dimension changed, the facts did not), and the hours
+//!    of persons whose deletion finished;
 //! 4. *recomputes* from raw rows the buckets (app, day) of runs that added
 //!    rows and never committed (`refresh_pending`) — every bucket in a full
 //!    run;
@@ -115,6 +117,7 @@ struct Bucket {
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct ChangedId {
+    app_id: String,
     distinct_id: String,
 }
 
@@ -234,10 +237,50 @@ impl Refresher {
         let mut laps = Laps::start();
         let ends = self.ends(kind, &marks).await?;
         laps.lap("ends");
+        // New positions: between the marks and the ends.
+        let ranges: Vec<NewRange> = ends
+            .iter()
+            .filter_map(|((topic, partition), end)| {
+                let mark = marks
+                    .get(&(topic.clone(), *partition))
+                    .map_or(-1, |m| i64::try_from(*m).unwrap_or(i64::MAX));
+                (i64::try_from(*end).unwrap_or(i64::MAX) > mark).then(|| NewRange {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    mark,
+                    end: *end,
+                })
+            })
+            .collect();
+
+        // Ids that changed person: identity rows at new positions, and rows
+        // without a position above the app's identity mark (by version). The
+        // first run of a scope recomputes everything: it needs none.
+        let first = marks.is_empty();
+        let mut changed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if !ranges.is_empty() && !first {
+            let stmt = changed::placed_changed_ids(&ranges);
+            for c in self.fetch::<ChangedId>(&stmt).await? {
+                changed.entry(c.app_id).or_default().insert(c.distinct_id);
+            }
+        }
         let identity_tops: Vec<AppTop> = self
             .fetch(&Stmt::plain(statements::IDENTITY_TOPS_SQL))
             .await?;
         let identity_marks = self.state.identity_marks().await?;
+        let mut new_identity = Vec::new();
+        for top in &identity_tops {
+            let from = identity_marks.get(&top.app_id).copied().unwrap_or(0);
+            if top.top > from {
+                if !first {
+                    let stmt = changed::changed_ids(&top.app_id, from, top.top);
+                    for c in self.fetch::<ChangedId>(&stmt).await? {
+                        changed.entry(c.app_id).or_default().insert(c.distinct_id);
+                    }
+                }
+                new_identity.push((top.app_id.clone(), top.top));
+            }
+        }
 
         // Buckets recomputed: runs that never committed; in full runs also
         // the days of identity changes and deletions (which incremental runs
@@ -252,30 +295,22 @@ impl Refresher {
                     .insert(day.to_owned());
             }
         }
-        let mut new_identity = Vec::new();
         let mut moved: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut deleted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for top in &identity_tops {
-            let from = identity_marks.get(&top.app_id).copied().unwrap_or(0);
-            if top.top > from {
-                if kind == Kind::Full {
-                    let stmt = statements::identity_buckets(&top.app_id, from, top.top);
-                    let days = touched.entry(top.app_id.clone()).or_default();
-                    days.extend(self.fetch::<Day>(&stmt).await?.into_iter().map(|d| d.day));
-                } else {
-                    let stmt = changed::changed_ids(&top.app_id, from, top.top);
-                    let ids = moved.entry(top.app_id.clone()).or_default();
-                    ids.extend(
-                        self.fetch::<ChangedId>(&stmt)
-                            .await?
-                            .into_iter()
-                            .map(|c| c.distinct_id),
-                    );
+        match kind {
+            Kind::Incremental => moved = changed,
+            Kind::Full => {
+                for (app, ids) in changed {
+                    let ids: Vec<String> = ids.into_iter().collect();
+                    let hours = self.hours_of(&app, &ids).await?;
+                    touched
+                        .entry(app)
+                        .or_default()
+                        .extend(changed::days_of(&hours));
                 }
-                new_identity.push((top.app_id.clone(), top.top));
             }
         }
         laps.lap("identity");
+        let mut deleted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let finished = self.deletions().await?;
         laps.lap("deletions");
         for job in &finished {
@@ -294,20 +329,6 @@ impl Refresher {
         touched.retain(|_, days| !days.is_empty());
 
         // New rows: arrivals between the marks and the ends.
-        let ranges: Vec<NewRange> = ends
-            .iter()
-            .filter_map(|((topic, partition), end)| {
-                let mark = marks
-                    .get(&(topic.clone(), *partition))
-                    .map_or(-1, |m| i64::try_from(*m).unwrap_or(i64::MAX));
-                (i64::try_from(*end).unwrap_or(i64::MAX) > mark).then(|| NewRange {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    mark,
-                    end: *end,
-                })
-            })
-            .collect();
         let mut new_rows = 0;
         let mut new_buckets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         self.drop_leftovers().await?;

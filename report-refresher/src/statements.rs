@@ -114,9 +114,10 @@ pub fn within(ends: &Ends) -> (String, Vec<Bind>) {
     (format!(" AND toInt64(kafka_offset) <= {limit}"), binds)
 }
 
-/// Per app: the highest identity version.
-pub const IDENTITY_TOPS_SQL: &str =
-    "SELECT app_id, max(version) AS top FROM person_distinct_ids GROUP BY app_id";
+/// Per app: the highest identity version of rows without a Kafka position
+/// (see [`tally_schemas::person::UNPLACED_CHANGED`]).
+pub const IDENTITY_TOPS_SQL: &str = "SELECT app_id, max(version) AS top FROM person_distinct_ids \
+     WHERE kafka_topic = '' GROUP BY app_id";
 
 /// Every bucket that holds rows (events) or report rows.
 pub const ALL_BUCKETS_SQL: &str = "SELECT app_id, toString(event_date) AS day FROM events \
@@ -137,10 +138,8 @@ pub struct NewRange {
     pub end: u64,
 }
 
-/// The new rows of `ranges` as a subquery of their arrivals (each position
-/// once: an arrival may be written twice), leaving out the buckets
-/// `app|YYYY-MM-DD` in `skip` (recomputed instead).
-pub fn facts(ranges: &[NewRange], skip: &[String]) -> (String, Vec<Bind>) {
+/// `(…)`: a row's Kafka position is within one of `ranges`, and its binds.
+pub fn in_ranges(ranges: &[NewRange]) -> (String, Vec<Bind>) {
     let mut binds = Vec::new();
     let mut conditions = Vec::new();
     for r in ranges {
@@ -157,6 +156,14 @@ pub fn facts(ranges: &[NewRange], skip: &[String]) -> (String, Vec<Bind>) {
     if conditions.is_empty() {
         conditions.push("0");
     }
+    (format!("({})", conditions.join(" OR ")), binds)
+}
+
+/// The new rows of `ranges` as a subquery of their arrivals (each position
+/// once: an arrival may be written twice), leaving out the buckets
+/// `app|YYYY-MM-DD` in `skip` (recomputed instead).
+pub fn facts(ranges: &[NewRange], skip: &[String]) -> (String, Vec<Bind>) {
+    let (within, mut binds) = in_ranges(ranges);
     let mut skipped = String::new();
     if !skip.is_empty() {
         skipped = format!(" AND {SKIPPED}");
@@ -165,9 +172,8 @@ pub fn facts(ranges: &[NewRange], skip: &[String]) -> (String, Vec<Bind>) {
     (
         format!(
             "(SELECT app_id, event_date, name, timestamp, ts_ms, distinct_id, {PAGE_KEYS}, \
-             kafka_topic, kafka_partition, kafka_offset FROM arrivals WHERE ({}){skipped} \
-             LIMIT 1 BY kafka_topic, kafka_partition, kafka_offset)",
-            conditions.join(" OR ")
+             kafka_topic, kafka_partition, kafka_offset FROM arrivals WHERE {within}{skipped} \
+             LIMIT 1 BY kafka_topic, kafka_partition, kafka_offset)"
         ),
         binds,
     )
@@ -341,14 +347,6 @@ pub fn id_hours_all(app_id: &str) -> Stmt {
                GROUP BY app_id, distinct_id, hour"
             .into(),
         binds: vec![text(app_id)],
-    }
-}
-
-/// The days on which an app's distinct ids changed in `(from, to]` have events.
-pub fn identity_buckets(app_id: &str, from: u64, to: u64) -> Stmt {
-    Stmt {
-        text: tally_schemas::person::CHANGED_DAYS_SQL.into(),
-        binds: vec![text(app_id), text(app_id), Bind::UInt(from), Bind::UInt(to)],
     }
 }
 

@@ -48,7 +48,6 @@ fn golden_refresher_statements() {
         "refresh_activity_drift",
         &activity_drift("app-1", &days[..1], &Ends::new()),
     );
-    assert_golden("refresh_identity_buckets", &identity_buckets("app-1", 3, 9));
     let ranges = [
         NewRange {
             topic: "events".into(),
@@ -65,6 +64,10 @@ fn golden_refresher_statements() {
     ];
     assert_golden("refresh_new_buckets", &new_buckets(&facts(&ranges, &[])));
     assert_golden("refresh_stage_facts", &stage_facts(&ranges, 8));
+    assert_golden(
+        "refresh_placed_changed_ids",
+        &crate::changed::placed_changed_ids(&ranges),
+    );
     assert_golden(
         "refresh_staged_buckets",
         &new_buckets(&staged(8, &["app-1|2023-11-15".to_owned()])),

@@ -93,14 +93,17 @@ column_list! {
     ]
 }
 
-/// The `person_distinct_ids` columns in table order (migration 0007), which is
-/// the field order of [`crate::person::PersonDistinctIdRow`].
+/// The `person_distinct_ids` columns in table order (migrations 0007 and
+/// 0011), which is the field order of [`crate::person::PersonDistinctIdRow`].
 pub const PERSON_DISTINCT_ID_COLUMNS: &[&str] = &[
     "app_id",
     "distinct_id",
     "person_id",
     "version",
     "is_deleted",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
 ];
 
 /// The `persons` columns in table order (migration 0007), which is the field

@@ -111,6 +111,11 @@ pub const CLICKHOUSE: &[Migration] = &[
         name: "row_level_refresh",
         sql: include_str!("../migrations/clickhouse/0010_row_level_refresh.sql"),
     },
+    Migration {
+        version: 11,
+        name: "identity_positions",
+        sql: include_str!("../migrations/clickhouse/0011_identity_positions.sql"),
+    },
 ];
 
 impl Migration {

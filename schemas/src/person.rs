@@ -146,12 +146,22 @@ pub const PERSON_DAYS_SQL: &str = "SELECT DISTINCT toString(event_date) AS day F
      WHERE app_id = ? AND has(?, distinct_id) ORDER BY day";
 
 /// The days (`day`) with derived events of the app's distinct ids whose
-/// person changed in versions `(from, to]` (binds: app, app, from, to): an
-/// index read of the refresher's `id_hours` (rows not derived yet are found
-/// through `arrivals`).
-pub const CHANGED_DAYS_SQL: &str = "SELECT DISTINCT toString(toDate(hour, 'UTC')) AS day \
-     FROM id_hours WHERE app_id = ? AND distinct_id IN (SELECT distinct_id \
-     FROM person_distinct_ids WHERE app_id = ? AND version > ? AND version <= ?)";
+/// `person_distinct_ids` rows meet `changed` (binds: app, app, then
+/// `changed`'s): an index read of the refresher's `id_hours` (rows not
+/// derived yet are found through `arrivals`).
+pub fn changed_days_sql(changed: &str) -> String {
+    format!(
+        "SELECT DISTINCT toString(toDate(hour, 'UTC')) AS day FROM id_hours WHERE app_id = ? \
+         AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids WHERE app_id = ? \
+         AND ({changed}))"
+    )
+}
+
+/// Identity rows without a Kafka position (written before ClickHouse
+/// migration 0011, or by tools writing ClickHouse directly) changed in
+/// versions `(from, to]` (binds: from, to). Rows with a position are
+/// followed by position instead (see the migration).
+pub const UNPLACED_CHANGED: &str = "kafka_topic = '' AND version > ? AND version <= ?";
 
 /// Rows a deleted person still has (binds: app id and the ids, four times,
 /// then the app id and the person); a deletion is done when this is 0 and the
@@ -237,6 +247,13 @@ pub struct PersonDistinctIdRow {
     pub version: u64,
     /// 1 once the person was deleted.
     pub is_deleted: u8,
+    /// Kafka position of the identity event that wrote the row (topic `''`:
+    /// none, the row is followed by `version`; migration 0011).
+    pub kafka_topic: String,
+    /// Its partition.
+    pub kafka_partition: u32,
+    /// Its offset.
+    pub kafka_offset: u64,
 }
 
 /// One version of one person's traits.

@@ -68,19 +68,25 @@ pub struct Change {
 }
 
 impl Change {
-    /// The ClickHouse rows of this change of `app_id` (appended to `ids` and `persons`).
+    /// The ClickHouse rows of this change of `app_id` by the identity event
+    /// at `position` (topic, partition, offset), appended to `ids` and
+    /// `persons`.
     pub fn into_rows(
         self,
-        app_id: &str,
+        (app_id, position): (&str, (&str, u32, u64)),
         ids: &mut Vec<PersonDistinctIdRow>,
         persons: &mut Vec<PersonRow>,
     ) {
+        let (topic, partition, offset) = position;
         ids.extend(self.mappings.into_iter().map(|m| PersonDistinctIdRow {
             app_id: app_id.to_owned(),
             distinct_id: m.distinct_id,
             person_id: m.person_id,
             version: m.version,
             is_deleted: 0,
+            kafka_topic: topic.to_owned(),
+            kafka_partition: partition,
+            kafka_offset: offset,
         }));
         if let Some(person) = self.person {
             let (prop_keys, prop_values) = person.traits.into_iter().unzip();

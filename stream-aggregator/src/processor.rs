@@ -350,10 +350,14 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         &self,
         fresh: &[&Message],
     ) -> Result<(usize, usize), AggregatorError> {
-        let events: Vec<_> = fresh
+        let (positions, events): (Vec<_>, Vec<_>) = fresh
             .iter()
-            .filter_map(|m| identity_event(&m.envelope))
-            .collect();
+            .filter_map(|m| {
+                let partition = u32::try_from(m.partition).unwrap_or(0);
+                let offset = u64::try_from(m.offset).unwrap_or(0);
+                Some(((partition, offset), identity_event(&m.envelope)?))
+            })
+            .unzip();
         if events.is_empty() {
             return Ok((0, 0));
         }
@@ -362,8 +366,10 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             .apply_identity(&self.settings.prefix, &events)
             .await?;
         let (mut ids, mut persons) = (Vec::new(), Vec::new());
-        for (event, change) in events.iter().zip(changes) {
-            change.into_rows(&event.app_id, &mut ids, &mut persons);
+        let topic = self.settings.topic.as_str();
+        for ((event, change), (partition, offset)) in events.iter().zip(changes).zip(positions) {
+            let position = (topic, partition, offset);
+            change.into_rows((&event.app_id, position), &mut ids, &mut persons);
         }
         self.raw.insert_persons(&ids, &persons).await?;
         Ok((events.len(), ids.len() + persons.len()))

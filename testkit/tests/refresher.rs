@@ -9,7 +9,9 @@
 //! without adding a row to their old days (the dimension changed, the facts
 //! did not), after a run that crashed halfway, and after a full rebuild,
 //! which must find drift 0 — and find and correct planted drift. A second
-//! refresher stands by while the first holds the lease.
+//! refresher stands by while the first holds the lease. Submodules: person
+//! deletion, exact-and-fresh answers, and identity rows racing in from two
+//! aggregators.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -46,11 +48,15 @@ async fn refresher(pipeline: &Pipeline, owner: &str) -> Refresher {
 }
 
 /// Sends `events` and waits until ClickHouse holds `total` rows and the
-/// identity rows of `sent` (unique users = persons of the model).
+/// identity rows of `sent` (unique users = persons of the model), and the
+/// aggregator has committed them (a run derives rows up to the aggregator's
+/// committed offsets only: a row stored but not yet committed waits for the
+/// next run).
 async fn deliver(pipeline: &Pipeline, events: &[Event], sent: &[&Event], total: usize) {
     let bodies: Vec<_> = events.iter().map(|e| e.json.clone()).collect();
     pipeline.send(&bodies).await;
     pipeline.wait_rows(total).await;
+    pipeline.iso.wait_consumed().await;
     let persons = Model::of(sent.iter().copied()).persons().len() as f64;
     eventually("identity rows", Duration::from_secs(20), || async {
         let (_, answer) = pipeline
@@ -271,3 +277,6 @@ mod deletion;
 
 #[path = "refresher/fresh.rs"]
 mod fresh;
+
+#[path = "refresher/race.rs"]
+mod race;

@@ -29,6 +29,7 @@ use crate::stats::{ms, percentile};
 
 mod overview;
 mod p8;
+mod p8_lag;
 mod peers;
 mod probes;
 mod process;

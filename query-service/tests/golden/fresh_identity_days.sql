@@ -1,2 +1,2 @@
-SELECT DISTINCT toString(toDate(hour, 'UTC')) AS day FROM id_hours WHERE app_id = ? AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids WHERE app_id = ? AND version > ? AND version <= ?)
--- binds: ["app-1","app-1",12,20]
+SELECT DISTINCT toString(toDate(hour, 'UTC')) AS day FROM id_hours WHERE app_id = ? AND distinct_id IN (SELECT distinct_id FROM person_distinct_ids WHERE app_id = ? AND ((kafka_topic != '' AND ((kafka_topic = ? AND kafka_partition = ? AND kafka_offset > ?) OR (kafka_topic = ? AND kafka_partition = ?) OR (kafka_topic, kafka_partition) NOT IN ((?, ?), (?, ?)))) OR (kafka_topic = '' AND version > ?)))
+-- binds: ["app-1","app-1","events",0,41,"events",1,"events",0,"events",1,12]

@@ -22,6 +22,16 @@ struct IdHour {
 }
 
 impl Refresher {
+    /// The hours (epoch seconds) in which the app's `ids` have derived events.
+    pub(super) async fn hours_of(
+        &self,
+        app: &str,
+        ids: &[String],
+    ) -> Result<BTreeSet<u32>, RefreshError> {
+        let hours = self.fetch::<IdHour>(&changed::hours(app, ids)).await?;
+        Ok(hours.into_iter().map(|r| r.hour).collect())
+    }
+
     /// Person deletions, once no mutation is running: the jobs of an app
     /// whose persons have no row left finish with this run (their rows are
     /// re-derived); a job whose rows came back after its mutations (events in
@@ -106,12 +116,7 @@ impl Refresher {
             .filter_map(|id| Some((id.clone(), now.get(id)?.clone())))
             .filter(|(id, person)| id != person)
             .collect();
-        let hours: BTreeSet<u32> = self
-            .fetch::<IdHour>(&changed::hours(app, &moved_list))
-            .await?
-            .into_iter()
-            .map(|r| r.hour)
-            .collect();
+        let hours = self.hours_of(app, &moved_list).await?;
         let days = changed::days_of(&hours);
         laps.lap("rework_find");
         if days.is_empty() {
@@ -149,12 +154,7 @@ impl Refresher {
         laps: &mut Laps,
     ) -> Result<BTreeSet<String>, RefreshError> {
         let list: Vec<String> = deleted.iter().cloned().collect();
-        let hours: BTreeSet<u32> = self
-            .fetch::<IdHour>(&changed::hours(app, &list))
-            .await?
-            .into_iter()
-            .map(|r| r.hour)
-            .collect();
+        let hours = self.hours_of(app, &list).await?;
         let hour_list: Vec<u32> = hours.iter().copied().collect();
         for chunk in hour_list.chunks(HOURS_PER_STATEMENT) {
             let chunk: BTreeSet<u32> = chunk.iter().copied().collect();

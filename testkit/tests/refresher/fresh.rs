@@ -4,13 +4,14 @@
 //! and also after new events and late identity events (links, merges of two
 //! persons) it has not derived yet, before it runs again. The same for the
 //! `activity` report (active persons and events per day, by the persons'
-//! current plan), read from `person_day_activity`. (Answers are cached
+//! current plan) and the `retention` report (active persons by day, week and
+//! month cohorts), read from `person_day_activity`. (Answers are cached
 //! for 5 s like every query answer, so each is asked once.)
 
 use super::*;
 
 /// Day (`YYYY-MM-DD`) → (page views, persons), by brute force.
-fn daily(events: &[&Event]) -> BTreeMap<String, (u64, u64)> {
+pub(crate) fn daily(events: &[&Event]) -> BTreeMap<String, (u64, u64)> {
     let model = Model::of(events.iter().copied());
     let mut days: BTreeMap<String, (u64, BTreeSet<String>)> = BTreeMap::new();
     for e in events.iter().filter(|e| e.name == "page_view") {
@@ -101,8 +102,139 @@ async fn activity_is_exact(pipeline: &Pipeline, sent: &[&Event], expect: &str, w
     }
 }
 
+/// Cohorts by brute force: (cohort's first day, plan or `None`) → (size,
+/// retained per period 0…`periods`), for the retention of active persons
+/// over the UTC days `first..=last` (see `query-service/src/retention_report.rs`).
+fn retention(
+    events: &[&Event],
+    (first, last): (time::Date, time::Date),
+    (period, periods): (&str, usize),
+    (first_time, by_plan): (bool, bool),
+) -> Cohorts {
+    let model = Model::of(events.iter().copied());
+    let start = |d: time::Date| match period {
+        "day" => d,
+        "week" => d - time::Duration::days(i64::from(d.weekday().number_days_from_monday())),
+        _ => d.replace_day(1).unwrap(),
+    };
+    let advance = |c: time::Date, k: usize| match period {
+        "day" => c + time::Duration::days(k as i64),
+        "week" => c + time::Duration::weeks(k as i64),
+        _ => {
+            let months = i32::from(u8::from(c.month())) - 1 + k as i32;
+            let month = time::Month::try_from(u8::try_from(months % 12 + 1).unwrap()).unwrap();
+            time::Date::from_calendar_date(c.year() + months / 12, month, 1).unwrap()
+        }
+    };
+    let mut ever: BTreeMap<String, time::Date> = BTreeMap::new();
+    let mut counts: BTreeMap<String, BTreeMap<time::Date, u64>> = BTreeMap::new();
+    for e in events {
+        let day = time::OffsetDateTime::from_unix_timestamp(e.ts_ms.div_euclid(1000))
+            .unwrap()
+            .date();
+        let person = model.person(&e.distinct_id);
+        let seen = ever.entry(person.clone()).or_insert(day);
+        *seen = (*seen).min(day);
+        if (first..=last).contains(&day) {
+            *counts
+                .entry(person)
+                .or_default()
+                .entry(start(day))
+                .or_default() += 1;
+        }
+    }
+    let mut cohorts = Cohorts::new();
+    for (person, per) in counts {
+        if first_time && ever[&person] < first {
+            continue;
+        }
+        let (&c, &n) = per.iter().next().unwrap();
+        let plan = by_plan.then(|| {
+            model
+                .traits(&person)
+                .get("plan")
+                .cloned()
+                .unwrap_or_default()
+        });
+        let entry = cohorts
+            .entry((c.to_string(), plan))
+            .or_insert_with(|| (0, vec![0; periods + 1]));
+        entry.0 += 1;
+        entry.1[0] += u64::from(n >= 2);
+        for k in 1..=periods {
+            entry.1[k] += u64::from(per.contains_key(&advance(c, k)));
+        }
+    }
+    cohorts
+}
+
+/// (cohort, plan) → (size, retained per period).
+type Cohorts = BTreeMap<(String, Option<String>), (u64, Vec<u64>)>;
+
+/// The retention report with `query` (`granularity`, `periods`, `cohort`,
+/// `breakdown`) equals brute force over `sent`; it answers from `expect`.
+async fn retention_is_exact(pipeline: &Pipeline, sent: &[&Event], expect: &str, when: &str) {
+    let shapes = [
+        ("day", 7, false, false),
+        ("week", 3, true, true),
+        ("month", 1, false, true),
+    ];
+    for (period, periods, first_time, by_plan) in shapes {
+        let cohort = if first_time { "first_time" } else { "in_range" };
+        let breakdown = if by_plan {
+            "&breakdown=person.plan"
+        } else {
+            ""
+        };
+        let (status, answer) = pipeline
+            .get(&format!(
+                "reports/retention?range=14d&granularity={period}&periods={periods}&cohort={cohort}{breakdown}"
+            ))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["source"], expect, "{when}: {answer}");
+        let day = |ms: i64| {
+            time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+                .unwrap()
+                .date()
+        };
+        let first = day(answer["from_ms"].as_i64().unwrap());
+        let last = day(answer["to_ms"].as_i64().unwrap() - 1);
+        let got: Cohorts = answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let plan = by_plan.then(|| c["breakdown"].as_str().unwrap().to_owned());
+                let retained = c["retained"].as_array().unwrap();
+                (
+                    (c["cohort"].as_str().unwrap().to_owned(), plan),
+                    (
+                        c["size"].as_u64().unwrap(),
+                        retained.iter().map(|n| n.as_u64().unwrap()).collect(),
+                    ),
+                )
+            })
+            .collect();
+        let expected = retention(
+            sent,
+            (first, last),
+            (period, periods),
+            (first_time, by_plan),
+        );
+        assert!(!expected.is_empty());
+        assert_eq!(
+            got, expected,
+            "retention by {period} ({cohort}, by_plan={by_plan}) {when}"
+        );
+    }
+}
+
 /// The daily pages report: (source, raw days, day → (page views, visitors)).
-async fn report(pipeline: &Pipeline, source: &str) -> (String, u64, BTreeMap<String, (u64, u64)>) {
+pub(crate) async fn report(
+    pipeline: &Pipeline,
+    source: &str,
+) -> (String, u64, BTreeMap<String, (u64, u64)>) {
     let (status, answer) = pipeline
         .get(&format!(
             "reports/pages_over_time?range=14d&granularity=day&limit=1000&tz=UTC&source={source}"
@@ -131,6 +263,7 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
     // No refresher state yet: raw rows answer.
     assert_eq!(report(&pipeline, "auto").await.0, "raw");
     activity_is_exact(&pipeline, &sent, "raw", "before the refresher ran").await;
+    retention_is_exact(&pipeline, &sent, "raw", "before the refresher ran").await;
     let mut wolf = refresher(&pipeline, "wolf-fresh").await;
     // The aggregator commits after its stores: once it has, every row is
     // below the commit and the run may record them as derived.
@@ -144,6 +277,7 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
     );
     assert_eq!(got, daily(&sent), "from the reports");
     activity_is_exact(&pipeline, &sent, "report+raw", "from the reports").await;
+    retention_is_exact(&pipeline, &sent, "report+raw", "from the reports").await;
 
     // Late identity events (merges) and new page views, not derived yet.
     sent.extend(&journeys.late);
@@ -174,6 +308,7 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
     );
     assert_eq!(got, daily(&sent), "exact before the refresher runs again");
     activity_is_exact(&pipeline, &sent, "report+raw", "before the run").await;
+    retention_is_exact(&pipeline, &sent, "report+raw", "before the run").await;
 
     // After a run every day is derived again, with the same numbers.
     pipeline.iso.wait_consumed().await;
@@ -181,5 +316,6 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
     let (_, raw_days, after) = report(&pipeline, "auto").await;
     assert_eq!((raw_days, after), (0, daily(&sent)));
     activity_is_exact(&pipeline, &sent, "report+raw", "after the run").await;
+    retention_is_exact(&pipeline, &sent, "report+raw", "after the run").await;
     pipeline.stop().await;
 }

@@ -10,8 +10,10 @@ fields, and the document states them in its descriptions:
 * a saved definition is a funnel under `/funnels` and a dashboard under
   `/dashboards`;
 * a `tz` is an IANA time zone name (the document gives its form, not the list);
-* a report's `breakdown` is the `activity` report's, which is per UTC day
-  (granularity day, tz UTC), never counts bots and has no rollup;
+* a report's `breakdown` is the `activity` and `retention` reports', which
+  are per UTC day (granularity day; week or month for retention; tz UTC),
+  never count bots and have no rollup; `periods` and `cohort` are
+  retention's;
 * a funnel's `exclusions` apply to the relaxed order (not strict, not any), each `between` two of its
   steps (1 <= from < to <= the number of steps); its `users.step` is one of its
   steps (before the last when `dropped`).
@@ -191,11 +193,14 @@ def map_case(context, case):
     if query is not None and isinstance(query.get("tz"), str):
         query["tz"] = _zone(query["tz"])
     if path.endswith("/reports/{report}") and query is not None:
-        if case.path_parameters.get("report") == "activity":
-            # Per UTC day, persons without bots, from reports or raw rows.
+        report = case.path_parameters.get("report")
+        if report in ("activity", "retention"):
+            # Per UTC day, persons without bots, from reports or raw rows;
+            # retention's periods are UTC days, weeks or months.
+            periods = ("day",) if report == "activity" else ("day", "week", "month")
             if query.get("tz") not in (None, "UTC"):
                 query["tz"] = "UTC"
-            if query.get("granularity") not in (None, "day"):
+            if query.get("granularity") not in (None,) + periods:
                 query["granularity"] = "day"
             if query.get("include_bots") in (True, "true"):
                 query.pop("include_bots")
@@ -203,6 +208,11 @@ def map_case(context, case):
                 query["source"] = "raw"
         else:
             query.pop("breakdown", None)
+            if query.get("granularity") in ("week", "month"):
+                query["granularity"] = "day"
+        if report != "retention":
+            query.pop("periods", None)
+            query.pop("cohort", None)
     if isinstance(case.body, (dict, list)):
         _fix_ranges(case.body)
         _fix_zones(case.body)
