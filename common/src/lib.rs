@@ -8,6 +8,7 @@
 //! * [`clickhouse`] — client construction (18.16-compatible) and the migration runner.
 //! * [`kafka`] — librdkafka client settings and topic administration.
 //! * [`postgres`] — apps and API keys, PostgreSQL migrations.
+//! * [`lifecycle`] — storage per table and the retention of raw rows.
 //! * [`http`] — `/livez`, `/metrics` helpers.
 //! * [`serve`] — the HTTP accept loop (header timeout, connection cap, drain).
 //! * [`service`] — the common `main` of every service binary.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod keys;
+pub mod lifecycle;
 pub mod postgres;
 pub mod process;
 pub mod serve;

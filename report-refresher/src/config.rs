@@ -30,6 +30,12 @@ pub struct Config {
     pub full_every: Duration,
     /// Lease of the one writer (`TALLY_REFRESH_LEASE_SECS`, default 60).
     pub lease: Duration,
+    /// Raw rows are kept this many days (`TALLY_RETENTION_DAYS`, default 730,
+    /// the gateway's "too old" limit too).
+    pub retention_days: u32,
+    /// How often the data lifecycle runs: expired partitions dropped, storage
+    /// measured (`TALLY_LIFECYCLE_EVERY_SECS`, default 3600).
+    pub lifecycle_every: Duration,
 }
 
 impl Config {
@@ -50,6 +56,8 @@ impl Config {
                 env_or("TALLY_REFRESH_FULL_EVERY_HOURS", 168u64)?.saturating_mul(3_600),
             ),
             lease: Duration::from_secs(env_or("TALLY_REFRESH_LEASE_SECS", 60u64)?),
+            retention_days: env_or("TALLY_RETENTION_DAYS", 730u32)?,
+            lifecycle_every: Duration::from_secs(env_or("TALLY_LIFECYCLE_EVERY_SECS", 3_600u64)?),
         };
         config.validate()?;
         Ok(config)
@@ -64,6 +72,14 @@ impl Config {
         ensure(
             (5..=3_600).contains(&self.lease.as_secs()),
             "TALLY_REFRESH_LEASE_SECS must be within 5..=3600",
+        )?;
+        ensure(
+            (1..=36_500).contains(&self.retention_days),
+            "TALLY_RETENTION_DAYS must be within 1..=36500",
+        )?;
+        ensure(
+            (1..=86_400).contains(&self.lifecycle_every.as_secs()),
+            "TALLY_LIFECYCLE_EVERY_SECS must be within 1..=86400",
         )
     }
 }

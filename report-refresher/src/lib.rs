@@ -8,11 +8,14 @@
 //! lease in PostgreSQL. See [`refresh`] for the run and its guarantees.
 //!
 //! [`run`] serves `/livez`, `/readyz` and `/metrics` and refreshes every
-//! interval until the shutdown future resolves, then gives the lease up.
+//! interval until the shutdown future resolves, then gives the lease up. The
+//! lease holder also runs the data lifecycle ([`lifecycle`]: raw partitions
+//! past the retention dropped, storage measured).
 
 pub mod changed;
 pub mod config;
 pub mod error;
+pub mod lifecycle;
 pub mod metrics;
 pub mod refresh;
 pub mod state;
@@ -89,8 +92,12 @@ pub async fn run(
     let owner = uuid::Uuid::new_v4().to_string();
     let state = state::PgState::new(pg, &config.clickhouse.database, &owner);
     let mut refresher = Refresher::new(config.clickhouse.client(), state, config.lease)
-        .with_kafka(config.kafka.clone(), &config.aggregator_group);
+        .with_kafka(config.kafka.clone(), &config.aggregator_group)
+        .with_retention(config.retention_days);
     let metrics = Metrics::new()?;
+    let lifecycle_metrics = lifecycle::LifecycleMetrics::new(&metrics.registry)?;
+    let mut lifecycle = lifecycle::Lifecycle::new(config.lifecycle_every, config.retention_days);
+    let lifecycle_client = config.clickhouse.client();
     let health = Arc::new(AppState {
         metrics: metrics.clone(),
         clickhouse: config.clickhouse.client(),
@@ -123,6 +130,10 @@ pub async fn run(
         let failure = match refresher.run(kind).await {
             Ok(Some(report)) => {
                 metrics.committed(&report, started.elapsed().as_secs_f64());
+                // The lease holder also runs the data lifecycle, when due.
+                lifecycle
+                    .maybe_run(&lifecycle_client, &lifecycle_metrics)
+                    .await;
                 None
             }
             Ok(None) => {

@@ -148,6 +148,8 @@ pub struct Refresher {
     crash_after: Option<usize>,
     /// The broker and the aggregator's group: which rows are stored.
     kafka: Option<(KafkaConfig, String)>,
+    /// Raw rows are kept this many days ([`tally_common::lifecycle`]).
+    retention_days: Option<u32>,
 }
 
 fn now_secs() -> f64 {
@@ -165,6 +167,23 @@ impl Refresher {
             lease,
             crash_after: None,
             kafka: None,
+            retention_days: None,
+        }
+    }
+
+    /// Raw rows are kept `days` days: buckets before that keep their derived
+    /// rows and are never recomputed from raw rows, nor measured for drift
+    /// (their raw rows may be gone; reports are kept forever).
+    pub fn with_retention(mut self, days: u32) -> Self {
+        self.retention_days = Some(days);
+        self
+    }
+
+    /// The first day whose raw rows are kept (`1970-01-01` without a retention).
+    fn since(&self) -> String {
+        match self.retention_days {
+            Some(days) => tally_common::lifecycle::cutoff_day((now_secs() * 1_000.0) as i64, days),
+            None => "1970-01-01".to_owned(),
         }
     }
 
@@ -235,6 +254,7 @@ impl Refresher {
             .collect();
         let kind = if marks.is_empty() { Kind::Full } else { kind };
         let mut laps = Laps::start();
+        let since = self.since();
         let ends = self.ends(kind, &marks).await?;
         laps.lap("ends");
         // New positions: between the marks and the ends.
@@ -363,13 +383,16 @@ impl Refresher {
                         .or_default()
                         .extend(days.iter().cloned());
                 }
+                for days in all.values_mut() {
+                    days.retain(|day| *day >= since);
+                }
                 let mut drift = 0;
                 for app in all.keys().filter(|_| !marks.is_empty()) {
                     let skip: Vec<String> =
                         touched.get(app).into_iter().flatten().cloned().collect();
                     for stmt in [
-                        statements::pages_drift(app, &skip, &marks),
-                        statements::activity_drift(app, &skip, &marks),
+                        statements::pages_drift(app, (&skip, &since), &marks),
+                        statements::activity_drift(app, (&skip, &since), &marks),
                     ] {
                         // ClickHouse 18.16 answers no row for a count over an
                         // empty subquery with GROUP BY: that is 0.
@@ -382,6 +405,13 @@ impl Refresher {
                 (all, (!marks.is_empty()).then_some(drift))
             }
         };
+        // Days past the retention keep their derived rows (no raw rows to
+        // recompute them from).
+        let mut recomputed = recomputed;
+        for days in recomputed.values_mut() {
+            days.retain(|day| *day >= since);
+        }
+        recomputed.retain(|_, days| !days.is_empty());
         let bucket_names = |buckets: &BTreeMap<String, BTreeSet<String>>| -> Vec<String> {
             buckets
                 .iter()
@@ -427,7 +457,7 @@ impl Refresher {
         }
         for (app, ids) in &deleted {
             let days = self
-                .rework_deleted(app, ids, (version, &ends), &mut laps)
+                .rework_deleted(app, ids, (version, &ends, &since), &mut laps)
                 .await?;
             reworked.entry(app.clone()).or_default().extend(days);
         }

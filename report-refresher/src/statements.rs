@@ -450,23 +450,27 @@ pub fn activity_vanish(app_id: &str, days: &[String], version: u64) -> Stmt {
 }
 
 /// ` AND {column} NOT IN (…)` of `days` (nothing when empty) and its binds.
-fn except_days(column: &str, days: &[String]) -> (String, Vec<Bind>) {
-    if days.is_empty() {
-        return (String::new(), Vec::new());
+fn except_days(column: &str, (days, since): (&[String], &str)) -> (String, Vec<Bind>) {
+    let mut sql = format!(" AND {column} >= toDate(?)");
+    let mut binds = vec![text(since)];
+    if !days.is_empty() {
+        let (list, day_binds) = day_list(days);
+        sql.push_str(&format!(" AND {column} NOT IN {list}"));
+        binds.extend(day_binds);
     }
-    let (list, binds) = day_list(days);
-    (format!(" AND {column} NOT IN {list}"), binds)
+    (sql, binds)
 }
 
 /// A drift statement of the app: `sql(report_skip, source, raw_skip)` is
 /// the SQL with the report side (binds: app, its skipped days) before the raw
 /// side (binds: the persons join, app, its skipped days, the ends); `skip`
 /// leaves out days recomputed by the run (identity changes, deletions, runs
-/// that never committed), `ends` are the rows derived so far, and
-/// `report_day` is the report table's day expression.
+/// that never committed) and days before `since` (past the retention),
+/// `ends` are the rows derived so far, and `report_day` is the report
+/// table's day expression.
 fn drift(
     app_id: &str,
-    (skip, ends): (&[String], &Ends),
+    (skip, ends): ((&[String], &str), &Ends),
     report_day: &str,
     sql: impl FnOnce(&str, &str, &str) -> String,
 ) -> Stmt {
@@ -488,7 +492,7 @@ fn drift(
 
 /// Keys of the app whose `report_pages_hourly` row differs from a
 /// recomputation from raw rows (missing on either side, or other counts).
-pub fn pages_drift(app_id: &str, skip: &[String], ends: &Ends) -> Stmt {
+pub fn pages_drift(app_id: &str, skip: (&[String], &str), ends: &Ends) -> Stmt {
     drift(
         app_id,
         (skip, ends),
@@ -509,7 +513,7 @@ pub fn pages_drift(app_id: &str, skip: &[String], ends: &Ends) -> Stmt {
 
 /// Persons-days of the app whose `person_day_activity` row differs from a
 /// recomputation from raw rows.
-pub fn activity_drift(app_id: &str, skip: &[String], ends: &Ends) -> Stmt {
+pub fn activity_drift(app_id: &str, skip: (&[String], &str), ends: &Ends) -> Stmt {
     drift(
         app_id,
         (skip, ends),

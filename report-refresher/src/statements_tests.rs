@@ -43,10 +43,13 @@ fn golden_refresher_statements() {
     assert_golden("refresh_pages_vanish", &vanish);
     assert_golden("refresh_activity_write", &activity);
     assert_golden("refresh_activity_vanish", &gone);
-    assert_golden("refresh_pages_drift", &pages_drift("app-1", &[], &ends));
+    assert_golden(
+        "refresh_pages_drift",
+        &pages_drift("app-1", (&[], "1970-01-01"), &ends),
+    );
     assert_golden(
         "refresh_activity_drift",
-        &activity_drift("app-1", &days[..1], &Ends::new()),
+        &activity_drift("app-1", (&days[..1], "2023-11-01"), &Ends::new()),
     );
     let ranges = [
         NewRange {
@@ -108,6 +111,23 @@ fn golden_refresher_statements() {
         &crate::changed::changed_ids("app-1", 3, 9),
     );
     assert_golden("refresh_members", &crate::changed::members("app-1", &ids));
+    // The data lifecycle's statements (tally_common::lifecycle), run by the refresher.
+    use tally_common::lifecycle::{drop_statement, Expired, EXPIRED_SQL, STORAGE_SQL};
+    assert_golden("lifecycle_storage", &Stmt::plain(STORAGE_SQL));
+    let expired = Stmt {
+        text: EXPIRED_SQL.into(),
+        binds: vec![Bind::Text("2023-11-16".into())],
+    };
+    assert_golden("lifecycle_expired", &expired);
+    let old = Expired {
+        table: "events".into(),
+        partition_id: "20231101".into(),
+        newest_day: "2023-11-01".into(),
+    };
+    assert_golden(
+        "lifecycle_drop",
+        &Stmt::plain(&drop_statement(&old).unwrap()),
+    );
     assert_golden("refresh_id_hours", &crate::changed::hours("app-1", &ids));
     let person = ["anon-1".to_owned()];
     assert_golden("refresh_remaining", &remaining("app-1", &person, &ids));

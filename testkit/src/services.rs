@@ -135,6 +135,8 @@ pub fn refresher_config(iso: &Isolation) -> report_refresher::Config {
         interval: Duration::from_millis(200),
         full_every: Duration::ZERO,
         lease: Duration::from_secs(10),
+        retention_days: 730,
+        lifecycle_every: Duration::from_secs(3_600),
     }
 }
 

@@ -10,8 +10,8 @@
 //! did not), after a run that crashed halfway, and after a full rebuild,
 //! which must find drift 0 — and find and correct planted drift. A second
 //! refresher stands by while the first holds the lease. Submodules: person
-//! deletion, exact-and-fresh answers, and identity rows racing in from two
-//! aggregators.
+//! deletion, exact-and-fresh answers, identity rows racing in from two
+//! aggregators, and the data lifecycle (retention by partition).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -280,3 +280,6 @@ mod fresh;
 
 #[path = "refresher/race.rs"]
 mod race;
+
+#[path = "refresher/lifecycle.rs"]
+mod lifecycle;

@@ -255,6 +255,20 @@ pub async fn run(
         "P8: copied {events} rows in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Seed 002 expects 10–20× compression of raw events: ours, on the history.
+    let storage = tally_common::lifecycle::storage(&history.client())
+        .await
+        .map_err(err("storage"))?;
+    let events_storage = storage.into_iter().find(|t| t.table == "events");
+    if let Some(t) = &events_storage {
+        eprintln!(
+            "P8: history events {} rows, {} bytes on disk, {} uncompressed: compression {:.1}×",
+            t.rows,
+            t.bytes_on_disk,
+            t.uncompressed,
+            t.ratio()
+        );
+    }
     let result = p8(&copy, postgres).await;
     // TALLY_P8_KEEP=1 keeps the copy, to look into its tables afterwards.
     if std::env::var_os("TALLY_P8_KEEP").is_none() {
@@ -262,6 +276,10 @@ pub async fn run(
     }
     let mut result = result?;
     result["dataset"] = json!(generated);
+    result["history_events_storage"] = json!(events_storage.map(|t| json!({
+        "rows": t.rows, "bytes_on_disk": t.bytes_on_disk, "compressed": t.compressed,
+        "uncompressed": t.uncompressed, "ratio": t.ratio(), "partitions": t.partitions,
+    })));
     Ok(result)
 }
 

@@ -144,18 +144,27 @@ impl Refresher {
     }
 
     /// Rewrites what the app's deleted ids (and persons) in `deleted` touch,
-    /// with `version`: their hours from `events`, their activity rows zeroed.
+    /// with `version`: their hours from `events` (those on days from `since`:
+    /// earlier days have no raw rows left), their activity rows zeroed.
     /// Returns the days touched.
     pub(super) async fn rework_deleted(
         &self,
         app: &str,
         deleted: &BTreeSet<String>,
-        (version, ends): (u64, &Ends),
+        (version, ends, since): (u64, &Ends, &str),
         laps: &mut Laps,
     ) -> Result<BTreeSet<String>, RefreshError> {
         let list: Vec<String> = deleted.iter().cloned().collect();
         let hours = self.hours_of(app, &list).await?;
-        let hour_list: Vec<u32> = hours.iter().copied().collect();
+        let hour_list: Vec<u32> = hours
+            .iter()
+            .copied()
+            .filter(|h| {
+                changed::days_of(&BTreeSet::from([*h]))
+                    .iter()
+                    .all(|d| d.as_str() >= since)
+            })
+            .collect();
         for chunk in hour_list.chunks(HOURS_PER_STATEMENT) {
             let chunk: BTreeSet<u32> = chunk.iter().copied().collect();
             for stmt in changed::pages_hours(app, &chunk, version, ends) {

@@ -12,9 +12,12 @@
 //! tally-admin refresh [--full] [--database DB]        ask the report refresher for a full
 //!                                                     rebuild; list its last runs and drift
 //!                                                      (if missing) and check them
+//! tally-admin storage|retention …                     storage per table; drop raw partitions
+//!                                                     past the retention (see lifecycle.rs)
 //! ```
 //! Defaults come from the same `TALLY_…` variables the services read.
 
+mod lifecycle;
 mod users;
 
 use std::process::ExitCode;
@@ -207,8 +210,10 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             }
             Ok(())
         }
+        Some("storage") => lifecycle::storage(&args).await,
+        Some("retention") => lifecycle::retention(&args).await,
         _ => Err(
-            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users|refresh … [options]"
+            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users|refresh|storage|retention … [options]"
                 .into(),
         ),
     }

@@ -1,0 +1,113 @@
+//! `tally-admin storage` and `tally-admin retention` (issue 17): what each
+//! table holds on disk, and dropping raw partitions past the retention once
+//! (the report refresher does it on a schedule).
+//!
+//! ```text
+//! tally-admin storage [--database DB] [--json]
+//!     per table: rows, bytes on disk, uncompressed bytes, compression ratio,
+//!     partitions, oldest day kept
+//! tally-admin retention [--days N] [--database DB] [--dry-run]
+//!     drop the day partitions of events and sessions older than N days
+//!     (default TALLY_RETENTION_DAYS, 730)
+//! ```
+
+use super::flag;
+use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::lifecycle;
+
+fn client(args: &[String]) -> Result<clickhouse::Client, String> {
+    let mut config = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
+    if let Some(database) = flag(args, "--database").pop() {
+        config.database = database;
+    }
+    Ok(config.client())
+}
+
+/// Bytes as text with a binary unit.
+fn size(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", units[unit])
+}
+
+/// `tally-admin storage`.
+pub async fn storage(args: &[String]) -> Result<(), String> {
+    let tables = lifecycle::storage(&client(args)?)
+        .await
+        .map_err(|e| format!("clickhouse: {e}"))?;
+    if args.iter().any(|a| a == "--json") {
+        let json = serde_json::to_string_pretty(&tables).map_err(|e| e.to_string())?;
+        println!("{json}");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>14} {:>12} {:>14} {:>7} {:>10}  oldest day",
+        "table", "rows", "on disk", "uncompressed", "ratio", "partitions"
+    );
+    for t in &tables {
+        println!(
+            "{:<24} {:>14} {:>12} {:>14} {:>6.1}× {:>10}  {}",
+            t.table,
+            t.rows,
+            size(t.bytes_on_disk),
+            size(t.uncompressed),
+            t.ratio(),
+            t.partitions,
+            t.oldest().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// `tally-admin retention`.
+pub async fn retention(args: &[String]) -> Result<(), String> {
+    let days: u32 = match flag(args, "--days").pop() {
+        Some(days) => days.parse().map_err(|_| "--days: a number of days")?,
+        None => tally_common::config::env_or("TALLY_RETENTION_DAYS", 730u32)
+            .map_err(|e| e.to_string())?,
+    };
+    if days == 0 {
+        return Err("--days: at least 1".into());
+    }
+    let client = client(args)?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let cutoff = lifecycle::cutoff_day(now_ms, days);
+    let dry = args.iter().any(|a| a == "--dry-run");
+    let found = if dry {
+        lifecycle::expired(&client, now_ms, days).await
+    } else {
+        lifecycle::drop_expired(&client, now_ms, days).await
+    }
+    .map_err(|e| format!("clickhouse: {e}"))?;
+    let verb = if dry { "would drop" } else { "dropped" };
+    for p in &found {
+        println!(
+            "{verb} {} partition {} (newest day {})",
+            p.table, p.partition_id, p.newest_day
+        );
+    }
+    println!(
+        "{} partition(s) before {cutoff} ({days} days kept); persons, reports and rollups are kept forever",
+        found.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_have_binary_units() {
+        assert_eq!(size(0), "0.0 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

@@ -1,0 +1,2 @@
+ALTER TABLE events DROP PARTITION ID '20231101'
+-- binds: []
