@@ -28,8 +28,8 @@ pub const RETAINED_TABLES: &[(&str, &str)] =
 
 /// Per table of the current database (active parts): `table`, `rows`,
 /// `bytes_on_disk`, `compressed`, `uncompressed`, `partitions`, and
-/// `oldest_day` (`YYYY-MM-DD`; `1970-01-01` for tables not partitioned by a
-/// date).
+/// `oldest_day` (`YYYY-MM-DD`; `1970-01-01`, or `0000-00-00` on 18.16, for
+/// tables not partitioned by a date).
 pub const STORAGE_SQL: &str =
     "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes_on_disk, \
      sum(data_compressed_bytes) AS compressed, sum(data_uncompressed_bytes) AS uncompressed, \
@@ -59,7 +59,7 @@ pub struct TableStorage {
     pub uncompressed: u64,
     /// Partitions.
     pub partitions: u64,
-    /// Oldest day kept (`1970-01-01`: not partitioned by a date).
+    /// Oldest day kept (`1970-01-01` or `0000-00-00`: not partitioned by a date).
     pub oldest_day: String,
 }
 
@@ -73,9 +73,11 @@ impl TableStorage {
         }
     }
 
-    /// The oldest day, for tables partitioned by a date.
+    /// The oldest day, for tables partitioned by a date (others read as
+    /// `1970-01-01`, or `0000-00-00` on ClickHouse 18.16).
     pub fn oldest(&self) -> Option<&str> {
-        (self.oldest_day != "1970-01-01" && self.rows > 0).then_some(self.oldest_day.as_str())
+        let dated = !matches!(self.oldest_day.as_str(), "1970-01-01" | "0000-00-00");
+        (dated && self.rows > 0).then_some(self.oldest_day.as_str())
     }
 }
 
@@ -186,5 +188,10 @@ mod tests {
             ..table
         };
         assert_eq!(undated.oldest(), None);
+        let on_18_16 = TableStorage {
+            oldest_day: "0000-00-00".into(),
+            ..undated
+        };
+        assert_eq!(on_18_16.oldest(), None);
     }
 }
