@@ -149,6 +149,60 @@ pub(crate) struct Params<'a> {
     pub tz: Option<&'a str>,
 }
 
+/// Which days a report of person activity reads from raw rows: `raw_days`
+/// (`None`: every day, from raw rows alone), and when the refresher's last
+/// committed run began.
+#[derive(Debug)]
+pub(crate) struct Split {
+    /// Days answered from raw rows; `None`: all of them.
+    pub raw_days: Option<Vec<String>>,
+    /// Start of the refresher's last committed run (epoch ms).
+    pub derived_as_of: Option<i64>,
+}
+
+impl Split {
+    /// The split for `source` (`auto`, default: the refresher's state; `raw`)
+    /// of `report`.
+    pub(crate) async fn of(
+        state: &AppState,
+        app_id: &str,
+        source: Option<&str>,
+        report: &str,
+    ) -> Result<Split, QueryError> {
+        let fresh = match source.unwrap_or("auto") {
+            "auto" => crate::freshness::raw_days(state, app_id).await?,
+            "raw" => None,
+            _ => return Err(invalid("source", format!("auto or raw ({report})")).into()),
+        };
+        Ok(Split {
+            derived_as_of: fresh.as_ref().and_then(|(_, view)| view.run_started_ms),
+            raw_days: fresh.map(|(days, _)| days.into_iter().collect()),
+        })
+    }
+
+    /// The answer's `source`.
+    pub(crate) fn source(&self) -> &'static str {
+        if self.raw_days.is_some() {
+            "report+raw"
+        } else {
+            "raw"
+        }
+    }
+
+    /// The answer cache's kind for `report` (a new run, a new answer).
+    pub(crate) fn cache_kind(&self, report: &str) -> String {
+        format!("{report}@{}", self.derived_as_of.unwrap_or(0))
+    }
+
+    /// Adds `raw_days` and `derived_as_of_ms` to `answer` (report+raw only).
+    pub(crate) fn describe(&self, answer: &mut serde_json::Value) {
+        if let Some(days) = &self.raw_days {
+            answer["raw_days"] = serde_json::json!(days.len());
+            answer["derived_as_of_ms"] = serde_json::json!(self.derived_as_of);
+        }
+    }
+}
+
 /// Answers the activity report of `app_id` over `range` (see the module doc).
 pub(crate) async fn answer(
     state: &AppState,
@@ -166,37 +220,25 @@ pub(crate) async fn answer(
         return Err(invalid("tz", "UTC (activity is per UTC day)").into());
     }
     let trait_name = breakdown_trait(params.breakdown)?;
-    let fresh = match params.source.unwrap_or("auto") {
-        "auto" => crate::freshness::raw_days(state, app_id).await?,
-        "raw" => None,
-        _ => return Err(invalid("source", "auto or raw (activity)").into()),
-    };
+    let split = Split::of(state, app_id, params.source, "activity").await?;
     let limit = params.limit.unwrap_or(100);
-    let raw_days: Option<Vec<String>> = fresh
-        .as_ref()
-        .map(|(days, _)| days.iter().cloned().collect());
     let sql = build(
         app_id,
         range,
         trait_name.as_deref(),
         limit,
-        raw_days.as_deref(),
+        split.raw_days.as_deref(),
     )?;
-    let derived_as_of = fresh.as_ref().and_then(|(_, view)| view.run_started_ms);
-    let source = if fresh.is_some() { "report+raw" } else { "raw" };
-    let kind = format!("activity@{}", derived_as_of.unwrap_or(0));
+    let kind = split.cache_kind("activity");
     let (answer, hit) = cached_rows(state, &kind, app_id, &sql, |rows, query_time_ms| {
         let (results, truncated) = first_rows(rows, &sql, limit);
         let mut answer = serde_json::json!({
             "app_id": app_id, "report": "activity", "from_ms": range.0, "to_ms": range.1,
-            "source": source, "results": results, "truncated": truncated,
+            "source": split.source(), "results": results, "truncated": truncated,
             "query_time_ms": query_time_ms, "fresh_as_of_ms": state.clock.now_ms(),
             "time_zone": "UTC",
         });
-        if let Some(days) = &raw_days {
-            answer["raw_days"] = serde_json::json!(days.len());
-            answer["derived_as_of_ms"] = serde_json::json!(derived_as_of);
-        }
+        split.describe(&mut answer);
         to_bytes(&answer)
     })
     .await?;

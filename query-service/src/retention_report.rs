@@ -17,7 +17,7 @@
 //! days: the range's first and last days count entirely. Checked against
 //! brute force in `testkit/tests/refresher/fresh.rs`.
 
-use crate::activity::{breakdown_trait, rows, trait_join};
+use crate::activity::{breakdown_trait, rows, trait_join, Split};
 use crate::answer::{cached_rows, to_bytes};
 use crate::retention::{cohorts, MAX_PERIODS};
 use crate::sql::{invalid, Bind, Invalid, Sql};
@@ -154,32 +154,20 @@ pub(crate) async fn answer(
         first_time,
         trait_name: trait_name.as_deref(),
     };
-    let fresh = match params.source.unwrap_or("auto") {
-        "auto" => crate::freshness::raw_days(state, app_id).await?,
-        "raw" => None,
-        _ => return Err(invalid("source", "auto or raw (retention)").into()),
-    };
-    let raw_days: Option<Vec<String>> = fresh
-        .as_ref()
-        .map(|(days, _)| days.iter().cloned().collect());
-    let sql = build(app_id, range, &shape, raw_days.as_deref())?;
-    let derived_as_of = fresh.as_ref().and_then(|(_, view)| view.run_started_ms);
-    let source = if fresh.is_some() { "report+raw" } else { "raw" };
-    let kind = format!("retention@{}", derived_as_of.unwrap_or(0));
+    let split = Split::of(state, app_id, params.source, "retention").await?;
+    let sql = build(app_id, range, &shape, split.raw_days.as_deref())?;
+    let kind = split.cache_kind("retention");
     let (answer, hit) = cached_rows(state, &kind, app_id, &sql, |rows, query_time_ms| {
         let mut answer = serde_json::json!({
             "app_id": app_id, "report": "retention", "from_ms": range.0, "to_ms": range.1,
             "period": shape.period, "periods": shape.periods,
             "cohort": if first_time { "first_time" } else { "in_range" },
-            "source": source, "results": cohorts(&rows, shape.periods, trait_name.is_some()),
+            "source": split.source(), "results": cohorts(&rows, shape.periods, trait_name.is_some()),
             "truncated": false,
             "query_time_ms": query_time_ms, "fresh_as_of_ms": state.clock.now_ms(),
             "time_zone": "UTC",
         });
-        if let Some(days) = &raw_days {
-            answer["raw_days"] = serde_json::json!(days.len());
-            answer["derived_as_of_ms"] = serde_json::json!(derived_as_of);
-        }
+        split.describe(&mut answer);
         to_bytes(&answer)
     })
     .await?;

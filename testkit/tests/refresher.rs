@@ -67,6 +67,19 @@ async fn deliver(pipeline: &Pipeline, events: &[Event], sent: &[&Event], total: 
     .await;
 }
 
+/// An `alias` event at `ts_ms` linking `previous` to `user`, as an SDK sends it.
+fn alias(user: &str, previous: &str, ts_ms: i64) -> Event {
+    Event {
+        distinct_id: user.to_owned(),
+        name: "alias".into(),
+        ts_ms,
+        links: Some(previous.to_owned()),
+        traits: Vec::new(),
+        json: json!({"name": "alias", "user_id": user, "timestamp": ts_ms,
+                     "properties": {"previous_id": previous}}),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn derived_tables_equal_brute_force_through_late_identities_crashes_and_rebuilds() {
     let now = now_ms();
@@ -124,15 +137,7 @@ async fn derived_tables_equal_brute_force_through_late_identities_crashes_and_re
                 .to_string()
         })
         .collect();
-    let alias = Event {
-        distinct_id: a.clone(),
-        name: "alias".into(),
-        ts_ms: now,
-        links: Some(b.clone()),
-        traits: Vec::new(),
-        json: json!({"name": "alias", "user_id": a, "timestamp": now, "properties": {"previous_id": b}}),
-    };
-    let extra = [alias];
+    let extra = [alias(a, b, now)];
     sent.push(&extra[0]);
     deliver(&pipeline, &extra, &sent, sent.len()).await;
     let merge = wolf.run(Kind::Incremental).await.unwrap().unwrap();

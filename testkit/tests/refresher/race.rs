@@ -80,15 +80,7 @@ async fn an_identity_row_with_a_lower_version_landing_later_is_derived() {
     assert!(before.reworked.is_empty(), "{:?}", before.reworked);
 
     // The slower process: a real merge, whose version is below top + 1000.
-    let alias = Event {
-        distinct_id: a.clone(),
-        name: "alias".into(),
-        ts_ms: now,
-        links: Some(b.clone()),
-        traits: Vec::new(),
-        json: json!({"name": "alias", "user_id": a, "timestamp": now, "properties": {"previous_id": b}}),
-    };
-    let extra = [alias];
+    let extra = [super::alias(&a, &b, now)];
     sent.push(&extra[0]);
     deliver(&pipeline, &extra, &sent, sent.len()).await;
     let merge_version: u64 = client
