@@ -194,12 +194,26 @@ impl Split {
         format!("{report}@{}", self.derived_as_of.unwrap_or(0))
     }
 
-    /// Adds `raw_days` and `derived_as_of_ms` to `answer` (report+raw only).
-    pub(crate) fn describe(&self, answer: &mut serde_json::Value) {
+    /// The members every answer of `report` of `app_id` over `range` has
+    /// (its source, when it was computed, the zone of its UTC days, and for
+    /// report+raw its raw days and the run it derived from); callers add
+    /// `results` and their own.
+    pub(crate) fn answer(
+        &self,
+        (app_id, report): (&str, &str),
+        range: (i64, i64),
+        (query_time_ms, now_ms): (u64, i64),
+    ) -> serde_json::Value {
+        let mut answer = serde_json::json!({
+            "app_id": app_id, "report": report, "from_ms": range.0, "to_ms": range.1,
+            "source": self.source(), "query_time_ms": query_time_ms, "fresh_as_of_ms": now_ms,
+            "time_zone": "UTC",
+        });
         if let Some(days) = &self.raw_days {
             answer["raw_days"] = serde_json::json!(days.len());
             answer["derived_as_of_ms"] = serde_json::json!(self.derived_as_of);
         }
+        answer
     }
 }
 
@@ -232,13 +246,10 @@ pub(crate) async fn answer(
     let kind = split.cache_kind("activity");
     let (answer, hit) = cached_rows(state, &kind, app_id, &sql, |rows, query_time_ms| {
         let (results, truncated) = first_rows(rows, &sql, limit);
-        let mut answer = serde_json::json!({
-            "app_id": app_id, "report": "activity", "from_ms": range.0, "to_ms": range.1,
-            "source": split.source(), "results": results, "truncated": truncated,
-            "query_time_ms": query_time_ms, "fresh_as_of_ms": state.clock.now_ms(),
-            "time_zone": "UTC",
-        });
-        split.describe(&mut answer);
+        let now = state.clock.now_ms();
+        let mut answer = split.answer((app_id, "activity"), range, (query_time_ms, now));
+        answer["results"] = serde_json::json!(results);
+        answer["truncated"] = serde_json::json!(truncated);
         to_bytes(&answer)
     })
     .await?;

@@ -158,16 +158,13 @@ pub(crate) async fn answer(
     let sql = build(app_id, range, &shape, split.raw_days.as_deref())?;
     let kind = split.cache_kind("retention");
     let (answer, hit) = cached_rows(state, &kind, app_id, &sql, |rows, query_time_ms| {
-        let mut answer = serde_json::json!({
-            "app_id": app_id, "report": "retention", "from_ms": range.0, "to_ms": range.1,
-            "period": shape.period, "periods": shape.periods,
-            "cohort": if first_time { "first_time" } else { "in_range" },
-            "source": split.source(), "results": cohorts(&rows, shape.periods, trait_name.is_some()),
-            "truncated": false,
-            "query_time_ms": query_time_ms, "fresh_as_of_ms": state.clock.now_ms(),
-            "time_zone": "UTC",
-        });
-        split.describe(&mut answer);
+        let now = state.clock.now_ms();
+        let mut answer = split.answer((app_id, "retention"), range, (query_time_ms, now));
+        answer["results"] = serde_json::json!(cohorts(&rows, shape.periods, trait_name.is_some()));
+        answer["truncated"] = serde_json::json!(false);
+        answer["period"] = serde_json::json!(shape.period);
+        answer["periods"] = serde_json::json!(shape.periods);
+        answer["cohort"] = serde_json::json!(if first_time { "first_time" } else { "in_range" });
         to_bytes(&answer)
     })
     .await?;
