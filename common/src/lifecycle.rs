@@ -22,9 +22,9 @@
 
 use serde::Deserialize;
 
-/// Tables whose rows expire, and the `Date` column each is partitioned by.
-pub const RETAINED_TABLES: &[(&str, &str)] =
-    &[("events", "event_date"), ("sessions", "created_date")];
+/// Tables whose rows expire (each partitioned by a `Date`: `events` by
+/// `event_date`, `sessions` by `created_date`), as [`EXPIRED_SQL`] lists them.
+pub const RETAINED_TABLES: &[&str] = &["events", "sessions"];
 
 /// Per table of the current database (active parts): `table`, `rows`,
 /// `bytes_on_disk`, `compressed`, `uncompressed`, `partitions`, and
@@ -95,7 +95,7 @@ pub struct Expired {
 /// The statement dropping `partition` (only tables of [`RETAINED_TABLES`] and
 /// partition ids of digits: anything else is refused).
 pub fn drop_statement(partition: &Expired) -> Option<String> {
-    let known = RETAINED_TABLES.iter().any(|(t, _)| *t == partition.table);
+    let known = RETAINED_TABLES.contains(&partition.table.as_str());
     let id = &partition.partition_id;
     let digits = !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_digit());
     (known && digits).then(|| format!("ALTER TABLE {} DROP PARTITION ID '{id}'", partition.table))
@@ -152,6 +152,12 @@ mod tests {
         // 2023-11-15T10:00:00Z, 2 days: 2023-11-13 is the first day kept.
         assert_eq!(cutoff_day(1_700_042_400_000, 2), "2023-11-13");
         assert_eq!(cutoff_day(1_700_006_400_000, 0), "2023-11-15");
+    }
+
+    #[test]
+    fn the_expired_statement_reads_the_retained_tables() {
+        let list: Vec<String> = RETAINED_TABLES.iter().map(|t| format!("'{t}'")).collect();
+        assert!(EXPIRED_SQL.contains(&format!("table IN ({})", list.join(", "))));
     }
 
     #[test]

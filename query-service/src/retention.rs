@@ -30,6 +30,17 @@ pub const MAX_PERIODS: usize = 52;
 /// `toRelativeMonthNum` of 1970-01-01 (year × 12 + month).
 const MONTH_1970: i64 = 1970 * 12 + 1;
 
+/// The first day of the cohort whose period number is `c` (see [`build`]),
+/// for `period` (`day`, `week`, `month`).
+pub(crate) fn cohort_label(period: &str) -> Option<String> {
+    Some(match period {
+        "day" => "addDays(toDate('1970-01-01'), c)".to_owned(),
+        "week" => "addDays(toDate('1970-01-01'), c * 7 - 3)".to_owned(),
+        "month" => format!("addMonths(toDate('1970-01-01'), c - {MONTH_1970})"),
+        _ => return None,
+    })
+}
+
 /// The `/retention` request body.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,22 +92,14 @@ pub fn build(
     // the cohort's first day from its period number `c`. Days count from
     // 1970-01-01 (a Thursday: day d is in Monday-week (d + 3) / 7, which starts
     // on day 7w - 3); months from January 1970.
-    let (period_of, label): (fn(&str) -> String, String) =
-        match request.period.as_deref().unwrap_or("day") {
-            "day" => (
-                |x| format!("toRelativeDayNum(toDateTime(intDiv({x}, 1000)), ?)"),
-                "addDays(toDate('1970-01-01'), c)".to_owned(),
-            ),
-            "week" => (
-                |x| format!("intDiv(toRelativeDayNum(toDateTime(intDiv({x}, 1000)), ?) + 3, 7)"),
-                "addDays(toDate('1970-01-01'), c * 7 - 3)".to_owned(),
-            ),
-            "month" => (
-                |x| format!("toRelativeMonthNum(toDateTime(intDiv({x}, 1000)), ?)"),
-                format!("addMonths(toDate('1970-01-01'), c - {MONTH_1970})"),
-            ),
-            _ => return Err(invalid("period", "day, week or month")),
-        };
+    let period = request.period.as_deref().unwrap_or("day");
+    let period_of: fn(&str) -> String = match period {
+        "day" => |x| format!("toRelativeDayNum(toDateTime(intDiv({x}, 1000)), ?)"),
+        "week" => |x| format!("intDiv(toRelativeDayNum(toDateTime(intDiv({x}, 1000)), ?) + 3, 7)"),
+        "month" => |x| format!("toRelativeMonthNum(toDateTime(intDiv({x}, 1000)), ?)"),
+        _ => return Err(invalid("period", "day, week or month")),
+    };
+    let label = cohort_label(period).ok_or_else(|| invalid("period", "day, week or month"))?;
     let periods = request.periods.unwrap_or(7);
     if !(1..=MAX_PERIODS).contains(&periods) {
         return Err(invalid("periods", format!("1..={MAX_PERIODS}")));

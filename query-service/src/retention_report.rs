@@ -19,14 +19,11 @@
 
 use crate::activity::{breakdown_trait, rows, trait_join, Split};
 use crate::answer::{cached_rows, to_bytes};
-use crate::retention::{cohorts, MAX_PERIODS};
+use crate::retention::{cohort_label, cohorts, MAX_PERIODS};
 use crate::sql::{invalid, Bind, Invalid, Sql};
 use crate::{AppState, QueryError};
 use std::sync::Arc;
 use tally_schemas::row::utc_day;
-
-/// `toRelativeMonthNum` of 1970-01-01 (year × 12 + month).
-const MONTH_1970: i64 = 1970 * 12 + 1;
 
 /// What a retention report asks besides the app and the range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,23 +47,16 @@ pub fn build(
     shape: &Shape<'_>,
     raw_days: Option<&[String]>,
 ) -> Result<Sql, Invalid> {
-    // The period number of a day `d0` (text), and the cohort's first day
-    // from its number `c`: as in `/retention` (1970-01-01 is a Thursday).
-    let (period_of, label) = match shape.period {
-        "day" => (
-            "toRelativeDayNum(toDate(d0))",
-            "addDays(toDate('1970-01-01'), c)".to_owned(),
-        ),
-        "week" => (
-            "intDiv(toRelativeDayNum(toDate(d0)) + 3, 7)",
-            "addDays(toDate('1970-01-01'), c * 7 - 3)".to_owned(),
-        ),
-        "month" => (
-            "toRelativeMonthNum(toDate(d0))",
-            format!("addMonths(toDate('1970-01-01'), c - {MONTH_1970})"),
-        ),
-        _ => return Err(invalid("granularity", "day, week or month")),
+    // The period number of a day `d0` (text), numbered as in `/retention`
+    // (1970-01-01 is a Thursday), and the cohort's first day from it.
+    let bad = || invalid("granularity", "day, week or month");
+    let period_of = match shape.period {
+        "day" => "toRelativeDayNum(toDate(d0))",
+        "week" => "intDiv(toRelativeDayNum(toDate(d0)) + 3, 7)",
+        "month" => "toRelativeMonthNum(toDate(d0))",
+        _ => return Err(bad()),
     };
+    let label = cohort_label(shape.period).ok_or_else(bad)?;
     if !(1..=MAX_PERIODS).contains(&shape.periods) {
         return Err(invalid("periods", format!("1..={MAX_PERIODS}")));
     }

@@ -102,7 +102,7 @@ fn ranges(hours: &BTreeSet<u32>) -> (String, Vec<Bind>) {
 }
 
 /// The UTC day (`YYYY-MM-DD`) of an epoch second.
-fn day(secs: u32) -> String {
+pub fn day(secs: u32) -> String {
     tally_schemas::row::utc_day(i64::from(secs) * 1_000)
 }
 

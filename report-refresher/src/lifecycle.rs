@@ -7,6 +7,7 @@
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use std::time::{Duration, Instant};
 use tally_common::lifecycle::{self, TableStorage};
+use tally_common::Clock;
 
 /// Storage and retention metrics (label `table`: the database's tables, a
 /// fixed set given by the migrations).
@@ -130,9 +131,7 @@ impl Lifecycle {
             return;
         }
         self.last = Some(Instant::now());
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = tally_common::SystemClock.now_ms();
         match lifecycle::drop_expired(client, now_ms, self.retention_days).await {
             Ok(dropped) => dropped.iter().for_each(|p| metrics.dropped(p)),
             Err(err) => metrics.failed("retention", &err),

@@ -383,9 +383,6 @@ impl Refresher {
                         .or_default()
                         .extend(days.iter().cloned());
                 }
-                for days in all.values_mut() {
-                    days.retain(|day| *day >= since);
-                }
                 let mut drift = 0;
                 for app in all.keys().filter(|_| !marks.is_empty()) {
                     let skip: Vec<String> =

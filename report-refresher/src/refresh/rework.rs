@@ -159,11 +159,7 @@ impl Refresher {
         let hour_list: Vec<u32> = hours
             .iter()
             .copied()
-            .filter(|h| {
-                changed::days_of(&BTreeSet::from([*h]))
-                    .iter()
-                    .all(|d| d.as_str() >= since)
-            })
+            .filter(|h| changed::day(*h).as_str() >= since)
             .collect();
         for chunk in hour_list.chunks(HOURS_PER_STATEMENT) {
             let chunk: BTreeSet<u32> = chunk.iter().copied().collect();

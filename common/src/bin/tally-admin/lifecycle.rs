@@ -14,6 +14,7 @@
 use super::flag;
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::lifecycle;
+use tally_common::Clock;
 
 fn client(args: &[String]) -> Result<clickhouse::Client, String> {
     let mut config = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
@@ -75,9 +76,7 @@ pub async fn retention(args: &[String]) -> Result<(), String> {
         return Err("--days: at least 1".into());
     }
     let client = client(args)?;
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = tally_common::SystemClock.now_ms();
     let cutoff = lifecycle::cutoff_day(now_ms, days);
     let dry = args.iter().any(|a| a == "--dry-run");
     let found = if dry {
