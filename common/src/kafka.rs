@@ -73,18 +73,41 @@ pub enum AdminError {
     Join(String),
 }
 
-/// Creates `topic` with `partitions` (replication 1) unless it exists.
+/// Default retention of the events topics: how far back a replay can start
+/// (`TALLY_KAFKA_RETENTION_DAYS`). 30 days of raw messages; ClickHouse keeps
+/// the events themselves for `TALLY_RETENTION_DAYS` (730).
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// Creates `topic` with `partitions` (replication 1) unless it exists, with
+/// the default retention ([`DEFAULT_RETENTION_DAYS`]).
 pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result<(), AdminError> {
+    ensure_topic_with(
+        brokers,
+        topic,
+        partitions,
+        i64::from(DEFAULT_RETENTION_DAYS) * 86_400_000,
+    )
+    .await
+}
+
+/// Creates `topic` with `partitions` (replication 1) unless it exists; a new
+/// topic deletes messages older than `retention_ms` (`cleanup.policy=delete`,
+/// `retention.ms`). An existing topic keeps its settings.
+pub async fn ensure_topic_with(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    retention_ms: i64,
+) -> Result<(), AdminError> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()?;
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &options,
-        )
-        .await?;
+    let retention = retention_ms.to_string();
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", &retention);
+    let results = admin.create_topics(&[new_topic], &options).await?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -92,6 +115,26 @@ pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> Result
         }
     }
     Ok(())
+}
+
+/// The `retention.ms` of `topic` as the broker reports it (`None`: unset,
+/// unlimited, or the broker does not say).
+pub async fn topic_retention_ms(brokers: &str, topic: &str) -> Result<Option<i64>, AdminError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let results = admin
+        .describe_configs(&[rdkafka::admin::ResourceSpecifier::Topic(topic)], &options)
+        .await?;
+    Ok(results
+        .into_iter()
+        .flatten()
+        .flat_map(|resource| resource.entries)
+        .find(|entry| entry.name == "retention.ms")
+        .and_then(|entry| entry.value)
+        .and_then(|value| value.parse::<i64>().ok())
+        .filter(|ms| *ms > 0))
 }
 
 /// Number of partitions of `topic` (0 when it does not exist).

@@ -189,6 +189,28 @@ impl Default for Agents {
 }
 
 impl Agents {
+    /// The default rules plus `markers`: literal texts (case-insensitive) that
+    /// also mark an agent containing one as a bot. Empty markers are ignored.
+    pub fn with_extra_bots(markers: &[String]) -> Self {
+        let mut agents = Agents::default();
+        let escaped: Vec<String> = markers
+            .iter()
+            .filter(|m| !m.is_empty())
+            .map(|marker| {
+                marker.chars().fold(String::new(), |mut out, c| {
+                    if !c.is_ascii_alphanumeric() && c.is_ascii() && c != ' ' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                    out
+                })
+            })
+            .collect();
+        let patterns: Vec<&str> = escaped.iter().map(String::as_str).collect();
+        agents.bots.append(&patterns);
+        agents
+    }
+
     /// Fills browser, version, OS, device type and the bot flag.
     pub fn classify(&self, user_agent: &str, out: &mut Enrichment) {
         if user_agent.is_empty() {
@@ -273,6 +295,23 @@ pub fn page_fields(properties: &Map<String, Value>, out: &mut Enrichment) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn extra_bot_markers_are_literal_and_case_insensitive() {
+        let mut out = Enrichment::default();
+        let agent =
+            "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36 NightlyCheck.io (+1)";
+        Agents::default().classify(agent, &mut out);
+        assert!(!out.is_bot);
+        let agents = Agents::with_extra_bots(&["nightlycheck.io (+1)".into(), String::new()]);
+        agents.classify(agent, &mut out);
+        assert!(out.is_bot);
+        assert_eq!(out.device_type, "bot");
+        // Regex characters are text: "." matches only a dot.
+        let mut other = Enrichment::default();
+        agents.classify("Mozilla/5.0 NightlyCheckXio (+1)", &mut other);
+        assert!(!other.is_bot);
+    }
 
     #[test]
     fn client_ip_trusts_only_configured_hops() {

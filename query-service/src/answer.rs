@@ -23,7 +23,12 @@ pub(crate) async fn cached_rows(
     sql: &Sql,
     shape: impl FnOnce(Vec<Row>, u64) -> Result<axum::body::Bytes, QueryError>,
 ) -> Result<(Arc<axum::body::Bytes>, bool), QueryError> {
-    let key = format!("{kind}|{app_id}|{}|{:?}", sql.text, sql.binds);
+    let key = format!(
+        "{}{kind}|{app_id}|{}|{:?}",
+        crate::serving::cache_tag(&state.config.clickhouse.database),
+        sql.text,
+        sql.binds
+    );
     state
         .query_cache
         .get_or_compute(&key, || async {

@@ -34,6 +34,7 @@ pub mod retention;
 pub mod retention_report;
 pub mod router;
 pub mod saved;
+pub mod serving;
 pub mod session;
 pub mod session_metrics;
 pub mod settings;
@@ -88,6 +89,8 @@ pub struct AppState {
     pub sessions: cache::Cache<Option<session::SessionUser>>,
     /// Failed logins of the last minute.
     pub login_throttle: login_throttle::LoginThrottle,
+    /// Which database and Redis prefix answer (replay switch).
+    pub serving: serving::ServingStore,
     /// Limits.
     pub config: Config,
 }
@@ -128,6 +131,13 @@ pub async fn run(
         live: RedisLive::new(connection, &config.redis_prefix),
         events: ClickHouseStore::new(config.clickhouse.client()),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,
+        serving: serving::ServingStore::new(
+            pg::Pg::new(config.postgres.clone()),
+            serving::Served {
+                database: config.clickhouse.database.clone(),
+                prefix: config.redis_prefix.clone(),
+            },
+        ),
         clock,
         config,
     });

@@ -195,7 +195,11 @@ async fn live_inner(
     };
     // Identical polls within the cache time share one Redis read (seed 001).
     let now_ms = state.clock.now_ms();
-    let key = format!("{app_id}|{n}|{conversion:?}|{}", window_start(now_ms));
+    let key = format!(
+        "{}{app_id}|{n}|{conversion:?}|{}",
+        crate::serving::cache_tag(&state.config.clickhouse.database),
+        window_start(now_ms)
+    );
     state
         .live_cache
         .get_or_compute(&key, || async {
@@ -290,7 +294,21 @@ pub async fn stream(
             let now_ms = state.clock.now_ms();
             let current = window_start(now_ms);
             // The open window, and the one before it (just closed when the open one changed).
-            let answer = live_answer(&state, app_id.clone(), 2, None, now_ms).await;
+            // Each push answers from the pair served at that moment (a long-lived
+            // stream follows a replay switch; one push never mixes two pairs).
+            let served = state
+                .serving
+                .served()
+                .await
+                .unwrap_or_else(|(served, err)| {
+                    state.metrics.serving_lookup_failed(&err);
+                    served
+                });
+            let answer = crate::serving::within(
+                served,
+                live_answer(&state, app_id.clone(), 2, None, now_ms),
+            )
+            .await;
             let mut out = Vec::new();
             match answer {
                 Ok(answer) => {

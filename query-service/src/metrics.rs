@@ -13,6 +13,9 @@ pub struct Metrics {
     pub logins: IntCounterVec,
     /// `tally_query_person_deletions_total`: deletion jobs started.
     pub deletions: prometheus::IntCounter,
+    /// `tally_query_serving_lookup_failures_total`: the served pair could not
+    /// be read (the last one read answered).
+    pub serving_lookup_failures: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -41,11 +44,17 @@ impl Metrics {
             "Person deletion jobs started (the report refresher finishes them)",
         )?;
         registry.register(Box::new(deletions.clone()))?;
+        let serving_lookup_failures = prometheus::IntCounter::new(
+            "tally_query_serving_lookup_failures_total",
+            "Lookups of the served database (replay switch) that failed; the last pair read answered",
+        )?;
+        registry.register(Box::new(serving_lookup_failures.clone()))?;
         Ok(Metrics {
             registry,
             request_seconds,
             logins,
             deletions,
+            serving_lookup_failures,
         })
     }
 
@@ -70,5 +79,14 @@ impl Metrics {
     /// A person deletion job started (its details are logged by the handler).
     pub fn person_deleted(&self) {
         self.deletions.inc();
+    }
+
+    /// The served pair could not be read from PostgreSQL.
+    pub fn serving_lookup_failed(&self, error: &str) {
+        self.serving_lookup_failures.inc();
+        tracing::warn!(
+            error,
+            "served database not read; answering from the last one read"
+        );
     }
 }

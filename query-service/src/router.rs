@@ -152,6 +152,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/livez", get(tally_common::http::livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
+        // Every request answers from one served pair (see `serving`).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::serving::resolve,
+        ))
         .with_state(state)
         // Unknown routes, other methods and any plain-text rejection answer JSON too.
         .layer(axum::middleware::from_fn(tally_common::http::json_errors))

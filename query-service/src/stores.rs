@@ -1,7 +1,9 @@
 //! Read access to the stores: [`RedisLive`] (live windows, layout in
 //! `tally_schemas::live`, and stream tokens) and [`ClickHouseStore`] (raw
 //! events, the page-view rollup). Every ClickHouse query binds its inputs as
-//! parameters; none is spliced.
+//! parameters; none is spliced. Data is read from the request's served pair
+//! ([`crate::serving::current`]: the configured database and prefix unless a
+//! replay was switched to); stream tokens always live under the configured prefix.
 
 use crate::sql::{utc_date, Bind, Sql};
 use redis::aio::ConnectionManager;
@@ -34,6 +36,12 @@ impl RedisLive {
         }
     }
 
+    /// The prefix of the data keys (windows, identity state, visitors) the
+    /// current request answers from.
+    fn data_prefix(&self) -> String {
+        crate::serving::current().map_or_else(|| self.prefix.clone(), |served| served.prefix)
+    }
+
     /// Snapshots of `app_id`'s windows starting at `starts` (missing windows are empty).
     pub async fn windows(
         &self,
@@ -41,8 +49,9 @@ impl RedisLive {
         starts: &[i64],
     ) -> Result<Vec<WindowSnapshot>, crate::QueryError> {
         let mut pipe = redis::pipe();
+        let prefix = self.data_prefix();
         for start in starts {
-            for key in window_keys(&self.prefix, app_id, *start) {
+            for key in window_keys(&prefix, app_id, *start) {
                 pipe.cmd("HGETALL").arg(key);
             }
         }
@@ -90,7 +99,8 @@ impl RedisLive {
         let Some(first) = ids.first() else {
             return Ok(Vec::new());
         };
-        let key = |rest: &str| identity_key(&self.prefix, app_id, rest);
+        let prefix = self.data_prefix();
+        let key = |rest: &str| identity_key(&prefix, app_id, rest);
         let script = redis::Script::new(DELETE_SCRIPT);
         let mut invocation = script.prepare_invoke();
         invocation
@@ -109,7 +119,7 @@ impl RedisLive {
         let gone: Vec<String> = invocation.invoke_async(&mut connection).await?;
         let visitors: Vec<String> = gone
             .iter()
-            .map(|id| tally_schemas::live::visitor_key(&self.prefix, app_id, id))
+            .map(|id| tally_schemas::live::visitor_key(&prefix, app_id, id))
             .collect();
         let _: i64 = redis::cmd("DEL")
             .arg(visitors)
@@ -153,6 +163,14 @@ impl ClickHouseStore {
     pub fn new(client: clickhouse::Client) -> Self {
         ClickHouseStore { client }
     }
+
+    /// The client on the database the current request answers from.
+    fn client(&self) -> clickhouse::Client {
+        match crate::serving::current() {
+            Some(served) => self.client.clone().with_database(served.database),
+            None => self.client.clone(),
+        }
+    }
 }
 
 /// `query` with the binds of `sql`, in order.
@@ -186,7 +204,7 @@ impl ClickHouseStore {
         to_ms: i64,
     ) -> Result<u64, crate::QueryError> {
         let count = self
-            .client
+            .client()
             .query(COUNT_SQL)
             .bind(app_id)
             .bind(utc_date(from_ms))
@@ -206,7 +224,7 @@ impl ClickHouseStore {
         names: &[&str],
     ) -> Result<Vec<String>, crate::QueryError> {
         let found = self
-            .client
+            .client()
             .query(PROPERTY_NAMES_SQL)
             .bind(app_id)
             .bind(names)
@@ -221,7 +239,7 @@ impl ClickHouseStore {
         sql: &Sql,
     ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, crate::QueryError> {
         let mut query = self
-            .client
+            .client()
             .query(&sql.text)
             .with_setting("max_execution_time", MAX_EXECUTION_SECS.to_string());
         if let Some(groups) = sql.max_groups {
@@ -260,12 +278,12 @@ impl ClickHouseStore {
 
     /// Runs a statement that answers nothing (a mutation).
     pub async fn execute(&self, sql: &Sql) -> Result<(), crate::QueryError> {
-        Ok(bound(self.client.query(&sql.text), sql).execute().await?)
+        Ok(bound(self.client().query(&sql.text), sql).execute().await?)
     }
 
     /// `Ok` when reachable.
     pub async fn ping(&self) -> Result<(), String> {
-        self.client
+        self.client()
             .query("SELECT 1")
             .execute()
             .await

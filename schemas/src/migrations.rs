@@ -57,6 +57,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "refresh_pending",
         sql: include_str!("../migrations/postgres/0008_refresh_pending.sql"),
     },
+    Migration {
+        version: 9,
+        name: "replays",
+        sql: include_str!("../migrations/postgres/0009_replays.sql"),
+    },
 ];
 
 /// ClickHouse migrations in application order.

@@ -1,6 +1,9 @@
 //! Aggregator settings: defaults in code, overridden by `TALLY_…` variables, validated at boot.
 
+use crate::message::Reenrich;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::config::{ensure, env_or, env_string, ConfigError};
@@ -46,6 +49,34 @@ pub struct Config {
     /// `ignore-offsets` disables the exactly-once guards so the chaos test's
     /// control run can prove its checker notices double counting. Never set in production.
     pub fault: Fault,
+    /// Replays only: the first offset per partition *not* to process
+    /// (`TALLY_AGGREGATOR_STOP_AT`, `partition:offset,…`; default none = follow
+    /// the topic). Messages at or past it, and every message of a partition not
+    /// named, are left unread by this group: a bounded replay's range.
+    pub stop_at: Option<BTreeMap<i32, i64>>,
+    /// Replays only: derives each event's enrichment again before processing
+    /// (new geo-IP data or bot rules reaching history); set in code by
+    /// `tally-admin replay`, never from the environment.
+    pub reenrich: Option<Arc<dyn Reenrich>>,
+}
+
+/// Parses `partition:offset,…` (partitions ≥ 0, offsets ≥ 0, each partition once).
+pub fn parse_positions(text: &str) -> Result<BTreeMap<i32, i64>, String> {
+    let mut positions = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (partition, offset) = item
+            .split_once(':')
+            .and_then(|(p, o)| Some((p.trim().parse::<i32>().ok()?, o.trim().parse::<i64>().ok()?)))
+            .filter(|(p, o)| *p >= 0 && *o >= 0)
+            .ok_or_else(|| format!("{item:?} is not partition:offset"))?;
+        if positions.insert(partition, offset).is_some() {
+            return Err(format!("partition {partition} named twice"));
+        }
+    }
+    if positions.is_empty() {
+        return Err("no partition:offset given".into());
+    }
+    Ok(positions)
 }
 
 /// Deliberate faults for the chaos test's control run.
@@ -99,6 +130,17 @@ impl Config {
                 900u64,
             )?),
             fault: env_or("TALLY_AGGREGATOR_FAULT", Fault::None)?,
+            stop_at: match std::env::var("TALLY_AGGREGATOR_STOP_AT") {
+                Ok(text) if !text.trim().is_empty() => Some(parse_positions(&text).map_err(
+                    |reason| ConfigError::Invalid {
+                        var: "TALLY_AGGREGATOR_STOP_AT".into(),
+                        value: text.clone(),
+                        reason,
+                    },
+                )?),
+                _ => None,
+            },
+            reenrich: None,
         };
         config.validate()?;
         Ok(config)

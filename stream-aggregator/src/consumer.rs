@@ -179,12 +179,25 @@ struct Batch {
 impl Batch {
     /// Buffers one consumed message (undecodable ones are counted and skipped,
     /// their offsets still committed).
-    fn take(&mut self, message: &BorrowedMessage<'_>, metrics: &Metrics) {
+    /// A replay's range ([`Config::stop_at`]) leaves messages past its end unread;
+    /// a replay's [`Config::reenrich`] rewrites each event's enrichment.
+    fn take(&mut self, message: &BorrowedMessage<'_>, metrics: &Metrics, config: &Config) {
+        if let Some(stop_at) = &config.stop_at {
+            if stop_at
+                .get(&message.partition())
+                .is_none_or(|end| message.offset() >= *end)
+            {
+                return;
+            }
+        }
         self.started.get_or_insert_with(Instant::now);
         self.next_offsets
             .insert(message.partition(), message.offset() + 1);
         match Envelope::decode(message.payload().unwrap_or_default()) {
-            Ok(envelope) => {
+            Ok(mut envelope) => {
+                if let Some(reenrich) = &config.reenrich {
+                    reenrich.reenrich(&mut envelope);
+                }
                 self.live_started.get_or_insert_with(Instant::now);
                 self.pending.push(Message {
                     partition: message.partition(),
@@ -276,7 +289,7 @@ pub async fn consume<R: RawSink, L: LiveStore>(
                     batch.drop_partitions(&revoked);
                 }
                 match received {
-                    Ok(message) => batch.take(&message, metrics),
+                    Ok(message) => batch.take(&message, metrics, config),
                     Err(err) => {
                         metrics.receive_failed(&err.to_string());
                         tokio::time::sleep(Duration::from_millis(200)).await;

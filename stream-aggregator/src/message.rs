@@ -20,6 +20,14 @@ pub struct Message {
     pub envelope: Envelope,
 }
 
+/// Derives an event's enrichment again from what the topic carries (its
+/// anonymised IP, user agent and properties): how a replay brings a corrected
+/// classification (a new geo-IP database, a new bot rule) to history.
+pub trait Reenrich: Send + Sync + std::fmt::Debug {
+    /// Rewrites `envelope.enrichment` in place.
+    fn reenrich(&self, envelope: &mut Envelope);
+}
+
 /// Whether each partition's messages are in strictly increasing offset order.
 pub fn in_offset_order<'a>(messages: impl IntoIterator<Item = &'a Message>) -> bool {
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();

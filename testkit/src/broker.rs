@@ -61,6 +61,13 @@ impl PrivateBroker {
         Self::start_with("sqlite://tansu.db".into()).await
     }
 
+    /// Like [`PrivateBroker::start_durable`], running tansu's maintenance
+    /// (retention: deleting messages older than a topic's `retention.ms`)
+    /// every `interval` (humantime, e.g. `1s`) instead of every 10 minutes.
+    pub async fn start_durable_maintained(interval: &str) -> Self {
+        Self::start_with(format!("sqlite://tansu.db?maintenance_interval={interval}")).await
+    }
+
     async fn start_with(storage: String) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(crate::unique("tansu"));

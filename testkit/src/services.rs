@@ -110,6 +110,8 @@ pub fn aggregator_config(iso: &Isolation) -> stream_aggregator::Config {
         allowed_lateness: Duration::from_secs(30),
         fault: stream_aggregator::config::Fault::None,
         dedup_window: Duration::from_secs(900),
+        stop_at: None,
+        reenrich: None,
     }
 }
 

@@ -8,21 +8,26 @@
 //! tally-admin keys create --app APP_ID --kind write|read
 //! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
 //! tally-admin users create|grant|revoke|list …       dashboard users (see users.rs)
-//! tally-admin topics  [--brokers B] --require T:N ...  create topics T with N partitions
+//! tally-admin topics  [--brokers B] [--retention-days D] --require T:N ...
+//!                                                     create topics T with N partitions, keeping
+//!                                                     messages D days (TALLY_KAFKA_RETENTION_DAYS, 30)
 //! tally-admin refresh [--full] [--database DB]        ask the report refresher for a full
 //!                                                     rebuild; list its last runs and drift
 //!                                                      (if missing) and check them
 //! tally-admin storage|retention …                     storage per table; drop raw partitions
 //!                                                     past the retention (see lifecycle.rs)
+//! tally-admin replay start|status|compare|switch|rollback|drop …
+//!                                                     replays of the events topic (replay.rs)
 //! ```
 //! Defaults come from the same `TALLY_…` variables the services read.
 
 mod lifecycle;
+mod replay;
 mod users;
 
 use std::process::ExitCode;
 use tally_common::clickhouse::{migrate, ClickHouseConfig};
-use tally_common::kafka::{ensure_topic, partition_count, KafkaConfig};
+use tally_common::kafka::{ensure_topic_with, partition_count, KafkaConfig};
 use tally_common::postgres::{self, KeyKind, PostgresConfig};
 
 fn flag(args: &[String], name: &str) -> Vec<String> {
@@ -168,12 +173,25 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             if let Some(value) = flag(&args, "--brokers").pop() {
                 brokers = value;
             }
+            let days: u32 = match flag(&args, "--retention-days").pop() {
+                Some(days) => days
+                    .parse()
+                    .map_err(|_| "--retention-days: a number of days")?,
+                None => tally_common::config::env_or(
+                    "TALLY_KAFKA_RETENTION_DAYS",
+                    tally_common::kafka::DEFAULT_RETENTION_DAYS,
+                )
+                .map_err(|e| e.to_string())?,
+            };
+            if days == 0 {
+                return Err("--retention-days: at least 1".into());
+            }
             for spec in flag(&args, "--require") {
                 let (topic, partitions) = spec
                     .split_once(':')
                     .and_then(|(t, n)| Some((t.to_owned(), n.parse::<i32>().ok()?)))
                     .ok_or_else(|| format!("--require takes TOPIC:PARTITIONS, got {spec:?}"))?;
-                ensure_topic(&brokers, &topic, partitions)
+                ensure_topic_with(&brokers, &topic, partitions, i64::from(days) * 86_400_000)
                     .await
                     .map_err(|e| e.to_string())?;
                 let found = partition_count(&brokers, &topic)
@@ -184,7 +202,12 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                         "topic {topic} has {found} partition(s), {partitions} required"
                     ));
                 }
-                println!("topic {topic}: {found} partition(s)");
+                let kept = tally_common::kafka::topic_retention_ms(&brokers, &topic)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or("unlimited".to_owned(), |ms| format!("{:.1} days", ms as f64 / 86_400_000.0));
+                println!("topic {topic}: {found} partition(s), messages kept {kept}");
             }
             Ok(())
         }
@@ -212,14 +235,15 @@ async fn run(args: Vec<String>) -> Result<(), String> {
         }
         Some("storage") => lifecycle::storage(&args).await,
         Some("retention") => lifecycle::retention(&args).await,
+        Some("replay") => replay::command(&args[1..]).await,
         _ => Err(
-            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users|refresh|storage|retention … [options]"
+            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users|refresh|storage|retention|replay … [options]"
                 .into(),
         ),
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> ExitCode {
     match run(std::env::args().skip(1).collect()).await {
         Ok(()) => ExitCode::SUCCESS,

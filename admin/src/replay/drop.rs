@@ -1,0 +1,98 @@
+//! `replay drop`: removes a target — its ClickHouse database, its Redis keys
+//! and its catalog row. Refused while a replay process holds its lock (unless
+//! forced) and
+//! while the query service answers from it (switch back first). The
+//! consumer group's committed offsets are left to the broker: a new replay of
+//! the same name commits its own start offsets before it runs.
+
+use super::catalog;
+use super::{ReplayError, Target};
+
+/// What was removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Redis keys deleted.
+    pub redis_keys: usize,
+    /// Whether a catalog row existed.
+    pub catalogued: bool,
+}
+
+/// Deletes every key under `prefix:`.
+pub async fn delete_keys(
+    redis: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> Result<usize, ReplayError> {
+    let pattern = format!("{prefix}:*");
+    let (mut cursor, mut deleted) = (0u64, 0usize);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await?;
+        // One key per command: keys of different apps live in different cluster slots.
+        for key in keys {
+            let n: usize = redis::cmd("UNLINK").arg(&key).query_async(redis).await?;
+            deleted += n;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
+
+/// Drops the target `name`.
+pub async fn drop(
+    live: &stream_aggregator::Config,
+    pg: &tokio_postgres::Client,
+    name: &str,
+    force: bool,
+) -> Result<Dropped, ReplayError> {
+    let target = Target::named(name)?;
+    let entry = catalog::get(pg, name).await?;
+    let locked = catalog::try_lock(pg, name).await?;
+    if !locked && !force {
+        return Err(ReplayError::State(format!(
+            "replay {name} is running: stop it first (or --force)"
+        )));
+    }
+    let dropped = drop_locked(live, pg, &target, entry.is_some()).await;
+    if locked {
+        catalog::unlock(pg, name).await?;
+    }
+    dropped
+}
+
+async fn drop_locked(
+    live: &stream_aggregator::Config,
+    pg: &tokio_postgres::Client,
+    target: &Target,
+    catalogued: bool,
+) -> Result<Dropped, ReplayError> {
+    let name = target.name.as_str();
+    if let Some(serving) = super::switch::serving(pg, &live.clickhouse.database).await? {
+        if serving.database == target.database {
+            return Err(ReplayError::State(format!(
+                "the query service answers from replay {name}: `replay rollback` first"
+            )));
+        }
+    }
+    live.clickhouse
+        .server_client()
+        .query(&format!("DROP DATABASE IF EXISTS {}", target.database))
+        .execute()
+        .await?;
+    let mut redis = redis::Client::open(live.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let redis_keys = delete_keys(&mut redis, &target.redis_prefix).await?;
+    catalog::delete(pg, name).await?;
+    Ok(Dropped {
+        redis_keys,
+        catalogued,
+    })
+}

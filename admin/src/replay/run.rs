@@ -1,0 +1,450 @@
+//! `replay start`: plan (or find) the replay, prepare its target, then run the
+//! stream aggregator's library over it until a bounded replay reaches its end
+//! (or, for a following replay, until asked to stop), reporting progress.
+//!
+//! Order of a new replay: plan against the broker (refusing a range the topic
+//! no longer holds) → create and migrate the target database → copy the live
+//! tombstones of deleted persons into the target prefix (a replay never brings
+//! a deleted person back; they are copied again at every heartbeat) → commit
+//! the start offsets for the replay's consumer group → record the catalog row.
+//! A crash before the catalog row leaves nothing a new `start` does not redo.
+//! After it, `start --name` resumes: the group's committed offsets say where,
+//! and the target's exactly-once watermarks make re-read messages count once.
+
+use super::catalog::{self, Entry};
+use super::plan::{self, Plan, Spec};
+use super::reenrich::ReenrichOptions;
+use super::{ReplayError, Target};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_common::Clock;
+use tokio_postgres::Client;
+
+/// What `replay start` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Target name.
+    pub name: String,
+    /// `--from` (required for a new replay; must match when resuming).
+    pub from: Option<String>,
+    /// `--to` (none: follow the topic).
+    pub to: Option<String>,
+    /// `--reenrich …` options (new replays only).
+    pub reenrich: ReenrichOptions,
+    /// Health and metrics address of the replay's aggregator (port 0: any).
+    pub addr: Option<SocketAddr>,
+}
+
+/// Progress of a running replay, as shown by `replay start` and `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Per partition: start, committed (processed below), end (or log end when following).
+    pub partitions: Vec<(i32, i64, i64, i64)>,
+    /// Messages processed.
+    pub done: i64,
+    /// Messages in the range (so far, when following).
+    pub total: i64,
+    /// Messages per second (recent).
+    pub rate: f64,
+    /// Whether the replay follows the topic (no end).
+    pub following: bool,
+}
+
+impl Snapshot {
+    /// Seconds left at the current rate.
+    pub fn eta_secs(&self) -> Option<f64> {
+        (self.rate > 0.0).then(|| (self.total - self.done).max(0) as f64 / self.rate)
+    }
+
+    /// Whether every partition reached its end (bounded replays).
+    pub fn reached_end(&self) -> bool {
+        !self.following && self.partitions.iter().all(|&(_, _, at, end)| at >= end)
+    }
+}
+
+/// Reads the group's progress over `plan` (blocking).
+pub fn snapshot(
+    kafka: &tally_common::kafka::KafkaConfig,
+    group: &str,
+    start: &BTreeMap<i32, i64>,
+    end: Option<&BTreeMap<i32, i64>>,
+) -> Result<Snapshot, ReplayError> {
+    let client: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let positions = stream_aggregator::watchdog::positions(&client, &kafka.topic)
+        .map_err(ReplayError::Kafka)?;
+    let mut snapshot = Snapshot {
+        following: end.is_none(),
+        ..Snapshot::default()
+    };
+    for p in positions {
+        let Some(&from) = start.get(&p.partition) else {
+            continue;
+        };
+        let until = end.map_or(p.high, |e| e.get(&p.partition).copied().unwrap_or(from));
+        let at = p.committed.unwrap_or(from).clamp(from, until.max(from));
+        snapshot.done += at - from;
+        snapshot.total += until.max(from) - from;
+        snapshot.partitions.push((p.partition, from, at, until));
+    }
+    Ok(snapshot)
+}
+
+/// Commits `positions` for `group` without joining it (the group must be
+/// empty: a new replay's group is).
+fn commit_start(
+    kafka: &tally_common::kafka::KafkaConfig,
+    group: &str,
+    positions: &BTreeMap<i32, i64>,
+) -> Result<(), ReplayError> {
+    let client: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for (p, o) in positions {
+        list.add_partition_offset(&kafka.topic, *p, Offset::Offset(*o))?;
+    }
+    client.commit(&list, CommitMode::Sync)?;
+    let committed = client.committed_offsets(list, Duration::from_secs(5))?;
+    for e in committed.elements() {
+        let wanted = positions.get(&e.partition()).copied();
+        if e.offset() != Offset::Offset(wanted.unwrap_or(-1)) {
+            return Err(ReplayError::Kafka(format!(
+                "the broker did not keep the start offset of partition {} for group {group} (reads {:?})",
+                e.partition(),
+                e.offset()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Copies the live tombstones (deleted persons' ids) into the target prefix.
+pub async fn copy_tombstones(
+    redis: &mut redis::aio::MultiplexedConnection,
+    live_prefix: &str,
+    target_prefix: &str,
+) -> Result<usize, ReplayError> {
+    let pattern = format!("{live_prefix}:id:*:tombstones");
+    let mut cursor = 0u64;
+    let mut copied = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await?;
+        for key in keys {
+            let Some(rest) = key.strip_prefix(live_prefix) else {
+                continue;
+            };
+            let target = format!("{target_prefix}{rest}");
+            // Same hash tag ({app}) on both keys: one slot, one command.
+            let _: i64 = redis::cmd("SUNIONSTORE")
+                .arg(&target)
+                .arg(&target)
+                .arg(&key)
+                .query_async(redis)
+                .await?;
+            copied += 1;
+        }
+        if next == 0 {
+            return Ok(copied);
+        }
+        cursor = next;
+    }
+}
+
+fn blocking_error(err: tokio::task::JoinError) -> ReplayError {
+    ReplayError::Kafka(format!("broker task failed: {err}"))
+}
+
+/// Finds or creates the replay `options.name`; returns its catalog row.
+pub async fn prepare(
+    live: &stream_aggregator::Config,
+    pg: &Client,
+    options: &StartOptions,
+) -> Result<Entry, ReplayError> {
+    let target = Target::named(&options.name)?;
+    let now_ms = tally_common::SystemClock.now_ms();
+    if let Some(entry) = catalog::get(pg, &target.name).await? {
+        if entry.state == catalog::state::FINISHED {
+            return Err(ReplayError::State(format!(
+                "replay {} already finished its range; `replay drop {0}` first to run it again",
+                entry.name
+            )));
+        }
+        let same = |given: &Option<String>, stored: Option<&str>| {
+            given.as_deref().is_none_or(|g| Some(g) == stored)
+        };
+        if !same(&options.from, Some(&entry.from_text))
+            || !same(&options.to, entry.to_text.as_deref())
+        {
+            return Err(ReplayError::State(format!(
+                "replay {} exists with --from {}{}: omit --from/--to to resume it, or drop it",
+                entry.name,
+                entry.from_text,
+                entry
+                    .to_text
+                    .as_deref()
+                    .map(|t| format!(" --to {t}"))
+                    .unwrap_or_default()
+            )));
+        }
+        return Ok(entry);
+    }
+    let from_text = options.from.clone().ok_or_else(|| {
+        ReplayError::Usage("a new replay needs --from <time | partition:offset,…>".into())
+    })?;
+    let from = Spec::parse(&from_text, now_ms)?;
+    let to = options
+        .to
+        .as_deref()
+        .map(|t| Spec::parse(t, now_ms))
+        .transpose()?;
+    let kafka = live.kafka.clone();
+    let (from_at, to_at) = (
+        match &from {
+            Spec::Time(at) => Some(*at),
+            Spec::Positions(_) => None,
+        },
+        match &to {
+            Some(Spec::Time(at)) => Some(*at),
+            _ => None,
+        },
+    );
+    let retention_ms =
+        tally_common::kafka::topic_retention_ms(&live.kafka.brokers, &live.kafka.topic)
+            .await
+            .map_err(|e| ReplayError::Kafka(e.to_string()))?;
+    let (facts, found_from, found_to) = tokio::task::spawn_blocking(move || {
+        let facts = plan::read_facts(&kafka)?;
+        let found = |at: Option<i64>| match at {
+            Some(at) => plan::offsets_for_time(&kafka, &facts, at),
+            None => Ok(BTreeMap::new()),
+        };
+        let (from_found, to_found) = (found(from_at)?, found(to_at)?);
+        Ok::<_, ReplayError>((facts, from_found, to_found))
+    })
+    .await
+    .map_err(blocking_error)??;
+    let topic = plan::Topic {
+        partitions: facts,
+        retention_ms,
+    };
+    let Plan { start, end } =
+        plan::plan(&from, to.as_ref(), &topic, &found_from, &found_to, now_ms)?;
+    tally_common::clickhouse::migrate(&target.clickhouse(&live.clickhouse)).await?;
+    let mut redis = redis::Client::open(live.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix).await?;
+    let (kafka, group, positions) = (live.kafka.clone(), target.group_id.clone(), start.clone());
+    tokio::task::spawn_blocking(move || commit_start(&kafka, &group, &positions))
+        .await
+        .map_err(blocking_error)??;
+    let entry = Entry {
+        name: target.name.clone(),
+        topic: live.kafka.topic.clone(),
+        from_text,
+        to_text: options.to.clone(),
+        start,
+        end,
+        reenrich: options.reenrich.to_text(),
+        state: catalog::state::RUNNING.to_owned(),
+        created_ms: now_ms,
+        heartbeat_ms: Some(now_ms),
+        done: 0,
+        rate: 0.0,
+        finished_ms: None,
+    };
+    if !catalog::insert(pg, &entry).await? {
+        return Err(ReplayError::State(format!(
+            "replay {} was created meanwhile by another command",
+            entry.name
+        )));
+    }
+    Ok(entry)
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ended {
+    /// A bounded replay reached its end.
+    Finished(Snapshot),
+    /// Stopped on request before the end (resume with `start --name`).
+    Stopped(Snapshot),
+}
+
+/// Runs the replay `entry` until it finishes or `shutdown` resolves, calling
+/// `progress` about once a second.
+pub async fn run(
+    live: &stream_aggregator::Config,
+    pg: &Client,
+    entry: &Entry,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    progress: &mut (dyn FnMut(&Snapshot) + Send),
+) -> Result<Ended, ReplayError> {
+    let target = Target::named(&entry.name)?;
+    if !catalog::try_lock(pg, &entry.name).await? {
+        return Err(ReplayError::State(format!(
+            "replay {} is running in another process",
+            entry.name
+        )));
+    }
+    let ran = run_locked(live, pg, entry, &target, addr, shutdown, progress).await;
+    let unlocked = catalog::unlock(pg, &entry.name).await;
+    let ended = ran?;
+    unlocked?;
+    Ok(ended)
+}
+
+async fn run_locked(
+    live: &stream_aggregator::Config,
+    pg: &Client,
+    entry: &Entry,
+    target: &Target,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    progress: &mut (dyn FnMut(&Snapshot) + Send),
+) -> Result<Ended, ReplayError> {
+    if entry.topic != live.kafka.topic {
+        return Err(ReplayError::State(format!(
+            "replay {} reads topic {}, this configuration topic {}",
+            entry.name, entry.topic, live.kafka.topic
+        )));
+    }
+    let reenrich = super::reenrich::ReenrichOptions::parse_text(&entry.reenrich)?.build()?;
+    let mut config = live.clone();
+    config.addr = addr;
+    config.group_id = target.group_id.clone();
+    config.redis_prefix = target.redis_prefix.clone();
+    config.clickhouse = target.clickhouse(&live.clickhouse);
+    config.migrate = true;
+    config.stop_at = entry.end.clone();
+    config.reenrich = reenrich.map(|r| r as Arc<dyn stream_aggregator::message::Reenrich>);
+    config
+        .validate()
+        .map_err(|e| ReplayError::Usage(e.to_string()))?;
+    let read = {
+        let (kafka, group, start, end) = (
+            live.kafka.clone(),
+            target.group_id.clone(),
+            entry.start.clone(),
+            entry.end.clone(),
+        );
+        move || {
+            let (kafka, group, start, end) =
+                (kafka.clone(), group.clone(), start.clone(), end.clone());
+            async move {
+                tokio::task::spawn_blocking(move || snapshot(&kafka, &group, &start, end.as_ref()))
+                    .await
+                    .map_err(blocking_error)?
+            }
+        }
+    };
+    let first = read().await?;
+    if first.reached_end() {
+        catalog::finish(pg, &entry.name, first.done).await?;
+        return Ok(Ended::Finished(first));
+    }
+    let mut redis = redis::Client::open(live.redis_url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| ReplayError::Usage(format!("cannot listen on {addr}: {e}")))?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = stop.clone();
+    let mut aggregator = tokio::spawn(stream_aggregator::run(config, listener, async move {
+        stopper.cancelled().await;
+    }));
+    let requested = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        requested.cancel();
+    });
+    let mut rate = Rate::default();
+    let mut last = first;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut beat = Instant::now();
+    let ended = loop {
+        tokio::select! {
+            finished = &mut aggregator => {
+                let result = finished.map_err(|e| ReplayError::Aggregator(e.to_string()))?;
+                result.map_err(|e| ReplayError::Aggregator(e.to_string()))?;
+                // Stopped on request (or on its own after a clean stop).
+                let end = read().await.unwrap_or(last.clone());
+                if end.reached_end() {
+                    catalog::finish(pg, &entry.name, end.done).await?;
+                    break Ended::Finished(end);
+                }
+                catalog::stopped(pg, &entry.name).await?;
+                break Ended::Stopped(end);
+            }
+            _ = ticker.tick() => {
+                match read().await {
+                    Ok(mut now) => {
+                        now.rate = rate.observe(now.done);
+                        progress(&now);
+                        last = now;
+                    }
+                    Err(err) => tracing::warn!(error = %err, "replay progress unreadable"),
+                }
+                if last.reached_end() {
+                    stop.cancel();
+                }
+                if beat.elapsed() >= Duration::from_secs(2) {
+                    beat = Instant::now();
+                    if let Err(err) = catalog::heartbeat(pg, &entry.name, last.done, last.rate).await {
+                        tracing::warn!(error = %err, "replay heartbeat not recorded");
+                    }
+                    if let Err(err) = copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix).await {
+                        tracing::warn!(error = %err, "tombstones not copied");
+                    }
+                }
+            }
+        }
+    };
+    Ok(ended)
+}
+
+/// Messages per second over the last ten seconds.
+#[derive(Debug, Default)]
+struct Rate {
+    samples: std::collections::VecDeque<(Instant, i64)>,
+}
+
+impl Rate {
+    fn observe(&mut self, done: i64) -> f64 {
+        let now = Instant::now();
+        self.samples.push_back((now, done));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now.duration_since(*at) > Duration::from_secs(10))
+        {
+            self.samples.pop_front();
+        }
+        match (self.samples.front(), self.samples.back()) {
+            (Some((t0, d0)), Some((t1, d1))) if t1 > t0 => {
+                (d1 - d0) as f64 / t1.duration_since(*t0).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
+}
