@@ -134,6 +134,16 @@ async fn a_replay_equals_live_and_a_new_bot_rule_changes_exactly_its_events() {
     assert_eq!(report.target_events, sent as u64, "replayed rows");
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
     assert_eq!(report.app_days, 6);
+    let sessions = report
+        .sessions
+        .expect("sessions compared: a full replay, both at the end");
+    assert!(sessions.live_sessions > 0);
+    assert_eq!(sessions.live_sessions, sessions.target_sessions);
+    assert!(
+        sessions.differences.is_empty(),
+        "{:#?}",
+        sessions.differences
+    );
 
     // A new bot rule: only the monitor's app-day differs, by its events, as bots.
     let rule = unique("rule");

@@ -1,6 +1,7 @@
 //! Every golden statement of the query service (`query-service/tests/golden/`:
 //! ad-hoc, session metrics, funnels in every order, retention, persons) and of
-//! the report refresher (`report-refresher/tests/golden/`) runs on both
+//! the report refresher (`report-refresher/tests/golden/`) and of replays
+//! (`admin/tests/golden/`: compare) runs on both
 //! ClickHouse versions Tally supports: the local server (Debian's 18.16) and
 //! current ClickHouse (chdb-core 26.x, embedded, installed by `scripts/stack`
 //! into `~/.cache/tally/chdb-<version>`). Both get the same migrations and the
@@ -60,6 +61,7 @@ fn golden_statements() -> BTreeMap<String, String> {
     let dirs = [
         "../query-service/tests/golden",
         "../report-refresher/tests/golden",
+        "../admin/tests/golden",
     ];
     let mut statements = BTreeMap::new();
     for entry in dirs

@@ -6,7 +6,10 @@
 //! replay still catching up, or live traffic arriving meanwhile, is never a
 //! difference. Per app and event day: events, unique distinct ids, bot
 //! events, and a digest (sum of a hash of each row's identity and enrichment
-//! columns) that differs when any such value of any row differs.
+//! columns) that differs when any such value of any row differs. Sessions
+//! (count, visitors, bots, digest per app and creation day) are compared when
+//! that is exact: the replay started at the beginning of every partition and
+//! both groups stand at the same positions ([`sessions_comparable`]).
 
 use super::catalog::Entry;
 use super::{ReplayError, Target};
@@ -65,6 +68,22 @@ pub struct Report {
     pub target_events: u64,
     /// App-days that differ.
     pub differences: Vec<Difference>,
+    /// Sessions per app and creation day (`events` = sessions), when
+    /// comparable ([`sessions_comparable`]); `None` otherwise.
+    pub sessions: Option<SessionsReport>,
+}
+
+/// The sessions part of a comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionsReport {
+    /// App-days seen on either side.
+    pub app_days: usize,
+    /// Sessions, live and target.
+    pub live_sessions: u64,
+    /// See `live_sessions`.
+    pub target_sessions: u64,
+    /// App-days that differ.
+    pub differences: Vec<Difference>,
 }
 
 /// The bounds: the replay's start up to what both groups have committed.
@@ -87,9 +106,9 @@ pub fn bounds(
         .collect()
 }
 
-/// The per app-day statement over `database` (a validated identifier) for the
-/// rows of `bounds` (the topic is bound as `?`).
-pub fn statement(database: &str, bounds: &Bounds) -> Option<String> {
+/// The per app-day statement over the rows of `bounds` (the topic is bound
+/// as `?`), run on each side's database.
+pub fn statement(bounds: &Bounds) -> Option<String> {
     let ranges: Vec<String> = bounds
         .iter()
         .filter(|(_, (from, until))| until > from)
@@ -104,10 +123,44 @@ pub fn statement(database: &str, bounds: &Bounds) -> Option<String> {
         "SELECT app_id, toString(event_date) AS day, count() AS events, \
          uniqExact(distinct_id) AS uniques, toUInt64(sum(is_bot)) AS bots, \
          toUInt64(sum(cityHash64({DIGEST_COLUMNS}))) AS digest \
-         FROM {database}.events WHERE kafka_topic = ? AND ({}) \
+         FROM events WHERE kafka_topic = ? AND ({}) \
          GROUP BY app_id, day ORDER BY app_id, day",
         ranges.join(" OR ")
     ))
+}
+
+/// The per app-day statement over `database`'s sessions (latest version of
+/// each, merged-away ones left out, by creation day), read as [`DayCounts`]
+/// (rows are read by position; the aliases differ from the column names
+/// they aggregate, as 18.16 resolves aliases everywhere in a statement).
+pub fn sessions_statement() -> String {
+    format!(
+        "SELECT app_id, toString(created_date) AS day, count() AS session_count, \
+         uniqExact(distinct_id) AS visitors, toUInt64(sum(is_bot)) AS bot_sessions, \
+         toUInt64(sum(cityHash64({SESSION_DIGEST_COLUMNS}))) AS session_digest \
+         FROM sessions FINAL WHERE dropped = 0 \
+         GROUP BY app_id, day ORDER BY app_id, day"
+    )
+}
+
+/// Session columns hashed into the sessions digest.
+pub const SESSION_DIGEST_COLUMNS: &str = "session_id, distinct_id, start_ms, end_ms, events, \
+    page_views, entry_page, exit_page, referrer_host, utm_source, country, device_type, browser, \
+    os, is_bot, bounce";
+
+/// Whether sessions can be compared: a session depends on every earlier event
+/// of its visitor, so only when the replay started at the beginning of every
+/// partition and both groups stand at the same positions.
+pub fn sessions_comparable(
+    bounds: &Bounds,
+    target_committed: &BTreeMap<i32, i64>,
+    live_committed: &BTreeMap<i32, i64>,
+) -> bool {
+    bounds.iter().all(|(p, (from, _))| {
+        *from == 0
+            && target_committed.get(p).is_some()
+            && target_committed.get(p) == live_committed.get(p)
+    })
 }
 
 /// Pairs the two sides' app-days.
@@ -145,35 +198,55 @@ pub async fn compare(
     target: &Target,
     topic: &str,
     bounds: Bounds,
+    with_sessions: bool,
 ) -> Result<Report, ReplayError> {
     if !tally_common::clickhouse::valid_identifier(live_database) {
         return Err(ReplayError::Usage(format!(
             "database name {live_database:?}"
         )));
     }
+    let live_side = clickhouse.clone().with_database(live_database);
+    let target_side = clickhouse.clone().with_database(&target.database);
     let (mut live, mut replayed) = (Vec::new(), Vec::new());
-    if let (Some(live_sql), Some(target_sql)) = (
-        statement(live_database, &bounds),
-        statement(&target.database, &bounds),
-    ) {
-        live = clickhouse
-            .query(&live_sql)
+    if let Some(sql) = statement(&bounds) {
+        live = live_side
+            .query(&sql)
             .bind(topic)
             .fetch_all::<DayCounts>()
             .await?;
-        replayed = clickhouse
-            .query(&target_sql)
+        replayed = target_side
+            .query(&sql)
             .bind(topic)
             .fetch_all::<DayCounts>()
             .await?;
     }
-    let (app_days, differences) = differences(&live, &replayed);
+    let (app_days, found) = differences(&live, &replayed);
+    let sessions = if with_sessions {
+        let live = live_side
+            .query(&sessions_statement())
+            .fetch_all::<DayCounts>()
+            .await?;
+        let replayed = target_side
+            .query(&sessions_statement())
+            .fetch_all::<DayCounts>()
+            .await?;
+        let (app_days, found) = differences(&live, &replayed);
+        Some(SessionsReport {
+            app_days,
+            live_sessions: live.iter().map(|d| d.events).sum(),
+            target_sessions: replayed.iter().map(|d| d.events).sum(),
+            differences: found,
+        })
+    } else {
+        None
+    };
     Ok(Report {
         bounds,
         app_days,
         live_events: live.iter().map(|d| d.events).sum(),
         target_events: replayed.iter().map(|d| d.events).sum(),
-        differences,
+        differences: found,
+        sessions,
     })
 }
 
@@ -215,21 +288,52 @@ mod tests {
         // Nothing committed yet: empty ranges, no statement.
         let none = bounds(&entry(None), &BTreeMap::new(), &live);
         assert_eq!(none, [(0, (0, 0)), (1, (5, 5))].into_iter().collect());
-        assert_eq!(statement("tally", &none), None);
+        assert_eq!(statement(&none), None);
+    }
+
+    #[test]
+    fn sessions_compare_only_from_the_beginning_at_equal_positions() {
+        let bounds: Bounds = [(0, (0, 30)), (1, (0, 9))].into_iter().collect();
+        let at: BTreeMap<i32, i64> = [(0, 30), (1, 9)].into_iter().collect();
+        assert!(sessions_comparable(&bounds, &at, &at));
+        let ahead: BTreeMap<i32, i64> = [(0, 31), (1, 9)].into_iter().collect();
+        assert!(!sessions_comparable(&bounds, &at, &ahead));
+        let later: Bounds = [(0, (5, 30)), (1, (0, 9))].into_iter().collect();
+        assert!(!sessions_comparable(&later, &at, &at));
+        assert!(sessions_statement().contains("FROM sessions FINAL WHERE dropped = 0"));
+    }
+
+    /// `sql` (then its binds) must equal `tests/golden/{name}.sql`
+    /// (`TALLY_UPDATE_GOLDEN=1` rewrites it; run on both ClickHouse versions
+    /// by `testkit/tests/sql_versions.rs`).
+    fn assert_golden(name: &str, sql: &str, binds: &[&str]) {
+        let binds: Vec<String> = binds.iter().map(|b| format!("{b:?}")).collect();
+        let rendered = format!("{sql}\n-- binds: [{}]\n", binds.join(","));
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/{name}.sql"));
+        if std::env::var_os("TALLY_UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &rendered).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (TALLY_UPDATE_GOLDEN=1 writes it)", path.display())
+        });
+        assert_eq!(rendered, golden, "{name}");
+        assert_eq!(sql.matches('?').count(), binds.len(), "{name}");
     }
 
     #[test]
     fn the_statement_names_each_range() {
         let sql = statement(
-            "tally_replay_x",
             &[(0, (0, 30)), (1, (5, 5)), (2, (7, 9))]
                 .into_iter()
                 .collect(),
         )
         .unwrap();
-        assert!(sql.contains("FROM tally_replay_x.events"));
         assert!(sql.contains("(kafka_partition = 0 AND kafka_offset >= 0 AND kafka_offset < 30) OR (kafka_partition = 2 AND kafka_offset >= 7 AND kafka_offset < 9)"), "{sql}");
         assert!(!sql.contains("kafka_partition = 1"));
+        assert_golden("replay_compare_events", &sql, &["events"]);
+        assert_golden("replay_compare_sessions", &sessions_statement(), &[]);
     }
 
     #[test]

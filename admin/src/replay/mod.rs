@@ -135,12 +135,14 @@ pub async fn compare_live(
     let target_committed = committed(target.group_id.clone()).await?;
     let live_committed = committed(live.group_id.clone()).await?;
     let bounds = compare::bounds(entry, &target_committed, &live_committed);
+    let with_sessions = compare::sessions_comparable(&bounds, &target_committed, &live_committed);
     compare::compare(
         &live.clickhouse.server_client(),
         &live.clickhouse.database,
         &target,
         &entry.topic,
         bounds,
+        with_sessions,
     )
     .await
 }

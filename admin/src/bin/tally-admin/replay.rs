@@ -283,6 +283,23 @@ async fn compare_command(args: &[String]) -> Result<(), String> {
             side(&d.target)
         );
     }
+    match &report.sessions {
+        Some(sessions) => {
+            println!(
+                "sessions: {} app-days, {} live, {} replayed, {} app-day(s) differ",
+                sessions.app_days,
+                sessions.live_sessions,
+                sessions.target_sessions,
+                sessions.differences.len()
+            );
+            for d in &sessions.differences {
+                println!("  {} {}: live {} | replay {}", d.app_id, d.day, side(&d.live), side(&d.target));
+            }
+        }
+        None => println!(
+            "sessions: not compared (exact only for a replay from the topic's beginning, both groups at the same positions)"
+        ),
+    }
     Ok(())
 }
 

@@ -1,0 +1,2 @@
+SELECT app_id, toString(created_date) AS day, count() AS session_count, uniqExact(distinct_id) AS visitors, toUInt64(sum(is_bot)) AS bot_sessions, toUInt64(sum(cityHash64(session_id, distinct_id, start_ms, end_ms, events, page_views, entry_page, exit_page, referrer_host, utm_source, country, device_type, browser, os, is_bot, bounce))) AS session_digest FROM sessions FINAL WHERE dropped = 0 GROUP BY app_id, day ORDER BY app_id, day
+-- binds: []
