@@ -278,6 +278,9 @@ fn consumer(kafka: &KafkaConfig) -> Result<BaseConsumer, ReplayError> {
         .set("group.id", "tally-admin-replay-plan")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
+        // Single-message reads: answer as soon as one message is there.
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.min.bytes", "1")
         .create()?)
 }
 
@@ -405,6 +408,9 @@ pub fn offsets_for_time(
         };
         let offset = if holds(candidate)? {
             candidate
+        } else if f.high == f.low || stamped(f.high - 1)? < at_ms {
+            // Nothing stamped at or after it (the usual `--to` of "now").
+            f.high
         } else {
             // The first offset in [low, high) stamped at or after `at_ms`.
             let (mut lo, mut hi) = (f.low, f.high);

@@ -10,6 +10,8 @@
 //!   idempotent/acks=all settings).
 //! * B2 aggregator: events/s consumed and written to Redis + ClickHouse vs a
 //!   plain consumer reading the same topic (first to last message).
+//! * B2r replay: the same backlog replayed by `tally-admin replay` into its
+//!   own target, against B2's aggregator rate ([`replay`]).
 //! * B3 freshness at 50 % of the measured capacity: acknowledgement → visible
 //!   in `/live`, and → queryable in ClickHouse (p50/p99 of probe events).
 //! * B4 `/live` read latency (last minute = 12 windows of the hottest app) at a
@@ -33,6 +35,7 @@ mod p8_lag;
 mod peers;
 mod probes;
 mod process;
+mod replay;
 mod report;
 
 use peers::{plain_consume, plain_produce};
@@ -243,6 +246,9 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         }
         _ => (0.0, 0.0),
     };
+    // B2r: the same backlog replayed (tally-admin replay) while the aggregator idles.
+    eprintln!("B2r: replay of the B1 backlog");
+    let b2r = replay::replay_rate(config, &common, b1.acknowledged).await?;
     let capacity = if aggregator_rate > 0.0 {
         b1.events_per_sec.min(aggregator_rate)
     } else {
@@ -347,6 +353,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
                "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},
         "b2": {"aggregator_events_per_sec": aggregator_rate, "aggregator_events_per_cpu_second": per_core, "plain_consumer_events_per_sec": peer_consume,
                "ratio": aggregator_rate / peer_consume, "events": b1.acknowledged},
+        "b2r": {"replay_events_per_sec": b2r.events_per_sec, "replay_events_per_cpu_second": b2r.per_core,
+                "replay_wall_seconds": b2r.wall_seconds, "rates_cover_whole_run": b2r.whole_run, "ratio_to_aggregator": b2r.events_per_sec / aggregator_rate},
         "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
                "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),
                "clickhouse_p50_ms": ms(percentile(&fresh_stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh_stored, 0.99))},

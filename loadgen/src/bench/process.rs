@@ -55,18 +55,24 @@ impl Service {
     /// CPU time (user + system) used so far, seconds, from /proc (USER_HZ = 100
     /// on every Linux platform Tally runs on).
     pub fn cpu_seconds(&self) -> Option<f64> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-        let rest = stat.rsplit_once(')')?.1;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-        Some((ticks(11)? + ticks(12)?) / 100.0)
+        cpu_seconds_of(self.process.id()?)
     }
 
     /// SIGTERM, then SIGKILL after 20 s.
     pub fn stop(self) {
         self.process.stop_within(Duration::from_secs(20));
     }
+}
+
+/// CPU time (user + system) process `pid` used so far, seconds, from /proc
+/// (USER_HZ = 100 on every Linux platform Tally runs on).
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Value of the Prometheus sample `name` (no labels) served by `url`, or 0.

@@ -31,6 +31,15 @@ pub fn table(results: &Value) -> String {
         "| B2 per core | events per CPU-second of the aggregator process | {} | | |\n",
         f(&b2["aggregator_events_per_cpu_second"])
     );
+    let b2r = &results["b2r"];
+    out += &format!(
+        "| B2r replay | events/s of `tally-admin replay` over the same events ({} events per CPU-second; {} s from command to exit) | {} | {} (B2 aggregator) | {} |\n",
+        f(&b2r["replay_events_per_cpu_second"]),
+        f(&b2r["replay_wall_seconds"]),
+        f(&b2r["replay_events_per_sec"]),
+        f(&b2["aggregator_events_per_sec"]),
+        f(&b2r["ratio_to_aggregator"])
+    );
     out += &format!(
         "| B3 freshness | ack → /live, p50 / p99 ms ({} probes at {} events/s) | {} / {} | | |\n",
         b3["probes"],

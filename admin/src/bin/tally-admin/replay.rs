@@ -66,6 +66,8 @@ fn bar(snapshot: &Snapshot) -> String {
 }
 
 async fn start(args: &[String]) -> Result<(), String> {
+    // The embedded aggregator logs like the service (TALLY_LOG, TALLY_LOG_FORMAT).
+    tally_common::telemetry::init("tally-admin-replay");
     let live = live()?;
     let pg = super::pg().await?;
     tally_common::postgres::migrate(&pg)
