@@ -134,6 +134,18 @@ async fn a_replay_equals_live_and_a_new_bot_rule_changes_exactly_its_events() {
     assert_eq!(report.target_events, sent as u64, "replayed rows");
     assert!(report.differences.is_empty(), "{:#?}", report.differences);
     assert_eq!(report.app_days, 6);
+    // The target's own refresher derived its report tables up to the end.
+    let derived: u64 = live
+        .clickhouse
+        .server_client()
+        .query(&format!(
+            "SELECT count() FROM {}.report_pages_hourly",
+            Target::named(&same).unwrap().database
+        ))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(derived > 0, "report rows derived in the target");
     let sessions = report
         .sessions
         .expect("sessions compared: a full replay, both at the end");

@@ -7,6 +7,9 @@
 //! tombstones of deleted persons into the target prefix (a replay never brings
 //! a deleted person back; they are copied again at every heartbeat) → commit
 //! the start offsets for the replay's consumer group → record the catalog row.
+//! The run hosts the aggregator and the report refresher of the target (scope:
+//! its database), so its derived tables fill as the live ones do; a bounded
+//! replay stops once the refresher has derived everything up to the end.
 //! A crash before the catalog row leaves nothing a new `start` does not redo.
 //! After it, `start --name` resumes: the group's committed offsets say where,
 //! and the target's exactly-once watermarks make re-read messages count once.
@@ -373,10 +376,31 @@ async fn run_locked(
     let mut aggregator = tokio::spawn(stream_aggregator::run(config, listener, async move {
         stopper.cancelled().await;
     }));
-    let requested = stop.clone();
+    // The report refresher of the target (its own scope: the target database),
+    // so that its derived tables are filled as the live ones are.
+    let refresher_stop = tokio_util::sync::CancellationToken::new();
+    let refresher = {
+        let mut config = report_refresher::Config::from_env()
+            .map_err(|e| ReplayError::Usage(format!("report refresher settings: {e}")))?;
+        config.addr = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        config.clickhouse = target.clickhouse(&live.clickhouse);
+        config.kafka = live.kafka.clone();
+        config.aggregator_group = target.group_id.clone();
+        config.migrate = false;
+        config.interval = config.interval.min(Duration::from_secs(2));
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| ReplayError::Usage(format!("refresher listener: {e}")))?;
+        let stopper = refresher_stop.clone();
+        tokio::spawn(report_refresher::run(config, listener, async move {
+            stopper.cancelled().await;
+        }))
+    };
+    let requested = (stop.clone(), refresher_stop.clone());
     tokio::spawn(async move {
         shutdown.await;
-        requested.cancel();
+        requested.0.cancel();
+        requested.1.cancel();
     });
     let mut rate = Rate::default();
     let mut last = first;
@@ -389,6 +413,14 @@ async fn run_locked(
                 result.map_err(|e| ReplayError::Aggregator(e.to_string()))?;
                 // Stopped on request (or on its own after a clean stop).
                 let end = read().await.unwrap_or(last.clone());
+                if end.reached_end() && !refresher_stop.is_cancelled() {
+                    // Let the refresher derive everything up to the end (≤ 2 min).
+                    wait_derived(pg, &target.database, tally_common::SystemClock.now_ms()).await;
+                }
+                refresher_stop.cancel();
+                if let Err(err) = refresher.await {
+                    tracing::warn!(error = %err, "replay refresher task failed");
+                }
                 if end.reached_end() {
                     catalog::finish(pg, &entry.name, end.done).await?;
                     break Ended::Finished(end);
@@ -421,6 +453,30 @@ async fn run_locked(
         }
     };
     Ok(ended)
+}
+
+/// Waits (at most two minutes) until the refresher of scope `database` has
+/// committed a run that started after `after_ms` — after the aggregator's last
+/// commit, so that run saw every row (rows are written before offsets are
+/// committed).
+async fn wait_derived(pg: &Client, database: &str, after_ms: i64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let after = after_ms as f64 / 1000.0;
+    while Instant::now() < deadline {
+        let done = pg
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM refresh_runs WHERE scope = $1 AND started_at > to_timestamp($2))",
+                &[&database, &after],
+            )
+            .await
+            .map(|row| row.get::<_, bool>(0))
+            .unwrap_or(false);
+        if done {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tracing::warn!(database, "the replay's refresher did not finish a run within 2 minutes; its next run (or `tally-admin refresh`) derives the rest");
 }
 
 /// Messages per second over the last ten seconds.

@@ -63,6 +63,8 @@ pub struct BenchConfig {
     pub clickhouse_url: String,
     /// Seconds of B1 traffic.
     pub b1_seconds: f64,
+    /// Stop after the intake figures (B1–B4, B2r, B6): `--intake-only`.
+    pub intake_only: bool,
     /// Seconds of B3 traffic.
     pub b3_seconds: f64,
     /// B4 request rate and seconds.
@@ -92,6 +94,7 @@ impl BenchConfig {
             redis_url: env("TALLY_REDIS_URL", "redis://127.0.0.1:6379"),
             clickhouse_url: env("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
             b1_seconds: 20.0,
+            intake_only: false,
             b3_seconds: 20.0,
             b4_rate: 1_000.0,
             b4_seconds: 10.0,
@@ -304,6 +307,31 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     aggregator.stop();
     query.stop();
 
+    let mut results = json!({
+        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "b1": {"gateway_events_per_sec": b1.events_per_sec, "gateway_p50_ms": b1.p50_ms, "gateway_p99_ms": b1.p99_ms,
+               "events": b1.acknowledged, "failed_requests": b1.failed_requests,
+               "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},
+        "b2": {"aggregator_events_per_sec": aggregator_rate, "aggregator_events_per_cpu_second": per_core, "plain_consumer_events_per_sec": peer_consume,
+               "ratio": aggregator_rate / peer_consume, "events": b1.acknowledged},
+        "b2r": {"replay_events_per_sec": b2r.events_per_sec, "replay_events_per_cpu_second": b2r.per_core,
+                "replay_wall_seconds": b2r.wall_seconds, "rates_cover_whole_run": b2r.whole_run, "ratio_to_aggregator": b2r.events_per_sec / aggregator_rate},
+        "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
+               "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),
+               "clickhouse_p50_ms": ms(percentile(&fresh_stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh_stored, 0.99))},
+        "b4": {"target_rate": config.b4_rate, "achieved_rate": b4_achieved, "requests": b4.len(),
+               "p50_ms": ms(percentile(&b4, 0.5)), "p99_ms": ms(percentile(&b4, 0.99))},
+        "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
+    });
+    if config.intake_only {
+        let _ = clickhouse
+            .server_client()
+            .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
+            .execute()
+            .await;
+        return Ok(results);
+    }
+
     // B5: historical dataset (kept between runs when the size matches).
     let (history, generated) = history_db(&clickhouse, config.b5_events).await?;
     let hist_client = history.client();
@@ -346,28 +374,13 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     );
     let p8 = p8::run(&clickhouse, config.p8_events, &config.postgres).await?;
 
-    Ok(json!({
-        "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
-        "b1": {"gateway_events_per_sec": b1.events_per_sec, "gateway_p50_ms": b1.p50_ms, "gateway_p99_ms": b1.p99_ms,
-               "events": b1.acknowledged, "failed_requests": b1.failed_requests,
-               "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},
-        "b2": {"aggregator_events_per_sec": aggregator_rate, "aggregator_events_per_cpu_second": per_core, "plain_consumer_events_per_sec": peer_consume,
-               "ratio": aggregator_rate / peer_consume, "events": b1.acknowledged},
-        "b2r": {"replay_events_per_sec": b2r.events_per_sec, "replay_events_per_cpu_second": b2r.per_core,
-                "replay_wall_seconds": b2r.wall_seconds, "rates_cover_whole_run": b2r.whole_run, "ratio_to_aggregator": b2r.events_per_sec / aggregator_rate},
-        "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
-               "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),
-               "clickhouse_p50_ms": ms(percentile(&fresh_stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh_stored, 0.99))},
-        "b4": {"target_rate": config.b4_rate, "achieved_rate": b4_achieved, "requests": b4.len(),
-               "p50_ms": ms(percentile(&b4, 0.5)), "p99_ms": ms(percentile(&b4, 0.99))},
-        "b5": {"dataset": generated, "dataset_rows": config.b5_events, "hot_app_rows": hot_rows, "runs": config.b5_runs,
-               "group_by_90d_p50_ms": ms(percentile(&group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(&group_by, 0.95)),
-               "funnel_30d_p50_ms": ms(percentile(&funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(&funnel, 0.95)),
-               "strict_funnel_30d_p50_ms": ms(percentile(&strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(&strict, 0.95))},
-        "b7": b7,
-        "p8": p8,
-        "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
-    }))
+    results["b5"] = json!({"dataset": generated, "dataset_rows": config.b5_events, "hot_app_rows": hot_rows, "runs": config.b5_runs,
+        "group_by_90d_p50_ms": ms(percentile(&group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(&group_by, 0.95)),
+        "funnel_30d_p50_ms": ms(percentile(&funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(&funnel, 0.95)),
+        "strict_funnel_30d_p50_ms": ms(percentile(&strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(&strict, 0.95))});
+    results["b7"] = b7;
+    results["p8"] = p8;
+    Ok(results)
 }
 
 /// The historical dataset of `events` rows (generated over 90 days, kept
@@ -427,6 +440,7 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
     } else {
         BenchConfig::full(bin_dir)
     };
+    config.intake_only = args.iter().any(|a| a == "--intake-only");
     if let Some(out) = value("--out") {
         config.out = out.into();
     }
