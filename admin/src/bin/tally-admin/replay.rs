@@ -158,8 +158,35 @@ async fn status(args: &[String]) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no replay named {name:?}"))?],
-        None => catalog::list(&pg).await.map_err(|e| e.to_string())?,
+        // Every replay of this configuration's topic.
+        None => catalog::list(&pg)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|entry| entry.topic == live.kafka.topic)
+            .collect(),
     };
+    if !args.iter().any(|a| a == "--json") {
+        let kept = tally_common::kafka::topic_retention_ms(&live.kafka.brokers, &live.kafka.topic)
+            .await
+            .ok()
+            .flatten();
+        match kept {
+            Some(ms) => println!(
+                "topic {}: messages kept {:.1} days; a replay can start from {} at the earliest",
+                live.kafka.topic,
+                ms as f64 / 86_400_000.0,
+                tally_admin::replay::rfc3339(
+                    tally_common::SystemClock.now_ms() - ms
+                        + tally_admin::replay::plan::RETENTION_MARGIN_MS
+                )
+            ),
+            None => println!(
+                "topic {}: no retention reported (messages kept until deleted)",
+                live.kafka.topic
+            ),
+        }
+    }
     let serving = switch::serving(&pg, &live.clickhouse.database)
         .await
         .map_err(|e| e.to_string())?;
