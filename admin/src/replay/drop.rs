@@ -22,27 +22,13 @@ pub async fn delete_keys(
     redis: &mut redis::aio::MultiplexedConnection,
     prefix: &str,
 ) -> Result<usize, ReplayError> {
-    let pattern = format!("{prefix}:*");
-    let (mut cursor, mut deleted) = (0u64, 0usize);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(redis)
-            .await?;
-        // One key per command: keys of different apps live in different cluster slots.
-        for key in keys {
-            let n: usize = redis::cmd("UNLINK").arg(&key).query_async(redis).await?;
-            deleted += n;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
+    let mut deleted = 0;
+    // One key per command: keys of different apps live in different cluster slots.
+    for key in super::scan_keys(redis, &format!("{prefix}:*")).await? {
+        let n: usize = redis::cmd("UNLINK").arg(&key).query_async(redis).await?;
+        deleted += n;
     }
+    Ok(deleted)
 }
 
 /// Drops the target `name`.

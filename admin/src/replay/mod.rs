@@ -147,6 +147,30 @@ pub async fn compare_live(
     .await
 }
 
+/// Every key matching `pattern` (SCAN, so the server is never blocked; a key
+/// written meanwhile may be missed, one deleted meanwhile may be listed).
+pub async fn scan_keys(
+    redis: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+) -> Result<Vec<String>, ReplayError> {
+    let (mut cursor, mut found) = (0u64, Vec::new());
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(redis)
+            .await?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(found);
+        }
+        cursor = next;
+    }
+}
+
 /// `ms` since the epoch as RFC 3339 (UTC, seconds).
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))

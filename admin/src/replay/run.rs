@@ -139,36 +139,22 @@ pub async fn copy_tombstones(
     target_prefix: &str,
 ) -> Result<usize, ReplayError> {
     let pattern = format!("{live_prefix}:id:*:tombstones");
-    let mut cursor = 0u64;
     let mut copied = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
+    for key in super::scan_keys(redis, &pattern).await? {
+        let Some(rest) = key.strip_prefix(live_prefix) else {
+            continue;
+        };
+        let target = format!("{target_prefix}{rest}");
+        // Same hash tag ({app}) on both keys: one slot, one command.
+        let _: i64 = redis::cmd("SUNIONSTORE")
+            .arg(&target)
+            .arg(&target)
+            .arg(&key)
             .query_async(redis)
             .await?;
-        for key in keys {
-            let Some(rest) = key.strip_prefix(live_prefix) else {
-                continue;
-            };
-            let target = format!("{target_prefix}{rest}");
-            // Same hash tag ({app}) on both keys: one slot, one command.
-            let _: i64 = redis::cmd("SUNIONSTORE")
-                .arg(&target)
-                .arg(&target)
-                .arg(&key)
-                .query_async(redis)
-                .await?;
-            copied += 1;
-        }
-        if next == 0 {
-            return Ok(copied);
-        }
-        cursor = next;
+        copied += 1;
     }
+    Ok(copied)
 }
 
 fn blocking_error(err: tokio::task::JoinError) -> ReplayError {
