@@ -54,6 +54,8 @@ pub struct ServingStore {
     pg: Pg,
     configured: Served,
     last: Mutex<Option<(Instant, Served)>>,
+    /// One lookup at a time; the others wait for it and reuse its answer.
+    lookup: tokio::sync::Mutex<()>,
 }
 
 impl ServingStore {
@@ -63,6 +65,7 @@ impl ServingStore {
             pg,
             configured,
             last: Mutex::new(None),
+            lookup: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -76,6 +79,10 @@ impl ServingStore {
     /// The pair to answer from now; `Err` carries the lookup failure next to
     /// the pair used instead.
     pub async fn served(&self) -> Result<Served, (Served, String)> {
+        if let Some(served) = self.remembered(true) {
+            return Ok(served);
+        }
+        let _one_at_a_time = self.lookup.lock().await;
         if let Some(served) = self.remembered(true) {
             return Ok(served);
         }
@@ -122,12 +129,16 @@ impl ServingStore {
     }
 }
 
-/// Middleware: resolves the pair once and runs the request inside it.
+/// Middleware: resolves the pair once and runs an API request inside it.
 pub async fn resolve(
     axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    // Health, metrics and the dashboard's files never wait on PostgreSQL.
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
     let served = match state.serving.served().await {
         Ok(served) => served,
         Err((served, err)) => {
