@@ -296,16 +296,8 @@ pub async fn stream(
             // The open window, and the one before it (just closed when the open one changed).
             // Each push answers from the pair served at that moment (a long-lived
             // stream follows a replay switch; one push never mixes two pairs).
-            let served = state
-                .serving
-                .served()
-                .await
-                .unwrap_or_else(|(served, err)| {
-                    state.metrics.serving_lookup_failed(&err);
-                    served
-                });
             let answer = crate::serving::within(
-                served,
+                crate::serving::pair(&state).await,
                 live_answer(&state, app_id.clone(), 2, None, now_ms),
             )
             .await;

@@ -139,14 +139,19 @@ pub async fn resolve(
     if !request.uri().path().starts_with("/api/") {
         return next.run(request).await;
     }
-    let served = match state.serving.served().await {
-        Ok(served) => served,
-        Err((served, err)) => {
+    SERVED.scope(pair(&state).await, next.run(request)).await
+}
+
+/// The pair to answer from now (a failed lookup counted, the last pair used).
+pub async fn pair(state: &AppState) -> Served {
+    state
+        .serving
+        .served()
+        .await
+        .unwrap_or_else(|(served, err)| {
             state.metrics.serving_lookup_failed(&err);
             served
-        }
-    };
-    SERVED.scope(served, next.run(request)).await
+        })
 }
 
 /// A cache-key tag of the current pair ("" for the configured one), so that

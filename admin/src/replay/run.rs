@@ -3,10 +3,11 @@
 //! (or, for a following replay, until asked to stop), reporting progress.
 //!
 //! Order of a new replay: plan against the broker (refusing a range the topic
-//! no longer holds) → create and migrate the target database → copy the live
-//! tombstones of deleted persons into the target prefix (a replay never brings
-//! a deleted person back; they are copied again at every heartbeat) → commit
-//! the start offsets for the replay's consumer group → record the catalog row.
+//! no longer holds) → commit the start offsets for the replay's consumer group
+//! → record the catalog row. Every run (new or resumed) first creates and
+//! migrates the target database, then copies the live tombstones of deleted
+//! persons into the target prefix (a replay never brings a deleted person
+//! back), then at every heartbeat those of apps with deletions recorded since.
 //! The run hosts the aggregator and the report refresher of the target (scope:
 //! its database), so its derived tables fill as the live ones do; a bounded
 //! replay stops once the refresher has derived everything up to the end.
@@ -26,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_common::Clock;
+use tally_schemas::person::identity_key;
 use tokio_postgres::Client;
 
 /// What `replay start` was asked.
@@ -70,20 +72,37 @@ impl Snapshot {
     }
 }
 
-/// Reads the group's progress over `plan` (blocking).
+/// A client of `group` that reads positions and commits, never joins.
+fn group_client(
+    kafka: &tally_common::kafka::KafkaConfig,
+    group: &str,
+) -> Result<BaseConsumer, ReplayError> {
+    Ok(kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?)
+}
+
+/// Reads the group's progress over `start`..`end` once (blocking).
 pub fn snapshot(
     kafka: &tally_common::kafka::KafkaConfig,
     group: &str,
     start: &BTreeMap<i32, i64>,
     end: Option<&BTreeMap<i32, i64>>,
 ) -> Result<Snapshot, ReplayError> {
-    let client: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let positions = stream_aggregator::watchdog::positions(&client, &kafka.topic)
-        .map_err(ReplayError::Kafka)?;
+    progress_of(&group_client(kafka, group)?, &kafka.topic, start, end)
+}
+
+/// The progress read through `client` (a [`group_client`], reused by a run).
+fn progress_of(
+    client: &BaseConsumer,
+    topic: &str,
+    start: &BTreeMap<i32, i64>,
+    end: Option<&BTreeMap<i32, i64>>,
+) -> Result<Snapshot, ReplayError> {
+    let positions =
+        stream_aggregator::watchdog::positions(client, topic).map_err(ReplayError::Kafka)?;
     let mut snapshot = Snapshot {
         following: end.is_none(),
         ..Snapshot::default()
@@ -108,11 +127,7 @@ fn commit_start(
     group: &str,
     positions: &BTreeMap<i32, i64>,
 ) -> Result<(), ReplayError> {
-    let client: BaseConsumer = kafka
-        .client_config()
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let client = group_client(kafka, group)?;
     let mut list = TopicPartitionList::new();
     for (p, o) in positions {
         list.add_partition_offset(&kafka.topic, *p, Offset::Offset(*o))?;
@@ -132,15 +147,23 @@ fn commit_start(
     Ok(())
 }
 
-/// Copies the live tombstones (deleted persons' ids) into the target prefix.
+/// Copies the live tombstones (deleted persons' ids) into the target prefix:
+/// of `apps`, or of every app (a SCAN of the live keyspace) when `None`.
 pub async fn copy_tombstones(
     redis: &mut redis::aio::MultiplexedConnection,
     live_prefix: &str,
     target_prefix: &str,
+    apps: Option<&[String]>,
 ) -> Result<usize, ReplayError> {
-    let pattern = format!("{live_prefix}:id:*:tombstones");
+    let keys = match apps {
+        Some(apps) => apps
+            .iter()
+            .map(|app| identity_key(live_prefix, app, "tombstones"))
+            .collect(),
+        None => super::scan_keys(redis, &format!("{live_prefix}:id:*:tombstones")).await?,
+    };
     let mut copied = 0;
-    for key in super::scan_keys(redis, &pattern).await? {
+    for key in keys {
         let Some(rest) = key.strip_prefix(live_prefix) else {
             continue;
         };
@@ -155,6 +178,22 @@ pub async fn copy_tombstones(
         copied += 1;
     }
     Ok(copied)
+}
+
+/// Apps with a person deletion recorded at or after `since_ms` (PostgreSQL
+/// `person_deletions`; the query service writes the tombstones first, so
+/// they exist once the row does).
+async fn apps_deleted_since(pg: &Client, since_ms: i64) -> Result<Vec<String>, ReplayError> {
+    let since = since_ms as f64 / 1000.0;
+    Ok(pg
+        .query(
+            "SELECT DISTINCT app_id FROM person_deletions WHERE created_at >= to_timestamp($1)",
+            &[&since],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
 }
 
 fn blocking_error(err: tokio::task::JoinError) -> ReplayError {
@@ -236,11 +275,6 @@ pub async fn prepare(
     };
     let Plan { start, end } =
         plan::plan(&from, to.as_ref(), &topic, &found_from, &found_to, now_ms)?;
-    tally_common::clickhouse::migrate(&target.clickhouse(&live.clickhouse)).await?;
-    let mut redis = redis::Client::open(live.redis_url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
-    copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix).await?;
     let (kafka, group, positions) = (live.kafka.clone(), target.group_id.clone(), start.clone());
     tokio::task::spawn_blocking(move || commit_start(&kafka, &group, &positions))
         .await
@@ -268,6 +302,9 @@ pub async fn prepare(
     }
     Ok(entry)
 }
+
+/// Overlap of consecutive tombstone checks (clock steps, commit delays).
+const TOMBSTONE_MARGIN_MS: i64 = 5_000;
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -323,37 +360,46 @@ async fn run_locked(
     config.group_id = target.group_id.clone();
     config.redis_prefix = target.redis_prefix.clone();
     config.clickhouse = target.clickhouse(&live.clickhouse);
-    config.migrate = true;
+    config.migrate = false;
     config.stop_at = entry.end.clone();
     config.reenrich = reenrich.map(|r| r as Arc<dyn stream_aggregator::message::Reenrich>);
     config
         .validate()
         .map_err(|e| ReplayError::Usage(e.to_string()))?;
+    // One client for the run's progress reads (each second), not one per read.
+    let client = Arc::new(group_client(&live.kafka, &target.group_id)?);
     let read = {
-        let (kafka, group, start, end) = (
-            live.kafka.clone(),
-            target.group_id.clone(),
-            entry.start.clone(),
-            entry.end.clone(),
+        let (topic, start, end) = (
+            live.kafka.topic.clone(),
+            Arc::new(entry.start.clone()),
+            Arc::new(entry.end.clone()),
         );
         move || {
-            let (kafka, group, start, end) =
-                (kafka.clone(), group.clone(), start.clone(), end.clone());
+            let (client, topic, start, end) =
+                (client.clone(), topic.clone(), start.clone(), end.clone());
             async move {
-                tokio::task::spawn_blocking(move || snapshot(&kafka, &group, &start, end.as_ref()))
-                    .await
-                    .map_err(blocking_error)?
+                tokio::task::spawn_blocking(move || {
+                    progress_of(&client, &topic, &start, end.as_ref().as_ref())
+                })
+                .await
+                .map_err(blocking_error)?
             }
         }
     };
+    // The target's tables, migrated once before its aggregator and refresher start.
+    tally_common::clickhouse::migrate(&config.clickhouse).await?;
     let first = read().await?;
     if first.reached_end() {
         catalog::finish(pg, &entry.name, first.done).await?;
         return Ok(Ended::Finished(first));
     }
+    // Every live tombstone before the first message is processed (a new
+    // replay and a resumed one alike); later only the apps with new deletions.
     let mut redis = redis::Client::open(live.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
+    let mut tombstones_since = tally_common::SystemClock.now_ms() - TOMBSTONE_MARGIN_MS;
+    copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix, None).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ReplayError::Usage(format!("cannot listen on {addr}: {e}")))?;
@@ -431,8 +477,15 @@ async fn run_locked(
                     if let Err(err) = catalog::heartbeat(pg, &entry.name, last.done, last.rate).await {
                         tracing::warn!(error = %err, "replay heartbeat not recorded");
                     }
-                    if let Err(err) = copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix).await {
-                        tracing::warn!(error = %err, "tombstones not copied");
+                    let checked = tally_common::SystemClock.now_ms() - TOMBSTONE_MARGIN_MS;
+                    let copied = match apps_deleted_since(pg, tombstones_since).await {
+                        Ok(apps) if apps.is_empty() => Ok(0),
+                        Ok(apps) => copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix, Some(&apps)).await,
+                        Err(err) => Err(err),
+                    };
+                    match copied {
+                        Ok(_) => tombstones_since = checked,
+                        Err(err) => tracing::warn!(error = %err, "tombstones not copied"),
                     }
                 }
             }

@@ -20,10 +20,6 @@ use tally_admin::replay::run::{self, Ended, Snapshot, StartOptions};
 use tally_admin::replay::{catalog, compare, drop, reenrich, switch, Target};
 use tally_common::Clock;
 
-fn live() -> Result<stream_aggregator::Config, String> {
-    stream_aggregator::Config::from_env().map_err(|e| e.to_string())
-}
-
 fn positional(args: &[String]) -> Option<&String> {
     // The first argument after the subcommand that is neither a flag nor a flag's value.
     let mut skip = false;
@@ -65,14 +61,13 @@ fn bar(snapshot: &Snapshot) -> String {
     )
 }
 
-async fn start(args: &[String]) -> Result<(), String> {
+async fn start(
+    live: &stream_aggregator::Config,
+    pg: &tokio_postgres::Client,
+    args: &[String],
+) -> Result<(), String> {
     // The embedded aggregator logs like the service (TALLY_LOG, TALLY_LOG_FORMAT).
     tally_common::telemetry::init("tally-admin-replay");
-    let live = live()?;
-    let pg = super::pg().await?;
-    tally_common::postgres::migrate(&pg)
-        .await
-        .map_err(|e| e.to_string())?;
     let options = StartOptions {
         name: flag(args, "--name")
             .pop()
@@ -92,7 +87,7 @@ async fn start(args: &[String]) -> Result<(), String> {
             .map(|a| a.parse().map_err(|_| format!("--addr {a:?}: HOST:PORT")))
             .transpose()?,
     };
-    let entry = run::prepare(&live, &pg, &options)
+    let entry = run::prepare(live, pg, &options)
         .await
         .map_err(|e| e.to_string())?;
     let range = match &entry.end {
@@ -122,8 +117,8 @@ async fn start(args: &[String]) -> Result<(), String> {
         .addr
         .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     let ended = run::run(
-        &live,
-        &pg,
+        live,
+        pg,
         &entry,
         addr,
         tally_common::shutdown::signal(),
@@ -147,19 +142,18 @@ async fn start(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-async fn status(args: &[String]) -> Result<(), String> {
-    let live = live()?;
-    let pg = super::pg().await?;
-    tally_common::postgres::migrate(&pg)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn status(
+    live: &stream_aggregator::Config,
+    pg: &tokio_postgres::Client,
+    args: &[String],
+) -> Result<(), String> {
     let entries = match positional(args) {
-        Some(name) => vec![catalog::get(&pg, name)
+        Some(name) => vec![catalog::get(pg, name)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no replay named {name:?}"))?],
         // Every replay of this configuration's topic.
-        None => catalog::list(&pg)
+        None => catalog::list(pg)
             .await
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -187,7 +181,7 @@ async fn status(args: &[String]) -> Result<(), String> {
             ),
         }
     }
-    let serving = switch::serving(&pg, &live.clickhouse.database)
+    let serving = switch::serving(pg, &live.clickhouse.database)
         .await
         .map_err(|e| e.to_string())?;
     let now_ms = tally_common::SystemClock.now_ms();
@@ -266,15 +260,17 @@ async fn status(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-async fn compare_command(args: &[String]) -> Result<(), String> {
-    let live = live()?;
-    let pg = super::pg().await?;
+async fn compare_command(
+    live: &stream_aggregator::Config,
+    pg: &tokio_postgres::Client,
+    args: &[String],
+) -> Result<(), String> {
     let name = positional(args).ok_or("replay compare NAME")?;
-    let entry = catalog::get(&pg, name)
+    let entry = catalog::get(pg, name)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("no replay named {name:?}"))?;
-    let report = tally_admin::replay::compare_live(&live, &entry)
+    let report = tally_admin::replay::compare_live(live, &entry)
         .await
         .map_err(|e| e.to_string())?;
     if args.iter().any(|a| a == "--json") {
@@ -334,39 +330,55 @@ async fn compare_command(args: &[String]) -> Result<(), String> {
 
 /// `tally-admin replay …`.
 pub async fn command(args: &[String]) -> Result<(), String> {
-    match args.first().map(String::as_str) {
-        Some("start") => start(args).await,
-        Some("status") => status(args).await,
-        Some("compare") => compare_command(args).await,
+    let sub = args.first().map(String::as_str);
+    if !matches!(
+        sub,
+        Some("start" | "status" | "compare" | "switch" | "rollback" | "drop")
+    ) {
+        return Err("usage: tally-admin replay start|status|compare|switch|rollback|drop … (see `tally-admin` docs)".into());
+    }
+    let live = stream_aggregator::Config::from_env().map_err(|e| e.to_string())?;
+    let pg = super::pg().await?;
+    tally_common::postgres::migrate(&pg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (live, pg) = (&live, &pg);
+    match sub {
+        Some("start") => start(live, pg, args).await,
+        Some("status") => status(live, pg, args).await,
+        Some("compare") => compare_command(live, pg, args).await,
         Some("switch") => {
-            let live = live()?;
-            let pg = super::pg().await?;
             let name = positional(args).ok_or("replay switch NAME")?;
             let max_lag = match flag(args, "--max-lag").pop() {
                 Some(m) => m.parse().map_err(|_| "--max-lag: a number of messages")?,
                 None => 1_000,
             };
-            let s = switch::switch(&live, &pg, name, max_lag).await.map_err(|e| e.to_string())?;
-            println!("the query service now answers from {} (Redis {}); `replay rollback` returns to {}", s.database, s.redis_prefix, s.previous_database);
+            let s = switch::switch(live, pg, name, max_lag)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "the query service now answers from {} (Redis {}); `replay rollback` returns to {}",
+                s.database, s.redis_prefix, s.previous_database
+            );
             Ok(())
         }
         Some("rollback") => {
-            let live = live()?;
-            let pg = super::pg().await?;
-            let s = switch::rollback(&live, &pg).await.map_err(|e| e.to_string())?;
-            println!("the query service answers from {} again (was {})", s.previous_database, s.database);
+            let s = switch::rollback(live, pg)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "the query service answers from {} again (was {})",
+                s.previous_database, s.database
+            );
             Ok(())
         }
-        Some("drop") => {
-            let live = live()?;
-            let pg = super::pg().await?;
+        _ => {
             let name = positional(args).ok_or("replay drop NAME")?;
-            let dropped = drop::drop(&live, &pg, name, args.iter().any(|a| a == "--force"))
+            let dropped = drop::drop(live, pg, name, args.iter().any(|a| a == "--force"))
                 .await
                 .map_err(|e| e.to_string())?;
             println!("replay {name} dropped ({} Redis keys)", dropped.redis_keys);
             Ok(())
         }
-        _ => Err("usage: tally-admin replay start|status|compare|switch|rollback|drop … (see `tally-admin` docs)".into()),
     }
 }
