@@ -604,6 +604,7 @@ async fn produce(kafka: &tally_common::kafka::KafkaConfig, app: &str, n: usize) 
             user_agent: None,
             properties: serde_json::Map::new(),
             enrichment: tally_schemas::Enrichment::default(),
+            retention_days: 0,
         };
         let payload = envelope.encode();
         let key = format!("{app}:u{i}");

@@ -5,6 +5,8 @@
 //!
 //! Applied versions are recorded in `schema_migrations`; running the migrations
 //! again applies only the missing ones (and every statement is `IF NOT EXISTS`).
+//! A migration that rebuilds tables (a new partition key) runs under the
+//! migration lock and resumes where a stopped run left it (`crate::rebuild`).
 
 use crate::config::{env_string, ConfigError};
 use clickhouse::Client;
@@ -72,6 +74,14 @@ struct AppliedVersion {
 /// Creates the database if needed and applies every migration not yet recorded.
 /// Returns the versions applied by this call.
 pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, clickhouse::error::Error> {
+    migrate_until(config, u32::MAX).await
+}
+
+/// As [`migrate`], up to version `last` (tests of an upgrade start there).
+pub async fn migrate_until(
+    config: &ClickHouseConfig,
+    last: u32,
+) -> Result<Vec<u32>, clickhouse::error::Error> {
     if !valid_identifier(&config.database) {
         return Err(clickhouse::error::Error::Custom(format!(
             "invalid database name {:?}",
@@ -94,43 +104,78 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, clickhouse::
         )
         .execute()
         .await?;
-    let applied: Vec<u32> = client
+    let recorded = applied(&client).await?;
+    let mut done = Vec::new();
+    let wanted = CLICKHOUSE.iter().filter(|m| m.version <= last);
+    let wanted: Vec<Migration> = wanted.copied().collect();
+    for migration in pending(&wanted, &recorded) {
+        if migration.rebuilds.is_empty() {
+            apply(&client, migration, &config.database).await?;
+        } else {
+            // Rebuilds run under the migration lock; another runner may have
+            // applied the migration while this one waited for it.
+            let lock = crate::rebuild::Lock::acquire(&client).await?;
+            let result = match applied(&client).await {
+                Ok(now) if now.contains(&migration.version) => Ok(false),
+                Ok(_) => apply(&client, migration, &config.database)
+                    .await
+                    .map(|()| true),
+                Err(err) => Err(err),
+            };
+            lock.release().await?;
+            if !result? {
+                continue;
+            }
+        }
+        done.push(migration.version);
+    }
+    Ok(done)
+}
+
+/// The versions recorded in `schema_migrations`.
+async fn applied(client: &Client) -> Result<Vec<u32>, clickhouse::error::Error> {
+    Ok(client
         .query("SELECT version FROM schema_migrations")
         .fetch_all::<AppliedVersion>()
         .await?
         .into_iter()
         .map(|row| row.version)
-        .collect();
-    let mut done = Vec::new();
-    for migration in pending(CLICKHOUSE, &applied) {
-        for statement in migration.statements() {
-            match client.query(&statement).execute().await {
-                // 18.16 has no ADD COLUMN IF NOT EXISTS: a column that exists was added
-                // by an earlier run that stopped before recording the migration.
-                Err(err)
-                    if statement.contains("ADD COLUMN")
-                        && err.to_string().contains("already exists") =>
-                {
-                    tracing::info!(version = migration.version, "columns already present");
-                }
-                other => other?,
+        .collect())
+}
+
+/// Applies one migration (its rebuilds first, resuming) and records it.
+async fn apply(
+    client: &Client,
+    migration: &Migration,
+    database: &str,
+) -> Result<(), clickhouse::error::Error> {
+    crate::rebuild::run(client, migration).await?;
+    for statement in migration.other_statements() {
+        match client.query(&statement).execute().await {
+            // 18.16 has no ADD COLUMN IF NOT EXISTS: a column that exists was added
+            // by an earlier run that stopped before recording the migration.
+            Err(err)
+                if statement.contains("ADD COLUMN")
+                    && err.to_string().contains("already exists") =>
+            {
+                tracing::info!(version = migration.version, "columns already present");
             }
+            other => other?,
         }
-        client
-            .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
-            .bind(migration.version)
-            .bind(migration.name)
-            .execute()
-            .await?;
-        tracing::info!(
-            version = migration.version,
-            name = migration.name,
-            database = %config.database,
-            "applied ClickHouse migration"
-        );
-        done.push(migration.version);
     }
-    Ok(done)
+    client
+        .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
+        .bind(migration.version)
+        .bind(migration.name)
+        .execute()
+        .await?;
+    tracing::info!(
+        version = migration.version,
+        name = migration.name,
+        database = %database,
+        "applied ClickHouse migration"
+    );
+    Ok(())
 }
 
 /// The migrations of `all` whose version is not in `applied`, in order.
@@ -158,11 +203,13 @@ mod tests {
                 version: 1,
                 name: "a",
                 sql: "",
+                rebuilds: &[],
             },
             Migration {
                 version: 2,
                 name: "b",
                 sql: "",
+                rebuilds: &[],
             },
         ];
         let left: Vec<u32> = pending(&all, &[1]).iter().map(|m| m.version).collect();

@@ -1,7 +1,8 @@
 //! API-key authentication with a cache that survives PostgreSQL outages, shared
 //! by the gateway (write keys) and the query service (read keys).
 //!
-//! The cache holds a snapshot of all active keys of one kind (SHA-256 → app id),
+//! The cache holds a snapshot of all active keys of one kind (SHA-256 → app id
+//! and the app's retention override, [`KeyOwner`]),
 //! refreshed every `key_refresh`. An unknown key triggers an immediate reload at
 //! most once per second (so a key created a moment ago works at once, and a
 //! flood of bad keys cannot hammer PostgreSQL). When PostgreSQL is unreachable
@@ -10,6 +11,7 @@
 //! gives up) — it may have been created since — and before the first successful
 //! load every lookup is `Unavailable`. Never a false 401.
 
+pub use crate::postgres::KeyOwner;
 use crate::postgres::{active_keys, hash_key, KeyKind, PostgresConfig};
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,13 +19,13 @@ use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Key hash → app id.
-pub type KeyMap = HashMap<String, String>;
+/// Key hash → its owner.
+pub type KeyMap = HashMap<String, KeyOwner>;
 
 /// A boxed future yielding a [`KeyMap`] (keeps [`KeySource`] object-safe).
 pub type LoadFuture<'a> = Pin<Box<dyn Future<Output = Result<KeyMap, String>> + Send + 'a>>;
 
-/// Loads the active keys of one kind (hash → app id).
+/// Loads the active keys of one kind (hash → owner).
 pub trait KeySource: Send + Sync + 'static {
     /// One full load.
     fn load(&self) -> LoadFuture<'_>;
@@ -84,7 +86,7 @@ impl KeySource for PostgresKeys {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// The key belongs to this app.
-    App(String),
+    App(KeyOwner),
     /// No active key matches.
     Unknown,
     /// Keys could never be loaded.
@@ -97,7 +99,7 @@ pub struct KeyCache {
     /// `tally_keys_reloads_total{result}`: every load, `ok` or `error`, once
     /// [`KeyCache::register`]ed with a service's registry.
     reloads: std::sync::OnceLock<prometheus::IntCounterVec>,
-    snapshot: RwLock<Option<Arc<HashMap<String, String>>>>,
+    snapshot: RwLock<Option<Arc<KeyMap>>>,
     last_load: tokio::sync::Mutex<Option<Instant>>,
     /// Whether the last reload succeeded.
     healthy: std::sync::atomic::AtomicBool,
@@ -173,7 +175,7 @@ impl KeyCache {
         Ok(count)
     }
 
-    fn find(&self, hash: &str) -> Option<Option<String>> {
+    fn find(&self, hash: &str) -> Option<Option<KeyOwner>> {
         let snapshot = self.snapshot.read().ok()?.clone()?;
         Some(snapshot.get(hash).cloned())
     }
@@ -237,10 +239,15 @@ impl MemoryKeys {
         }
     }
 
-    /// Adds (or moves) `key` to `app`.
+    /// Adds (or moves) `key` to `app` (with the installation's retention).
     pub fn add(&self, key: &str, app: &str) {
+        self.add_owner(key, KeyOwner::app(app));
+    }
+
+    /// Adds (or moves) `key` to `owner`.
+    pub fn add_owner(&self, key: &str, owner: KeyOwner) {
         if let Ok(mut inner) = self.inner.write() {
-            inner.0.insert(hash_key(key), app.to_owned());
+            inner.0.insert(hash_key(key), owner);
         }
     }
 
@@ -285,10 +292,16 @@ mod tests {
         assert_eq!(cache.lookup("tw_good").await, Lookup::Unavailable);
         source.set_reachable(true);
         // Within the reload gap: the lookup waits for the next reload instead of failing.
-        assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
+        assert_eq!(
+            cache.lookup("tw_good").await,
+            Lookup::App(KeyOwner::app("app-1"))
+        );
         source.set_reachable(false);
         assert!(cache.refresh().await.is_err());
-        assert_eq!(cache.lookup("tw_good").await, Lookup::App("app-1".into()));
+        assert_eq!(
+            cache.lookup("tw_good").await,
+            Lookup::App(KeyOwner::app("app-1"))
+        );
         // Not in the snapshot and the source is down: maybe new, so "retry", not "wrong".
         assert_eq!(cache.lookup("tw_new").await, Lookup::Unavailable);
         source.set_reachable(true);

@@ -9,6 +9,7 @@
 //! * [`kafka`] — librdkafka client settings and topic administration.
 //! * [`postgres`] — apps and API keys, PostgreSQL migrations.
 //! * [`lifecycle`] — storage per table and the retention of raw rows.
+//! * [`rebuild`] — migrations that rebuild a table (resumable, under a lock).
 //! * [`http`] — `/livez`, `/metrics` helpers.
 //! * [`serve`] — the HTTP accept loop (header timeout, connection cap, drain).
 //! * [`service`] — the common `main` of every service binary.
@@ -24,6 +25,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod postgres;
 pub mod process;
+pub mod rebuild;
 pub mod serve;
 pub mod service;
 pub mod shutdown;

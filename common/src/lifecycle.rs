@@ -6,14 +6,17 @@
 //!   partitions, and the oldest day kept by the tables partitioned by day
 //!   (`system.parts`; ClickHouse 18.16 and current).
 //! * [`expired`] and [`drop_expired`]: raw rows older than the retention are
-//!   removed by dropping whole day partitions (`ALTER TABLE … DROP PARTITION
+//!   removed by dropping whole partitions (`ALTER TABLE … DROP PARTITION
 //!   ID`; ClickHouse 18.16 has no TTL clause, and never a row-by-row delete):
-//!   `events` by event day and `sessions` by creation day
-//!   ([`RETAINED_TABLES`]). A partition goes when its newest day is older than
-//!   `retention_days` before today (UTC). Persons, reports, rollups and the
-//!   refresher's sets are kept forever; `arrivals` are pruned by the
-//!   refresher. The gateway refuses events older than the same
-//!   `TALLY_RETENTION_DAYS`, so no accepted event lands in a dropped day.
+//!   `events` by (retention class, event day) and `sessions` by (class,
+//!   creation day) ([`RETAINED_TABLES`], migration 0012). A row's class is
+//!   its app's retention override in days when the gateway accepted it, or
+//!   0 for the installation's `retention_days`. A partition goes when its
+//!   newest day is older than its class's days before today (UTC).
+//!   Persons, reports, rollups and the refresher's sets are kept forever;
+//!   `arrivals` are pruned by the refresher. The gateway refuses events older
+//!   than the app's retention (the same days), so no accepted event lands in
+//!   a dropped day.
 //!
 //! Statements are text here (the report refresher's golden tests run them on
 //! both ClickHouse versions); the report refresher runs [`drop_expired`] on a
@@ -38,11 +41,15 @@ pub const STORAGE_SQL: &str =
      GROUP BY table ORDER BY table";
 
 /// The partitions of [`RETAINED_TABLES`] whose newest day is before a day
-/// (bind: `YYYY-MM-DD`): `table`, `partition_id`, `newest_day`.
+/// (bind: `YYYY-MM-DD`, the cutoff of the shortest retention in force):
+/// `table`, `partition_id` (`{class}-{YYYYMMDD}`), `newest_day`.
 pub const EXPIRED_SQL: &str = "SELECT table, partition_id, toString(max(max_date)) AS newest_day \
      FROM system.parts WHERE database = currentDatabase() AND active = 1 \
      AND table IN ('events', 'sessions') GROUP BY table, partition_id \
      HAVING max(max_date) < toDate(?) ORDER BY table, partition_id";
+
+/// Longest retention override an app may have, in days (10 years).
+pub const MAX_RETENTION_DAYS: u16 = 3_650;
 
 /// One table's storage (see [`STORAGE_SQL`]).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize, serde::Serialize)]
@@ -81,24 +88,55 @@ impl TableStorage {
     }
 }
 
-/// One partition past the retention.
+/// One partition of a retained table (past the retention once returned by
+/// [`expired`]).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Deserialize)]
 pub struct Expired {
     /// `events` or `sessions`.
     pub table: String,
-    /// ClickHouse's partition id (`YYYYMMDD`).
+    /// ClickHouse's partition id: `{class}-{YYYYMMDD}` (a tuple key of
+    /// integers and a date; `YYYYMMDD` alone before migration 0012).
     pub partition_id: String,
     /// Its newest day.
     pub newest_day: String,
 }
 
+impl Expired {
+    /// The retention class of the partition's rows (0: the installation's
+    /// retention), `None` for an id of another shape.
+    pub fn class(&self) -> Option<u16> {
+        let id = self.partition_id.as_str();
+        let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+        match id.split_once('-') {
+            Some((class, day)) if digits(class) && digits(day) && day.len() == 8 => {
+                class.parse().ok()
+            }
+            None if digits(id) && id.len() == 8 => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Whether every day of the partition is older than its class keeps
+    /// rows (`default_days` for class 0) before the UTC day of `now_ms`.
+    pub fn is_past(&self, now_ms: i64, default_days: u32) -> bool {
+        self.class().is_some_and(|class| {
+            let days = if class == 0 {
+                default_days
+            } else {
+                u32::from(class)
+            };
+            self.newest_day.as_str() < cutoff_day(now_ms, days).as_str()
+        })
+    }
+}
+
 /// The statement dropping `partition` (only tables of [`RETAINED_TABLES`] and
-/// partition ids of digits: anything else is refused).
+/// partition ids of a known shape: anything else is refused).
 pub fn drop_statement(partition: &Expired) -> Option<String> {
     let known = RETAINED_TABLES.contains(&partition.table.as_str());
     let id = &partition.partition_id;
-    let digits = !id.is_empty() && id.len() <= 16 && id.bytes().all(|b| b.is_ascii_digit());
-    (known && digits).then(|| format!("ALTER TABLE {} DROP PARTITION ID '{id}'", partition.table))
+    (known && partition.class().is_some())
+        .then(|| format!("ALTER TABLE {} DROP PARTITION ID '{id}'", partition.table))
 }
 
 /// The first day kept: `retention_days` before the UTC day of `now_ms`.
@@ -115,17 +153,24 @@ pub async fn storage(
     client.query(STORAGE_SQL).fetch_all().await
 }
 
-/// The partitions whose days are all before [`cutoff_day`].
+/// The partitions whose days are all older than their class keeps them
+/// (`retention_days` for class 0; see [`Expired::is_past`]).
 pub async fn expired(
     client: &clickhouse::Client,
     now_ms: i64,
     retention_days: u32,
 ) -> Result<Vec<Expired>, clickhouse::error::Error> {
-    client
+    // Every class keeps at least a day: read the partitions before yesterday,
+    // then keep those past their own class.
+    let partitions: Vec<Expired> = client
         .query(EXPIRED_SQL)
-        .bind(cutoff_day(now_ms, retention_days))
+        .bind(cutoff_day(now_ms, 1))
         .fetch_all()
-        .await
+        .await?;
+    Ok(partitions
+        .into_iter()
+        .filter(|partition| partition.is_past(now_ms, retention_days))
+        .collect())
 }
 
 /// Drops the [`expired`] partitions; returns them.
@@ -168,12 +213,43 @@ mod tests {
             newest_day: "2020-01-01".into(),
         };
         assert_eq!(
-            drop_statement(&part("events", "20200101")).as_deref(),
-            Some("ALTER TABLE events DROP PARTITION ID '20200101'")
+            drop_statement(&part("events", "0-20200101")).as_deref(),
+            Some("ALTER TABLE events DROP PARTITION ID '0-20200101'")
         );
-        assert!(drop_statement(&part("persons", "20200101")).is_none());
+        assert_eq!(
+            drop_statement(&part("sessions", "90-20200101")).as_deref(),
+            Some("ALTER TABLE sessions DROP PARTITION ID '90-20200101'")
+        );
+        assert!(drop_statement(&part("events", "20200101")).is_some());
+        assert!(drop_statement(&part("persons", "0-20200101")).is_none());
         assert!(drop_statement(&part("events", "2020'; DROP")).is_none());
+        assert!(drop_statement(&part("events", "0-2020'; DROP")).is_none());
+        assert!(drop_statement(&part("events", "-20200101")).is_none());
         assert!(drop_statement(&part("events", "")).is_none());
+    }
+
+    #[test]
+    fn each_class_keeps_its_own_days() {
+        // 2023-11-15T10:00:00Z.
+        let now = 1_700_042_400_000;
+        let part = |id: &str, newest: &str| Expired {
+            table: "events".into(),
+            partition_id: id.into(),
+            newest_day: newest.into(),
+        };
+        // Class 0 follows the installation's 10 days: 2023-11-05 is kept.
+        assert!(!part("0-20231105", "2023-11-05").is_past(now, 10));
+        assert!(part("0-20231104", "2023-11-04").is_past(now, 10));
+        // Class 3 keeps 3 days whatever the default: 2023-11-12 is kept.
+        assert!(!part("3-20231112", "2023-11-12").is_past(now, 10));
+        assert!(part("3-20231111", "2023-11-11").is_past(now, 10));
+        // A class longer than the default keeps more.
+        assert!(!part("30-20231101", "2023-11-01").is_past(now, 10));
+        // Ids from before migration 0012 are class 0; other shapes never go.
+        assert!(part("20231101", "2023-11-01").is_past(now, 10));
+        assert!(!part("x-20231101", "2023-11-01").is_past(now, 10));
+        assert_eq!(part("12-20231101", "").class(), Some(12));
+        assert_eq!(part("12-2023110", "").class(), None);
     }
 
     #[test]

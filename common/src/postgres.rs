@@ -205,20 +205,84 @@ pub async fn revoke_keys(client: &Client, prefix: &str) -> Result<u64, tokio_pos
         .await
 }
 
-/// Active keys of `kind`: key hash → app id.
+/// The app a key belongs to, with the app settings the gateway applies to
+/// every event it accepts with the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    /// The app.
+    pub app_id: String,
+    /// The app's retention override in days; 0: the installation's.
+    pub retention_days: u16,
+}
+
+impl KeyOwner {
+    /// An app with the installation's retention.
+    pub fn app(app_id: &str) -> Self {
+        KeyOwner {
+            app_id: app_id.to_owned(),
+            retention_days: 0,
+        }
+    }
+}
+
+/// Active keys of `kind`: key hash → app id and the app's retention
+/// override (0: none).
 pub async fn active_keys(
     client: &Client,
     kind: KeyKind,
-) -> Result<HashMap<String, String>, tokio_postgres::Error> {
+) -> Result<HashMap<String, KeyOwner>, tokio_postgres::Error> {
     Ok(client
         .query(
-            "SELECT key_hash, app_id FROM api_keys WHERE kind = $1 AND revoked_at IS NULL",
+            "SELECT k.key_hash, k.app_id, COALESCE(a.retention_days, 0) FROM api_keys k \
+             JOIN apps a ON a.app_id = k.app_id WHERE k.kind = $1 AND k.revoked_at IS NULL",
             &[&kind.as_str()],
         )
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| {
+            let days: i32 = row.get(2);
+            let owner = KeyOwner {
+                app_id: row.get(1),
+                retention_days: u16::try_from(days).unwrap_or(0),
+            };
+            (row.get(0), owner)
+        })
         .collect())
+}
+
+/// Sets the retention override of `app_id` (`None`: the installation's
+/// retention; else 1 to [`crate::lifecycle::MAX_RETENTION_DAYS`] days,
+/// checked by the caller and the table); returns whether the app exists.
+pub async fn set_retention(
+    client: &Client,
+    app_id: &str,
+    days: Option<u16>,
+) -> Result<bool, tokio_postgres::Error> {
+    let days = days.map(i32::from);
+    let rows = client
+        .execute(
+            "UPDATE apps SET retention_days = $2 WHERE app_id = $1",
+            &[&app_id, &days],
+        )
+        .await?;
+    Ok(rows == 1)
+}
+
+/// The retention override of `app_id` (`Some(None)`: none), if the app exists.
+pub async fn retention(
+    client: &Client,
+    app_id: &str,
+) -> Result<Option<Option<u16>>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT retention_days FROM apps WHERE app_id = $1",
+            &[&app_id],
+        )
+        .await?;
+    Ok(row.map(|row| {
+        let days: Option<i32> = row.get(0);
+        days.and_then(|days| u16::try_from(days).ok())
+    }))
 }
 
 /// Migrates, creates `app_id` if needed and returns a new key of `kind` for it

@@ -33,7 +33,7 @@ use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
-use tally_common::keys::Lookup;
+use tally_common::keys::{KeyOwner, Lookup};
 use tally_schemas::{DeadLetter, Enrichment};
 
 /// Answer to a batch.
@@ -131,10 +131,10 @@ async fn stages<S: EventSink>(
     let (bytes, mut reservation) = receive(state, head, header_app.is_some(), body).await?;
     let text = text(state, head, &bytes, &mut reservation)?;
     let batch = decode(&text, head.api)?;
-    let app_id = authenticate(state, header_app, &batch).await?;
-    admit(state, &app_id, batch.events.len())?;
-    let (prepared, letters) = prepare(state, head, &app_id, &batch);
-    publish(state, &app_id, prepared, letters).await
+    let owner = authenticate(state, header_app, &batch).await?;
+    admit(state, &owner.app_id, batch.events.len())?;
+    let (prepared, letters) = prepare(state, head, &owner, &batch);
+    publish(state, &owner.app_id, prepared, letters).await
 }
 
 /// Stage 1: refuses a body announced larger than the limit, then checks a write
@@ -142,7 +142,7 @@ async fn stages<S: EventSink>(
 pub async fn authenticate_header<S>(
     state: &AppState<S>,
     head: &Head<'_>,
-) -> Result<Option<String>, GatewayError> {
+) -> Result<Option<KeyOwner>, GatewayError> {
     let limit = state.config.max_body_bytes;
     if head.declared.is_some_and(|declared| declared > limit) {
         return Err(GatewayError::PayloadTooLarge(limit));
@@ -268,11 +268,11 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
 /// key's — which any `app_id` in the body must name.
 pub async fn authenticate<S>(
     state: &AppState<S>,
-    header_app: Option<String>,
+    header_app: Option<KeyOwner>,
     batch: &Decoded<'_>,
-) -> Result<String, GatewayError> {
-    let app_id = match header_app {
-        Some(app) => app,
+) -> Result<KeyOwner, GatewayError> {
+    let owner = match header_app {
+        Some(owner) => owner,
         None => {
             let key = batch
                 .body_key
@@ -287,8 +287,10 @@ pub async fn authenticate<S>(
         }
     };
     match &batch.claimed_app {
-        Some(claimed) if *claimed != app_id => Err(GatewayError::KeyAppMismatch(claimed.clone())),
-        _ => Ok(app_id),
+        Some(claimed) if *claimed != owner.app_id => {
+            Err(GatewayError::KeyAppMismatch(claimed.clone()))
+        }
+        _ => Ok(owner),
     }
 }
 
@@ -316,9 +318,10 @@ pub fn admit<S>(state: &AppState<S>, app_id: &str, events: usize) -> Result<(), 
 pub fn prepare<S>(
     state: &AppState<S>,
     head: &Head<'_>,
-    app_id: &str,
+    owner: &KeyOwner,
     batch: &Decoded<'_>,
 ) -> (Prepared, Vec<DeadLetter>) {
+    let app_id = owner.app_id.as_str();
     let user_agent = head
         .headers
         .get(header::USER_AGENT)
@@ -334,6 +337,7 @@ pub fn prepare<S>(
         ip: enrich::anonymize(head.client, state.config.ip_mode),
         user_agent,
         enrichment,
+        retention_days: owner.retention_days,
     };
     let prepared = validate::prepare(
         app_id,

@@ -32,7 +32,8 @@ pub struct Limits {
     pub max_id_len: usize,
     /// Events further in the future are clamped to the receive time and flagged.
     pub max_future_ms: i64,
-    /// Events older than this are rejected.
+    /// Events older than this are rejected (`TALLY_RETENTION_DAYS`; an
+    /// app's override replaces it, see [`Limits::retention_of`]).
     pub retention_ms: i64,
 }
 
@@ -52,6 +53,19 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// How old an event of an app with retention class `days` may be: the
+    /// app's override, or [`Limits::retention_ms`] (class 0) — the days the
+    /// lifecycle keeps its rows.
+    pub fn retention_of(&self, days: u16) -> i64 {
+        if days == 0 {
+            self.retention_ms
+        } else {
+            i64::from(days) * 86_400_000
+        }
+    }
+}
+
 /// Property set on events whose future timestamp was clamped: the original time (epoch ms).
 pub const CLAMPED_PROPERTY: &str = "tally.clamped_timestamp";
 
@@ -66,6 +80,9 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
     /// Geo and user-agent fields of the request (page fields are per event).
     pub enrichment: Enrichment,
+    /// The app's retention override in days (0: [`Limits::retention_ms`]),
+    /// stamped on every event as its retention class.
+    pub retention_days: u16,
 }
 
 /// Which API the events came through.
@@ -333,7 +350,7 @@ fn validate_event(
         properties.insert(CLAMPED_PROPERTY.into(), Value::from(timestamp_ms));
         timestamp_ms = received;
     }
-    if timestamp_ms < received.saturating_sub(limits.retention_ms) {
+    if timestamp_ms < received.saturating_sub(limits.retention_of(context.retention_days)) {
         return Err(RejectReason::TimestampTooOld);
     }
     let event_id = event
@@ -380,6 +397,7 @@ fn validate_event(
         user_agent: user_agent.or_else(|| context.user_agent.clone()),
         properties,
         enrichment,
+        retention_days: context.retention_days,
     })
 }
 

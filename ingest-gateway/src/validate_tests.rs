@@ -12,6 +12,7 @@ fn context() -> RequestContext {
         ip: Some("10.0.0.1".into()),
         user_agent: Some("test".into()),
         enrichment: Enrichment::default(),
+        retention_days: 0,
     }
 }
 
@@ -208,4 +209,55 @@ fn app_id_form() {
     assert!(!valid_app_id(""));
     assert!(!valid_app_id("a:b"));
     assert!(!valid_app_id(&"a".repeat(65)));
+}
+
+#[test]
+fn an_apps_retention_override_sets_too_old_and_is_stamped() {
+    let day = 86_400_000;
+    let events = json!([
+        {"name": "a", "user_id": "u", "timestamp": NOW - 5 * day},
+        {"name": "b", "user_id": "u", "timestamp": NOW - 40 * day},
+    ]);
+    let texts: Vec<String> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(Value::to_string)
+        .collect();
+    let raws: Vec<Box<RawValue>> = texts
+        .iter()
+        .map(|t| RawValue::from_string(t.clone()).unwrap())
+        .collect();
+    let refs: Vec<&RawValue> = raws.iter().map(|r| r.as_ref()).collect();
+    let limits = Limits::default();
+    let shortened = RequestContext {
+        retention_days: 30,
+        ..context()
+    };
+    let prepared = prepare(
+        "app",
+        &refs,
+        None,
+        Api::Native,
+        &shortened,
+        &limits,
+        &Agents::default(),
+    );
+    assert_eq!(reasons(&prepared), vec![(1, "timestamp_too_old")]);
+    assert_eq!(prepared.envelopes.len(), 1);
+    assert_eq!(prepared.envelopes[0].retention_days, 30);
+    // The installation's retention (730 days) keeps both; class 0 is stamped.
+    let prepared = prepare(
+        "app",
+        &refs,
+        None,
+        Api::Native,
+        &context(),
+        &limits,
+        &Agents::default(),
+    );
+    assert!(prepared.rejected.is_empty());
+    assert!(prepared.envelopes.iter().all(|e| e.retention_days == 0));
+    assert_eq!(limits.retention_of(0), limits.retention_ms);
+    assert_eq!(limits.retention_of(2), 2 * day);
 }

@@ -120,6 +120,7 @@ pub async fn generate(config: &HistoryConfig) -> Result<HistorySummary, clickhou
                     ..Enrichment::default()
                 },
                 properties: event.properties,
+                retention_days: 0,
             };
             let row = EventRow::from_envelope(&envelope, "history", 0, offset);
             offset += 1;

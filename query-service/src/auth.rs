@@ -56,7 +56,7 @@ pub async fn authorize(
         .filter(|key| !key.is_empty() && key.len() <= 256)
         .ok_or(QueryError::InvalidAuthorization)?;
     match keys.lookup(key).await {
-        Lookup::App(owner) if owner == app_id => Ok(()),
+        Lookup::App(owner) if owner.app_id == app_id => Ok(()),
         Lookup::App(_) => Err(QueryError::KeyAppMismatch),
         Lookup::Unknown => Err(QueryError::InvalidReadKey),
         Lookup::Unavailable => Err(QueryError::KeysUnavailable),

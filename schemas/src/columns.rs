@@ -20,7 +20,7 @@ macro_rules! column_list {
     };
 }
 
-/// The `events` columns in table order (migrations 0001 and 0002), which is
+/// The `events` columns in table order (migrations 0001, 0002 and 0012), which is
 /// the field order of [`crate::row::EventRow`].
 pub const EVENT_ROW_COLUMNS: &[&str] = &[
     "app_id",
@@ -56,10 +56,11 @@ pub const EVENT_ROW_COLUMNS: &[&str] = &[
     "utm_campaign",
     "utm_term",
     "utm_content",
+    "retention_days",
 ];
 
 column_list! {
-    /// The `sessions` columns in table order (migrations 0003 and 0005), which
+    /// The `sessions` columns in table order (migrations 0003, 0005 and 0012), which
     /// is the field order of [`crate::session::SessionRow`].
     SESSION_ROW_COLUMNS,
     /// [`SESSION_ROW_COLUMNS`] as a `SELECT` list (read into [`crate::session::SessionRow`]).
@@ -90,6 +91,7 @@ column_list! {
         "version",
         "entry_ms",
         "exit_ms",
+        "retention_days",
     ]
 }
 
@@ -219,13 +221,38 @@ mod tests {
     }
 
     /// (column, type) of `table` as the ClickHouse migrations leave it, in order:
-    /// the `CREATE TABLE` columns, then every `ADD COLUMN`.
+    /// the `CREATE TABLE` columns, then every `ADD COLUMN`; a rebuild (a
+    /// migration's `CREATE TABLE IF NOT EXISTS {table}_vN`) replaces them.
     fn table_columns(table: &str) -> Vec<(String, String)> {
-        let create = format!("CREATE TABLE IF NOT EXISTS {table}\n");
         let alter = format!("ALTER TABLE {table}\n");
         let mut columns = Vec::new();
-        for statement in CLICKHOUSE.iter().flat_map(|m| m.statements()) {
-            if statement.starts_with(&create) {
+        for migration in CLICKHOUSE {
+            let rebuilt = migration.rebuilds.iter().any(|r| r.table == table);
+            let create = if rebuilt {
+                columns.clear();
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_v{}\n",
+                    migration.version
+                )
+            } else {
+                format!("CREATE TABLE IF NOT EXISTS {table}\n")
+            };
+            for statement in migration.statements() {
+                table_statement(&statement, &create, &alter, &mut columns);
+            }
+        }
+        columns
+    }
+
+    /// Adds the columns `statement` gives the table (`create` or `alter` it).
+    fn table_statement(
+        statement: &str,
+        create: &str,
+        alter: &str,
+        columns: &mut Vec<(String, String)>,
+    ) {
+        {
+            if statement.starts_with(create) {
                 // One `name Type,` per line between the lines "(" and ")".
                 columns.extend(
                     statement
@@ -236,7 +263,7 @@ mod tests {
                         .take_while(|line| *line != ")")
                         .map(|line| column(line.trim_end_matches(','))),
                 );
-            } else if statement.starts_with(&alter) {
+            } else if statement.starts_with(alter) {
                 columns.extend(
                     statement
                         .lines()
@@ -245,7 +272,6 @@ mod tests {
                 );
             }
         }
-        columns
     }
 
     /// `name Type [DEFAULT …]` → (name, Type).

@@ -49,6 +49,16 @@ pub struct Envelope {
     /// What the gateway derived from the request (absent in older messages).
     #[serde(default, skip_serializing_if = "Enrichment::is_empty")]
     pub enrichment: Enrichment,
+    /// Retention class of the app when the gateway accepted the event: 0 (or
+    /// absent) = the installation's `TALLY_RETENTION_DAYS`, else the app's
+    /// override in days. Rows keep the class they were written with.
+    #[serde(default, skip_serializing_if = "is_default_class")]
+    pub retention_days: u16,
+}
+
+/// The default retention class (0) is not written.
+fn is_default_class(days: &u16) -> bool {
+    *days == 0
 }
 
 /// Server-side enrichment. Empty strings mean "unknown".
@@ -162,6 +172,7 @@ mod tests {
                 is_bot: true,
                 ..Enrichment::default()
             },
+            retention_days: 90,
         }
     }
 
@@ -295,6 +306,7 @@ mod tests {
                     user_agent,
                     properties: properties.into_iter().collect(),
                     enrichment,
+                    retention_days: 0,
                 }
             })
     }

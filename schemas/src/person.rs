@@ -294,6 +294,7 @@ mod tests {
             user_agent: None,
             properties: properties.as_object().cloned().unwrap_or_default(),
             enrichment: Default::default(),
+            retention_days: 0,
         }
     }
 

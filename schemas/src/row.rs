@@ -84,6 +84,9 @@ pub struct EventRow {
     pub utm_term: String,
     /// UTM content.
     pub utm_content: String,
+    /// Retention class (migration 0012): 0 = the installation's retention,
+    /// else the app's override in days; with `event_date`, the partition.
+    pub retention_days: u16,
 }
 
 /// Epoch milliseconds clamped into the range of ClickHouse `DateTime` (u32 seconds).
@@ -158,6 +161,7 @@ impl EventRow {
             utm_campaign: e.utm_campaign.clone(),
             utm_term: e.utm_term.clone(),
             utm_content: e.utm_content.clone(),
+            retention_days: envelope.retention_days,
         }
     }
 }
@@ -251,6 +255,7 @@ mod tests {
             user_agent: None,
             properties,
             enrichment: crate::Enrichment::default(),
+            retention_days: 0,
         };
         let row = EventRow::from_envelope(&envelope, "events", 2, 41);
         assert_eq!(row.event_date, 3);

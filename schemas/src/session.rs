@@ -68,6 +68,10 @@ pub struct SessionRow {
     pub entry_ms: u64,
     /// Event time of the exit page view, epoch ms (0: no page view).
     pub exit_ms: u64,
+    /// Retention class of the event that opened the session (migration
+    /// 0012; never changes, like `created_date`): with `created_date`, the
+    /// partition, so all versions of a session meet in one.
+    pub retention_days: u16,
 }
 
 /// The `sessions` columns in row order (for `SELECT`s read into [`SessionRow`]);

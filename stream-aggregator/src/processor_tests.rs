@@ -28,6 +28,8 @@ struct MemRaw {
     /// Fail the insert whose 1-based call number equals this (0 = never).
     fail_on_call: AtomicUsize,
     calls: AtomicUsize,
+    /// The (class, day)s of each insert that succeeded.
+    inserted_slots: Mutex<Vec<std::collections::BTreeSet<(u16, u16)>>>,
 }
 
 impl RawSink for MemRaw {
@@ -36,16 +38,22 @@ impl RawSink for MemRaw {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<Watermark>, clickhouse::error::Error> {
-        let mut marks: HashMap<u16, i64> = HashMap::new();
+        let mut marks: HashMap<(u16, u16), i64> = HashMap::new();
         for row in self.rows.lock().unwrap().iter() {
             if row.kafka_topic == topic && row.kafka_partition == partition as u32 {
-                let mark = marks.entry(row.event_date).or_insert(-1);
+                let mark = marks
+                    .entry((row.retention_days, row.event_date))
+                    .or_insert(-1);
                 *mark = (*mark).max(row.kafka_offset as i64);
             }
         }
         Ok(marks
             .into_iter()
-            .map(|(event_date, offset)| Watermark { event_date, offset })
+            .map(|((retention_days, event_date), offset)| Watermark {
+                retention_days,
+                event_date,
+                offset,
+            })
             .collect())
     }
 
@@ -55,6 +63,11 @@ impl RawSink for MemRaw {
             return Err(clickhouse::error::Error::Custom("injected".into()));
         }
         self.rows.lock().unwrap().extend_from_slice(rows);
+        let slots = rows
+            .iter()
+            .map(|r| (r.retention_days, r.event_date))
+            .collect();
+        self.inserted_slots.lock().unwrap().push(slots);
         Ok(())
     }
 
@@ -355,6 +368,7 @@ fn envelope(
         user_agent: None,
         properties: Default::default(),
         enrichment: Default::default(),
+        retention_days: 0,
     }
 }
 
@@ -487,6 +501,51 @@ fn failed_insert_then_retry_from_a_fresh_process_stores_each_row_once() {
             ids
         };
         assert_eq!(row_ids(restarted.raw()), expected);
+    });
+}
+
+#[test]
+fn rows_of_two_retention_classes_are_inserted_per_table_partition() {
+    run(async {
+        // App `a` keeps 30 days, `b` the default: each day holds two classes,
+        // so two table partitions, each written by its own all-or-nothing insert.
+        let mut all = messages(120, 2);
+        for message in &mut all {
+            if message.envelope.app_id == "a" {
+                message.envelope.retention_days = 30;
+            }
+        }
+        let raw = MemRaw::default();
+        raw.fail_on_call.store(3, Ordering::SeqCst);
+        let mut processor = Processor::new(raw, MemLive::default(), settings());
+        assert!(processor.apply(&all).await.is_err());
+        processor.apply(&all).await.unwrap();
+        let Processor { raw, live, .. } = processor;
+        let mut restarted = Processor::new(raw, live, settings());
+        assert_eq!(restarted.apply(&all).await.unwrap().raw_written, 0);
+        let slots = restarted.raw().inserted_slots.lock().unwrap().clone();
+        assert!(slots.iter().all(|s| s.len() == 1), "{slots:?}");
+        let distinct: std::collections::BTreeSet<_> = slots.iter().flatten().collect();
+        assert_eq!(distinct.len(), 4, "2 classes × 2 days: {distinct:?}");
+        let mut expected: Vec<(String, u16)> = all
+            .iter()
+            .map(|m| (m.envelope.event_id.clone(), m.envelope.retention_days))
+            .collect();
+        expected.sort();
+        let mut stored: Vec<(String, u16)> = restarted
+            .raw()
+            .rows
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| (r.event_id.clone(), r.retention_days))
+            .collect();
+        stored.sort();
+        assert_eq!(stored, expected, "every row once, with its class");
+        // The sessions carry the class of the event that opened them.
+        assert!(final_sessions(restarted.raw())
+            .values()
+            .all(|row| row.retention_days == if row.app_id == "a" { 30 } else { 0 }));
     });
 }
 

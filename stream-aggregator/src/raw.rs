@@ -2,11 +2,12 @@
 //!
 //! Exactly-once without insert deduplication (ClickHouse 18.16 has none on a
 //! plain MergeTree): every row carries its Kafka partition and offset, and the
-//! processor only ever inserts, per Kafka partition and per day (the table's
-//! partition key), rows in offset order, one `INSERT` per day. An `INSERT` of
-//! fewer than `max_insert_block_size` rows into one table partition is one part,
-//! written all or nothing. So for every (Kafka partition, day) the stored rows
-//! are a prefix of the log, and `max(kafka_offset)` — the *watermark* — says
+//! processor only ever inserts, per Kafka partition and per table partition
+//! (retention class and day, migration 0012: a [`slot`]), rows in offset
+//! order, one `INSERT` per slot. An `INSERT` of fewer than
+//! `max_insert_block_size` rows into one table partition is one part, written
+//! all or nothing. So for every (Kafka partition, slot) the stored rows are a
+//! prefix of the log, and `max(kafka_offset)` — the *watermark* — says
 //! exactly which replayed messages are already stored.
 
 use crate::dedup::SeenId;
@@ -61,24 +62,41 @@ where
     insert.end().await
 }
 
-/// Highest stored offset of one Kafka partition for one day.
+/// Highest stored offset of one Kafka partition for one table partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermark {
+    /// Retention class of the rows.
+    pub retention_days: u16,
     /// `Date` (days since epoch).
     pub event_date: u16,
-    /// Highest Kafka offset stored for that day.
+    /// Highest Kafka offset stored for that class and day.
     pub offset: i64,
+}
+
+impl Watermark {
+    /// The table partition it is the watermark of.
+    pub fn slot(&self) -> u32 {
+        slot(self.retention_days, self.event_date)
+    }
+}
+
+/// A table partition of `events` — (retention class, day) — as one number,
+/// the class in the high 16 bits: what watermarks are kept per. A day alone
+/// (marks stored before migration 0012, when days were the partitions) reads
+/// as class 0, which is the class every older row was given.
+pub fn slot(class: u16, day: u16) -> u32 {
+    (u32::from(class) << 16) | u32::from(day)
 }
 
 /// Where raw rows go.
 pub trait RawSink: Send + Sync + 'static {
-    /// Watermarks of `partition` of `topic`, one per day that holds rows.
+    /// Watermarks of `partition` of `topic`, one per (class, day) that holds rows.
     fn watermarks(
         &self,
         topic: &str,
         partition: i32,
     ) -> impl Future<Output = Result<Vec<Watermark>, clickhouse::error::Error>> + Send;
-    /// Inserts `rows` (all of one day) in one statement.
+    /// Inserts `rows` (all of one class and day: one table partition) in one statement.
     fn insert(
         &self,
         rows: &[EventRow],
@@ -139,6 +157,7 @@ impl ClickHouseSink {
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct MarkRow {
+    retention_days: u16,
     event_date: u16,
     max_offset: u64,
 }
@@ -161,8 +180,8 @@ impl RawSink for ClickHouseSink {
         let rows = self
             .client
             .query(
-                "SELECT event_date, max(kafka_offset) AS max_offset FROM events \
-                 WHERE kafka_topic = ? AND kafka_partition = ? GROUP BY event_date",
+                "SELECT retention_days, event_date, max(kafka_offset) AS max_offset FROM events \
+                 WHERE kafka_topic = ? AND kafka_partition = ? GROUP BY retention_days, event_date",
             )
             .bind(topic)
             .bind(partition)
@@ -171,6 +190,7 @@ impl RawSink for ClickHouseSink {
         Ok(rows
             .into_iter()
             .map(|row| Watermark {
+                retention_days: row.retention_days,
                 event_date: row.event_date,
                 offset: i64::try_from(row.max_offset).unwrap_or(i64::MAX),
             })

@@ -1,8 +1,9 @@
 //! Raw rows into ClickHouse exactly once, even with two writers of one partition.
 //!
 //! Every row carries its Kafka partition and offset, and for every (Kafka
-//! partition, day) the rows are inserted in offset order, one `INSERT` per day:
-//! one insert into one table partition is one part, all or nothing, so the
+//! partition, table partition — retention class and day, a [`slot`]) the rows
+//! are inserted in offset order, one `INSERT` per slot: one insert into one
+//! table partition is one part, all or nothing, so the
 //! stored rows are a prefix of the log and the highest stored offset — the
 //! *watermark* — says exactly which messages are already stored (see
 //! [`crate::raw`]). That needs no insert deduplication token, so it holds on
@@ -26,15 +27,15 @@
 use crate::error::AggregatorError;
 use crate::live::{raw_marks_key, Claimed, LiveStore};
 use crate::message::{debug_assert_offset_order, Message};
-use crate::raw::RawSink;
+use crate::raw::{slot, RawSink};
 use std::collections::{BTreeMap, HashMap};
 use tally_schemas::row::{event_date, ArrivalRow, EventRow};
 
 /// Lease of a partition claim.
 pub const CLAIM_TTL_MS: u64 = 15_000;
 
-/// Day → highest stored offset, of one Kafka partition.
-type Marks = BTreeMap<u16, i64>;
+/// Slot (class and day) → highest stored offset, of one Kafka partition.
+type Marks = BTreeMap<u32, i64>;
 
 /// Where and as whom rows are written.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +122,7 @@ impl RowWriter<'_> {
                     .watermarks(self.topic, *partition)
                     .await?
                     .into_iter()
-                    .map(|m| (m.event_date, m.offset))
+                    .map(|m| (m.slot(), m.offset))
                     .collect(),
             };
             marks.insert(*partition, stored);
@@ -130,12 +131,13 @@ impl RowWriter<'_> {
             .iter()
             .map(|(p, days)| (*p, days.values().copied().max().unwrap_or(-1)))
             .collect();
-        // Rows to insert per day; `marks` advances as rows are taken.
-        let mut days: BTreeMap<u16, Vec<EventRow>> = BTreeMap::new();
+        // Rows to insert per slot; `marks` advances as rows are taken.
+        let mut days: BTreeMap<u32, Vec<EventRow>> = BTreeMap::new();
         let mut skipped = 0;
         let mut after = marks.clone();
         for message in batch {
-            let day = event_date(message.envelope.timestamp_ms);
+            let envelope = &message.envelope;
+            let day = slot(envelope.retention_days, event_date(envelope.timestamp_ms));
             let last = after
                 .entry(message.partition)
                 .or_default()

@@ -106,6 +106,10 @@ pub struct Session {
     pub is_bot: bool,
     /// Offset of the last event applied.
     pub version: i64,
+    /// Retention class of the event that opened it (fixes the table
+    /// partition with `created_ms`; absent in state written before it: 0).
+    #[serde(default)]
+    pub retention_days: u16,
 }
 
 impl Session {
@@ -123,6 +127,7 @@ impl Session {
             first: Touch::of(envelope),
             is_bot: false,
             version: offset,
+            retention_days: envelope.retention_days,
         }
     }
 
@@ -204,6 +209,7 @@ impl Session {
             version: ms(self.version),
             entry_ms: self.entry.as_ref().map_or(0, |e| ms(e.0)),
             exit_ms: self.exit.as_ref().map_or(0, |e| ms(e.0)),
+            retention_days: self.retention_days,
         }
     }
 
@@ -225,6 +231,7 @@ impl Session {
             first: Touch::of_row(row),
             is_bot: row.is_bot != 0,
             version: ms(row.version),
+            retention_days: row.retention_days,
         }
     }
 

@@ -47,16 +47,22 @@ impl RawSink for SharedRaw {
         topic: &str,
         partition: i32,
     ) -> Result<Vec<Watermark>, clickhouse::error::Error> {
-        let mut marks: BTreeMap<u16, i64> = BTreeMap::new();
+        let mut marks: BTreeMap<(u16, u16), i64> = BTreeMap::new();
         for row in self.rows.lock().unwrap().iter() {
             if row.kafka_topic == topic && i64::from(row.kafka_partition) == i64::from(partition) {
-                let mark = marks.entry(row.event_date).or_insert(-1);
+                let mark = marks
+                    .entry((row.retention_days, row.event_date))
+                    .or_insert(-1);
                 *mark = (*mark).max(row.kafka_offset as i64);
             }
         }
         Ok(marks
             .into_iter()
-            .map(|(event_date, offset)| Watermark { event_date, offset })
+            .map(|((retention_days, event_date), offset)| Watermark {
+                retention_days,
+                event_date,
+                offset,
+            })
             .collect())
     }
 
@@ -293,6 +299,7 @@ fn messages(n: i64) -> Vec<Message> {
                     user_agent: None,
                     properties: Default::default(),
                     enrichment: Default::default(),
+                    retention_days: 0,
                 },
             }
         })

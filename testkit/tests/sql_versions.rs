@@ -147,10 +147,12 @@ async fn golden_statements_run_on_clickhouse_18_16_and_current() {
 
     // Current ClickHouse, embedded.
     let python = chdb_python().unwrap_or_else(|why| panic!("{why}"));
-    let migrations: Vec<&str> = tally_schemas::migrations::CLICKHOUSE
+    // Each migration as a run on the previous version executes it (a
+    // rebuild's steps included: the rename, copy and swap run on 26.x too).
+    let migrations: Vec<String> = tally_schemas::migrations::CLICKHOUSE
         .iter()
-        .map(|m| m.sql)
-        .chain(ROWS.iter().copied())
+        .map(|m| m.linear_statements().join(";\n"))
+        .chain(ROWS.iter().map(|rows| (*rows).to_owned()))
         .collect();
     let request = json!({
         "migrations": migrations,

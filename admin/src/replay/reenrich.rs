@@ -153,6 +153,7 @@ mod tests {
                 browser: "stale".into(),
                 ..Enrichment::default()
             },
+            retention_days: 0,
         }
     }
 

@@ -49,6 +49,7 @@ pub async fn plain_produce(brokers: &str, topic: &str, events: u64) -> Result<f6
                 user_agent: Some(batch.user_agent.to_owned()),
                 properties: event.properties,
                 enrichment: Default::default(),
+                retention_days: 0,
             };
             payloads.push((envelope.partition_key(), envelope.encode()));
         }

@@ -7,13 +7,20 @@
 //!     per table: rows, bytes on disk, uncompressed bytes, compression ratio,
 //!     partitions, oldest day kept
 //! tally-admin retention [--days N] [--database DB] [--dry-run]
-//!     drop the day partitions of events and sessions older than N days
-//!     (default TALLY_RETENTION_DAYS, 730)
+//!     drop the day partitions of events and sessions older than their
+//!     retention class keeps them: N days for apps without an override
+//!     (default TALLY_RETENTION_DAYS, 730), an app's override for its rows
+//! tally-admin apps retention APP_ID [DAYS|default]
+//!     show or set an app's retention override (1 to 3650 days): events it
+//!     sends from then on are kept that long, and the gateway refuses events
+//!     older than it (within a minute: the key cache's refresh). Rows keep the
+//!     class they were written with.
 //! ```
 
 use super::flag;
 use tally_common::clickhouse::ClickHouseConfig;
 use tally_common::lifecycle;
+use tally_common::postgres;
 use tally_common::Clock;
 
 fn client(args: &[String]) -> Result<clickhouse::Client, String> {
@@ -93,15 +100,65 @@ pub async fn retention(args: &[String]) -> Result<(), String> {
         );
     }
     println!(
-        "{} partition(s) before {cutoff} ({days} days kept); persons, reports and rollups are kept forever",
+        "{} partition(s) past their retention (apps without an override: {days} days, before {cutoff}; \
+         apps with one: their own days); persons, reports and rollups are kept forever",
         found.len()
     );
     Ok(())
 }
 
+/// The days of `apps retention APP_ID DAYS|default` (`None`: default).
+fn override_days(text: &str) -> Result<Option<u16>, String> {
+    if text == "default" {
+        return Ok(None);
+    }
+    let max = lifecycle::MAX_RETENTION_DAYS;
+    match text.parse::<u16>() {
+        Ok(days) if (1..=max).contains(&days) => Ok(Some(days)),
+        _ => Err(format!(
+            "retention {text:?}: a number of days from 1 to {max}, or `default`"
+        )),
+    }
+}
+
+/// `tally-admin apps retention APP_ID [DAYS|default]`.
+pub async fn app_retention(client: &tokio_postgres::Client, args: &[String]) -> Result<(), String> {
+    let app_id = args.first().ok_or("apps retention APP_ID [DAYS|default]")?;
+    let pg = |e: tokio_postgres::Error| format!("postgresql: {e}");
+    if let Some(text) = args.get(1) {
+        let days = override_days(text)?;
+        if !postgres::set_retention(client, app_id, days)
+            .await
+            .map_err(pg)?
+        {
+            return Err(format!("no app {app_id}"));
+        }
+    }
+    let days = postgres::retention(client, app_id)
+        .await
+        .map_err(pg)?
+        .ok_or_else(|| format!("no app {app_id}"))?;
+    match days {
+        Some(days) => println!("app {app_id}: raw events and sessions kept {days} days (override)"),
+        None => println!(
+            "app {app_id}: raw events and sessions kept TALLY_RETENTION_DAYS (no override)"
+        ),
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::size;
+    use super::{override_days, size};
+
+    #[test]
+    fn overrides_are_days_or_default() {
+        assert_eq!(override_days("90"), Ok(Some(90)));
+        assert_eq!(override_days("default"), Ok(None));
+        assert!(override_days("0").is_err());
+        assert!(override_days("3651").is_err());
+        assert!(override_days("-1").is_err());
+    }
 
     #[test]
     fn sizes_have_binary_units() {

@@ -5,6 +5,7 @@
 //! tally-admin apps create APP_ID [--name NAME] [--time-zone TZ]
 //!                                                      create an app with a write and a read key
 //! tally-admin apps time-zone APP_ID TZ                 set the app's time zone (IANA name)
+//! tally-admin apps retention APP_ID [DAYS|default]     show or set the app's retention override
 //! tally-admin keys create --app APP_ID --kind write|read
 //! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
 //! tally-admin users create|grant|revoke|list …       dashboard users (see users.rs)
@@ -97,6 +98,13 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             }
             println!("app {app_id}: time zone {zone}");
             Ok(())
+        }
+        Some("apps") if args.get(1).map(String::as_str) == Some("retention") => {
+            let client = pg().await?;
+            postgres::migrate(&client)
+                .await
+                .map_err(|e| format!("postgresql: {e}"))?;
+            lifecycle::app_retention(&client, &args[2..]).await
         }
         Some("apps") if args.get(1).map(String::as_str) == Some("create") => {
             let app_id = args.get(2).ok_or("apps create APP_ID")?;
@@ -237,7 +245,7 @@ async fn run(args: Vec<String>) -> Result<(), String> {
         Some("retention") => lifecycle::retention(&args).await,
         Some("replay") => replay::command(&args[1..]).await,
         _ => Err(
-            "usage: tally-admin migrate|topics|apps create|apps time-zone|keys create|keys revoke|users|refresh|storage|retention|replay … [options]"
+            "usage: tally-admin migrate|topics|apps create|apps time-zone|apps retention|keys create|keys revoke|users|refresh|storage|retention|replay … [options]"
                 .into(),
         ),
     }

@@ -1,0 +1,224 @@
+//! Rebuilding a table whose partition key changes (a migration's
+//! [`Rebuild`]s; ClickHouse cannot alter a partition key), resumable and
+//! exclusive.
+//!
+//! * Resumable: a run starts at the first step not done, judged from what
+//!   exists — the table with its marker column (only the old copy is left to
+//!   drop), the table without it (start by claiming it), or no table but its
+//!   old copy (a run stopped between claim and swap: copy again into a fresh
+//!   new table). The copy is checked before the swap: the new table must
+//!   hold as many distinct rows ([`Rebuild::key`]) as the old one.
+//! * Exclusive: a migration with rebuilds runs under the migration lock, a
+//!   table `tally_migration_lock` that only one `CREATE` can make (no `IF
+//!   NOT EXISTS`). Its holder writes a heartbeat row every
+//!   [`HEARTBEAT`]; a lock without one for [`STALE`] is a holder that died,
+//!   and is broken. Others wait for the lock, then find the migration done.
+//!
+//! From the claim (the table renamed away) until the swap, inserts into the
+//! table fail and are retried by the aggregator: no row is written into the
+//! old copy after it was copied.
+
+use clickhouse::error::Error;
+use clickhouse::Client;
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+use tally_schemas::migrations::{Migration, Rebuild, Step};
+
+/// The lock's table.
+pub const LOCK_TABLE: &str = "tally_migration_lock";
+
+/// How often the holder proves it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A lock without a heartbeat this long belongs to a dead holder.
+pub const STALE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct Count {
+    count: u64,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct Age {
+    beats: u64,
+    age_secs: i64,
+}
+
+/// Whether `table` exists in the current database.
+async fn exists(client: &Client, table: &str) -> Result<bool, Error> {
+    let row: Count = client
+        .query("SELECT count() AS count FROM system.tables WHERE database = currentDatabase() AND name = ?")
+        .bind(table)
+        .fetch_one()
+        .await?;
+    Ok(row.count > 0)
+}
+
+/// Whether `table` has `column`.
+async fn has_column(client: &Client, table: &str, column: &str) -> Result<bool, Error> {
+    let row: Count = client
+        .query(
+            "SELECT count() AS count FROM system.columns \
+             WHERE database = currentDatabase() AND table = ? AND name = ?",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one()
+        .await?;
+    Ok(row.count > 0)
+}
+
+/// Index of the first step of `steps` still to run for `rebuild`.
+async fn first_step(
+    client: &Client,
+    rebuild: &Rebuild,
+    version: u32,
+    steps: &[Step],
+) -> Result<usize, Error> {
+    let position = |wanted: fn(&Step) -> bool| steps.iter().position(wanted).unwrap_or(0);
+    if exists(client, rebuild.table).await? {
+        if has_column(client, rebuild.table, rebuild.marker).await? {
+            return Ok(position(|s| matches!(s, Step::Finish(_))));
+        }
+        return Ok(0);
+    }
+    if exists(client, &rebuild.old_table(version)).await? {
+        // Claimed by a run that stopped before the swap: copy again.
+        return Ok(1);
+    }
+    Err(Error::Custom(format!(
+        "migration {version}: neither {} nor {} exists",
+        rebuild.table,
+        rebuild.old_table(version)
+    )))
+}
+
+/// Distinct rows of `table` by the rebuild's key.
+async fn distinct_rows(client: &Client, rebuild: &Rebuild, table: &str) -> Result<u64, Error> {
+    let row: Count = client
+        .query(&rebuild.distinct_rows(table))
+        .fetch_one()
+        .await?;
+    Ok(row.count)
+}
+
+/// Runs the rebuilds of `migration`, each from its first step not done.
+pub async fn run(client: &Client, migration: &Migration) -> Result<(), Error> {
+    for rebuild in migration.rebuilds {
+        let definition = migration.rebuild_definition(rebuild).ok_or_else(|| {
+            Error::Custom(format!(
+                "migration {} has no definition of {}",
+                migration.version,
+                rebuild.new_table(migration.version)
+            ))
+        })?;
+        let steps = rebuild.steps(migration.version, &definition);
+        let first = first_step(client, rebuild, migration.version, &steps).await?;
+        for step in &steps[first..] {
+            for statement in step.statements() {
+                client.query(&statement).execute().await?;
+            }
+            if let Step::Copy(_) = step {
+                let old = rebuild.old_table(migration.version);
+                let new = rebuild.new_table(migration.version);
+                let (before, after) = (
+                    distinct_rows(client, rebuild, &old).await?,
+                    distinct_rows(client, rebuild, &new).await?,
+                );
+                if before != after {
+                    return Err(Error::Custom(format!(
+                        "migration {}: {new} holds {after} distinct rows, {old} {before}; \
+                         stopped before the swap (run the migration again)",
+                        migration.version
+                    )));
+                }
+                tracing::info!(table = rebuild.table, rows = after, "rebuilt table filled");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The migration lock, held until [`Lock::release`] (or the holder dies).
+#[derive(Debug)]
+pub struct Lock {
+    client: Client,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl Lock {
+    /// Waits for the lock and takes it.
+    pub async fn acquire(client: &Client) -> Result<Lock, Error> {
+        let create = format!("CREATE TABLE {LOCK_TABLE} (at DateTime) ENGINE = Log");
+        let mut empty_since: Option<Instant> = None;
+        loop {
+            match client.query(&create).execute().await {
+                Ok(()) => break,
+                Err(err) if err.to_string().contains("already exists") => {}
+                Err(err) => return Err(err),
+            }
+            let age: Age = client
+                .query(&format!(
+                    "SELECT count() AS beats, toInt64(now()) - toInt64(max(at)) AS age_secs FROM {LOCK_TABLE}"
+                ))
+                .fetch_one()
+                .await
+                .unwrap_or(Age {
+                    beats: 0,
+                    age_secs: 0,
+                });
+            let stale = if age.beats == 0 {
+                empty_since.get_or_insert_with(Instant::now).elapsed() > STALE
+            } else {
+                empty_since = None;
+                age.age_secs > i64::try_from(STALE.as_secs()).unwrap_or(i64::MAX)
+            };
+            if stale {
+                tracing::warn!(
+                    table = LOCK_TABLE,
+                    "breaking a migration lock without a heartbeat (its holder died)"
+                );
+                client
+                    .query(&format!("DROP TABLE IF EXISTS {LOCK_TABLE}"))
+                    .execute()
+                    .await?;
+                empty_since = None;
+                continue;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let beat = format!("INSERT INTO {LOCK_TABLE} (at) SELECT now()");
+        client.query(&beat).execute().await?;
+        let beating = client.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HEARTBEAT).await;
+                if let Err(err) = beating.query(&beat).execute().await {
+                    tracing::warn!(error = %err, "migration lock heartbeat failed");
+                }
+            }
+        });
+        Ok(Lock {
+            client: client.clone(),
+            heartbeat,
+        })
+    }
+
+    /// Gives the lock back.
+    pub async fn release(self) -> Result<(), Error> {
+        self.heartbeat.abort();
+        self.client
+            .clone()
+            .query(&format!("DROP TABLE IF EXISTS {LOCK_TABLE}"))
+            .execute()
+            .await
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // A lock dropped without release (an error) stops beating and goes
+        // stale for the next run.
+        self.heartbeat.abort();
+    }
+}
