@@ -1,4 +1,12 @@
-# One image with every Tally binary; the compose file and the helm chart pick the command.
+# One image with every Tally binary and the built dashboard; the compose file
+# and the helm chart pick the command.
+FROM node:20-bookworm AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -13,5 +21,6 @@ COPY --from=build /src/target/release/ingest-gateway /src/target/release/stream-
                   /src/target/release/report-refresher \
                   /src/target/release/query-service /src/target/release/tally-admin \
                   /src/target/release/tally-sample /usr/local/bin/
+COPY --from=web /web/dist /usr/share/tally/web
 USER tally
-ENV TALLY_LOG_FORMAT=json
+ENV TALLY_LOG_FORMAT=json TALLY_WEB_DIR=/usr/share/tally/web
