@@ -15,8 +15,10 @@
 //! * [`person`] — which events change identity, and the ClickHouse
 //!   `person_distinct_ids` and `persons` rows.
 //! * [`migrations`] — the versioned ClickHouse schema, applied in order.
+//! * [`cluster`] — the same schema on a sharded, replicated cluster (issue 18).
 //! * [`ids`] — the app-id rule every service applies.
 
+pub mod cluster;
 pub mod columns;
 pub mod dead_letter;
 pub mod envelope;
