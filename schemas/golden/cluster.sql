@@ -24,7 +24,7 @@ PARTITION BY event_date
 ORDER BY (app_id, event_date, name, timestamp, event_id)
 SETTINGS index_granularity = 8192;
 
-CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tally AS db.events_local ENGINE = Distributed(tally, db, events_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tally AS db.events_local ENGINE = Distributed(tally, db, events_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 -- 0002 enrichment
 ALTER TABLE db.events_local ON CLUSTER tally
@@ -47,7 +47,7 @@ ALTER TABLE db.events_local ON CLUSTER tally
 
 DROP TABLE IF EXISTS db.events ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tally AS db.events_local ENGINE = Distributed(tally, db, events_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tally AS db.events_local ENGINE = Distributed(tally, db, events_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 -- 0003 sessions
 CREATE TABLE IF NOT EXISTS db.sessions_local ON CLUSTER tally
@@ -82,7 +82,7 @@ PARTITION BY created_date
 ORDER BY (app_id, distinct_id, session_id)
 SETTINGS index_granularity = 8192;
 
-CREATE TABLE IF NOT EXISTS db.sessions ON CLUSTER tally AS db.sessions_local ENGINE = Distributed(tally, db, sessions_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.sessions ON CLUSTER tally AS db.sessions_local ENGINE = Distributed(tally, db, sessions_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 -- 0004 rollups
 CREATE TABLE IF NOT EXISTS db.rollup_pages_hourly_local ON CLUSTER tally
@@ -127,7 +127,7 @@ ALTER TABLE db.sessions_local ON CLUSTER tally
 
 DROP TABLE IF EXISTS db.sessions ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.sessions ON CLUSTER tally AS db.sessions_local ENGINE = Distributed(tally, db, sessions_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.sessions ON CLUSTER tally AS db.sessions_local ENGINE = Distributed(tally, db, sessions_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 -- 0006 property_keys
 CREATE TABLE IF NOT EXISTS db.property_keys_local ON CLUSTER tally
@@ -163,7 +163,7 @@ CREATE TABLE IF NOT EXISTS db.person_distinct_ids_local ON CLUSTER tally
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/person_distinct_ids_local', '{replica}', version)
 ORDER BY (app_id, distinct_id);
 
-CREATE TABLE IF NOT EXISTS db.person_distinct_ids ON CLUSTER tally AS db.person_distinct_ids_local ENGINE = Distributed(tally, db, person_distinct_ids_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.person_distinct_ids ON CLUSTER tally AS db.person_distinct_ids_local ENGINE = Distributed(tally, db, person_distinct_ids_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 CREATE TABLE IF NOT EXISTS db.persons_local ON CLUSTER tally
 (
@@ -177,7 +177,7 @@ CREATE TABLE IF NOT EXISTS db.persons_local ON CLUSTER tally
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/persons_local', '{replica}', version)
 ORDER BY (app_id, person_id);
 
-CREATE TABLE IF NOT EXISTS db.persons ON CLUSTER tally AS db.persons_local ENGINE = Distributed(tally, db, persons_local, cityHash64(app_id, person_id));
+CREATE TABLE IF NOT EXISTS db.persons ON CLUSTER tally AS db.persons_local ENGINE = Distributed(tally, db, persons_local, sipHash64(concat(app_id, '\0', person_id)));
 
 -- 0008 reports
 CREATE TABLE IF NOT EXISTS db.report_pages_hourly_local ON CLUSTER tally
@@ -214,7 +214,7 @@ ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/person_day_
 PARTITION BY toYYYYMM(day)
 ORDER BY (app_id, day, person_id);
 
-CREATE TABLE IF NOT EXISTS db.person_day_activity ON CLUSTER tally AS db.person_day_activity_local ENGINE = Distributed(tally, db, person_day_activity_local, cityHash64(app_id, person_id));
+CREATE TABLE IF NOT EXISTS db.person_day_activity ON CLUSTER tally AS db.person_day_activity_local ENGINE = Distributed(tally, db, person_day_activity_local, sipHash64(concat(app_id, '\0', person_id)));
 
 -- 0009 arrivals
 CREATE TABLE IF NOT EXISTS db.arrivals_local ON CLUSTER tally
@@ -247,7 +247,7 @@ ALTER TABLE db.arrivals_local ON CLUSTER tally
 
 DROP TABLE IF EXISTS db.arrivals ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.arrivals ON CLUSTER tally AS db.arrivals_local ENGINE = Distributed(tally, db, arrivals_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.arrivals ON CLUSTER tally AS db.arrivals_local ENGINE = Distributed(tally, db, arrivals_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 CREATE TABLE IF NOT EXISTS db.id_hours_local ON CLUSTER tally
 (
@@ -259,7 +259,7 @@ ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/id_hours_lo
 PARTITION BY toYYYYMM(hour)
 ORDER BY (app_id, distinct_id, hour);
 
-CREATE TABLE IF NOT EXISTS db.id_hours ON CLUSTER tally AS db.id_hours_local ENGINE = Distributed(tally, db, id_hours_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.id_hours ON CLUSTER tally AS db.id_hours_local ENGINE = Distributed(tally, db, id_hours_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 CREATE TABLE IF NOT EXISTS db.key_ids_local ON CLUSTER tally
 (
@@ -297,7 +297,7 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (app_id, distinct_id, hour, url_path, referrer_host, country, device_type, browser, is_bot)
 SETTINGS index_granularity = 1024;
 
-CREATE TABLE IF NOT EXISTS db.id_keys ON CLUSTER tally AS db.id_keys_local ENGINE = Distributed(tally, db, id_keys_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.id_keys ON CLUSTER tally AS db.id_keys_local ENGINE = Distributed(tally, db, id_keys_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 -- 0011 identity_positions
 ALTER TABLE db.person_distinct_ids_local ON CLUSTER tally
@@ -307,7 +307,7 @@ ALTER TABLE db.person_distinct_ids_local ON CLUSTER tally
 
 DROP TABLE IF EXISTS db.person_distinct_ids ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.person_distinct_ids ON CLUSTER tally AS db.person_distinct_ids_local ENGINE = Distributed(tally, db, person_distinct_ids_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.person_distinct_ids ON CLUSTER tally AS db.person_distinct_ids_local ENGINE = Distributed(tally, db, person_distinct_ids_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 -- 0012 retention_class
 RENAME TABLE db.events_local TO db.events_pre_v12_local ON CLUSTER tally;
@@ -316,7 +316,7 @@ DROP TABLE IF EXISTS db.events ON CLUSTER tally;
 
 DROP TABLE IF EXISTS db.events_pre_v12 ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.events_pre_v12 ON CLUSTER tally AS db.events_pre_v12_local ENGINE = Distributed(tally, db, events_pre_v12_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.events_pre_v12 ON CLUSTER tally AS db.events_pre_v12_local ENGINE = Distributed(tally, db, events_pre_v12_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 DROP TABLE IF EXISTS db.rollup_pages_hourly_mv_local ON CLUSTER tally;
 
@@ -372,7 +372,7 @@ PARTITION BY (retention_days, event_date)
 ORDER BY (app_id, event_date, name, timestamp, event_id)
 SETTINGS index_granularity = 8192;
 
-CREATE TABLE IF NOT EXISTS db.events_v12 ON CLUSTER tally AS db.events_v12_local ENGINE = Distributed(tally, db, events_v12_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.events_v12 ON CLUSTER tally AS db.events_v12_local ENGINE = Distributed(tally, db, events_v12_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 INSERT INTO events_v12 (app_id, event_date, timestamp, ts_ms, received_at, event_id, name, distinct_id, user_id, anonymous_id, ip, user_agent, prop_keys, prop_values, kafka_topic, kafka_partition, kafka_offset, country, region, city, browser, browser_version, os, device_type, is_bot, url_host, url_path, referrer_host, utm_source, utm_medium, utm_campaign, utm_term, utm_content) SELECT app_id, event_date, timestamp, ts_ms, received_at, event_id, name, distinct_id, user_id, anonymous_id, ip, user_agent, prop_keys, prop_values, kafka_topic, kafka_partition, kafka_offset, country, region, city, browser, browser_version, os, device_type, is_bot, url_host, url_path, referrer_host, utm_source, utm_medium, utm_campaign, utm_term, utm_content FROM events_pre_v12;
 
@@ -382,7 +382,7 @@ DROP TABLE IF EXISTS db.events_v12 ON CLUSTER tally;
 
 DROP TABLE IF EXISTS db.events ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tally AS db.events_local ENGINE = Distributed(tally, db, events_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.events ON CLUSTER tally AS db.events_local ENGINE = Distributed(tally, db, events_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 DROP TABLE IF EXISTS db.events_pre_v12_local ON CLUSTER tally;
 
@@ -394,7 +394,7 @@ DROP TABLE IF EXISTS db.sessions ON CLUSTER tally;
 
 DROP TABLE IF EXISTS db.sessions_pre_v12 ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.sessions_pre_v12 ON CLUSTER tally AS db.sessions_pre_v12_local ENGINE = Distributed(tally, db, sessions_pre_v12_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.sessions_pre_v12 ON CLUSTER tally AS db.sessions_pre_v12_local ENGINE = Distributed(tally, db, sessions_pre_v12_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 DROP TABLE IF EXISTS db.sessions_v12_local ON CLUSTER tally;
 
@@ -435,7 +435,7 @@ PARTITION BY (retention_days, created_date)
 ORDER BY (app_id, distinct_id, session_id)
 SETTINGS index_granularity = 8192;
 
-CREATE TABLE IF NOT EXISTS db.sessions_v12 ON CLUSTER tally AS db.sessions_v12_local ENGINE = Distributed(tally, db, sessions_v12_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.sessions_v12 ON CLUSTER tally AS db.sessions_v12_local ENGINE = Distributed(tally, db, sessions_v12_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 INSERT INTO sessions_v12 (app_id, created_date, distinct_id, session_id, start_ms, end_ms, start, duration_ms, events, page_views, entry_page, exit_page, referrer_host, utm_source, utm_medium, utm_campaign, country, device_type, browser, os, is_bot, bounce, dropped, version, entry_ms, exit_ms) SELECT app_id, created_date, distinct_id, session_id, start_ms, end_ms, start, duration_ms, events, page_views, entry_page, exit_page, referrer_host, utm_source, utm_medium, utm_campaign, country, device_type, browser, os, is_bot, bounce, dropped, version, entry_ms, exit_ms FROM sessions_pre_v12;
 
@@ -445,7 +445,7 @@ DROP TABLE IF EXISTS db.sessions_v12 ON CLUSTER tally;
 
 DROP TABLE IF EXISTS db.sessions ON CLUSTER tally;
 
-CREATE TABLE IF NOT EXISTS db.sessions ON CLUSTER tally AS db.sessions_local ENGINE = Distributed(tally, db, sessions_local, cityHash64(app_id, distinct_id));
+CREATE TABLE IF NOT EXISTS db.sessions ON CLUSTER tally AS db.sessions_local ENGINE = Distributed(tally, db, sessions_local, sipHash64(concat(app_id, '\0', distinct_id)));
 
 DROP TABLE IF EXISTS db.sessions_pre_v12_local ON CLUSTER tally;
 

@@ -11,9 +11,10 @@
 //!
 //! Rows are placed by [`placement`]: the tables of one visitor's rows
 //! (`events`, `sessions`, `arrivals`, `person_distinct_ids`, `id_hours`,
-//! `id_keys`) by `cityHash64(app_id, distinct_id)`, so a visitor's events,
-//! sessions and identity rows share a shard; the person tables by
-//! `cityHash64(app_id, person_id)`; every other sharded table by the hash of
+//! `id_keys`) by [`VISITOR_KEY`], a hash of app and visitor that the
+//! aggregator computes too ([`shard_hash`]), so a visitor's events, sessions
+//! and identity rows share a shard; the person tables by [`PERSON_KEY`];
+//! every other sharded table by the hash of
 //! its sort key, so the rows a `Replacing`/`Aggregating` engine collapses
 //! always meet on one shard. Small bookkeeping tables (`Log` engines) are
 //! replicated on every node instead (one replication group for the cluster,
@@ -58,10 +59,26 @@ pub const VISITOR_TABLES: &[&str] = &[
 pub const PERSON_TABLES: &[&str] = &["persons", "person_day_activity"];
 
 /// The sharding key of the visitor tables.
-pub const VISITOR_KEY: &str = "cityHash64(app_id, distinct_id)";
+pub const VISITOR_KEY: &str = "sipHash64(concat(app_id, '\\0', distinct_id))";
 
 /// The sharding key of the person tables.
-pub const PERSON_KEY: &str = "cityHash64(app_id, person_id)";
+pub const PERSON_KEY: &str = "sipHash64(concat(app_id, '\\0', person_id))";
+
+/// ClickHouse's `sipHash64` of `parts` joined by a zero byte: SipHash-2-4
+/// with a zero key over the bytes (what `sipHash64(concat(a, '\0', b))`
+/// computes on ClickHouse 18.16 and current releases). The aggregator routes
+/// a row to shard `hash % shards` with it, as the `Distributed` table does.
+pub fn shard_hash(parts: &[&str]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher24::new_with_keys(0, 0);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            hasher.write(&[0]);
+        }
+        hasher.write(part.as_bytes());
+    }
+    hasher.finish()
+}
 
 /// The table name without a rebuild's `_vN` / `_pre_vN` suffix.
 fn base_name(table: &str) -> &str {
@@ -320,6 +337,14 @@ mod tests {
     };
 
     #[test]
+    fn the_shard_hash_is_clickhouses_siphash64() {
+        // Answers of ClickHouse 18.16.1 to `SELECT sipHash64(…)`.
+        assert_eq!(shard_hash(&["abc"]), 4_596_069_200_710_135_518);
+        assert_eq!(shard_hash(&[""]), 2_202_906_307_356_721_367);
+        assert_eq!(shard_hash(&["app", "v1"]), 11_997_464_153_181_524_464);
+    }
+
+    #[test]
     fn tables_are_placed_by_visitor_person_or_sort_key() {
         assert_eq!(
             placement("events_v12", ""),
@@ -356,7 +381,7 @@ mod tests {
         assert_eq!(
             out[1],
             "CREATE TABLE IF NOT EXISTS db.persons ON CLUSTER tally AS db.persons_local \
-             ENGINE = Distributed(tally, db, persons_local, cityHash64(app_id, person_id))"
+             ENGINE = Distributed(tally, db, persons_local, sipHash64(concat(app_id, '\\0', person_id)))"
         );
     }
 

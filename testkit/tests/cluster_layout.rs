@@ -5,7 +5,8 @@
 //! a fresh database in order — the rebuild of migration 0012 included — and
 //! then (once every replica has synchronised: replication is asynchronous, a
 //! read through `Distributed` may ask either replica): rows written through
-//! the `Distributed` tables land whole per visitor
+//! the `Distributed` tables land whole per visitor, on the shard
+//! `tally_schemas::cluster::shard_hash` names,
 //! on one shard, the replicas of a shard agree, the views count every page
 //! view once (not once per replica), and the bookkeeping table is complete on
 //! every node.
@@ -173,6 +174,13 @@ async fn migrations_apply_on_the_cluster_and_place_rows_by_visitor() {
         "both shards hold visitors"
     );
     assert!(per_shard[0].is_disjoint(&per_shard[1]));
+    // ClickHouse placed every visitor where the aggregator's hash says.
+    for (shard, ids) in per_shard.iter().enumerate() {
+        for id in ids {
+            let hash = tally_schemas::cluster::shard_hash(&["app", id]);
+            assert_eq!(hash % 2, shard as u64, "visitor {id}");
+        }
+    }
     assert_eq!(per_shard[0].len() + per_shard[1].len(), 60);
     // The views fired once per row (on the replica that took the insert).
     assert_eq!(
