@@ -5,8 +5,11 @@
 //!
 //! Applied versions are recorded in `schema_migrations`; running the migrations
 //! again applies only the missing ones (and every statement is `IF NOT EXISTS`).
-//! A migration that rebuilds tables (a new partition key) runs under the
-//! migration lock and resumes where a stopped run left it (`crate::rebuild`).
+//! Pending migrations run under the migration lock (one runner at a time; the
+//! others find them applied), and a migration that rebuilds tables (a new
+//! partition key) resumes where a stopped run left it (`crate::rebuild`). On
+//! a cluster (`TALLY_CLICKHOUSE_CLUSTER`) every statement runs in its cluster
+//! form (`tally_schemas::cluster`).
 
 use crate::config::{env_string, ConfigError};
 use clickhouse::Client;
@@ -24,6 +27,11 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Password (`TALLY_CLICKHOUSE_PASSWORD`, default empty).
     pub password: String,
+    /// The cluster (`TALLY_CLICKHOUSE_CLUSTER`, a name in the servers'
+    /// `remote_servers`; empty, the default: one server). On a cluster the
+    /// migrations create the cluster layout (`tally_schemas::cluster`) and
+    /// inserts into `Distributed` tables are synchronous.
+    pub cluster: Option<String>,
 }
 
 impl ClickHouseConfig {
@@ -34,10 +42,15 @@ impl ClickHouseConfig {
             database: env_string("TALLY_CLICKHOUSE_DATABASE", "tally"),
             user: env_string("TALLY_CLICKHOUSE_USER", "default"),
             password: env_string("TALLY_CLICKHOUSE_PASSWORD", ""),
+            cluster: Some(env_string("TALLY_CLICKHOUSE_CLUSTER", "")).filter(|c| !c.is_empty()),
         };
         crate::config::ensure(
             valid_identifier(&config.database),
             "TALLY_CLICKHOUSE_DATABASE must match [A-Za-z0-9_]{1,64}",
+        )?;
+        crate::config::ensure(
+            config.cluster.as_deref().is_none_or(valid_identifier),
+            "TALLY_CLICKHOUSE_CLUSTER must match [A-Za-z0-9_]{1,64}",
         )?;
         Ok(config)
     }
@@ -49,11 +62,27 @@ impl ClickHouseConfig {
 
     /// A client with no default database (to create one).
     pub fn server_client(&self) -> Client {
-        Client::default()
+        let client = Client::default()
             .with_url(self.url.clone())
             .with_user(self.user.clone())
             .with_password(self.password.clone())
-            .with_validation(false)
+            .with_validation(false);
+        match self.cluster {
+            // An insert through a `Distributed` table returns once every
+            // shard holds its rows (not when they are queued on this node).
+            Some(_) => client.with_setting("insert_distributed_sync", "1"),
+            None => client,
+        }
+    }
+
+    /// The cluster layout's names, on a cluster.
+    pub fn layout(&self) -> Option<tally_schemas::cluster::Cluster<'_>> {
+        self.cluster
+            .as_deref()
+            .map(|name| tally_schemas::cluster::Cluster {
+                name,
+                database: &self.database,
+            })
     }
 }
 
@@ -88,52 +117,79 @@ pub async fn migrate_until(
             config.database
         )));
     }
+    let on = config
+        .cluster
+        .as_deref()
+        .map(|c| format!(" ON CLUSTER {c}"))
+        .unwrap_or_default();
     config
         .server_client()
         .query(&format!(
-            "CREATE DATABASE IF NOT EXISTS {}",
+            "CREATE DATABASE IF NOT EXISTS {}{on}",
             config.database
         ))
         .execute()
         .await?;
     let client = config.client();
+    let layout = config.layout();
+    let engine = match &layout {
+        // Every node holds the record (one replication group for the cluster).
+        Some(cluster) => format!(
+            "ReplicatedMergeTree('/clickhouse/tables/all/{}/schema_migrations', '{{replica}}') ORDER BY version",
+            cluster.database
+        ),
+        None => "TinyLog".into(),
+    };
     client
-        .query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations \
-             (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = TinyLog",
-        )
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {}.schema_migrations{on} \
+             (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = {engine}",
+            config.database
+        ))
         .execute()
         .await?;
-    let recorded = applied(&client).await?;
+    let wanted: Vec<Migration> = CLICKHOUSE
+        .iter()
+        .filter(|m| m.version <= last)
+        .copied()
+        .collect();
+    let recorded = applied(&client, layout.is_some()).await?;
+    if pending(&wanted, &recorded).is_empty() {
+        return Ok(Vec::new());
+    }
+    // Migrations run under the migration lock (a rebuild renames tables an
+    // earlier migration of a concurrent runner would touch); a runner that
+    // waited for it finds what the holder applied.
+    let lock = crate::rebuild::Lock::acquire(&client, layout).await?;
+    let result = apply_pending(&client, &wanted, config).await;
+    lock.release().await?;
+    result
+}
+
+/// Applies the migrations of `wanted` not recorded yet (under the lock).
+async fn apply_pending(
+    client: &Client,
+    wanted: &[Migration],
+    config: &ClickHouseConfig,
+) -> Result<Vec<u32>, clickhouse::error::Error> {
+    let recorded = applied(client, config.cluster.is_some()).await?;
     let mut done = Vec::new();
-    let wanted = CLICKHOUSE.iter().filter(|m| m.version <= last);
-    let wanted: Vec<Migration> = wanted.copied().collect();
-    for migration in pending(&wanted, &recorded) {
-        if migration.rebuilds.is_empty() {
-            apply(&client, migration, &config.database).await?;
-        } else {
-            // Rebuilds run under the migration lock; another runner may have
-            // applied the migration while this one waited for it.
-            let lock = crate::rebuild::Lock::acquire(&client).await?;
-            let result = match applied(&client).await {
-                Ok(now) if now.contains(&migration.version) => Ok(false),
-                Ok(_) => apply(&client, migration, &config.database)
-                    .await
-                    .map(|()| true),
-                Err(err) => Err(err),
-            };
-            lock.release().await?;
-            if !result? {
-                continue;
-            }
-        }
+    for migration in pending(wanted, &recorded) {
+        apply(client, migration, config).await?;
         done.push(migration.version);
     }
     Ok(done)
 }
 
-/// The versions recorded in `schema_migrations`.
-async fn applied(client: &Client) -> Result<Vec<u32>, clickhouse::error::Error> {
+/// The versions recorded in `schema_migrations` (on a cluster, once this
+/// node's copy has caught up with every node's records).
+async fn applied(client: &Client, cluster: bool) -> Result<Vec<u32>, clickhouse::error::Error> {
+    if cluster {
+        client
+            .query("SYSTEM SYNC REPLICA schema_migrations")
+            .execute()
+            .await?;
+    }
     Ok(client
         .query("SELECT version FROM schema_migrations")
         .fetch_all::<AppliedVersion>()
@@ -147,10 +203,22 @@ async fn applied(client: &Client) -> Result<Vec<u32>, clickhouse::error::Error> 
 async fn apply(
     client: &Client,
     migration: &Migration,
-    database: &str,
+    config: &ClickHouseConfig,
 ) -> Result<(), clickhouse::error::Error> {
-    crate::rebuild::run(client, migration).await?;
+    let layout = config.layout();
+    crate::rebuild::run(client, migration, layout).await?;
+    let mut statements = Vec::new();
     for statement in migration.other_statements() {
+        match &layout {
+            Some(cluster) => statements.extend(
+                cluster
+                    .statements(&statement)
+                    .map_err(|e| clickhouse::error::Error::Custom(e.to_string()))?,
+            ),
+            None => statements.push(statement),
+        }
+    }
+    for statement in statements {
         match client.query(&statement).execute().await {
             // 18.16 has no ADD COLUMN IF NOT EXISTS: a column that exists was added
             // by an earlier run that stopped before recording the migration.
@@ -172,7 +240,8 @@ async fn apply(
     tracing::info!(
         version = migration.version,
         name = migration.name,
-        database = %database,
+        database = %config.database,
+        cluster = config.cluster.as_deref().unwrap_or("-"),
         "applied ClickHouse migration"
     );
     Ok(())

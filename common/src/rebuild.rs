@@ -17,11 +17,19 @@
 //! From the claim (the table renamed away) until the swap, inserts into the
 //! table fail and are retried by the aggregator: no row is written into the
 //! old copy after it was copied.
+//!
+//! On a cluster (`tally_schemas::cluster`) every step runs in its cluster
+//! form, the state is judged from the `_local` tables, the copy check reads
+//! through the `Distributed` tables until the replicas agree (replication is
+//! asynchronous; a real shortfall stays and stops the rebuild after
+//! [`COPY_CHECK`]), and the lock is a table replicated on every node whose
+//! creation (`ON CLUSTER`, without `IF NOT EXISTS`) only one runner wins.
 
 use clickhouse::error::Error;
 use clickhouse::Client;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
+use tally_schemas::cluster::Cluster;
 use tally_schemas::migrations::{Migration, Rebuild, Step};
 
 /// The lock's table.
@@ -32,6 +40,9 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// A lock without a heartbeat this long belongs to a dead holder.
 pub const STALE: Duration = Duration::from_secs(60);
+
+/// How long a cluster's copy check waits for the replicas to agree.
+pub const COPY_CHECK: Duration = Duration::from_secs(120);
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct Count {
@@ -68,21 +79,31 @@ async fn has_column(client: &Client, table: &str, column: &str) -> Result<bool, 
     Ok(row.count > 0)
 }
 
-/// Index of the first step of `steps` still to run for `rebuild`.
+/// Index of the first step of `steps` still to run for `rebuild` (on a
+/// cluster, judged from this node's `_local` tables).
 async fn first_step(
     client: &Client,
     rebuild: &Rebuild,
     version: u32,
     steps: &[Step],
+    cluster: bool,
 ) -> Result<usize, Error> {
     let position = |wanted: fn(&Step) -> bool| steps.iter().position(wanted).unwrap_or(0);
-    if exists(client, rebuild.table).await? {
-        if has_column(client, rebuild.table, rebuild.marker).await? {
+    let local = |name: &str| {
+        if cluster {
+            format!("{name}_local")
+        } else {
+            name.to_owned()
+        }
+    };
+    let table = local(rebuild.table);
+    if exists(client, &table).await? {
+        if has_column(client, &table, rebuild.marker).await? {
             return Ok(position(|s| matches!(s, Step::Finish(_))));
         }
         return Ok(0);
     }
-    if exists(client, &rebuild.old_table(version)).await? {
+    if exists(client, &local(&rebuild.old_table(version))).await? {
         // Claimed by a run that stopped before the swap: copy again.
         return Ok(1);
     }
@@ -102,8 +123,59 @@ async fn distinct_rows(client: &Client, rebuild: &Rebuild, table: &str) -> Resul
     Ok(row.count)
 }
 
+/// The statements of `step`, in their cluster form on a cluster.
+fn step_statements(step: &Step, cluster: Option<Cluster<'_>>) -> Result<Vec<String>, Error> {
+    let statements = step.statements();
+    let Some(cluster) = cluster else {
+        return Ok(statements);
+    };
+    let mut out = Vec::new();
+    for statement in statements {
+        out.extend(
+            cluster
+                .statements(&statement)
+                .map_err(|e| Error::Custom(e.to_string()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Whether the copy holds every row: the distinct keys of `new` equal those
+/// of `old` (on a cluster, read through the `Distributed` tables until the
+/// replicas agree or [`COPY_CHECK`] passes).
+async fn check_copy(
+    client: &Client,
+    rebuild: &Rebuild,
+    version: u32,
+    cluster: bool,
+) -> Result<u64, Error> {
+    let old = rebuild.old_table(version);
+    let new = rebuild.new_table(version);
+    let started = std::time::Instant::now();
+    loop {
+        let (before, after) = (
+            distinct_rows(client, rebuild, &old).await?,
+            distinct_rows(client, rebuild, &new).await?,
+        );
+        if before == after {
+            return Ok(after);
+        }
+        if !cluster || started.elapsed() > COPY_CHECK {
+            return Err(Error::Custom(format!(
+                "migration {version}: {new} holds {after} distinct rows, {old} {before}; \
+                 stopped before the swap (run the migration again)"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Runs the rebuilds of `migration`, each from its first step not done.
-pub async fn run(client: &Client, migration: &Migration) -> Result<(), Error> {
+pub async fn run(
+    client: &Client,
+    migration: &Migration,
+    cluster: Option<Cluster<'_>>,
+) -> Result<(), Error> {
     for rebuild in migration.rebuilds {
         let definition = migration.rebuild_definition(rebuild).ok_or_else(|| {
             Error::Custom(format!(
@@ -113,26 +185,22 @@ pub async fn run(client: &Client, migration: &Migration) -> Result<(), Error> {
             ))
         })?;
         let steps = rebuild.steps(migration.version, &definition);
-        let first = first_step(client, rebuild, migration.version, &steps).await?;
+        let first = first_step(
+            client,
+            rebuild,
+            migration.version,
+            &steps,
+            cluster.is_some(),
+        )
+        .await?;
         for step in &steps[first..] {
-            for statement in step.statements() {
+            for statement in step_statements(step, cluster)? {
                 client.query(&statement).execute().await?;
             }
             if let Step::Copy(_) = step {
-                let old = rebuild.old_table(migration.version);
-                let new = rebuild.new_table(migration.version);
-                let (before, after) = (
-                    distinct_rows(client, rebuild, &old).await?,
-                    distinct_rows(client, rebuild, &new).await?,
-                );
-                if before != after {
-                    return Err(Error::Custom(format!(
-                        "migration {}: {new} holds {after} distinct rows, {old} {before}; \
-                         stopped before the swap (run the migration again)",
-                        migration.version
-                    )));
-                }
-                tracing::info!(table = rebuild.table, rows = after, "rebuilt table filled");
+                let rows =
+                    check_copy(client, rebuild, migration.version, cluster.is_some()).await?;
+                tracing::info!(table = rebuild.table, rows, "rebuilt table filled");
             }
         }
     }
@@ -144,12 +212,29 @@ pub async fn run(client: &Client, migration: &Migration) -> Result<(), Error> {
 pub struct Lock {
     client: Client,
     heartbeat: tokio::task::JoinHandle<()>,
+    /// The statement giving it back.
+    drop: String,
 }
 
 impl Lock {
-    /// Waits for the lock and takes it.
-    pub async fn acquire(client: &Client) -> Result<Lock, Error> {
-        let create = format!("CREATE TABLE {LOCK_TABLE} (at DateTime) ENGINE = Log");
+    /// Waits for the lock and takes it (on a cluster, for every node).
+    pub async fn acquire(client: &Client, cluster: Option<Cluster<'_>>) -> Result<Lock, Error> {
+        let create = match cluster {
+            None => format!("CREATE TABLE {LOCK_TABLE} (at DateTime) ENGINE = Log"),
+            Some(c) => format!(
+                "CREATE TABLE {db}.{LOCK_TABLE} ON CLUSTER {name} (at DateTime) ENGINE = \
+                 ReplicatedMergeTree('/clickhouse/tables/all/{db}/{LOCK_TABLE}', '{{replica}}') ORDER BY at",
+                db = c.database,
+                name = c.name
+            ),
+        };
+        let drop = match cluster {
+            None => format!("DROP TABLE IF EXISTS {LOCK_TABLE}"),
+            Some(c) => format!(
+                "DROP TABLE IF EXISTS {}.{LOCK_TABLE} ON CLUSTER {}",
+                c.database, c.name
+            ),
+        };
         let mut empty_since: Option<Instant> = None;
         loop {
             match client.query(&create).execute().await {
@@ -178,10 +263,7 @@ impl Lock {
                     table = LOCK_TABLE,
                     "breaking a migration lock without a heartbeat (its holder died)"
                 );
-                client
-                    .query(&format!("DROP TABLE IF EXISTS {LOCK_TABLE}"))
-                    .execute()
-                    .await?;
+                client.query(&drop).execute().await?;
                 empty_since = None;
                 continue;
             }
@@ -201,17 +283,14 @@ impl Lock {
         Ok(Lock {
             client: client.clone(),
             heartbeat,
+            drop,
         })
     }
 
     /// Gives the lock back.
     pub async fn release(self) -> Result<(), Error> {
         self.heartbeat.abort();
-        self.client
-            .clone()
-            .query(&format!("DROP TABLE IF EXISTS {LOCK_TABLE}"))
-            .execute()
-            .await
+        self.client.clone().query(&self.drop).execute().await
     }
 }
 

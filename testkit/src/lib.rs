@@ -117,6 +117,7 @@ impl Isolation {
             database: format!("tally_{id}"),
             user: "default".into(),
             password: String::new(),
+            cluster: None,
         };
         broker::create_topic(&kafka.brokers, &kafka.topic, partitions).await;
         broker::create_topic(&kafka.brokers, &kafka.dlq_topic, 1).await;

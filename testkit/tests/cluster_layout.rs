@@ -1,8 +1,10 @@
 //! The cluster layout on a real cluster (issue 18): the local 2 shards × 2
 //! replicas of ClickHouse 18.16 with ZooKeeper (`scripts/cluster up`, started
-//! by `./tally test`). Every migration's cluster statements
-//! (`tally_schemas::cluster`, golden in `schemas/golden/cluster.sql`) apply to
-//! a fresh database in order — the rebuild of migration 0012 included — and
+//! by `./tally test`). The migration runner in cluster mode applies every
+//! migration's cluster statements (`tally_schemas::cluster`, golden in
+//! `schemas/golden/cluster.sql`) to a fresh database in order — the rebuild of
+//! migration 0012 included — once, though two runners on two nodes start
+//! together; and
 //! then (once every replica has synchronised: replication is asynchronous, a
 //! read through `Distributed` may ask either replica): rows written through
 //! the `Distributed` tables land whole per visitor, on the shard
@@ -14,7 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use tally_schemas::cluster::Cluster;
+use tally_common::clickhouse::{migrate, ClickHouseConfig};
 use tally_schemas::migrations::CLICKHOUSE;
 use tally_testkit::unique;
 
@@ -75,26 +77,39 @@ async fn migrations_apply_on_the_cluster_and_place_rows_by_visitor() {
                 nodes[0]
             )
         });
-    server
-        .query(&format!(
-            "CREATE DATABASE IF NOT EXISTS {database} ON CLUSTER tally"
-        ))
-        .execute()
-        .await
-        .unwrap();
-    let cluster = Cluster {
-        name: "tally",
-        database: &database,
+    // Two runners, on two nodes, at once: the migration lock (a table
+    // replicated on every node) lets one apply everything; the other waits
+    // and finds it applied.
+    let config = |node: &str| ClickHouseConfig {
+        url: node.to_owned(),
+        database: database.clone(),
+        user: "default".into(),
+        password: String::new(),
+        cluster: Some("tally".into()),
     };
+    let (one, three) = (config(&nodes[0]), config(&nodes[2]));
+    let (a, b) = tokio::join!(migrate(&one), migrate(&three));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let all: Vec<u32> = CLICKHOUSE.iter().map(|m| m.version).collect();
+    assert!(
+        (a == all && b.is_empty()) || (b == all && a.is_empty()),
+        "{a:?} {b:?}"
+    );
+    assert!(migrate(&config(&nodes[1])).await.unwrap().is_empty());
     let first = client(&nodes[0], &database);
-    for migration in CLICKHOUSE {
-        for statement in cluster.migration_statements(migration).unwrap() {
-            first
-                .query(&statement)
-                .execute()
-                .await
-                .unwrap_or_else(|e| panic!("migration {}: {statement}\n{e}", migration.version));
-        }
+    for node in &nodes {
+        let local = client(node, &database);
+        local
+            .query("SYSTEM SYNC REPLICA schema_migrations")
+            .execute()
+            .await
+            .unwrap();
+        let recorded = count(&local, "SELECT count() FROM schema_migrations").await;
+        assert_eq!(
+            recorded,
+            all.len() as u64,
+            "{node}: each migration recorded once"
+        );
     }
     // Every node has every table.
     let mut tables = Vec::new();

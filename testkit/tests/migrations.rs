@@ -17,6 +17,7 @@ fn config() -> ClickHouseConfig {
         database: format!("tally_{}", unique("mig")),
         user: "default".into(),
         password: String::new(),
+        cluster: None,
     }
 }
 

@@ -156,6 +156,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         database: format!("tally_{id}"),
         user: "default".into(),
         password: String::new(),
+        cluster: None,
     };
     tally_common::clickhouse::migrate(&clickhouse)
         .await

@@ -1,7 +1,9 @@
 //! `tally-admin`: operator tasks.
 //!
 //! ```text
-//! tally-admin migrate [--url URL] [--database DB]      apply ClickHouse and PostgreSQL migrations
+//! tally-admin migrate [--url URL] [--database DB] [--cluster NAME]
+//!                                                      apply ClickHouse and PostgreSQL migrations
+//!                                                      (on a cluster: its layout, docs/CLUSTER.md)
 //! tally-admin apps create APP_ID [--name NAME] [--time-zone TZ]
 //!                                                      create an app with a write and a read key
 //! tally-admin apps time-zone APP_ID TZ                 set the app's time zone (IANA name)
@@ -67,11 +69,19 @@ async fn run(args: Vec<String>) -> Result<(), String> {
             if let Some(database) = flag(&args, "--database").pop() {
                 config.database = database;
             }
+            if let Some(cluster) = flag(&args, "--cluster").pop() {
+                config.cluster = Some(cluster).filter(|c| !c.is_empty());
+            }
             let applied = migrate(&config).await.map_err(|e| e.to_string())?;
             println!(
-                "clickhouse {} database {}: {} migration(s) applied",
+                "clickhouse {} database {}{}: {} migration(s) applied",
                 config.url,
                 config.database,
+                config
+                    .cluster
+                    .as_deref()
+                    .map(|c| format!(" on cluster {c}"))
+                    .unwrap_or_default(),
                 applied.len()
             );
             let client = pg().await?;
