@@ -17,6 +17,17 @@ fn context() -> RequestContext {
 }
 
 fn run(events: Value, sent_at: Option<Value>, api: Api, limits: &Limits) -> Prepared {
+    run_in(events, sent_at, api, limits, &context())
+}
+
+/// As [`run`], for a request with `context`.
+fn run_in(
+    events: Value,
+    sent_at: Option<Value>,
+    api: Api,
+    limits: &Limits,
+    context: &RequestContext,
+) -> Prepared {
     let texts: Vec<String> = events
         .as_array()
         .unwrap()
@@ -34,7 +45,7 @@ fn run(events: Value, sent_at: Option<Value>, api: Api, limits: &Limits) -> Prep
         &refs,
         sent.as_deref(),
         api,
-        &context(),
+        context,
         limits,
         &Agents::default(),
     )
@@ -218,44 +229,17 @@ fn an_apps_retention_override_sets_too_old_and_is_stamped() {
         {"name": "a", "user_id": "u", "timestamp": NOW - 5 * day},
         {"name": "b", "user_id": "u", "timestamp": NOW - 40 * day},
     ]);
-    let texts: Vec<String> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(Value::to_string)
-        .collect();
-    let raws: Vec<Box<RawValue>> = texts
-        .iter()
-        .map(|t| RawValue::from_string(t.clone()).unwrap())
-        .collect();
-    let refs: Vec<&RawValue> = raws.iter().map(|r| r.as_ref()).collect();
     let limits = Limits::default();
     let shortened = RequestContext {
         retention_days: 30,
         ..context()
     };
-    let prepared = prepare(
-        "app",
-        &refs,
-        None,
-        Api::Native,
-        &shortened,
-        &limits,
-        &Agents::default(),
-    );
+    let prepared = run_in(events.clone(), None, Api::Native, &limits, &shortened);
     assert_eq!(reasons(&prepared), vec![(1, "timestamp_too_old")]);
     assert_eq!(prepared.envelopes.len(), 1);
     assert_eq!(prepared.envelopes[0].retention_days, 30);
     // The installation's retention (730 days) keeps both; class 0 is stamped.
-    let prepared = prepare(
-        "app",
-        &refs,
-        None,
-        Api::Native,
-        &context(),
-        &limits,
-        &Agents::default(),
-    );
+    let prepared = run(events, None, Api::Native, &limits);
     assert!(prepared.rejected.is_empty());
     assert!(prepared.envelopes.iter().all(|e| e.retention_days == 0));
     assert_eq!(limits.retention_of(0), limits.retention_ms);

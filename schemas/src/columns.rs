@@ -253,16 +253,7 @@ mod tests {
     ) {
         {
             if statement.starts_with(create) {
-                // One `name Type,` per line between the lines "(" and ")".
-                columns.extend(
-                    statement
-                        .lines()
-                        .map(str::trim)
-                        .skip_while(|line| *line != "(")
-                        .skip(1)
-                        .take_while(|line| *line != ")")
-                        .map(|line| column(line.trim_end_matches(','))),
-                );
+                columns.extend(crate::migrations::definition_lines(statement).map(column));
             } else if statement.starts_with(alter) {
                 columns.extend(
                     statement

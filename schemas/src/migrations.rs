@@ -113,15 +113,22 @@ impl Rebuild {
     }
 }
 
-/// The column names of a `CREATE TABLE` statement written one `name Type,`
-/// per line between the lines `(` and `)` (as every migration here is).
-pub fn definition_columns(statement: &str) -> Vec<&str> {
+/// The column lines (`name Type [DEFAULT …]`, without the comma) of a
+/// `CREATE TABLE` statement written one column per line between the lines
+/// `(` and `)` (as every migration here is).
+pub fn definition_lines(statement: &str) -> impl Iterator<Item = &str> {
     statement
         .lines()
         .map(str::trim)
         .skip_while(|line| *line != "(")
         .skip(1)
         .take_while(|line| *line != ")")
+        .map(|line| line.trim_end_matches(','))
+}
+
+/// The column names of a `CREATE TABLE` statement (see [`definition_lines`]).
+pub fn definition_columns(statement: &str) -> Vec<&str> {
+    definition_lines(statement)
         .filter_map(|line| line.split_whitespace().next())
         .collect()
 }
