@@ -184,6 +184,13 @@ impl Config {
         ensure(
             (1..=1_000_000).contains(&self.max_batch_rows),
             "TALLY_AGGREGATOR_BATCH_ROWS must be within 1..=1000000 (one ClickHouse block)",
+        )?;
+        // Exactly once on a cluster needs rows routed to shards by the
+        // aggregator itself (docs/CLUSTER.md), which it does not do yet:
+        // refuse rather than write through `Distributed` tables.
+        ensure(
+            self.clickhouse.cluster.is_none(),
+            "TALLY_CLICKHOUSE_CLUSTER: the aggregator does not run on a ClickHouse cluster yet (issue 18; migrations do: tally-admin migrate --cluster)",
         )
     }
 }
