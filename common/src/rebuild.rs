@@ -55,6 +55,14 @@ struct Age {
     age_secs: i64,
 }
 
+/// A token unique to one lock taken by this process (its ZooKeeper path).
+fn lock_token() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}_{nanos}", std::process::id())
+}
+
 /// Whether `table` exists in the current database.
 async fn exists(client: &Client, table: &str) -> Result<bool, Error> {
     let row: Count = client
@@ -221,11 +229,14 @@ impl Lock {
     pub async fn acquire(client: &Client, cluster: Option<Cluster<'_>>) -> Result<Lock, Error> {
         let create = match cluster {
             None => format!("CREATE TABLE {LOCK_TABLE} (at DateTime) ENGINE = Log"),
+            // Each lock its own ZooKeeper path: a create right after the last
+            // holder's drop never meets that table's half-removed nodes.
             Some(c) => format!(
                 "CREATE TABLE {db}.{LOCK_TABLE} ON CLUSTER {name} (at DateTime) ENGINE = \
-                 ReplicatedMergeTree('/clickhouse/tables/all/{db}/{LOCK_TABLE}', '{{replica}}') ORDER BY at",
+                 ReplicatedMergeTree('/clickhouse/tables/all/{db}/{LOCK_TABLE}/{token}', '{{replica}}') ORDER BY at",
                 db = c.database,
-                name = c.name
+                name = c.name,
+                token = lock_token()
             ),
         };
         let drop = match cluster {
@@ -236,10 +247,19 @@ impl Lock {
             ),
         };
         let mut empty_since: Option<Instant> = None;
+        let mut failures = 0;
         loop {
             match client.query(&create).execute().await {
                 Ok(()) => break,
                 Err(err) if err.to_string().contains("already exists") => {}
+                // A cluster's DDL queue may fail a create transiently (a node
+                // busy with the previous holder's drop): try again, a while.
+                Err(err) if cluster.is_some() && failures < 20 => {
+                    failures += 1;
+                    tracing::warn!(error = %err, failures, "migration lock: create failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
                 Err(err) => return Err(err),
             }
             let age: Age = client
