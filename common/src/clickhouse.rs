@@ -267,20 +267,7 @@ mod tests {
 
     #[test]
     fn pending_skips_applied() {
-        let all = [
-            Migration {
-                version: 1,
-                name: "a",
-                sql: "",
-                rebuilds: &[],
-            },
-            Migration {
-                version: 2,
-                name: "b",
-                sql: "",
-                rebuilds: &[],
-            },
-        ];
+        let all = [Migration::plain(1, "a", ""), Migration::plain(2, "b", "")];
         let left: Vec<u32> = pending(&all, &[1]).iter().map(|m| m.version).collect();
         assert_eq!(left, vec![2]);
     }

@@ -8,11 +8,12 @@
 //!   old copy (a run stopped between claim and swap: copy again into a fresh
 //!   new table). The copy is checked before the swap: the new table must
 //!   hold as many distinct rows ([`Rebuild::key`]) as the old one.
-//! * Exclusive: a migration with rebuilds runs under the migration lock, a
+//! * Exclusive: pending migrations (a rebuild among them) run under the
+//!   migration lock ([`Lock`], taken by `crate::clickhouse::migrate`), a
 //!   table `tally_migration_lock` that only one `CREATE` can make (no `IF
 //!   NOT EXISTS`). Its holder writes a heartbeat row every
 //!   [`HEARTBEAT`]; a lock without one for [`STALE`] is a holder that died,
-//!   and is broken. Others wait for the lock, then find the migration done.
+//!   and is broken. Others wait for the lock, then find the migrations done.
 //!
 //! From the claim (the table renamed away) until the swap, inserts into the
 //! table fail and are retried by the aggregator: no row is written into the

@@ -229,13 +229,10 @@ impl Cluster<'_> {
         let (name, args) = engine.split_once('(').unwrap_or((engine, ""));
         let args = args.trim_end_matches(')').trim();
         let placement = placement(table, statement);
-        let group = match placement {
-            Placement::Sharded(_) => "{shard}",
-            Placement::Everywhere => "all",
-        };
-        let suffix = match placement {
-            Placement::Sharded(_) => "_local",
-            Placement::Everywhere => "",
+        // (replication group in ZooKeeper, name suffix of the replicated table)
+        let (group, suffix) = match placement {
+            Placement::Sharded(_) => ("{shard}", "_local"),
+            Placement::Everywhere => ("all", ""),
         };
         let path = format!(
             "'/clickhouse/tables/{group}/{}/{table}{suffix}', '{{replica}}'",

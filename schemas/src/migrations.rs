@@ -135,136 +135,115 @@ pub fn definition_columns(statement: &str) -> Vec<&str> {
 
 /// PostgreSQL migrations in application order (`schemas/migrations/postgres/`).
 pub const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "apps_keys",
-        sql: include_str!("../migrations/postgres/0001_apps_keys.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 2,
-        name: "saved",
-        sql: include_str!("../migrations/postgres/0002_saved.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 3,
-        name: "app_time_zone",
-        sql: include_str!("../migrations/postgres/0003_app_time_zone.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 4,
-        name: "accounts",
-        sql: include_str!("../migrations/postgres/0004_accounts.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 5,
-        name: "refresher",
-        sql: include_str!("../migrations/postgres/0005_refresher.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 6,
-        name: "person_deletions",
-        sql: include_str!("../migrations/postgres/0006_person_deletions.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 7,
-        name: "refresh_derived",
-        sql: include_str!("../migrations/postgres/0007_refresh_derived.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 8,
-        name: "refresh_pending",
-        sql: include_str!("../migrations/postgres/0008_refresh_pending.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 9,
-        name: "replays",
-        sql: include_str!("../migrations/postgres/0009_replays.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 10,
-        name: "app_retention",
-        sql: include_str!("../migrations/postgres/0010_app_retention.sql"),
-        rebuilds: &[],
-    },
+    Migration::plain(
+        1,
+        "apps_keys",
+        include_str!("../migrations/postgres/0001_apps_keys.sql"),
+    ),
+    Migration::plain(
+        2,
+        "saved",
+        include_str!("../migrations/postgres/0002_saved.sql"),
+    ),
+    Migration::plain(
+        3,
+        "app_time_zone",
+        include_str!("../migrations/postgres/0003_app_time_zone.sql"),
+    ),
+    Migration::plain(
+        4,
+        "accounts",
+        include_str!("../migrations/postgres/0004_accounts.sql"),
+    ),
+    Migration::plain(
+        5,
+        "refresher",
+        include_str!("../migrations/postgres/0005_refresher.sql"),
+    ),
+    Migration::plain(
+        6,
+        "person_deletions",
+        include_str!("../migrations/postgres/0006_person_deletions.sql"),
+    ),
+    Migration::plain(
+        7,
+        "refresh_derived",
+        include_str!("../migrations/postgres/0007_refresh_derived.sql"),
+    ),
+    Migration::plain(
+        8,
+        "refresh_pending",
+        include_str!("../migrations/postgres/0008_refresh_pending.sql"),
+    ),
+    Migration::plain(
+        9,
+        "replays",
+        include_str!("../migrations/postgres/0009_replays.sql"),
+    ),
+    Migration::plain(
+        10,
+        "app_retention",
+        include_str!("../migrations/postgres/0010_app_retention.sql"),
+    ),
 ];
 
 /// ClickHouse migrations in application order.
 pub const CLICKHOUSE: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "events",
-        sql: include_str!("../migrations/clickhouse/0001_events.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 2,
-        name: "enrichment",
-        sql: include_str!("../migrations/clickhouse/0002_enrichment.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 3,
-        name: "sessions",
-        sql: include_str!("../migrations/clickhouse/0003_sessions.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 4,
-        name: "rollups",
-        sql: include_str!("../migrations/clickhouse/0004_rollups.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 5,
-        name: "session_page_times",
-        sql: include_str!("../migrations/clickhouse/0005_session_page_times.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 6,
-        name: "property_keys",
-        sql: include_str!("../migrations/clickhouse/0006_property_keys.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 7,
-        name: "persons",
-        sql: include_str!("../migrations/clickhouse/0007_persons.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 8,
-        name: "reports",
-        sql: include_str!("../migrations/clickhouse/0008_reports.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 9,
-        name: "arrivals",
-        sql: include_str!("../migrations/clickhouse/0009_arrivals.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 10,
-        name: "row_level_refresh",
-        sql: include_str!("../migrations/clickhouse/0010_row_level_refresh.sql"),
-        rebuilds: &[],
-    },
-    Migration {
-        version: 11,
-        name: "identity_positions",
-        sql: include_str!("../migrations/clickhouse/0011_identity_positions.sql"),
-        rebuilds: &[],
-    },
+    Migration::plain(
+        1,
+        "events",
+        include_str!("../migrations/clickhouse/0001_events.sql"),
+    ),
+    Migration::plain(
+        2,
+        "enrichment",
+        include_str!("../migrations/clickhouse/0002_enrichment.sql"),
+    ),
+    Migration::plain(
+        3,
+        "sessions",
+        include_str!("../migrations/clickhouse/0003_sessions.sql"),
+    ),
+    Migration::plain(
+        4,
+        "rollups",
+        include_str!("../migrations/clickhouse/0004_rollups.sql"),
+    ),
+    Migration::plain(
+        5,
+        "session_page_times",
+        include_str!("../migrations/clickhouse/0005_session_page_times.sql"),
+    ),
+    Migration::plain(
+        6,
+        "property_keys",
+        include_str!("../migrations/clickhouse/0006_property_keys.sql"),
+    ),
+    Migration::plain(
+        7,
+        "persons",
+        include_str!("../migrations/clickhouse/0007_persons.sql"),
+    ),
+    Migration::plain(
+        8,
+        "reports",
+        include_str!("../migrations/clickhouse/0008_reports.sql"),
+    ),
+    Migration::plain(
+        9,
+        "arrivals",
+        include_str!("../migrations/clickhouse/0009_arrivals.sql"),
+    ),
+    Migration::plain(
+        10,
+        "row_level_refresh",
+        include_str!("../migrations/clickhouse/0010_row_level_refresh.sql"),
+    ),
+    Migration::plain(
+        11,
+        "identity_positions",
+        include_str!("../migrations/clickhouse/0011_identity_positions.sql"),
+    ),
     Migration {
         version: 12,
         name: "retention_class",
@@ -293,6 +272,16 @@ pub const CLICKHOUSE: &[Migration] = &[
 ];
 
 impl Migration {
+    /// A migration of statements only (no rebuild).
+    pub const fn plain(version: u32, name: &'static str, sql: &'static str) -> Self {
+        Migration {
+            version,
+            name,
+            sql,
+            rebuilds: &[],
+        }
+    }
+
     /// The `CREATE TABLE` statement of `rebuild`'s new table in this file.
     pub fn rebuild_definition(&self, rebuild: &Rebuild) -> Option<String> {
         let head = format!(
@@ -407,12 +396,11 @@ mod tests {
 
     #[test]
     fn splits_statements_and_drops_comments() {
-        let migration = Migration {
-            version: 9,
-            name: "t",
-            sql: "-- c\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n\nCREATE TABLE b (y UInt8) ENGINE = Memory;\n",
-            rebuilds: &[],
-        };
+        let migration = Migration::plain(
+            9,
+            "t",
+            "-- c\nCREATE TABLE a (x UInt8) ENGINE = Memory;\n\nCREATE TABLE b (y UInt8) ENGINE = Memory;\n",
+        );
         assert_eq!(
             migration.statements(),
             vec![

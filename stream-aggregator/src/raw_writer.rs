@@ -132,23 +132,23 @@ impl RowWriter<'_> {
             .map(|(p, days)| (*p, days.values().copied().max().unwrap_or(-1)))
             .collect();
         // Rows to insert per slot; `marks` advances as rows are taken.
-        let mut days: BTreeMap<u32, Vec<EventRow>> = BTreeMap::new();
+        let mut slots: BTreeMap<u32, Vec<EventRow>> = BTreeMap::new();
         let mut skipped = 0;
         let mut after = marks.clone();
         for message in batch {
             let envelope = &message.envelope;
-            let day = slot(envelope.retention_days, event_date(envelope.timestamp_ms));
+            let at = slot(envelope.retention_days, event_date(envelope.timestamp_ms));
             let last = after
                 .entry(message.partition)
                 .or_default()
-                .entry(day)
+                .entry(at)
                 .or_insert(-1);
             if message.offset <= *last && !self.guards_off {
                 skipped += 1;
                 continue;
             }
             *last = message.offset;
-            days.entry(day).or_default().push(EventRow::from_envelope(
+            slots.entry(at).or_default().push(EventRow::from_envelope(
                 &message.envelope,
                 self.topic,
                 message.partition,
@@ -157,15 +157,15 @@ impl RowWriter<'_> {
         }
         // Arrivals first: a row visible in `events` always has its arrival,
         // which is what lets a reader find the days not derived yet.
-        let arrivals: Vec<ArrivalRow> = days.values().flatten().map(ArrivalRow::of).collect();
+        let arrivals: Vec<ArrivalRow> = slots.values().flatten().map(ArrivalRow::of).collect();
         raw.insert_arrivals(&arrivals).await?;
         let mut written = 0;
-        for (day, rows) in days {
+        for (at, rows) in slots {
             raw.insert(&rows).await?;
             written += rows.len();
-            for (partition, days) in &after {
-                if let Some(offset) = days.get(&day) {
-                    marks.entry(*partition).or_default().insert(day, *offset);
+            for (partition, marked) in &after {
+                if let Some(offset) = marked.get(&at) {
+                    marks.entry(*partition).or_default().insert(at, *offset);
                 }
             }
         }

@@ -165,35 +165,30 @@ fn literals(dirs: &[&str], prefix: &str) -> BTreeSet<String> {
     found
 }
 
+/// The sources of the services (and of what they share).
+const SERVICE_SOURCES: [&str; 5] = [
+    "common/src",
+    "ingest-gateway/src",
+    "stream-aggregator/src",
+    "query-service/src",
+    "report-refresher/src",
+];
+
 /// The `TALLY_…` variables the services and `tally-admin` read.
 fn variables_read() -> BTreeSet<String> {
-    let found = literals(
-        &[
-            "common/src",
-            "ingest-gateway/src",
-            "stream-aggregator/src",
-            "query-service/src",
-            "report-refresher/src",
-            "admin/src",
-        ],
-        "TALLY_",
-    );
+    let dirs: Vec<&str> = SERVICE_SOURCES
+        .iter()
+        .copied()
+        .chain(["admin/src"])
+        .collect();
+    let found = literals(&dirs, "TALLY_");
     assert!(found.contains("TALLY_KAFKA_BROKERS"), "{found:?}");
     found
 }
 
 /// The `tally_…` metrics the services export.
 fn metrics_exported() -> BTreeSet<String> {
-    let found = literals(
-        &[
-            "common/src",
-            "ingest-gateway/src",
-            "stream-aggregator/src",
-            "query-service/src",
-            "report-refresher/src",
-        ],
-        "tally_",
-    );
+    let found = literals(&SERVICE_SOURCES, "tally_");
     assert!(found.contains("tally_gateway_requests_total"), "{found:?}");
     found
 }
