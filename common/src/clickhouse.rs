@@ -32,6 +32,10 @@ pub struct ClickHouseConfig {
     /// migrations create the cluster layout (`tally_schemas::cluster`) and
     /// inserts into `Distributed` tables are synchronous.
     pub cluster: Option<String>,
+    /// HTTP URLs of every shard's replicas, shards in `shard_num` order
+    /// (`TALLY_CLICKHOUSE_SHARDS`: `url,url;url,url`): the aggregator writes
+    /// each shard directly (exactly once on a cluster, `docs/CLUSTER.md`).
+    pub shards: Vec<Vec<String>>,
 }
 
 impl ClickHouseConfig {
@@ -43,6 +47,7 @@ impl ClickHouseConfig {
             user: env_string("TALLY_CLICKHOUSE_USER", "default"),
             password: env_string("TALLY_CLICKHOUSE_PASSWORD", ""),
             cluster: Some(env_string("TALLY_CLICKHOUSE_CLUSTER", "")).filter(|c| !c.is_empty()),
+            shards: parse_shards(&env_string("TALLY_CLICKHOUSE_SHARDS", "")),
         };
         crate::config::ensure(
             valid_identifier(&config.database),
@@ -51,6 +56,18 @@ impl ClickHouseConfig {
         crate::config::ensure(
             config.cluster.as_deref().is_none_or(valid_identifier),
             "TALLY_CLICKHOUSE_CLUSTER must match [A-Za-z0-9_]{1,64}",
+        )?;
+        crate::config::ensure(
+            config
+                .shards
+                .iter()
+                .flatten()
+                .all(|url| url.starts_with("http")),
+            "TALLY_CLICKHOUSE_SHARDS must list HTTP URLs: replicas separated by ',', shards by ';'",
+        )?;
+        crate::config::ensure(
+            config.shards.is_empty() || config.cluster.is_some(),
+            "TALLY_CLICKHOUSE_SHARDS needs TALLY_CLICKHOUSE_CLUSTER",
         )?;
         Ok(config)
     }
@@ -69,8 +86,13 @@ impl ClickHouseConfig {
             .with_validation(false);
         match self.cluster {
             // An insert through a `Distributed` table returns once every
-            // shard holds its rows (not when they are queued on this node).
-            Some(_) => client.with_setting("insert_distributed_sync", "1"),
+            // shard holds its rows (not when they are queued on this node);
+            // a subquery or join over a `Distributed` table inside a query
+            // over one is run once over the whole cluster and sent to every
+            // shard (`GLOBAL`): exact whatever the tables' placements.
+            Some(_) => client
+                .with_setting("insert_distributed_sync", "1")
+                .with_setting("distributed_product_mode", "global"),
             None => client,
         }
     }
@@ -84,6 +106,21 @@ impl ClickHouseConfig {
                 database: &self.database,
             })
     }
+}
+
+/// `url,url;url,url` → shards of replicas (empty parts dropped).
+pub fn parse_shards(text: &str) -> Vec<Vec<String>> {
+    text.split(';')
+        .map(|shard| {
+            shard
+                .split(',')
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|replicas| !replicas.is_empty())
+        .collect()
 }
 
 /// Whether `name` is safe to splice as a database identifier.
@@ -270,5 +307,17 @@ mod tests {
         let all = [Migration::plain(1, "a", ""), Migration::plain(2, "b", "")];
         let left: Vec<u32> = pending(&all, &[1]).iter().map(|m| m.version).collect();
         assert_eq!(left, vec![2]);
+    }
+
+    #[test]
+    fn shards_parse_in_order() {
+        assert_eq!(
+            parse_shards("http://a:1, http://b:1;http://c:1,http://d:1;"),
+            vec![
+                vec!["http://a:1".to_owned(), "http://b:1".to_owned()],
+                vec!["http://c:1".to_owned(), "http://d:1".to_owned()],
+            ]
+        );
+        assert!(parse_shards("").is_empty());
     }
 }

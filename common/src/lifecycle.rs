@@ -18,12 +18,17 @@
 //!   than the app's retention (the same days), so no accepted event lands in
 //!   a dropped day.
 //!
+//! On a cluster (`layout`) the reads cover every shard and the drops run on
+//! every shard's local tables (`tally_schemas::cluster::Cluster::system_read`
+//! and `mutation`); table names are the single-node ones either way.
+//!
 //! Statements are text here (the report refresher's golden tests run them on
 //! both ClickHouse versions); the report refresher runs [`drop_expired`] on a
 //! schedule and exports [`storage`] as metrics, `tally-admin storage` and
 //! `tally-admin retention` run them once.
 
 use serde::Deserialize;
+use tally_schemas::cluster::{logical_table, Cluster};
 
 /// Tables whose rows expire (each partitioned by a `Date`: `events` by
 /// `event_date`, `sessions` by `created_date`), as [`EXPIRED_SQL`] lists them.
@@ -149,39 +154,57 @@ pub fn cutoff_day(now_ms: i64, retention_days: u32) -> String {
 /// Every table's storage.
 pub async fn storage(
     client: &clickhouse::Client,
+    layout: Option<Cluster<'_>>,
 ) -> Result<Vec<TableStorage>, clickhouse::error::Error> {
-    client.query(STORAGE_SQL).fetch_all().await
+    let sql = layout.map_or(STORAGE_SQL.to_owned(), |l| l.system_read(STORAGE_SQL));
+    let mut tables: Vec<TableStorage> = client.query(&sql).fetch_all().await?;
+    for table in &mut tables {
+        table.table = logical_table(&table.table).to_owned();
+    }
+    Ok(tables)
 }
 
 /// The partitions whose days are all older than their class keeps them
 /// (`retention_days` for class 0; see [`Expired::is_past`]).
 pub async fn expired(
     client: &clickhouse::Client,
+    layout: Option<Cluster<'_>>,
     now_ms: i64,
     retention_days: u32,
 ) -> Result<Vec<Expired>, clickhouse::error::Error> {
     // Every class keeps at least a day: read the partitions before yesterday,
     // then keep those past their own class.
+    let sql = layout.map_or(EXPIRED_SQL.to_owned(), |l| l.system_read(EXPIRED_SQL));
     let partitions: Vec<Expired> = client
-        .query(EXPIRED_SQL)
+        .query(&sql)
         .bind(cutoff_day(now_ms, 1))
         .fetch_all()
         .await?;
-    Ok(partitions
+    let mut found: Vec<Expired> = partitions
         .into_iter()
+        .map(|mut partition| {
+            partition.table = logical_table(&partition.table).to_owned();
+            partition
+        })
         .filter(|partition| partition.is_past(now_ms, retention_days))
-        .collect())
+        .collect();
+    // One row per shard on a cluster: each partition once.
+    found.sort_by(|a, b| (&a.table, &a.partition_id).cmp(&(&b.table, &b.partition_id)));
+    found.dedup_by(|a, b| a.table == b.table && a.partition_id == b.partition_id);
+    Ok(found)
 }
 
 /// Drops the [`expired`] partitions; returns them.
 pub async fn drop_expired(
     client: &clickhouse::Client,
+    layout: Option<Cluster<'_>>,
     now_ms: i64,
     retention_days: u32,
 ) -> Result<Vec<Expired>, clickhouse::error::Error> {
-    let partitions = expired(client, now_ms, retention_days).await?;
+    let partitions = expired(client, layout, now_ms, retention_days).await?;
     for partition in &partitions {
         if let Some(sql) = drop_statement(partition) {
+            let sql = layout.map_or(sql.clone(), |l| l.mutation(&sql));
             client.query(&sql).execute().await?;
         }
     }

@@ -129,7 +129,7 @@ pub async fn run(
         sessions: cache::Cache::new(session::SESSION_CACHE, 100_000, clock.clone()),
         login_throttle: login_throttle::LoginThrottle::new(clock.clone()),
         live: RedisLive::new(connection, &config.redis_prefix),
-        events: ClickHouseStore::new(config.clickhouse.client()),
+        events: ClickHouseStore::of(&config.clickhouse),
         metrics: Metrics::new().map_err(|e| QueryError::Startup(e.to_string()))?,
         serving: serving::ServingStore::new(
             pg::Pg::new(config.postgres.clone()),

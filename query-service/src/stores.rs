@@ -146,10 +146,14 @@ impl RedisLive {
     }
 }
 
-/// Raw events on ClickHouse.
+/// Raw events on ClickHouse (one server, or a cluster read through its
+/// `Distributed` tables).
 #[derive(Clone)]
 pub struct ClickHouseStore {
     client: clickhouse::Client,
+    /// (cluster, configured database) on a cluster: mutations run on every
+    /// shard's local tables (`tally_schemas::cluster::Cluster::mutation`).
+    cluster: Option<(String, String)>,
 }
 
 impl std::fmt::Debug for ClickHouseStore {
@@ -161,7 +165,34 @@ impl std::fmt::Debug for ClickHouseStore {
 impl ClickHouseStore {
     /// Uses `client` (bound to Tally's database).
     pub fn new(client: clickhouse::Client) -> Self {
-        ClickHouseStore { client }
+        ClickHouseStore {
+            client,
+            cluster: None,
+        }
+    }
+
+    /// The store of `config` (on its cluster, if it names one).
+    pub fn of(config: &tally_common::clickhouse::ClickHouseConfig) -> Self {
+        ClickHouseStore {
+            client: config.client(),
+            cluster: config
+                .cluster
+                .clone()
+                .map(|name| (name, config.database.clone())),
+        }
+    }
+
+    /// `text` as the current database runs it (a mutation's cluster form on a cluster).
+    fn statement(&self, text: &str) -> String {
+        let Some((name, configured)) = &self.cluster else {
+            return text.to_owned();
+        };
+        let database = crate::serving::current().map_or(configured.clone(), |s| s.database);
+        tally_schemas::cluster::Cluster {
+            name,
+            database: &database,
+        }
+        .mutation(text)
     }
 
     /// The client on the database the current request answers from.
@@ -278,7 +309,8 @@ impl ClickHouseStore {
 
     /// Runs a statement that answers nothing (a mutation).
     pub async fn execute(&self, sql: &Sql) -> Result<(), crate::QueryError> {
-        Ok(bound(self.client().query(&sql.text), sql).execute().await?)
+        let text = self.statement(&sql.text);
+        Ok(bound(self.client().query(&text), sql).execute().await?)
     }
 
     /// `Ok` when reachable.

@@ -93,7 +93,8 @@ pub async fn run(
     let state = state::PgState::new(pg, &config.clickhouse.database, &owner);
     let mut refresher = Refresher::new(config.clickhouse.client(), state, config.lease)
         .with_kafka(config.kafka.clone(), &config.aggregator_group)
-        .with_retention(config.retention_days);
+        .with_retention(config.retention_days)
+        .with_cluster(&config.clickhouse);
     let metrics = Metrics::new()?;
     let lifecycle_metrics = lifecycle::LifecycleMetrics::new(&metrics.registry)?;
     let mut lifecycle = lifecycle::Lifecycle::new(config.lifecycle_every, config.retention_days);
@@ -132,7 +133,11 @@ pub async fn run(
                 metrics.committed(&report, started.elapsed().as_secs_f64());
                 // The lease holder also runs the data lifecycle, when due.
                 lifecycle
-                    .maybe_run(&lifecycle_client, &lifecycle_metrics)
+                    .maybe_run(
+                        &lifecycle_client,
+                        config.clickhouse.layout(),
+                        &lifecycle_metrics,
+                    )
                     .await;
                 None
             }

@@ -126,17 +126,22 @@ impl Lifecycle {
     }
 
     /// Runs the lifecycle when it is due (call only while holding the lease).
-    pub async fn maybe_run(&mut self, client: &clickhouse::Client, metrics: &LifecycleMetrics) {
+    pub async fn maybe_run(
+        &mut self,
+        client: &clickhouse::Client,
+        layout: Option<tally_schemas::cluster::Cluster<'_>>,
+        metrics: &LifecycleMetrics,
+    ) {
         if self.last.is_some_and(|last| last.elapsed() < self.every) {
             return;
         }
         self.last = Some(Instant::now());
         let now_ms = tally_common::SystemClock.now_ms();
-        match lifecycle::drop_expired(client, now_ms, self.retention_days).await {
+        match lifecycle::drop_expired(client, layout, now_ms, self.retention_days).await {
             Ok(dropped) => dropped.iter().for_each(|p| metrics.dropped(p)),
             Err(err) => metrics.failed("retention", &err),
         }
-        match lifecycle::storage(client).await {
+        match lifecycle::storage(client, layout).await {
             Ok(tables) => metrics.measured(&tables),
             Err(err) => metrics.failed("storage", &err),
         }

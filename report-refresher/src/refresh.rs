@@ -150,6 +150,9 @@ pub struct Refresher {
     kafka: Option<(KafkaConfig, String)>,
     /// Raw rows are kept this many days ([`tally_common::lifecycle`]).
     retention_days: Option<u32>,
+    /// (cluster, database) on a ClickHouse cluster: its mutations and system
+    /// reads take their cluster forms ([`Refresher::cluster_form`]).
+    cluster: Option<(String, String)>,
 }
 
 fn now_secs() -> f64 {
@@ -168,6 +171,32 @@ impl Refresher {
             crash_after: None,
             kafka: None,
             retention_days: None,
+            cluster: None,
+        }
+    }
+
+    /// On a ClickHouse cluster (`config.cluster`): mutations run on every
+    /// shard's local tables and reads of `system.mutations` cover every shard.
+    pub fn with_cluster(mut self, config: &tally_common::clickhouse::ClickHouseConfig) -> Self {
+        self.cluster = config
+            .cluster
+            .clone()
+            .map(|name| (name, config.database.clone()));
+        self
+    }
+
+    /// `sql` as this refresher's ClickHouse runs it.
+    pub(crate) fn cluster_form(&self, sql: &str) -> String {
+        match &self.cluster {
+            None => sql.to_owned(),
+            Some((name, database)) => {
+                let layout = tally_schemas::cluster::Cluster { name, database };
+                if sql.contains("FROM system.mutations") {
+                    layout.system_read(sql)
+                } else {
+                    layout.mutation(sql)
+                }
+            }
         }
     }
 

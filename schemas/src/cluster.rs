@@ -148,6 +148,12 @@ fn clause<'a>(statement: &'a str, keyword: &str) -> Option<&'a str> {
     })
 }
 
+/// The table a cluster's `system.parts` row names, as the single-node schema
+/// names it (`events_local` → `events`).
+pub fn logical_table(table: &str) -> &str {
+    table.strip_suffix("_local").unwrap_or(table)
+}
+
 /// A cluster and the database the statements run in.
 #[derive(Debug, Clone, Copy)]
 pub struct Cluster<'a> {
@@ -309,6 +315,52 @@ impl Cluster<'_> {
         Some(vec![lines.join("\n")])
     }
 
+    /// A service's data change — `ALTER TABLE t DELETE WHERE …`, `… UPDATE …`,
+    /// `… DROP PARTITION …` — on the cluster: on `t_local` of every shard
+    /// (`ON CLUSTER`; the distributed DDL queue runs it on one replica per
+    /// shard and replication carries it to the other). Anything else is
+    /// returned unchanged (reads and `INSERT`s go through the `Distributed`
+    /// tables).
+    pub fn mutation(&self, statement: &str) -> String {
+        let Some(rest) = statement.strip_prefix("ALTER TABLE ") else {
+            return statement.to_owned();
+        };
+        let Some((table, tail)) = rest.split_once(' ') else {
+            return statement.to_owned();
+        };
+        let (db, name) = (self.database, self.name);
+        match placement_of(table) {
+            Placement::Everywhere => format!("ALTER TABLE {db}.{table} ON CLUSTER {name} {tail}"),
+            Placement::Sharded(_) => {
+                format!("ALTER TABLE {db}.{table}_local ON CLUSTER {name} {tail}")
+            }
+        }
+    }
+
+    /// A read of `system.parts` or `system.mutations` of the current
+    /// database (storage, expired partitions, pending mutations) over the
+    /// whole cluster: `cluster(name, system.…)` reads one replica of every
+    /// shard; the database is named (`currentDatabase()` would be the remote
+    /// query's), and the tables named in quotes become their local tables
+    /// (the parts are theirs). The `table` column then names local tables:
+    /// [`logical_table`] maps them back.
+    pub fn system_read(&self, statement: &str) -> String {
+        let mut out = statement
+            .replace(
+                "FROM system.parts",
+                &format!("FROM cluster('{}', system.parts)", self.name),
+            )
+            .replace(
+                "FROM system.mutations",
+                &format!("FROM cluster('{}', system.mutations)", self.name),
+            )
+            .replace("currentDatabase()", &format!("'{}'", self.database));
+        for table in VISITOR_TABLES.iter().chain(PERSON_TABLES) {
+            out = out.replace(&format!("'{table}'"), &format!("'{table}_local'"));
+        }
+        out
+    }
+
     /// Every statement of every migration, as a cluster at the previous
     /// version runs it (single-node order, each statement's cluster form).
     pub fn migration_statements(
@@ -327,6 +379,42 @@ impl Cluster<'_> {
 mod tests {
     use super::*;
     use crate::migrations::CLICKHOUSE;
+
+    #[test]
+    fn mutations_run_on_every_shards_local_table() {
+        let cluster = Cluster {
+            name: "tally",
+            database: "db",
+        };
+        assert_eq!(
+            cluster.mutation("ALTER TABLE events DELETE WHERE app_id = ?"),
+            "ALTER TABLE db.events_local ON CLUSTER tally DELETE WHERE app_id = ?"
+        );
+        assert_eq!(
+            cluster.mutation("ALTER TABLE arrivals DROP PARTITION ?"),
+            "ALTER TABLE db.arrivals_local ON CLUSTER tally DROP PARTITION ?"
+        );
+        let read = "SELECT count() FROM events";
+        assert_eq!(cluster.mutation(read), read);
+    }
+
+    #[test]
+    fn system_reads_cover_every_shard() {
+        let cluster = Cluster {
+            name: "tally",
+            database: "db",
+        };
+        assert_eq!(
+            cluster.system_read(
+                "SELECT table FROM system.parts WHERE database = currentDatabase() \
+                 AND table IN ('events', 'sessions')"
+            ),
+            "SELECT table FROM cluster('tally', system.parts) WHERE database = 'db' \
+             AND table IN ('events_local', 'sessions_local')"
+        );
+        assert_eq!(logical_table("events_local"), "events");
+        assert_eq!(logical_table("schema_migrations"), "schema_migrations");
+    }
 
     const TALLY: Cluster<'static> = Cluster {
         name: "tally",

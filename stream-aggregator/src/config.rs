@@ -186,11 +186,11 @@ impl Config {
             "TALLY_AGGREGATOR_BATCH_ROWS must be within 1..=1000000 (one ClickHouse block)",
         )?;
         // Exactly once on a cluster needs rows routed to shards by the
-        // aggregator itself (docs/CLUSTER.md), which it does not do yet:
-        // refuse rather than write through `Distributed` tables.
+        // aggregator itself (docs/CLUSTER.md): it must know every shard's
+        // replicas, never write through `Distributed` tables.
         ensure(
-            self.clickhouse.cluster.is_none(),
-            "TALLY_CLICKHOUSE_CLUSTER: the aggregator does not run on a ClickHouse cluster yet (issue 18; migrations do: tally-admin migrate --cluster)",
+            self.clickhouse.cluster.is_none() || !self.clickhouse.shards.is_empty(),
+            "TALLY_CLICKHOUSE_CLUSTER needs TALLY_CLICKHOUSE_SHARDS (every shard's replicas: url,url;url,url in shard_num order)",
         )
     }
 }

@@ -19,6 +19,7 @@ pub mod processor;
 pub mod raw;
 pub mod raw_writer;
 pub mod sessions;
+pub mod shards;
 pub mod visitors;
 pub mod watchdog;
 pub mod windows;
@@ -91,7 +92,10 @@ pub async fn run(
     let redis = redis::Client::open(config.redis_url.as_str())?;
     let connection = redis::aio::ConnectionManager::new(redis).await?;
     let live = RedisLive::new(connection, config.live_ttl.as_secs());
-    let raw = ClickHouseSink::new(config.clickhouse.client());
+    let raw = match shards::Shards::of(&config.clickhouse) {
+        Some(shards) => ClickHouseSink::sharded(config.clickhouse.client(), shards),
+        None => ClickHouseSink::new(config.clickhouse.client()),
+    };
     let metrics = Metrics::new()?;
     let stop = CancellationToken::new();
     let watch = consumer::RebalanceWatch::new(&metrics);

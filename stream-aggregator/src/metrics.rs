@@ -21,6 +21,31 @@ pub fn unreadable_state(kind: &'static str, key: &str, error: &dyn std::fmt::Dis
     tracing::warn!(kind, key, %error, "replacing an unreadable stored value");
 }
 
+/// `tally_aggregator_replica_selections_total{shard,outcome}`, set by [`Metrics::new`].
+static REPLICAS: std::sync::OnceLock<IntCounterVec> = std::sync::OnceLock::new();
+
+/// A cluster replica proved itself synced and became its shard's home
+/// (`crate::shards`); `shard` is 1-based.
+pub fn replica_selected(shard: usize, url: &str) {
+    if let Some(counter) = REPLICAS.get() {
+        counter
+            .with_label_values(&[&shard.to_string(), "selected"])
+            .inc();
+    }
+    tracing::info!(shard, url, "cluster replica selected as the shard's home");
+}
+
+/// A cluster replica could not become its shard's home (down, not synced,
+/// or not the shard it was configured as).
+pub fn replica_unusable(shard: usize, url: &str, error: &dyn std::fmt::Display) {
+    if let Some(counter) = REPLICAS.get() {
+        counter
+            .with_label_values(&[&shard.to_string(), "unusable"])
+            .inc();
+    }
+    tracing::warn!(shard, url, %error, "cluster replica not usable as the shard's home");
+}
+
 /// The aggregator's metrics and their registry.
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -182,8 +207,17 @@ impl Metrics {
         )?;
         // One counter per process, shared by every registry made here (tests make several).
         let unreadable = UNREADABLE.get_or_init(|| created).clone();
+        let selections = IntCounterVec::new(
+            Opts::new(
+                "tally_aggregator_replica_selections_total",
+                "Cluster replicas selected as (or found unusable for) their shard's home",
+            ),
+            &["shard", "outcome"],
+        )?;
+        let replicas = REPLICAS.get_or_init(|| selections).clone();
         for metric in [
             Box::new(unreadable) as Box<dyn prometheus::core::Collector>,
+            Box::new(replicas),
             Box::new(rebalance_errors.clone()),
             Box::new(commit_errors.clone()),
             Box::new(receive_errors.clone()),

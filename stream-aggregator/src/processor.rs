@@ -226,6 +226,7 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
     /// may have written): recent ids are reloaded from ClickHouse.
     pub fn forget_partitions(&mut self) {
         self.dedup.forget();
+        self.raw.resync();
     }
 
     /// The raw sink.
@@ -336,7 +337,9 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             .write_sessions(&rows, &pending.sessions, &settled)
             .await;
         if stored.is_err() {
+            // Another writer may have stored newer states: read them afresh.
             pending.sessions_stale = true;
+            self.raw.resync();
         }
         stored?;
         outcome.session_versions = rows.len();

@@ -28,28 +28,37 @@ struct MemRaw {
     /// Fail the insert whose 1-based call number equals this (0 = never).
     fail_on_call: AtomicUsize,
     calls: AtomicUsize,
-    /// The (class, day)s of each insert that succeeded.
-    inserted_slots: Mutex<Vec<std::collections::BTreeSet<(u16, u16)>>>,
+    /// The (shard, class, day)s of each insert that succeeded.
+    inserted_slots: Mutex<Vec<std::collections::BTreeSet<(u16, u16, u16)>>>,
+    /// Shards of a cluster (0 or 1: one server), placed as `crate::shards` does.
+    shards: u16,
 }
 
 impl RawSink for MemRaw {
+    fn shard_of(&self, app_id: &str, distinct_id: &str) -> u16 {
+        let hash = tally_schemas::cluster::shard_hash(&[app_id, distinct_id]);
+        (hash % u64::from(self.shards.max(1))) as u16
+    }
+
     async fn watermarks(
         &self,
         topic: &str,
         partition: i32,
     ) -> Result<Vec<Watermark>, clickhouse::error::Error> {
-        let mut marks: HashMap<(u16, u16), i64> = HashMap::new();
+        let mut marks: HashMap<(u16, u16, u16), i64> = HashMap::new();
         for row in self.rows.lock().unwrap().iter() {
             if row.kafka_topic == topic && row.kafka_partition == partition as u32 {
+                let shard = self.shard_of(&row.app_id, &row.distinct_id);
                 let mark = marks
-                    .entry((row.retention_days, row.event_date))
+                    .entry((shard, row.retention_days, row.event_date))
                     .or_insert(-1);
                 *mark = (*mark).max(row.kafka_offset as i64);
             }
         }
         Ok(marks
             .into_iter()
-            .map(|((retention_days, event_date), offset)| Watermark {
+            .map(|((shard, retention_days, event_date), offset)| Watermark {
+                shard,
                 retention_days,
                 event_date,
                 offset,
@@ -57,15 +66,20 @@ impl RawSink for MemRaw {
             .collect())
     }
 
-    async fn insert(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
+    async fn insert(&self, shard: u16, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if call == self.fail_on_call.load(Ordering::SeqCst) {
             return Err(clickhouse::error::Error::Custom("injected".into()));
         }
+        assert!(
+            rows.iter()
+                .all(|r| self.shard_of(&r.app_id, &r.distinct_id) == shard),
+            "an insert holds rows of its shard only"
+        );
         self.rows.lock().unwrap().extend_from_slice(rows);
         let slots = rows
             .iter()
-            .map(|r| (r.retention_days, r.event_date))
+            .map(|r| (shard, r.retention_days, r.event_date))
             .collect();
         self.inserted_slots.lock().unwrap().push(slots);
         Ok(())
@@ -120,6 +134,7 @@ impl RawSink for MemRaw {
 
     async fn insert_arrivals(
         &self,
+        _shard: u16,
         _rows: &[tally_schemas::row::ArrivalRow],
     ) -> Result<(), clickhouse::error::Error> {
         Ok(())
@@ -546,6 +561,39 @@ fn rows_of_two_retention_classes_are_inserted_per_table_partition() {
         assert!(final_sessions(restarted.raw())
             .values()
             .all(|row| row.retention_days == if row.app_id == "a" { 30 } else { 0 }));
+    });
+}
+
+#[test]
+fn on_a_cluster_each_shard_is_its_own_prefix_and_a_failure_between_shards_is_not_repeated() {
+    run(async {
+        // Two shards, two days: four inserts per batch; the third fails after
+        // two have landed, so the shards' stored prefixes differ.
+        let all = messages(160, 2);
+        let raw = MemRaw {
+            shards: 2,
+            ..MemRaw::default()
+        };
+        raw.fail_on_call.store(3, Ordering::SeqCst);
+        let mut processor = Processor::new(raw, MemLive::default(), settings());
+        assert!(processor.apply(&all).await.is_err());
+        let stored_before = row_ids(processor.raw()).len();
+        assert!(stored_before > 0 && stored_before < 160, "{stored_before}");
+        processor.apply(&all).await.unwrap();
+        let Processor { raw, live, .. } = processor;
+        let mut restarted = Processor::new(raw, live, settings());
+        assert_eq!(restarted.apply(&all).await.unwrap().raw_written, 0);
+        let mut expected: Vec<String> = all.iter().map(|m| m.envelope.event_id.clone()).collect();
+        expected.sort();
+        assert_eq!(row_ids(restarted.raw()), expected, "every row once");
+        let slots = restarted.raw().inserted_slots.lock().unwrap().clone();
+        assert!(slots.iter().all(|s| s.len() == 1), "{slots:?}");
+        let distinct: std::collections::BTreeSet<_> = slots.iter().flatten().collect();
+        assert_eq!(distinct.len(), 4, "2 shards × 2 days: {distinct:?}");
+        // A process that lost its claims' marks reads them per shard.
+        let marks = restarted.raw().watermarks("t", 0).await.unwrap();
+        let shards: std::collections::BTreeSet<u16> = marks.iter().map(|m| m.shard).collect();
+        assert_eq!(shards.len(), 2, "{marks:?}");
     });
 }
 

@@ -9,11 +9,20 @@
 //! all or nothing. So for every (Kafka partition, slot) the stored rows are a
 //! prefix of the log, and `max(kafka_offset)` — the *watermark* — says
 //! exactly which replayed messages are already stored.
+//!
+//! On a cluster (`crate::shards`) the same holds per shard: rows go to their
+//! visitor's shard, one `INSERT` per (Kafka partition, slot, shard) into that
+//! shard's local table on its home replica, and watermarks are kept per shard
+//! (the shard is part of the [`slot`]).
 
 use crate::dedup::SeenId;
+use crate::shards::Shards;
+use clickhouse::error::Error;
 use clickhouse::Client;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tally_schemas::person::{PersonDistinctIdRow, PersonRow};
 use tally_schemas::row::{ArrivalRow, EventRow};
@@ -62,9 +71,11 @@ where
     insert.end().await
 }
 
-/// Highest stored offset of one Kafka partition for one table partition.
+/// Highest stored offset of one Kafka partition for one table partition (of one shard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watermark {
+    /// Shard (0-based; 0 on one server).
+    pub shard: u16,
     /// Retention class of the rows.
     pub retention_days: u16,
     /// `Date` (days since epoch).
@@ -75,30 +86,45 @@ pub struct Watermark {
 
 impl Watermark {
     /// The table partition it is the watermark of.
-    pub fn slot(&self) -> u32 {
-        slot(self.retention_days, self.event_date)
+    pub fn slot(&self) -> u64 {
+        slot(self.shard, self.retention_days, self.event_date)
     }
 }
 
-/// A table partition of `events` — (retention class, day) — as one number,
-/// the class in the high 16 bits: what watermarks are kept per. A day alone
-/// (marks stored before migration 0012, when days were the partitions) reads
-/// as class 0, which is the class every older row was given.
-pub fn slot(class: u16, day: u16) -> u32 {
-    (u32::from(class) << 16) | u32::from(day)
+/// A table partition of `events` on one shard — (shard, retention class,
+/// day) — as one number: what watermarks are kept per. The class sits in
+/// bits 16–31, the shard above. A day alone (marks stored before migration
+/// 0012, when days were the partitions) reads as class 0 on shard 0, which is
+/// the class every older row was given and the only shard of one server.
+pub fn slot(shard: u16, class: u16, day: u16) -> u64 {
+    (u64::from(shard) << 32) | (u64::from(class) << 16) | u64::from(day)
+}
+
+/// The shard of a [`slot`].
+pub fn slot_shard(slot: u64) -> u16 {
+    u16::try_from(slot >> 32).unwrap_or(u16::MAX)
 }
 
 /// Where raw rows go.
 pub trait RawSink: Send + Sync + 'static {
-    /// Watermarks of `partition` of `topic`, one per (class, day) that holds rows.
+    /// The shard of a visitor's rows (0 on one server).
+    fn shard_of(&self, _app_id: &str, _distinct_id: &str) -> u16 {
+        0
+    }
+    /// Another process may have written since the last read (a rebalance, a
+    /// failed write): reads must see its rows again (on a cluster: re-sync).
+    fn resync(&self) {}
+    /// Watermarks of `partition` of `topic`, one per (shard, class, day) that holds rows.
     fn watermarks(
         &self,
         topic: &str,
         partition: i32,
     ) -> impl Future<Output = Result<Vec<Watermark>, clickhouse::error::Error>> + Send;
-    /// Inserts `rows` (all of one class and day: one table partition) in one statement.
+    /// Inserts `rows` (all of one shard, class and day: one table partition)
+    /// in one statement.
     fn insert(
         &self,
+        shard: u16,
         rows: &[EventRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
     /// Ids of `partition` received since `since_secs` (epoch seconds), whatever
@@ -114,9 +140,10 @@ pub trait RawSink: Send + Sync + 'static {
         &self,
         rows: &[SessionRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
-    /// Inserts the arrivals of rows about to be inserted (one statement).
+    /// Inserts the arrivals of rows about to be inserted into `shard` (one statement).
     fn insert_arrivals(
         &self,
+        shard: u16,
         rows: &[ArrivalRow],
     ) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
     /// Inserts identity rows (upserts into the `person_distinct_ids` and
@@ -136,22 +163,77 @@ pub trait RawSink: Send + Sync + 'static {
     fn ping(&self) -> impl Future<Output = Result<(), clickhouse::error::Error>> + Send;
 }
 
-/// [`RawSink`] writing the `events` table.
+/// [`RawSink`] writing the `events` table — on a cluster, each shard's
+/// `events_local` on its home replica.
 #[derive(Clone)]
 pub struct ClickHouseSink {
+    /// The configured server (on a cluster: any node; `Distributed` inserts
+    /// of the idempotent identity rows).
     client: Client,
+    shards: Option<Arc<Shards>>,
 }
 
 impl std::fmt::Debug for ClickHouseSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseSink").finish_non_exhaustive()
+        f.debug_struct("ClickHouseSink")
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
     }
 }
 
 impl ClickHouseSink {
-    /// Uses `client` (already bound to Tally's database).
+    /// Uses `client` (already bound to Tally's database) on one server.
     pub fn new(client: Client) -> Self {
-        ClickHouseSink { client }
+        ClickHouseSink {
+            client,
+            shards: None,
+        }
+    }
+
+    /// Writes `shards` directly; `client` for the rest.
+    pub fn sharded(client: Client, shards: Shards) -> Self {
+        ClickHouseSink {
+            client,
+            shards: Some(Arc::new(shards)),
+        }
+    }
+
+    /// Runs `read` on every shard's home (`table` suffixed `_local` on a
+    /// cluster), after proving it synced: rows another process wrote are seen.
+    async fn read_all<T, F, Fut>(&self, table: &str, read: F) -> Result<Vec<T>, Error>
+    where
+        F: Fn(Client, String) -> Fut,
+        Fut: Future<Output = Result<Vec<T>, Error>>,
+    {
+        let Some(shards) = &self.shards else {
+            return read(self.client.clone(), table.to_owned()).await;
+        };
+        shards.invalidate();
+        let mut all = Vec::new();
+        for shard in 0..shards.count() {
+            let shard = u16::try_from(shard).unwrap_or(u16::MAX);
+            let local = format!("{table}_local");
+            all.extend(shards.on(shard, |client| read(client, local)).await?);
+        }
+        Ok(all)
+    }
+
+    /// Inserts `rows` into `table` of `shard` (its `_local` table on its home).
+    async fn insert_into<T>(&self, shard: u16, table: &str, rows: &[T]) -> Result<(), Error>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowWrite + Sync,
+    {
+        match &self.shards {
+            None => insert_all(&self.client, table, rows).await,
+            Some(shards) => {
+                let local = format!("{table}_local");
+                shards
+                    .on(shard, |client| async move {
+                        insert_all(&client, &local, rows).await
+                    })
+                    .await
+            }
+        }
     }
 }
 
@@ -172,29 +254,53 @@ struct IdRow {
 }
 
 impl RawSink for ClickHouseSink {
-    async fn watermarks(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Vec<Watermark>, clickhouse::error::Error> {
-        let rows = self
-            .client
-            .query(
-                "SELECT retention_days, event_date, max(kafka_offset) AS max_offset FROM events \
-                 WHERE kafka_topic = ? AND kafka_partition = ? GROUP BY retention_days, event_date",
-            )
-            .bind(topic)
-            .bind(partition)
-            .fetch_all::<MarkRow>()
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| Watermark {
+    fn shard_of(&self, app_id: &str, distinct_id: &str) -> u16 {
+        self.shards
+            .as_ref()
+            .map_or(0, |shards| shards.shard_of(app_id, distinct_id))
+    }
+
+    fn resync(&self) {
+        if let Some(shards) = &self.shards {
+            shards.invalidate();
+        }
+    }
+
+    async fn watermarks(&self, topic: &str, partition: i32) -> Result<Vec<Watermark>, Error> {
+        let count = self.shards.as_ref().map_or(1, |shards| shards.count());
+        let mut marks = Vec::new();
+        // One shard at a time, so each row is known to come from its shard.
+        for shard in 0..count {
+            let shard = u16::try_from(shard).unwrap_or(u16::MAX);
+            let read = |client: Client, table: String| async move {
+                let sql = format!(
+                    "SELECT retention_days, event_date, max(kafka_offset) AS max_offset FROM {table} \
+                     WHERE kafka_topic = ? AND kafka_partition = ? GROUP BY retention_days, event_date"
+                );
+                client
+                    .query(&sql)
+                    .bind(topic)
+                    .bind(partition)
+                    .fetch_all::<MarkRow>()
+                    .await
+            };
+            let rows = match &self.shards {
+                None => read(self.client.clone(), "events".to_owned()).await?,
+                Some(shards) => {
+                    shards.failed(shard);
+                    shards
+                        .on(shard, |client| read(client, "events_local".to_owned()))
+                        .await?
+                }
+            };
+            marks.extend(rows.into_iter().map(|row| Watermark {
+                shard,
                 retention_days: row.retention_days,
                 event_date: row.event_date,
                 offset: i64::try_from(row.max_offset).unwrap_or(i64::MAX),
-            })
-            .collect())
+            }));
+        }
+        Ok(marks)
     }
 
     async fn recent_ids(
@@ -202,21 +308,25 @@ impl RawSink for ClickHouseSink {
         topic: &str,
         partition: i32,
         since_secs: i64,
-    ) -> Result<Vec<SeenId>, clickhouse::error::Error> {
-        let secs = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);
+    ) -> Result<Vec<SeenId>, Error> {
+        let since = u32::try_from(since_secs.max(0)).unwrap_or(u32::MAX);
         // Every table partition (event day) is read: a retry may carry any
         // event time the gateway accepts. The scan reads three narrow columns,
         // like the watermark query that runs at the same moment.
         let rows = self
-            .client
-            .query(
-                "SELECT app_id, distinct_id, event_id, kafka_offset, toUInt32(received_at) AS received \
-                 FROM events WHERE kafka_topic = ? AND kafka_partition = ? AND received_at >= toDateTime(?)",
-            )
-            .bind(topic)
-            .bind(partition)
-            .bind(secs(since_secs))
-            .fetch_all::<IdRow>()
+            .read_all("events", |client, table| async move {
+                let sql = format!(
+                    "SELECT app_id, distinct_id, event_id, kafka_offset, toUInt32(received_at) AS received \
+                     FROM {table} WHERE kafka_topic = ? AND kafka_partition = ? AND received_at >= toDateTime(?)"
+                );
+                client
+                    .query(&sql)
+                    .bind(topic)
+                    .bind(partition)
+                    .bind(since)
+                    .fetch_all::<IdRow>()
+                    .await
+            })
             .await?;
         Ok(rows
             .into_iter()
@@ -230,53 +340,86 @@ impl RawSink for ClickHouseSink {
             .collect())
     }
 
-    async fn insert(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
-        insert_all(&self.client, "events", rows).await
+    async fn insert(&self, shard: u16, rows: &[EventRow]) -> Result<(), Error> {
+        self.insert_into(shard, "events", rows).await
     }
 
-    async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), clickhouse::error::Error> {
-        insert_all(&self.client, "sessions", rows).await
+    async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), Error> {
+        for (shard, rows) in by_shard(rows, |row| self.shard_of(&row.app_id, &row.distinct_id)) {
+            self.insert_into(shard, "sessions", &rows).await?;
+        }
+        Ok(())
     }
 
-    async fn insert_arrivals(&self, rows: &[ArrivalRow]) -> Result<(), clickhouse::error::Error> {
-        insert_all(&self.client, "arrivals", rows).await
+    async fn insert_arrivals(&self, shard: u16, rows: &[ArrivalRow]) -> Result<(), Error> {
+        self.insert_into(shard, "arrivals", rows).await
     }
 
     async fn insert_persons(
         &self,
         ids: &[PersonDistinctIdRow],
         persons: &[PersonRow],
-    ) -> Result<(), clickhouse::error::Error> {
+    ) -> Result<(), Error> {
+        // Upserts: a repeated row is harmless, so a synchronous `Distributed`
+        // insert (placed by visitor and by person) suits a cluster as is.
         insert_all(&self.client, "person_distinct_ids", ids).await?;
         insert_all(&self.client, "persons", persons).await
     }
 
-    async fn sessions_near(
-        &self,
-        lookups: &[SessionLookup],
-    ) -> Result<Vec<SessionRow>, clickhouse::error::Error> {
-        let ms = |v: i64| u64::try_from(v.max(0)).unwrap_or(0);
+    async fn sessions_near(&self, lookups: &[SessionLookup]) -> Result<Vec<SessionRow>, Error> {
         let mut rows = Vec::new();
-        for chunk in lookups.chunks(LOOKUPS_PER_QUERY) {
-            let one = "(app_id = ? AND distinct_id = ? AND end_ms >= ? AND start_ms <= ?)";
-            let sql = format!(
-                "SELECT {SESSION_COLUMNS} FROM sessions FINAL WHERE ({}) AND dropped = 0",
-                vec![one; chunk.len()].join(" OR ")
-            );
-            let mut query = self.client.query(&sql);
-            for lookup in chunk {
-                query = query
-                    .bind(lookup.app_id.as_str())
-                    .bind(lookup.distinct_id.as_str())
-                    .bind(ms(lookup.from_ms))
-                    .bind(ms(lookup.to_ms));
+        for (shard, lookups) in by_shard(lookups, |l| self.shard_of(&l.app_id, &l.distinct_id)) {
+            for chunk in lookups.chunks(LOOKUPS_PER_QUERY) {
+                let read = |client: Client, table: &'static str| sessions_of(client, table, chunk);
+                rows.extend(match &self.shards {
+                    None => read(self.client.clone(), "sessions").await?,
+                    Some(shards) => {
+                        shards
+                            .on(shard, |client| read(client, "sessions_local"))
+                            .await?
+                    }
+                });
             }
-            rows.extend(query.fetch_all::<SessionRow>().await?);
         }
         Ok(rows)
     }
 
-    async fn ping(&self) -> Result<(), clickhouse::error::Error> {
-        self.client.query("SELECT 1").execute().await
+    async fn ping(&self) -> Result<(), Error> {
+        match &self.shards {
+            None => self.client.query("SELECT 1").execute().await,
+            Some(shards) => shards.ping().await,
+        }
     }
+}
+
+/// The latest version of every session one of `lookups` may overlap, from `table`.
+async fn sessions_of(
+    client: Client,
+    table: &str,
+    lookups: &[SessionLookup],
+) -> Result<Vec<SessionRow>, Error> {
+    let ms = |v: i64| u64::try_from(v.max(0)).unwrap_or(0);
+    let one = "(app_id = ? AND distinct_id = ? AND end_ms >= ? AND start_ms <= ?)";
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM {table} FINAL WHERE ({}) AND dropped = 0",
+        vec![one; lookups.len()].join(" OR ")
+    );
+    let mut query = client.query(&sql);
+    for lookup in lookups {
+        query = query
+            .bind(lookup.app_id.as_str())
+            .bind(lookup.distinct_id.as_str())
+            .bind(ms(lookup.from_ms))
+            .bind(ms(lookup.to_ms));
+    }
+    query.fetch_all::<SessionRow>().await
+}
+
+/// `items` grouped by shard (order kept within a shard).
+fn by_shard<T: Clone>(items: &[T], shard: impl Fn(&T) -> u16) -> BTreeMap<u16, Vec<T>> {
+    let mut groups: BTreeMap<u16, Vec<T>> = BTreeMap::new();
+    for item in items {
+        groups.entry(shard(item)).or_default().push(item.clone());
+    }
+    groups
 }

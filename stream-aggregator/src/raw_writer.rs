@@ -20,6 +20,10 @@
 //! and skips them. The lease only matters if a holder dies mid-insert; an
 //! insert is given [`crate::raw::INSERT_TIMEOUT`], well within the lease.
 //!
+//! On a cluster a slot also names the shard (`crate::shards`): rows go to
+//! their visitor's shard, so the prefix argument holds per (Kafka partition,
+//! table partition, shard), and so do the watermarks.
+//!
 //! Before the rows, their *arrivals* (`arrivals`, one small row per raw row,
 //! ordered by Kafka position) are inserted in one statement: readers find the
 //! days holding rows that the report refresher has not derived yet there.
@@ -27,15 +31,15 @@
 use crate::error::AggregatorError;
 use crate::live::{raw_marks_key, Claimed, LiveStore};
 use crate::message::{debug_assert_offset_order, Message};
-use crate::raw::{slot, RawSink};
+use crate::raw::{slot, slot_shard, RawSink};
 use std::collections::{BTreeMap, HashMap};
 use tally_schemas::row::{event_date, ArrivalRow, EventRow};
 
 /// Lease of a partition claim.
 pub const CLAIM_TTL_MS: u64 = 15_000;
 
-/// Slot (class and day) → highest stored offset, of one Kafka partition.
-type Marks = BTreeMap<u32, i64>;
+/// Slot (shard, class and day) → highest stored offset, of one Kafka partition.
+type Marks = BTreeMap<u64, i64>;
 
 /// Where and as whom rows are written.
 #[derive(Debug, Clone, Copy)]
@@ -132,12 +136,17 @@ impl RowWriter<'_> {
             .map(|(p, days)| (*p, days.values().copied().max().unwrap_or(-1)))
             .collect();
         // Rows to insert per slot; `marks` advances as rows are taken.
-        let mut slots: BTreeMap<u32, Vec<EventRow>> = BTreeMap::new();
+        let mut slots: BTreeMap<u64, Vec<EventRow>> = BTreeMap::new();
         let mut skipped = 0;
         let mut after = marks.clone();
         for message in batch {
             let envelope = &message.envelope;
-            let at = slot(envelope.retention_days, event_date(envelope.timestamp_ms));
+            let shard = raw.shard_of(&envelope.app_id, &envelope.distinct_id);
+            let at = slot(
+                shard,
+                envelope.retention_days,
+                event_date(envelope.timestamp_ms),
+            );
             let last = after
                 .entry(message.partition)
                 .or_default()
@@ -157,11 +166,18 @@ impl RowWriter<'_> {
         }
         // Arrivals first: a row visible in `events` always has its arrival,
         // which is what lets a reader find the days not derived yet.
-        let arrivals: Vec<ArrivalRow> = slots.values().flatten().map(ArrivalRow::of).collect();
-        raw.insert_arrivals(&arrivals).await?;
+        // (Per shard: a shard's rows are only ever preceded by its own arrivals.)
+        let mut arrivals: BTreeMap<u16, Vec<ArrivalRow>> = BTreeMap::new();
+        for (at, rows) in &slots {
+            let shard = arrivals.entry(slot_shard(*at)).or_default();
+            shard.extend(rows.iter().map(ArrivalRow::of));
+        }
+        for (shard, rows) in &arrivals {
+            raw.insert_arrivals(*shard, rows).await?;
+        }
         let mut written = 0;
         for (at, rows) in slots {
-            raw.insert(&rows).await?;
+            raw.insert(slot_shard(at), &rows).await?;
             written += rows.len();
             for (partition, marked) in &after {
                 if let Some(offset) = marked.get(&at) {

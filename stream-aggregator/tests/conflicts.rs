@@ -59,6 +59,7 @@ impl RawSink for SharedRaw {
         Ok(marks
             .into_iter()
             .map(|((retention_days, event_date), offset)| Watermark {
+                shard: 0,
                 retention_days,
                 event_date,
                 offset,
@@ -66,7 +67,7 @@ impl RawSink for SharedRaw {
             .collect())
     }
 
-    async fn insert(&self, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
+    async fn insert(&self, _shard: u16, rows: &[EventRow]) -> Result<(), clickhouse::error::Error> {
         self.rows.lock().unwrap().extend_from_slice(rows);
         Ok(())
     }
@@ -111,6 +112,7 @@ impl RawSink for SharedRaw {
 
     async fn insert_arrivals(
         &self,
+        _shard: u16,
         _rows: &[tally_schemas::row::ArrivalRow],
     ) -> Result<(), clickhouse::error::Error> {
         Ok(())

@@ -10,6 +10,7 @@
 //! (`http://127.0.0.1:8123`).
 
 pub mod broker;
+pub mod cluster;
 pub mod derived;
 pub mod journeys;
 pub mod pipeline;
@@ -118,6 +119,7 @@ impl Isolation {
             user: "default".into(),
             password: String::new(),
             cluster: None,
+            shards: Vec::new(),
         };
         broker::create_topic(&kafka.brokers, &kafka.topic, partitions).await;
         broker::create_topic(&kafka.brokers, &kafka.dlq_topic, 1).await;
@@ -156,8 +158,12 @@ impl Isolation {
             .clickhouse
             .server_client()
             .query(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                self.clickhouse.database
+                "DROP DATABASE IF EXISTS {}{}",
+                self.clickhouse.database,
+                match &self.clickhouse.cluster {
+                    Some(cluster) => format!(" ON CLUSTER {cluster}"),
+                    None => String::new(),
+                }
             ))
             .execute()
             .await;

@@ -86,6 +86,7 @@ async fn migrations_apply_on_the_cluster_and_place_rows_by_visitor() {
         user: "default".into(),
         password: String::new(),
         cluster: Some("tally".into()),
+        shards: Vec::new(),
     };
     let (one, three) = (config(&nodes[0]), config(&nodes[2]));
     let (a, b) = tokio::join!(migrate(&one), migrate(&three));

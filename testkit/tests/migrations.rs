@@ -18,6 +18,7 @@ fn config() -> ClickHouseConfig {
         user: "default".into(),
         password: String::new(),
         cluster: None,
+        shards: Vec::new(),
     }
 }
 

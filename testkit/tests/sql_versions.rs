@@ -7,6 +7,14 @@
 //! into `~/.cache/tally/chdb-<version>`). Both get the same migrations and the
 //! same few rows, and a statement passes when it runs without an error: no
 //! syntax or function only one version knows.
+//!
+//! The statements also run on the local ClickHouse cluster (issue 18; 2
+//! shards × 2 replicas of 18.16, `scripts/cluster up`) in its cluster layout,
+//! as the services run them there (`distributed_product_mode = 'global'`,
+//! mutations on every shard's local tables): every read answers exactly what
+//! the single server answers, and every read answers on 26.x what it answers
+//! on 18.16 (rows compared as JSON values, order-free, numbers to 9
+//! significant digits).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -107,43 +115,172 @@ const ROWS: &[&str] = &[
      VALUES ('app-1', 'u2', ['plan', 'seats'], ['pro', '3'], 3, 0)",
 ];
 
+/// Whether a statement writes (an `INSERT … SELECT` of the refresher or a
+/// mutation): it takes no output format and runs after every read.
+fn writes(sql: &str) -> bool {
+    sql.starts_with("INSERT") || sql.starts_with("ALTER")
+}
+
+/// Runs the rows, then every read, then every write at `url` (database and
+/// settings in it), each statement as `form` gives it; name → output or error.
+async fn run_all(
+    url: &str,
+    statements: &BTreeMap<String, String>,
+    form: impl Fn(&str) -> String,
+) -> BTreeMap<String, Result<String, String>> {
+    let http = reqwest::Client::new();
+    let run = |sql: String| {
+        let request = http.post(url).body(sql);
+        async move {
+            let response = request.send().await.unwrap();
+            let ok = response.status().is_success();
+            let text = response.text().await.unwrap();
+            if ok {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        }
+    };
+    for row in ROWS {
+        if let Err(text) = run((*row).to_owned()).await {
+            panic!("{url} refused the rows: {text}");
+        }
+    }
+    let mut results = BTreeMap::new();
+    let (reads, writes): (Vec<_>, Vec<_>) = statements.iter().partition(|(_, sql)| !writes(sql));
+    for (name, sql) in reads {
+        let sql = format!("{} FORMAT JSONEachRow", form(sql));
+        results.insert(name.clone(), run(sql).await);
+    }
+    for (name, sql) in writes {
+        results.insert(name.clone(), run(form(sql)).await);
+    }
+    results
+}
+
+/// Whether a statement's answers are compared across servers: every read
+/// but the storage figures (`lifecycle_storage`: bytes on disk differ by
+/// engine and version, and a cluster counts each replicated bookkeeping table
+/// once per shard).
+fn comparable(name: &str, sql: &str) -> bool {
+    !writes(sql) && name != "lifecycle_storage"
+}
+
+/// Rows of a JSONEachRow output as comparable text: each row's values as
+/// JSON with numbers (also quoted 64-bit ones) to 9 significant digits, sorted.
+fn normal(output: &str) -> Vec<String> {
+    fn value(v: &Value) -> Value {
+        match v {
+            Value::Number(n) => json!(format!("{:.8e}", n.as_f64().unwrap_or(f64::NAN))),
+            Value::String(text) => match text.parse::<f64>() {
+                Ok(n)
+                    if text
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '-' || c == '.') =>
+                {
+                    json!(format!("{n:.8e}"))
+                }
+                _ => v.clone(),
+            },
+            Value::Array(items) => Value::Array(items.iter().map(value).collect()),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (k.clone(), value(v))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    let mut rows: Vec<String> = output
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| value(&serde_json::from_str(line).unwrap()).to_string())
+        .collect();
+    rows.sort();
+    rows
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_statements_run_on_clickhouse_18_16_and_current() {
     let statements = golden_statements();
 
     // The local server (18.16), in a fresh migrated database.
     let iso = Isolation::new(1).await;
-    let http = reqwest::Client::new();
     let url = format!(
         "{}/?database={}",
         iso.clickhouse.url, iso.clickhouse.database
     );
-    let run = |sql: String| {
-        let request = http.post(&url).body(sql);
-        async move {
-            let response = request.send().await.unwrap();
-            let ok = response.status().is_success();
-            (ok, response.text().await.unwrap())
+    let version = reqwest::Client::new()
+        .post(&url)
+        .body("SELECT version()")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let single = run_all(&url, &statements, str::to_owned).await;
+    iso.cleanup().await;
+    let old: BTreeMap<String, Option<String>> = single
+        .iter()
+        .map(|(name, result)| (name.clone(), result.as_ref().err().cloned()))
+        .collect();
+
+    // The local cluster (18.16), in the cluster layout, as the services run
+    // statements there.
+    let cluster = tally_testkit::cluster::on_cluster(
+        1,
+        &tally_testkit::kafka_brokers(),
+        &tally_testkit::redis_url(),
+        1,
+    )
+    .await;
+    let database = cluster.clickhouse.database.clone();
+    let layout = tally_schemas::cluster::Cluster {
+        name: tally_testkit::cluster::CLUSTER,
+        database: &database,
+    };
+    let url = format!(
+        "{}/?database={database}&insert_distributed_sync=1&distributed_product_mode=global",
+        cluster.clickhouse.url
+    );
+    // The lifecycle's reads of `system.parts` cover every shard there; any
+    // other statement is read as is, a mutation on every shard's local table.
+    let form = |sql: &str| {
+        if sql.contains("FROM system.parts") {
+            layout.system_read(sql)
+        } else {
+            layout.mutation(sql)
         }
     };
-    for row in ROWS {
-        let (ok, text) = run((*row).to_owned()).await;
-        assert!(ok, "18.16 refused the rows: {text}");
+    let mut on_cluster = run_all(&url, &statements, form).await;
+    // As the services read them: the local tables' parts under the tables' names.
+    for output in on_cluster.values_mut().flatten() {
+        *output = output.replace("_local\"", "\"");
     }
-    let version = run("SELECT version()".into()).await.1;
-    let mut old = BTreeMap::new();
-    for (name, sql) in &statements {
-        // An INSERT … SELECT (the refresher's writes) or a mutation (person
-        // deletion) takes no output format.
-        let sql = if sql.starts_with("INSERT") || sql.starts_with("ALTER") {
-            sql.clone()
-        } else {
-            format!("{sql} FORMAT JSONEachRow")
-        };
-        let (ok, text) = run(sql).await;
-        old.insert(name.clone(), (!ok).then_some(text));
+    cluster.cleanup().await;
+    let mut differences = Vec::new();
+    for (name, result) in &on_cluster {
+        match (result, &single[name]) {
+            (Err(error), _) => differences.push(format!("{name} on the cluster: {error}")),
+            (Ok(out), Ok(expected))
+                if comparable(name, &statements[name]) && normal(out) != normal(expected) =>
+            {
+                differences.push(format!(
+                    "{name}: the cluster answers {out:?}, one server {expected:?}"
+                ));
+            }
+            _ => {}
+        }
     }
-    iso.cleanup().await;
+    let compared = on_cluster
+        .iter()
+        .filter(|(name, _)| comparable(name, &statements[*name]))
+        .count();
+    println!(
+        "cluster: {compared} reads compared with one server, {} statements run",
+        on_cluster.len()
+    );
+    assert!(differences.is_empty(), "{}", differences.join("\n\n"));
 
     // Current ClickHouse, embedded.
     let python = chdb_python().unwrap_or_else(|why| panic!("{why}"));
@@ -156,7 +293,13 @@ async fn golden_statements_run_on_clickhouse_18_16_and_current() {
         .collect();
     let request = json!({
         "migrations": migrations,
-        "statements": statements.iter().map(|(name, sql)| json!({"name": name, "sql": sql})).collect::<Vec<_>>(),
+        // Reads first: a mutation must not change what a read sees.
+        "statements": statements
+            .iter()
+            .filter(|(_, sql)| !writes(sql))
+            .chain(statements.iter().filter(|(_, sql)| writes(sql)))
+            .map(|(name, sql)| json!({"name": name, "sql": sql}))
+            .collect::<Vec<_>>(),
     });
     let output = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(python)
@@ -201,9 +344,20 @@ async fn golden_statements_run_on_clickhouse_18_16_and_current() {
         "chdb is {current}"
     );
     let mut failures = Vec::new();
+    let mut compared_current = 0;
     for name in statements.keys() {
         if let Some(Some(error)) = old.get(name) {
             failures.push(format!("{name} on 18.16: {error}"));
+        }
+        if let (Some(out), Ok(expected)) = (answer["outputs"][name].as_str(), &single[name]) {
+            if comparable(name, &statements[name]) {
+                compared_current += 1;
+                if normal(out) != normal(expected) {
+                    failures.push(format!(
+                        "{name}: {current} answers {out:?}, 18.16 {expected:?}"
+                    ));
+                }
+            }
         }
         if let Some(error) = answer["results"][name].as_str() {
             failures.push(format!("{name} on {current}: {error}"));
@@ -214,4 +368,9 @@ async fn golden_statements_run_on_clickhouse_18_16_and_current() {
         );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    println!("{current}: {compared_current} reads compared with 18.16");
+    assert_eq!(
+        compared_current, compared,
+        "every comparable read answered on {current}"
+    );
 }

@@ -69,7 +69,14 @@ async fn drop_locked(
     }
     live.clickhouse
         .server_client()
-        .query(&format!("DROP DATABASE IF EXISTS {}", target.database))
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}{}",
+            target.database,
+            match &live.clickhouse.cluster {
+                Some(cluster) => format!(" ON CLUSTER {cluster}"),
+                None => String::new(),
+            }
+        ))
         .execute()
         .await?;
     let mut redis = redis::Client::open(live.redis_url.as_str())?

@@ -76,10 +76,25 @@ app.kubernetes.io/part-of: tally
 - {name: TALLY_KAFKA_DLQ_TOPIC, value: {{ .Values.kafka.dlqTopic | quote }}}
 {{- end -}}
 
-{{/* ClickHouse: endpoint and database plain, user and password from the Secret. */}}
+{{/* A cluster's shards as TALLY_CLICKHOUSE_SHARDS reads them: url,url;url,url. */}}
+{{- define "tally.shards" -}}
+{{- $shards := list -}}
+{{- range . }}{{ $shards = append $shards (join "," .) }}{{ end -}}
+{{- join ";" $shards -}}
+{{- end -}}
+
+{{/* ClickHouse: endpoint and database plain, user and password from the Secret;
+     on a cluster its name and every shard's replicas. */}}
 {{- define "tally.env.clickhouse" -}}
 - {name: TALLY_CLICKHOUSE_URL, value: {{ .Values.clickhouse.url | quote }}}
 - {name: TALLY_CLICKHOUSE_DATABASE, value: {{ .Values.clickhouse.database | quote }}}
+{{- with .Values.clickhouse.cluster }}
+{{- if .name }}
+- {name: TALLY_CLICKHOUSE_CLUSTER, value: {{ .name | quote }}}
+- name: TALLY_CLICKHOUSE_SHARDS
+  value: {{ include "tally.shards" .shards | quote }}
+{{- end }}
+{{- end }}
 {{ include "tally.secretEnv" (list . "TALLY_CLICKHOUSE_USER" "clickhouse-user") }}
 {{ include "tally.secretEnv" (list . "TALLY_CLICKHOUSE_PASSWORD" "clickhouse-password") }}
 {{- end -}}

@@ -157,6 +157,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         user: "default".into(),
         password: String::new(),
         cluster: None,
+        shards: Vec::new(),
     };
     tally_common::clickhouse::migrate(&clickhouse)
         .await

@@ -256,7 +256,7 @@ pub async fn run(
         started.elapsed().as_secs_f64()
     );
     // Seed 002 expects 10–20× compression of raw events: ours, on the history.
-    let storage = tally_common::lifecycle::storage(&history.client())
+    let storage = tally_common::lifecycle::storage(&history.client(), history.layout())
         .await
         .map_err(err("storage"))?;
     let events_storage = storage.into_iter().find(|t| t.table == "events");

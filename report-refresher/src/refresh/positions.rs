@@ -63,7 +63,7 @@ impl Refresher {
         for (day, drop) in droppable {
             if drop {
                 self.clickhouse
-                    .query(statements::DROP_ARRIVALS_SQL)
+                    .query(&self.cluster_form(statements::DROP_ARRIVALS_SQL))
                     .bind(day.as_str())
                     .execute()
                     .await?;

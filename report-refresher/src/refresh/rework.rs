@@ -47,7 +47,7 @@ impl Refresher {
         }
         let running: u64 = self
             .clickhouse
-            .query(statements::PENDING_MUTATIONS_SQL)
+            .query(&self.cluster_form(statements::PENDING_MUTATIONS_SQL))
             .fetch_one()
             .await?;
         if running > 0 {

@@ -130,6 +130,41 @@ fn check_pod(
     }
 }
 
+/// On a ClickHouse cluster every pod that reaches ClickHouse knows the
+/// cluster and every shard's replicas (the aggregator writes shards itself);
+/// on one server none does.
+fn check_cluster_env(r: &Rendered, cluster: bool) {
+    let case = r.case.as_str();
+    let mut pods = 0;
+    for object in &r.objects {
+        let Some(spec) = object.pointer("/spec/template/spec") else {
+            continue;
+        };
+        for container in items(spec, "/containers") {
+            let env: BTreeMap<&str, &str> = items(container, "/env")
+                .iter()
+                .map(|e| (str_at(e, "/name"), e["value"].as_str().unwrap_or("")))
+                .collect();
+            if !env.contains_key("TALLY_CLICKHOUSE_URL") {
+                continue;
+            }
+            pods += 1;
+            let at = format!("[{case}] {}", str_at(object, "/metadata/name"));
+            if cluster {
+                assert_eq!(env.get("TALLY_CLICKHOUSE_CLUSTER"), Some(&"tally"), "{at}");
+                let shards = env.get("TALLY_CLICKHOUSE_SHARDS").copied().unwrap_or("");
+                let parsed = tally_common::clickhouse::parse_shards(shards);
+                assert_eq!(parsed.len(), 2, "{at}: {shards}");
+                assert!(parsed.iter().all(|s| s.len() == 2), "{at}: {shards}");
+            } else {
+                assert!(!env.contains_key("TALLY_CLICKHOUSE_CLUSTER"), "{at}");
+                assert!(!env.contains_key("TALLY_CLICKHOUSE_SHARDS"), "{at}");
+            }
+        }
+    }
+    assert!(pods >= 4, "[{case}] pods reaching ClickHouse: {pods}");
+}
+
 /// The properties of one rendered values case.
 fn check_rendered(r: &Rendered, vars: &BTreeSet<String>, production: bool) {
     let case = r.case.as_str();
@@ -318,15 +353,17 @@ fn helm_chart_lints_renders_and_validates_with_both_values_files() {
     let out = &out.0;
     let chart = repo().join("helm/tally");
     let production = chart.join("values-production.yaml");
+    let cluster = chart.join("values-cluster.yaml");
     let answer = check_py(&[
         "helm",
         chart.to_str().unwrap(),
         out.to_str().unwrap(),
         production.to_str().unwrap(),
+        cluster.to_str().unwrap(),
     ]);
     let validate = PathBuf::from(answer["kubernetes_validate"].as_str().unwrap());
     let cases = items(&answer, "/cases");
-    assert_eq!(cases.len(), 2, "{answer}");
+    assert_eq!(cases.len(), 3, "{answer}");
     for case in cases {
         let name = str_at(case, "/name").to_owned();
         // Lint: no errors, no warnings (strict); info (e.g. "icon is recommended") is printed.
@@ -380,6 +417,7 @@ fn helm_chart_lints_renders_and_validates_with_both_values_files() {
             "[{name}] lint clean, {} manifests valid for Kubernetes 1.30: {kinds:?}",
             rendered.objects.len()
         );
-        check_rendered(&rendered, &vars, name == "values-production.yaml");
+        check_rendered(&rendered, &vars, name != "default");
+        check_cluster_env(&rendered, name == "values-cluster.yaml");
     }
 }

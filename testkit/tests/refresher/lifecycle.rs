@@ -84,7 +84,7 @@ async fn raw_partitions_past_the_retention_are_dropped_and_reports_stay() {
         sessions >= cutoff,
         "oldest session day {sessions} < {cutoff}"
     );
-    let storage = lifecycle::storage(&client).await.unwrap();
+    let storage = lifecycle::storage(&client, None).await.unwrap();
     let events_storage = storage.iter().find(|t| t.table == "events").unwrap();
     assert_eq!(events_storage.oldest(), Some(oldest.as_str()));
     assert!(events_storage.ratio() > 0.0);
@@ -173,7 +173,7 @@ async fn each_retention_class_keeps_its_own_days() {
         })
         .collect();
     assert_eq!(expected.len(), 6 + 3 + 8);
-    let dropped = lifecycle::drop_expired(&client, now, DEFAULT_DAYS)
+    let dropped = lifecycle::drop_expired(&client, None, now, DEFAULT_DAYS)
         .await
         .unwrap();
     assert_eq!(dropped.len(), 2 * (30 - expected.len()), "{dropped:?}");
@@ -189,7 +189,7 @@ async fn each_retention_class_keeps_its_own_days() {
             .collect();
         assert_eq!(left, expected, "{table}");
     }
-    let again = lifecycle::drop_expired(&client, now, DEFAULT_DAYS)
+    let again = lifecycle::drop_expired(&client, None, now, DEFAULT_DAYS)
         .await
         .unwrap();
     assert!(again.is_empty(), "{again:?}");

@@ -23,12 +23,12 @@ use tally_common::lifecycle;
 use tally_common::postgres;
 use tally_common::Clock;
 
-fn client(args: &[String]) -> Result<clickhouse::Client, String> {
+fn config(args: &[String]) -> Result<ClickHouseConfig, String> {
     let mut config = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
     if let Some(database) = flag(args, "--database").pop() {
         config.database = database;
     }
-    Ok(config.client())
+    Ok(config)
 }
 
 /// Bytes as text with a binary unit.
@@ -45,7 +45,8 @@ fn size(bytes: u64) -> String {
 
 /// `tally-admin storage`.
 pub async fn storage(args: &[String]) -> Result<(), String> {
-    let tables = lifecycle::storage(&client(args)?)
+    let config = config(args)?;
+    let tables = lifecycle::storage(&config.client(), config.layout())
         .await
         .map_err(|e| format!("clickhouse: {e}"))?;
     if args.iter().any(|a| a == "--json") {
@@ -82,14 +83,15 @@ pub async fn retention(args: &[String]) -> Result<(), String> {
     if days == 0 {
         return Err("--days: at least 1".into());
     }
-    let client = client(args)?;
+    let config = config(args)?;
+    let client = config.client();
     let now_ms = tally_common::SystemClock.now_ms();
     let cutoff = lifecycle::cutoff_day(now_ms, days);
     let dry = args.iter().any(|a| a == "--dry-run");
     let found = if dry {
-        lifecycle::expired(&client, now_ms, days).await
+        lifecycle::expired(&client, config.layout(), now_ms, days).await
     } else {
-        lifecycle::drop_expired(&client, now_ms, days).await
+        lifecycle::drop_expired(&client, config.layout(), now_ms, days).await
     }
     .map_err(|e| format!("clickhouse: {e}"))?;
     let verb = if dry { "would drop" } else { "dropped" };

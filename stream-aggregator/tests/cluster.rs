@@ -1,0 +1,400 @@
+//! The cluster test (issue 18): Tally on the local ClickHouse cluster (2
+//! shards × 2 replicas of 18.16 with ZooKeeper, `scripts/cluster up`), with
+//! two gateways behind nginx, three aggregators (child processes, one
+//! consumer group) and two query services. Loadgen traffic goes through the
+//! load balancer; during it a shard's home replica is killed with SIGKILL
+//! and restarted (for each shard), aggregators are killed with SIGKILL and
+//! restarted after a random delay, and a gateway is killed. Then the
+//! ground-truth checker must find every acknowledged event exactly once in
+//! ClickHouse (read through the `Distributed` tables) and every live window
+//! exact, both query services must answer the same totals, and every
+//! visitor's rows must sit on the one shard its hash names.
+//!
+//! The control run turns the exactly-once guards off
+//! (`TALLY_AGGREGATOR_FAULT=ignore-offsets`) on the same cluster and requires
+//! the checker to flag the replayed rows.
+//!
+//! The two tests kill shared cluster nodes, so they run one at a time
+//! ([`SERIAL`]); no other test binary runs meanwhile (`cargo test` runs
+//! binaries one after another). Scale with `TALLY_CLUSTER_SECS` (default 45)
+//! and `TALLY_CLUSTER_RATE` (events/s, default 200).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_loadgen::check::{check, CheckConfig, Report};
+use tally_loadgen::model::ModelConfig;
+use tally_loadgen::record::Acked;
+use tally_loadgen::send::{self, SendConfig, Style};
+use tally_testkit::broker::rewind_group;
+use tally_testkit::cluster::{self, kill_node, start_node, Balancer};
+use tally_testkit::servers::{service_process, ServiceProcess};
+use tally_testkit::{eventually, services, Isolation};
+
+const AGGREGATOR: &str = env!("CARGO_BIN_EXE_stream-aggregator");
+const LATENESS_MS: i64 = 30_000;
+/// The node every service and the checker talk to (never killed here).
+const ENTRY_NODE: usize = 4;
+
+/// One test at a time: they kill nodes of the shared cluster.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn env_number(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Environment of an aggregator process on the cluster.
+fn aggregator_env(iso: &Isolation, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let shards: Vec<String> = cluster::shards().iter().map(|s| s.join(",")).collect();
+    let mut env: Vec<(String, String)> = [
+        ("TALLY_KAFKA_BROKERS", iso.kafka.brokers.as_str()),
+        ("TALLY_KAFKA_TOPIC", iso.kafka.topic.as_str()),
+        ("TALLY_KAFKA_DLQ_TOPIC", iso.kafka.dlq_topic.as_str()),
+        ("TALLY_AGGREGATOR_GROUP", iso.group_id.as_str()),
+        ("TALLY_REDIS_URL", iso.redis_url.as_str()),
+        ("TALLY_REDIS_PREFIX", iso.redis_prefix.as_str()),
+        ("TALLY_CLICKHOUSE_URL", iso.clickhouse.url.as_str()),
+        (
+            "TALLY_CLICKHOUSE_DATABASE",
+            iso.clickhouse.database.as_str(),
+        ),
+        ("TALLY_CLICKHOUSE_CLUSTER", cluster::CLUSTER),
+        ("TALLY_CLICKHOUSE_SHARDS", &shards.join(";")),
+        ("TALLY_AGGREGATOR_FLUSH_MS", "200"),
+        ("TALLY_AGGREGATOR_LATENESS_MS", "30000"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
+
+async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
+    service_process(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
+}
+
+fn model(run: &str, rate: f64) -> ModelConfig {
+    let sessions = (rate / 2.0).max(150.0) as usize;
+    ModelConfig {
+        seed: 11,
+        run_id: tally_testkit::unique(run),
+        apps: 2,
+        visitors: sessions * 3,
+        concurrent_sessions: sessions,
+        mean_think_ms: 400.0,
+    }
+}
+
+fn sender(
+    gateway: String,
+    model: ModelConfig,
+    rate: f64,
+    secs: u64,
+    stop: Option<Arc<AtomicBool>>,
+) -> tokio::task::JoinHandle<Vec<Acked>> {
+    tokio::spawn(async move {
+        let keys = send::provision_keys(&tally_testkit::postgres(), &model)
+            .await
+            .unwrap();
+        let (summary, records) = send::run(SendConfig {
+            gateway,
+            rate: Some(rate),
+            duration: Some(Duration::from_secs(secs)),
+            max_events: None,
+            batch: 10,
+            concurrency: 8,
+            style: Style::Browser,
+            model,
+            progress: false,
+            keys,
+            stop,
+        })
+        .await;
+        eprintln!("cluster load: {summary:?}");
+        records
+    })
+}
+
+async fn wait_for_rows(iso: &Isolation, at_least: u64) {
+    let client = iso.clickhouse_client();
+    eventually("rows on the cluster", Duration::from_secs(180), || async {
+        let rows: u64 = client
+            .query("SELECT count() FROM events")
+            .fetch_one()
+            .await
+            .ok()?;
+        (rows >= at_least).then_some(())
+    })
+    .await;
+}
+
+async fn check_config(iso: &Isolation, query: &str, records: &[Acked]) -> CheckConfig {
+    CheckConfig::for_records(
+        iso.clickhouse.clone(),
+        query,
+        &tally_testkit::postgres(),
+        records,
+    )
+    .await
+    .unwrap()
+    .allowed_lateness_ms(LATENESS_MS)
+}
+
+/// Runs the checker until it passes or `timeout`; returns the last report.
+async fn settle(records: &[Acked], config: &CheckConfig, timeout: Duration) -> Report {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let report = check(records, config).await.unwrap();
+        if report.ok || Instant::now() >= deadline {
+            return report;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Rows per shard (read on one replica of each, after it synced), and the
+/// visitors found on more than one shard or on a shard their hash does not name.
+async fn placement(iso: &Isolation) -> (Vec<u64>, usize) {
+    #[derive(Debug, clickhouse::Row, serde::Deserialize)]
+    struct Visitor {
+        app_id: String,
+        distinct_id: String,
+    }
+    let shards = cluster::shards();
+    let (mut rows, mut misplaced) = (Vec::new(), 0);
+    for (index, replicas) in shards.iter().enumerate() {
+        let client = clickhouse::Client::default()
+            .with_url(replicas[1].as_str())
+            .with_database(iso.clickhouse.database.as_str())
+            .with_validation(false);
+        client
+            .query("SYSTEM SYNC REPLICA events_local")
+            .execute()
+            .await
+            .unwrap();
+        let n: u64 = client
+            .query("SELECT count() FROM events_local")
+            .fetch_one()
+            .await
+            .unwrap();
+        rows.push(n);
+        let visitors = client
+            .query("SELECT DISTINCT app_id, distinct_id FROM events_local")
+            .fetch_all::<Visitor>()
+            .await
+            .unwrap();
+        misplaced += visitors
+            .iter()
+            .filter(|v| {
+                let hash = tally_schemas::cluster::shard_hash(&[&v.app_id, &v.distinct_id]);
+                hash % shards.len() as u64 != index as u64
+            })
+            .count();
+    }
+    (rows, misplaced)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cluster_counts_every_event_once_through_node_and_process_failures() {
+    let _serial = SERIAL.lock().await;
+    let rate = env_number("TALLY_CLUSTER_RATE", 200) as f64;
+    let secs = env_number("TALLY_CLUSTER_SECS", 45);
+    let seed = env_number("TALLY_CHAOS_SEED", u64::from(std::process::id()));
+    let iso = cluster::on_cluster(
+        6,
+        &tally_testkit::kafka_brokers(),
+        &tally_testkit::redis_url(),
+        ENTRY_NODE,
+    )
+    .await;
+    let mut gateways = vec![
+        Some(services::gateway(services::gateway_config(&iso)).await),
+        Some(services::gateway(services::gateway_config(&iso)).await),
+    ];
+    let upstreams: Vec<String> = gateways
+        .iter()
+        .map(|g| g.as_ref().unwrap().addr.to_string())
+        .collect();
+    let balancer = Balancer::start(&upstreams).await;
+    let env = aggregator_env(&iso, &[]);
+    let mut aggregators = Vec::new();
+    for _ in 0..3 {
+        aggregators.push(Some(start_aggregator(&env).await));
+    }
+    let queries = [
+        services::query(services::query_config(&iso)).await,
+        services::query(services::query_config(&iso)).await,
+    ];
+    let stop_load = Arc::new(AtomicBool::new(false));
+    let load = sender(
+        balancer.url.clone(),
+        model("cluster", rate),
+        rate,
+        24 * 3_600,
+        Some(stop_load.clone()),
+    );
+
+    // Kill each shard's home replica (the aggregators' first choice) and bring
+    // it back; kill aggregators (restart after 0–8 s, seeded); kill a gateway.
+    let plan = [
+        "node 1",
+        "aggregator 0",
+        "gateway 1",
+        "node 3",
+        "aggregator 1",
+    ];
+    let step = Duration::from_secs_f64(secs as f64 * 0.8 / plan.len() as f64);
+    let started = Instant::now();
+    let mut done = Vec::new();
+    let mut state = seed;
+    // The sleeps here pace the disturbances and are the downtimes themselves;
+    // every wait for a state (ready, rows stored) polls with a deadline.
+    for action in plan {
+        tokio::time::sleep(step).await;
+        let at = started.elapsed().as_secs_f64();
+        let (what, n) = action.split_once(' ').unwrap();
+        let n: usize = n.parse().unwrap();
+        match what {
+            "node" => {
+                kill_node(n).await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                start_node(n).await;
+            }
+            "aggregator" => {
+                aggregators[n].take().unwrap().kill();
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                let delay = Duration::from_millis((state >> 33) % 8_000);
+                tokio::time::sleep(delay).await;
+                aggregators[n] = Some(start_aggregator(&env).await);
+            }
+            "gateway" => gateways[n].take().unwrap().abort().await,
+            _ => unreachable!(),
+        }
+        done.push(format!("{action}@{at:.1}s"));
+    }
+    let remaining = Duration::from_secs(secs).saturating_sub(started.elapsed());
+    tokio::time::sleep(remaining).await;
+    stop_load.store(true, Ordering::SeqCst);
+    let records = load.await.unwrap();
+    assert!(
+        records.len() as u64 > secs * rate as u64 / 4,
+        "too little load got through: {}",
+        records.len()
+    );
+    wait_for_rows(&iso, records.len() as u64).await;
+
+    let config = check_config(&iso, &queries[0].url(), &records).await;
+    let report = settle(&records, &config, Duration::from_secs(90)).await;
+    let (per_shard, misplaced) = placement(&iso).await;
+    // The aggregator never killed lived through both home replicas' deaths:
+    // it chose homes more than once per shard.
+    let survivor = aggregators[2].as_ref().unwrap();
+    let text = reqwest::get(format!("{}/metrics", survivor.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let selections: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tally_aggregator_replica_selections_total"))
+        .collect();
+    eprintln!("cluster: the surviving aggregator's replica selections: {selections:?}");
+    eprintln!(
+        "cluster: seed {seed}; disturbances [{}]; {} acknowledged events and {} sessions checked, lost {}, duplicated {}, mismatches {}; rows per shard {per_shard:?}, misplaced visitors {misplaced}",
+        done.join(", "),
+        report.events_checked,
+        report.sessions_checked,
+        report.lost,
+        report.duplicated,
+        report.mismatch_count,
+    );
+    assert!(report.ok, "{:#?}", report.mismatches);
+    assert!(report.sessions_checked > 0);
+    assert_eq!(misplaced, 0, "every visitor on the shard its hash names");
+    assert!(
+        selections.iter().any(|l| l.contains("unusable")),
+        "a killed home replica was found unusable and replaced: {selections:?}"
+    );
+    assert!(
+        per_shard.iter().all(|n| *n > 0),
+        "both shards used: {per_shard:?}"
+    );
+    assert_eq!(per_shard.iter().sum::<u64>(), report.events_checked as u64);
+    // The second query service answers the same (counts and live windows).
+    let config = check_config(&iso, &queries[1].url(), &records).await;
+    let second = check(&records, &config).await.unwrap();
+    assert!(second.ok, "second query service: {:#?}", second.mismatches);
+
+    for aggregator in aggregators.into_iter().flatten() {
+        aggregator.stop();
+    }
+    for query in queries {
+        query.stop().await;
+    }
+    for gateway in gateways.into_iter().flatten() {
+        gateway.stop().await;
+    }
+    iso.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_the_cluster_the_checker_flags_a_run_without_the_guards() {
+    let _serial = SERIAL.lock().await;
+    let iso = cluster::on_cluster(
+        2,
+        &tally_testkit::kafka_brokers(),
+        &tally_testkit::redis_url(),
+        ENTRY_NODE,
+    )
+    .await;
+    let gateway = services::gateway(services::gateway_config(&iso)).await;
+    let env = aggregator_env(&iso, &[("TALLY_AGGREGATOR_FAULT", "ignore-offsets")]);
+    let first = start_aggregator(&env).await;
+    let records = sender(
+        gateway.url(),
+        model("cluster-control", 200.0),
+        200.0,
+        5,
+        None,
+    )
+    .await
+    .unwrap();
+    wait_for_rows(&iso, records.len() as u64).await;
+    first.stop();
+    rewind_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
+    let second = start_aggregator(&env).await;
+    wait_for_rows(&iso, 2 * records.len() as u64).await;
+
+    let query = services::query(services::query_config(&iso)).await;
+    let config = check_config(&iso, &query.url(), &records).await;
+    let report = check(&records, &config).await.unwrap();
+    eprintln!(
+        "cluster control: {} events, duplicated {}, live mismatches {}",
+        report.events_checked, report.duplicated, report.live_mismatches
+    );
+    assert!(!report.ok);
+    assert_eq!(
+        report.duplicated, report.events_checked,
+        "every row doubled"
+    );
+    assert!(report.live_mismatches > 0, "{report:?}");
+
+    second.stop();
+    query.stop().await;
+    gateway.stop().await;
+    iso.cleanup().await;
+}
