@@ -26,6 +26,7 @@ pub mod lifecycle;
 pub mod postgres;
 pub mod process;
 pub mod rebuild;
+pub mod redis_conn;
 pub mod serve;
 pub mod service;
 pub mod shutdown;

@@ -299,8 +299,10 @@ async fn check_sessions(
 }
 
 async fn get_json(url: &str, read_key: &str) -> Result<Value, CheckError> {
+    // A hung store must fail the check, not stall it.
     let response = reqwest::Client::new()
         .get(url)
+        .timeout(std::time::Duration::from_secs(30))
         .bearer_auth(read_key)
         .send()
         .await

@@ -101,8 +101,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), QueryError> {
-    let redis = redis::Client::open(config.redis_url.as_str())?;
-    let connection = redis::aio::ConnectionManager::new(redis).await?;
+    let connection = tally_common::redis_conn::Redis::connect(&config.redis_url).await?;
     let keys = Arc::new(KeyCache::new(PostgresKeys::new(
         config.postgres.clone(),
         KeyKind::Read,

@@ -6,16 +6,17 @@
 //! replay was switched to); stream tokens always live under the configured prefix.
 
 use crate::sql::{utc_date, Bind, Sql};
-use redis::aio::ConnectionManager;
+use redis::Cmd;
+use tally_common::redis_conn::Redis;
 use tally_schemas::live::{window_keys, WindowSnapshot, LIVE_SHARDS};
 
 /// Longest an ad-hoc statement may run on ClickHouse, seconds (over → 400).
 pub const MAX_EXECUTION_SECS: u64 = 10;
 
-/// Live windows and stream tokens on Redis.
+/// Live windows and stream tokens on Redis (a server or a Redis Cluster).
 #[derive(Clone)]
 pub struct RedisLive {
-    connection: ConnectionManager,
+    connection: Redis,
     prefix: String,
 }
 
@@ -29,7 +30,7 @@ impl std::fmt::Debug for RedisLive {
 
 impl RedisLive {
     /// Reads keys under `prefix`.
-    pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(connection: Redis, prefix: &str) -> Self {
         RedisLive {
             connection,
             prefix: prefix.to_owned(),
@@ -48,15 +49,17 @@ impl RedisLive {
         app_id: &str,
         starts: &[i64],
     ) -> Result<Vec<WindowSnapshot>, crate::QueryError> {
-        let mut pipe = redis::pipe();
         let prefix = self.data_prefix();
-        for start in starts {
-            for key in window_keys(&prefix, app_id, *start) {
-                pipe.cmd("HGETALL").arg(key);
-            }
-        }
-        let hashes: Vec<Vec<(String, Vec<u8>)>> =
-            pipe.query_async(&mut self.connection.clone()).await?;
+        let commands: Vec<Cmd> = starts
+            .iter()
+            .flat_map(|start| window_keys(&prefix, app_id, *start))
+            .map(|key| {
+                let mut cmd = redis::cmd("HGETALL");
+                cmd.arg(key);
+                cmd
+            })
+            .collect();
+        let hashes: Vec<Vec<(String, Vec<u8>)>> = self.connection.batch(&commands).await?;
         let shards = usize::try_from(LIVE_SHARDS).unwrap_or(1);
         starts
             .iter()
@@ -117,14 +120,16 @@ impl RedisLive {
         }
         let mut connection = self.connection.clone();
         let gone: Vec<String> = invocation.invoke_async(&mut connection).await?;
-        let visitors: Vec<String> = gone
+        // One key per command: visitors' keys sit in different cluster slots.
+        let deletes: Vec<Cmd> = gone
             .iter()
-            .map(|id| tally_schemas::live::visitor_key(&prefix, app_id, id))
+            .map(|id| {
+                let mut cmd = redis::cmd("DEL");
+                cmd.arg(tally_schemas::live::visitor_key(&prefix, app_id, id));
+                cmd
+            })
             .collect();
-        let _: i64 = redis::cmd("DEL")
-            .arg(visitors)
-            .query_async(&mut connection)
-            .await?;
+        let _: Vec<i64> = self.connection.batch(&deletes).await?;
         Ok(gone)
     }
 

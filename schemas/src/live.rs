@@ -89,8 +89,12 @@ pub fn visitor_key(prefix: &str, app_id: &str, distinct_id: &str) -> String {
 
 /// Redis key of the raw-row watermarks of `topic`'s `partition` (the
 /// aggregator's per-partition claim; see `stream-aggregator/src/raw_writer.rs`).
+/// The topic and partition are its hash tag: the claim's lock
+/// ([`raw_lock_key`]) sits in the same Redis Cluster slot, so one script
+/// takes both. (Marks under the older, untagged key are not found: the next
+/// claim reads the watermarks from ClickHouse, which is always exact.)
 pub fn raw_marks_key(prefix: &str, topic: &str, partition: i32) -> String {
-    format!("{prefix}:raw:{topic}:{partition}")
+    format!("{prefix}:raw:{{{topic}:{partition}}}")
 }
 
 /// Redis key of the lock of a raw-row claim (`raw_marks_key` + `:lock`).
@@ -186,7 +190,7 @@ mod tests {
     fn key_layout() {
         assert_eq!(window_key("t", "app", 5_000, 2), "t:w:app:5000:2");
         assert_eq!(visitor_key("t", "app", "u1"), "t:v:app:u1");
-        assert_eq!(raw_marks_key("t", "events", 3), "t:raw:events:3");
+        assert_eq!(raw_marks_key("t", "events", 3), "t:raw:{events:3}");
         assert_eq!(raw_lock_key("t:raw:events:3"), "t:raw:events:3:lock");
         assert_eq!(stream_token_key("t", "ab12"), "t:stream_token:ab12");
     }

@@ -17,9 +17,9 @@
 //! Lua compares strings with the C locale's byte order, as Rust does.
 
 use crate::identity::{Change, Mapping, PersonState};
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Value};
 use std::sync::LazyLock;
+use tally_common::redis_conn::Redis;
 use tally_schemas::person::IdentityEvent;
 
 // KEYS: map, ver, version, tombstones, pver. ARGV: user, other ('' = none),
@@ -110,7 +110,7 @@ static DELETE: LazyLock<redis::Script> =
 /// Identity state in Redis under `prefix`.
 #[derive(Clone)]
 pub struct RedisIdentities {
-    connection: ConnectionManager,
+    connection: Redis,
     prefix: String,
 }
 
@@ -161,7 +161,7 @@ fn change(answer: Vec<Value>) -> Result<Change, RedisError> {
 
 impl RedisIdentities {
     /// A store under `prefix`.
-    pub fn new(connection: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(connection: Redis, prefix: &str) -> Self {
         RedisIdentities {
             connection,
             prefix: prefix.to_owned(),

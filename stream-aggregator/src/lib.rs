@@ -89,8 +89,7 @@ pub async fn run(
     if config.migrate {
         tally_common::clickhouse::migrate(&config.clickhouse).await?;
     }
-    let redis = redis::Client::open(config.redis_url.as_str())?;
-    let connection = redis::aio::ConnectionManager::new(redis).await?;
+    let connection = tally_common::redis_conn::Redis::connect(&config.redis_url).await?;
     let live = RedisLive::new(connection, config.live_ttl.as_secs());
     let raw = match shards::Shards::of(&config.clickhouse) {
         Some(shards) => ClickHouseSink::sharded(config.clickhouse.client(), shards),

@@ -14,12 +14,17 @@
 //! same kind of compare-and-set on `g`. It expires like the windows.
 //!
 //! The identity state (persons) lives in the same Redis, see [`crate::identity_store`].
+//!
+//! Redis Cluster (`tally_common::redis_conn`): every script touches one key,
+//! or keys sharing a hash tag (a claim's marks and lock); batches of
+//! independent commands go through [`Redis::batch`].
 
 use crate::identity::Change;
 use crate::identity_store::RedisIdentities;
-use redis::aio::ConnectionManager;
+use redis::Cmd;
 use std::collections::BTreeMap;
 use std::future::Future;
+use tally_common::redis_conn::Redis;
 use tally_schemas::live::{name_field, offset_field, sessions_field, sketch_field, total_field};
 use tally_schemas::person::IdentityEvent;
 
@@ -203,10 +208,10 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 return 1
 ";
 
-/// [`LiveStore`] on one Redis server.
+/// [`LiveStore`] on a Redis server or a Redis Cluster.
 #[derive(Clone)]
 pub struct RedisLive {
-    connection: ConnectionManager,
+    connection: Redis,
     ttl_secs: u64,
 }
 
@@ -220,7 +225,7 @@ impl std::fmt::Debug for RedisLive {
 
 impl RedisLive {
     /// Uses `connection`; keys expire `ttl_secs` after their last write.
-    pub fn new(connection: ConnectionManager, ttl_secs: u64) -> Self {
+    pub fn new(connection: Redis, ttl_secs: u64) -> Self {
         RedisLive {
             connection,
             ttl_secs,
@@ -233,16 +238,19 @@ impl LiveStore for RedisLive {
         if units.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for unit in units {
-            pipe.cmd("HMGET")
-                .arg(&unit.key)
-                .arg(offset_field(unit.partition))
-                .arg(sketch_field(unit.partition))
-                .arg(sessions_field(unit.partition));
-        }
+        let commands: Vec<Cmd> = units
+            .iter()
+            .map(|unit| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(&unit.key)
+                    .arg(offset_field(unit.partition))
+                    .arg(sketch_field(unit.partition))
+                    .arg(sessions_field(unit.partition));
+                cmd
+            })
+            .collect();
         type Reply = (Option<i64>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let replies: Vec<Reply> = pipe.query_async(&mut self.connection.clone()).await?;
+        let replies: Vec<Reply> = self.connection.batch(&commands).await?;
         Ok(replies
             .into_iter()
             .map(|(offset, sketch, sessions)| UnitState {
@@ -257,12 +265,11 @@ impl LiveStore for RedisLive {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
+        let mut commands = Vec::with_capacity(writes.len());
         for write in writes {
             let p = write.unit.partition;
-            let cmd = pipe
-                .cmd("EVAL")
-                .arg(CAS_SCRIPT)
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(CAS_SCRIPT)
                 .arg(1)
                 .arg(&write.unit.key)
                 .arg(offset_field(p))
@@ -278,8 +285,9 @@ impl LiveStore for RedisLive {
             for (name, count) in &write.by_name {
                 cmd.arg(name_field(p, name)).arg(*count);
             }
+            commands.push(cmd);
         }
-        let applied: Vec<i64> = pipe.query_async(&mut self.connection.clone()).await?;
+        let applied: Vec<i64> = self.connection.batch(&commands).await?;
         Ok(writes
             .iter()
             .zip(applied)
@@ -295,12 +303,16 @@ impl LiveStore for RedisLive {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("HMGET").arg(key).arg("g").arg("s");
-        }
+        let commands: Vec<Cmd> = keys
+            .iter()
+            .map(|key| {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(key).arg("g").arg("s");
+                cmd
+            })
+            .collect();
         let replies: Vec<(Option<String>, Option<Vec<u8>>)> =
-            pipe.query_async(&mut self.connection.clone()).await?;
+            self.connection.batch(&commands).await?;
         Ok(replies
             .into_iter()
             .map(|(guard, state)| guard.zip(state))
@@ -314,18 +326,21 @@ impl LiveStore for RedisLive {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for write in writes {
-            pipe.cmd("EVAL")
-                .arg(VISITOR_SCRIPT)
-                .arg(1)
-                .arg(&write.key)
-                .arg(&write.expected_guard)
-                .arg(&write.new_guard)
-                .arg(&write.state[..])
-                .arg(self.ttl_secs);
-        }
-        let applied: Vec<i64> = pipe.query_async(&mut self.connection.clone()).await?;
+        let commands: Vec<Cmd> = writes
+            .iter()
+            .map(|write| {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(VISITOR_SCRIPT)
+                    .arg(1)
+                    .arg(&write.key)
+                    .arg(&write.expected_guard)
+                    .arg(&write.new_guard)
+                    .arg(&write.state[..])
+                    .arg(self.ttl_secs);
+                cmd
+            })
+            .collect();
+        let applied: Vec<i64> = self.connection.batch(&commands).await?;
         Ok(writes
             .iter()
             .zip(applied)
@@ -343,18 +358,20 @@ impl LiveStore for RedisLive {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("EVAL")
-                .arg(CLAIM_SCRIPT)
-                .arg(2)
-                .arg(key)
-                .arg(lock_key(key))
-                .arg(token)
-                .arg(ttl_ms);
-        }
-        let replies: Vec<(i64, Vec<u8>, i64)> =
-            pipe.query_async(&mut self.connection.clone()).await?;
+        let commands: Vec<Cmd> = keys
+            .iter()
+            .map(|key| {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(CLAIM_SCRIPT)
+                    .arg(2)
+                    .arg(key)
+                    .arg(lock_key(key))
+                    .arg(token)
+                    .arg(ttl_ms);
+                cmd
+            })
+            .collect();
+        let replies: Vec<(i64, Vec<u8>, i64)> = self.connection.batch(&commands).await?;
         Ok(replies
             .into_iter()
             .map(|(granted, marks, clean)| match (granted, clean) {
@@ -373,17 +390,20 @@ impl LiveStore for RedisLive {
         if releases.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for (key, marks) in releases {
-            pipe.cmd("EVAL")
-                .arg(RELEASE_SCRIPT)
-                .arg(2)
-                .arg(key)
-                .arg(lock_key(key))
-                .arg(token)
-                .arg(marks.as_deref().unwrap_or_default());
-        }
-        let released: Vec<i64> = pipe.query_async(&mut self.connection.clone()).await?;
+        let commands: Vec<Cmd> = releases
+            .iter()
+            .map(|(key, marks)| {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(RELEASE_SCRIPT)
+                    .arg(2)
+                    .arg(key)
+                    .arg(lock_key(key))
+                    .arg(token)
+                    .arg(marks.as_deref().unwrap_or_default());
+                cmd
+            })
+            .collect();
+        let released: Vec<i64> = self.connection.batch(&commands).await?;
         Ok(releases
             .iter()
             .zip(released)
@@ -420,11 +440,15 @@ impl LiveStore for RedisLive {
         if apps.is_empty() {
             return Ok(found);
         }
-        let mut pipe = redis::pipe();
-        for app in &apps {
-            pipe.cmd("EXISTS").arg(key(app));
-        }
-        let exists: Vec<bool> = pipe.query_async(&mut self.connection.clone()).await?;
+        let commands: Vec<Cmd> = apps
+            .iter()
+            .map(|app| {
+                let mut cmd = redis::cmd("EXISTS");
+                cmd.arg(key(app));
+                cmd
+            })
+            .collect();
+        let exists: Vec<bool> = self.connection.batch(&commands).await?;
         let deleting: Vec<&str> = apps
             .iter()
             .zip(&exists)
@@ -437,11 +461,15 @@ impl LiveStore for RedisLive {
         if asked.is_empty() {
             return Ok(found);
         }
-        let mut pipe = redis::pipe();
-        for i in &asked {
-            pipe.cmd("SISMEMBER").arg(key(ids[*i].0)).arg(ids[*i].1);
-        }
-        let answers: Vec<bool> = pipe.query_async(&mut self.connection.clone()).await?;
+        let commands: Vec<Cmd> = asked
+            .iter()
+            .map(|i| {
+                let mut cmd = redis::cmd("SISMEMBER");
+                cmd.arg(key(ids[*i].0)).arg(ids[*i].1);
+                cmd
+            })
+            .collect();
+        let answers: Vec<bool> = self.connection.batch(&commands).await?;
         for (i, answer) in asked.into_iter().zip(answers) {
             found[i] = answer;
         }

@@ -49,6 +49,7 @@ pub struct Shards {
     cluster: String,
     database: String,
     shards: Vec<Shard>,
+    sync_timeout: Duration,
 }
 
 impl std::fmt::Debug for Shards {
@@ -107,7 +108,21 @@ impl Shards {
             cluster,
             database: config.database.clone(),
             shards,
+            sync_timeout: SYNC_TIMEOUT,
         })
+    }
+
+    /// The longest a replica may take to prove itself synced (default [`SYNC_TIMEOUT`]).
+    pub fn with_sync_timeout(mut self, timeout: Duration) -> Self {
+        self.sync_timeout = timeout;
+        self
+    }
+
+    /// The URL of `shard`'s current home, if it has one.
+    pub fn home(&self, shard: u16) -> Option<&str> {
+        let entry = self.shards.get(usize::from(shard))?;
+        let home = (*lock(&entry.home))?;
+        entry.urls.get(home).map(String::as_str)
     }
 
     /// Number of shards.
@@ -134,7 +149,7 @@ impl Shards {
         }
         let mut last = Error::Custom(format!("shard {} has no replica configured", index + 1));
         for (replica, client) in entry.replicas.iter().enumerate() {
-            match tokio::time::timeout(SYNC_TIMEOUT, self.prove(index, client)).await {
+            match tokio::time::timeout(self.sync_timeout, self.prove(index, client)).await {
                 Ok(Ok(())) => {
                     *lock(&entry.home) = Some(replica);
                     crate::metrics::replica_selected(index + 1, &entry.urls[replica]);
@@ -201,7 +216,7 @@ impl Shards {
             client.query(&sql).execute().await?;
         }
         // The replica's own state decides (see the module header).
-        let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
+        let deadline = tokio::time::Instant::now() + self.sync_timeout;
         loop {
             let states = client
                 .query(

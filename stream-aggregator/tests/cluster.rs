@@ -1,10 +1,11 @@
 //! The cluster test (issue 18): Tally on the local ClickHouse cluster (2
-//! shards × 2 replicas of 18.16 with ZooKeeper, `scripts/cluster up`), with
-//! two gateways behind nginx, three aggregators (child processes, one
-//! consumer group) and two query services. Loadgen traffic goes through the
-//! load balancer; during it a shard's home replica is killed with SIGKILL
-//! and restarted (for each shard), aggregators are killed with SIGKILL and
-//! restarted after a random delay, and a gateway is killed. Then the
+//! shards × 2 replicas of 18.16 with ZooKeeper) and the local Redis Cluster
+//! (3 masters; both `scripts/cluster up`), with two gateways behind nginx,
+//! three aggregators (child processes, one consumer group) and two query
+//! services. Loadgen traffic goes through the load balancer; during it a
+//! shard's home replica is killed with SIGKILL and restarted (for each
+//! shard), a Redis Cluster master is restarted, aggregators are killed with
+//! SIGKILL and restarted after a random delay, and a gateway is killed. Then the
 //! ground-truth checker must find every acknowledged event exactly once in
 //! ClickHouse (read through the `Distributed` tables) and every live window
 //! exact, both query services must answer the same totals, and every
@@ -14,7 +15,11 @@
 //! (`TALLY_AGGREGATOR_FAULT=ignore-offsets`) on the same cluster and requires
 //! the checker to flag the replayed rows.
 //!
-//! The two tests kill shared cluster nodes, so they run one at a time
+//! A third test pins the rule the exactly-once argument rests on: a replica
+//! missing a part acknowledged on its shard (its fetches stopped, then the
+//! home killed) never becomes home; once it caught up it takes over.
+//!
+//! The tests kill shared cluster nodes, so they run one at a time
 //! ([`SERIAL`]); no other test binary runs meanwhile (`cargo test` runs
 //! binaries one after another). Scale with `TALLY_CLUSTER_SECS` (default 45)
 //! and `TALLY_CLUSTER_RATE` (events/s, default 200).
@@ -25,6 +30,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use stream_aggregator::shards::Shards;
 use tally_loadgen::check::{check, CheckConfig, Report};
 use tally_loadgen::model::ModelConfig;
 use tally_loadgen::record::Acked;
@@ -214,7 +220,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     let iso = cluster::on_cluster(
         6,
         &tally_testkit::kafka_brokers(),
-        &tally_testkit::redis_url(),
+        &cluster::redis_url(),
         ENTRY_NODE,
     )
     .await;
@@ -250,6 +256,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     let plan = [
         "node 1",
         "aggregator 0",
+        "redis 2",
         "gateway 1",
         "node 3",
         "aggregator 1",
@@ -281,6 +288,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
                 aggregators[n] = Some(start_aggregator(&env).await);
             }
             "gateway" => gateways[n].take().unwrap().abort().await,
+            "redis" => cluster::restart_redis(n).await,
             _ => unreachable!(),
         }
         done.push(format!("{action}@{at:.1}s"));
@@ -295,12 +303,14 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
         records.len()
     );
     wait_for_rows(&iso, records.len() as u64).await;
+    eprintln!("cluster: {} rows stored; checking", records.len());
 
     let config = check_config(&iso, &queries[0].url(), &records).await;
     let report = settle(&records, &config, Duration::from_secs(90)).await;
+    eprintln!("cluster: checked (ok: {}); placement", report.ok);
     let (per_shard, misplaced) = placement(&iso).await;
-    // The aggregator never killed lived through both home replicas' deaths:
-    // it chose homes more than once per shard.
+    // How often the aggregator never killed chose homes (each rebalance
+    // makes it prove them again) and found replicas unusable.
     let survivor = aggregators[2].as_ref().unwrap();
     let text = reqwest::get(format!("{}/metrics", survivor.url))
         .await
@@ -313,6 +323,23 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
         .filter(|l| l.starts_with("tally_aggregator_replica_selections_total"))
         .collect();
     eprintln!("cluster: the surviving aggregator's replica selections: {selections:?}");
+    // The live state spread over every Redis Cluster master.
+    let mut keys_per_master = Vec::new();
+    for url in tally_common::redis_conn::seeds(&iso.redis_url) {
+        let client = redis::Client::open(url).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", iso.redis_prefix))
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        keys_per_master.push(keys.len());
+    }
+    eprintln!("cluster: keys per Redis Cluster master {keys_per_master:?}");
+    assert!(
+        keys_per_master.len() == 3 && keys_per_master.iter().all(|n| *n > 0),
+        "{keys_per_master:?}"
+    );
     eprintln!(
         "cluster: seed {seed}; disturbances [{}]; {} acknowledged events and {} sessions checked, lost {}, duplicated {}, mismatches {}; rows per shard {per_shard:?}, misplaced visitors {misplaced}",
         done.join(", "),
@@ -325,10 +352,6 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     assert!(report.ok, "{:#?}", report.mismatches);
     assert!(report.sessions_checked > 0);
     assert_eq!(misplaced, 0, "every visitor on the shard its hash names");
-    assert!(
-        selections.iter().any(|l| l.contains("unusable")),
-        "a killed home replica was found unusable and replaced: {selections:?}"
-    );
     assert!(
         per_shard.iter().all(|n| *n > 0),
         "both shards used: {per_shard:?}"
@@ -357,7 +380,7 @@ async fn on_the_cluster_the_checker_flags_a_run_without_the_guards() {
     let iso = cluster::on_cluster(
         2,
         &tally_testkit::kafka_brokers(),
-        &tally_testkit::redis_url(),
+        &cluster::redis_url(),
         ENTRY_NODE,
     )
     .await;
@@ -396,5 +419,108 @@ async fn on_the_cluster_the_checker_flags_a_run_without_the_guards() {
     second.stop();
     query.stop().await;
     gateway.stop().await;
+    iso.cleanup().await;
+}
+
+/// Starts ClickHouse node `n` again when dropped (a failed assertion must not
+/// leave the shared cluster short of a node).
+struct Restart(usize);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/cluster");
+        let _ = std::process::Command::new(script)
+            .args(["start", &self.0.to_string()])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_its_shard_never_becomes_home() {
+    let _serial = SERIAL.lock().await;
+    let iso = cluster::on_cluster(
+        1,
+        &tally_testkit::kafka_brokers(),
+        &cluster::redis_url(),
+        ENTRY_NODE,
+    )
+    .await;
+    let nodes = cluster::nodes();
+    let database = iso.clickhouse.database.clone();
+    let node = |n: usize| {
+        clickhouse::Client::default()
+            .with_url(nodes[n - 1].as_str())
+            .with_database(database.as_str())
+            .with_validation(false)
+    };
+    let count = |n: usize| {
+        let client = node(n);
+        async move {
+            client
+                .query("SELECT count() FROM events_local")
+                .fetch_one::<u64>()
+                .await
+        }
+    };
+    let shards = Shards::of(&iso.clickhouse)
+        .unwrap()
+        .with_sync_timeout(Duration::from_secs(8));
+    shards.client(0).await.unwrap();
+    assert_eq!(shards.home(0), Some(nodes[0].as_str()), "node 1 first");
+
+    // Node 2 stops fetching; a part acknowledged by node 1 is missing there.
+    node(2)
+        .query("SYSTEM STOP FETCHES events_local")
+        .execute()
+        .await
+        .unwrap();
+    node(1)
+        .query(
+            "INSERT INTO events_local (app_id, event_date, timestamp, ts_ms, event_id, name, distinct_id) \
+             VALUES ('a', '2026-01-01', 1767225600, 1767225600000, 'e1', 'x', 'u1')",
+        )
+        .execute()
+        .await
+        .unwrap();
+    let _restart = Restart(1);
+    kill_node(1).await;
+    shards.invalidate();
+    assert!(
+        shards.client(0).await.is_err(),
+        "node 2 lacks an acknowledged part"
+    );
+    assert_eq!(shards.home(0), None);
+    assert_eq!(count(2).await.unwrap(), 0);
+    // Fetching again, node 2 still cannot get the part while node 1 is down.
+    node(2)
+        .query("SYSTEM START FETCHES events_local")
+        .execute()
+        .await
+        .unwrap();
+    assert!(
+        shards.client(0).await.is_err(),
+        "the part is only on node 1"
+    );
+
+    // Node 1 back: node 2 catches up; with node 1 killed again, node 2 proves
+    // itself and becomes home, holding the row.
+    start_node(1).await;
+    eventually(
+        "node 2 fetched the part",
+        Duration::from_secs(60),
+        || async { (count(2).await.ok()? == 1).then_some(()) },
+    )
+    .await;
+    kill_node(1).await;
+    shards.invalidate();
+    let client = shards.client(0).await.expect("node 2 is in sync");
+    assert_eq!(shards.home(0), Some(nodes[1].as_str()));
+    let rows: u64 = client
+        .query("SELECT count() FROM events_local")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(rows, 1);
+    start_node(1).await;
     iso.cleanup().await;
 }

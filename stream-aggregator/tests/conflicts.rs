@@ -25,6 +25,7 @@ use stream_aggregator::live::{
 use stream_aggregator::processor::{Message, Pending, Processor, Settings};
 use stream_aggregator::raw::{RawSink, SessionLookup, Watermark};
 use stream_aggregator::AggregatorError;
+use tally_common::redis_conn::Redis;
 use tally_schemas::live::{shard_of, visitor_key, window_key, window_start, WindowSnapshot};
 use tally_schemas::person::{IdentityEvent, PersonDistinctIdRow, PersonRow};
 use tally_schemas::row::EventRow;
@@ -222,9 +223,10 @@ impl Keys {
     }
 
     /// A new connection (one per simulated process).
-    async fn connect(&self) -> ConnectionManager {
+    async fn connect(&self) -> Redis {
         ConnectionManager::new(self.client.clone())
             .await
+            .map(Redis::Server)
             .unwrap_or_else(|err| panic!("Redis at {}: {err}", tally_testkit::redis_url()))
     }
 

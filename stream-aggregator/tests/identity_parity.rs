@@ -44,7 +44,7 @@ async fn redis_identities_answer_as_the_rules_do() {
         .await
         .unwrap();
     let prefix = tally_testkit::unique("idparity");
-    let store = RedisIdentities::new(connection, &prefix);
+    let store = RedisIdentities::new(tally_common::redis_conn::Redis::Server(connection), &prefix);
     let _cleanup = Cleanup(client.clone(), prefix.clone());
     let (mut merges, mut links, mut replays, mut deletions, mut trait_changes) = (0, 0, 0, 0, 0);
     for journey in 0..40u64 {

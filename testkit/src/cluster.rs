@@ -1,8 +1,9 @@
 //! The local cluster of the cluster tests (issue 18): ClickHouse 18.16 as 2
-//! shards × 2 replicas with ZooKeeper (`scripts/cluster up`, started by
-//! `./tally test`), a test's own database on it ([`on_cluster`]), node kills
-//! and restarts through the script ([`kill_node`], [`start_node`]), and an
-//! nginx load balancer in front of several gateways ([`Balancer`]).
+//! shards × 2 replicas with ZooKeeper and a Redis Cluster of 3 masters
+//! (`scripts/cluster up`, started by `./tally test`), a test's own database
+//! on it ([`on_cluster`]), node kills and restarts through the script
+//! ([`kill_node`], [`start_node`], [`restart_redis`]), and an nginx load
+//! balancer in front of several gateways ([`Balancer`]).
 //!
 //! Node N (1–4) is replica N of shard (N+1)/2; `TALLY_CLUSTER_NODES` (HTTP
 //! URLs, in node order) points elsewhere.
@@ -31,6 +32,26 @@ pub fn nodes() -> Vec<String> {
         .split(',')
         .map(str::to_owned)
         .collect()
+}
+
+/// `TALLY_REDIS_URL` of the local Redis Cluster (its masters' URLs;
+/// `TALLY_REDIS_CLUSTER_NODES` points elsewhere).
+pub fn redis_url() -> String {
+    std::env::var("TALLY_REDIS_CLUSTER_NODES").unwrap_or_else(|_| {
+        (1..=3)
+            .map(|n| format!("redis://127.0.0.1:{}", 7000 + n))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// Restarts Redis Cluster master `n` (1–3: `SHUTDOWN`, which keeps its
+/// append-only file, then a start) and waits until the cluster is whole.
+pub async fn restart_redis(n: usize) {
+    let arg = n.to_string();
+    tokio::task::spawn_blocking(move || run_script(&["redis-restart", &arg]))
+        .await
+        .unwrap_or_else(|err| panic!("restart redis {n}: {err}"));
 }
 
 /// The nodes grouped by shard (two replicas each, shards in order).

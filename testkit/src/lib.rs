@@ -167,16 +167,24 @@ impl Isolation {
             ))
             .execute()
             .await;
-        if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
+        // Every server (each master of a Redis Cluster) holds some of the keys.
+        for url in tally_common::redis_conn::seeds(&self.redis_url) {
+            self.cleanup_redis(url).await;
+        }
+    }
+
+    async fn cleanup_redis(&self, url: &str) {
+        if let Ok(client) = redis::Client::open(url) {
             if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg(format!("{}:*", self.redis_prefix))
                     .query_async(&mut connection)
                     .await
                     .unwrap_or_default();
-                if !keys.is_empty() {
+                // One key per command: a cluster node refuses keys of several slots.
+                for key in keys {
                     let _: Result<(), _> = redis::cmd("DEL")
-                        .arg(keys)
+                        .arg(key)
                         .query_async(&mut connection)
                         .await;
                 }

@@ -10,6 +10,8 @@
 //!   idempotent/acks=all settings).
 //! * B2 aggregator: events/s consumed and written to Redis + ClickHouse vs a
 //!   plain consumer reading the same topic (first to last message).
+//! * B2c cluster: the same backlog by an aggregator on the local ClickHouse
+//!   cluster and Redis Cluster, against B2 ([`cluster`]).
 //! * B2r replay: the same backlog replayed by `tally-admin replay` into its
 //!   own target, against B2's aggregator rate ([`replay`]).
 //! * B3 freshness at 50 % of the measured capacity: acknowledgement → visible
@@ -29,6 +31,7 @@ use crate::model::ModelConfig;
 use crate::send::{self, SendConfig, Style};
 use crate::stats::{ms, percentile};
 
+mod cluster;
 mod overview;
 mod p8;
 mod p8_lag;
@@ -42,7 +45,7 @@ use peers::{plain_consume, plain_produce};
 use probes::{
     freshness, live_reads, time_post, B5_FUNNEL_REQUEST, B5_QUERY, B5_STRICT_FUNNEL_REQUEST,
 };
-use process::{metric, Service};
+use process::Service;
 pub use report::table;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -228,32 +231,17 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         &common,
     )
     .await?;
-    // Rate between the first and the last observation of the aggregator's counter
-    // (group join and start-up are excluded; so is the first observed flush).
-    let (mut first, mut last, deadline) = (None, 0.0, Instant::now() + Duration::from_secs(600));
-    let target = b1.acknowledged as f64;
-    while last < target && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        last = metric(&aggregator.url, "tally_aggregator_events_total").await;
-        if last > 0.0 && first.is_none() {
-            first = Some((
-                Instant::now(),
-                last,
-                aggregator.cpu_seconds().unwrap_or(0.0),
-            ));
-        }
-    }
-    let (aggregator_rate, per_core) = match first {
-        Some((at, seen, cpu_then)) if last > seen => {
-            let cpu = aggregator.cpu_seconds().unwrap_or(0.0) - cpu_then;
-            let per_core = if cpu > 0.0 { (last - seen) / cpu } else { 0.0 };
-            ((last - seen) / at.elapsed().as_secs_f64(), per_core)
-        }
-        _ => (0.0, 0.0),
-    };
+    let (aggregator_rate, per_core) =
+        process::counted_rate(&aggregator, b1.acknowledged as f64).await;
     // B2r: the same backlog replayed (tally-admin replay) while the aggregator idles.
     eprintln!("B2r: replay of the B1 backlog");
     let b2r = replay::replay_rate(config, &common, b1.acknowledged).await?;
+    // B2c: the same backlog by an aggregator on the local cluster.
+    eprintln!("B2c: aggregator on the local cluster");
+    let mut b2c = cluster::aggregator_rate(config, &common, &id, b1.acknowledged).await?;
+    if let Some(rate) = b2c["events_per_sec"].as_f64() {
+        b2c["ratio_to_single_node"] = json!(rate / aggregator_rate);
+    }
     let capacity = if aggregator_rate > 0.0 {
         b1.events_per_sec.min(aggregator_rate)
     } else {
@@ -318,6 +306,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
                "ratio": aggregator_rate / peer_consume, "events": b1.acknowledged},
         "b2r": {"replay_events_per_sec": b2r.events_per_sec, "replay_events_per_cpu_second": b2r.per_core,
                 "replay_wall_seconds": b2r.wall_seconds, "rates_cover_whole_run": b2r.whole_run, "ratio_to_aggregator": b2r.events_per_sec / aggregator_rate},
+        "b2c": b2c,
         "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
                "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),
                "clickhouse_p50_ms": ms(percentile(&fresh_stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh_stored, 0.99))},

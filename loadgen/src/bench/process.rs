@@ -5,7 +5,7 @@
 //! SIGKILL after 20 s.
 
 use super::BenchConfig;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tally_common::process::ServiceProcess;
 
 /// A service child process.
@@ -85,4 +85,30 @@ pub async fn metric(url: &str, name: &str) -> f64 {
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Events/s (and per CPU-second) of an aggregator between the first and the
+/// last observation of its `tally_aggregator_events_total` (group join and
+/// start-up excluded), until it counted `target` events or 600 s passed.
+pub async fn counted_rate(aggregator: &Service, target: f64) -> (f64, f64) {
+    let (mut first, mut last, deadline) = (None, 0.0, Instant::now() + Duration::from_secs(600));
+    while last < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        last = metric(&aggregator.url, "tally_aggregator_events_total").await;
+        if last > 0.0 && first.is_none() {
+            first = Some((
+                Instant::now(),
+                last,
+                aggregator.cpu_seconds().unwrap_or(0.0),
+            ));
+        }
+    }
+    match first {
+        Some((at, seen, cpu_then)) if last > seen => {
+            let cpu = aggregator.cpu_seconds().unwrap_or(0.0) - cpu_then;
+            let per_core = if cpu > 0.0 { (last - seen) / cpu } else { 0.0 };
+            ((last - seen) / at.elapsed().as_secs_f64(), per_core)
+        }
+        _ => (0.0, 0.0),
+    }
 }

@@ -40,6 +40,16 @@ pub fn table(results: &Value) -> String {
         f(&b2["aggregator_events_per_sec"]),
         f(&b2r["ratio_to_aggregator"])
     );
+    let b2c = &results["b2c"];
+    out += &match b2c["skipped"].as_str() {
+        Some(why) => format!("| B2c cluster | skipped: {why} | | | |\n"),
+        None => format!(
+            "| B2c cluster | events/s of an aggregator on ClickHouse {} shards × {} replicas and a {}-master Redis Cluster, all on this machine ({} events per CPU-second) | {} | {} (B2, one server) | {} |\n",
+            b2c["shards"], b2c["replicas_per_shard"], b2c["redis_masters"],
+            f(&b2c["events_per_cpu_second"]), f(&b2c["events_per_sec"]),
+            f(&b2["aggregator_events_per_sec"]), f(&b2c["ratio_to_single_node"])
+        ),
+    };
     out += &format!(
         "| B3 freshness | ack → /live, p50 / p99 ms ({} probes at {} events/s) | {} / {} | | |\n",
         b3["probes"],
