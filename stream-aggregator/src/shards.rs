@@ -27,6 +27,7 @@
 use clickhouse::error::Error;
 use clickhouse::Client;
 use serde::Deserialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 use tally_common::clickhouse::ClickHouseConfig;
@@ -50,6 +51,9 @@ pub struct Shards {
     database: String,
     shards: Vec<Shard>,
     sync_timeout: Duration,
+    /// Bumped by every drop of a home: a proof that began before a drop
+    /// (a readiness ping during a rebalance) does not make a home after it.
+    epoch: AtomicU64,
 }
 
 impl std::fmt::Debug for Shards {
@@ -109,6 +113,7 @@ impl Shards {
             database: config.database.clone(),
             shards,
             sync_timeout: SYNC_TIMEOUT,
+            epoch: AtomicU64::new(0),
         })
     }
 
@@ -148,10 +153,15 @@ impl Shards {
             return Ok(entry.replicas[home].clone());
         }
         let mut last = Error::Custom(format!("shard {} has no replica configured", index + 1));
+        let epoch = self.epoch.load(Ordering::SeqCst);
         for (replica, client) in entry.replicas.iter().enumerate() {
             match tokio::time::timeout(self.sync_timeout, self.prove(index, client)).await {
                 Ok(Ok(())) => {
-                    *lock(&entry.home) = Some(replica);
+                    let mut home = lock(&entry.home);
+                    if self.epoch.load(Ordering::SeqCst) == epoch {
+                        *home = Some(replica);
+                    }
+                    drop(home);
                     crate::metrics::replica_selected(index + 1, &entry.urls[replica]);
                     return Ok(client.clone());
                 }
@@ -166,7 +176,9 @@ impl Shards {
     /// Drops `shard`'s home after a failed call.
     pub fn failed(&self, shard: u16) {
         if let Some(entry) = self.shards.get(usize::from(shard)) {
-            *lock(&entry.home) = None;
+            let mut home = lock(&entry.home);
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            *home = None;
         }
     }
 
@@ -174,7 +186,9 @@ impl Shards {
     /// an unclean release: another process may have written since).
     pub fn invalidate(&self) {
         for entry in &self.shards {
-            *lock(&entry.home) = None;
+            let mut home = lock(&entry.home);
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            *home = None;
         }
     }
 

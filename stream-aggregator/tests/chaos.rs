@@ -26,20 +26,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tally_loadgen::check::{check, CheckConfig, Report};
+use support::*;
 use tally_loadgen::model::ModelConfig;
-use tally_loadgen::record::Acked;
-use tally_loadgen::send::{self, SendConfig, Style};
 use tally_testkit::broker::{rewind_group, PrivateBroker};
-use tally_testkit::servers::{service_process, PrivateClickHouse, PrivateRedis, ServiceProcess};
-use tally_testkit::{eventually, services, Isolation};
+use tally_testkit::servers::{PrivateClickHouse, PrivateRedis, ServiceProcess};
+use tally_testkit::{services, Isolation};
 
-const AGGREGATOR: &str = env!("CARGO_BIN_EXE_stream-aggregator");
-const LATENESS_MS: i64 = 30_000;
 /// Longest accepted time from a restart to consuming again (goal: 15 s).
 const RESUME_LIMIT: Duration = Duration::from_secs(20);
 /// Longest restart delay after a kill.
@@ -74,45 +71,6 @@ async fn time_to_resume(url: String, limit: Duration) -> Option<f64> {
     None
 }
 
-fn env_number(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Environment of an aggregator process for `iso`.
-fn aggregator_env(iso: &Isolation, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = [
-        ("TALLY_KAFKA_BROKERS", iso.kafka.brokers.as_str()),
-        ("TALLY_KAFKA_TOPIC", iso.kafka.topic.as_str()),
-        ("TALLY_KAFKA_DLQ_TOPIC", iso.kafka.dlq_topic.as_str()),
-        ("TALLY_AGGREGATOR_GROUP", iso.group_id.as_str()),
-        ("TALLY_REDIS_URL", iso.redis_url.as_str()),
-        ("TALLY_REDIS_PREFIX", iso.redis_prefix.as_str()),
-        ("TALLY_CLICKHOUSE_URL", iso.clickhouse.url.as_str()),
-        (
-            "TALLY_CLICKHOUSE_DATABASE",
-            iso.clickhouse.database.as_str(),
-        ),
-        ("TALLY_AGGREGATOR_FLUSH_MS", "200"),
-        ("TALLY_AGGREGATOR_LATENESS_MS", "30000"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    env
-}
-
-async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
-    service_process(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
-}
-
 /// Sum of a Prometheus counter family in an aggregator's `/metrics`.
 async fn counter(process: &ServiceProcess, family: &str) -> f64 {
     tally_testkit::metric(&process.url, family).await
@@ -129,70 +87,6 @@ fn model(run: &str, apps: usize, rate: f64) -> ModelConfig {
         concurrent_sessions: sessions,
         mean_think_ms: 400.0,
     }
-}
-
-fn sender(
-    gateway: String,
-    model: ModelConfig,
-    rate: f64,
-    secs: u64,
-    stop: Option<Arc<AtomicBool>>,
-) -> tokio::task::JoinHandle<Vec<Acked>> {
-    tokio::spawn(async move {
-        let keys = send::provision_keys(&tally_testkit::postgres(), &model)
-            .await
-            .unwrap();
-        let (summary, records) = send::run(SendConfig {
-            gateway,
-            rate: Some(rate),
-            duration: Some(Duration::from_secs(secs)),
-            max_events: None,
-            batch: 10,
-            concurrency: 8,
-            style: Style::Browser,
-            model,
-            progress: false,
-            keys,
-            stop,
-        })
-        .await;
-        eprintln!("chaos load: {summary:?}");
-        records
-    })
-}
-
-async fn check_config(iso: &Isolation, query: &str, records: &[Acked]) -> CheckConfig {
-    let postgres = tally_testkit::postgres();
-    CheckConfig::for_records(iso.clickhouse.clone(), query, &postgres, records)
-        .await
-        .unwrap()
-        .allowed_lateness_ms(LATENESS_MS)
-}
-
-/// Runs the checker until it passes or `timeout` (the pipeline may still be catching up);
-/// returns the last report.
-async fn settle(records: &[Acked], config: &CheckConfig, timeout: Duration) -> Report {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let report = check(records, config).await.unwrap();
-        if report.ok || Instant::now() >= deadline {
-            return report;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-}
-
-async fn wait_for_rows(iso: &Isolation, at_least: u64) {
-    let client = iso.clickhouse_client();
-    eventually("rows in ClickHouse", Duration::from_secs(180), || async {
-        let rows: u64 = client
-            .query("SELECT count() FROM events")
-            .fetch_one()
-            .await
-            .ok()?;
-        (rows >= at_least).then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -215,6 +109,7 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     // measuring a resume needs traffic.
     let stop_load = Arc::new(AtomicBool::new(false));
     let load = sender(
+        "chaos",
         gateway.url(),
         model("chaos", 3, rate),
         rate,
@@ -347,38 +242,7 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn checker_flags_a_run_with_broken_idempotence() {
     let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
     let env = aggregator_env(&iso, &[("TALLY_AGGREGATOR_FAULT", "ignore-offsets")]);
-    let first = start_aggregator(&env).await;
-    let records = sender(gateway.url(), model("control", 2, 200.0), 200.0, 5, None)
-        .await
-        .unwrap();
-    wait_for_rows(&iso, records.len() as u64).await;
-    // A replay of everything already written (a crash before the commit).
-    first.stop();
-    rewind_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
-    let second = start_aggregator(&env).await;
-    wait_for_rows(&iso, 2 * records.len() as u64).await;
-
-    let query = services::query(services::query_config(&iso)).await;
-    let config = check_config(&iso, &query.url(), &records).await;
-    let report = check(&records, &config).await.unwrap();
-    eprintln!(
-        "control: {} events, duplicated {}, live mismatches {}, mismatches {}",
-        report.events_checked, report.duplicated, report.live_mismatches, report.mismatch_count
-    );
-    assert!(!report.ok);
-    assert_eq!(
-        report.duplicated, report.events_checked,
-        "every row doubled"
-    );
-    assert!(
-        report.live_mismatches > 0,
-        "live double counting must show: {report:?}"
-    );
-
-    second.stop();
-    query.stop().await;
-    gateway.stop().await;
+    control_run(&iso, &env, "control", model("control", 2, 200.0)).await;
     iso.cleanup().await;
 }

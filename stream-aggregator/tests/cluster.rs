@@ -26,68 +26,35 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stream_aggregator::shards::Shards;
-use tally_loadgen::check::{check, CheckConfig, Report};
+use support::*;
+use tally_loadgen::check::check;
 use tally_loadgen::model::ModelConfig;
-use tally_loadgen::record::Acked;
-use tally_loadgen::send::{self, SendConfig, Style};
-use tally_testkit::broker::rewind_group;
 use tally_testkit::cluster::{self, kill_node, start_node, Balancer};
-use tally_testkit::servers::{service_process, ServiceProcess};
 use tally_testkit::{eventually, services, Isolation};
 
-const AGGREGATOR: &str = env!("CARGO_BIN_EXE_stream-aggregator");
-const LATENESS_MS: i64 = 30_000;
 /// The node every service and the checker talk to (never killed here).
 const ENTRY_NODE: usize = 4;
 
 /// One test at a time: they kill nodes of the shared cluster.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn env_number(var: &str, default: u64) -> u64 {
-    std::env::var(var)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// Environment of an aggregator process on the cluster.
-fn aggregator_env(iso: &Isolation, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+fn cluster_env(iso: &Isolation, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let shards: Vec<String> = cluster::shards().iter().map(|s| s.join(",")).collect();
-    let mut env: Vec<(String, String)> = [
-        ("TALLY_KAFKA_BROKERS", iso.kafka.brokers.as_str()),
-        ("TALLY_KAFKA_TOPIC", iso.kafka.topic.as_str()),
-        ("TALLY_KAFKA_DLQ_TOPIC", iso.kafka.dlq_topic.as_str()),
-        ("TALLY_AGGREGATOR_GROUP", iso.group_id.as_str()),
-        ("TALLY_REDIS_URL", iso.redis_url.as_str()),
-        ("TALLY_REDIS_PREFIX", iso.redis_prefix.as_str()),
-        ("TALLY_CLICKHOUSE_URL", iso.clickhouse.url.as_str()),
-        (
-            "TALLY_CLICKHOUSE_DATABASE",
-            iso.clickhouse.database.as_str(),
-        ),
+    let shards = shards.join(";");
+    let mut vars = vec![
         ("TALLY_CLICKHOUSE_CLUSTER", cluster::CLUSTER),
-        ("TALLY_CLICKHOUSE_SHARDS", &shards.join(";")),
-        ("TALLY_AGGREGATOR_FLUSH_MS", "200"),
-        ("TALLY_AGGREGATOR_LATENESS_MS", "30000"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    env
-}
-
-async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
-    service_process(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
+        ("TALLY_CLICKHOUSE_SHARDS", shards.as_str()),
+    ];
+    vars.extend_from_slice(extra);
+    aggregator_env(iso, &vars)
 }
 
 fn model(run: &str, rate: f64) -> ModelConfig {
@@ -99,73 +66,6 @@ fn model(run: &str, rate: f64) -> ModelConfig {
         visitors: sessions * 3,
         concurrent_sessions: sessions,
         mean_think_ms: 400.0,
-    }
-}
-
-fn sender(
-    gateway: String,
-    model: ModelConfig,
-    rate: f64,
-    secs: u64,
-    stop: Option<Arc<AtomicBool>>,
-) -> tokio::task::JoinHandle<Vec<Acked>> {
-    tokio::spawn(async move {
-        let keys = send::provision_keys(&tally_testkit::postgres(), &model)
-            .await
-            .unwrap();
-        let (summary, records) = send::run(SendConfig {
-            gateway,
-            rate: Some(rate),
-            duration: Some(Duration::from_secs(secs)),
-            max_events: None,
-            batch: 10,
-            concurrency: 8,
-            style: Style::Browser,
-            model,
-            progress: false,
-            keys,
-            stop,
-        })
-        .await;
-        eprintln!("cluster load: {summary:?}");
-        records
-    })
-}
-
-async fn wait_for_rows(iso: &Isolation, at_least: u64) {
-    let client = iso.clickhouse_client();
-    eventually("rows on the cluster", Duration::from_secs(180), || async {
-        let rows: u64 = client
-            .query("SELECT count() FROM events")
-            .fetch_one()
-            .await
-            .ok()?;
-        (rows >= at_least).then_some(())
-    })
-    .await;
-}
-
-async fn check_config(iso: &Isolation, query: &str, records: &[Acked]) -> CheckConfig {
-    CheckConfig::for_records(
-        iso.clickhouse.clone(),
-        query,
-        &tally_testkit::postgres(),
-        records,
-    )
-    .await
-    .unwrap()
-    .allowed_lateness_ms(LATENESS_MS)
-}
-
-/// Runs the checker until it passes or `timeout`; returns the last report.
-async fn settle(records: &[Acked], config: &CheckConfig, timeout: Duration) -> Report {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let report = check(records, config).await.unwrap();
-        if report.ok || Instant::now() >= deadline {
-            return report;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 
@@ -233,7 +133,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
         .map(|g| g.as_ref().unwrap().addr.to_string())
         .collect();
     let balancer = Balancer::start(&upstreams).await;
-    let env = aggregator_env(&iso, &[]);
+    let env = cluster_env(&iso, &[]);
     let mut aggregators = Vec::new();
     for _ in 0..3 {
         aggregators.push(Some(start_aggregator(&env).await));
@@ -244,6 +144,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     ];
     let stop_load = Arc::new(AtomicBool::new(false));
     let load = sender(
+        "cluster",
         balancer.url.clone(),
         model("cluster", rate),
         rate,
@@ -384,41 +285,14 @@ async fn on_the_cluster_the_checker_flags_a_run_without_the_guards() {
         ENTRY_NODE,
     )
     .await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let env = aggregator_env(&iso, &[("TALLY_AGGREGATOR_FAULT", "ignore-offsets")]);
-    let first = start_aggregator(&env).await;
-    let records = sender(
-        gateway.url(),
+    let env = cluster_env(&iso, &[("TALLY_AGGREGATOR_FAULT", "ignore-offsets")]);
+    control_run(
+        &iso,
+        &env,
+        "cluster control",
         model("cluster-control", 200.0),
-        200.0,
-        5,
-        None,
     )
-    .await
-    .unwrap();
-    wait_for_rows(&iso, records.len() as u64).await;
-    first.stop();
-    rewind_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
-    let second = start_aggregator(&env).await;
-    wait_for_rows(&iso, 2 * records.len() as u64).await;
-
-    let query = services::query(services::query_config(&iso)).await;
-    let config = check_config(&iso, &query.url(), &records).await;
-    let report = check(&records, &config).await.unwrap();
-    eprintln!(
-        "cluster control: {} events, duplicated {}, live mismatches {}",
-        report.events_checked, report.duplicated, report.live_mismatches
-    );
-    assert!(!report.ok);
-    assert_eq!(
-        report.duplicated, report.events_checked,
-        "every row doubled"
-    );
-    assert!(report.live_mismatches > 0, "{report:?}");
-
-    second.stop();
-    query.stop().await;
-    gateway.stop().await;
+    .await;
     iso.cleanup().await;
 }
 

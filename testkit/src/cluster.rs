@@ -9,12 +9,11 @@
 //! URLs, in node order) points elsewhere.
 
 use crate::servers::{free_port, launch};
-use crate::{broker, unique, Isolation};
+use crate::{unique, Isolation};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use tally_common::clickhouse::ClickHouseConfig;
-use tally_common::kafka::KafkaConfig;
 use tally_common::process::{tcp_listening, ChildProcess};
 
 /// The cluster's name in the nodes' `remote_servers`.
@@ -63,43 +62,17 @@ pub fn shards() -> Vec<Vec<String>> {
 /// node `via` (1-based), with a topic of `partitions` on `brokers` and a
 /// Redis prefix on `redis_url`. [`Isolation::cleanup`] drops it on every node.
 pub async fn on_cluster(partitions: i32, brokers: &str, redis_url: &str, via: usize) -> Isolation {
-    let id = unique("cl");
-    let kafka = KafkaConfig {
-        brokers: brokers.to_owned(),
-        topic: format!("{id}_events"),
-        dlq_topic: format!("{id}_dlq"),
-    };
-    let clickhouse = ClickHouseConfig {
-        url: nodes()[via - 1].clone(),
-        database: format!("tally_{id}"),
-        user: "default".into(),
-        password: String::new(),
-        cluster: Some(CLUSTER.into()),
-        shards: shards(),
-    };
-    broker::create_topic(&kafka.brokers, &kafka.topic, partitions).await;
-    broker::create_topic(&kafka.brokers, &kafka.dlq_topic, 1).await;
-    let started = std::time::Instant::now();
-    let applied = tally_common::clickhouse::migrate(&clickhouse)
-        .await
-        .unwrap_or_else(|err| {
-            panic!(
-                "migrating {} on the cluster (scripts/cluster up): {err}",
-                clickhouse.database
-            )
-        });
-    eprintln!(
-        "on_cluster: {} migrated {applied:?} in {:?}",
-        clickhouse.database,
-        started.elapsed()
-    );
-    Isolation {
-        group_id: format!("{id}_group"),
-        redis_url: redis_url.to_owned(),
-        redis_prefix: id,
-        kafka,
-        clickhouse,
-    }
+    Isolation::build("cl", partitions, brokers, redis_url, |database| {
+        ClickHouseConfig {
+            url: nodes()[via - 1].clone(),
+            database,
+            user: "default".into(),
+            password: String::new(),
+            cluster: Some(CLUSTER.into()),
+            shards: shards(),
+        }
+    })
+    .await
 }
 
 fn script() -> PathBuf {

@@ -107,20 +107,36 @@ impl Isolation {
         clickhouse_url: &str,
         redis_url: &str,
     ) -> Self {
-        let id = unique("t");
+        Self::build("t", partitions, brokers, redis_url, |database| {
+            ClickHouseConfig {
+                url: clickhouse_url.to_owned(),
+                database,
+                user: "default".into(),
+                password: String::new(),
+                cluster: None,
+                shards: Vec::new(),
+            }
+        })
+        .await
+    }
+
+    /// Topics of `partitions` on `brokers`, a Redis prefix on `redis_url` and
+    /// the ClickHouse `clickhouse` makes of a fresh database name, migrated
+    /// (on a cluster, in its layout). Names start with `prefix`.
+    pub async fn build(
+        prefix: &str,
+        partitions: i32,
+        brokers: &str,
+        redis_url: &str,
+        clickhouse: impl FnOnce(String) -> ClickHouseConfig,
+    ) -> Self {
+        let id = unique(prefix);
         let kafka = KafkaConfig {
             brokers: brokers.to_owned(),
             topic: format!("{id}_events"),
             dlq_topic: format!("{id}_dlq"),
         };
-        let clickhouse = ClickHouseConfig {
-            url: clickhouse_url.to_owned(),
-            database: format!("tally_{id}"),
-            user: "default".into(),
-            password: String::new(),
-            cluster: None,
-            shards: Vec::new(),
-        };
+        let clickhouse = clickhouse(format!("tally_{id}"));
         broker::create_topic(&kafka.brokers, &kafka.topic, partitions).await;
         broker::create_topic(&kafka.brokers, &kafka.dlq_topic, 1).await;
         tally_common::clickhouse::migrate(&clickhouse)
