@@ -180,18 +180,15 @@ pub async fn expired(
         .bind(cutoff_day(now_ms, 1))
         .fetch_all()
         .await?;
-    let mut found: Vec<Expired> = partitions
+    // On a cluster `cluster(…)` aggregates two-level: one row per partition.
+    Ok(partitions
         .into_iter()
         .map(|mut partition| {
             partition.table = logical_table(&partition.table).to_owned();
             partition
         })
         .filter(|partition| partition.is_past(now_ms, retention_days))
-        .collect();
-    // One row per shard on a cluster: each partition once.
-    found.sort_by(|a, b| (&a.table, &a.partition_id).cmp(&(&b.table, &b.partition_id)));
-    found.dedup_by(|a, b| a.table == b.table && a.partition_id == b.partition_id);
-    Ok(found)
+        .collect())
 }
 
 /// Drops the [`expired`] partitions; returns them.

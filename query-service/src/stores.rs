@@ -197,7 +197,7 @@ impl ClickHouseStore {
             name,
             database: &database,
         }
-        .mutation(text)
+        .service_form(text)
     }
 
     /// The client on the database the current request answers from.

@@ -190,12 +190,7 @@ impl Refresher {
         match &self.cluster {
             None => sql.to_owned(),
             Some((name, database)) => {
-                let layout = tally_schemas::cluster::Cluster { name, database };
-                if sql.contains("FROM system.mutations") {
-                    layout.system_read(sql)
-                } else {
-                    layout.mutation(sql)
-                }
+                tally_schemas::cluster::Cluster { name, database }.service_form(sql)
             }
         }
     }

@@ -361,6 +361,18 @@ impl Cluster<'_> {
         out
     }
 
+    /// A service's statement as the cluster runs it: a read of `system.parts`
+    /// or `system.mutations` over every shard ([`Cluster::system_read`]), a
+    /// mutation on every shard's local table ([`Cluster::mutation`]), anything
+    /// else unchanged.
+    pub fn service_form(&self, statement: &str) -> String {
+        if statement.contains("FROM system.parts") || statement.contains("FROM system.mutations") {
+            self.system_read(statement)
+        } else {
+            self.mutation(statement)
+        }
+    }
+
     /// Every statement of every migration, as a cluster at the previous
     /// version runs it (single-node order, each statement's cluster form).
     pub fn migration_statements(

@@ -20,6 +20,7 @@ use crate::shards::Shards;
 use clickhouse::error::Error;
 use clickhouse::Client;
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -198,24 +199,53 @@ impl ClickHouseSink {
         }
     }
 
-    /// Runs `read` on every shard's home (`table` suffixed `_local` on a
-    /// cluster), after proving it synced: rows another process wrote are seen.
+    /// Runs `read` (client, table, shard) on every shard's home (`table`
+    /// suffixed `_local` on a cluster), after proving it synced: rows another
+    /// process wrote are seen. One server is shard 0.
     async fn read_all<T, F, Fut>(&self, table: &str, read: F) -> Result<Vec<T>, Error>
     where
-        F: Fn(Client, String) -> Fut,
+        F: Fn(Client, String, u16) -> Fut,
         Fut: Future<Output = Result<Vec<T>, Error>>,
     {
         let Some(shards) = &self.shards else {
-            return read(self.client.clone(), table.to_owned()).await;
+            return read(self.client.clone(), table.to_owned(), 0).await;
         };
         shards.invalidate();
         let mut all = Vec::new();
         for shard in 0..shards.count() {
             let shard = u16::try_from(shard).unwrap_or(u16::MAX);
             let local = format!("{table}_local");
-            all.extend(shards.on(shard, |client| read(client, local)).await?);
+            all.extend(
+                shards
+                    .on(shard, |client| read(client, local, shard))
+                    .await?,
+            );
         }
         Ok(all)
+    }
+
+    /// `items` by the shard of their visitor (order kept within a shard);
+    /// on one server all of them, borrowed, as shard 0.
+    fn by_shard<'a, T: Clone>(
+        &self,
+        items: &'a [T],
+        visitor: impl Fn(&T) -> (&str, &str),
+    ) -> Vec<(u16, Cow<'a, [T]>)> {
+        if self.shards.is_none() {
+            return vec![(0, Cow::Borrowed(items))];
+        }
+        let mut groups: BTreeMap<u16, Vec<T>> = BTreeMap::new();
+        for item in items {
+            let (app_id, distinct_id) = visitor(item);
+            groups
+                .entry(self.shard_of(app_id, distinct_id))
+                .or_default()
+                .push(item.clone());
+        }
+        groups
+            .into_iter()
+            .map(|(shard, group)| (shard, Cow::Owned(group)))
+            .collect()
     }
 
     /// Inserts `rows` into `table` of `shard` (its `_local` table on its home).
@@ -267,40 +297,29 @@ impl RawSink for ClickHouseSink {
     }
 
     async fn watermarks(&self, topic: &str, partition: i32) -> Result<Vec<Watermark>, Error> {
-        let count = self.shards.as_ref().map_or(1, |shards| shards.count());
-        let mut marks = Vec::new();
         // One shard at a time, so each row is known to come from its shard.
-        for shard in 0..count {
-            let shard = u16::try_from(shard).unwrap_or(u16::MAX);
-            let read = |client: Client, table: String| async move {
-                let sql = format!(
-                    "SELECT retention_days, event_date, max(kafka_offset) AS max_offset FROM {table} \
-                     WHERE kafka_topic = ? AND kafka_partition = ? GROUP BY retention_days, event_date"
-                );
-                client
-                    .query(&sql)
-                    .bind(topic)
-                    .bind(partition)
-                    .fetch_all::<MarkRow>()
-                    .await
-            };
-            let rows = match &self.shards {
-                None => read(self.client.clone(), "events".to_owned()).await?,
-                Some(shards) => {
-                    shards.failed(shard);
-                    shards
-                        .on(shard, |client| read(client, "events_local".to_owned()))
-                        .await?
-                }
-            };
-            marks.extend(rows.into_iter().map(|row| Watermark {
-                shard,
-                retention_days: row.retention_days,
-                event_date: row.event_date,
-                offset: i64::try_from(row.max_offset).unwrap_or(i64::MAX),
-            }));
-        }
-        Ok(marks)
+        self.read_all("events", |client, table, shard| async move {
+            let sql = format!(
+                "SELECT retention_days, event_date, max(kafka_offset) AS max_offset FROM {table} \
+                 WHERE kafka_topic = ? AND kafka_partition = ? GROUP BY retention_days, event_date"
+            );
+            let rows = client
+                .query(&sql)
+                .bind(topic)
+                .bind(partition)
+                .fetch_all::<MarkRow>()
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|row| Watermark {
+                    shard,
+                    retention_days: row.retention_days,
+                    event_date: row.event_date,
+                    offset: i64::try_from(row.max_offset).unwrap_or(i64::MAX),
+                })
+                .collect())
+        })
+        .await
     }
 
     async fn recent_ids(
@@ -314,7 +333,7 @@ impl RawSink for ClickHouseSink {
         // event time the gateway accepts. The scan reads three narrow columns,
         // like the watermark query that runs at the same moment.
         let rows = self
-            .read_all("events", |client, table| async move {
+            .read_all("events", |client, table, _| async move {
                 let sql = format!(
                     "SELECT app_id, distinct_id, event_id, kafka_offset, toUInt32(received_at) AS received \
                      FROM {table} WHERE kafka_topic = ? AND kafka_partition = ? AND received_at >= toDateTime(?)"
@@ -345,7 +364,7 @@ impl RawSink for ClickHouseSink {
     }
 
     async fn insert_sessions(&self, rows: &[SessionRow]) -> Result<(), Error> {
-        for (shard, rows) in by_shard(rows, |row| self.shard_of(&row.app_id, &row.distinct_id)) {
+        for (shard, rows) in self.by_shard(rows, |row| (&row.app_id, &row.distinct_id)) {
             self.insert_into(shard, "sessions", &rows).await?;
         }
         Ok(())
@@ -368,7 +387,7 @@ impl RawSink for ClickHouseSink {
 
     async fn sessions_near(&self, lookups: &[SessionLookup]) -> Result<Vec<SessionRow>, Error> {
         let mut rows = Vec::new();
-        for (shard, lookups) in by_shard(lookups, |l| self.shard_of(&l.app_id, &l.distinct_id)) {
+        for (shard, lookups) in self.by_shard(lookups, |l| (&l.app_id, &l.distinct_id)) {
             for chunk in lookups.chunks(LOOKUPS_PER_QUERY) {
                 let read = |client: Client, table: &'static str| sessions_of(client, table, chunk);
                 rows.extend(match &self.shards {
@@ -413,13 +432,4 @@ async fn sessions_of(
             .bind(ms(lookup.to_ms));
     }
     query.fetch_all::<SessionRow>().await
-}
-
-/// `items` grouped by shard (order kept within a shard).
-fn by_shard<T: Clone>(items: &[T], shard: impl Fn(&T) -> u16) -> BTreeMap<u16, Vec<T>> {
-    let mut groups: BTreeMap<u16, Vec<T>> = BTreeMap::new();
-    for item in items {
-        groups.entry(shard(item)).or_default().push(item.clone());
-    }
-    groups
 }

@@ -245,14 +245,7 @@ async fn golden_statements_run_on_clickhouse_18_16_and_current() {
     );
     // The lifecycle's reads of `system.parts` cover every shard there; any
     // other statement is read as is, a mutation on every shard's local table.
-    let form = |sql: &str| {
-        if sql.contains("FROM system.parts") {
-            layout.system_read(sql)
-        } else {
-            layout.mutation(sql)
-        }
-    };
-    let mut on_cluster = run_all(&url, &statements, form).await;
+    let mut on_cluster = run_all(&url, &statements, |sql| layout.service_form(sql)).await;
     // As the services read them: the local tables' parts under the tables' names.
     for output in on_cluster.values_mut().flatten() {
         *output = output.replace("_local\"", "\"");
