@@ -73,6 +73,26 @@ async fn replay_all(
     }
 }
 
+/// Keys under `prefix:` on each server `url` lists (each master of a Redis
+/// Cluster), read by a direct connection to each.
+async fn keys_per_server(url: &str, prefix: &str) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for seed in tally_common::redis_conn::seeds(url) {
+        let mut redis = redis::Client::open(seed)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        counts.push(keys.len());
+    }
+    counts
+}
+
 fn day_of(ms: i64) -> String {
     let days = ms.div_euclid(DAY);
     let date = time::Date::from_julian_day(2_440_588 + days as i32).unwrap();
@@ -81,7 +101,26 @@ fn day_of(ms: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replay_equals_live_and_a_new_bot_rule_changes_exactly_its_events() {
-    let iso = Isolation::new(3).await;
+    equal_to_live_and_a_bot_rule(Isolation::new(3).await).await;
+}
+
+/// The same on the local cluster (`scripts/cluster up`): ClickHouse 2 shards
+/// × 2 replicas (live and target in the cluster layout, rows routed to
+/// shards by both aggregators) and the 3-master Redis Cluster (tombstones
+/// copied and the target's keys dropped on every master).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_the_cluster_a_replay_equals_live_and_a_drop_clears_every_node() {
+    let iso = tally_testkit::cluster::on_cluster(
+        3,
+        &tally_testkit::kafka_brokers(),
+        &tally_testkit::cluster::redis_url(),
+        2,
+    )
+    .await;
+    equal_to_live_and_a_bot_rule(iso).await;
+}
+
+async fn equal_to_live_and_a_bot_rule(iso: Isolation) {
     let gateway = services::gateway(services::gateway_config(&iso)).await;
     let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
     let apps = [unique("replay_a"), unique("replay_b")];
@@ -194,8 +233,14 @@ async fn a_replay_equals_live_and_a_new_bot_rule_changes_exactly_its_events() {
     .await;
     assert!(again.unwrap_err().to_string().contains("already finished"));
     for name in [&same, &rule] {
-        drop::drop(&live, &pg, name, false).await.unwrap();
         let target = Target::named(name).unwrap();
+        let before = keys_per_server(&live.redis_url, &target.redis_prefix).await;
+        if before.len() > 1 {
+            // On a Redis Cluster the target's keys are spread over the masters.
+            let holding = before.iter().filter(|&&n| n > 0).count();
+            assert!(holding > 1, "target keys per master: {before:?}");
+        }
+        drop::drop(&live, &pg, name, false).await.unwrap();
         let databases: u64 = live
             .clickhouse
             .server_client()
@@ -205,17 +250,8 @@ async fn a_replay_equals_live_and_a_new_bot_rule_changes_exactly_its_events() {
             .await
             .unwrap();
         assert_eq!(databases, 0);
-        let mut redis = redis::Client::open(live.redis_url.as_str())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}:*", target.redis_prefix))
-            .query_async(&mut redis)
-            .await
-            .unwrap();
-        assert!(keys.is_empty(), "{keys:?}");
+        let after = keys_per_server(&live.redis_url, &target.redis_prefix).await;
+        assert!(after.iter().all(|&n| n == 0), "{after:?}");
         assert!(catalog::get(&pg, name).await.unwrap().is_none());
     }
     gateway.stop().await;

@@ -108,6 +108,29 @@ impl ClickHouseConfig {
     }
 }
 
+/// Drops `database` (on every node of the configured cluster, if any) on
+/// the server `config` names.
+pub async fn drop_database(
+    config: &ClickHouseConfig,
+    database: &str,
+) -> Result<(), clickhouse::error::Error> {
+    if !valid_identifier(database) {
+        return Err(clickhouse::error::Error::Custom(format!(
+            "invalid database name {database:?}"
+        )));
+    }
+    let on = config
+        .cluster
+        .as_deref()
+        .map(|c| format!(" ON CLUSTER {c}"))
+        .unwrap_or_default();
+    config
+        .server_client()
+        .query(&format!("DROP DATABASE IF EXISTS {database}{on}"))
+        .execute()
+        .await
+}
+
 /// `url,url;url,url` → shards of replicas (empty parts dropped).
 pub fn parse_shards(text: &str) -> Vec<Vec<String>> {
     text.split(';')

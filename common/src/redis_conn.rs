@@ -23,6 +23,7 @@
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,43 @@ impl Redis {
         matches!(self, Redis::Cluster(_))
     }
 
+    /// Every key matching `pattern`, by SCAN (never blocking a server): on a
+    /// cluster, of every master the cluster currently lists. A key written
+    /// meanwhile may be missed, one deleted meanwhile may be listed.
+    pub async fn scan_match(&self, pattern: &str) -> RedisResult<Vec<String>> {
+        match self {
+            Redis::Server(connection) => scan_node(&mut connection.clone(), pattern).await,
+            Redis::Cluster(handle) => {
+                let nodes: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut self.clone())
+                    .await?;
+                let mut found = Vec::new();
+                for (host, port) in masters(&nodes) {
+                    let routing =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    let mut cursor = 0u64;
+                    loop {
+                        let reply = handle
+                            .connection()
+                            .await
+                            .1
+                            .route_command(&scan_command(cursor, pattern), routing.clone())
+                            .await?;
+                        let (next, keys): (u64, Vec<String>) =
+                            redis::from_owned_redis_value(reply)?;
+                        found.extend(keys);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+                Ok(found)
+            }
+        }
+    }
+
     /// Runs independent commands (each of one slot, no transaction) and
     /// returns their replies in order.
     pub async fn batch<T: FromRedisValue>(&self, commands: &[Cmd]) -> RedisResult<Vec<T>> {
@@ -143,6 +181,54 @@ impl Redis {
             }
         }
     }
+}
+
+/// One SCAN step.
+fn scan_command(cursor: u64, pattern: &str) -> Cmd {
+    let mut command = redis::cmd("SCAN");
+    command
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000);
+    command
+}
+
+/// SCAN of one server.
+async fn scan_node(
+    connection: &mut impl ConnectionLike,
+    pattern: &str,
+) -> RedisResult<Vec<String>> {
+    let (mut cursor, mut found) = (0u64, Vec::new());
+    loop {
+        let (next, keys): (u64, Vec<String>) = scan_command(cursor, pattern)
+            .query_async(connection)
+            .await?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(found);
+        }
+        cursor = next;
+    }
+}
+
+/// The reachable masters' addresses in a `CLUSTER NODES` reply (a line per
+/// node: id, `host:port@bus[,hostname]`, flags, …).
+fn masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let is_master = flags.split(',').any(|f| f == "master");
+            let failed = flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            let (host, port) = address.split(['@', ',']).next()?.rsplit_once(':')?;
+            let port = port.parse().ok()?;
+            (is_master && !failed).then(|| (host.to_owned(), port))
+        })
+        .collect()
 }
 
 impl ConnectionLike for Redis {
@@ -208,6 +294,23 @@ mod tests {
         assert_eq!(
             seeds("redis://a:7001, redis://b:7002,"),
             ["redis://a:7001", "redis://b:7002"]
+        );
+    }
+
+    #[test]
+    fn masters_are_read_from_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,host-b master - 0 1 2 connected 5461-10922
+c3 127.0.0.1:7004@17004 slave b2 0 1 2 connected
+d4 10.0.0.9:7003@17003 master,fail - 0 1 3 disconnected
+";
+        assert_eq!(
+            masters(nodes),
+            [
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7002)
+            ]
         );
     }
 }

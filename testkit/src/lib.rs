@@ -170,40 +170,21 @@ impl Isolation {
 
     /// Drops the test database and the Redis keys (topics are left to the broker's retention).
     pub async fn cleanup(&self) {
-        let _ = self
-            .clickhouse
-            .server_client()
-            .query(&format!(
-                "DROP DATABASE IF EXISTS {}{}",
-                self.clickhouse.database,
-                match &self.clickhouse.cluster {
-                    Some(cluster) => format!(" ON CLUSTER {cluster}"),
-                    None => String::new(),
-                }
-            ))
-            .execute()
-            .await;
-        // Every server (each master of a Redis Cluster) holds some of the keys.
-        for url in tally_common::redis_conn::seeds(&self.redis_url) {
-            self.cleanup_redis(url).await;
-        }
-    }
-
-    async fn cleanup_redis(&self, url: &str) {
-        if let Ok(client) = redis::Client::open(url) {
-            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}:*", self.redis_prefix))
-                    .query_async(&mut connection)
-                    .await
-                    .unwrap_or_default();
-                // One key per command: a cluster node refuses keys of several slots.
-                for key in keys {
-                    let _: Result<(), _> = redis::cmd("DEL")
-                        .arg(key)
-                        .query_async(&mut connection)
-                        .await;
-                }
+        let _ =
+            tally_common::clickhouse::drop_database(&self.clickhouse, &self.clickhouse.database)
+                .await;
+        // Every master of a Redis Cluster holds some of the keys.
+        if let Ok(redis) = tally_common::redis_conn::Redis::connect(&self.redis_url).await {
+            let keys = redis
+                .scan_match(&format!("{}:*", self.redis_prefix))
+                .await
+                .unwrap_or_default();
+            // One key per command: keys of several slots.
+            for key in keys {
+                let _: Result<(), _> = redis::cmd("DEL")
+                    .arg(key)
+                    .query_async(&mut redis.clone())
+                    .await;
             }
         }
     }

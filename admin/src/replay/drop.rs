@@ -7,6 +7,7 @@
 
 use super::catalog;
 use super::{ReplayError, Target};
+use tally_common::redis_conn::Redis;
 
 /// What was removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,14 +19,14 @@ pub struct Dropped {
 }
 
 /// Deletes every key under `prefix:`.
-pub async fn delete_keys(
-    redis: &mut redis::aio::MultiplexedConnection,
-    prefix: &str,
-) -> Result<usize, ReplayError> {
+pub async fn delete_keys(redis: &Redis, prefix: &str) -> Result<usize, ReplayError> {
     let mut deleted = 0;
     // One key per command: keys of different apps live in different cluster slots.
     for key in super::scan_keys(redis, &format!("{prefix}:*")).await? {
-        let n: usize = redis::cmd("UNLINK").arg(&key).query_async(redis).await?;
+        let n: usize = redis::cmd("UNLINK")
+            .arg(&key)
+            .query_async(&mut redis.clone())
+            .await?;
         deleted += n;
     }
     Ok(deleted)
@@ -67,22 +68,9 @@ async fn drop_locked(
             )));
         }
     }
-    live.clickhouse
-        .server_client()
-        .query(&format!(
-            "DROP DATABASE IF EXISTS {}{}",
-            target.database,
-            match &live.clickhouse.cluster {
-                Some(cluster) => format!(" ON CLUSTER {cluster}"),
-                None => String::new(),
-            }
-        ))
-        .execute()
-        .await?;
-    let mut redis = redis::Client::open(live.redis_url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let redis_keys = delete_keys(&mut redis, &target.redis_prefix).await?;
+    tally_common::clickhouse::drop_database(&live.clickhouse, &target.database).await?;
+    let redis = Redis::connect(&live.redis_url).await?;
+    let redis_keys = delete_keys(&redis, &target.redis_prefix).await?;
     catalog::delete(pg, name).await?;
     Ok(Dropped {
         redis_keys,

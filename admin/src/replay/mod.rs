@@ -27,6 +27,7 @@ pub mod run;
 pub mod switch;
 
 use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::redis_conn::Redis;
 
 /// Everything a replay writes to, derived from its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,28 +148,11 @@ pub async fn compare_live(
     .await
 }
 
-/// Every key matching `pattern` (SCAN, so the server is never blocked; a key
-/// written meanwhile may be missed, one deleted meanwhile may be listed).
-pub async fn scan_keys(
-    redis: &mut redis::aio::MultiplexedConnection,
-    pattern: &str,
-) -> Result<Vec<String>, ReplayError> {
-    let (mut cursor, mut found) = (0u64, Vec::new());
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(redis)
-            .await?;
-        found.extend(keys);
-        if next == 0 {
-            return Ok(found);
-        }
-        cursor = next;
-    }
+/// Every key matching `pattern`, on every server of a Redis Cluster (SCAN,
+/// so no server is blocked; a key written meanwhile may be missed, one
+/// deleted meanwhile may be listed).
+pub async fn scan_keys(redis: &Redis, pattern: &str) -> Result<Vec<String>, ReplayError> {
+    Ok(redis.scan_match(pattern).await?)
 }
 
 /// `ms` since the epoch as RFC 3339 (UTC, seconds).

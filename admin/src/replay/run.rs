@@ -26,6 +26,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_common::redis_conn::Redis;
 use tally_common::Clock;
 use tally_schemas::person::identity_key;
 use tokio_postgres::Client;
@@ -150,7 +151,7 @@ fn commit_start(
 /// Copies the live tombstones (deleted persons' ids) into the target prefix:
 /// of `apps`, or of every app (a SCAN of the live keyspace) when `None`.
 pub async fn copy_tombstones(
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &Redis,
     live_prefix: &str,
     target_prefix: &str,
     apps: Option<&[String]>,
@@ -173,7 +174,7 @@ pub async fn copy_tombstones(
             .arg(&target)
             .arg(&target)
             .arg(&key)
-            .query_async(redis)
+            .query_async(&mut redis.clone())
             .await?;
         copied += 1;
     }
@@ -395,11 +396,9 @@ async fn run_locked(
     }
     // Every live tombstone before the first message is processed (a new
     // replay and a resumed one alike); later only the apps with new deletions.
-    let mut redis = redis::Client::open(live.redis_url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let redis = Redis::connect(&live.redis_url).await?;
     let mut tombstones_since = tally_common::SystemClock.now_ms() - TOMBSTONE_MARGIN_MS;
-    copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix, None).await?;
+    copy_tombstones(&redis, &live.redis_prefix, &target.redis_prefix, None).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| ReplayError::Usage(format!("cannot listen on {addr}: {e}")))?;
@@ -480,7 +479,7 @@ async fn run_locked(
                     let checked = tally_common::SystemClock.now_ms() - TOMBSTONE_MARGIN_MS;
                     let copied = match apps_deleted_since(pg, tombstones_since).await {
                         Ok(apps) if apps.is_empty() => Ok(0),
-                        Ok(apps) => copy_tombstones(&mut redis, &live.redis_prefix, &target.redis_prefix, Some(&apps)).await,
+                        Ok(apps) => copy_tombstones(&redis, &live.redis_prefix, &target.redis_prefix, Some(&apps)).await,
                         Err(err) => Err(err),
                     };
                     match copied {

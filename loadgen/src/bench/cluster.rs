@@ -1,4 +1,8 @@
-//! B2c: the aggregator on the local cluster (issue 18) — the B1 backlog
+//! The bench on the local cluster (issue 18), each figure against its
+//! single-node twin in the same run; skipped, with the reason in the
+//! results, when `scripts/cluster up` has not run.
+//!
+//! B2c: the aggregator on the local cluster — the B1 backlog
 //! consumed again by a fresh consumer group, written to a database in the
 //! cluster layout on ClickHouse 2 shards × 2 replicas (rows routed to shards
 //! by the aggregator, homes proven in sync) and to the local Redis Cluster,
@@ -32,6 +36,68 @@ fn local_cluster() -> (Vec<String>, String) {
     (nodes.split(',').map(str::to_owned).collect(), redis)
 }
 
+/// The cluster's settings for `database`, or why there is none.
+async fn cluster_config(database: String) -> Result<(ClickHouseConfig, String), String> {
+    let (nodes, redis) = local_cluster();
+    let reachable = reqwest::get(format!("{}/ping", nodes[0]))
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if !reachable {
+        return Err("no local cluster (./tally cluster up)".into());
+    }
+    let config = ClickHouseConfig {
+        url: nodes[0].clone(),
+        database,
+        user: "default".into(),
+        password: String::new(),
+        cluster: Some("tally".into()),
+        shards: nodes.chunks(2).map(<[String]>::to_vec).collect(),
+    };
+    Ok((config, redis))
+}
+
+/// `env` with `overrides` replacing the variables they name.
+fn with<'a>(
+    env: &[(&'a str, String)],
+    overrides: Vec<(&'a str, String)>,
+) -> Vec<(&'a str, String)> {
+    let mut out: Vec<(&str, String)> = env
+        .iter()
+        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+        .cloned()
+        .collect();
+    out.extend(overrides);
+    out
+}
+
+/// The ClickHouse variables of a service on `clickhouse`.
+fn clickhouse_env(clickhouse: &ClickHouseConfig) -> Vec<(&'static str, String)> {
+    let shards: Vec<String> = clickhouse.shards.iter().map(|s| s.join(",")).collect();
+    vec![
+        ("TALLY_CLICKHOUSE_URL", clickhouse.url.clone()),
+        ("TALLY_CLICKHOUSE_DATABASE", clickhouse.database.clone()),
+        ("TALLY_CLICKHOUSE_CLUSTER", "tally".into()),
+        ("TALLY_CLICKHOUSE_SHARDS", shards.join(";")),
+    ]
+}
+
+/// B5c: B5 on the cluster; `env` is B5's query-service environment.
+pub async fn query_latency(config: &BenchConfig, env: &[(&str, String)]) -> Result<Value, String> {
+    let (template, _) = match cluster_config(String::new()).await {
+        Ok(found) => found,
+        Err(why) => return Ok(json!({"skipped": why})),
+    };
+    let (history, generated) = super::history_db(&template, config.b5_events).await?;
+    let timings = super::b5_timings(config, &with(env, clickhouse_env(&history))).await?;
+    let mut out = json!({"dataset": generated, "shards": history.shards.len(),
+                         "replicas_per_shard": history.shards.first().map_or(0, Vec::len)});
+    if let (Some(out), Value::Object(figures)) = (out.as_object_mut(), super::b5_figures(&timings))
+    {
+        out.extend(figures);
+    }
+    Ok(out)
+}
+
 /// B2c over the bench topic's `backlog` events; `common` is the bench's
 /// environment (`id` its prefix).
 pub async fn aggregator_rate(
@@ -40,53 +106,28 @@ pub async fn aggregator_rate(
     id: &str,
     backlog: u64,
 ) -> Result<Value, String> {
-    let (nodes, redis) = local_cluster();
-    let reachable = reqwest::get(format!("{}/ping", nodes[0]))
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    if !reachable {
-        return Ok(json!({"skipped": "no local cluster (./tally cluster up)"}));
-    }
-    let shards: Vec<Vec<String>> = nodes.chunks(2).map(<[String]>::to_vec).collect();
-    let clickhouse = ClickHouseConfig {
-        url: nodes[0].clone(),
-        database: format!("tally_{id}_cl"),
-        user: "default".into(),
-        password: String::new(),
-        cluster: Some("tally".into()),
-        shards: shards.clone(),
+    let (clickhouse, redis) = match cluster_config(format!("tally_{id}_cl")).await {
+        Ok(found) => found,
+        Err(why) => return Ok(json!({"skipped": why})),
     };
     tally_common::clickhouse::migrate(&clickhouse)
         .await
         .map_err(|e| format!("B2c: migrating the cluster database: {e}"))?;
-    let shards_var: Vec<String> = shards.iter().map(|s| s.join(",")).collect();
-    let overrides: Vec<(&str, String)> = vec![
-        ("TALLY_CLICKHOUSE_URL", clickhouse.url.clone()),
-        ("TALLY_CLICKHOUSE_DATABASE", clickhouse.database.clone()),
-        ("TALLY_CLICKHOUSE_CLUSTER", "tally".into()),
-        ("TALLY_CLICKHOUSE_SHARDS", shards_var.join(";")),
+    let mut overrides = clickhouse_env(&clickhouse);
+    overrides.extend([
         ("TALLY_REDIS_URL", redis),
         ("TALLY_REDIS_PREFIX", format!("{id}_cl")),
         ("TALLY_AGGREGATOR_GROUP", format!("{id}_cl_group")),
-    ];
-    let mut envs: Vec<(&str, String)> = common
-        .iter()
-        .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
-        .cloned()
-        .collect();
-    envs.extend(overrides);
+    ]);
+    let envs = with(common, overrides);
     let aggregator =
         Service::start(config, "stream-aggregator", "TALLY_AGGREGATOR_ADDR", &envs).await?;
     let (rate, per_core) = counted_rate(&aggregator, backlog as f64).await;
     aggregator.stop();
-    let drop = format!(
-        "DROP DATABASE IF EXISTS {} ON CLUSTER tally",
-        clickhouse.database
-    );
-    let _ = clickhouse.server_client().query(&drop).execute().await;
+    let _ = tally_common::clickhouse::drop_database(&clickhouse, &clickhouse.database).await;
     Ok(
         json!({"events_per_sec": rate, "events_per_cpu_second": per_core,
-              "shards": shards.len(), "replicas_per_shard": shards.first().map_or(0, Vec::len),
+              "shards": clickhouse.shards.len(), "replicas_per_shard": clickhouse.shards.first().map_or(0, Vec::len),
               "redis_masters": 3}),
     )
 }

@@ -22,6 +22,8 @@
 //!   ClickHouse): a 90-day `/query` group-by and a 30-day 3-step `/funnel`
 //!   (relaxed and strict order),
 //!   through a query service pointed at that dataset with its answer cache off.
+//! * B5c the same on the local cluster ([`cluster`]); `--queries-only` runs
+//!   B5 and B5c alone.
 //! * B6 peak RSS (VmHWM) of each service after B1–B4.
 //! * B7 the dashboard's Overview on the B5 dataset in Chromium: navigation →
 //!   every panel rendered, p50/p95, answer cache off (cold) and on (warm)
@@ -50,7 +52,7 @@ pub use report::table;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tally_common::clickhouse::ClickHouseConfig;
+use tally_common::clickhouse::{drop_database, ClickHouseConfig};
 use tally_common::{Clock, SystemClock};
 
 /// Sizes of one run.
@@ -141,6 +143,49 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", SystemClock.now_ms())
 }
 
+/// The services' environment of a run `id` (its topic, group, Redis
+/// prefix) on ClickHouse `database`.
+fn common_env(config: &BenchConfig, id: &str, database: &str) -> Vec<(&'static str, String)> {
+    let topic = format!("{id}_events");
+    vec![
+        ("TALLY_KAFKA_BROKERS", config.brokers.clone()),
+        ("TALLY_KAFKA_TOPIC", topic.clone()),
+        ("TALLY_KAFKA_DLQ_TOPIC", format!("{topic}_dlq")),
+        ("TALLY_REDIS_URL", config.redis_url.clone()),
+        ("TALLY_REDIS_PREFIX", id.to_owned()),
+        ("TALLY_CLICKHOUSE_URL", config.clickhouse_url.clone()),
+        ("TALLY_CLICKHOUSE_DATABASE", database.to_owned()),
+        ("TALLY_AGGREGATOR_GROUP", format!("{id}_group")),
+        ("TALLY_POSTGRES_URL", config.postgres.url.clone()),
+        // The load generator sends each simulated client's address in
+        // X-Forwarded-For: trust one hop so B1 pays for real geo-IP lookups.
+        ("TALLY_GATEWAY_TRUSTED_PROXIES", "1".to_owned()),
+    ]
+}
+
+/// B5 and B5c alone (`--queries-only`): the historical dataset on one server
+/// and on the local cluster, the same requests through a query service on each.
+pub async fn queries(config: &BenchConfig) -> Result<Value, String> {
+    let clickhouse = ClickHouseConfig {
+        url: config.clickhouse_url.clone(),
+        database: "tally".into(),
+        user: "default".into(),
+        password: String::new(),
+        cluster: None,
+        shards: Vec::new(),
+    };
+    let (history, generated) = history_db(&clickhouse, config.b5_events).await?;
+    let mut env = common_env(config, &unique("bench"), &history.database);
+    env.push(("TALLY_QUERY_CACHE_SECS", "0".to_owned()));
+    eprintln!("B5: queries through the query service (answer cache off)");
+    let mut b5 = b5_figures(&b5_timings(config, &env).await?);
+    b5["dataset"] = json!(generated);
+    b5["dataset_rows"] = json!(config.b5_events);
+    eprintln!("B5c: the same queries on the local cluster");
+    let b5c = cluster::query_latency(config, &env).await?;
+    Ok(json!({"b5": b5, "b5c": b5c}))
+}
+
 /// Runs the suite and returns the JSON results.
 pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let id = unique("bench");
@@ -165,20 +210,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     tally_common::clickhouse::migrate(&clickhouse)
         .await
         .map_err(|e| e.to_string())?;
-    let common = vec![
-        ("TALLY_KAFKA_BROKERS", config.brokers.clone()),
-        ("TALLY_KAFKA_TOPIC", topic.clone()),
-        ("TALLY_KAFKA_DLQ_TOPIC", format!("{topic}_dlq")),
-        ("TALLY_REDIS_URL", config.redis_url.clone()),
-        ("TALLY_REDIS_PREFIX", id.clone()),
-        ("TALLY_CLICKHOUSE_URL", config.clickhouse_url.clone()),
-        ("TALLY_CLICKHOUSE_DATABASE", clickhouse.database.clone()),
-        ("TALLY_AGGREGATOR_GROUP", format!("{id}_group")),
-        ("TALLY_POSTGRES_URL", config.postgres.url.clone()),
-        // The load generator sends each simulated client's address in
-        // X-Forwarded-For: trust one hop so B1 pays for real geo-IP lookups.
-        ("TALLY_GATEWAY_TRUSTED_PROXIES", "1".to_owned()),
-    ];
+    let common = common_env(config, &id, &clickhouse.database);
     let gateway = Service::start(config, "ingest-gateway", "TALLY_GATEWAY_ADDR", &common).await?;
     let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", &common).await?;
 
@@ -315,11 +347,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
     });
     if config.intake_only {
-        let _ = clickhouse
-            .server_client()
-            .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
-            .execute()
-            .await;
+        let _ = drop_database(&clickhouse, &clickhouse.database).await;
         return Ok(results);
     }
 
@@ -337,41 +365,56 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     history_env.retain(|(name, _)| *name != "TALLY_CLICKHOUSE_DATABASE");
     history_env.push(("TALLY_CLICKHOUSE_DATABASE", history.database.clone()));
     history_env.push(("TALLY_QUERY_CACHE_SECS", "0".to_owned()));
-    let history_query =
-        Service::start(config, "query-service", "TALLY_QUERY_ADDR", &history_env).await?;
-    let hist_key = send::provision_read_keys(&config.postgres, ["hist-app-00"]).await?;
-    let mut timings = Vec::new();
-    for (path, request) in [
-        ("query", &*B5_QUERY),
-        ("funnel", &*B5_FUNNEL_REQUEST),
-        ("funnel", &*B5_STRICT_FUNNEL_REQUEST),
-    ] {
-        let url = format!("{}/api/v1/analytics/hist-app-00/{path}", history_query.url);
-        timings.push(time_post(&url, &hist_key["hist-app-00"], request, config.b5_runs).await?);
-    }
-    let [group_by, funnel, strict] =
-        <[Vec<Duration>; 3]>::try_from(timings).map_err(|_| "B5: three timings")?;
-    history_query.stop();
+    let timings = b5_timings(config, &history_env).await?;
+    // B5c: the same dataset and queries on the local cluster.
+    eprintln!("B5c: the same queries on the local cluster");
+    let b5c = cluster::query_latency(config, &history_env).await?;
     eprintln!("B7: the dashboard's Overview in Chromium, cold and warm");
     let b7 = overview::b7(config, &history_env, "hist-app-00", config.b7_loads).await?;
-    let _ = clickhouse
-        .server_client()
-        .query(&format!("DROP DATABASE IF EXISTS {}", clickhouse.database))
-        .execute()
-        .await;
+    let _ = drop_database(&clickhouse, &clickhouse.database).await;
     eprintln!(
         "P8: incremental refresh against full rebuild on {} events",
         config.p8_events
     );
     let p8 = p8::run(&clickhouse, config.p8_events, &config.postgres).await?;
 
-    results["b5"] = json!({"dataset": generated, "dataset_rows": config.b5_events, "hot_app_rows": hot_rows, "runs": config.b5_runs,
-        "group_by_90d_p50_ms": ms(percentile(&group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(&group_by, 0.95)),
-        "funnel_30d_p50_ms": ms(percentile(&funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(&funnel, 0.95)),
-        "strict_funnel_30d_p50_ms": ms(percentile(&strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(&strict, 0.95))});
+    let mut b5 = json!({"dataset": generated, "dataset_rows": config.b5_events, "hot_app_rows": hot_rows, "runs": config.b5_runs});
+    if let (Some(b5), Value::Object(figures)) = (b5.as_object_mut(), b5_figures(&timings)) {
+        b5.extend(figures);
+    }
+    results["b5"] = b5;
+    results["b5c"] = b5c;
     results["b7"] = b7;
     results["p8"] = p8;
     Ok(results)
+}
+
+/// B5's three requests (group-by, funnel, strict funnel), `config.b5_runs`
+/// times each, through a query service started with `env` (its dataset).
+pub async fn b5_timings(
+    config: &BenchConfig,
+    env: &[(&str, String)],
+) -> Result<[Vec<Duration>; 3], String> {
+    let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", env).await?;
+    let key = send::provision_read_keys(&config.postgres, ["hist-app-00"]).await?;
+    let mut timings = Vec::new();
+    for (path, request) in [
+        ("query", &*B5_QUERY),
+        ("funnel", &*B5_FUNNEL_REQUEST),
+        ("funnel", &*B5_STRICT_FUNNEL_REQUEST),
+    ] {
+        let url = format!("{}/api/v1/analytics/hist-app-00/{path}", query.url);
+        timings.push(time_post(&url, &key["hist-app-00"], request, config.b5_runs).await?);
+    }
+    query.stop();
+    <[Vec<Duration>; 3]>::try_from(timings).map_err(|_| "B5: three timings".to_owned())
+}
+
+/// The B5 figures of `timings` (group-by, funnel, strict funnel).
+pub fn b5_figures([group_by, funnel, strict]: &[Vec<Duration>; 3]) -> Value {
+    json!({"group_by_90d_p50_ms": ms(percentile(group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(group_by, 0.95)),
+           "funnel_30d_p50_ms": ms(percentile(funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(funnel, 0.95)),
+           "strict_funnel_30d_p50_ms": ms(percentile(strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(strict, 0.95))})
 }
 
 /// The historical dataset of `events` rows (generated over 90 days, kept
@@ -397,11 +440,7 @@ pub async fn history_db(
             .map_err(|e| format!("migrating {}: {e}", history.database))?;
         format!("reused {existing} rows in {}", history.database)
     } else {
-        let _ = history
-            .server_client()
-            .query(&format!("DROP DATABASE IF EXISTS {}", history.database))
-            .execute()
-            .await;
+        let _ = drop_database(&history, &history.database).await;
         eprintln!("generating {events} historical events over 90 days");
         crate::history::generate(&crate::history::HistoryConfig {
             clickhouse: history.clone(),
@@ -445,6 +484,14 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
         let clickhouse = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
         let p8 = p8::run(&clickhouse, config.p8_events, &config.postgres).await?;
         println!("{}", serde_json::to_string_pretty(&p8).unwrap_or_default());
+        return Ok(true);
+    }
+    if args.iter().any(|a| a == "--queries-only") {
+        let results = queries(&config).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
         return Ok(true);
     }
     let results = run(&config).await?;

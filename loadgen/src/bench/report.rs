@@ -86,6 +86,28 @@ pub fn table(results: &Value) -> String {
         f(&b5["strict_funnel_30d_p50_ms"]),
         f(&b5["strict_funnel_30d_p95_ms"])
     );
+    let b5c = &results["b5c"];
+    match b5c["skipped"].as_str() {
+        Some(why) => out += &format!("| B5c cluster | skipped: {why} | | | |\n"),
+        None => {
+            for (what, figure) in [
+                ("/query 90-day group-by", "group_by_90d"),
+                ("/funnel 30-day 3 steps", "funnel_30d"),
+                ("/funnel strict order", "strict_funnel_30d"),
+            ] {
+                let (p50, p95) = (format!("{figure}_p50_ms"), format!("{figure}_p95_ms"));
+                let ratio = b5c[&p95]
+                    .as_f64()
+                    .zip(b5[&p95].as_f64())
+                    .map(|(c, s)| c / s);
+                out += &format!(
+                    "| B5c cluster | {what} on ClickHouse {} shards × {} replicas (same dataset), p50 / p95 ms | {} / {} | {} (B5 p95, one server) | {} |\n",
+                    b5c["shards"], b5c["replicas_per_shard"], f(&b5c[&p50]), f(&b5c[&p95]), f(&b5[&p95]),
+                    f(&ratio.map_or(Value::Null, Value::from))
+                );
+            }
+        }
+    }
     for name in ["ingest-gateway", "stream-aggregator", "query-service"] {
         out += &format!("| B6 peak RSS | {name}, MiB | {} | | |\n", f(&b6[name]));
     }
