@@ -17,6 +17,7 @@
 //! * user agents: the `woothee` project's rule set;
 //! * bots: the `isbot` crate's maintained pattern list, plus woothee's crawlers.
 
+use crate::memo::Memo;
 use serde_json::{Map, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -104,9 +105,16 @@ pub fn anonymize(ip: IpAddr, mode: IpMode) -> Option<String> {
     }
 }
 
-/// Geo-IP databases (tried in order).
+/// Distinct addresses / user agents remembered (each entry is well under 1 KiB).
+pub const MEMO_ENTRIES: usize = 16_384;
+
+/// `(country, region, city)` of an address, empty where unknown.
+pub type Place = (String, String, String);
+
+/// Geo-IP databases (tried in order), with the places of recent addresses.
 pub struct Geo {
     readers: Vec<maxminddb::Reader<Vec<u8>>>,
+    recent: Memo<IpAddr, Place>,
 }
 
 impl std::fmt::Debug for Geo {
@@ -131,7 +139,8 @@ impl Geo {
                 }
             })
             .collect();
-        (Geo { readers }, warnings)
+        let recent = Memo::new(MEMO_ENTRIES);
+        (Geo { readers, recent }, warnings)
     }
 
     /// Number of usable databases.
@@ -139,8 +148,12 @@ impl Geo {
         self.readers.len()
     }
 
-    /// `(country, region, city)`, empty where unknown.
-    pub fn lookup(&self, ip: IpAddr) -> (String, String, String) {
+    /// `(country, region, city)`, empty where unknown (remembered per address).
+    pub fn lookup(&self, ip: IpAddr) -> Place {
+        self.recent.get_or(&ip, || ip, || self.search(ip))
+    }
+
+    fn search(&self, ip: IpAddr) -> Place {
         for reader in &self.readers {
             let Ok(found) = reader.lookup(ip) else {
                 continue;
@@ -167,10 +180,21 @@ impl Geo {
     }
 }
 
-/// User-agent and bot classification.
+/// What a user agent says (see [`Agents::classify`]).
+#[derive(Debug, Clone, Default)]
+struct AgentFacts {
+    browser: String,
+    browser_version: String,
+    os: String,
+    device_type: String,
+    is_bot: bool,
+}
+
+/// User-agent and bot classification, with the facts of recent agents.
 pub struct Agents {
     parser: woothee::parser::Parser,
     bots: isbot::Bots,
+    recent: Memo<String, AgentFacts>,
 }
 
 impl std::fmt::Debug for Agents {
@@ -184,6 +208,7 @@ impl Default for Agents {
         Agents {
             parser: woothee::parser::Parser::new(),
             bots: isbot::Bots::default(),
+            recent: Memo::new(MEMO_ENTRIES),
         }
     }
 }
@@ -211,11 +236,25 @@ impl Agents {
         agents
     }
 
-    /// Fills browser, version, OS, device type and the bot flag.
+    /// Fills browser, version, OS, device type and the bot flag (remembered
+    /// per agent: the rules are regular expressions over the whole text).
     pub fn classify(&self, user_agent: &str, out: &mut Enrichment) {
         if user_agent.is_empty() {
             return;
         }
+        let facts = self.recent.get_or(
+            user_agent,
+            || user_agent.to_owned(),
+            || self.facts(user_agent),
+        );
+        out.browser = facts.browser;
+        out.browser_version = facts.browser_version;
+        out.os = facts.os;
+        out.device_type = facts.device_type;
+        out.is_bot = facts.is_bot;
+    }
+
+    fn facts(&self, user_agent: &str) -> AgentFacts {
         let known = |value: &str| {
             if value == "UNKNOWN" {
                 String::new()
@@ -223,13 +262,14 @@ impl Agents {
                 value.to_owned()
             }
         };
+        let mut facts = AgentFacts::default();
         let mut crawler = false;
         if let Some(result) = self.parser.parse(user_agent) {
-            out.browser = known(result.name);
-            out.browser_version = known(result.version);
-            out.os = known(result.os);
+            facts.browser = known(result.name);
+            facts.browser_version = known(result.version);
+            facts.os = known(result.os);
             crawler = result.category == "crawler";
-            out.device_type = match result.category {
+            facts.device_type = match result.category {
                 "pc" => "desktop",
                 "smartphone" | "mobilephone" => "mobile",
                 "crawler" => "bot",
@@ -238,10 +278,11 @@ impl Agents {
             }
             .to_owned();
         }
-        out.is_bot = crawler || self.bots.is_bot(user_agent);
-        if out.is_bot {
-            out.device_type = "bot".into();
+        facts.is_bot = crawler || self.bots.is_bot(user_agent);
+        if facts.is_bot {
+            facts.device_type = "bot".into();
         }
+        facts
     }
 }
 

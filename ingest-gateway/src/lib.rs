@@ -8,7 +8,8 @@
 //!   prepare → publish);
 //! * [`intake`] → [`body`] (reading under the in-flight budget), [`decode`],
 //!   [`auth`], [`overload`], [`validate`] (per-event rules, enrichment via
-//!   [`enrich`] and [`segment`]), [`sink`] (Kafka, or memory in tests);
+//!   [`enrich`] — its repeated lookups remembered in a [`memo`] — and
+//!   [`segment`]), [`sink`] (Kafka, or memory in tests);
 //! * [`state`] holds every dependency; [`metrics`] has one function per notable
 //!   event; [`error`] maps every refusal to a status and a JSON reason;
 //!   [`config`] reads the environment.
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod enrich;
 pub mod error;
 pub mod intake;
+pub mod memo;
 pub mod metrics;
 pub mod overload;
 pub mod router;
@@ -66,7 +68,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let sink = KafkaSink::new(&config.kafka, config.produce_timeout)?;
+    let sink = KafkaSink::new(&config.kafka, config.produce_timeout, config.linger)?;
     let keys = Arc::new(keys::KeyCache::new(keys::PostgresKeys::new(
         config.postgres.clone(),
         tally_common::postgres::KeyKind::Write,

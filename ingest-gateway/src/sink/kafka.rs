@@ -29,6 +29,7 @@ pub struct KafkaSink {
     config: KafkaConfig,
     topic: String,
     timeout: Duration,
+    linger: Duration,
     last_reset: std::sync::Mutex<Option<std::time::Instant>>,
     /// `tally_gateway_producer_resets_total{result}`, once registered.
     resets: std::sync::OnceLock<prometheus::IntCounterVec>,
@@ -46,13 +47,19 @@ impl std::fmt::Debug for KafkaSink {
 }
 
 impl KafkaSink {
-    /// Creates the producer (no connection is made yet).
-    pub fn new(kafka: &KafkaConfig, timeout: Duration) -> Result<Self, rdkafka::error::KafkaError> {
+    /// Creates the producer (no connection is made yet): deliveries fail
+    /// after `timeout`, a partition's messages are gathered for `linger`.
+    pub fn new(
+        kafka: &KafkaConfig,
+        timeout: Duration,
+        linger: Duration,
+    ) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(KafkaSink {
-            producer: std::sync::RwLock::new(Self::create(kafka, timeout)?),
+            producer: std::sync::RwLock::new(Self::create(kafka, timeout, linger)?),
             config: kafka.clone(),
             topic: kafka.topic.clone(),
             timeout,
+            linger,
             last_reset: std::sync::Mutex::new(None),
             resets: std::sync::OnceLock::new(),
         })
@@ -81,12 +88,13 @@ impl KafkaSink {
     fn create(
         kafka: &KafkaConfig,
         timeout: Duration,
+        linger: Duration,
     ) -> Result<FutureProducer, rdkafka::error::KafkaError> {
         kafka
             .client_config()
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", linger.as_millis().to_string())
             .set("message.timeout.ms", timeout.as_millis().to_string())
             .set("queue.buffering.max.kbytes", "262144")
             .create()
@@ -111,8 +119,9 @@ impl KafkaSink {
             *last = Some(std::time::Instant::now());
         }
         tracing::warn!(?fatal, "replacing the Kafka producer");
-        let (config, timeout) = (self.config.clone(), self.timeout);
-        let created = tokio::task::spawn_blocking(move || Self::create(&config, timeout)).await;
+        let (config, timeout, linger) = (self.config.clone(), self.timeout, self.linger);
+        let created =
+            tokio::task::spawn_blocking(move || Self::create(&config, timeout, linger)).await;
         match created {
             Ok(Ok(fresh)) => {
                 let old = self

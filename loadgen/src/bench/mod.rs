@@ -234,6 +234,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     .await
     .map_err(|e| e.to_string())?;
     eprintln!("B1: gateway, batches of 50, {} s", config.b1_seconds);
+    let gateway_cpu = gateway.cpu_seconds().unwrap_or(0.0);
     let (b1, _) = send::run(SendConfig {
         gateway: gateway.url.clone(),
         rate: None,
@@ -248,6 +249,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         stop: None,
     })
     .await;
+    let gateway_cpu = gateway.cpu_seconds().unwrap_or(0.0) - gateway_cpu;
     eprintln!("B1: plain producer, {} messages", b1.acknowledged);
     let peer_produce =
         plain_produce(&config.brokers, &format!("{topic}_peer"), b1.acknowledged).await?;
@@ -332,6 +334,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let mut results = json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "b1": {"gateway_events_per_sec": b1.events_per_sec, "gateway_p50_ms": b1.p50_ms, "gateway_p99_ms": b1.p99_ms,
+               "gateway_events_per_cpu_second": if gateway_cpu > 0.0 { b1.acknowledged as f64 / gateway_cpu } else { 0.0 },
                "events": b1.acknowledged, "failed_requests": b1.failed_requests,
                "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},
         "b2": {"aggregator_events_per_sec": aggregator_rate, "aggregator_events_per_cpu_second": per_core, "plain_consumer_events_per_sec": peer_consume,

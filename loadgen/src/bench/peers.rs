@@ -21,7 +21,8 @@ pub async fn plain_produce(brokers: &str, topic: &str, events: u64) -> Result<f6
         .client_config()
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // The gateway's default (`TALLY_KAFKA_LINGER_MS`).
+        .set("linger.ms", "20")
         .set("queue.buffering.max.kbytes", "262144")
         .create()
         .map_err(|e| e.to_string())?;

@@ -28,6 +28,10 @@ pub fn table(results: &Value) -> String {
     out += &format!("| B2 aggregator | events/s into Redis + ClickHouse ({} events) | {} | {} (plain consumer) | {} |\n",
         b2["events"], f(&b2["aggregator_events_per_sec"]), f(&b2["plain_consumer_events_per_sec"]), f(&b2["ratio"]));
     out += &format!(
+        "| B1 per core | events per CPU-second of the gateway process | {} | | |\n",
+        f(&b1["gateway_events_per_cpu_second"])
+    );
+    out += &format!(
         "| B2 per core | events per CPU-second of the aggregator process | {} | | |\n",
         f(&b2["aggregator_events_per_cpu_second"])
     );
