@@ -8,7 +8,7 @@
 //! tally-loadgen check   --record FILE [--query URL] [--clickhouse URL] [--database DB] [--lateness-ms MS]
 //!                       [--postgres URL]   (a read key per app is created there)
 //! tally-loadgen history [--clickhouse URL] [--database DB] [--days N] [--events N] [--seed N] [--app-prefix P]
-//! tally-loadgen bench   [--quick] [--intake-only | --queries-only | --p8-only] [--out FILE.json] (see `bench` module docs)
+//! tally-loadgen bench   [--quick] [--intake-only | --queries-only | --p8-only] [--compare | --compare-only] [--out FILE.json] (see `bench` module docs)
 //! ```
 //! Exit status: 0 on success; 1 when `check` finds a lost, duplicated or
 //! miscounted event, or any command fails; 2 for bad arguments.

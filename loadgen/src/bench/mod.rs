@@ -24,6 +24,8 @@
 //!   through a query service pointed at that dataset with its answer cache off.
 //! * B5c the same on the local cluster ([`cluster`]); `--queries-only` runs
 //!   B5 and B5c alone.
+//!
+//! `--compare` prints every figure against the previous saved run ([`compare`]).
 //! * B6 peak RSS (VmHWM) of each service after B1–B4.
 //! * B7 the dashboard's Overview on the B5 dataset in Chromium: navigation →
 //!   every panel rendered, p50/p95, answer cache off (cold) and on (warm)
@@ -34,6 +36,7 @@ use crate::send::{self, SendConfig, Style};
 use crate::stats::{ms, percentile};
 
 mod cluster;
+mod compare;
 mod overview;
 mod p8;
 mod p8_lag;
@@ -459,7 +462,8 @@ pub async fn history_db(
     Ok((history, generated))
 }
 
-/// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N]`.
+/// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N]
+/// [--compare | --compare-only]` (see [`compare`]).
 pub async fn main(args: &[String]) -> Result<bool, String> {
     let value = |name: &str| args.windows(2).find(|p| p[0] == name).map(|p| p[1].clone());
     let bin_dir = value("--bin-dir").map(PathBuf::from).unwrap_or_else(|| {
@@ -497,10 +501,23 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
         );
         return Ok(true);
     }
+    let previous = compare::previous_path(&config.out);
+    if args.iter().any(|a| a == "--compare-only") {
+        let (before, now) = (compare::load(&previous)?, compare::load(&config.out)?);
+        println!("{}", compare::compare(&before, &now));
+        return Ok(true);
+    }
     let results = run(&config).await?;
     println!("{}", table(&results));
     if let Some(parent) = config.out.parent() {
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    compare::keep_previous(&config.out)?;
+    if args.iter().any(|a| a == "--compare") {
+        match compare::load(&previous) {
+            Ok(before) => println!("{}", compare::compare(&before, &results)),
+            Err(why) => println!("no previous run to compare with ({why})"),
+        }
     }
     std::fs::write(
         &config.out,
