@@ -25,6 +25,10 @@ pub struct Config {
     /// events/s it cost 4× the CPU per event of 50 ms, most of the gateway's
     /// CPU (see `docs/PERFORMANCE.md`); each event waits at most this long more.
     pub linger: Duration,
+    /// Encoding of the envelopes produced (`TALLY_ENVELOPE_FORMAT`: `json`,
+    /// format 1, the default, readable by every release; or `binary`, format
+    /// 2 — switch only once every consumer of the topic knows format 2).
+    pub envelope_format: tally_schemas::Format,
     /// Largest accepted body in bytes (`TALLY_GATEWAY_MAX_BODY_BYTES`, default 1 MiB).
     pub max_body_bytes: usize,
     /// Most events in one batch (`TALLY_GATEWAY_MAX_BATCH_EVENTS`, default 500).
@@ -111,6 +115,7 @@ impl Default for Config {
             kafka: KafkaConfig::default(),
             produce_timeout: Duration::from_millis(5_000),
             linger: Duration::from_millis(20),
+            envelope_format: tally_schemas::Format::Json,
             max_body_bytes: 1024 * 1024,
             max_batch_events: 500,
             postgres: PostgresConfig::default(),
@@ -157,6 +162,7 @@ impl Config {
                 ms(d.produce_timeout),
             )?),
             linger: Duration::from_millis(env_or("TALLY_KAFKA_LINGER_MS", ms(d.linger))?),
+            envelope_format: env_or("TALLY_ENVELOPE_FORMAT", d.envelope_format)?,
             max_body_bytes: env_or("TALLY_GATEWAY_MAX_BODY_BYTES", d.max_body_bytes)?,
             max_batch_events: env_or("TALLY_GATEWAY_MAX_BATCH_EVENTS", d.max_batch_events)?,
             postgres: PostgresConfig::from_env()?,

@@ -68,7 +68,12 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
-    let sink = KafkaSink::new(&config.kafka, config.produce_timeout, config.linger)?;
+    let sink = KafkaSink::new(
+        &config.kafka,
+        config.produce_timeout,
+        config.linger,
+        config.envelope_format,
+    )?;
     let keys = Arc::new(keys::KeyCache::new(keys::PostgresKeys::new(
         config.postgres.clone(),
         tally_common::postgres::KeyKind::Write,

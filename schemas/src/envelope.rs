@@ -1,11 +1,15 @@
 //! The enriched event as it travels on Kafka, and its versioned wire encoding.
 //!
 //! Every Kafka message value starts with one *format byte* naming the encoding
-//! of the rest. Version 1 ([`FORMAT_JSON_V1`]) is JSON. A faster binary
-//! encoding can be added later as a new format byte: consumers dispatch on the
-//! byte, so old messages stay readable and a producer can switch only after
-//! every consumer knows the new byte. Unknown bytes are a [`DecodeError`],
-//! never a panic (the aggregator sends such messages to the dead-letter topic).
+//! of the rest. Version 1 ([`FORMAT_JSON_V1`]) is JSON; version 2
+//! ([`binary::FORMAT_BIN_V2`]) is a compact binary encoding
+//! whose fields older decoders skip when they do not know them. Consumers
+//! dispatch on the byte, so old messages stay readable and a producer can
+//! switch only after every consumer knows the new byte ([`Format`]). Unknown
+//! bytes are a [`DecodeError`], never a panic (the aggregator sends such
+//! messages to the dead-letter topic).
+
+pub mod binary;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -118,6 +122,30 @@ pub enum DecodeError {
     /// The body did not parse in the named encoding.
     #[error("malformed JSON envelope: {0}")]
     Json(#[from] serde_json::Error),
+    /// A binary (format 2) envelope is malformed.
+    #[error("malformed binary envelope: {0}")]
+    Binary(String),
+}
+
+/// The encoding a producer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Format 1, JSON (readable by every release).
+    #[default]
+    Json,
+    /// Format 2, binary (readable by releases that know format byte 2).
+    Binary,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "json" => Ok(Format::Json),
+            "binary" => Ok(Format::Binary),
+            other => Err(format!("expected json or binary, got {other:?}")),
+        }
+    }
 }
 
 impl Envelope {
@@ -130,11 +158,20 @@ impl Envelope {
         out
     }
 
+    /// Encodes in `format`.
+    pub fn encode_as(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Json => self.encode(),
+            Format::Binary => binary::encode(self),
+        }
+    }
+
     /// Decodes any format this build knows.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let (&format, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         match format {
             FORMAT_JSON_V1 => Ok(serde_json::from_slice(body)?),
+            binary::FORMAT_BIN_V2 => binary::decode(body),
             other => Err(DecodeError::UnknownFormat(other)),
         }
     }
@@ -212,6 +249,25 @@ mod tests {
         bytes.extend_from_slice(old);
         let envelope = Envelope::decode(&bytes).unwrap();
         assert!(envelope.enrichment.is_empty());
+    }
+
+    #[test]
+    fn the_binary_format_is_smaller_and_needs_its_required_fields() {
+        let envelope = sample();
+        let (json, binary) = (envelope.encode(), envelope.encode_as(Format::Binary));
+        assert!(
+            binary.len() * 10 < json.len() * 7,
+            "{} vs {}",
+            binary.len(),
+            json.len()
+        );
+        // Only the format byte and a length of 0: no required field.
+        assert!(matches!(
+            Envelope::decode(&[binary::FORMAT_BIN_V2, 0]),
+            Err(DecodeError::Binary(_))
+        ));
+        assert_eq!("binary".parse::<Format>(), Ok(Format::Binary));
+        assert!("xml".parse::<Format>().is_err());
     }
 
     #[test]
@@ -335,9 +391,11 @@ mod tests {
         fn any_envelope_round_trips_and_damaged_encodings_fail_or_decode_consistently(
             envelope in envelope(),
             damage in damage(),
+            binary in any::<bool>(),
         ) {
-            let bytes = envelope.encode();
-            prop_assert_eq!(bytes[0], FORMAT_JSON_V1);
+            let format = if binary { Format::Binary } else { Format::Json };
+            let bytes = envelope.encode_as(format);
+            prop_assert_eq!(bytes[0], if binary { binary::FORMAT_BIN_V2 } else { FORMAT_JSON_V1 });
             prop_assert_eq!(&Envelope::decode(&bytes).unwrap(), &envelope);
             match damage {
                 Damage::Truncate(len) => {
@@ -348,10 +406,40 @@ mod tests {
                     let mut mutated = bytes.clone();
                     mutated[at % bytes.len()] = byte;
                     if let Ok(decoded) = Envelope::decode(&mutated) {
-                        prop_assert_eq!(Envelope::decode(&decoded.encode()).unwrap(), decoded);
+                        prop_assert_eq!(Envelope::decode(&decoded.encode_as(format)).unwrap(), decoded);
                     }
                 }
             }
+        }
+
+        /// A newer producer's fields (any number this build does not know,
+        /// any wire type) are skipped: the envelope this build knows is read.
+        #[test]
+        fn unknown_binary_fields_are_skipped(
+            envelope in envelope(),
+            number in 15u64..1_000,
+            wire in 0u64..3,
+            payload in proptest::collection::vec(any::<u8>(), 0..20),
+        ) {
+            let known = envelope.encode_as(Format::Binary);
+            // Re-frame the body with one extra field at the end.
+            let mut reader_len = 1;
+            while known[reader_len] & 0x80 != 0 { reader_len += 1; }
+            let mut body = known[reader_len + 1..].to_vec();
+            let push_varint = |out: &mut Vec<u8>, mut v: u64| {
+                while v >= 0x80 { out.push((v as u8) | 0x80); v >>= 7; }
+                out.push(v as u8);
+            };
+            push_varint(&mut body, number << 3 | wire);
+            match wire {
+                0 => push_varint(&mut body, payload.len() as u64 * 1_000_003),
+                1 => body.extend_from_slice(&[7; 8]),
+                _ => { push_varint(&mut body, payload.len() as u64); body.extend_from_slice(&payload); }
+            }
+            let mut framed = vec![binary::FORMAT_BIN_V2];
+            push_varint(&mut framed, body.len() as u64);
+            framed.extend_from_slice(&body);
+            prop_assert_eq!(Envelope::decode(&framed).unwrap(), envelope);
         }
 
         #[test]

@@ -33,5 +33,5 @@ pub mod sketch;
 pub mod time_zone;
 
 pub use dead_letter::DeadLetter;
-pub use envelope::{DecodeError, Enrichment, Envelope};
+pub use envelope::{DecodeError, Enrichment, Envelope, Format};
 pub use event::{BatchRequest, IncomingEvent};

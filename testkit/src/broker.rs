@@ -281,3 +281,47 @@ pub async fn payloads(brokers: &str, topic: &str, expected: usize) -> Vec<Vec<u8
     .await
     .unwrap_or_else(|err| panic!("reader: {err}"))
 }
+
+/// The values of every message on `topic` (all partitions, from the start to
+/// the end seen now), read without a consumer group; each partition is read
+/// for at most 20 s.
+pub async fn read_all(brokers: &str, topic: &str) -> Vec<Vec<u8>> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let partitions = tally_common::kafka::partition_count(brokers, topic)
+        .await
+        .unwrap_or_else(|err| panic!("describing {topic}: {err}"));
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "tally-testkit-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap_or_else(|err| panic!("reader: {err}"));
+        let mut values = Vec::new();
+        for partition in 0..i32::try_from(partitions).unwrap_or(i32::MAX) {
+            let timeout = std::time::Duration::from_secs(5);
+            let (_, high) = consumer
+                .fetch_watermarks(&topic, partition, timeout)
+                .unwrap_or_else(|err| panic!("watermarks of {topic}/{partition}: {err}"));
+            let mut list = TopicPartitionList::new();
+            let _ = list.add_partition_offset(&topic, partition, Offset::Beginning);
+            consumer
+                .assign(&list)
+                .unwrap_or_else(|err| panic!("assigning {topic}/{partition}: {err}"));
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            let mut next = 0;
+            while next < high && std::time::Instant::now() < deadline {
+                if let Some(Ok(message)) = consumer.poll(std::time::Duration::from_millis(200)) {
+                    values.push(message.payload().unwrap_or_default().to_vec());
+                    next = message.offset() + 1;
+                }
+            }
+        }
+        values
+    })
+    .await
+    .unwrap_or_default()
+}

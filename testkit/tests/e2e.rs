@@ -163,3 +163,88 @@ async fn events_posted_over_http_are_read_back_exactly() {
     query.stop().await;
     iso.cleanup().await;
 }
+
+/// A topic fed by a gateway writing JSON envelopes (format 1) and one writing
+/// binary envelopes (format 2), as during a switch of
+/// `TALLY_ENVELOPE_FORMAT`: the aggregator reads both, every event is counted
+/// once — also a client's retry of a binary-encoded batch through the JSON
+/// gateway — and both formats carry the same facts into the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_and_binary_envelopes_on_one_topic_are_each_counted_once() {
+    let iso = Isolation::new(2).await;
+    let json_gateway = services::gateway(services::gateway_config(&iso)).await;
+    let binary_gateway = services::gateway(ingest_gateway::Config {
+        envelope_format: tally_schemas::Format::Binary,
+        ..services::gateway_config(&iso)
+    })
+    .await;
+    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("formats");
+    let key = tally_testkit::write_key(&app).await;
+    let batch = |from: usize| -> Value {
+        let events: Vec<Value> = (from..from + 200)
+            .map(|i| {
+                json!({"event_id": format!("e-{i}"), "name": name_of(i), "user_id": format!("u-{}", i % 40),
+                       "timestamp": now_ms(), "properties": {"url": format!("https://shop.test/p/{}?utm_source=mail", i % 5),
+                       "n": i, "price": 9.5, "ok": i % 2 == 0, "none": null}})
+            })
+            .collect();
+        json!({"app_id": app, "events": events})
+    };
+    for (gateway, from) in [
+        (&binary_gateway, 0),
+        (&json_gateway, 200),
+        (&binary_gateway, 400),
+    ] {
+        let (status, answer) = post_batch(&http, &gateway.url(), &key, &batch(from)).await;
+        assert_eq!(
+            (status, answer["accepted"].as_u64()),
+            (200, Some(200)),
+            "{answer}"
+        );
+    }
+    // A client retries the first (binary-encoded) batch through the JSON gateway.
+    let (status, _) = post_batch(&http, &json_gateway.url(), &key, &batch(0)).await;
+    assert_eq!(status, 200);
+    iso.wait_consumed().await;
+    let (rows, ids) = eventually("rows of both formats", Duration::from_secs(60), || async {
+        let counts = clickhouse_counts(&iso, &app).await;
+        (counts.0 >= 600).then_some(counts)
+    })
+    .await;
+    assert_eq!((rows, ids), (600, 600));
+    // The topic holds both encodings: 400 + 100 retried events in JSON, 400 in binary.
+    let mut formats = BTreeMap::new();
+    for value in tally_testkit::broker::read_all(&iso.kafka.brokers, &iso.kafka.topic).await {
+        *formats.entry(value.first().copied()).or_insert(0) += 1;
+    }
+    assert_eq!(formats, BTreeMap::from([(Some(1), 400), (Some(2), 400)]));
+    // The same facts from either format: properties, page fields and UTM.
+    let facts: Vec<(String, String, String, String, u8)> = iso
+        .clickhouse_client()
+        .query(
+            "SELECT DISTINCT url_path, utm_source, prop_values[indexOf(prop_keys, 'price')], \
+             prop_values[indexOf(prop_keys, 'ok')], has(prop_keys, 'none') \
+             FROM events WHERE app_id = ? AND event_id IN ('e-10', 'e-210', 'e-410')",
+        )
+        .bind(&app)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        facts,
+        vec![(
+            "/p/0".to_owned(),
+            "mail".to_owned(),
+            "9.5".to_owned(),
+            "true".to_owned(),
+            0
+        )],
+        "rows from the JSON and the binary gateway differ"
+    );
+    json_gateway.stop().await;
+    binary_gateway.stop().await;
+    aggregator.stop().await;
+    iso.cleanup().await;
+}

@@ -30,6 +30,7 @@ pub struct KafkaSink {
     topic: String,
     timeout: Duration,
     linger: Duration,
+    format: tally_schemas::Format,
     last_reset: std::sync::Mutex<Option<std::time::Instant>>,
     /// `tally_gateway_producer_resets_total{result}`, once registered.
     resets: std::sync::OnceLock<prometheus::IntCounterVec>,
@@ -48,11 +49,13 @@ impl std::fmt::Debug for KafkaSink {
 
 impl KafkaSink {
     /// Creates the producer (no connection is made yet): deliveries fail
-    /// after `timeout`, a partition's messages are gathered for `linger`.
+    /// after `timeout`, a partition's messages are gathered for `linger`,
+    /// envelopes are written in `format`.
     pub fn new(
         kafka: &KafkaConfig,
         timeout: Duration,
         linger: Duration,
+        format: tally_schemas::Format,
     ) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(KafkaSink {
             producer: std::sync::RwLock::new(Self::create(kafka, timeout, linger)?),
@@ -60,6 +63,7 @@ impl KafkaSink {
             topic: kafka.topic.clone(),
             timeout,
             linger,
+            format,
             last_reset: std::sync::Mutex::new(None),
             resets: std::sync::OnceLock::new(),
         })
@@ -200,7 +204,7 @@ impl KafkaSink {
     async fn publish_once(&self, envelopes: &[Envelope]) -> Result<(), String> {
         let records = envelopes
             .iter()
-            .map(|envelope| (envelope.partition_key(), envelope.encode()));
+            .map(|envelope| (envelope.partition_key(), envelope.encode_as(self.format)));
         self.produce_all(&self.topic, records).await
     }
 

@@ -337,6 +337,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let mut results = json!({
         "machine": {"cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
         "b1": {"gateway_events_per_sec": b1.events_per_sec, "gateway_p50_ms": b1.p50_ms, "gateway_p99_ms": b1.p99_ms,
+               "envelope_format": std::env::var("TALLY_ENVELOPE_FORMAT").unwrap_or_else(|_| "json".into()),
                "gateway_events_per_cpu_second": if gateway_cpu > 0.0 { b1.acknowledged as f64 / gateway_cpu } else { 0.0 },
                "events": b1.acknowledged, "failed_requests": b1.failed_requests,
                "plain_producer_events_per_sec": peer_produce, "ratio": b1.events_per_sec / peer_produce},

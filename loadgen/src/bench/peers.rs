@@ -32,6 +32,11 @@ pub async fn plain_produce(brokers: &str, topic: &str, events: u64) -> Result<f6
         ..ModelConfig::default()
     });
     let now = SystemClock.now_ms();
+    // The encoding the gateways of the run write (they read the same variable).
+    let format: tally_schemas::Format = std::env::var("TALLY_ENVELOPE_FORMAT")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default();
     let mut payloads = Vec::with_capacity(events as usize);
     while (payloads.len() as u64) < events {
         let batch = model.next_server_batch(now, 50);
@@ -52,7 +57,7 @@ pub async fn plain_produce(brokers: &str, topic: &str, events: u64) -> Result<f6
                 enrichment: Default::default(),
                 retention_days: 0,
             };
-            payloads.push((envelope.partition_key(), envelope.encode()));
+            payloads.push((envelope.partition_key(), envelope.encode_as(format)));
         }
     }
     let started = Instant::now();
