@@ -108,22 +108,31 @@ impl ClickHouseConfig {
     }
 }
 
+/// The ` ON CLUSTER …` of a database statement on `config`'s layout (empty on
+/// one server), once `database` is known to be a safe identifier.
+fn database_ddl_suffix(
+    config: &ClickHouseConfig,
+    database: &str,
+) -> Result<String, clickhouse::error::Error> {
+    if !valid_identifier(database) {
+        return Err(clickhouse::error::Error::Custom(format!(
+            "invalid database name {database:?}"
+        )));
+    }
+    Ok(config
+        .cluster
+        .as_deref()
+        .map(|c| format!(" ON CLUSTER {c}"))
+        .unwrap_or_default())
+}
+
 /// Drops `database` (on every node of the configured cluster, if any) on
 /// the server `config` names.
 pub async fn drop_database(
     config: &ClickHouseConfig,
     database: &str,
 ) -> Result<(), clickhouse::error::Error> {
-    if !valid_identifier(database) {
-        return Err(clickhouse::error::Error::Custom(format!(
-            "invalid database name {database:?}"
-        )));
-    }
-    let on = config
-        .cluster
-        .as_deref()
-        .map(|c| format!(" ON CLUSTER {c}"))
-        .unwrap_or_default();
+    let on = database_ddl_suffix(config, database)?;
     config
         .server_client()
         .query(&format!("DROP DATABASE IF EXISTS {database}{on}"))
@@ -171,17 +180,7 @@ pub async fn migrate_until(
     config: &ClickHouseConfig,
     last: u32,
 ) -> Result<Vec<u32>, clickhouse::error::Error> {
-    if !valid_identifier(&config.database) {
-        return Err(clickhouse::error::Error::Custom(format!(
-            "invalid database name {:?}",
-            config.database
-        )));
-    }
-    let on = config
-        .cluster
-        .as_deref()
-        .map(|c| format!(" ON CLUSTER {c}"))
-        .unwrap_or_default();
+    let on = database_ddl_suffix(config, &config.database)?;
     config
         .server_client()
         .query(&format!(
