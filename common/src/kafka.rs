@@ -59,6 +59,44 @@ impl KafkaConfig {
     }
 }
 
+/// Whether `error` is the broker being slow or briefly unreachable (a
+/// request timed out, a connection failed) rather than a refusal.
+pub fn transient(error: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::CoordinatorLoadInProgress
+        )
+    )
+}
+
+/// A blocking broker request (metadata, watermarks, committed offsets),
+/// tried again while it fails [`transient`]ly, for up to 30 s in all: a
+/// broker busy under load (tansu 0.6 has been seen to miss a 5 s metadata
+/// deadline) delays an admin step instead of failing it. Blocking: call it
+/// on the blocking pool.
+pub fn patiently<T>(
+    mut request: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match request() {
+            Err(error) if transient(&error) && std::time::Instant::now() < deadline => {
+                tracing::debug!(%error, "broker request retried");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// Error administering topics.
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
@@ -144,7 +182,7 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<usize, AdminE
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &brokers)
             .create()?;
-        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+        let metadata = patiently(|| consumer.fetch_metadata(Some(&topic), Duration::from_secs(5)))?;
         Ok(metadata
             .topics()
             .iter()

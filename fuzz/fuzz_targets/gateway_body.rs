@@ -47,6 +47,8 @@ fuzz_target!(|data: &[u8]| {
         ip: Some("192.0.2.0".into()),
         user_agent: None,
         enrichment: Default::default(),
+        // The app's retention class (0: the installation's default) or an override.
+        retention_days: u16::from(mode >> 3 & 1) * 30,
     };
     let prepared = prepare(
         "fuzz",

@@ -124,13 +124,24 @@ pub async fn compare_live(
     let committed = |group: String| {
         let kafka = live.kafka.clone();
         async move {
-            tally_common::kafka::committed_offsets(&kafka, &group)
-                .await
-                .map(|o| {
-                    o.into_iter()
-                        .collect::<std::collections::BTreeMap<i32, i64>>()
-                })
-                .map_err(|e| ReplayError::Kafka(e.to_string()))
+            // A broker that is only slow is asked again for up to 30 s.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                match tally_common::kafka::committed_offsets(&kafka, &group).await {
+                    Ok(offsets) => {
+                        break Ok(offsets
+                            .into_iter()
+                            .collect::<std::collections::BTreeMap<i32, i64>>())
+                    }
+                    Err(tally_common::kafka::AdminError::Kafka(error))
+                        if tally_common::kafka::transient(&error)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(error) => break Err(ReplayError::Kafka(error.to_string())),
+                }
+            }
         }
     };
     let target_committed = committed(target.group_id.clone()).await?;

@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tally_common::kafka::KafkaConfig;
+use tally_common::kafka::{patiently, KafkaConfig};
 
 /// A start or end of a replay as the operator gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -341,7 +341,7 @@ impl<'a> Reader<'a> {
 pub fn read_facts(kafka: &KafkaConfig) -> Result<Vec<PartitionFacts>, ReplayError> {
     let client = consumer(kafka)?;
     let timeout = Duration::from_secs(5);
-    let metadata = client.fetch_metadata(Some(&kafka.topic), timeout)?;
+    let metadata = patiently(|| client.fetch_metadata(Some(&kafka.topic), timeout))?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -350,7 +350,8 @@ pub fn read_facts(kafka: &KafkaConfig) -> Result<Vec<PartitionFacts>, ReplayErro
         .collect();
     let mut facts = Vec::with_capacity(partitions.len());
     for partition in partitions {
-        let (reported_low, high) = client.fetch_watermarks(&kafka.topic, partition, timeout)?;
+        let (reported_low, high) =
+            patiently(|| client.fetch_watermarks(&kafka.topic, partition, timeout))?;
         // The log start is where the first message actually is: tansu 0.6
         // deletes messages past the retention but keeps reporting log start 0.
         let (low, first_ms) = if high > reported_low {

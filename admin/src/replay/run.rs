@@ -102,8 +102,19 @@ fn progress_of(
     start: &BTreeMap<i32, i64>,
     end: Option<&BTreeMap<i32, i64>>,
 ) -> Result<Snapshot, ReplayError> {
-    let positions =
-        stream_aggregator::watchdog::positions(client, topic).map_err(ReplayError::Kafka)?;
+    // A broker that is only slow (a read past its deadline) is asked again
+    // for up to 30 s before the replay step fails.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let positions = loop {
+        match stream_aggregator::watchdog::positions(client, topic) {
+            Ok(positions) => break positions,
+            Err(error) if Instant::now() < deadline => {
+                tracing::debug!(%error, "replay progress read retried");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(error) => return Err(ReplayError::Kafka(error)),
+        }
+    };
     let mut snapshot = Snapshot {
         following: end.is_none(),
         ..Snapshot::default()
@@ -134,7 +145,9 @@ fn commit_start(
         list.add_partition_offset(&kafka.topic, *p, Offset::Offset(*o))?;
     }
     client.commit(&list, CommitMode::Sync)?;
-    let committed = client.committed_offsets(list, Duration::from_secs(5))?;
+    let committed = tally_common::kafka::patiently(|| {
+        client.committed_offsets(list.clone(), Duration::from_secs(5))
+    })?;
     for e in committed.elements() {
         let wanted = positions.get(&e.partition()).copied();
         if e.offset() != Offset::Offset(wanted.unwrap_or(-1)) {
