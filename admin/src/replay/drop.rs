@@ -22,7 +22,7 @@ pub struct Dropped {
 pub async fn delete_keys(redis: &Redis, prefix: &str) -> Result<usize, ReplayError> {
     let mut deleted = 0;
     // One key per command: keys of different apps live in different cluster slots.
-    for key in super::scan_keys(redis, &format!("{prefix}:*")).await? {
+    for key in redis.scan_match(&format!("{prefix}:*")).await? {
         let n: usize = redis::cmd("UNLINK")
             .arg(&key)
             .query_async(&mut redis.clone())

@@ -27,7 +27,6 @@ pub mod run;
 pub mod switch;
 
 use tally_common::clickhouse::ClickHouseConfig;
-use tally_common::redis_conn::Redis;
 
 /// Everything a replay writes to, derived from its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,13 +156,6 @@ pub async fn compare_live(
         with_sessions,
     )
     .await
-}
-
-/// Every key matching `pattern`, on every server of a Redis Cluster (SCAN,
-/// so no server is blocked; a key written meanwhile may be missed, one
-/// deleted meanwhile may be listed).
-pub async fn scan_keys(redis: &Redis, pattern: &str) -> Result<Vec<String>, ReplayError> {
-    Ok(redis.scan_match(pattern).await?)
 }
 
 /// `ms` since the epoch as RFC 3339 (UTC, seconds).

@@ -174,7 +174,11 @@ pub async fn copy_tombstones(
             .iter()
             .map(|app| identity_key(live_prefix, app, "tombstones"))
             .collect(),
-        None => super::scan_keys(redis, &format!("{live_prefix}:id:*:tombstones")).await?,
+        None => {
+            redis
+                .scan_match(&format!("{live_prefix}:id:*:tombstones"))
+                .await?
+        }
     };
     let mut copied = 0;
     for key in keys {

@@ -166,17 +166,22 @@ fn common_env(config: &BenchConfig, id: &str, database: &str) -> Vec<(&'static s
     ]
 }
 
-/// B5 and B5c alone (`--queries-only`): the historical dataset on one server
-/// and on the local cluster, the same requests through a query service on each.
-pub async fn queries(config: &BenchConfig) -> Result<Value, String> {
-    let clickhouse = ClickHouseConfig {
+/// The bench's ClickHouse server with `database`.
+fn single_node(config: &BenchConfig, database: String) -> ClickHouseConfig {
+    ClickHouseConfig {
         url: config.clickhouse_url.clone(),
-        database: "tally".into(),
+        database,
         user: "default".into(),
         password: String::new(),
         cluster: None,
         shards: Vec::new(),
-    };
+    }
+}
+
+/// B5 and B5c alone (`--queries-only`): the historical dataset on one server
+/// and on the local cluster, the same requests through a query service on each.
+pub async fn queries(config: &BenchConfig) -> Result<Value, String> {
+    let clickhouse = single_node(config, "tally".into());
     let (history, generated) = history_db(&clickhouse, config.b5_events).await?;
     let mut env = common_env(config, &unique("bench"), &history.database);
     env.push(("TALLY_QUERY_CACHE_SECS", "0".to_owned()));
@@ -202,14 +207,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     tally_common::kafka::ensure_topic(&config.brokers, &format!("{topic}_dlq"), 1)
         .await
         .map_err(|e| e.to_string())?;
-    let clickhouse = ClickHouseConfig {
-        url: config.clickhouse_url.clone(),
-        database: format!("tally_{id}"),
-        user: "default".into(),
-        password: String::new(),
-        cluster: None,
-        shards: Vec::new(),
-    };
+    let clickhouse = single_node(config, format!("tally_{id}"));
     tally_common::clickhouse::migrate(&clickhouse)
         .await
         .map_err(|e| e.to_string())?;
