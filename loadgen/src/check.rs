@@ -38,6 +38,10 @@ pub struct CheckConfig {
     pub allowed_lateness_ms: i64,
     /// Read key per app for the query service (see [`crate::send::provision_read_keys`]).
     pub read_keys: HashMap<String, String>,
+    /// Events of requests left unanswered (see
+    /// [`crate::send::run_with_unanswered`]): those found in ClickHouse were
+    /// delivered and count like acknowledged ones; the others were not.
+    pub unanswered: Vec<Acked>,
 }
 
 impl CheckConfig {
@@ -64,7 +68,15 @@ impl CheckConfig {
             max_live_windows: Self::MAX_LIVE_WINDOWS,
             allowed_lateness_ms: Self::ALLOWED_LATENESS_MS,
             read_keys: crate::send::provision_read_keys(postgres, apps).await?,
+            unanswered: Vec::new(),
         })
+    }
+
+    /// With the events of unanswered requests (a client cannot know whether
+    /// those were stored: the gateway may have died after producing them).
+    pub fn with_unanswered(mut self, unanswered: Vec<Acked>) -> Self {
+        self.unanswered = unanswered;
+        self
     }
 
     /// With the query service serving at most `windows` live windows.
@@ -83,8 +95,10 @@ impl CheckConfig {
 /// What the checker found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
-    /// Acknowledged events checked.
+    /// Acknowledged events checked (with the unanswered ones found stored).
     pub events_checked: u64,
+    /// Events of unanswered requests that were stored (counted as delivered).
+    pub unanswered_stored: u64,
     /// Apps checked.
     pub apps: usize,
     /// Acknowledged events not in ClickHouse.
@@ -146,11 +160,18 @@ struct FunnelRow {
 
 /// Runs every check.
 pub async fn check(records: &[Acked], config: &CheckConfig) -> Result<Report, CheckError> {
+    // Events whose request went unanswered but which the gateway stored were
+    // delivered: the truth counts them like acknowledged ones.
+    let delivered = stored_unanswered(config).await?;
+    let unanswered_stored = delivered.len() as u64;
+    let all: Vec<Acked> = records.iter().cloned().chain(delivered).collect();
+    let records = all.as_slice();
     let truth = compute(records);
     let live_truth = live(records, config.allowed_lateness_ms);
     let session_truth = sessions(records, SESSION_GAP_MS);
     let mut report = Report {
         events_checked: records.len() as u64,
+        unanswered_stored,
         apps: truth.len(),
         ..Report::default()
     };
@@ -210,6 +231,34 @@ pub async fn check(records: &[Acked], config: &CheckConfig) -> Result<Report, Ch
     }
     report.ok = report.lost == 0 && report.duplicated == 0 && report.mismatch_count == 0;
     Ok(report)
+}
+
+/// The events of `config.unanswered` that ClickHouse holds.
+async fn stored_unanswered(config: &CheckConfig) -> Result<Vec<Acked>, CheckError> {
+    let mut by_app: BTreeMap<&str, Vec<&Acked>> = BTreeMap::new();
+    for record in &config.unanswered {
+        by_app.entry(&record.app_id).or_default().push(record);
+    }
+    let client = config.clickhouse.client();
+    let mut delivered = Vec::new();
+    for (app_id, records) in by_app {
+        let ids: Vec<&str> = records.iter().map(|r| r.event_id.as_str()).collect();
+        let stored: std::collections::HashSet<String> = client
+            .query("SELECT DISTINCT event_id FROM events WHERE app_id = ? AND has(?, event_id)")
+            .bind(app_id)
+            .bind(ids)
+            .fetch_all::<String>()
+            .await?
+            .into_iter()
+            .collect();
+        delivered.extend(
+            records
+                .into_iter()
+                .filter(|r| stored.contains(&r.event_id))
+                .cloned(),
+        );
+    }
+    Ok(delivered)
 }
 
 async fn check_funnel(

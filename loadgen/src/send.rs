@@ -139,7 +139,31 @@ struct Shared {
     scheduled: AtomicU64,
     latencies: Mutex<Vec<Duration>>,
     records: Mutex<Vec<Acked>>,
+    /// Events of requests whose answer was lost or a 5xx: the gateway may
+    /// have stored them (e.g. it produced, then died before answering).
+    unanswered: Mutex<Vec<Acked>>,
     done: AtomicBool,
+}
+
+/// The records of `batch`'s events except the indexes in `rejected`, sent at
+/// `now_ms` and answered (or given up on) at `answered_ms`.
+fn records_of(batch: &GenBatch, now_ms: i64, answered_ms: i64, rejected: &[u64]) -> Vec<Acked> {
+    batch
+        .events
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !rejected.contains(&(*i as u64)))
+        .map(|(i, event)| Acked {
+            event_id: event.event_id.clone(),
+            app_id: batch.app_id.clone(),
+            name: event.name.clone(),
+            distinct_id: event.distinct_id().to_owned(),
+            bot: batch.bot,
+            ts_ms: now_ms + i as i64,
+            sent_ms: now_ms,
+            acked_ms: answered_ms,
+        })
+        .collect()
 }
 
 fn body(batch: &GenBatch, now_ms: i64) -> Value {
@@ -205,9 +229,16 @@ async fn worker(
             .json(&body(&batch, now_ms))
             .send()
             .await;
-        let answer = match response {
-            Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
-            _ => None,
+        // A 4xx refused the whole request (nothing stored); a lost or
+        // unreadable answer or a 5xx leaves it open whether it was stored.
+        let (answer, open) = match response {
+            Ok(r) if r.status().is_success() => {
+                let answer = r.json::<Value>().await.ok();
+                let open = answer.is_none();
+                (answer, open)
+            }
+            Ok(r) => (None, r.status().is_server_error()),
+            Err(_) => (None, true),
         };
         let latency = sent.elapsed();
         shared.requests.fetch_add(1, Ordering::SeqCst);
@@ -216,6 +247,12 @@ async fn worker(
         }
         let Some(answer) = answer else {
             shared.failed.fetch_add(1, Ordering::SeqCst);
+            if open {
+                let records = records_of(&batch, now_ms, clock.now_ms(), &[]);
+                if let Ok(mut unanswered) = shared.unanswered.lock() {
+                    unanswered.extend(records);
+                }
+            }
             continue;
         };
         let rejected: Vec<u64> = answer["errors"]
@@ -224,23 +261,7 @@ async fn worker(
             .flatten()
             .filter_map(|e| e["index"].as_u64())
             .collect();
-        let acked_ms = clock.now_ms();
-        let acked: Vec<Acked> = batch
-            .events
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !rejected.contains(&(*i as u64)))
-            .map(|(i, event)| Acked {
-                event_id: event.event_id.clone(),
-                app_id: batch.app_id.clone(),
-                name: event.name.clone(),
-                distinct_id: event.distinct_id().to_owned(),
-                bot: batch.bot,
-                ts_ms: now_ms + i as i64,
-                sent_ms: now_ms,
-                acked_ms,
-            })
-            .collect();
+        let acked = records_of(&batch, now_ms, clock.now_ms(), &rejected);
         shared.acked.fetch_add(acked.len() as u64, Ordering::SeqCst);
         shared
             .rejected
@@ -253,6 +274,16 @@ async fn worker(
 
 /// Runs the traffic; returns the summary and the acknowledged events.
 pub async fn run(config: SendConfig) -> (RunSummary, Vec<Acked>) {
+    let (summary, acked, _) = run_with_unanswered(config).await;
+    (summary, acked)
+}
+
+/// Runs the traffic; returns the summary, the acknowledged events and the
+/// events of requests left unanswered (transport error, unreadable answer
+/// or 5xx), each with its send time and when it was given up on — the
+/// gateway may have stored them, which the checker finds out
+/// ([`crate::check::CheckConfig::with_unanswered`]).
+pub async fn run_with_unanswered(config: SendConfig) -> (RunSummary, Vec<Acked>, Vec<Acked>) {
     let config = Arc::new(config);
     let model = Arc::new(Mutex::new(Model::new(&config.model)));
     let shared = Arc::new(Shared::default());
@@ -329,5 +360,10 @@ pub async fn run(config: SendConfig) -> (RunSummary, Vec<Acked>) {
         p99_ms: ms(percentile(&latencies, 0.99)),
     };
     let records = shared.records.lock().map(|r| r.clone()).unwrap_or_default();
-    (summary, records)
+    let unanswered = shared
+        .unanswered
+        .lock()
+        .map(|r| r.clone())
+        .unwrap_or_default();
+    (summary, records, unanswered)
 }

@@ -1,5 +1,6 @@
-//! The checker passes on a clean pipeline run and fails on planted faults: a
-//! duplicated row, a lost event, and a miscounted live window. Real broker,
+//! The checker passes on a clean pipeline run (also when some requests went
+//! unanswered but were stored) and fails on planted faults: a duplicated row,
+//! a lost event, and a miscounted live window. Real broker,
 //! Redis and ClickHouse; services booted in-process.
 
 use std::time::Duration;
@@ -76,6 +77,30 @@ async fn checker_passes_clean_runs_and_catches_planted_faults() {
         (clean.lost, clean.duplicated, clean.mismatch_count),
         (0, 0, 0)
     );
+
+    // A request whose answer was lost (the gateway produced, then died):
+    // the client cannot count its events as acknowledged, but they were
+    // stored — the truth must count them, and an unanswered event that was
+    // not stored must not count.
+    let app = records[0].app_id.clone();
+    let (unanswered, answered): (Vec<_>, Vec<_>) = records
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, r)| r.app_id == app && i % 7 == 0);
+    let unanswered: Vec<_> = unanswered.into_iter().map(|(_, r)| r).collect();
+    let answered: Vec<_> = answered.into_iter().map(|(_, r)| r).collect();
+    assert!(!unanswered.is_empty());
+    let mut never_stored = unanswered[0].clone();
+    never_stored.event_id = format!("{run_id}-never-stored");
+    let blind = check(&answered, &config).await.unwrap();
+    assert!(!blind.ok, "without them the stored extra events show");
+    let mut with_unanswered = unanswered.clone();
+    with_unanswered.push(never_stored);
+    let config_unanswered = config.clone().with_unanswered(with_unanswered);
+    let report = check(&answered, &config_unanswered).await.unwrap();
+    assert!(report.ok, "{:?}", report.mismatches);
+    assert_eq!(report.unanswered_stored, unanswered.len() as u64);
 
     // Planted fault 1: one acknowledged event stored twice.
     let victim = &records[records.len() / 2];

@@ -83,6 +83,11 @@ pub struct AdhocRequest {
     /// answered alongside in the same statement (`"previous"` in the answer).
     #[serde(default)]
     pub compare: Option<String>,
+    /// `"auto"` (default): the report refresher's derived tables answer what
+    /// they cover, with raw rows for the rest (`crate::derived`); `"raw"`:
+    /// raw rows only.
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Whether a metric named `name` is a count that sampling scales (averages and rates are not).

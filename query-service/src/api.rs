@@ -110,6 +110,22 @@ pub trait Statement: DeserializeOwned {
         range: (i64, i64),
         config: &Config,
     ) -> Result<(Sql, Self::Plan), QueryError>;
+    /// Whether the report refresher's derived tables may answer this request
+    /// (then [`Statement::build_derived`] is asked, with the raw days).
+    fn derivable(&self) -> bool {
+        false
+    }
+    /// The statement from derived tables and raw rows for `fresh`'s raw days
+    /// (see [`crate::freshness`]), or `None` to answer from raw rows.
+    fn build_derived(
+        &self,
+        _app_id: &str,
+        _range: (i64, i64),
+        _config: &Config,
+        _fresh: &crate::freshness::Fresh,
+    ) -> Result<Option<(Sql, Self::Plan)>, QueryError> {
+        Ok(None)
+    }
     /// The serialized answer from the rows and the ms ClickHouse took.
     fn shape(
         &self,
@@ -203,9 +219,28 @@ async fn answer<T: Statement>(
         state.config.max_range_days,
     )?;
     let fields = request.fields();
-    let (sql, plan) = request.build(&app_id, range, &state.config)?;
+    let fresh = match request.derivable() {
+        true => crate::freshness::raw_days(state, &app_id).await?,
+        false => None,
+    };
+    let derived = match &fresh {
+        Some(fresh) => request.build_derived(&app_id, range, &state.config, fresh)?,
+        None => None,
+    };
+    // A refresher run rewrites derived tables without changing the statement:
+    // the run is part of the cache key, so no answer outlives what it read.
+    let (kind, (sql, plan)) = match derived {
+        Some(built) => {
+            let run = fresh.and_then(|(_, view)| view.run_started_ms);
+            (format!("{}@{}", T::ENDPOINT, run.unwrap_or(0)), built)
+        }
+        None => (
+            T::ENDPOINT.to_owned(),
+            request.build(&app_id, range, &state.config)?,
+        ),
+    };
     fields.check(state, &app_id).await?;
-    let (answer, hit) = cached_rows(state, T::ENDPOINT, &app_id, &sql, |rows, query_time_ms| {
+    let (answer, hit) = cached_rows(state, &kind, &app_id, &sql, |rows, query_time_ms| {
         let ran = Ran {
             app_id: &app_id,
             range,

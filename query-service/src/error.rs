@@ -33,6 +33,11 @@ pub enum QueryError {
     /// The query ran longer than allowed (seconds).
     #[error("query exceeded {0} s; narrow the range or the grouping")]
     TooExpensive(u64),
+    /// The query needed more memory than a query may take (ClickHouse's
+    /// per-query limit): like a timeout, the question is too large, not the
+    /// store down, so retrying the same request does not help.
+    #[error("query needed more memory than allowed; narrow the range, the grouping or the steps")]
+    TooMuchMemory,
     /// The grouping has more distinct keys than allowed.
     #[error("the group-by has more than {0} distinct values; add filters or fewer dimensions")]
     TooManyGroups(u64),
@@ -103,7 +108,7 @@ impl QueryError {
             QueryError::CorruptLiveData(_) => "corrupt_live_data",
             QueryError::InvalidQuery(..) => "invalid_query",
             QueryError::AmbiguousField(_) => "ambiguous_field",
-            QueryError::TooExpensive(_) => "query_too_expensive",
+            QueryError::TooExpensive(_) | QueryError::TooMuchMemory => "query_too_expensive",
             QueryError::TooManyGroups(_) => "too_many_groups",
             QueryError::NotFound => "not_found",
             QueryError::SavedUnavailable(_) => "saved_unavailable",
@@ -134,6 +139,7 @@ impl QueryError {
             | QueryError::InvalidQuery(..)
             | QueryError::AmbiguousField(_)
             | QueryError::TooExpensive(_)
+            | QueryError::TooMuchMemory
             | QueryError::TooManyGroups(_) => StatusCode::BAD_REQUEST,
             QueryError::MissingReadKey
             | QueryError::InvalidAuthorization

@@ -154,24 +154,50 @@ fn days(rows: &[serde_json::Map<String, Value>]) -> impl Iterator<Item = String>
         .filter_map(|r| r.get("day").and_then(Value::as_str).map(str::to_owned))
 }
 
+/// How long found raw days are shared (the panels of one dashboard load ask
+/// together; a later request finds them again, so answers stay fresh).
+pub const RAW_DAYS_SHARED: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The raw days of an app and the refresher state they were found with.
+pub type Fresh = (BTreeSet<String>, RefreshView);
+
 /// The raw days of `app_id` (see the module doc), or `None` when the
 /// refresher has no state for this database (answer everything from raw rows).
-pub async fn raw_days(
-    state: &AppState,
-    app_id: &str,
-) -> Result<Option<(BTreeSet<String>, RefreshView)>, QueryError> {
+///
+/// The refresher's state is read on every call (one PostgreSQL read); the two
+/// ClickHouse statements that find the raw days are shared per app and state
+/// by the requests arriving within [`RAW_DAYS_SHARED`] (at most the answer
+/// cache's time): a refresher run changes the state and so the key.
+pub async fn raw_days(state: &AppState, app_id: &str) -> Result<Option<Fresh>, QueryError> {
     let scope = &state.config.clickhouse.database;
     let view = match state.refresh.view(scope, app_id).await {
         Ok(view) => view,
         Err(err) => {
             // Slower, never wrong: without the refresher's state, raw rows answer.
-            tracing::warn!(error = %err, "refresher state unreadable: reports answered from raw rows");
+            state.metrics.refresher_state_unreadable(&err);
             return Ok(None);
         }
     };
     if view.derived.is_empty() {
         return Ok(None);
     }
+    let key = format!(
+        "{}|{app_id}|{:?}",
+        crate::serving::cache_tag(scope),
+        (&view.derived, view.identity_mark, &view.deletion_days)
+    );
+    let (fresh, _) = state
+        .raw_days
+        .get_or_compute(&key, || find_raw_days(state, app_id, view))
+        .await?;
+    Ok(Some((*fresh).clone()))
+}
+
+async fn find_raw_days(
+    state: &AppState,
+    app_id: &str,
+    view: RefreshView,
+) -> Result<Fresh, QueryError> {
     let mut raw: BTreeSet<String> = view.deletion_days.iter().cloned().collect();
     raw.extend(days(
         &state
@@ -186,7 +212,7 @@ pub async fn raw_days(
             .rows(&identity_days(app_id, &view.derived, mark))
             .await?,
     ));
-    Ok(Some((raw, view)))
+    Ok((raw, view))
 }
 
 #[cfg(test)]

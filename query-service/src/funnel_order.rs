@@ -36,8 +36,9 @@
 use crate::sql::{Bind, PERSON};
 
 /// Relaxed order: per user, only the earliest this many events of each step
-/// read take part (bounds the per-user work, which is quadratic in
-/// them, for crawlers and test accounts with hundreds of thousands of events).
+/// read take part (bounds the per-user work of exclusions, which is
+/// quadratic in them — the step chains are linear —, for crawlers and test
+/// accounts with hundreds of thousands of events).
 pub const MAX_STEP_EVENTS: usize = 1_000;
 /// Strict order: per user, only the earliest this many distinct event times
 /// read take part (the work is linear in them: no lambda captures an
@@ -168,20 +169,17 @@ impl<'a> Core<'a> {
             binds.extend(b.iter().cloned());
         }
         let filter = self.where_clause(Some(format!("({})", any_step.join(" OR "))));
-        // E_k(a): earliest step-k time after E_{k-1}(a) within the window of a; MAX if none.
-        let max = u64::MAX;
-        let chain = |a: &str, k: usize| -> String {
-            let mut e = a.to_owned();
-            for step in 2..=k {
-                e = format!(
-                    "arrayReduce('min', arrayPushBack(arrayFilter(x{step} -> x{step} > {e} AND x{step} <= {a} + {window}, s{step}), {max}))"
-                );
+        // Per start a (an element of s1), `c{k}` holds its step-k time, 0 when
+        // there is none (a time found is > a >= 0, so never 0).
+        let chains = relaxed_chains(n, window);
+        // The step-k time of start `a` inside the key's lambda (`p{k}`).
+        let at = |k: usize| {
+            if k == 1 {
+                "a".to_owned()
+            } else {
+                format!("p{k}")
             }
-            e
         };
-        let level: Vec<String> = (2..=n)
-            .map(|k| format!("({} < {max})", chain("a", k)))
-            .collect();
         // A start is disqualified when an excluded event comes strictly after its
         // step `from` and before its step `to` (or the window's end); it then
         // counts for nothing (key 0), and a user without a qualified start
@@ -191,8 +189,10 @@ impl<'a> Core<'a> {
             .iter()
             .enumerate()
             .map(|(i, (_, (from, to)))| {
-                let (lo, hi) = (chain("a", *from), chain("a", *to));
-                format!("arrayExists(x -> x > {lo} AND x < least({hi}, a + {window} + 1), z{i})")
+                let (lo, hi) = (at(*from), at(*to));
+                format!(
+                    "arrayExists(x -> {lo} > 0 AND x > {lo} AND x < if({hi} = 0, a + {window} + 1, {hi}), z{i})"
+                )
             })
             .collect();
         let qualified = if excluded.is_empty() {
@@ -200,32 +200,48 @@ impl<'a> Core<'a> {
         } else {
             format!("NOT ({})", excluded.join(" OR "))
         };
-        let key = format!(
-            "arrayReduce('max', arrayMap(a -> if({qualified}, (1 + {}) * {SHIFT} + ({} - a), 0), s1))",
-            level.join(" + "),
-            SHIFT - 1
-        );
+        let level: Vec<String> = (2..=n).map(|k| format!("(p{k} > 0)")).collect();
+        let params: Vec<String> = (1..=n).map(at).collect();
+        let arrays: Vec<String> = std::iter::once("s1".to_owned())
+            .chain((2..=n).map(|k| format!("c{k}")))
+            .collect();
         // ClickHouse 18.16 loses a column that a lambda inside a lambda reads
-        // (the exclusions' `z{i}`) unless the query above also reads it, so
-        // `level` reads their lengths (times 0).
+        // unless the query above also reads it: `level` reads the exclusions'
+        // lengths (times 0) for the key.
         let keep: String = (0..self.exclusions.len())
             .map(|i| format!(" + 0 * length(z{i})"))
             .collect();
+        let key = format!(
+            "arrayReduce('max', arrayMap(({}) -> if({qualified}, (1 + {}) * {SHIFT} + ({} - a), 0), {})) AS key",
+            params.join(", "),
+            level.join(" + "),
+            SHIFT - 1,
+            arrays.join(", "),
+        );
         let mut middle = vec![
             format!("intDiv(key, {SHIFT}){keep} AS level"),
             format!("{} - key % {SHIFT} AS start", SHIFT - 1),
+            "indexOf(s1, start) AS idx".to_owned(),
         ];
         for k in 2..=n {
-            middle.push(format!("{} AS e{k}", chain("start", k)));
+            middle.push(format!("c{k}[idx] AS e{k}"));
         }
         let mut names: Vec<String> = (1..=n).map(|k| format!("s{k}")).collect();
         names.extend((0..self.exclusions.len()).map(|i| format!("z{i}")));
+        // The key's select carries s1 and the chains (for the step times) and
+        // the exclusions' arrays (for `level`'s keep).
+        let carried: Vec<String> = std::iter::once("s1".to_owned())
+            .chain((2..=n).map(|k| format!("c{k}")))
+            .chain((0..self.exclusions.len()).map(|i| format!("z{i}")))
+            .collect();
         let (b, u, person, source) = (self.b(), self.u(), Self::person(), &self.source);
         let text = format!(
-            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key} AS key, {} FROM (SELECT {person}{inner} FROM {source} \
-             WHERE {filter} GROUP BY person HAVING length(s1) > 0))",
+            "SELECT {b}{u}{} FROM (SELECT {b}{u}{key}, {} FROM (SELECT {b}{u}{}, {} \
+             FROM (SELECT {person}{inner} FROM {source} WHERE {filter} GROUP BY person HAVING length(s1) > 0)))",
             middle.join(", "),
+            carried.join(", "),
             names.join(", "),
+            chains.join(", "),
         );
         (text, binds)
     }
@@ -383,4 +399,63 @@ impl<'a> Core<'a> {
         );
         (text, binds)
     }
+}
+
+/// The relaxed order's per-start step times, as select items over per-user
+/// sorted step arrays `s1…s{n}`: `c{k}` (k = 2…n) holds, per start of `s1`, its
+/// step-k time — the earliest step-k event strictly after its step k-1 within
+/// `window` ms of the start — or 0 when there is none. Linear in the user's
+/// events: `n{j}_{m}` is, per event of step j, the chain's step-m time from it
+/// without the window (see [`next_after`]); the window is applied per start.
+pub fn relaxed_chains(n: usize, window: i64) -> Vec<String> {
+    let mut chains = Vec::new();
+    for j in (1..n).rev() {
+        chains.extend(merge_keys(j));
+        for m in j + 1..=n {
+            let values = if m == j + 1 {
+                format!("s{m}")
+            } else {
+                format!("n{}_{m}", j + 1)
+            };
+            chains.push(format!("{} AS n{j}_{m}", next_after(j, &values)));
+        }
+    }
+    for k in 2..=n {
+        chains.push(format!(
+            "arrayMap((a, v) -> if(v > 0 AND v <= a + {window}, v, 0), s1, n1_{k}) AS c{k}"
+        ));
+    }
+    chains
+}
+
+/// The merge of steps j and j+1 by time, descending (shared by every
+/// [`next_after`] of stage j): `mk{j}` the keys (time × 2, + 1 for step j, so
+/// that in the same millisecond a step-j event comes first: its next event
+/// must be strictly later), `mt{j}` the sorted kinds (1: step j).
+fn merge_keys(j: usize) -> [String; 2] {
+    let next = j + 1;
+    [
+        format!("arrayConcat(arrayMap(x -> x * 2, s{next}), arrayMap(x -> x * 2 + 1, s{j})) AS mk{j}"),
+        format!(
+            "arrayReverseSort((t, k) -> k, arrayConcat(arrayMap(x -> x * 0, s{next}), arrayMap(x -> x * 0 + 1, s{j})), mk{j}) AS mt{j}"
+        ),
+    ]
+}
+
+/// Per event of step j (`s{j}`, ascending), the entry of `values` (aligned
+/// with `s{j+1}`, ascending) of the earliest step-(j+1) event strictly after
+/// it; 0 when there is none. Linear in the events (one sort), with no lambda
+/// that captures an array: in the merge walked from the latest time back,
+/// each step-(j+1) event carries the difference between its value and the
+/// value of the step-(j+1) event after it, so the running sum at a step-j
+/// event is the value of the earliest step-(j+1) event after it.
+fn next_after(j: usize, values: &str) -> String {
+    // Values, latest first, as differences from the one before in that order.
+    let r = format!("arrayReverse(CAST({values} AS Array(Int64)))");
+    let steps = format!("arrayMap((x, y) -> x - y, {r}, arrayPopBack(arrayPushFront({r}, 0)))");
+    let carried =
+        format!("arrayConcat(arrayReverse({steps}), arrayMap(x -> toInt64(x * 0), s{j}))");
+    format!(
+        "CAST(arrayReverse(arrayFilter((v, t) -> t = 1, arrayCumSum(arrayReverseSort((v, k) -> k, {carried}, mk{j})), mt{j})) AS Array(UInt64))"
+    )
 }

@@ -16,6 +16,7 @@ pub mod cache;
 pub mod config;
 pub mod csv;
 pub mod deletion;
+pub mod derived;
 pub mod discovery;
 pub mod error;
 pub mod fields;
@@ -79,6 +80,9 @@ pub struct AppState {
     pub refresh: freshness::RefreshStore,
     /// Serialized `/query` answers, shared by identical queries.
     pub query_cache: cache::Cache<axum::body::Bytes>,
+    /// Raw days per app and refresher state, shared by the requests of one
+    /// dashboard load ([`freshness::raw_days`]).
+    pub raw_days: cache::Cache<freshness::Fresh>,
     /// Apps' time zones (PostgreSQL), for 30 s.
     pub zones: cache::Cache<String>,
     /// Apps' property names that are built-in names too (ClickHouse), for 30 s.
@@ -115,6 +119,11 @@ pub async fn run(
         keys,
         live_cache: cache::Cache::new(config.live_cache, 10_000, clock.clone()),
         query_cache: cache::Cache::new(config.query_cache, 10_000, clock.clone()),
+        raw_days: cache::Cache::new(
+            config.query_cache.min(freshness::RAW_DAYS_SHARED),
+            10_000,
+            clock.clone(),
+        ),
         zones: cache::Cache::new(std::time::Duration::from_secs(30), 10_000, clock.clone()),
         clashing_properties: cache::Cache::new(
             std::time::Duration::from_secs(30),

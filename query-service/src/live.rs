@@ -8,11 +8,13 @@
 //!   and 30 minutes (sketches merged across windows); and, with `from_event`
 //!   and `to_event`, their conversion rate (events named B per event named A
 //!   over the N windows). `as_of_ms` says when the numbers were read.
-//! * `GET /api/v1/analytics/{app_id}/live/stream` — Server-Sent Events: every
-//!   second a `partial` event with the open window's numbers so far, and a
-//!   `window` event with each window's numbers once it has closed. Read key
-//!   in the header, or (browsers) `?token=` from `POST …/live/token`
-//!   ([`crate::stream_token`]).
+//! * `GET /api/v1/analytics/{app_id}/live/stream` — Server-Sent Events,
+//!   looked at every [`STREAM_TICK`]: a `partial` event with the open
+//!   window's numbers so far whenever they changed (and at least every
+//!   second), and a `window` event with each window's numbers once it has
+//!   closed — again if late events change it while it is the last closed
+//!   one ([`Pushed`]). Read key in the header, or (browsers) `?token=` from
+//!   `POST …/live/token` ([`crate::stream_token`]).
 //!
 //! Answers are computed once per `TALLY_QUERY_LIVE_CACHE_MS` for identical
 //! requests, and concurrent identical requests share one Redis read
@@ -52,7 +54,7 @@ pub struct LiveParams {
 }
 
 /// One window in a `/live` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LiveWindow {
     /// Window start, epoch ms.
     pub start_ms: i64,
@@ -288,35 +290,27 @@ pub async fn stream(
     StreamAccess { app_id }: StreamAccess,
 ) -> Result<Response, QueryError> {
     let events = futures::stream::unfold(
-        (state, app_id, None::<i64>),
-        |(state, app_id, mut open)| async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        (state, app_id, Pushed::default()),
+        |(state, app_id, mut pushed)| async move {
+            tokio::time::sleep(STREAM_TICK).await;
             let now_ms = state.clock.now_ms();
-            let current = window_start(now_ms);
-            // The open window, and the one before it (just closed when the open one changed).
-            // Each push answers from the pair served at that moment (a long-lived
-            // stream follows a replay switch; one push never mixes two pairs).
+            // The open window and the one before it. Each look answers from
+            // the pair served at that moment (a long-lived stream follows a
+            // replay switch; one push never mixes two pairs).
             let answer = crate::serving::within(
                 crate::serving::pair(&state).await,
                 live_answer(&state, app_id.clone(), 2, None, now_ms),
             )
             .await;
-            let mut out = Vec::new();
-            match answer {
-                Ok(answer) => {
-                    if open.is_some_and(|was| was != current) {
-                        if let Some(closed) = answer.windows.first() {
-                            out.push(sse("window", closed));
-                        }
-                    }
-                    if let Some(partial) = answer.windows.last() {
-                        out.push(sse("partial", partial));
-                    }
-                    open = Some(current);
-                }
-                Err(err) => out.push(Ok(Event::default().event("error").data(err.reason()))),
-            }
-            Some((futures::stream::iter(out), (state, app_id, open)))
+            let out: Vec<_> = match answer {
+                Ok(answer) => pushed
+                    .next(&answer.windows, now_ms)
+                    .into_iter()
+                    .map(|(kind, window)| sse(kind, &window))
+                    .collect(),
+                Err(err) => vec![Ok(Event::default().event("error").data(err.reason()))],
+            };
+            Some((futures::stream::iter(out), (state, app_id, pushed)))
         },
     );
     use futures::StreamExt;
@@ -327,6 +321,56 @@ pub async fn stream(
         Sse::new(events.flatten()).keep_alive(KeepAlive::default()),
     )
         .into_response())
+}
+
+/// How often the push stream looks at the live windows.
+pub const STREAM_TICK: Duration = Duration::from_millis(250);
+/// Longest time between two `partial` pushes (a heartbeat with numbers).
+pub const PARTIAL_EVERY_MS: i64 = 1_000;
+
+/// What one push stream has sent, deciding what the next look sends.
+#[derive(Debug, Default)]
+pub struct Pushed {
+    /// The open window as last pushed, and when.
+    partial: Option<(LiveWindow, i64)>,
+    /// The last closed window pushed.
+    closed: Option<LiveWindow>,
+}
+
+impl Pushed {
+    /// The pushes for a look at `windows` (the last closed window, then the
+    /// open one) at `now_ms`: a closed window when it has just closed or
+    /// changed since pushed (late events), the open one when it changed or
+    /// [`PARTIAL_EVERY_MS`] passed.
+    pub fn next(&mut self, windows: &[LiveWindow], now_ms: i64) -> Vec<(&'static str, LiveWindow)> {
+        let mut out = Vec::new();
+        let (previous, open) = match windows {
+            [.., previous, open] => (Some(previous), open),
+            [open] => (None, open),
+            [] => return out,
+        };
+        let was_open = self.partial.as_ref().map(|(w, _)| w.start_ms);
+        if let Some(previous) = previous {
+            let just_closed = was_open == Some(previous.start_ms);
+            let changed = self
+                .closed
+                .as_ref()
+                .is_some_and(|c| c.start_ms == previous.start_ms && c != previous);
+            if just_closed || changed {
+                out.push(("window", previous.clone()));
+                self.closed = Some(previous.clone());
+            }
+        }
+        let due = match &self.partial {
+            Some((pushed, at)) => pushed != open || now_ms - at >= PARTIAL_EVERY_MS,
+            None => true,
+        };
+        if due {
+            out.push(("partial", open.clone()));
+            self.partial = Some((open.clone(), now_ms));
+        }
+        out
+    }
 }
 
 fn sse(kind: &str, window: &LiveWindow) -> Result<Event, std::convert::Infallible> {
@@ -344,6 +388,63 @@ mod tests {
     fn last_windows_end_with_the_open_window() {
         assert_eq!(last_windows(12_345, 3), vec![0, 5_000, 10_000]);
         assert_eq!(last_windows(10_000, 1), vec![10_000]);
+    }
+
+    fn window(start_ms: i64, events: u64) -> LiveWindow {
+        LiveWindow {
+            start_ms,
+            state: "open",
+            events,
+            unique_users: events.min(3),
+            active_sessions: 1,
+            by_name: BTreeMap::from([("page_view".to_owned(), events)]),
+        }
+    }
+
+    fn kinds(pushes: &[(&'static str, LiveWindow)]) -> Vec<(&'static str, i64, u64)> {
+        pushes
+            .iter()
+            .map(|(k, w)| (*k, w.start_ms, w.events))
+            .collect()
+    }
+
+    #[test]
+    fn the_stream_pushes_changes_at_once_and_a_heartbeat_every_second() {
+        let mut pushed = Pushed::default();
+        let at = 100_000;
+        assert_eq!(
+            kinds(&pushed.next(&[window(95_000, 4), window(100_000, 1)], at)),
+            [("partial", 100_000, 1)]
+        );
+        // Nothing changed within the second: nothing sent.
+        assert!(pushed
+            .next(&[window(95_000, 4), window(100_000, 1)], at + 250)
+            .is_empty());
+        // A new event in the open window: pushed on the next look.
+        assert_eq!(
+            kinds(&pushed.next(&[window(95_000, 4), window(100_000, 2)], at + 500)),
+            [("partial", 100_000, 2)]
+        );
+        // A second without change: the heartbeat.
+        assert_eq!(
+            kinds(&pushed.next(&[window(95_000, 4), window(100_000, 2)], at + 1_500)),
+            [("partial", 100_000, 2)]
+        );
+        // The open window closed: its final numbers, then the new open one.
+        let closed = [window(100_000, 3), window(105_000, 0)];
+        assert_eq!(
+            kinds(&pushed.next(&closed, 105_100)),
+            [("window", 100_000, 3), ("partial", 105_000, 0)]
+        );
+        assert!(pushed.next(&closed, 105_350).is_empty());
+        // A late event changes the closed window: sent again.
+        let late = [window(100_000, 4), window(105_000, 0)];
+        assert_eq!(
+            kinds(&pushed.next(&late, 105_600)),
+            [("window", 100_000, 4)]
+        );
+        assert!(pushed.next(&late, 105_850).is_empty());
+        assert!(pushed.next(&[], 106_000).is_empty());
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Metrics {
     /// `tally_query_serving_lookup_failures_total`: the served pair could not
     /// be read (the last one read answered).
     pub serving_lookup_failures: prometheus::IntCounter,
+    /// `tally_query_refresher_state_failures_total`: the refresher's state
+    /// could not be read (raw rows answered).
+    pub refresher_state_failures: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -49,12 +52,18 @@ impl Metrics {
             "Lookups of the served database (replay switch) that failed; the last pair read answered",
         )?;
         registry.register(Box::new(serving_lookup_failures.clone()))?;
+        let refresher_state_failures = prometheus::IntCounter::new(
+            "tally_query_refresher_state_failures_total",
+            "Reads of the report refresher's state that failed; raw rows answered instead",
+        )?;
+        registry.register(Box::new(refresher_state_failures.clone()))?;
         Ok(Metrics {
             registry,
             request_seconds,
             logins,
             deletions,
             serving_lookup_failures,
+            refresher_state_failures,
         })
     }
 
@@ -88,5 +97,11 @@ impl Metrics {
             error,
             "served database not read; answering from the last one read"
         );
+    }
+
+    /// The refresher's state could not be read: raw rows answer (slower, never wrong).
+    pub fn refresher_state_unreadable(&self, error: &str) {
+        self.refresher_state_failures.inc();
+        tracing::warn!(error, "refresher state unreadable: answered from raw rows");
     }
 }

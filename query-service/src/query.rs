@@ -23,6 +23,12 @@ pub fn previous_range((from, to): (i64, i64)) -> (i64, i64) {
 
 /// The statement of `request`, with the previous period alongside when asked.
 pub fn statement(app_id: &str, request: &AdhocRequest, range: (i64, i64)) -> Result<Sql, Invalid> {
+    if !matches!(request.source.as_deref(), None | Some("auto" | "raw")) {
+        return Err(invalid(
+            "source",
+            "auto (derived tables where they answer, raw rows for the rest) or raw",
+        ));
+    }
     let current = period_statement(app_id, request, range)?;
     match request.compare.as_deref() {
         None => Ok(current),
@@ -121,13 +127,27 @@ pub struct QueryResponse {
     /// The share of users sampled (counts are scaled estimates); absent when exact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampled: Option<f64>,
+    /// `"report+raw"` when answered from the refresher's derived tables and
+    /// raw rows (`crate::derived`); absent when from raw rows alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+    /// With `source`: how many days of the range raw rows answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_days: Option<usize>,
+    /// With `source`: when the refresher run the derived tables come from started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived_as_of_ms: Option<i64>,
     /// Time ClickHouse took (the first time this answer was computed).
     pub query_time_ms: u64,
 }
 
+/// How a `/query` answer was made: `None` from raw rows, else from derived
+/// tables with this many raw days, as of this refresher run.
+pub type Derived = Option<(usize, Option<i64>)>;
+
 impl Statement for AdhocRequest {
     const ENDPOINT: &'static str = "query";
-    type Plan = ();
+    type Plan = Derived;
 
     fn range(&self) -> &Value {
         &self.range
@@ -167,16 +187,38 @@ impl Statement for AdhocRequest {
         app_id: &str,
         range: (i64, i64),
         config: &Config,
-    ) -> Result<(Sql, ()), QueryError> {
+    ) -> Result<(Sql, Derived), QueryError> {
         let mut sql = statement(app_id, self, range)?;
         sql.max_groups = Some(config.max_groups);
-        Ok((sql, ()))
+        Ok((sql, None))
+    }
+
+    fn derivable(&self) -> bool {
+        crate::derived::covered(self).is_some()
+    }
+
+    fn build_derived(
+        &self,
+        app_id: &str,
+        range: (i64, i64),
+        config: &Config,
+        (raw_days, view): &crate::freshness::Fresh,
+    ) -> Result<Option<(Sql, Derived)>, QueryError> {
+        let Some(covered) = crate::derived::covered(self) else {
+            return Ok(None);
+        };
+        let Some(mut sql) = crate::derived::build(app_id, &covered, range, raw_days)? else {
+            return Ok(None);
+        };
+        sql.max_groups = Some(config.max_groups);
+        let within = crate::derived::raw_days_in(range, raw_days);
+        Ok(Some((sql, Some((within, view.run_started_ms)))))
     }
 
     fn shape(
         &self,
         ran: Ran<'_>,
-        (): (),
+        derived: Derived,
         rows: Vec<Row>,
         query_time_ms: u64,
     ) -> Result<Bytes, QueryError> {
@@ -219,6 +261,9 @@ impl Statement for AdhocRequest {
             truncated,
             previous,
             sampled: self.sample.filter(|s| *s < 1.0),
+            source: derived.map(|_| crate::reports::Source::Refreshed.name()),
+            raw_days: derived.map(|(days, _)| days),
+            derived_as_of_ms: derived.and_then(|(_, run)| run),
             query_time_ms,
         };
         to_bytes(&answer)

@@ -288,20 +288,7 @@ impl ClickHouseStore {
             .fetch_bytes("JSONEachRow")?
             .collect()
             .await
-            .map_err(|err| {
-                // TIMEOUT_EXCEEDED (159) and TOO_MANY_ROWS (158, from
-                // max_rows_to_group_by): the query, not the store, is the problem.
-                let text = err.to_string();
-                match sql.max_groups {
-                    _ if text.contains("Code: 159") => {
-                        crate::QueryError::TooExpensive(MAX_EXECUTION_SECS)
-                    }
-                    Some(groups) if text.contains("Code: 158") => {
-                        crate::QueryError::TooManyGroups(groups)
-                    }
-                    _ => crate::QueryError::StoreUnavailable(err),
-                }
-            })?;
+            .map_err(|err| query_fault(err, sql.max_groups))?;
         bytes
             .split(|b| *b == b'\n')
             .filter(|line| !line.is_empty())
@@ -325,5 +312,55 @@ impl ClickHouseStore {
             .execute()
             .await
             .map_err(|err| err.to_string())
+    }
+}
+
+/// What a failed read means: TIMEOUT_EXCEEDED (159), MEMORY_LIMIT_EXCEEDED
+/// (241) and TOO_MANY_ROWS (158, from `max_rows_to_group_by`) say the
+/// question is too large — the query, not the store, is the problem (400);
+/// anything else is the store failing (503).
+pub fn query_fault(err: clickhouse::error::Error, max_groups: Option<u64>) -> crate::QueryError {
+    let text = err.to_string();
+    match max_groups {
+        _ if text.contains("Code: 159") => crate::QueryError::TooExpensive(MAX_EXECUTION_SECS),
+        _ if text.contains("Code: 241") => crate::QueryError::TooMuchMemory,
+        Some(groups) if text.contains("Code: 158") => crate::QueryError::TooManyGroups(groups),
+        _ => crate::QueryError::StoreUnavailable(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_fault;
+    use crate::QueryError;
+    use clickhouse::error::Error;
+
+    fn fault(text: &str, max_groups: Option<u64>) -> QueryError {
+        query_fault(Error::BadResponse(text.to_owned()), max_groups)
+    }
+
+    #[test]
+    fn a_question_too_large_is_the_clients_and_a_failing_store_is_ours() {
+        let memory =
+            "Code: 241, e.displayText() = DB::Exception: Memory limit (for query) exceeded";
+        assert!(matches!(fault(memory, None), QueryError::TooMuchMemory));
+        assert_eq!(fault(memory, None).status(), 400);
+        assert_eq!(fault(memory, None).reason(), "query_too_expensive");
+        let timeout = "Code: 159, e.displayText() = DB::Exception: Timeout exceeded";
+        assert!(matches!(
+            fault(timeout, Some(5)),
+            QueryError::TooExpensive(_)
+        ));
+        let groups =
+            "Code: 158, e.displayText() = DB::Exception: Limit for rows to GROUP BY exceeded";
+        assert!(matches!(
+            fault(groups, Some(5)),
+            QueryError::TooManyGroups(5)
+        ));
+        // Without a group limit, 158 is not ours to explain: the store failed.
+        assert_eq!(fault(groups, None).status(), 503);
+        let down = "Code: 210, Connection refused";
+        assert!(matches!(fault(down, None), QueryError::StoreUnavailable(_)));
+        assert_eq!(fault(down, None).reason(), "event_store_unavailable");
     }
 }

@@ -160,6 +160,10 @@ pub fn subscribe(
         // While a store is down consumption pauses; bound what librdkafka prefetches meanwhile.
         .set("queued.max.messages.kbytes", "16384")
         .set("statistics.interval.ms", "5000")
+        .set(
+            "fetch.wait.max.ms",
+            config.fetch_wait.as_millis().to_string(),
+        )
         .create_with_context(watch)?;
     consumer.subscribe(&[&config.kafka.topic])?;
     Ok(consumer)

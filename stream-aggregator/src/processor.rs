@@ -278,10 +278,20 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
         }
         let fresh = non_repeats(new, &repeat);
         let first_pending = first_offsets(&pending.messages);
-        pending
+        let applied = pending
             .sessions
             .apply((&self.live, &self.raw), &self.scope(&first_pending), &fresh)
-            .await?;
+            .await;
+        if applied.is_err() {
+            // A state read here may be stale (another writer stored it since:
+            // reviving a cold session found another guard), or only partly
+            // loaded: the retry reads every held state afresh. Without this a
+            // retry kept the stale guard and met the same conflict for ever,
+            // with consumption paused (seen after a rebalance: one member
+            // stopped consuming its partitions).
+            pending.sessions_stale = true;
+        }
+        applied?;
         let windows = Windows {
             prefix: &self.settings.prefix,
             allowed_lateness_ms: self.settings.allowed_lateness_ms,

@@ -16,7 +16,13 @@
 //! Rule, checked every [`TICK`]: a partition is *orphaned* when it has lag
 //! (log end beyond the group's committed offset), its committed offset has not
 //! moved for [`STALL_AFTER`], this member does not own it, and this member's
-//! assignment has been settled for [`SETTLE`] (no rebalance in progress). Then
+//! assignment has been settled for [`SETTLE`] (no rebalance in progress) —
+//! as long as the stall itself: every member of a new generation gets that
+//! long to commit its new partitions before they count as orphaned. (With a
+//! 1-s settle, a partition whose commit stood still across a rebalance was
+//! called orphaned 2 s after the group settled, while its new owner was still
+//! loading its recent ids; the rejoin forced another rebalance, and each
+//! rebalance can set off the next member's.) Then
 //! the member rejoins — leaving the group and joining afresh, which makes the
 //! coordinator rebalance (tansu: leader cleared, new generation) — at most
 //! once per [`REJOIN_EVERY`]. Idle members of a healthy group see commits
@@ -37,8 +43,9 @@ use tokio_util::sync::CancellationToken;
 pub const TICK: Duration = Duration::from_secs(1);
 /// How long a partition's committed offset must stand still, with lag.
 pub const STALL_AFTER: Duration = Duration::from_secs(5);
-/// How long this member's assignment must have been settled.
-pub const SETTLE: Duration = Duration::from_secs(1);
+/// How long this member's assignment must have been settled (a new owner's
+/// time to make its first commit).
+pub const SETTLE: Duration = STALL_AFTER;
 /// Least time between two rejoins of this member.
 pub const REJOIN_EVERY: Duration = Duration::from_secs(10);
 
@@ -247,6 +254,29 @@ mod tests {
         assert!(progress
             .observe(later, &positions, Some((&none, later)))
             .is_empty());
+    }
+
+    #[test]
+    fn a_stall_across_a_rebalance_leaves_the_new_owner_time_to_commit() {
+        let t0 = Instant::now();
+        let mut progress = Progress::default();
+        let ours: BTreeSet<i32> = [0].into();
+        let positions = [at(0, Some(4), 9), at(1, Some(2), 9)];
+        progress.observe(t0, &positions, None);
+        // Partition 1 stood still through a rebalance that settled at t1.
+        let t1 = t0 + STALL_AFTER;
+        assert!(progress.observe(t1, &positions, None).is_empty());
+        let soon = t1 + SETTLE - Duration::from_millis(1);
+        assert!(
+            progress
+                .observe(soon, &positions, Some((&ours, t1)))
+                .is_empty(),
+            "its new owner has not had SETTLE to commit"
+        );
+        assert_eq!(
+            progress.observe(t1 + SETTLE, &positions, Some((&ours, t1))),
+            vec![1]
+        );
     }
 
     #[test]

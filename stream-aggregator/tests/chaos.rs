@@ -180,7 +180,7 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     let remaining = Duration::from_secs(secs).saturating_sub(started.elapsed());
     tokio::time::sleep(remaining).await;
     stop_load.store(true, Ordering::SeqCst);
-    let records = load.await.unwrap();
+    let (records, unanswered) = load.await.unwrap();
     let resumed: Vec<(f64, Option<f64>)> = resumes
         .into_iter()
         .map(|(delay, resume)| (delay.as_secs_f64(), resume))
@@ -210,7 +210,7 @@ async fn aggregator_survives_kills_and_store_restarts_exactly_once() {
     wait_for_rows(&iso, records.len() as u64).await;
 
     let query = services::query(services::query_config(&iso)).await;
-    let config = check_config(&iso, &query.url(), &records).await;
+    let config = check_config(&iso, &query.url(), (&records, &unanswered)).await;
     let report = settle(&records, &config, Duration::from_secs(60)).await;
     let last = aggregator.take().unwrap();
     replayed += counter(&last, "tally_aggregator_replayed_total").await;

@@ -197,7 +197,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     let remaining = Duration::from_secs(secs).saturating_sub(started.elapsed());
     tokio::time::sleep(remaining).await;
     stop_load.store(true, Ordering::SeqCst);
-    let records = load.await.unwrap();
+    let (records, unanswered) = load.await.unwrap();
     assert!(
         records.len() as u64 > secs * rate as u64 / 4,
         "too little load got through: {}",
@@ -206,7 +206,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     wait_for_rows(&iso, records.len() as u64).await;
     eprintln!("cluster: {} rows stored; checking", records.len());
 
-    let config = check_config(&iso, &queries[0].url(), &records).await;
+    let config = check_config(&iso, &queries[0].url(), (&records, &unanswered)).await;
     let report = settle(&records, &config, Duration::from_secs(90)).await;
     eprintln!("cluster: checked (ok: {}); placement", report.ok);
     let (per_shard, misplaced) = placement(&iso).await;
@@ -259,7 +259,7 @@ async fn the_cluster_counts_every_event_once_through_node_and_process_failures()
     );
     assert_eq!(per_shard.iter().sum::<u64>(), report.events_checked as u64);
     // The second query service answers the same (counts and live windows).
-    let config = check_config(&iso, &queries[1].url(), &records).await;
+    let config = check_config(&iso, &queries[1].url(), (&records, &unanswered)).await;
     let second = check(&records, &config).await.unwrap();
     assert!(second.ok, "second query service: {:#?}", second.mismatches);
 

@@ -218,6 +218,18 @@ pub async fn wait_consumed(brokers: &str, group: &str, topic: &str, timeout: std
 
 /// `Some(())` when the committed offset of every partition equals its log end.
 fn consumed_everything(brokers: &str, group: &str, topic: &str) -> Option<()> {
+    group_positions(brokers, group, topic)?
+        .iter()
+        .all(|p| p.committed.unwrap_or(p.low).max(p.low) >= p.high)
+        .then_some(())
+}
+
+/// The group's committed offset and the log's bounds per partition (blocking).
+fn group_positions(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+) -> Option<Vec<stream_aggregator::watchdog::Position>> {
     use rdkafka::config::ClientConfig;
     use rdkafka::consumer::BaseConsumer;
     let consumer: BaseConsumer = ClientConfig::new()
@@ -226,11 +238,29 @@ fn consumed_everything(brokers: &str, group: &str, topic: &str) -> Option<()> {
         .set("enable.auto.commit", "false")
         .create()
         .ok()?;
-    let positions = stream_aggregator::watchdog::positions(&consumer, topic).ok()?;
-    positions
-        .iter()
-        .all(|p| p.committed.unwrap_or(p.low).max(p.low) >= p.high)
-        .then_some(())
+    stream_aggregator::watchdog::positions(&consumer, topic).ok()
+}
+
+/// The group's progress per partition, for a failing test's message.
+pub async fn describe_group(brokers: &str, group: &str, topic: &str) -> String {
+    let (brokers, group, topic) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+    let positions = tokio::task::spawn_blocking(move || group_positions(&brokers, &group, &topic))
+        .await
+        .ok()
+        .flatten();
+    match positions {
+        None => "group positions unreadable".into(),
+        Some(positions) => positions
+            .iter()
+            .map(|p| {
+                format!(
+                    "p{}: committed {:?} of {}..{}",
+                    p.partition, p.committed, p.low, p.high
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
 }
 
 /// Event ids of every message on `topic` (read from the start, until `expected` or 20 s).

@@ -33,6 +33,25 @@ pub fn nodes() -> Vec<String> {
         .collect()
 }
 
+/// `SYSTEM SYNC REPLICA` of `tables` (local replicated tables) of
+/// `database` on every node, so that a read through any replica sees every
+/// row inserted before (an insert returns once one replica of each shard
+/// holds it; the other fetches it later).
+pub async fn sync_replicas(database: &str, tables: &[&str]) {
+    for node in nodes() {
+        let client = clickhouse::Client::default()
+            .with_url(&node)
+            .with_database(database);
+        for table in tables {
+            client
+                .query(&format!("SYSTEM SYNC REPLICA {table}"))
+                .execute()
+                .await
+                .unwrap_or_else(|e| panic!("{node} {table}: {e}"));
+        }
+    }
+}
+
 /// `TALLY_REDIS_URL` of the local Redis Cluster (its masters' URLs;
 /// `TALLY_REDIS_CLUSTER_NODES` points elsewhere).
 pub fn redis_url() -> String {

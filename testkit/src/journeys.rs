@@ -43,11 +43,14 @@ pub struct Journeys {
     pub late: Vec<Event>,
 }
 
-/// A small deterministic generator (no dependency on a seedable RNG's algorithm).
-struct Lcg(u64);
+/// A small deterministic generator (no dependency on a seedable RNG's
+/// algorithm), shared by the tests that generate their data.
+#[derive(Debug, Clone)]
+pub struct Lcg(pub u64);
 
 impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6_364_136_223_846_793_005)

@@ -83,8 +83,34 @@ pub fn gateway_config(iso: &Isolation) -> ingest_gateway::Config {
     }
 }
 
-/// Starts a gateway.
+/// Starts a gateway and waits (at most 60 s) until its `/readyz` answers 200:
+/// its producer reached the broker and saw the topic, and the write keys are
+/// loaded, so a test's first request is not refused for a slow start.
 pub async fn gateway(config: ingest_gateway::Config) -> Running {
+    let running = gateway_unready(config).await;
+    let url = format!("{}/readyz", running.url());
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = client
+            .get(&url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|response| response.status());
+        match status {
+            Ok(status) if status.is_success() => return running,
+            _ if tokio::time::Instant::now() >= deadline => {
+                panic!("gateway not ready within 60 s (last answer: {status:?})")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Starts a gateway without waiting for it to be ready (tests of a gateway
+/// started while its broker is away).
+pub async fn gateway_unready(config: ingest_gateway::Config) -> Running {
     spawn(|listener, stopped| async move {
         if let Err(err) = ingest_gateway::run(config, listener, on(stopped)).await {
             panic!("gateway failed: {err}");
@@ -106,6 +132,7 @@ pub fn aggregator_config(iso: &Isolation) -> stream_aggregator::Config {
         migrate: true,
         flush_interval: Duration::from_millis(500),
         live_flush_interval: Duration::from_millis(100),
+        fetch_wait: Duration::from_millis(100),
         max_batch_rows: 10_000,
         allowed_lateness: Duration::from_secs(30),
         fault: stream_aggregator::config::Fault::None,

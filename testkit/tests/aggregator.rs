@@ -11,7 +11,7 @@ use tally_loadgen::check::{check, CheckConfig};
 use tally_loadgen::model::ModelConfig;
 use tally_loadgen::send::{self, SendConfig, Style};
 use tally_testkit::{
-    clickhouse_counts, eventually, metric, now_ms, post_batch, services, Isolation,
+    broker, clickhouse_counts, eventually, metric, now_ms, post_batch, services, Isolation,
 };
 
 async fn live(query: &str, app: &str, read_key: &str) -> Option<Value> {
@@ -187,15 +187,30 @@ async fn two_aggregators_share_partitions_through_rebalances() {
         metric(&third.url(), "tally_aggregator_events_total").await,
     ];
     let client = iso.clickhouse_client();
-    eventually("all rows", Duration::from_secs(60), || async {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         let rows: u64 = client
             .query("SELECT count() FROM events")
             .fetch_one()
             .await
-            .ok()?;
-        (rows >= summary.acknowledged).then_some(())
-    })
-    .await;
+            .unwrap_or(0);
+        if rows >= summary.acknowledged {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let group =
+                broker::describe_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
+            panic!(
+                "after 60 s {rows} rows of {} acknowledged events; {group}; events written by the 2nd/3rd process: {:?}",
+                summary.acknowledged,
+                [
+                    metric(&second.url(), "tally_aggregator_events_total").await,
+                    metric(&third.url(), "tally_aggregator_events_total").await,
+                ]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let query = services::query(services::query_config(&iso)).await;
     let config = CheckConfig::for_records(
         iso.clickhouse.clone(),

@@ -11,6 +11,8 @@
 
 #[path = "funnel/any_order.rs"]
 mod any_order;
+#[path = "funnel/chains.rs"]
+mod chains;
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -22,13 +24,8 @@ const WINDOW_MS: i64 = 10 * 60_000;
 type Event = (String, &'static str, i64, &'static str);
 
 fn generate(now: i64) -> Vec<Event> {
-    let mut seed = 42u64;
-    let mut next = |n: u64| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 33) % n
-    };
+    let mut rng = tally_testkit::journeys::Lcg(42u64);
+    let mut next = |n: u64| rng.below(n);
     let mut events = Vec::new();
     for u in 0..60 {
         let user = format!("u{u}");

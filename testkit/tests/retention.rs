@@ -18,13 +18,8 @@ const DAY: i64 = 86_400_000;
 type Event = (String, &'static str, i64);
 
 fn generate(now: i64) -> Vec<Event> {
-    let mut seed = 7u64;
-    let mut next = |n: u64| {
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (seed >> 33) % n
-    };
+    let mut rng = tally_testkit::journeys::Lcg(7u64);
+    let mut next = |n: u64| rng.below(n);
     let today = now.div_euclid(DAY) * DAY;
     let mut events = Vec::new();
     for u in 0..80 {

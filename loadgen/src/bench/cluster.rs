@@ -14,7 +14,7 @@
 //! with the aggregator, so the figure is what the cluster's coordination
 //! costs here, not what more machines would give.
 
-use super::process::{counted_rate, Service};
+use super::process::aggregator_over;
 use super::BenchConfig;
 use serde_json::{json, Value};
 use tally_common::clickhouse::ClickHouseConfig;
@@ -120,9 +120,7 @@ pub async fn aggregator_rate(
         ("TALLY_AGGREGATOR_GROUP", format!("{id}_cl_group")),
     ]);
     let envs = with(common, overrides);
-    let aggregator =
-        Service::start(config, "stream-aggregator", "TALLY_AGGREGATOR_ADDR", &envs).await?;
-    let (rate, per_core) = counted_rate(&aggregator, backlog as f64).await;
+    let (aggregator, rate, per_core) = aggregator_over(config, &envs, backlog as f64).await?;
     aggregator.stop();
     let _ = tally_common::clickhouse::drop_database(&clickhouse, &clickhouse.database).await;
     Ok(

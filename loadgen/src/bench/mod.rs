@@ -14,18 +14,23 @@
 //!   cluster and Redis Cluster, against B2 ([`cluster`]).
 //! * B2r replay: the same backlog replayed by `tally-admin replay` into its
 //!   own target, against B2's aggregator rate ([`replay`]).
-//! * B3 freshness at 50 % of the measured capacity: acknowledgement → visible
-//!   in `/live`, and → queryable in ClickHouse (p50/p99 of probe events).
+//! * B3 freshness at 50 % of the measured capacity, from the client's send:
+//!   → acknowledged, → counted in a push of the live stream, → counted by a
+//!   `/live` read, → queryable in ClickHouse (p50/p99 of probe events).
 //! * B4 `/live` read latency (last minute = 12 windows of the hottest app) at a
 //!   fixed request rate.
 //! * B5 query latency on a generated historical dataset (written straight into
 //!   ClickHouse): a 90-day `/query` group-by and a 30-day 3-step `/funnel`
 //!   (relaxed and strict order),
 //!   through a query service pointed at that dataset with its answer cache off.
+//! * B5 pages: the 90-day page-views question from the refresher's derived
+//!   tables against raw rows, answers compared ([`b5`]).
 //! * B5c the same on the local cluster ([`cluster`]); `--queries-only` runs
 //!   B5 and B5c alone.
 //!
-//! `--compare` prints every figure against the previous saved run ([`compare`]).
+//! `--compare` prints every figure against the previous saved run ([`compare`]);
+//! `--curves` measures the scaling curves instead and saves them with a plot
+//! ([`curves`], [`plot`]).
 //! * B6 peak RSS (VmHWM) of each service after B1–B4.
 //! * B7 the dashboard's Overview on the B5 dataset in Chromium: navigation →
 //!   every panel rendered, p50/p95, answer cache off (cold) and on (warm)
@@ -35,12 +40,15 @@ use crate::model::ModelConfig;
 use crate::send::{self, SendConfig, Style};
 use crate::stats::{ms, percentile};
 
+mod b5;
 mod cluster;
 mod compare;
+mod curves;
 mod overview;
 mod p8;
 mod p8_lag;
 mod peers;
+mod plot;
 mod probes;
 mod process;
 mod replay;
@@ -189,29 +197,44 @@ pub async fn queries(config: &BenchConfig) -> Result<Value, String> {
     let mut b5 = b5_figures(&b5_timings(config, &env).await?);
     b5["dataset"] = json!(generated);
     b5["dataset_rows"] = json!(config.b5_events);
+    eprintln!("B5 pages: the page-views question from derived tables and from raw rows");
+    b5["pages"] = b5::pages(config, &history, &env).await?;
     eprintln!("B5c: the same queries on the local cluster");
     let b5c = cluster::query_latency(config, &env).await?;
     Ok(json!({"b5": b5, "b5c": b5c}))
+}
+
+/// A run `id`'s own topics (`{id}_events` and the peer's `{id}_events_peer`
+/// of `partitions`, a dead-letter topic) and migrated ClickHouse database
+/// `tally_{id}`; returns the database and the services' environment.
+async fn run_setup(
+    config: &BenchConfig,
+    id: &str,
+    partitions: i32,
+) -> Result<(ClickHouseConfig, Vec<(&'static str, String)>), String> {
+    let topic = format!("{id}_events");
+    for (name, n) in [
+        (topic.clone(), partitions),
+        (format!("{topic}_peer"), partitions),
+        (format!("{topic}_dlq"), 1),
+    ] {
+        tally_common::kafka::ensure_topic(&config.brokers, &name, n)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let clickhouse = single_node(config, format!("tally_{id}"));
+    tally_common::clickhouse::migrate(&clickhouse)
+        .await
+        .map_err(|e| e.to_string())?;
+    let common = common_env(config, id, &clickhouse.database);
+    Ok((clickhouse, common))
 }
 
 /// Runs the suite and returns the JSON results.
 pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let id = unique("bench");
     let topic = format!("{id}_events");
-    tally_common::kafka::ensure_topic(&config.brokers, &topic, 4)
-        .await
-        .map_err(|e| e.to_string())?;
-    tally_common::kafka::ensure_topic(&config.brokers, &format!("{topic}_peer"), 4)
-        .await
-        .map_err(|e| e.to_string())?;
-    tally_common::kafka::ensure_topic(&config.brokers, &format!("{topic}_dlq"), 1)
-        .await
-        .map_err(|e| e.to_string())?;
-    let clickhouse = single_node(config, format!("tally_{id}"));
-    tally_common::clickhouse::migrate(&clickhouse)
-        .await
-        .map_err(|e| e.to_string())?;
-    let common = common_env(config, &id, &clickhouse.database);
+    let (clickhouse, common) = run_setup(config, &id, 4).await?;
     let gateway = Service::start(config, "ingest-gateway", "TALLY_GATEWAY_ADDR", &common).await?;
     let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", &common).await?;
 
@@ -259,15 +282,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     eprintln!("B2: plain consumer");
     let peer_consume = plain_consume(&config.brokers, &topic, b1.acknowledged).await?;
     eprintln!("B2: aggregator");
-    let aggregator = Service::start(
-        config,
-        "stream-aggregator",
-        "TALLY_AGGREGATOR_ADDR",
-        &common,
-    )
-    .await?;
-    let (aggregator_rate, per_core) =
-        process::counted_rate(&aggregator, b1.acknowledged as f64).await;
+    let (aggregator, aggregator_rate, per_core) =
+        process::aggregator_over(config, &common, b1.acknowledged as f64).await?;
     // B2r: the same backlog replayed (tally-admin replay) while the aggregator idles.
     eprintln!("B2r: replay of the B1 backlog");
     let b2r = replay::replay_rate(config, &common, b1.acknowledged).await?;
@@ -303,7 +319,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let hot_app = format!("{id}-b3-app-00");
     let read_keys =
         send::provision_read_keys(&config.postgres, [probe_app.as_str(), hot_app.as_str()]).await?;
-    let (fresh_live, fresh_stored) = freshness(
+    let fresh = freshness(
         (&gateway.url, &query.url),
         &client,
         &probe_app,
@@ -344,9 +360,12 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         "b2r": {"replay_events_per_sec": b2r.events_per_sec, "replay_events_per_cpu_second": b2r.per_core,
                 "replay_wall_seconds": b2r.wall_seconds, "rates_cover_whole_run": b2r.whole_run, "ratio_to_aggregator": b2r.events_per_sec / aggregator_rate},
         "b2c": b2c,
-        "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh_live.len(),
-               "live_p50_ms": ms(percentile(&fresh_live, 0.5)), "live_p99_ms": ms(percentile(&fresh_live, 0.99)),
-               "clickhouse_p50_ms": ms(percentile(&fresh_stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh_stored, 0.99))},
+        "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh.acked.len(), "measured_from": "send",
+               "ack_p50_ms": ms(percentile(&fresh.acked, 0.5)), "ack_p99_ms": ms(percentile(&fresh.acked, 0.99)),
+               "push_p50_ms": ms(percentile(&fresh.pushed, 0.5)), "push_p99_ms": ms(percentile(&fresh.pushed, 0.99)),
+               "pushed_probes": fresh.pushed.len(),
+               "live_p50_ms": ms(percentile(&fresh.polled, 0.5)), "live_p99_ms": ms(percentile(&fresh.polled, 0.99)),
+               "clickhouse_p50_ms": ms(percentile(&fresh.stored, 0.5)), "clickhouse_p99_ms": ms(percentile(&fresh.stored, 0.99))},
         "b4": {"target_rate": config.b4_rate, "achieved_rate": b4_achieved, "requests": b4.len(),
                "p50_ms": ms(percentile(&b4, 0.5)), "p99_ms": ms(percentile(&b4, 0.99))},
         "b6": rss.iter().map(|(name, kib)| ((*name).to_owned(), json!(kib.map(|k| k as f64 / 1024.0)))).collect::<serde_json::Map<_, _>>(),
@@ -371,6 +390,8 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     history_env.push(("TALLY_CLICKHOUSE_DATABASE", history.database.clone()));
     history_env.push(("TALLY_QUERY_CACHE_SECS", "0".to_owned()));
     let timings = b5_timings(config, &history_env).await?;
+    eprintln!("B5 pages: the page-views question from derived tables and from raw rows");
+    let pages = b5::pages(config, &history, &history_env).await?;
     // B5c: the same dataset and queries on the local cluster.
     eprintln!("B5c: the same queries on the local cluster");
     let b5c = cluster::query_latency(config, &history_env).await?;
@@ -386,6 +407,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     let mut b5 = json!({"dataset": generated, "dataset_rows": config.b5_events, "hot_app_rows": hot_rows, "runs": config.b5_runs});
     if let (Some(b5), Value::Object(figures)) = (b5.as_object_mut(), b5_figures(&timings)) {
         b5.extend(figures);
+        b5.insert("pages".into(), pages);
     }
     results["b5"] = b5;
     results["b5c"] = b5c;
@@ -394,12 +416,16 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     Ok(results)
 }
 
+/// B5's timings of one request: its latencies, or why it was not answered
+/// (kept as a figure: a refusal at a dataset size is a result too).
+pub type Timing = Result<Vec<Duration>, String>;
+
 /// B5's three requests (group-by, funnel, strict funnel), `config.b5_runs`
 /// times each, through a query service started with `env` (its dataset).
 pub async fn b5_timings(
     config: &BenchConfig,
     env: &[(&str, String)],
-) -> Result<[Vec<Duration>; 3], String> {
+) -> Result<[Timing; 3], String> {
     let query = Service::start(config, "query-service", "TALLY_QUERY_ADDR", env).await?;
     let key = send::provision_read_keys(&config.postgres, ["hist-app-00"]).await?;
     let mut timings = Vec::new();
@@ -409,17 +435,41 @@ pub async fn b5_timings(
         ("funnel", &*B5_STRICT_FUNNEL_REQUEST),
     ] {
         let url = format!("{}/api/v1/analytics/hist-app-00/{path}", query.url);
-        timings.push(time_post(&url, &key["hist-app-00"], request, config.b5_runs).await?);
+        let timing = time_post(&url, &key["hist-app-00"], request, config.b5_runs).await;
+        if let Err(why) = &timing {
+            eprintln!("B5 {path}: {why}");
+        }
+        timings.push(timing);
     }
     query.stop();
-    <[Vec<Duration>; 3]>::try_from(timings).map_err(|_| "B5: three timings".to_owned())
+    <[Timing; 3]>::try_from(timings).map_err(|_| "B5: three timings".to_owned())
 }
 
-/// The B5 figures of `timings` (group-by, funnel, strict funnel).
-pub fn b5_figures([group_by, funnel, strict]: &[Vec<Duration>; 3]) -> Value {
-    json!({"group_by_90d_p50_ms": ms(percentile(group_by, 0.5)), "group_by_90d_p95_ms": ms(percentile(group_by, 0.95)),
-           "funnel_30d_p50_ms": ms(percentile(funnel, 0.5)), "funnel_30d_p95_ms": ms(percentile(funnel, 0.95)),
-           "strict_funnel_30d_p50_ms": ms(percentile(strict, 0.5)), "strict_funnel_30d_p95_ms": ms(percentile(strict, 0.95))})
+/// The B5 figures of `timings` (group-by, funnel, strict funnel); a request
+/// that was not answered has `…_error` instead of its percentiles.
+pub fn b5_figures(timings: &[Timing; 3]) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, timing) in ["group_by_90d", "funnel_30d", "strict_funnel_30d"]
+        .into_iter()
+        .zip(timings)
+    {
+        match timing {
+            Ok(samples) => {
+                out.insert(
+                    format!("{name}_p50_ms"),
+                    json!(ms(percentile(samples, 0.5))),
+                );
+                out.insert(
+                    format!("{name}_p95_ms"),
+                    json!(ms(percentile(samples, 0.95))),
+                );
+            }
+            Err(why) => {
+                out.insert(format!("{name}_error"), json!(why));
+            }
+        }
+    }
+    Value::Object(out)
 }
 
 /// The historical dataset of `events` rows (generated over 90 days, kept
@@ -462,7 +512,10 @@ pub async fn history_db(
 }
 
 /// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N]
-/// [--compare | --compare-only]` (see [`compare`]).
+/// [--compare | --compare-only]` (see [`compare`]); `--curves [--curve-rows
+/// N,N,…] [--runs N]` or `--curves-queries` (the query curve again, the saved
+/// intake curve kept) for the scaling curves ([`curves`]); `--curves-replot`
+/// redraws the saved ones.
 pub async fn main(args: &[String]) -> Result<bool, String> {
     let value = |name: &str| args.windows(2).find(|p| p[0] == name).map(|p| p[1].clone());
     let bin_dir = value("--bin-dir").map(PathBuf::from).unwrap_or_else(|| {
@@ -490,6 +543,47 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
         let clickhouse = ClickHouseConfig::from_env().map_err(|e| e.to_string())?;
         let p8 = p8::run(&clickhouse, config.p8_events, &config.postgres).await?;
         println!("{}", serde_json::to_string_pretty(&p8).unwrap_or_default());
+        return Ok(true);
+    }
+    if args.iter().any(|a| a == "--curves-replot") {
+        // Tables and plot again from the saved curves.json.
+        let dir = config.out.parent().unwrap_or(Path::new("target/bench"));
+        let results = compare::load(&dir.join("curves.json"))?;
+        println!("{}", curves::table(&results));
+        let png = curves::save(&results, dir).await?;
+        println!("curves saved to {} (plot: {png})", dir.display());
+        return Ok(true);
+    }
+    if args
+        .iter()
+        .any(|a| a == "--curves" || a == "--curves-queries")
+    {
+        let quick = args.iter().any(|a| a == "--quick");
+        let rows: Vec<u64> = match value("--curve-rows") {
+            Some(list) => list
+                .split(',')
+                .map(|n| n.trim().parse().map_err(|_| format!("--curve-rows: {n:?}")))
+                .collect::<Result<_, _>>()?,
+            None if quick => vec![20_000, 50_000],
+            None => vec![10_000_000, 25_000_000, 50_000_000],
+        };
+        if let Some(n) = value("--runs") {
+            config.b5_runs = n.parse().map_err(|_| "--runs: not a number")?;
+        }
+        let queries_only = args.iter().any(|a| a == "--curves-queries");
+        let dir = config.out.parent().unwrap_or(Path::new("target/bench"));
+        let mut results = curves::run(&config, &rows, queries_only, dir).await?;
+        if queries_only {
+            // The query curve again: the saved intake curve stays.
+            if let Ok(saved) = compare::load(&dir.join("curves.json")) {
+                results["intake"] = saved["intake"].clone();
+            }
+        }
+        println!("{}", curves::table(&results));
+        match curves::save(&results, dir).await {
+            Ok(png) => println!("curves saved to {} (plot: {png})", dir.display()),
+            Err(why) => println!("curves saved to {} ({why})", dir.display()),
+        }
         return Ok(true);
     }
     if args.iter().any(|a| a == "--queries-only") {

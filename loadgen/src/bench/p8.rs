@@ -298,33 +298,7 @@ async fn p8(
         .await
         .map_err(|e| format!("P8 postgres: {e}"))?;
     // A fresh start for this dataset: its derived tables and state.
-    for table in [
-        "report_pages_hourly",
-        "person_day_activity",
-        "id_hours",
-        "arrivals",
-        "person_distinct_ids",
-        "persons",
-    ] {
-        client
-            .query(&format!("TRUNCATE TABLE {table}"))
-            .execute()
-            .await
-            .map_err(err("truncate"))?;
-    }
-    for table in [
-        "refresh_marks",
-        "refresh_identity_marks",
-        "refresh_runs",
-        "refresh_lease",
-        "refresh_derived",
-        "refresh_pending",
-        "person_deletions",
-    ] {
-        pg.execute(&format!("DELETE FROM {table} WHERE scope = $1"), &[&scope])
-            .await
-            .map_err(|e| format!("P8 reset: {e}"))?;
-    }
+    super::b5::reset_refresh_state(&client, &pg, &scope).await?;
     let rows: u64 = client
         .query("SELECT count() FROM events")
         .fetch_one()

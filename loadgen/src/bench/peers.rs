@@ -91,6 +91,12 @@ pub async fn plain_consume(brokers: &str, topic: &str, events: u64) -> Result<f6
             .set("group.id", super::unique("bench_plain"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
+            // The aggregator's fetch wait (`TALLY_AGGREGATOR_FETCH_WAIT_MS`), so
+            // both consumers ask the broker alike.
+            .set(
+                "fetch.wait.max.ms",
+                std::env::var("TALLY_AGGREGATOR_FETCH_WAIT_MS").unwrap_or_else(|_| "100".into()),
+            )
             .create()
             .map_err(|e| e.to_string())?;
         consumer.subscribe(&[&topic]).map_err(|e| e.to_string())?;

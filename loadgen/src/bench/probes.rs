@@ -3,19 +3,77 @@
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// B3: sequential probes; each measures ack → visible in /live and → in ClickHouse.
+/// B3 latencies of the probes, each from the moment its request was sent.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    /// Send → acknowledged by the gateway.
+    pub acked: Vec<Duration>,
+    /// Send → counted in a push of the live stream (`/live/stream`).
+    pub pushed: Vec<Duration>,
+    /// Send → counted by a `/live` read (polled every 10 ms).
+    pub polled: Vec<Duration>,
+    /// Send → its row queryable in ClickHouse.
+    pub stored: Vec<Duration>,
+}
+
+/// Follows the app's push stream: publishes how many events its pushes have
+/// counted so far (the sum over windows of each window's latest numbers).
+/// Connects again when refused or cut (a read key made a moment ago may not
+/// be loaded by the query service yet).
+async fn follow_stream(url: String, read_key: String, seen: tokio::sync::watch::Sender<u64>) {
+    let http = reqwest::Client::new();
+    let mut windows: std::collections::BTreeMap<i64, u64> = std::collections::BTreeMap::new();
+    loop {
+        let mut response = match http.get(&url).bearer_auth(&read_key).send().await {
+            Ok(response) if response.status().is_success() => response,
+            _ => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let message: String = buffer.drain(..end + 2).collect();
+                let data = message.lines().find_map(|l| l.strip_prefix("data:"));
+                let Some(window) = data.and_then(|d| serde_json::from_str::<Value>(d.trim()).ok())
+                else {
+                    continue;
+                };
+                if let (Some(start), Some(events)) =
+                    (window["start_ms"].as_i64(), window["events"].as_u64())
+                {
+                    windows.insert(start, events);
+                    seen.send_replace(windows.values().sum());
+                }
+            }
+        }
+    }
+}
+
+/// B3: sequential probes of one event each, from the client's send: to the
+/// acknowledgement, to a push of the live stream counting it, to a `/live`
+/// read counting it, and to its ClickHouse row.
 pub async fn freshness(
     (gateway, query): (&str, &str),
     client: &clickhouse::Client,
     app: &str,
     (key, read_key): (&str, &str),
     until: Instant,
-) -> (Vec<Duration>, Vec<Duration>) {
+) -> Freshness {
     let http = reqwest::Client::new();
-    let (mut live, mut stored) = (Vec::new(), Vec::new());
+    let (seen_tx, mut seen) = tokio::sync::watch::channel(0u64);
+    let follower = tokio::spawn(follow_stream(
+        format!("{query}/api/v1/analytics/{app}/live/stream"),
+        read_key.to_owned(),
+        seen_tx,
+    ));
+    let mut out = Freshness::default();
     let mut sent = 0u64;
     while Instant::now() < until {
         let body = json!({"app_id": app, "events": [{"name": "probe", "user_id": "probe", "event_id": format!("{app}-{sent}")}]});
+        let sent_at = Instant::now();
         let Ok(response) = http
             .post(format!("{gateway}/api/v1/events/batch"))
             .basic_auth(key, Some(""))
@@ -28,12 +86,19 @@ pub async fn freshness(
         if !response.status().is_success() {
             continue;
         }
-        let acked = Instant::now();
+        out.acked.push(sent_at.elapsed());
         sent += 1;
-        let (mut live_at, mut stored_at) = (None, None);
-        let give_up = acked + Duration::from_secs(30);
-        while (live_at.is_none() || stored_at.is_none()) && Instant::now() < give_up {
-            if live_at.is_none() {
+        let give_up = sent_at + Duration::from_secs(30);
+        let pushed = async {
+            let counted = tokio::time::timeout_at(
+                tokio::time::Instant::from_std(give_up),
+                seen.wait_for(|n| *n >= sent),
+            )
+            .await;
+            matches!(counted, Ok(Ok(_))).then(|| sent_at.elapsed())
+        };
+        let polled = async {
+            while Instant::now() < give_up {
                 let answer: Option<Value> = match http
                     .get(format!("{query}/api/v1/analytics/{app}/live?windows=720"))
                     .bearer_auth(read_key)
@@ -47,10 +112,14 @@ pub async fn freshness(
                     .and_then(|a| a["total_events"].as_u64())
                     .is_some_and(|n| n >= sent)
                 {
-                    live_at = Some(acked.elapsed());
+                    return Some(sent_at.elapsed());
                 }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            if stored_at.is_none() {
+            None
+        };
+        let stored = async {
+            while Instant::now() < give_up {
                 let rows: u64 = client
                     .query("SELECT count() FROM events WHERE app_id = ?")
                     .bind(app)
@@ -58,15 +127,19 @@ pub async fn freshness(
                     .await
                     .unwrap_or(0);
                 if rows >= sent {
-                    stored_at = Some(acked.elapsed());
+                    return Some(sent_at.elapsed());
                 }
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        live.extend(live_at);
-        stored.extend(stored_at);
+            None
+        };
+        let (pushed, polled, stored) = tokio::join!(pushed, polled, stored);
+        out.pushed.extend(pushed);
+        out.polled.extend(polled);
+        out.stored.extend(stored);
     }
-    (live, stored)
+    follower.abort();
+    out
 }
 
 /// B4: `/live` at a fixed rate.

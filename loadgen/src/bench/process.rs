@@ -87,6 +87,19 @@ pub async fn metric(url: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Starts the aggregator over a backlog of `events` and measures it with
+/// [`counted_rate`]: the running service, events/s and events per CPU-second.
+pub async fn aggregator_over(
+    config: &BenchConfig,
+    envs: &[(&str, String)],
+    events: f64,
+) -> Result<(Service, f64, f64), String> {
+    let aggregator =
+        Service::start(config, "stream-aggregator", "TALLY_AGGREGATOR_ADDR", envs).await?;
+    let (rate, per_cpu) = counted_rate(&aggregator, events).await;
+    Ok((aggregator, rate, per_cpu))
+}
+
 /// Events/s (and per CPU-second) of an aggregator between the first and the
 /// last observation of its `tally_aggregator_events_total` (group join and
 /// start-up excluded), until it counted `target` events or 600 s passed. A

@@ -59,7 +59,8 @@ pub async fn start_aggregator(env: &[(String, String)]) -> ServiceProcess {
     service_process(Path::new(AGGREGATOR), "TALLY_AGGREGATOR_ADDR", env).await
 }
 
-/// Loadgen traffic through `gateway`; returns what was acknowledged.
+/// Loadgen traffic through `gateway`; returns what was acknowledged and the
+/// events of unanswered requests (a killed gateway may have stored them).
 pub fn sender(
     label: &'static str,
     gateway: String,
@@ -67,12 +68,12 @@ pub fn sender(
     rate: f64,
     secs: u64,
     stop: Option<Arc<AtomicBool>>,
-) -> tokio::task::JoinHandle<Vec<Acked>> {
+) -> tokio::task::JoinHandle<(Vec<Acked>, Vec<Acked>)> {
     tokio::spawn(async move {
         let keys = send::provision_keys(&tally_testkit::postgres(), &model)
             .await
             .unwrap();
-        let (summary, records) = send::run(SendConfig {
+        let (summary, records, unanswered) = send::run_with_unanswered(SendConfig {
             gateway,
             rate: Some(rate),
             duration: Some(Duration::from_secs(secs)),
@@ -86,17 +87,25 @@ pub fn sender(
             stop,
         })
         .await;
-        eprintln!("{label} load: {summary:?}");
-        records
+        eprintln!(
+            "{label} load: {summary:?}, {} events of unanswered requests",
+            unanswered.len()
+        );
+        (records, unanswered)
     })
 }
 
-pub async fn check_config(iso: &Isolation, query: &str, records: &[Acked]) -> CheckConfig {
+pub async fn check_config(
+    iso: &Isolation,
+    query: &str,
+    (records, unanswered): (&[Acked], &[Acked]),
+) -> CheckConfig {
     let postgres = tally_testkit::postgres();
     CheckConfig::for_records(iso.clickhouse.clone(), query, &postgres, records)
         .await
         .unwrap()
         .allowed_lateness_ms(LATENESS_MS)
+        .with_unanswered(unanswered.to_vec())
 }
 
 /// Runs the checker until it passes or `timeout` (the pipeline may still be catching up);
@@ -138,7 +147,7 @@ pub async fn control_run(
 ) {
     let gateway = services::gateway(services::gateway_config(iso)).await;
     let first = start_aggregator(env).await;
-    let records = sender(label, gateway.url(), model, 200.0, 5, None)
+    let (records, unanswered) = sender(label, gateway.url(), model, 200.0, 5, None)
         .await
         .unwrap();
     wait_for_rows(iso, records.len() as u64).await;
@@ -148,7 +157,7 @@ pub async fn control_run(
     wait_for_rows(iso, 2 * records.len() as u64).await;
 
     let query = services::query(services::query_config(iso)).await;
-    let config = check_config(iso, &query.url(), &records).await;
+    let config = check_config(iso, &query.url(), (&records, &unanswered)).await;
     let report = check(&records, &config).await.unwrap();
     eprintln!(
         "{label}: {} events, duplicated {}, live mismatches {}, mismatches {}",

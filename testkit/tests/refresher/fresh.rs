@@ -5,8 +5,10 @@
 //! persons) it has not derived yet, before it runs again. The same for the
 //! `activity` report (active persons and events per day, by the persons'
 //! current plan) and the `retention` report (active persons by day, week and
-//! month cohorts), read from `person_day_activity`. (Answers are cached
-//! for 5 s like every query answer, so each is asked once.)
+//! month cohorts), read from `person_day_activity`; and for `/query` of page
+//! views and persons (by page and in total, over a range with partial first
+//! and last hours), which must equal brute force and the raw-rows answer.
+//! (Answers are cached for 5 s like every query answer, so each is asked once.)
 
 use super::*;
 
@@ -254,14 +256,103 @@ pub(crate) async fn report(
     )
 }
 
+/// `/query` of page views and persons by page over `range`:
+/// (source, raw days, rows of (path, page views, persons) sorted, total row).
+/// `ask` (0, 1, …) makes each asking a statement of its own (its limit), as
+/// identical statements share a cached answer for 5 s.
+async fn pages_query(
+    pipeline: &Pipeline,
+    range: (i64, i64),
+    source: &str,
+    ask: usize,
+) -> (String, u64, Vec<(String, u64, u64)>, (u64, u64)) {
+    let mut rows = Vec::new();
+    let mut answered = Vec::new();
+    let mut total = (0, 0);
+    for group in [true, false] {
+        let mut body = json!({
+            "metrics": ["events", "unique_users"],
+            "filters": [{"property": "$name", "op": "eq", "value": "page_view"}],
+            "range": {"from": range.0, "to": range.1},
+            "limit": 10000 - ask,
+            "source": source,
+        });
+        if group {
+            body["group_by"] = json!("url_path");
+        }
+        let (status, answer) = pipeline.post("query", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        answered.push((
+            answer["source"].as_str().unwrap_or("raw").to_owned(),
+            answer["raw_days"].as_u64().unwrap_or(0),
+        ));
+        for r in answer["results"].as_array().unwrap() {
+            let views = r["events"].as_f64().unwrap() as u64;
+            let persons = r["unique_users"].as_f64().unwrap() as u64;
+            if group {
+                rows.push((r["url_path"].as_str().unwrap().to_owned(), views, persons));
+            } else {
+                total = (views, persons);
+            }
+        }
+    }
+    assert_eq!(answered[0], answered[1], "both statements from one source");
+    rows.sort();
+    let (source, raw_days) = answered.remove(0);
+    (source, raw_days, rows, total)
+}
+
+/// `/query` of page views equals brute force (in total) and the raw-rows
+/// answer (by page), from `expect`; returns the raw days it reported.
+async fn pages_query_is_exact(
+    pipeline: &Pipeline,
+    sent: &[&Event],
+    (range, ask): ((i64, i64), usize),
+    expect: &str,
+    when: &str,
+) -> u64 {
+    let (source, raw_days, rows, total) = pages_query(pipeline, range, "auto", ask).await;
+    assert_eq!(source, expect, "{when}");
+    let model = Model::of(sent.iter().copied());
+    let in_range: Vec<&&Event> = sent
+        .iter()
+        .filter(|e| e.name == "page_view" && e.ts_ms >= range.0 && e.ts_ms < range.1)
+        .collect();
+    let persons: BTreeSet<String> = in_range
+        .iter()
+        .map(|e| model.person(&e.distinct_id))
+        .collect();
+    assert!(!in_range.is_empty());
+    assert_eq!(
+        total,
+        (in_range.len() as u64, persons.len() as u64),
+        "total {when}"
+    );
+    let (raw_source, _, raw_rows, raw_total) = pages_query(pipeline, range, "raw", ask).await;
+    assert_eq!(raw_source, "raw");
+    assert_eq!((rows, total), (raw_rows, raw_total), "by page {when}");
+    raw_days
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_are_exact_and_fresh_between_refresher_runs() {
-    let journeys = generate("f", 50, 21, now_ms());
+    let started = now_ms();
+    let journeys = generate("f", 50, 21, started);
+    // Partial first and last hours: raw rows answer those.
+    let range = (started - 13 * 86_400_000 - 17 * 60_000, started + 3_600_000);
     let pipeline = Pipeline::start("fresh").await;
     let mut sent: Vec<&Event> = journeys.early.iter().collect();
     deliver(&pipeline, &journeys.early, &sent, sent.len()).await;
     // No refresher state yet: raw rows answer.
     assert_eq!(report(&pipeline, "auto").await.0, "raw");
+    pages_query_is_exact(
+        &pipeline,
+        &sent,
+        (range, 0),
+        "raw",
+        "before the refresher ran",
+    )
+    .await;
     activity_is_exact(&pipeline, &sent, "raw", "before the refresher ran").await;
     retention_is_exact(&pipeline, &sent, "raw", "before the refresher ran").await;
     let mut wolf = refresher(&pipeline, "wolf-fresh").await;
@@ -276,6 +367,14 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
         "all derived"
     );
     assert_eq!(got, daily(&sent), "from the reports");
+    let raw = pages_query_is_exact(
+        &pipeline,
+        &sent,
+        (range, 1),
+        "report+raw",
+        "from the reports",
+    );
+    assert_eq!(raw.await, 0);
     activity_is_exact(&pipeline, &sent, "report+raw", "from the reports").await;
     retention_is_exact(&pipeline, &sent, "report+raw", "from the reports").await;
 
@@ -307,6 +406,8 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
         "the days not derived are answered from raw rows"
     );
     assert_eq!(got, daily(&sent), "exact before the refresher runs again");
+    let raw = pages_query_is_exact(&pipeline, &sent, (range, 2), "report+raw", "before the run");
+    assert!(raw.await > 0);
     activity_is_exact(&pipeline, &sent, "report+raw", "before the run").await;
     retention_is_exact(&pipeline, &sent, "report+raw", "before the run").await;
 
@@ -315,6 +416,8 @@ async fn reports_are_exact_and_fresh_between_refresher_runs() {
     wolf.run(Kind::Incremental).await.unwrap().unwrap();
     let (_, raw_days, after) = report(&pipeline, "auto").await;
     assert_eq!((raw_days, after), (0, daily(&sent)));
+    let raw = pages_query_is_exact(&pipeline, &sent, (range, 3), "report+raw", "after the run");
+    assert_eq!(raw.await, 0);
     activity_is_exact(&pipeline, &sent, "report+raw", "after the run").await;
     retention_is_exact(&pipeline, &sent, "report+raw", "after the run").await;
     pipeline.stop().await;
