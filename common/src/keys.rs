@@ -2,7 +2,8 @@
 //! by the gateway (write keys) and the query service (read keys).
 //!
 //! The cache holds a snapshot of all active keys of one kind (SHA-256 → app id
-//! and the app's retention override, [`KeyOwner`]),
+//! and the app's retention override, [`KeyOwner`]; for write keys also every
+//! site domain, `domains.rs`, looked up with [`KeyCache::lookup_domain`]),
 //! refreshed every `key_refresh`. An unknown key triggers an immediate reload at
 //! most once per second (so a key created a moment ago works at once, and a
 //! flood of bad keys cannot hammer PostgreSQL). When PostgreSQL is unreachable
@@ -65,8 +66,15 @@ impl KeySource for PostgresKeys {
             let Some(client) = slot.as_ref() else {
                 return Err("no postgres connection".into());
             };
-            let loaded =
-                tokio::time::timeout(Duration::from_secs(3), active_keys(client, self.kind)).await;
+            let kind = self.kind;
+            let load = async move {
+                let mut keys = active_keys(client, kind).await?;
+                if kind == KeyKind::Write {
+                    keys.extend(crate::domains::entries(client).await?);
+                }
+                Ok::<_, tokio_postgres::Error>(keys)
+            };
+            let loaded = tokio::time::timeout(Duration::from_secs(3), load).await;
             match loaded {
                 Ok(Ok(keys)) => Ok(keys),
                 Ok(Err(err)) => {
@@ -184,7 +192,17 @@ impl KeyCache {
     /// the request arrived (at most one reload per `min_reload_gap`; concurrent
     /// misses share it), so a key created a moment ago is accepted.
     pub async fn lookup(&self, key: &str) -> Lookup {
-        let hash = hash_key(key);
+        self.lookup_entry(hash_key(key)).await
+    }
+
+    /// Which app allows the site `domain` (normalised by the caller), with
+    /// [`KeyCache::lookup`]'s reload on a miss.
+    pub async fn lookup_domain(&self, domain: &str) -> Lookup {
+        self.lookup_entry(tally_schemas::ids::domain_entry(domain))
+            .await
+    }
+
+    async fn lookup_entry(&self, hash: String) -> Lookup {
         if let Some(Some(app)) = self.find(&hash) {
             return Lookup::App(app);
         }

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod clickhouse;
 pub mod clock;
 pub mod config;
+pub mod domains;
 pub mod http;
 pub mod kafka;
 pub mod keys;

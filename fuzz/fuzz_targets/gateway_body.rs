@@ -2,12 +2,20 @@
 //! UTF-8 and surrogate repair, batch parsing, per-event validation and
 //! enrichment. Invariants: no panic; every event is either accepted or rejected
 //! exactly once; accepted envelopes survive an encode/decode round trip.
-//! The first byte selects gzip and the API flavour.
+//! The first byte selects gzip (bit 0), the API flavour (bits 1–3: native,
+//! Segment batch, Segment single message, PostHog capture, Plausible event)
+//! and the retention class (bit 4), each body shape decoded as its
+//! route decodes it (`intake::decode`); for APIs whose SDKs wrap bodies, the
+//! vendor wrapping is undone first (`wrapping::unwrap`: gzip by magic bytes,
+//! form `data=`, base64), with bits 5 and 6 choosing `compression=base64` and
+//! a form content type.
 #![no_main]
 
 use ingest_gateway::decode;
 use ingest_gateway::enrich::Agents;
+use ingest_gateway::intake;
 use ingest_gateway::validate::{prepare, Api, Limits, RequestContext};
+use ingest_gateway::wrapping;
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
 
@@ -31,16 +39,33 @@ fuzz_target!(|data: &[u8]| {
     } else {
         body
     };
+    let api = match (mode >> 1 & 7) % 5 {
+        0 => Api::Native,
+        1 => Api::Segment(None),
+        2 => Api::Segment(Some("track")),
+        3 => Api::PostHog,
+        _ => Api::Plausible,
+    };
+    let unwrapped;
+    let body = if api.wrapped_bodies() {
+        let query = (mode >> 5 & 1 == 1).then_some("compression=base64");
+        let content_type = (mode >> 6 & 1 == 1).then_some("application/x-www-form-urlencoded");
+        match wrapping::unwrap(body.to_vec(), query, content_type, limit) {
+            Ok(bytes) => {
+                assert!(bytes.len() <= limit.max(body.len()));
+                unwrapped = bytes;
+                &unwrapped[..]
+            }
+            Err(_) => return,
+        }
+    } else {
+        body
+    };
     let Ok(text) = decode::to_text(body) else {
         return;
     };
-    let Ok(batch) = decode::parse_batch(&text) else {
+    let Ok(batch) = intake::decode(&text, api) else {
         return;
-    };
-    let api = match mode >> 1 & 3 {
-        0 => Api::Native,
-        1 => Api::Segment(None),
-        _ => Api::Segment(Some("track")),
     };
     let context = RequestContext {
         received_at_ms: 1_780_000_000_000,
@@ -48,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         user_agent: None,
         enrichment: Default::default(),
         // The app's retention class (0: the installation's default) or an override.
-        retention_days: u16::from(mode >> 3 & 1) * 30,
+        retention_days: u16::from(mode >> 4 & 1) * 30,
     };
     let prepared = prepare(
         "fuzz",

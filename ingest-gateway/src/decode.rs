@@ -26,6 +26,12 @@ pub enum DecodeError {
     /// Not UTF-8.
     #[error("body is not valid UTF-8")]
     InvalidUtf8,
+    /// A base64 payload that is not base64 (`wrapping.rs`).
+    #[error("invalid base64 payload")]
+    BadBase64,
+    /// A `compression` scheme the gateway does not know (`wrapping.rs`).
+    #[error("unsupported compression {0:?}: send gzip, base64 or plain JSON")]
+    UnsupportedCompression(String),
     /// Not JSON of the expected shape.
     #[error("{0}")]
     Malformed(String),

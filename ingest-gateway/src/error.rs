@@ -27,6 +27,12 @@ pub enum GatewayError {
     /// `Content-Encoding: gzip` but not gzip.
     #[error("body is not valid gzip")]
     InvalidGzip,
+    /// A base64 payload (form `data`, `compression=base64`) that is not base64.
+    #[error("payload is not valid base64")]
+    InvalidBase64,
+    /// A `compression` query parameter naming an unknown scheme.
+    #[error("unsupported compression {0:?}: send gzip, base64 or plain JSON")]
+    UnsupportedCompression(String),
     /// Unknown Segment message type in the path.
     #[error("unknown message type {0:?}")]
     UnknownType(String),
@@ -36,6 +42,12 @@ pub enum GatewayError {
     /// No write key in the request.
     #[error("no write key: send it as the HTTP Basic username, a Bearer token or `write_key`")]
     MissingWriteKey,
+    /// A Plausible event without a usable site domain.
+    #[error("no site domain: `d` (or `domain`) names the site, e.g. shop.example")]
+    MissingDomain,
+    /// No app allows the site domain(s) the request names.
+    #[error("no app allows the site domain {0:?}: add it with `tally-admin apps domains APP_ID add DOMAIN`")]
+    UnknownDomain(String),
     /// The write key is unknown or revoked.
     #[error("unknown or revoked write key")]
     InvalidWriteKey,
@@ -71,12 +83,16 @@ impl GatewayError {
             GatewayError::EmptyBatch => "empty_batch",
             GatewayError::InvalidUtf8 => "invalid_utf8",
             GatewayError::InvalidGzip => "invalid_gzip",
+            GatewayError::InvalidBase64 => "invalid_base64",
+            GatewayError::UnsupportedCompression(_) => "unsupported_compression",
             GatewayError::UnknownType(_) => "unknown_type",
             GatewayError::TooManyEvents(..) => "too_many_events",
             GatewayError::PayloadTooLarge(_) => "payload_too_large",
             GatewayError::BrokerUnavailable(_) => "broker_unavailable",
             GatewayError::MissingWriteKey => "missing_write_key",
             GatewayError::InvalidWriteKey => "invalid_write_key",
+            GatewayError::UnknownDomain(_) => "unknown_domain",
+            GatewayError::MissingDomain => "missing_domain",
             GatewayError::KeyAppMismatch(_) => "key_app_mismatch",
             GatewayError::KeysUnavailable => "keys_unavailable",
             GatewayError::RateLimited(_) => "rate_limited",
@@ -94,11 +110,15 @@ impl GatewayError {
             | GatewayError::EmptyBatch
             | GatewayError::InvalidUtf8
             | GatewayError::InvalidGzip
+            | GatewayError::InvalidBase64
+            | GatewayError::MissingDomain
+            | GatewayError::UnsupportedCompression(_)
             | GatewayError::TooManyEvents(..) => StatusCode::BAD_REQUEST,
             GatewayError::UnknownType(_) => StatusCode::NOT_FOUND,
             GatewayError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::MissingWriteKey
             | GatewayError::InvalidWriteKey
+            | GatewayError::UnknownDomain(_)
             | GatewayError::KeyAppMismatch(_) => StatusCode::UNAUTHORIZED,
             GatewayError::RateLimited(_) | GatewayError::ClientOverloaded => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -118,6 +138,10 @@ impl From<crate::decode::DecodeError> for GatewayError {
             DecodeError::TooLarge(limit) => GatewayError::PayloadTooLarge(limit),
             DecodeError::BadGzip => GatewayError::InvalidGzip,
             DecodeError::InvalidUtf8 => GatewayError::InvalidUtf8,
+            DecodeError::BadBase64 => GatewayError::InvalidBase64,
+            DecodeError::UnsupportedCompression(scheme) => {
+                GatewayError::UnsupportedCompression(scheme)
+            }
             DecodeError::Malformed(text) => GatewayError::MalformedBody(text),
         }
     }

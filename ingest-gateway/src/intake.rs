@@ -5,11 +5,13 @@
 //!    a body announced larger than the limit is refused first (413);
 //! 2. [`receive`] — the request head, then the body as it arrives, reserved in
 //!    the in-flight budget (`overload.rs`: 503/429), a gzip body inflated under
-//!    the same budget;
+//!    the same budget, a vendor's gzip/form/base64 wrapping undone
+//!    (`wrapping.rs`, for the APIs whose SDKs send them);
 //! 3. [`decode`] — UTF-8 (lone surrogates repaired), the batch's envelope, each
 //!    event kept raw;
-//! 4. [`authenticate`] — the app: the header key's, or else the body's key's;
-//!    an `app_id` in the body must be that app;
+//! 4. [`authenticate`] — the app: the header key's, or else the body's key's,
+//!    or else (Plausible) the app allowing the site domain the body names; an
+//!    `app_id` in the body must be that app;
 //! 5. [`admit`] — event count limits, then the app's rate (429);
 //! 6. [`prepare`] — server-side facts of the request, each event validated and
 //!    enriched (`validate.rs`), refused events turned into dead letters;
@@ -27,6 +29,7 @@ use crate::overload::{self, Pool, Refusal, Reservation};
 use crate::sink::EventSink;
 use crate::state::AppState;
 use crate::validate::{self, valid_app_id, Api, Prepared, Rejection, RequestContext};
+use crate::wrapping;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -93,6 +96,8 @@ pub struct Decoded<'a> {
     pub claimed_app: Option<String>,
     /// The body's write key, if any.
     pub body_key: Option<String>,
+    /// Site domains the body names instead of a key (Plausible), normalised, in order.
+    pub domains: Vec<String>,
     /// The events, each still raw JSON.
     pub events: Vec<&'a RawValue>,
     /// The batch's `sent_at`, if any.
@@ -199,12 +204,26 @@ pub async fn receive<S>(
         .headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    if !gzipped {
+    let bytes = if gzipped {
+        let inflated = decode::gunzip(&bytes, limit)?;
+        reservation.grow(inflated.capacity()).map_err(refuse)?;
+        inflated
+    } else {
+        bytes
+    };
+    if !head.api.wrapped_bodies() {
         return Ok((bytes, reservation));
     }
-    let inflated = decode::gunzip(&bytes, limit)?;
-    reservation.grow(inflated.capacity()).map_err(refuse)?;
-    Ok((inflated, reservation))
+    let pointer = bytes.as_ptr();
+    let content_type = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let unwrapped = wrapping::unwrap(bytes, head.uri.query(), content_type, limit)?;
+    if unwrapped.as_ptr() != pointer {
+        reservation.grow(unwrapped.capacity()).map_err(refuse)?;
+    }
+    Ok((unwrapped, reservation))
 }
 
 /// Stage 3a: the body as text; a copy made to repair lone surrogates is reserved too.
@@ -238,8 +257,36 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
             Decoded {
                 claimed_app: batch.app_id,
                 body_key: batch.write_key,
+                domains: Vec::new(),
                 events: batch.events,
                 sent_at: batch.sent_at,
+            }
+        }
+        Api::PostHog => {
+            let body = crate::posthog::parse_body(text)
+                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+            Decoded {
+                claimed_app: None,
+                body_key: body.key,
+                domains: Vec::new(),
+                events: body.events,
+                sent_at: body.sent_at,
+            }
+        }
+        Api::Plausible => {
+            let malformed = |err: serde_json::Error| GatewayError::MalformedBody(err.to_string());
+            let site: crate::plausible::Site = serde_json::from_str(text).map_err(malformed)?;
+            let event: &RawValue = serde_json::from_str(text).map_err(malformed)?;
+            let domains = crate::plausible::domains(site.domain.as_deref());
+            if domains.is_empty() {
+                return Err(GatewayError::MissingDomain);
+            }
+            Decoded {
+                claimed_app: None,
+                body_key: None,
+                domains,
+                events: vec![event],
+                sent_at: None,
             }
         }
         Api::Segment(Some(_)) => {
@@ -249,6 +296,7 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
             Decoded {
                 claimed_app: None,
                 body_key: key.write_key,
+                domains: Vec::new(),
                 events: vec![message],
                 sent_at: None,
             }
@@ -273,6 +321,9 @@ pub async fn authenticate<S>(
 ) -> Result<KeyOwner, GatewayError> {
     let owner = match header_app {
         Some(owner) => owner,
+        None if batch.body_key.is_none() && !batch.domains.is_empty() => {
+            site_owner(state, &batch.domains).await?
+        }
         None => {
             let key = batch
                 .body_key
@@ -292,6 +343,23 @@ pub async fn authenticate<S>(
         }
         _ => Ok(owner),
     }
+}
+
+/// The app of the first of `domains` that an app allows (`tally-admin apps
+/// domains`); the others are not used (one request, one app).
+async fn site_owner<S>(state: &AppState<S>, domains: &[String]) -> Result<KeyOwner, GatewayError> {
+    let mut unavailable = false;
+    for domain in domains {
+        match state.keys.lookup_domain(domain).await {
+            Lookup::App(app) => return Ok(app),
+            Lookup::Unknown => {}
+            Lookup::Unavailable => unavailable = true,
+        }
+    }
+    if unavailable {
+        return Err(GatewayError::KeysUnavailable);
+    }
+    Err(GatewayError::UnknownDomain(domains.join(",")))
 }
 
 /// Stage 5: a batch of `events` events of `app_id` is within the batch limits

@@ -27,11 +27,15 @@ pub mod intake;
 pub mod memo;
 pub mod metrics;
 pub mod overload;
+pub mod plausible;
+pub mod posthog;
+pub mod posthog_config;
 pub mod router;
 pub mod segment;
 pub mod sink;
 pub mod state;
 pub mod validate;
+pub mod wrapping;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::enrich::{page_fields, truncate, Agents, MAX_USER_AGENT_BYTES};
-use crate::segment;
+use crate::{plausible, posthog, segment};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tally_schemas::event::{IncomingEvent, TimestampInput};
@@ -92,6 +92,18 @@ pub enum Api {
     Native,
     /// Segment tracking API; `Some(type)` for `/v1/{type}` single-message calls.
     Segment(Option<&'static str>),
+    /// PostHog capture (`/batch/`, `/e/`, `/capture/`, `/i/v0/e/`).
+    PostHog,
+    /// Plausible's events API (`/api/event`): one event, the app named by its domain.
+    Plausible,
+}
+
+impl Api {
+    /// The API's bodies may come gzipped without `Content-Encoding`, form-encoded
+    /// or base64-encoded (`wrapping.rs`).
+    pub fn wrapped_bodies(self) -> bool {
+        matches!(self, Api::PostHog)
+    }
 }
 
 /// Why one event was rejected.
@@ -236,6 +248,31 @@ fn prepare_one(
             let message: segment::Message =
                 serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
             segment::to_event(message, implied).map_err(|_| RejectReason::UnknownType)?
+        }
+        Api::Plausible => {
+            let message: plausible::Message =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            let day = context.received_at_ms.div_euclid(86_400_000);
+            let visitor = plausible::visitor_id(
+                app_id,
+                day,
+                context.ip.as_deref(),
+                context.user_agent.as_deref(),
+            );
+            let event = plausible::to_event(message, visitor).map_err(|err| match err {
+                plausible::MapError::MissingName => RejectReason::MissingName,
+                plausible::MapError::BadProps => RejectReason::MalformedEvent,
+            })?;
+            (event, None, None)
+        }
+        Api::PostHog => {
+            let message: posthog::Message =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            let (event, user_agent) = posthog::to_event(message).map_err(|err| match err {
+                posthog::MapError::MissingEvent => RejectReason::MissingName,
+                posthog::MapError::MissingDistinctId => RejectReason::MissingIdentity,
+            })?;
+            (event, None, user_agent)
         }
     };
     let sent_at = match own_sent_at {

@@ -185,6 +185,11 @@ pub const POSTGRES: &[Migration] = &[
         "app_retention",
         include_str!("../migrations/postgres/0010_app_retention.sql"),
     ),
+    Migration::plain(
+        11,
+        "app_domains",
+        include_str!("../migrations/postgres/0011_app_domains.sql"),
+    ),
 ];
 
 /// ClickHouse migrations in application order.

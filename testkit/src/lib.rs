@@ -65,6 +65,21 @@ pub async fn read_key(app_id: &str) -> String {
         .unwrap_or_else(|err| panic!("provisioning a read key for {app_id}: {err}"))
 }
 
+/// Creates `app_id` (if needed) and lets it receive events naming the site
+/// `domain` (Plausible); returns the domain as stored.
+pub async fn allow_domain(app_id: &str, domain: &str) -> String {
+    tally_common::postgres::provision(&postgres(), app_id, KeyKind::Write)
+        .await
+        .unwrap_or_else(|err| panic!("provisioning {app_id}: {err}"));
+    let client = postgres()
+        .connect()
+        .await
+        .unwrap_or_else(|err| panic!("postgresql: {err}"));
+    tally_common::domains::add(&client, app_id, domain)
+        .await
+        .unwrap_or_else(|err| panic!("allowing {domain} for {app_id}: {err}"))
+}
+
 /// A random lowercase suffix for isolating names.
 pub fn unique(prefix: &str) -> String {
     let mut rng = rand::rng();
@@ -151,7 +166,6 @@ impl Isolation {
         }
     }
 
-    /// ClickHouse client on the test database.
     /// Waits (≤ 30 s) until this test's consumer group has consumed and
     /// committed everything on its topic (see [`broker::wait_consumed`]).
     pub async fn wait_consumed(&self) {
@@ -164,6 +178,7 @@ impl Isolation {
         .await;
     }
 
+    /// ClickHouse client on the test database.
     pub fn clickhouse_client(&self) -> clickhouse::Client {
         self.clickhouse.client()
     }
@@ -251,9 +266,9 @@ pub async fn post_batch(
 }
 
 /// Where `scripts/stack` installed the third-party SDKs used by the compatibility
-/// tests (`node_modules` inside; versions pinned in the script's NODE_CLIENTS).
+/// tests (`node_modules` inside; pinned by `tests/sdk/package-lock.json`, installed by `scripts/stack`).
 pub fn node_clients_dir() -> std::path::PathBuf {
-    tally_common::config::cache_dir().join("node-clients-1")
+    tally_common::config::cache_dir().join("node-clients")
 }
 
 /// The `Authorization` header value Segment's SDKs send: Basic, key as user name.

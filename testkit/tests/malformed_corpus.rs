@@ -1,12 +1,16 @@
 //! The malformed-request corpus, against the real gateway and broker.
 //!
-//! 1. Hand-written cases in `tests/corpus/{native,segment}/`, one request body per
-//!    file named `{status}-{reason}--{what}.{json|gz}` (`.gz`: sent with
-//!    `Content-Encoding: gzip`; `native/` goes to `/api/v1/events/batch`,
-//!    `segment/` to `/v1/batch`). A `200-{reason}` file holds one event that must
+//! 1. Hand-written cases in `tests/corpus/{native,segment,posthog}/`, one request body per
+//!    file named `{status}-{reason}--{what}.{json|gz|gzraw|form}` (`.gz`: sent with
+//!    `Content-Encoding: gzip`; `.gzraw`: gzip without that header, as
+//!    posthog-js sends it; `.form`: sent as `application/x-www-form-urlencoded`;
+//!    `native/` goes to `/api/v1/events/batch`,
+//!    `segment/` to `/v1/batch`, `posthog/` to PostHog's `/batch/`, `plausible/`
+//!    to Plausible's `/api/event`, whose accepted event answers `202 ok`). A `200-{reason}` file holds one event that must
 //!    be refused with that reason; `200-ok` one that must be accepted.
 //! 2. Generated cases: every prefix of a valid batch, and seeded random byte
-//!    mutations (flip, insert, delete, duplicate) of valid native and Segment batches.
+//!    mutations (flip, insert, delete, duplicate) of valid native, Segment and
+//!    PostHog batches (JSON, and form-encoded base64 as posthog-js's beacons).
 //!
 //! Every answer must be 200/400/404/413 with a JSON body carrying a reason or the
 //! counts; never 5xx, never a hang. Afterwards the broker must hold exactly the
@@ -27,10 +31,21 @@ struct Outcome {
 }
 
 async fn send(http: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, gzip: bool) -> Outcome {
+    send_as(http, url, key, body, gzip, "application/json").await
+}
+
+async fn send_as(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: Vec<u8>,
+    gzip: bool,
+    content_type: &str,
+) -> Outcome {
     let mut request = http
         .post(url)
         .basic_auth(key, Some(""))
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .body(body);
     if gzip {
         request = request.header("content-encoding", "gzip");
@@ -38,6 +53,12 @@ async fn send(http: &reqwest::Client, url: &str, key: &str, body: Vec<u8>, gzip:
     let response = request.send().await.expect("the gateway answers");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
+    if status == 202 {
+        // Plausible's answer to an accepted event: `202 ok`, nothing else.
+        assert_eq!(text, "ok", "a 202 answers `ok`");
+        let answer = serde_json::json!({"accepted": 1, "rejected": 0, "errors": []});
+        return Outcome { status, answer };
+    }
     let answer = serde_json::from_str(&text)
         .unwrap_or_else(|_| panic!("answer with status {status} is not JSON: {text:?}"));
     Outcome { status, answer }
@@ -56,7 +77,7 @@ impl Totals {
         self.requests += 1;
         let a = &outcome.answer;
         match outcome.status {
-            200 => {
+            200 | 202 => {
                 self.accepted += a["accepted"].as_u64().unwrap();
                 self.rejected += a["rejected"].as_u64().unwrap();
                 assert_eq!(
@@ -65,16 +86,32 @@ impl Totals {
                     "{what}: {a}"
                 );
             }
-            400 | 404 | 413 => assert!(
-                a["error"].as_str().is_some_and(|r| !r.is_empty()),
-                "{what}: {a}"
-            ),
+            400 | 404 | 413 => {
+                assert!(
+                    a["error"].as_str().is_some_and(|r| !r.is_empty()),
+                    "{what}: {a}"
+                );
+                // Plausible's refused event: a 400 that still sent a dead letter.
+                self.rejected += a["errors"].as_array().map_or(0, Vec::len) as u64;
+            }
             other => panic!("{what}: unexpected status {other}: {a}"),
         }
     }
 }
 
-fn valid_bodies() -> [(&'static str, Vec<u8>); 2] {
+fn valid_bodies() -> [(&'static str, Vec<u8>); 5] {
+    let posthog = br#"{"batch":[{"event":"order","distinct_id":"u","uuid":"0190c1a2-0000-7000-8000-00000000000a","properties":{"revenue":9.5,"$lib":"posthog-node"}},{"event":"$identify","distinct_id":"u","properties":{"$anon_distinct_id":"a","$set":{"email":"e@x"}}},{"event":"$pageview","distinct_id":"u","properties":{"$current_url":"https://x.example/"}}],"sent_at":"2026-11-23T10:00:00Z"}"#;
+    let beacon = {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(posthog);
+        format!(
+            "data={}",
+            encoded
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3D")
+        )
+    };
     [
         (
             "/api/v1/events/batch",
@@ -83,6 +120,12 @@ fn valid_bodies() -> [(&'static str, Vec<u8>); 2] {
         (
             "/v1/batch",
             br#"{"batch":[{"type":"track","event":"Order","userId":"u","properties":{"revenue":9.5}},{"type":"identify","anonymousId":"a","traits":{"email":"e@x"}},{"type":"page","name":"Home","userId":"u","context":{"page":{"url":"https://x.example/"}}}],"sentAt":"2026-11-23T10:00:00Z"}"#.to_vec(),
+        ),
+        ("/batch/", posthog.to_vec()),
+        ("/e/?compression=base64", beacon.into_bytes()),
+        (
+            "/api/event",
+            br#"{"n":"Purchase","u":"https://shop.example/cart#x","d":"shop.example","r":"https://news.example/","p":{"sku":"a-1"},"$":{"amount":19.99,"currency":"EUR"},"h":1}"#.to_vec(),
         ),
     ]
 }
@@ -98,7 +141,12 @@ async fn malformed_requests_are_refused_cleanly_and_never_corrupt_accepted_data(
     // 1. The hand-written corpus.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
     let mut files = 0;
-    for (dir, route) in [("native", "/api/v1/events/batch"), ("segment", "/v1/batch")] {
+    for (dir, route) in [
+        ("native", "/api/v1/events/batch"),
+        ("segment", "/v1/batch"),
+        ("posthog", "/batch/"),
+        ("plausible", "/api/event"),
+    ] {
         let mut entries: Vec<_> = std::fs::read_dir(root.join(dir))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -110,19 +158,20 @@ async fn malformed_requests_are_refused_cleanly_and_never_corrupt_accepted_data(
             let (status, reason) = expect.split_once('-').unwrap();
             let status: u16 = status.parse().unwrap();
             let gzip = name.ends_with(".gz");
+            let content_type = if name.ends_with(".form") {
+                "application/x-www-form-urlencoded"
+            } else if name.ends_with(".gzraw") {
+                "text/plain"
+            } else {
+                "application/json"
+            };
             let body = std::fs::read(&path).unwrap();
-            let outcome = send(
-                &http,
-                &format!("{}{route}", gateway.url()),
-                &key,
-                body,
-                gzip,
-            )
-            .await;
+            let url = format!("{}{route}", gateway.url());
+            let outcome = send_as(&http, &url, &key, body, gzip, content_type).await;
             let a = &outcome.answer;
             assert_eq!(outcome.status, status, "{dir}/{name}: {a}");
             match (status, reason) {
-                (200, "ok") => assert_eq!(a["accepted"], 1, "{dir}/{name}: {a}"),
+                (200 | 202, "ok") => assert_eq!(a["accepted"], 1, "{dir}/{name}: {a}"),
                 (200, reason) => {
                     assert_eq!(
                         (&a["accepted"], &a["rejected"]),
@@ -144,9 +193,14 @@ async fn malformed_requests_are_refused_cleanly_and_never_corrupt_accepted_data(
     for (route, valid) in valid_bodies() {
         let url = format!("{}{route}", gateway.url());
         let whole = send(&http, &url, &key, valid.clone(), false).await;
+        let (status, events) = if route == "/api/event" {
+            (202, 1)
+        } else {
+            (200, 3)
+        };
         assert_eq!(
             (whole.status, &whole.answer["accepted"]),
-            (200, &3.into()),
+            (status, &events.into()),
             "{}",
             whole.answer
         );

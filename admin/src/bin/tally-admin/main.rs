@@ -8,6 +8,8 @@
 //!                                                      create an app with a write and a read key
 //! tally-admin apps time-zone APP_ID TZ                 set the app's time zone (IANA name)
 //! tally-admin apps retention APP_ID [DAYS|default]     show or set the app's retention override
+//! tally-admin apps domains APP_ID [add|remove DOMAIN…] list, allow or remove the site domains
+//!                                                      whose Plausible events go to the app
 //! tally-admin keys create --app APP_ID --kind write|read
 //! tally-admin keys revoke KEY_PREFIX                   revoke by the first 8 characters
 //! tally-admin users create|grant|revoke|list …       dashboard users (see users.rs)
@@ -57,6 +59,41 @@ async fn pg() -> Result<tokio_postgres::Client, String> {
         .connect()
         .await
         .map_err(|e| format!("postgresql {}: {e}", config.url))
+}
+
+/// `apps domains APP_ID [add|remove DOMAIN…]`, then the app's domains.
+async fn app_domains(
+    client: &tokio_postgres::Client,
+    app_id: &str,
+    rest: &[String],
+) -> Result<(), String> {
+    use tally_common::domains;
+    match rest.split_first() {
+        None => {}
+        Some((action, names)) if action == "add" && !names.is_empty() => {
+            for name in names {
+                let stored = domains::add(client, app_id, name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("app {app_id}: allows {stored}");
+            }
+        }
+        Some((action, names)) if action == "remove" && !names.is_empty() => {
+            for name in names {
+                let removed = domains::remove(client, app_id, name)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let verb = if removed { "removed" } else { "did not have" };
+                println!("app {app_id}: {verb} {name}");
+            }
+        }
+        Some(_) => return Err("apps domains APP_ID [add|remove DOMAIN…]".into()),
+    }
+    let list = domains::list(client, app_id)
+        .await
+        .map_err(|e| format!("postgresql: {e}"))?;
+    println!("app {app_id} domains: {}", list.join(" "));
+    Ok(())
 }
 
 async fn run(args: Vec<String>) -> Result<(), String> {
@@ -115,6 +152,14 @@ async fn run(args: Vec<String>) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("postgresql: {e}"))?;
             lifecycle::app_retention(&client, &args[2..]).await
+        }
+        Some("apps") if args.get(1).map(String::as_str) == Some("domains") => {
+            let app_id = args.get(2).ok_or("apps domains APP_ID [add|remove DOMAIN…]")?;
+            let client = pg().await?;
+            postgres::migrate(&client)
+                .await
+                .map_err(|e| format!("postgresql: {e}"))?;
+            app_domains(&client, app_id, &args[3..]).await
         }
         Some("apps") if args.get(1).map(String::as_str) == Some("create") => {
             let app_id = args.get(2).ok_or("apps create APP_ID")?;

@@ -1,0 +1,149 @@
+// Runs Plausible's real, unmodified tracker (npm @plausible-analytics/tracker,
+// an ES module) in Chromium against the gateway's `/api/event`, through a
+// relay on another origin that answers the first stored event with 503 (the
+// tracker does not retry: the event must still be counted once).
+//
+//   node plausible_browser.mjs NODE_CLIENTS_DIR WEB_DIR GATEWAY_URL DOMAIN
+//
+// Scenario: init with the site's domain and a custom property (automatic page
+// view), 3 `Signup` events, a `Purchase` with revenue, a non-interactive
+// `Outbound Link: Click`, an SPA navigation with history.pushState (a second
+// page view, and the tracker's engagement event for the first page), then the
+// page is left (engagement for the second). The relay parses every event it
+// forwards and records the gateway's answers; the script waits until the relay
+// has been idle for 2 s, then prints one JSON report.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const [dir, webDir, gateway, domain] = process.argv.slice(2);
+const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
+const TRACKER_DIR = path.join(dir, 'node_modules/@plausible-analytics/tracker');
+const TRACKER = fs.readFileSync(path.join(TRACKER_DIR, 'plausible.js'));
+const VERSION = JSON.parse(fs.readFileSync(path.join(TRACKER_DIR, 'package.json'))).version;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function relay() {
+  const seen = { requests: 0, forced: 0, inflight: 0, last: Date.now(), stored: {}, statuses: {} };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    seen.inflight += 1;
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', async () => {
+      seen.requests += 1;
+      const headers = {};
+      for (const name of ['content-type', 'user-agent', 'origin']) {
+        if (req.headers[name]) headers[name] = req.headers[name];
+      }
+      const body = Buffer.concat(chunks);
+      try {
+        const answer = await fetch(gateway + req.url, {
+          method: req.method,
+          headers,
+          body: req.method === 'POST' ? body : undefined,
+        });
+        const text = Buffer.from(await answer.arrayBuffer());
+        const out = {};
+        answer.headers.forEach((value, name) => {
+          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)) out[name] = value;
+        });
+        let status = answer.status;
+        seen.statuses[status] = (seen.statuses[status] || 0) + 1;
+        if (req.method === 'POST' && status === 202) {
+          const name = JSON.parse(body.toString('utf8')).n;
+          seen.stored[name] = (seen.stored[name] || 0) + 1;
+          if (seen.forced === 0) {
+            seen.forced += 1;
+            status = 503;
+          }
+        }
+        res.writeHead(status, out);
+        res.end(status === answer.status ? text : JSON.stringify({ error: 'unavailable', reason: 'forced by the test relay' }));
+      } catch (error) {
+        res.writeHead(502);
+        res.end(String(error));
+      } finally {
+        seen.inflight -= 1;
+        seen.last = Date.now();
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
+  });
+}
+
+function site(relayUrl) {
+  const page = `<!doctype html><html><head><title>Pricing</title></head><body><h1>Pricing</h1>
+<script type="module">
+import { init, track } from '/plausible.js';
+window.results = [];
+window.trackWith = (name, options = {}) => new Promise((resolve) => {
+  track(name, { ...options, callback: (result) => { window.results.push({ name, result }); resolve(result); } });
+});
+init({ domain: ${JSON.stringify(domain)}, endpoint: ${JSON.stringify(`${relayUrl}/api/event`)},
+  captureOnLocalhost: true, customProperties: { plan: 'pro' } });
+window.ready = true;
+</script></body></html>`;
+  const server = http.createServer((req, res) => {
+    if (req.url === '/plausible.js') {
+      res.writeHead(200, { 'content-type': 'application/javascript' });
+      res.end(TRACKER);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end(page);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://localhost:${server.address().port}` }));
+  });
+}
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+// A visitor's browser, not an automated one: Chromium's user agent without
+// "Headless" and no navigator.webdriver (SDKs drop what looks automated, and
+// the gateway flags it as a bot), for every request, keepalive ones included.
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_VERSION = (execFileSync(CHROMIUM, ['--version']).toString().match(/\d+(\.\d+)+/) || ['130.0.0.0'])[0];
+const VISITOR = [
+  `--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${CHROMIUM_VERSION} Safari/537.36`,
+  '--disable-blink-features=AutomationControlled',
+];
+
+(async () => {
+  const { server: relayServer, seen, url: relayUrl } = await relay();
+  const { server: siteServer, url: siteUrl } = await site(relayUrl);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // The forced 503 shows up as a failed resource load; nothing else may.
+    if (message.type() === 'error' && !/503/.test(message.text())) problems.push(`console error: ${message.text()}`);
+  });
+  await page.goto(`${siteUrl}/pricing?utm_source=news`);
+  await page.waitForFunction(() => window.ready === true);
+  const statuses = await page.evaluate(async () => {
+    const out = [];
+    for (let i = 0; i < 3; i += 1) out.push(await window.trackWith('Signup', { props: { method: 'email', i: String(i) } }));
+    out.push(await window.trackWith('Purchase', { props: { sku: 'a-1' }, revenue: { amount: 19.99, currency: 'EUR' } }));
+    out.push(await window.trackWith('Outbound Link: Click', { props: { url: 'https://other.example/' }, interactive: false }));
+    history.pushState({}, '', '/checkout');
+    return out.map((result) => (result && result.status) || null);
+  });
+  // Leave the page: the tracker sends its engagement event (keepalive fetch).
+  await page.goto('about:blank');
+  const deadline = Date.now() + 30_000;
+  while ((seen.inflight > 0 || Date.now() - seen.last < 2000) && Date.now() < deadline) await sleep(100);
+  await browser.close();
+  relayServer.close();
+  siteServer.close();
+  console.log(JSON.stringify({ version: VERSION, statuses, problems, relay: seen }));
+  process.exit(0);
+})().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -1,0 +1,206 @@
+// Runs the real, unmodified posthog-js (its snippet bundle, dist/array.js) in
+// Chromium against the gateway, through a relay on another origin (so CORS is
+// exercised) that answers the first stored capture request with 503, so the
+// SDK's retry of an already-stored batch is exercised.
+//
+//   node posthog_browser.mjs NODE_CLIENTS_DIR WEB_DIR GATEWAY_URL WRITE_KEY
+//
+// Two instances on one page, as a site may run them:
+//   * "main" (default settings: the gateway's remote config offers gzip-js, so
+//     its batches are gzipped): a $pageview (captured as an SPA router does), 10 custom events,
+//     identify, 2 more events, and 2 events sent with sendBeacon (gzip too);
+//   * "plain" (disable_compression: true): 3 events as plain JSON and 2 by
+//     sendBeacon, which posthog-js then sends form-encoded base64.
+// The relay decodes every capture body it forwards (gzip, form, base64, JSON)
+// and records the uuids the gateway acknowledged. The script waits until every
+// uuid the page captured is acknowledged, then prints one JSON report.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { createRequire } from 'node:module';
+
+const [dir, webDir, gateway, key] = process.argv.slice(2);
+const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
+const ARRAY_JS = fs.readFileSync(path.join(dir, 'node_modules/posthog-js/dist/array.js'));
+const VERSION = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules/posthog-js/package.json'))).version;
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The events of a capture body, whatever its wrapping. */
+function captureEvents(url, headers, body) {
+  let bytes = body;
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = zlib.gunzipSync(bytes);
+  let text = bytes.toString('utf8');
+  const form = /x-www-form-urlencoded/.test(headers['content-type'] || '') || text.startsWith('data=');
+  const encodings = [];
+  if (body !== bytes) encodings.push('gzip');
+  if (form) {
+    const data = new URLSearchParams(text).get('data') || '';
+    if (/^\s*[[{]/.test(data)) {
+      text = data;
+      encodings.push('form-json');
+    } else {
+      text = Buffer.from(data, 'base64').toString('utf8');
+      encodings.push('form-base64');
+    }
+  }
+  if (!encodings.length) encodings.push('json');
+  const parsed = JSON.parse(text);
+  const events = Array.isArray(parsed) ? parsed : parsed.batch || [parsed];
+  return { events, encoding: encodings.join('+') };
+}
+
+function relay() {
+  const seen = { requests: 0, forced: 0, paths: {}, encodings: {}, acked: new Map(), statuses: [] };
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', async () => {
+      seen.requests += 1;
+      const route = req.url.split('?')[0];
+      seen.paths[route] = (seen.paths[route] || 0) + 1;
+      const headers = {};
+      for (const name of ['content-type', 'content-encoding', 'user-agent', 'origin',
+        'access-control-request-method', 'access-control-request-headers']) {
+        if (req.headers[name]) headers[name] = req.headers[name];
+      }
+      const body = Buffer.concat(chunks);
+      try {
+        const answer = await fetch(gateway + req.url, {
+          method: req.method,
+          headers,
+          body: req.method === 'GET' || req.method === 'OPTIONS' ? undefined : body,
+        });
+        const text = Buffer.from(await answer.arrayBuffer());
+        seen.statuses.push(answer.status);
+        const out = {};
+        answer.headers.forEach((value, name) => {
+          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)) out[name] = value;
+        });
+        let status = answer.status;
+        if (req.method === 'POST' && /^\/(e|i\/v0\/e|batch|capture)\/?$/.test(route) && status === 200) {
+          const { events, encoding } = captureEvents(req.url, req.headers, body);
+          seen.encodings[encoding] = (seen.encodings[encoding] || 0) + 1;
+          // The first fetch (never a beacon: beacons are not retried) is answered 503.
+          if (seen.forced === 0 && req.headers['sec-fetch-mode'] === 'cors') {
+            seen.forced += 1;
+            status = 503;
+          } else {
+            for (const event of events) seen.acked.set(event.uuid, event.event);
+          }
+        }
+        res.writeHead(status, out);
+        res.end(status === answer.status ? text : JSON.stringify({ error: 'unavailable', reason: 'forced by the test relay' }));
+      } catch (error) {
+        res.writeHead(502);
+        res.end(String(error));
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
+  });
+}
+
+function site() {
+  const server = http.createServer((req, res) => {
+    if (req.url === '/array.js') {
+      res.writeHead(200, { 'content-type': 'application/javascript' });
+      res.end(ARRAY_JS);
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    res.end('<!doctype html><html><head><title>Pricing</title><script src="/array.js"></script></head><body><h1>Pricing</h1></body></html>');
+  });
+  return new Promise((resolve) => {
+    // "localhost" rather than 127.0.0.1: the page is another origin than the relay.
+    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://localhost:${server.address().port}` }));
+  });
+}
+
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--no-first-run'];
+// A visitor's browser, not an automated one: Chromium's user agent without
+// "Headless" and no navigator.webdriver (SDKs drop what looks automated, and
+// the gateway flags it as a bot), for every request, keepalive ones included.
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_VERSION = (execFileSync(CHROMIUM, ['--version']).toString().match(/\d+(\.\d+)+/) || ['130.0.0.0'])[0];
+const VISITOR = [
+  `--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${CHROMIUM_VERSION} Safari/537.36`,
+  '--disable-blink-features=AutomationControlled',
+];
+
+(async () => {
+  const { server: relayServer, seen, url: relayUrl } = await relay();
+  const { server: siteServer, url: siteUrl } = await site();
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('console', (message) => {
+    // The forced 503 shows up as a failed resource load; nothing else may.
+    if (message.type() === 'error' && !/status of 503/.test(message.text())) problems.push(`console error: ${message.text()}`);
+  });
+  page.on('requestfailed', (request) => {
+    // A beacon's request may be reported failed though it was sent; the relay's acknowledgements decide.
+    if (request.resourceType() !== 'ping') problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
+  });
+  await page.goto(`${siteUrl}/pricing?utm_source=news`);
+  const captured = await page.evaluate(async ({ key, relayUrl }) => {
+    const uuids = [];
+    const before_send = (event) => { if (event) uuids.push(event.uuid); return event; };
+    const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    const main = await new Promise((resolve) => {
+      window.posthog.init(key, {
+        api_host: relayUrl, autocapture: false, capture_pageview: false, capture_pageleave: false, before_send, loaded: resolve,
+      });
+    });
+    // The remote config (and with it the compression choice) arrives asynchronously.
+    for (let i = 0; i < 100 && main.compression === undefined; i += 1) await wait(50);
+    // A single-page app's page view, as its router captures it.
+    main.capture('$pageview');
+    for (let i = 0; i < 10; i += 1) main.capture('ph_browser_event', { i, sdk: 'posthog-js' });
+    const anonymous = main.get_distinct_id();
+    main.identify('ph-browser-user', { plan: 'pro' });
+    main.capture('after_identify', { step: 1 });
+    main.capture('after_identify', { step: 2 });
+    main.capture('beacon_event', { via: 'gzip' }, { transport: 'sendBeacon' });
+    main.capture('beacon_event', { via: 'gzip' }, { transport: 'sendBeacon' });
+    const plain = await new Promise((resolve) => {
+      window.posthog.init(key, {
+        api_host: relayUrl, autocapture: false, capture_pageview: false, capture_pageleave: false,
+        disable_compression: true, before_send, loaded: resolve,
+      }, 'plain');
+    });
+    for (let i = 0; i < 3; i += 1) plain.capture('plain_event', { i });
+    plain.capture('beacon_event', { via: 'base64' }, { transport: 'sendBeacon' });
+    plain.capture('beacon_event', { via: 'base64' }, { transport: 'sendBeacon' });
+    return { uuids, compression: main.compression ?? null, anonymous };
+  }, { key, relayUrl });
+
+  // Every captured uuid acknowledged by the gateway (the forced one after posthog-js's retry).
+  const deadline = Date.now() + 60_000;
+  const missing = () => captured.uuids.filter((uuid) => !seen.acked.has(uuid));
+  while (missing().length && Date.now() < deadline) await sleep(200);
+  await browser.close();
+  relayServer.close();
+  siteServer.close();
+  const names = {};
+  for (const name of seen.acked.values()) names[name] = (names[name] || 0) + 1;
+  console.log(JSON.stringify({
+    version: VERSION,
+    captured: captured.uuids.length,
+    missing: missing(),
+    compression: captured.compression,
+    anonymous_id: captured.anonymous,
+    acked: seen.acked.size,
+    names,
+    problems,
+    relay: { requests: seen.requests, forced: seen.forced, paths: seen.paths, encodings: seen.encodings },
+  }));
+  process.exit(0);
+})().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
