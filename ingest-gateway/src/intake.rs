@@ -50,6 +50,10 @@ pub struct BatchResponse {
     pub rejected: usize,
     /// One entry per refused event.
     pub errors: Vec<Rejection>,
+    /// The API the body turned out to be (PostHog's and Amplitude's `/batch`
+    /// share a route); its answer shape is the router's.
+    #[serde(skip)]
+    pub api: Api,
 }
 
 /// What is known of a request before its body is read.
@@ -92,6 +96,8 @@ impl<'a> Head<'a> {
 /// A decoded batch: what it claims and its raw events.
 #[derive(Debug)]
 pub struct Decoded<'a> {
+    /// The API whose body this is (the route's, or Amplitude's on `/batch`).
+    pub api: Api,
     /// The body's `app_id`, if any.
     pub claimed_app: Option<String>,
     /// The body's write key, if any.
@@ -139,7 +145,9 @@ async fn stages<S: EventSink>(
     let owner = authenticate(state, header_app, &batch).await?;
     admit(state, &owner.app_id, batch.events.len())?;
     let (prepared, letters) = prepare(state, head, &owner, &batch);
-    publish(state, &owner.app_id, prepared, letters).await
+    let mut answer = publish(state, &owner.app_id, prepared, letters).await?;
+    answer.api = batch.api;
+    Ok(answer)
 }
 
 /// Stage 1: refuses a body announced larger than the limit, then checks a write
@@ -211,6 +219,12 @@ pub async fn receive<S>(
     } else {
         bytes
     };
+    if head.api == Api::Snowplow(crate::snowplow::Endpoint::Pixel) {
+        // The pixel's event is its query string.
+        let json = crate::snowplow::query_to_json(head.uri.query().unwrap_or_default());
+        reservation.grow(json.len()).map_err(refuse)?;
+        return Ok((json.into_bytes(), reservation));
+    }
     if !head.api.wrapped_bodies() {
         return Ok((bytes, reservation));
     }
@@ -255,6 +269,7 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
         Api::Native | Api::Segment(None) => {
             let batch = decode::parse_batch(text)?;
             Decoded {
+                api,
                 claimed_app: batch.app_id,
                 body_key: batch.write_key,
                 domains: Vec::new(),
@@ -262,10 +277,66 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
                 sent_at: batch.sent_at,
             }
         }
+        Api::PostHog if crate::amplitude::is_upload(text) => return decode(text, Api::Amplitude),
+        Api::Umami => {
+            let malformed = |err: serde_json::Error| GatewayError::MalformedBody(err.to_string());
+            if !text.trim_start().starts_with('{') {
+                return Err(GatewayError::MalformedBody(
+                    "an Umami request is one JSON object".into(),
+                ));
+            }
+            let site: crate::umami::Website = serde_json::from_str(text).map_err(malformed)?;
+            let event: &RawValue = serde_json::from_str(text).map_err(malformed)?;
+            Decoded {
+                api,
+                claimed_app: None,
+                body_key: site.key(),
+                domains: Vec::new(),
+                events: vec![event],
+                sent_at: None,
+            }
+        }
+        Api::Snowplow(_) => {
+            let body = crate::snowplow::parse_body(text)
+                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+            Decoded {
+                api,
+                claimed_app: None,
+                body_key: body.key,
+                domains: Vec::new(),
+                events: body.events,
+                sent_at: None,
+            }
+        }
+        Api::Mixpanel(_) => {
+            let body = crate::mixpanel::parse_body(text)
+                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+            Decoded {
+                api,
+                claimed_app: None,
+                body_key: body.key,
+                domains: Vec::new(),
+                events: body.events,
+                sent_at: None,
+            }
+        }
+        Api::Amplitude => {
+            let body = crate::amplitude::parse_body(text)
+                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
+            Decoded {
+                api,
+                claimed_app: None,
+                body_key: body.key,
+                domains: Vec::new(),
+                events: body.events,
+                sent_at: None,
+            }
+        }
         Api::PostHog => {
             let body = crate::posthog::parse_body(text)
                 .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
             Decoded {
+                api,
                 claimed_app: None,
                 body_key: body.key,
                 domains: Vec::new(),
@@ -282,6 +353,7 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
                 return Err(GatewayError::MissingDomain);
             }
             Decoded {
+                api,
                 claimed_app: None,
                 body_key: None,
                 domains,
@@ -294,6 +366,7 @@ pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
             let key: BodyKey = serde_json::from_str(text).map_err(malformed)?;
             let message: &RawValue = serde_json::from_str(text).map_err(malformed)?;
             Decoded {
+                api,
                 claimed_app: None,
                 body_key: key.write_key,
                 domains: Vec::new(),
@@ -411,7 +484,7 @@ pub fn prepare<S>(
         app_id,
         &batch.events,
         batch.sent_at,
-        head.api,
+        batch.api,
         &context,
         &state.config.limits,
         &state.agents,
@@ -472,6 +545,7 @@ pub async fn publish<S: EventSink>(
         accepted: prepared.envelopes.len(),
         rejected: prepared.rejected.len(),
         errors: prepared.rejected,
+        api: Api::Native,
     })
 }
 

@@ -17,6 +17,8 @@
 //! [`run`] serves the [`router::app`] until the shutdown future resolves, then
 //! stops intake, waits for in-flight requests and flushes the producer.
 
+pub mod amplitude;
+pub mod answers;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod intake;
 pub mod memo;
 pub mod metrics;
+pub mod mixpanel;
 pub mod overload;
 pub mod plausible;
 pub mod posthog;
@@ -33,8 +36,11 @@ pub mod posthog_config;
 pub mod router;
 pub mod segment;
 pub mod sink;
+pub mod snowplow;
 pub mod state;
+pub mod umami;
 pub mod validate;
+pub mod vendor;
 pub mod wrapping;
 
 use std::future::Future;

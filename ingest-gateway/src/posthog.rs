@@ -26,6 +26,7 @@
 //! (Tally keeps person properties from identify events only). Every other
 //! property, `$`-prefixed ones included, is kept under its own name.
 
+use crate::vendor::{id_text, object, rename};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -148,28 +149,6 @@ pub enum MapError {
     MissingEvent,
     /// No `distinct_id` anywhere.
     MissingDistinctId,
-}
-
-fn id_text(value: Option<Value>) -> Option<String> {
-    match value? {
-        Value::String(text) if !text.is_empty() => Some(text),
-        Value::Number(number) => Some(number.to_string()),
-        _ => None,
-    }
-}
-
-/// Moves `from` to `to` when `to` is not set already.
-fn rename(properties: &mut Map<String, Value>, from: &str, to: &str) {
-    if let Some(value) = properties.remove(from) {
-        properties.entry(to).or_insert(value);
-    }
-}
-
-fn object(value: Option<Value>) -> Option<Map<String, Value>> {
-    match value? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
 }
 
 /// Maps one event; returns it with its user agent (posthog-js's

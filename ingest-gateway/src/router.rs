@@ -5,8 +5,14 @@
 //! |---|---|
 //! | `POST /api/v1/events/batch` | Tally's batch API |
 //! | `POST /v1/batch`, `POST /v1/{type}` | Segment's tracking API (batch, single message) |
-//! | `POST /batch/`, `/e/`, `/capture/`, `/i/v0/e/` (with or without the last `/`) | PostHog capture (`posthog.rs`), answered `{"status": 1, …}` |
-//! | `POST /api/event` | Plausible's events API (`plausible.rs`), answered 202 `ok` as Plausible does; a refused event 400 with its reason |
+//! | `POST /batch/`, `/e/`, `/capture/`, `/i/v0/e/` (with or without the last `/`) | PostHog capture (`posthog.rs`); an Amplitude upload on `/batch` is Amplitude's (`amplitude.rs`) |
+//! | `POST /2/httpapi` | Amplitude's HTTP V2 upload (`amplitude.rs`) |
+//! | `GET`/`POST /track`, `/import`, `/engage` (± `/`) | Mixpanel ingestion (`mixpanel.rs`), `data` in the query or a form body |
+//! | `POST /api/send` | Umami's collect API (`umami.rs`) |
+//! | `POST /com.snowplowanalytics.snowplow/tp2`, `GET /i` | Snowplow's tracker protocol (`snowplow.rs`) |
+//! | `POST /api/event` | Plausible's events API (`plausible.rs`) |
+//!
+//! Vendor routes answer in the vendor's shape (`answers.rs`).
 //! | `GET /array/{token}/config`, `/array/{token}/config.js`, `/flags/`, `/decide/` | what PostHog's SDKs fetch at start (`posthog_config.rs`) |
 //! | `GET /sdk.js` | the browser tracker |
 //! | `GET /livez`, `/readyz`, `/metrics` | health and Prometheus metrics |
@@ -15,16 +21,19 @@
 //! used), never with credentials. Every refusal, including unknown routes and
 //! methods, answers JSON.
 
+use crate::answers;
 use crate::error::GatewayError;
 use crate::intake::{self, BatchResponse, Head};
+use crate::mixpanel;
 use crate::posthog_config;
 use crate::segment;
 use crate::sink::EventSink;
+use crate::snowplow;
 use crate::state::AppState;
 use crate::validate::Api;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
@@ -64,6 +73,38 @@ pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
     }
     let ingest = ingest
         .route("/api/event", post(plausible_event::<S>))
+        .route("/2/httpapi", post(amplitude_upload::<S>))
+        .route("/api/send", post(umami_send::<S>))
+        .route(
+            "/com.snowplowanalytics.snowplow/tp2",
+            post(snowplow_post::<S>),
+        )
+        .route("/i", get(snowplow_pixel::<S>))
+        .route(
+            "/com.snowplowanalytics.snowplow/i",
+            get(snowplow_pixel::<S>),
+        )
+        .route("/track", get(mixpanel_track::<S>).post(mixpanel_track::<S>))
+        .route(
+            "/track/",
+            get(mixpanel_track::<S>).post(mixpanel_track::<S>),
+        )
+        .route(
+            "/import",
+            get(mixpanel_import::<S>).post(mixpanel_import::<S>),
+        )
+        .route(
+            "/import/",
+            get(mixpanel_import::<S>).post(mixpanel_import::<S>),
+        )
+        .route(
+            "/engage",
+            get(mixpanel_engage::<S>).post(mixpanel_engage::<S>),
+        )
+        .route(
+            "/engage/",
+            get(mixpanel_engage::<S>).post(mixpanel_engage::<S>),
+        )
         .route("/array/{token}/config", get(posthog_remote_config))
         .route("/array/{token}/config.js", get(posthog_remote_config_js));
     let ingest = ingest.layer(cors);
@@ -124,15 +165,6 @@ async fn segment_single<S: EventSink>(
 /// PostHog's capture paths (each also with a trailing `/`).
 const POSTHOG_CAPTURE: [&str; 4] = ["/batch", "/e", "/capture", "/i/v0/e"];
 
-/// PostHog's answer: its SDKs look only at the status code; `status: 1` is
-/// what PostHog's capture sends, Tally's counts follow.
-#[derive(Debug, serde::Serialize)]
-struct PostHogAnswer {
-    status: u8,
-    #[serde(flatten)]
-    batch: BatchResponse,
-}
-
 async fn posthog_capture<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -141,28 +173,10 @@ async fn posthog_capture<S: EventSink>(
     body: axum::body::Body,
 ) -> Response {
     let head = Head::new(&state, peer, &uri, &headers, Api::PostHog);
-    match intake::handle(&state, head, body).await {
-        Ok(batch) => Json(PostHogAnswer { status: 1, batch }).into_response(),
-        Err(refusal) => retried_by_posthog_js(refusal),
-    }
+    let result = intake::handle(&state, head, body).await;
+    answers::posthog(result, state.clock.now_ms())
 }
 
-/// posthog-js retries a failed request only on a 5xx (or no answer), never on
-/// a 4xx: a refusal that asks the client to come back later (429: the app's
-/// rate, the client's share of the in-flight budget) is sent as 503 with the
-/// same reason and `Retry-After`, so no PostHog SDK drops those events
-/// (posthog-node retries both).
-fn retried_by_posthog_js(refusal: GatewayError) -> Response {
-    let later = refusal.status() == StatusCode::TOO_MANY_REQUESTS;
-    let mut response = refusal.into_response();
-    if later {
-        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    }
-    response
-}
-
-/// Plausible answers an accepted event `202 ok` (its tracker reads only the
-/// status); a refused event is a 400 with Tally's reason, like any refusal.
 async fn plausible_event<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -171,22 +185,100 @@ async fn plausible_event<S: EventSink>(
     body: axum::body::Body,
 ) -> Response {
     let head = Head::new(&state, peer, &uri, &headers, Api::Plausible);
-    match intake::handle(&state, head, body).await {
-        Ok(batch) if batch.accepted == 1 => (StatusCode::ACCEPTED, "ok").into_response(),
-        Ok(batch) => {
-            let reason = batch
-                .errors
-                .first()
-                .map_or("malformed_event", |r| r.reason.code());
-            let body = serde_json::json!({
-                "error": reason,
-                "message": "the event was refused",
-                "errors": batch.errors,
-            });
-            (StatusCode::BAD_REQUEST, Json(body)).into_response()
-        }
-        Err(refusal) => refusal.into_response(),
-    }
+    answers::plausible(intake::handle(&state, head, body).await)
+}
+
+async fn amplitude_upload<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let head = Head::new(&state, peer, &uri, &headers, Api::Amplitude);
+    let result = intake::handle(&state, head, body).await;
+    answers::amplitude(result, state.clock.now_ms())
+}
+
+async fn umami_send<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let head = Head::new(&state, peer, &uri, &headers, Api::Umami);
+    answers::umami(intake::handle(&state, head, body).await)
+}
+
+async fn snowplow_post<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let endpoint = snowplow::Endpoint::Post;
+    let head = Head::new(&state, peer, &uri, &headers, Api::Snowplow(endpoint));
+    answers::snowplow(intake::handle(&state, head, body).await, endpoint)
+}
+
+async fn snowplow_pixel<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let endpoint = snowplow::Endpoint::Pixel;
+    let head = Head::new(&state, peer, &uri, &headers, Api::Snowplow(endpoint));
+    answers::snowplow(intake::handle(&state, head, body).await, endpoint)
+}
+
+async fn mixpanel<S: EventSink>(
+    state: Arc<AppState<S>>,
+    peer: SocketAddr,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+    endpoint: mixpanel::Endpoint,
+) -> Response {
+    let verbose = uri.query().is_some_and(|query| {
+        url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "verbose" && v == "1")
+    });
+    let head = Head::new(&state, peer, &uri, &headers, Api::Mixpanel(endpoint));
+    let result = intake::handle(&state, head, body).await;
+    answers::mixpanel(result, endpoint, verbose)
+}
+
+async fn mixpanel_track<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    mixpanel(state, peer, uri, headers, body, mixpanel::Endpoint::Track).await
+}
+
+async fn mixpanel_import<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    mixpanel(state, peer, uri, headers, body, mixpanel::Endpoint::Import).await
+}
+
+async fn mixpanel_engage<S: EventSink>(
+    State(state): State<Arc<AppState<S>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    mixpanel(state, peer, uri, headers, body, mixpanel::Endpoint::Engage).await
 }
 
 async fn posthog_flags() -> Json<serde_json::Value> {

@@ -18,6 +18,7 @@
 //! become `utm_*`, `library.{name,version}` become `library.*`, and
 //! `userAgent` is used as the event's user agent (server-side SDKs forward it).
 
+use crate::vendor::id_text;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tally_schemas::event::{IncomingEvent, TimestampInput};
@@ -68,14 +69,6 @@ pub struct Message {
     /// Previous id (alias).
     #[serde(default)]
     pub previous_id: Option<Value>,
-}
-
-fn id_text(value: Option<Value>) -> Option<String> {
-    match value? {
-        Value::String(text) => Some(text),
-        Value::Number(number) => Some(number.to_string()),
-        _ => None,
-    }
 }
 
 /// Why a message cannot be mapped.

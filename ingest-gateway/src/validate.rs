@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::enrich::{page_fields, truncate, Agents, MAX_USER_AGENT_BYTES};
-use crate::{plausible, posthog, segment};
+use crate::{amplitude, mixpanel, plausible, posthog, segment, snowplow, umami};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use tally_schemas::event::{IncomingEvent, TimestampInput};
@@ -96,13 +96,21 @@ pub enum Api {
     PostHog,
     /// Plausible's events API (`/api/event`): one event, the app named by its domain.
     Plausible,
+    /// Amplitude's HTTP V2 (`/2/httpapi`) and batch (`/batch`) uploads.
+    Amplitude,
+    /// Mixpanel's `/track`, `/import` and `/engage`.
+    Mixpanel(mixpanel::Endpoint),
+    /// Umami's `/api/send`.
+    Umami,
+    /// Snowplow's tracker protocol (`…/tp2`, `/i`).
+    Snowplow(snowplow::Endpoint),
 }
 
 impl Api {
     /// The API's bodies may come gzipped without `Content-Encoding`, form-encoded
-    /// or base64-encoded (`wrapping.rs`).
+    /// or base64-encoded, or as `data` in the query string (`wrapping.rs`).
     pub fn wrapped_bodies(self) -> bool {
-        matches!(self, Api::PostHog)
+        matches!(self, Api::PostHog | Api::Mixpanel(_))
     }
 }
 
@@ -248,6 +256,59 @@ fn prepare_one(
             let message: segment::Message =
                 serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
             segment::to_event(message, implied).map_err(|_| RejectReason::UnknownType)?
+        }
+        Api::Mixpanel(endpoint) => {
+            let mapped = if endpoint == mixpanel::Endpoint::Engage {
+                let update: mixpanel::Update =
+                    serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+                mixpanel::update_to_event(update)
+            } else {
+                let message: mixpanel::Message =
+                    serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+                mixpanel::to_event(message)
+            };
+            let event = mapped.map_err(|err| match err {
+                mixpanel::MapError::MissingEvent => RejectReason::MissingName,
+                mixpanel::MapError::MissingDistinctId => RejectReason::MissingIdentity,
+                mixpanel::MapError::NothingToSet => RejectReason::MalformedEvent,
+            })?;
+            (event, None, None)
+        }
+        Api::Umami => {
+            let message: umami::Message =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            let visitor = crate::vendor::visitor_id(
+                "umami-visitor",
+                app_id,
+                context.received_at_ms.div_euclid(86_400_000),
+                context.ip.as_deref(),
+                context.user_agent.as_deref(),
+            );
+            let event = umami::to_event(message, visitor).map_err(|err| match err {
+                umami::MapError::UnknownType => RejectReason::UnknownType,
+                umami::MapError::BadData => RejectReason::MalformedEvent,
+            })?;
+            (event, None, None)
+        }
+        Api::Snowplow(_) => {
+            let fields: Map<String, Value> =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            let (event, sent, user_agent) =
+                snowplow::to_event(fields).map_err(|err| match err {
+                    snowplow::MapError::UnknownEvent => RejectReason::UnknownType,
+                    snowplow::MapError::MissingIdentity => RejectReason::MissingIdentity,
+                    snowplow::MapError::BadPayload => RejectReason::MalformedEvent,
+                })?;
+            (event, sent, user_agent)
+        }
+        Api::Amplitude => {
+            let message: amplitude::Message =
+                serde_json::from_str(raw.get()).map_err(|_| RejectReason::MalformedEvent)?;
+            let event = amplitude::to_event(message).map_err(|err| match err {
+                amplitude::MapError::MissingEventType => RejectReason::MissingName,
+                amplitude::MapError::MissingIdentity => RejectReason::MissingIdentity,
+            })?;
+            (event, None, None)
         }
         Api::Plausible => {
             let message: plausible::Message =

@@ -10,6 +10,7 @@
 //! | gzip | query `compression=gzip-js` or `gzip`, or gzip's magic bytes `1f 8b` (posthog-js drops the query parameter when it gzips) | the inflated bytes, capped like `Content-Encoding: gzip` |
 //! | form | `Content-Type: application/x-www-form-urlencoded`, or a body starting `data=` | the `data` field, percent-decoded |
 //! | base64 | query `compression=base64`, or a `data` field that is not JSON | the decoded bytes (standard or URL-safe alphabet, padding optional) |
+//! | query | an empty body and a `data` field in the query string (Mixpanel's GET requests) | that field, as a form body |
 //!
 //! `compression=lz64` (lz-string, used by PostHog's oldest browser SDKs) is
 //! refused with 400 `unsupported_compression`, as is any other named scheme.
@@ -25,6 +26,13 @@ pub fn unwrap(
     content_type: Option<&str>,
     limit: usize,
 ) -> Result<Vec<u8>, DecodeError> {
+    // `data` in the query string (Mixpanel's GET requests): the query is the form.
+    let body = match query {
+        Some(query) if body.is_empty() && form_field(query.as_bytes(), "data").is_some() => {
+            return unwrap(query.as_bytes().to_vec(), None, Some(FORM_TYPE), limit);
+        }
+        _ => body,
+    };
     let scheme = query.and_then(compression);
     let body = match scheme.as_deref() {
         None | Some("" | "base64" | "none") if !is_gzip(&body) => body,
@@ -52,6 +60,8 @@ pub fn unwrap(
     }
     base64_decode(&data)
 }
+
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
 
 /// The `compression` query parameter, lower-cased.
 fn compression(query: &str) -> Option<String> {
@@ -177,6 +187,23 @@ mod tests {
         assert_eq!(
             unwrap(form(&url_safe), None, FORM, 1 << 20).unwrap(),
             json.as_bytes()
+        );
+    }
+
+    #[test]
+    fn data_in_the_query_string_of_an_empty_request() {
+        let json = r#"{"event":"a","properties":{"token":"t"}}"#;
+        let encoded: String =
+            url::form_urlencoded::byte_serialize(b64(json.as_bytes()).as_bytes()).collect();
+        let query = format!("ip=0&verbose=1&data={encoded}");
+        assert_eq!(
+            unwrap(Vec::new(), Some(&query), None, 1 << 20).unwrap(),
+            json.as_bytes()
+        );
+        // A body wins over the query.
+        assert_eq!(
+            unwrap(b"[]".to_vec(), Some(&query), None, 1 << 20).unwrap(),
+            b"[]"
         );
     }
 

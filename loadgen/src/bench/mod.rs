@@ -53,6 +53,7 @@ mod probes;
 mod process;
 mod replay;
 mod report;
+mod vendors;
 
 use peers::{plain_consume, plain_produce};
 use probes::{
@@ -79,6 +80,8 @@ pub struct BenchConfig {
     pub clickhouse_url: String,
     /// Seconds of B1 traffic.
     pub b1_seconds: f64,
+    /// B1v: seconds per API.
+    pub b1v_seconds: f64,
     /// Stop after the intake figures (B1–B4, B2r, B6): `--intake-only`.
     pub intake_only: bool,
     /// Seconds of B3 traffic.
@@ -110,6 +113,7 @@ impl BenchConfig {
             redis_url: env("TALLY_REDIS_URL", "redis://127.0.0.1:6379"),
             clickhouse_url: env("TALLY_CLICKHOUSE_URL", "http://127.0.0.1:8123"),
             b1_seconds: 20.0,
+            b1v_seconds: 8.0,
             intake_only: false,
             b3_seconds: 20.0,
             b4_rate: 1_000.0,
@@ -132,6 +136,7 @@ impl BenchConfig {
     pub fn quick(bin_dir: PathBuf) -> Self {
         BenchConfig {
             b1_seconds: 3.0,
+            b1v_seconds: 1.0,
             b3_seconds: 3.0,
             b4_rate: 200.0,
             b4_seconds: 2.0,
@@ -344,6 +349,29 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         .iter()
         .map(|s| (s.name, s.peak_rss_kib()))
         .collect();
+    // B1v: the same events through every API the gateway speaks.
+    let vendor_app = format!("{id}-vendors");
+    let vendor_key = tally_common::postgres::provision(
+        &config.postgres,
+        &vendor_app,
+        tally_common::postgres::KeyKind::Write,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let vendor_domain = format!("{}.bench.example", id.replace('_', "-"));
+    let pg = config.postgres.connect().await.map_err(|e| e.to_string())?;
+    tally_common::domains::add(&pg, &vendor_app, &vendor_domain)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("B1v: intake per API, {} s each", config.b1v_seconds);
+    let b1v = vendors::b1v(
+        &gateway.url,
+        &id,
+        &vendor_key,
+        &vendor_domain,
+        config.b1v_seconds,
+    )
+    .await;
     gateway.stop();
     aggregator.stop();
     query.stop();
@@ -360,6 +388,7 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
         "b2r": {"replay_events_per_sec": b2r.events_per_sec, "replay_events_per_cpu_second": b2r.per_core,
                 "replay_wall_seconds": b2r.wall_seconds, "rates_cover_whole_run": b2r.whole_run, "ratio_to_aggregator": b2r.events_per_sec / aggregator_rate},
         "b2c": b2c,
+        "b1v": b1v,
         "b3": {"load_events_per_sec": b3_load.events_per_sec, "probes": fresh.acked.len(), "measured_from": "send",
                "ack_p50_ms": ms(percentile(&fresh.acked, 0.5)), "ack_p99_ms": ms(percentile(&fresh.acked, 0.99)),
                "push_p50_ms": ms(percentile(&fresh.pushed, 0.5)), "push_p99_ms": ms(percentile(&fresh.pushed, 0.99)),

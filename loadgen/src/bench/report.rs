@@ -31,6 +31,22 @@ pub fn table(results: &Value) -> String {
         "| B1 per core | events per CPU-second of the gateway process | {} | | |\n",
         f(&b1["gateway_events_per_cpu_second"])
     );
+    if let Some(apis) = results["b1v"].as_object() {
+        let native = &apis
+            .get("native")
+            .map_or(Value::Null, |n| n["events_per_sec"].clone());
+        for (name, figures) in apis.iter().filter(|(name, _)| *name != "native") {
+            out += &format!(
+                "| B1v intake by API | {name}: events/s, {} per request, `{}` (p99 {} ms) | {} | {} (native API) | {} |\n",
+                figures["events_per_request"],
+                figures["path"].as_str().unwrap_or("?"),
+                f(&figures["p99_ms"]),
+                f(&figures["events_per_sec"]),
+                f(native),
+                f(&figures["ratio_to_native"])
+            );
+        }
+    }
     out += &format!(
         "| B2 per core | events per CPU-second of the aggregator process | {} | | |\n",
         f(&b2["aggregator_events_per_cpu_second"])

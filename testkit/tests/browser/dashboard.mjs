@@ -527,6 +527,17 @@ test('screenshots of every page (1280 px) and Overview at 375 px', async ({ page
   await page.goto(`${BASE}${app}/settings`);
   await page.waitForSelector('[data-testid=table-keys]');
   await take('10-settings', 'Settings: keys and members');
+  // A new write key comes with the set-up of every SDK the gateway speaks.
+  await page.click('[data-testid=key-create-write]');
+  const key = (await page.textContent('[data-testid=new-key-value] code')).trim();
+  assert.match(key, /^tw_/);
+  for (const [sdk, needle] of [['posthog', `posthog.init('${key}'`], ['amplitude', '/2/httpapi'], ['plausible', 'apps domains']]) {
+    await page.selectOption('[data-testid=vendor-sdk]', sdk);
+    const snippet = await page.textContent(`[data-testid=vendor-snippet-${sdk}] code`);
+    assert.ok(snippet.includes(needle), `${sdk} snippet: ${snippet}`);
+  }
+  await take('10b-settings-new-key', 'Settings: a new write key with the set-up of other SDKs');
+  await page.click('[data-testid=new-key-dismiss]');
   await page.goto(`${BASE}/app/${env.OTHER_APP}/overview`);
   await page.waitForSelector('[data-testid=forbidden]');
   await take('11-forbidden', `the no-access (403) page for ${env.OTHER_APP}`);

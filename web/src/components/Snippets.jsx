@@ -1,3 +1,4 @@
+import { useState } from 'preact/hooks';
 import { CodeBlock } from './ui.jsx';
 import { Link } from '../lib/router.js';
 
@@ -36,5 +37,39 @@ export function Onboarding({ app, gateway, admin }) {
       <CodeBlock code={curlSnippet(gw, app, 'tw_YOUR_WRITE_KEY')} testid="snippet-curl" label="curl command" />
       <p class="muted">Events show up on the Realtime page within a second, and here once the range includes them.</p>
     </section>
+  );
+}
+
+/** Other vendors' SDKs pointed at the gateway, the write key as their key (README: "… compatibility"). */
+export const VENDOR_SNIPPETS = [
+  ['posthog', 'PostHog (posthog-js)', (gw, key) => `posthog.init('${key}', { api_host: '${gw}' })`],
+  ['segment', 'Segment (analytics-node)', (gw, key) => `const analytics = new Analytics({ writeKey: '${key}', host: '${gw}' })`],
+  ['amplitude', 'Amplitude (analytics-node, analytics-browser)', (gw, key) => `amplitude.init('${key}', { serverUrl: '${gw}/2/httpapi' })`],
+  ['mixpanel', 'Mixpanel (mixpanel-browser)', (gw, key) => `mixpanel.init('${key}', { api_host: '${gw}' })`],
+  ['umami', 'Umami (tracker script)', (gw, key) => `<script defer src="/umami/script.js" data-website-id="${key}" data-host-url="${gw}"></script>`],
+  ['snowplow', 'Snowplow (browser tracker)', (gw, key) => `newTracker('sp', '${gw}', { appId: '${key}', withCredentials: false })`],
+  [
+    'plausible',
+    'Plausible (@plausible-analytics/tracker)',
+    (gw, _key, app) =>
+      `// Plausible sends no key: allow the site's domain for this app first —\n//   tally-admin apps domains ${app} add your-site.example\ninit({ domain: 'your-site.example', endpoint: '${gw}/api/event' })`,
+  ],
+];
+
+/** The snippet of one vendor SDK at a time, chosen from a list. */
+export function VendorSnippets({ gateway, app, writeKey }) {
+  const [choice, setChoice] = useState(VENDOR_SNIPPETS[0][0]);
+  const [, label, snippet] = VENDOR_SNIPPETS.find(([id]) => id === choice) || VENDOR_SNIPPETS[0];
+  const id = `vendor-sdk-${app}`;
+  return (
+    <div class="vendor-snippets" data-testid="vendor-snippets">
+      <label for={id}>SDK</label>{' '}
+      <select id={id} value={choice} data-testid="vendor-sdk" onChange={(e) => setChoice(e.currentTarget.value)}>
+        {VENDOR_SNIPPETS.map(([value, text]) => (
+          <option value={value}>{text}</option>
+        ))}
+      </select>
+      <CodeBlock code={snippet(gateway, writeKey, app)} testid={`vendor-snippet-${choice}`} label={`${label} set-up`} />
+    </div>
   );
 }

@@ -3,7 +3,7 @@ import { api, appAdmin, del, post } from '../lib/api.js';
 import { useApi } from '../lib/hooks.js';
 import { fmtDateTime } from '../lib/format.js';
 import { CodeBlock, ConfirmButton, ErrorText, Loaded, Panel } from '../components/ui.jsx';
-import { curlSnippet, sdkSnippet } from '../components/Snippets.jsx';
+import { curlSnippet, sdkSnippet, VendorSnippets } from '../components/Snippets.jsx';
 
 export function Settings({ me, app }) {
   return (
@@ -82,6 +82,8 @@ function Keys({ app, gateway }) {
               <CodeBlock code={sdkSnippet(gw, created.key)} testid="new-key-sdk" label="Tracker script tag" />
               <h4>Or send an event with curl</h4>
               <CodeBlock code={curlSnippet(gw, app, created.key)} testid="new-key-curl" label="curl command" />
+              <h4>Or keep the SDK you already use</h4>
+              <VendorSnippets gateway={gw} app={app} writeKey={created.key} />
             </>
           ) : null}
           <button type="button" class="btn small" data-testid="new-key-dismiss" onClick={() => setCreated(null)}>
