@@ -1,6 +1,6 @@
 //! Amplitude HTTP V2 and batch uploads → Tally events (pure; the routes and
 //! Amplitude's answer shape are `router.rs`'s, the body shape
-//! `intake::decode`'s).
+//! `bodies.rs`'s).
 //!
 //! A body is `{"api_key", "events": [...], "options"}`; `options` (minimum id
 //! length) is not applied — Tally takes ids of any length. An event:

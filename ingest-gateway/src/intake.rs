@@ -7,8 +7,8 @@
 //!    the in-flight budget (`overload.rs`: 503/429), a gzip body inflated under
 //!    the same budget, a vendor's gzip/form/base64 wrapping undone
 //!    (`wrapping.rs`, for the APIs whose SDKs send them);
-//! 3. [`decode`] — UTF-8 (lone surrogates repaired), the batch's envelope, each
-//!    event kept raw;
+//! 3. [`text`], then [`decode`] (`bodies.rs`) — UTF-8 (lone surrogates
+//!    repaired), the body as its API shapes it, each event kept raw;
 //! 4. [`authenticate`] — the app: the header key's, or else the body's key's,
 //!    or else (Plausible) the app allowing the site domain the body names; an
 //!    `app_id` in the body must be that app;
@@ -21,6 +21,7 @@
 //! Each stage returns the one error type; [`handle`] counts the answer.
 
 use crate::auth;
+pub use crate::bodies::{decode, Decoded};
 use crate::body::{self, ReadError};
 use crate::decode;
 use crate::enrich;
@@ -28,11 +29,10 @@ use crate::error::GatewayError;
 use crate::overload::{self, Pool, Refusal, Reservation};
 use crate::sink::EventSink;
 use crate::state::AppState;
-use crate::validate::{self, valid_app_id, Api, Prepared, Rejection, RequestContext};
+use crate::validate::{self, Api, Prepared, Rejection, RequestContext};
 use crate::wrapping;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -91,23 +91,6 @@ impl<'a> Head<'a> {
             headers,
         }
     }
-}
-
-/// A decoded batch: what it claims and its raw events.
-#[derive(Debug)]
-pub struct Decoded<'a> {
-    /// The API whose body this is (the route's, or Amplitude's on `/batch`).
-    pub api: Api,
-    /// The body's `app_id`, if any.
-    pub claimed_app: Option<String>,
-    /// The body's write key, if any.
-    pub body_key: Option<String>,
-    /// Site domains the body names instead of a key (Plausible), normalised, in order.
-    pub domains: Vec<String>,
-    /// The events, each still raw JSON.
-    pub events: Vec<&'a RawValue>,
-    /// The batch's `sent_at`, if any.
-    pub sent_at: Option<&'a RawValue>,
 }
 
 /// Handles one batch request and counts its answer.
@@ -254,135 +237,6 @@ pub fn text<'b, S>(
             .map_err(|refusal| over_cap(state, refusal, head.client))?;
     }
     Ok(text)
-}
-
-#[derive(serde::Deserialize)]
-struct BodyKey {
-    #[serde(default, alias = "writeKey")]
-    write_key: Option<String>,
-}
-
-/// Stage 3b: the batch of `text` as `api` shapes it (a Segment single-message
-/// call carries one event and maybe its write key).
-pub fn decode(text: &str, api: Api) -> Result<Decoded<'_>, GatewayError> {
-    let decoded = match api {
-        Api::Native | Api::Segment(None) => {
-            let batch = decode::parse_batch(text)?;
-            Decoded {
-                api,
-                claimed_app: batch.app_id,
-                body_key: batch.write_key,
-                domains: Vec::new(),
-                events: batch.events,
-                sent_at: batch.sent_at,
-            }
-        }
-        Api::PostHog if crate::amplitude::is_upload(text) => return decode(text, Api::Amplitude),
-        Api::Umami => {
-            let malformed = |err: serde_json::Error| GatewayError::MalformedBody(err.to_string());
-            if !text.trim_start().starts_with('{') {
-                return Err(GatewayError::MalformedBody(
-                    "an Umami request is one JSON object".into(),
-                ));
-            }
-            let site: crate::umami::Website = serde_json::from_str(text).map_err(malformed)?;
-            let event: &RawValue = serde_json::from_str(text).map_err(malformed)?;
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: site.key(),
-                domains: Vec::new(),
-                events: vec![event],
-                sent_at: None,
-            }
-        }
-        Api::Snowplow(_) => {
-            let body = crate::snowplow::parse_body(text)
-                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: body.key,
-                domains: Vec::new(),
-                events: body.events,
-                sent_at: None,
-            }
-        }
-        Api::Mixpanel(_) => {
-            let body = crate::mixpanel::parse_body(text)
-                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: body.key,
-                domains: Vec::new(),
-                events: body.events,
-                sent_at: None,
-            }
-        }
-        Api::Amplitude => {
-            let body = crate::amplitude::parse_body(text)
-                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: body.key,
-                domains: Vec::new(),
-                events: body.events,
-                sent_at: None,
-            }
-        }
-        Api::PostHog => {
-            let body = crate::posthog::parse_body(text)
-                .map_err(|err| GatewayError::MalformedBody(err.to_string()))?;
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: body.key,
-                domains: Vec::new(),
-                events: body.events,
-                sent_at: body.sent_at,
-            }
-        }
-        Api::Plausible => {
-            let malformed = |err: serde_json::Error| GatewayError::MalformedBody(err.to_string());
-            let site: crate::plausible::Site = serde_json::from_str(text).map_err(malformed)?;
-            let event: &RawValue = serde_json::from_str(text).map_err(malformed)?;
-            let domains = crate::plausible::domains(site.domain.as_deref());
-            if domains.is_empty() {
-                return Err(GatewayError::MissingDomain);
-            }
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: None,
-                domains,
-                events: vec![event],
-                sent_at: None,
-            }
-        }
-        Api::Segment(Some(_)) => {
-            let malformed = |err: serde_json::Error| GatewayError::MalformedBody(err.to_string());
-            let key: BodyKey = serde_json::from_str(text).map_err(malformed)?;
-            let message: &RawValue = serde_json::from_str(text).map_err(malformed)?;
-            Decoded {
-                api,
-                claimed_app: None,
-                body_key: key.write_key,
-                domains: Vec::new(),
-                events: vec![message],
-                sent_at: None,
-            }
-        }
-    };
-    if decoded
-        .claimed_app
-        .as_deref()
-        .is_some_and(|app| !valid_app_id(app))
-    {
-        return Err(GatewayError::InvalidAppId);
-    }
-    Ok(decoded)
 }
 
 /// Stage 4: the app the events belong to — the header key's, else the body

@@ -1,15 +1,21 @@
-//! Tally's ingest gateway: `POST /api/v1/events/batch` (and Segment's tracking
-//! API) → validate → enrich → Kafka, answering 200 only once the broker
-//! acknowledged every accepted event.
+//! Tally's ingest gateway: `POST /api/v1/events/batch`, and the tracking APIs
+//! of Segment, PostHog, Plausible, Amplitude, Mixpanel, Umami and Snowplow →
+//! validate → enrich → Kafka, answering only once the broker acknowledged
+//! every accepted event.
 //!
 //! Module map (each imports only modules below it):
-//! * [`router`] — routes and thin handlers → [`intake`], the stages of one batch
-//!   (authenticate the header key → receive → decode → authenticate → admit →
-//!   prepare → publish);
-//! * [`intake`] → [`body`] (reading under the in-flight budget), [`decode`],
-//!   [`auth`], [`overload`], [`validate`] (per-event rules, enrichment via
-//!   [`enrich`] — its repeated lookups remembered in a [`memo`] — and
-//!   [`segment`]), [`sink`] (Kafka, or memory in tests);
+//! * [`router`] — routes and thin handlers (one [`router::Ingest`] extractor)
+//!   → [`answers`] (each API's answer shape) and [`intake`], the stages of one
+//!   batch (authenticate the header key → receive → decode → authenticate →
+//!   admit → prepare → publish); [`posthog_config`] answers PostHog's start-up
+//!   fetches;
+//! * [`intake`] → [`body`] (reading under the in-flight budget), [`wrapping`]
+//!   (vendors' gzip/form/base64), [`decode`], [`bodies`] (each API's body
+//!   shape), [`auth`], [`overload`], [`validate`] (per-event rules, enrichment
+//!   via [`enrich`] — its repeated lookups remembered in a [`memo`] — and the
+//!   vendor mappings [`segment`], [`posthog`], [`plausible`], [`amplitude`],
+//!   [`mixpanel`], [`umami`], [`snowplow`] over [`vendor`]), [`sink`] (Kafka,
+//!   or memory in tests);
 //! * [`state`] holds every dependency; [`metrics`] has one function per notable
 //!   event; [`error`] maps every refusal to a status and a JSON reason;
 //!   [`config`] reads the environment.
@@ -20,6 +26,7 @@
 pub mod amplitude;
 pub mod answers;
 pub mod auth;
+pub mod bodies;
 pub mod body;
 pub mod config;
 pub mod decode;

@@ -1,5 +1,5 @@
 //! PostHog capture events → Tally events (pure; the capture routes are
-//! `router.rs`'s, the body shapes `intake::decode`'s).
+//! `router.rs`'s, the body shapes `bodies.rs`'s).
 //!
 //! An event as posthog-node and posthog-js send it: `event`, `distinct_id`
 //! (top level, or in `properties` as posthog-js puts it), `properties`,

@@ -1,19 +1,18 @@
 //! The gateway's routes and their thin handlers: each ingest route names its
-//! API flavour and hands the request to [`crate::intake::handle`].
+//! API flavour, hands the request ([`Ingest`]) to [`crate::intake::handle`]
+//! and answers in its API's shape (`answers.rs`).
 //!
 //! | route | what |
 //! |---|---|
 //! | `POST /api/v1/events/batch` | Tally's batch API |
 //! | `POST /v1/batch`, `POST /v1/{type}` | Segment's tracking API (batch, single message) |
-//! | `POST /batch/`, `/e/`, `/capture/`, `/i/v0/e/` (with or without the last `/`) | PostHog capture (`posthog.rs`); an Amplitude upload on `/batch` is Amplitude's (`amplitude.rs`) |
+//! | `POST /batch/`, `/e/`, `/capture/`, `/i/v0/e/` (with or without the last `/`) | PostHog capture (`posthog.rs`); an Amplitude upload on `/batch` is Amplitude's |
+//! | `GET /array/{token}/config`, `/array/{token}/config.js`, `/flags/`, `/decide/` | what PostHog's SDKs fetch at start (`posthog_config.rs`) |
+//! | `POST /api/event` | Plausible's events API (`plausible.rs`) |
 //! | `POST /2/httpapi` | Amplitude's HTTP V2 upload (`amplitude.rs`) |
 //! | `GET`/`POST /track`, `/import`, `/engage` (± `/`) | Mixpanel ingestion (`mixpanel.rs`), `data` in the query or a form body |
 //! | `POST /api/send` | Umami's collect API (`umami.rs`) |
-//! | `POST /com.snowplowanalytics.snowplow/tp2`, `GET /i` | Snowplow's tracker protocol (`snowplow.rs`) |
-//! | `POST /api/event` | Plausible's events API (`plausible.rs`) |
-//!
-//! Vendor routes answer in the vendor's shape (`answers.rs`).
-//! | `GET /array/{token}/config`, `/array/{token}/config.js`, `/flags/`, `/decide/` | what PostHog's SDKs fetch at start (`posthog_config.rs`) |
+//! | `POST /com.snowplowanalytics.snowplow/tp2`, `GET /i` (also under `/com.snowplowanalytics.snowplow/`) | Snowplow's tracker protocol (`snowplow.rs`) |
 //! | `GET /sdk.js` | the browser tracker |
 //! | `GET /livez`, `/readyz`, `/metrics` | health and Prometheus metrics |
 //!
@@ -24,17 +23,17 @@
 use crate::answers;
 use crate::error::GatewayError;
 use crate::intake::{self, BatchResponse, Head};
-use crate::mixpanel;
+use crate::mixpanel::Endpoint as Mixpanel;
 use crate::posthog_config;
 use crate::segment;
 use crate::sink::EventSink;
-use crate::snowplow;
+use crate::snowplow::Endpoint as Snowplow;
 use crate::state::AppState;
 use crate::validate::Api;
-use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, Uri};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,54 +58,44 @@ pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
     let mut ingest = Router::new()
         .route("/api/v1/events/batch", post(native_batch::<S>))
         .route("/v1/batch", post(segment_batch::<S>))
-        .route("/v1/{kind}", post(segment_single::<S>));
-    for path in POSTHOG_CAPTURE {
-        ingest = ingest
-            .route(path, post(posthog_capture::<S>))
-            .route(&format!("{path}/"), post(posthog_capture::<S>));
-    }
-    for path in ["/flags", "/flags/"] {
-        ingest = ingest.route(path, get(posthog_flags).post(posthog_flags));
-    }
-    for path in ["/decide", "/decide/"] {
-        ingest = ingest.route(path, get(posthog_decide).post(posthog_decide));
-    }
-    let ingest = ingest
+        .route("/v1/{kind}", post(segment_single::<S>))
         .route("/api/event", post(plausible_event::<S>))
         .route("/2/httpapi", post(amplitude_upload::<S>))
         .route("/api/send", post(umami_send::<S>))
-        .route(
-            "/com.snowplowanalytics.snowplow/tp2",
-            post(snowplow_post::<S>),
-        )
-        .route("/i", get(snowplow_pixel::<S>))
-        .route(
-            "/com.snowplowanalytics.snowplow/i",
-            get(snowplow_pixel::<S>),
-        )
-        .route("/track", get(mixpanel_track::<S>).post(mixpanel_track::<S>))
-        .route(
-            "/track/",
-            get(mixpanel_track::<S>).post(mixpanel_track::<S>),
-        )
-        .route(
-            "/import",
-            get(mixpanel_import::<S>).post(mixpanel_import::<S>),
-        )
-        .route(
-            "/import/",
-            get(mixpanel_import::<S>).post(mixpanel_import::<S>),
-        )
-        .route(
-            "/engage",
-            get(mixpanel_engage::<S>).post(mixpanel_engage::<S>),
-        )
-        .route(
-            "/engage/",
-            get(mixpanel_engage::<S>).post(mixpanel_engage::<S>),
-        )
         .route("/array/{token}/config", get(posthog_remote_config))
         .route("/array/{token}/config.js", get(posthog_remote_config_js));
+    // Each with and without a trailing `/`, as the vendors' SDKs call them.
+    let slashed: [(&str, MethodRouter<Arc<AppState<S>>>); 12] = [
+        ("/batch", post(posthog_capture::<S>)),
+        ("/e", post(posthog_capture::<S>)),
+        ("/capture", post(posthog_capture::<S>)),
+        ("/i/v0/e", post(posthog_capture::<S>)),
+        ("/flags", get(posthog_flags).post(posthog_flags)),
+        ("/decide", get(posthog_decide).post(posthog_decide)),
+        ("/track", get(mixpanel_track::<S>).post(mixpanel_track::<S>)),
+        (
+            "/import",
+            get(mixpanel_import::<S>).post(mixpanel_import::<S>),
+        ),
+        (
+            "/engage",
+            get(mixpanel_engage::<S>).post(mixpanel_engage::<S>),
+        ),
+        (
+            "/com.snowplowanalytics.snowplow/tp2",
+            post(snowplow_post::<S>),
+        ),
+        (
+            "/com.snowplowanalytics.snowplow/i",
+            get(snowplow_pixel::<S>),
+        ),
+        ("/i", get(snowplow_pixel::<S>)),
+    ];
+    for (path, handler) in slashed {
+        ingest = ingest
+            .route(path, handler.clone())
+            .route(&format!("{path}/"), handler);
+    }
     let ingest = ingest.layer(cors);
     Router::new()
         .merge(ingest)
@@ -119,37 +108,76 @@ pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
         .layer(axum::middleware::from_fn(tally_common::http::json_errors))
 }
 
+/// An ingest request as the intake takes it: the client's socket address,
+/// the target, the headers and the (unread) body. The one extractor of every
+/// ingest route.
+#[derive(Debug)]
+pub struct Ingest {
+    peer: SocketAddr,
+    uri: Uri,
+    headers: HeaderMap,
+    body: axum::body::Body,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Ingest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = request.into_parts();
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>().copied()
+        else {
+            // Served without `into_make_service_with_connect_info`: a wiring fault.
+            let body = serde_json::json!({"error": "internal", "message": "no client address"});
+            return Err((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response());
+        };
+        Ok(Ingest {
+            peer,
+            uri: parts.uri,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Ingest {
+    /// Runs the intake for `api`.
+    async fn handle<S: EventSink>(
+        self,
+        state: &AppState<S>,
+        api: Api,
+    ) -> Result<BatchResponse, GatewayError> {
+        let head = Head::new(state, self.peer, &self.uri, &self.headers, api);
+        intake::handle(state, head, self.body).await
+    }
+
+    /// Whether the query asks for Mixpanel's verbose answer (`verbose=1`).
+    fn verbose(&self) -> bool {
+        self.uri.query().is_some_and(|query| {
+            url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "verbose" && v == "1")
+        })
+    }
+}
+
 type Answer = Result<Json<BatchResponse>, GatewayError>;
 
 async fn native_batch<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Answer {
-    let head = Head::new(&state, peer, &uri, &headers, Api::Native);
-    intake::handle(&state, head, body).await.map(Json)
+    ingest.handle(&state, Api::Native).await.map(Json)
 }
 
 async fn segment_batch<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Answer {
-    let head = Head::new(&state, peer, &uri, &headers, Api::Segment(None));
-    intake::handle(&state, head, body).await.map(Json)
+    ingest.handle(&state, Api::Segment(None)).await.map(Json)
 }
 
 async fn segment_single<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(kind): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Answer {
     let Some(kind) = segment::TYPES.iter().copied().find(|t| *t == kind) else {
         let refusal = GatewayError::UnknownType(kind);
@@ -158,127 +186,87 @@ async fn segment_single<S: EventSink>(
             .request_answered(refusal.status(), Some((refusal.reason(), &refusal)));
         return Err(refusal);
     };
-    let head = Head::new(&state, peer, &uri, &headers, Api::Segment(Some(kind)));
-    intake::handle(&state, head, body).await.map(Json)
+    ingest
+        .handle(&state, Api::Segment(Some(kind)))
+        .await
+        .map(Json)
 }
-
-/// PostHog's capture paths (each also with a trailing `/`).
-const POSTHOG_CAPTURE: [&str; 4] = ["/batch", "/e", "/capture", "/i/v0/e"];
 
 async fn posthog_capture<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    let head = Head::new(&state, peer, &uri, &headers, Api::PostHog);
-    let result = intake::handle(&state, head, body).await;
+    let result = ingest.handle(&state, Api::PostHog).await;
     answers::posthog(result, state.clock.now_ms())
 }
 
 async fn plausible_event<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    let head = Head::new(&state, peer, &uri, &headers, Api::Plausible);
-    answers::plausible(intake::handle(&state, head, body).await)
+    answers::plausible(ingest.handle(&state, Api::Plausible).await)
 }
 
 async fn amplitude_upload<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    let head = Head::new(&state, peer, &uri, &headers, Api::Amplitude);
-    let result = intake::handle(&state, head, body).await;
+    let result = ingest.handle(&state, Api::Amplitude).await;
     answers::amplitude(result, state.clock.now_ms())
 }
 
 async fn umami_send<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    let head = Head::new(&state, peer, &uri, &headers, Api::Umami);
-    answers::umami(intake::handle(&state, head, body).await)
+    answers::umami(ingest.handle(&state, Api::Umami).await)
 }
 
 async fn snowplow_post<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    let endpoint = snowplow::Endpoint::Post;
-    let head = Head::new(&state, peer, &uri, &headers, Api::Snowplow(endpoint));
-    answers::snowplow(intake::handle(&state, head, body).await, endpoint)
+    let result = ingest.handle(&state, Api::Snowplow(Snowplow::Post)).await;
+    answers::snowplow(result, Snowplow::Post)
 }
 
 async fn snowplow_pixel<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    let endpoint = snowplow::Endpoint::Pixel;
-    let head = Head::new(&state, peer, &uri, &headers, Api::Snowplow(endpoint));
-    answers::snowplow(intake::handle(&state, head, body).await, endpoint)
+    let result = ingest.handle(&state, Api::Snowplow(Snowplow::Pixel)).await;
+    answers::snowplow(result, Snowplow::Pixel)
 }
 
 async fn mixpanel<S: EventSink>(
-    state: Arc<AppState<S>>,
-    peer: SocketAddr,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
-    endpoint: mixpanel::Endpoint,
+    state: &AppState<S>,
+    ingest: Ingest,
+    endpoint: Mixpanel,
 ) -> Response {
-    let verbose = uri.query().is_some_and(|query| {
-        url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "verbose" && v == "1")
-    });
-    let head = Head::new(&state, peer, &uri, &headers, Api::Mixpanel(endpoint));
-    let result = intake::handle(&state, head, body).await;
+    let verbose = ingest.verbose();
+    let result = ingest.handle(state, Api::Mixpanel(endpoint)).await;
     answers::mixpanel(result, endpoint, verbose)
 }
 
 async fn mixpanel_track<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    mixpanel(state, peer, uri, headers, body, mixpanel::Endpoint::Track).await
+    mixpanel(&state, ingest, Mixpanel::Track).await
 }
 
 async fn mixpanel_import<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    mixpanel(state, peer, uri, headers, body, mixpanel::Endpoint::Import).await
+    mixpanel(&state, ingest, Mixpanel::Import).await
 }
 
 async fn mixpanel_engage<S: EventSink>(
     State(state): State<Arc<AppState<S>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: axum::body::Body,
+    ingest: Ingest,
 ) -> Response {
-    mixpanel(state, peer, uri, headers, body, mixpanel::Endpoint::Engage).await
+    mixpanel(&state, ingest, Mixpanel::Engage).await
 }
 
 async fn posthog_flags() -> Json<serde_json::Value> {

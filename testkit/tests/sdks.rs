@@ -19,7 +19,7 @@
 
 mod sdk;
 
-use sdk::{assert_live_equals_rows, run_node};
+use sdk::{assert_contains_all, node_clients, rows, run_node, web_dir, Pipeline};
 use std::time::Duration;
 use tally_testkit::{
     clickhouse_counts, eventually, node_clients_dir, services, unique, write_key, Isolation,
@@ -152,156 +152,66 @@ async fn segment_and_rudderstack_sdks_work_unmodified() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posthog_node_sdk_works_unmodified_and_its_retries_count_once() {
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
+    let dir = node_clients("posthog-node");
+    let pipeline = Pipeline::start().await;
     let app = unique("posthog");
     let key = write_key(&app).await;
-    let dir = node_clients_dir();
-    assert!(
-        dir.join("node_modules/posthog-node").exists(),
-        "run scripts/stack up: it installs the SDKs into {}",
-        dir.display()
-    );
-    let report = run_node(
-        "posthog.js",
-        vec![dir.display().to_string(), gateway.url(), key],
-    )
-    .await;
+    let report = run_node("posthog.js", vec![dir, pipeline.gateway.url(), key]).await;
     assert_eq!(report["errors"], serde_json::json!([]), "{report}");
     assert_eq!(report["relay"]["forced"], 1, "{report}");
     let requests = report["relay"]["requests"].as_u64().unwrap_or(0);
     assert!(requests >= 2, "the forced batch was sent again: {report}");
 
-    let expected = 13;
-    eventually("PostHog rows", Duration::from_secs(60), || async {
-        let (rows, _) = clickhouse_counts(&iso, &app).await;
-        (rows >= expected).then_some(())
-    })
-    .await;
-    iso.wait_consumed().await;
     // The retried batch's events once each: rows equal distinct SDK uuids.
-    assert_eq!(clickhouse_counts(&iso, &app).await, (expected, expected));
-    let rows: Vec<(String, String, u64)> = iso
-        .clickhouse_client()
-        .query(
-            "SELECT name, user_id, count() FROM events WHERE app_id = ? \
-             GROUP BY name, user_id ORDER BY name, user_id",
-        )
-        .bind(&app)
-        .fetch_all()
-        .await
-        .unwrap();
-    let want: Vec<(String, String, u64)> = [
-        ("PostHog Event", "ph-user", 10),
-        ("alias", "ph-user", 1),
-        ("identify", "ph-user", 1),
-        ("page_view", "ph-anon", 1),
-    ]
-    .into_iter()
-    .map(|(n, u, c)| (n.into(), u.into(), c))
-    .collect();
-    assert_eq!(rows, want);
+    pipeline.assert_stored_once(&app, 13).await;
+    let want = rows(&[
+        ("PostHog Event", "ph-user", "", 10),
+        ("alias", "ph-user", "", 1),
+        ("identify", "ph-user", "", 1),
+        ("page_view", "ph-anon", "", 1),
+    ]);
+    assert_eq!(pipeline.rows_by_identity(&app).await, want, "{report}");
     // The SDK's properties, mapped: library, page URL, alias, traits.
-    let facts: Vec<(String, String)> = iso
-        .clickhouse_client()
-        .query(
-            "SELECT name, arrayStringConcat(arraySort(arrayMap((k, v) -> concat(k, '=', v), \
-             prop_keys, prop_values)), ' ') FROM events WHERE app_id = ? AND name != 'PostHog Event' \
-             ORDER BY name",
-        )
-        .bind(&app)
-        .fetch_all()
-        .await
-        .unwrap();
-    let text = format!("{facts:?}");
-    for needle in [
-        "library.name=posthog-node",
-        "previous_id=ph-old-device",
-        "traits.plan=pro",
-        "url=https://shop.example/pricing",
-        "path=/pricing",
-    ] {
-        assert!(text.contains(needle), "{needle} in {text}");
-    }
-
-    assert_live_equals_rows(&iso, &query, &app).await;
-
-    gateway.stop().await;
-    aggregator.stop().await;
-    query.stop().await;
-    iso.cleanup().await;
+    let facts = pipeline
+        .facts(&app, &["alias", "identify", "page_view"])
+        .await;
+    assert_contains_all(
+        &facts,
+        &[
+            "library.name=posthog-node",
+            "previous_id=ph-old-device",
+            "traits.plan=pro",
+            "url=https://shop.example/pricing",
+            "path=/pricing",
+        ],
+    );
+    pipeline.finish(&app).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posthog_js_in_chromium_works_unmodified_and_its_retries_count_once() {
-    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
-    assert!(
-        web.join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: cd web && npm ci"
-    );
-    let dir = node_clients_dir();
-    assert!(
-        dir.join("node_modules/posthog-js/dist/array.js").exists(),
-        "run scripts/stack up: it installs the SDKs into {}",
-        dir.display()
-    );
-    let iso = Isolation::new(2).await;
-    let gateway = services::gateway(services::gateway_config(&iso)).await;
-    let aggregator = services::aggregator(services::aggregator_config(&iso)).await;
-    let query = services::query(services::query_config(&iso)).await;
+    let (web, dir) = (web_dir(), node_clients("posthog-js/dist/array.js"));
+    let pipeline = Pipeline::start().await;
     let app = unique("posthog_js");
     let key = write_key(&app).await;
-
-    let report = run_node(
-        "posthog_browser.mjs",
-        vec![
-            dir.display().to_string(),
-            web.display().to_string(),
-            gateway.url(),
-            key,
-        ],
-    )
-    .await;
+    let args = vec![dir, web, pipeline.gateway.url(), key];
+    let report = run_node("posthog_browser.mjs", args).await;
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
     assert_eq!(report["missing"], serde_json::json!([]), "{report}");
     assert_eq!(report["compression"], "gzip-js", "{report}");
     assert_eq!(report["relay"]["forced"], 1, "{report}");
     let encodings = &report["relay"]["encodings"];
     for encoding in ["gzip", "json", "form-base64"] {
-        assert!(
-            encodings[encoding].as_u64().unwrap_or(0) >= 1,
-            "{encoding}: {report}"
-        );
+        let seen = encodings[encoding].as_u64().unwrap_or(0);
+        assert!(seen >= 1, "{encoding}: {report}");
     }
     // 1 page view + 10 + identify + 2 + 2 beacons (main); 3 + 2 beacons (plain).
-    let expected = 21;
-    assert_eq!(report["captured"], expected, "{report}");
+    assert_eq!(report["captured"], 21, "{report}");
 
-    eventually("posthog-js rows", Duration::from_secs(60), || async {
-        let (rows, _) = clickhouse_counts(&iso, &app).await;
-        (rows >= expected).then_some(())
-    })
-    .await;
-    iso.wait_consumed().await;
     // The retried request's events once each: rows equal distinct SDK uuids.
-    assert_eq!(clickhouse_counts(&iso, &app).await, (expected, expected));
-    let anonymous = report["anonymous_id"].as_str().unwrap().to_owned();
-    let rows: Vec<(String, String, String, u64)> = iso
-        .clickhouse_client()
-        .query(
-            "SELECT name, user_id, anonymous_id, count() FROM events WHERE app_id = ? \
-             AND anonymous_id IN (?, '') GROUP BY name, user_id, anonymous_id \
-             ORDER BY name, user_id, anonymous_id",
-        )
-        .bind(&app)
-        .bind(&anonymous)
-        .fetch_all()
-        .await
-        .unwrap();
-    let a = anonymous.as_str();
-    let want: Vec<(String, String, String, u64)> = [
+    pipeline.assert_stored_once(&app, 21).await;
+    let a = report["anonymous_id"].as_str().unwrap();
+    let want = rows(&[
         ("after_identify", "ph-browser-user", "", 2),
         // Both instances' beacons: the second instance shares the first's
         // persisted identity (same project key), so it is identified too.
@@ -310,36 +220,17 @@ async fn posthog_js_in_chromium_works_unmodified_and_its_retries_count_once() {
         ("page_view", "", a, 1),
         ("ph_browser_event", "", a, 10),
         ("plain_event", "ph-browser-user", "", 3),
-    ]
-    .into_iter()
-    .map(|(n, u, an, c)| (n.into(), u.into(), an.into(), c))
-    .collect();
-    assert_eq!(rows, want, "{report}");
-    let facts: Vec<(String, String)> = iso
-        .clickhouse_client()
-        .query(
-            "SELECT name, concat(url_path, ' ', browser, ' ', \
-             arrayStringConcat(arraySort(arrayMap((k, v) -> concat(k, '=', v), \
-             prop_keys, prop_values)), ' ')) FROM events WHERE app_id = ? \
-             AND name IN ('page_view', 'identify') ORDER BY name",
-        )
-        .bind(&app)
-        .fetch_all()
-        .await
-        .unwrap();
-    let text = format!("{facts:?}");
-    for needle in [
-        "/pricing ",
-        "library.name=web",
-        "traits.plan=pro",
-        "utm_source",
-    ] {
-        assert!(text.contains(needle), "{needle} in {text}");
-    }
-    assert_live_equals_rows(&iso, &query, &app).await;
-
-    gateway.stop().await;
-    aggregator.stop().await;
-    query.stop().await;
-    iso.cleanup().await;
+    ]);
+    assert_eq!(pipeline.rows_by_identity(&app).await, want, "{report}");
+    let facts = pipeline.facts(&app, &["page_view", "identify"]).await;
+    assert_contains_all(
+        &facts,
+        &[
+            "/pricing ",
+            "library.name=web",
+            "traits.plan=pro",
+            "utm_source",
+        ],
+    );
+    pipeline.finish(&app).await;
 }
