@@ -366,10 +366,9 @@ pub async fn run(config: &BenchConfig) -> Result<Value, String> {
     eprintln!("B1v: intake per API, {} s each", config.b1v_seconds);
     let b1v = vendors::b1v(
         &gateway.url,
-        &id,
-        &vendor_key,
-        &vendor_domain,
+        (&id, &vendor_key, &vendor_domain),
         config.b1v_seconds,
+        || gateway.cpu_seconds(),
     )
     .await;
     gateway.stop();

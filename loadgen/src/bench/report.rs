@@ -32,17 +32,22 @@ pub fn table(results: &Value) -> String {
         f(&b1["gateway_events_per_cpu_second"])
     );
     if let Some(apis) = results["b1v"].as_object() {
-        let native = &apis
-            .get("native")
-            .map_or(Value::Null, |n| n["events_per_sec"].clone());
+        let native = apis.get("native").cloned().unwrap_or_default();
+        out += &format!(
+            "| B1v intake by API | native: events/s, 50 per request ({} events per gateway CPU-second) | {} | | |\n",
+            f(&native["events_per_gateway_cpu_second"]),
+            f(&native["events_per_sec"])
+        );
         for (name, figures) in apis.iter().filter(|(name, _)| *name != "native") {
             out += &format!(
-                "| B1v intake by API | {name}: events/s, {} per request, `{}` (p99 {} ms) | {} | {} (native API) | {} |\n",
+                "| B1v intake by API | {name}: events/s, {} per request, `{}` (p99 {} ms; {} events per gateway CPU-second, {} of native's) | {} | {} (native API) | {} |\n",
                 figures["events_per_request"],
                 figures["path"].as_str().unwrap_or("?"),
                 f(&figures["p99_ms"]),
+                f(&figures["events_per_gateway_cpu_second"]),
+                f(&figures["cpu_ratio_to_native"]),
                 f(&figures["events_per_sec"]),
-                f(native),
+                f(&native["events_per_sec"]),
                 f(&figures["ratio_to_native"])
             );
         }

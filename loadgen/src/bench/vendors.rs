@@ -2,10 +2,10 @@
 //! native batch API and through every vendor protocol the gateway speaks
 //! (Segment, PostHog JSON and posthog-js's gzip, Amplitude, Mixpanel's
 //! form-encoded base64, Snowplow, and Plausible's and Umami's one event per
-//! request), one API after the
-//! other against the same gateway and broker, with the same clients and batch
-//! size. Figures: accepted events/s, request p99, and the ratio to the native
-//! API of the same run (what decoding and mapping each protocol costs).
+//! request), one API after the other against the same gateway and broker,
+//! with the same clients and batch size. Figures: accepted events/s, request p99, events per gateway
+//! CPU-second (what decoding and mapping each protocol costs), each with its
+//! ratio to the native API of the same run.
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -196,27 +196,45 @@ async fn drive(
 }
 
 /// Runs B1v against the running gateway for app `app` (write key `key`, site
-/// `domain` allowed): one figure set per API.
-pub async fn b1v(gateway: &str, run: &str, key: &str, domain: &str, seconds: f64) -> Value {
+/// `domain` allowed); `cpu` reads the gateway process's CPU seconds so far.
+/// One figure set per API.
+pub async fn b1v(
+    gateway: &str,
+    (run, key, domain): (&str, &str, &str),
+    seconds: f64,
+    cpu: impl Fn() -> Option<f64>,
+) -> Value {
     let mut results = serde_json::Map::new();
-    let mut native = 0.0;
+    let (mut native_rate, mut native_per_cpu) = (0.0, 0.0);
+    let ratio = |x: f64, of: f64| if of > 0.0 { x / of } else { 0.0 };
     for api in &APIS {
         let bodies: Vec<Vec<u8>> = (0..64)
             .map(|request| body(api, run, request, key, domain))
             .collect();
+        let before = cpu();
         let (rate, p99, failed) = drive(gateway, api, &bodies, 16, seconds).await;
+        let used = cpu()
+            .zip(before)
+            .map_or(0.0, |(after, before)| after - before);
+        let per_cpu = if used > 0.0 {
+            rate * seconds / used
+        } else {
+            0.0
+        };
         if api.name == "native" {
-            native = rate;
+            (native_rate, native_per_cpu) = (rate, per_cpu);
         }
         eprintln!(
-            "B1v: {:<16} {rate:>9.0} events/s, p99 {p99:.1} ms",
+            "B1v: {:<16} {rate:>9.0} events/s, p99 {p99:.1} ms, {per_cpu:>9.0} events per gateway CPU-s",
             api.name
         );
         results.insert(
             api.name.to_owned(),
             json!({"events_per_sec": rate, "p99_ms": p99, "failed_requests": failed,
                    "events_per_request": api.batch, "path": api.path,
-                   "ratio_to_native": if native > 0.0 { rate / native } else { 0.0 }}),
+                   "events_per_gateway_cpu_second": per_cpu,
+                   "ratio_to_native": ratio(rate, native_rate),
+                   "cpu_ratio_to_native": ratio(per_cpu, native_per_cpu)}),
         );
     }
     Value::Object(results)
