@@ -174,7 +174,11 @@ async fn mixpanel_node_sdk_works_unmodified_and_a_retried_batch_counts_once() {
     let pipeline = Pipeline::start().await;
     let app = unique("mixpanel");
     let key = write_key(&app).await;
-    let report = run_node("mixpanel.js", vec![dir, pipeline.gateway.url(), key]).await;
+    let report = run_node(
+        "mixpanel.js",
+        vec![dir, pipeline.gateway.url(), key.clone()],
+    )
+    .await;
     // The forced 503 reached the SDK as an error; nothing else failed.
     assert!(report["forced"].is_string(), "{report}");
     assert_eq!(report["errors"], json!([]), "{report}");
@@ -186,9 +190,52 @@ async fn mixpanel_node_sdk_works_unmodified_and_a_retried_batch_counts_once() {
         );
     }
 
-    // 4 single events, the batch of 6 (sent twice), a page view, an identify, a verbose event.
-    pipeline.assert_stored_once(&app, 13).await;
+    // /import (mixpanel-node sends its secret only over HTTPS): the key as the
+    // Basic user, a JSON array; Mixpanel's answers for a clean and a partly
+    // refused batch.
+    let http = reqwest::Client::new();
+    let import = |body: serde_json::Value| {
+        http.post(format!("{}/import?strict=1", pipeline.gateway.url()))
+            .basic_auth(&key, Some(""))
+            .json(&body)
+            .send()
+    };
+    // Now, in seconds as Mixpanel sends it: within the live windows' lateness,
+    // so the live view counts it too (older imports reach ClickHouse only).
+    let time = tally_testkit::now_ms() / 1000;
+    let event = |id: &str| json!({"event": "Imported", "properties": {"distinct_id": "mp-user", "time": time, "$insert_id": id}});
+    let clean = import(json!([event("imp-1"), event("imp-2")]))
+        .await
+        .unwrap();
+    assert_eq!(clean.status().as_u16(), 200);
+    let clean: serde_json::Value = clean.json().await.unwrap();
+    assert_eq!(
+        clean,
+        json!({"code": 200, "num_records_imported": 2, "status": "OK"})
+    );
+    let partly = import(json!([event("imp-3"), {"properties": {"distinct_id": "u"}}]))
+        .await
+        .unwrap();
+    assert_eq!(partly.status().as_u16(), 400);
+    let partly: serde_json::Value = partly.json().await.unwrap();
+    assert_eq!(
+        (
+            &partly["num_records_imported"],
+            &partly["failed_records"][0]["index"]
+        ),
+        (&json!(1), &json!(1)),
+        "{partly}"
+    );
+    assert_eq!(
+        partly["failed_records"][0]["message"], "missing_name",
+        "{partly}"
+    );
+
+    // 4 single events, the batch of 6 (sent twice), a page view, an identify,
+    // a verbose event; 3 imported.
+    pipeline.assert_stored_once(&app, 16).await;
     let want = rows(&[
+        ("Imported", "mp-user", "", 3),
         ("Mixpanel Batch", "mp-user", "", 6),
         ("Mixpanel Event", "mp-user", "", 4),
         ("Verbose Event", "mp-user", "", 1),
