@@ -221,6 +221,31 @@ pub async fn metric(url: &str, family: &str) -> f64 {
         .sum()
 }
 
+/// Polls `fetch` (every 200 ms) until `done` holds for its value or `timeout`
+/// passes: `Ok(value)` when it held, else `Err(last value)` for the caller's
+/// failure message.
+pub async fn poll<T, F, Fut>(
+    timeout: Duration,
+    mut fetch: F,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = fetch().await;
+        if done(&value) {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            return Err(value);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -187,29 +187,28 @@ async fn two_aggregators_share_partitions_through_rebalances() {
         metric(&third.url(), "tally_aggregator_events_total").await,
     ];
     let client = iso.clickhouse_client();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let rows: u64 = client
+    let count = || async {
+        client
             .query("SELECT count() FROM events")
-            .fetch_one()
+            .fetch_one::<u64>()
             .await
-            .unwrap_or(0);
-        if rows >= summary.acknowledged {
-            break;
-        }
-        if std::time::Instant::now() > deadline {
-            let group =
-                broker::describe_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
-            panic!(
-                "after 60 s {rows} rows of {} acknowledged events; {group}; events written by the 2nd/3rd process: {:?}",
-                summary.acknowledged,
-                [
-                    metric(&second.url(), "tally_aggregator_events_total").await,
-                    metric(&third.url(), "tally_aggregator_events_total").await,
-                ]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .unwrap_or(0)
+    };
+    let stored = tally_testkit::poll(Duration::from_secs(60), count, |rows| {
+        *rows >= summary.acknowledged
+    })
+    .await;
+    if let Err(rows) = stored {
+        let group =
+            broker::describe_group(&iso.kafka.brokers, &iso.group_id, &iso.kafka.topic).await;
+        panic!(
+            "after 60 s {rows} rows of {} acknowledged events; {group}; events written by the 2nd/3rd process: {:?}",
+            summary.acknowledged,
+            [
+                metric(&second.url(), "tally_aggregator_events_total").await,
+                metric(&third.url(), "tally_aggregator_events_total").await,
+            ]
+        );
     }
     let query = services::query(services::query_config(&iso)).await;
     let config = CheckConfig::for_records(

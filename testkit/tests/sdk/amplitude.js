@@ -10,51 +10,21 @@
 // what the SDK reported for each event and what the relay saw, as JSON.
 "use strict";
 
-const http = require("http");
 const path = require("path");
 const [dir, gateway, key] = process.argv.slice(2);
 const amplitude = require(path.join(dir, "node_modules", "@amplitude", "analytics-node"));
-
-function relay() {
-  const seen = { requests: 0, forced: 0, statuses: [], inserted: new Set() };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", async () => {
-      seen.requests += 1;
-      const body = Buffer.concat(chunks);
-      try {
-        const answer = await fetch(gateway + req.url, {
-          method: req.method,
-          headers: { "content-type": req.headers["content-type"] || "application/json" },
-          body,
-        });
-        const text = await answer.text();
-        seen.statuses.push(answer.status);
-        if (answer.status === 200) {
-          for (const event of JSON.parse(body.toString("utf8")).events || []) seen.inserted.add(event.insert_id);
-        }
-        if (seen.forced === 0 && answer.status === 200) {
-          seen.forced += 1;
-          res.writeHead(503, { "content-type": "application/json" });
-          res.end(JSON.stringify({ code: 503, error: "forced by the test relay" }));
-          return;
-        }
-        res.writeHead(answer.status, { "content-type": "application/json" });
-        res.end(text);
-      } catch (error) {
-        res.writeHead(502);
-        res.end(String(error));
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
-  });
-}
+const { relay } = require("./relay.js");
 
 (async () => {
-  const { server, seen, url } = await relay();
+  // The first upload the gateway stored is answered 503 (Amplitude reads `code`).
+  const inserted = new Set();
+  const { server, seen, url } = await relay(gateway, {
+    headers: ["content-type"],
+    force: (req, answer) => (answer.status === 200 ? { status: 503, type: "application/json", body: JSON.stringify({ code: 503, error: "forced by the test relay" }) } : null),
+    observe: (req, body, answer) => {
+      if (answer.status === 200) for (const event of JSON.parse(body.toString("utf8")).events || []) inserted.add(event.insert_id);
+    },
+  });
   await amplitude.init(key, {
     serverUrl: `${url}/2/httpapi`,
     flushQueueSize: 4,
@@ -80,7 +50,7 @@ function relay() {
     messages: [...new Set(results.map((r) => r.message))],
     names: results.map((r) => r.event.event_type),
     insert_ids: results.map((r) => r.event.insert_id),
-    relay: { requests: seen.requests, forced: seen.forced, statuses: seen.statuses, stored: seen.inserted.size },
+    relay: { requests: seen.requests, forced: seen.forced, statuses: seen.statuses, stored: inserted.size },
   }));
   process.exit(0);
 })().catch((error) => {

@@ -49,28 +49,20 @@ pub async fn assert_live_equals_rows(iso: &Isolation, query: &services::Running,
     let url = format!("{}/api/v1/analytics/{app}/live?windows=120", query.url());
     let http = reqwest::Client::new();
     // Polled until it reaches the rows (≤ 30 s); compared whatever it shows then.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let live = loop {
-        let answer: Option<serde_json::Value> = async {
-            http.get(&url)
-                .bearer_auth(&key)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()
-        }
-        .await;
-        let reached = answer
+    let fetch = || async {
+        let answer = http.get(&url).bearer_auth(&key).send().await.ok()?;
+        answer.json::<serde_json::Value>().await.ok()
+    };
+    let reached = |answer: &Option<serde_json::Value>| {
+        answer
             .as_ref()
             .and_then(|a| a["total_events"].as_u64())
-            .is_some_and(|n| n >= total);
-        if reached || std::time::Instant::now() > deadline {
-            break answer.unwrap_or_default();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .is_some_and(|n| n >= total)
     };
+    let live = tally_testkit::poll(Duration::from_secs(30), fetch, reached)
+        .await
+        .unwrap_or_else(|last| last)
+        .unwrap_or_default();
     assert_eq!(live["total_events"], total, "{live}");
     let by_name = live["windows"]
         .as_array()

@@ -20,60 +20,11 @@ import { createRequire } from 'node:module';
 
 const [dir, webDir, gateway, domain] = process.argv.slice(2);
 const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
+const { relay, UNAVAILABLE } = createRequire(import.meta.url)('./relay.js');
 const TRACKER_DIR = path.join(dir, 'node_modules/@plausible-analytics/tracker');
 const TRACKER = fs.readFileSync(path.join(TRACKER_DIR, 'plausible.js'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(TRACKER_DIR, 'package.json'))).version;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function relay() {
-  const seen = { requests: 0, forced: 0, inflight: 0, last: Date.now(), stored: {}, statuses: {} };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    seen.inflight += 1;
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', async () => {
-      seen.requests += 1;
-      const headers = {};
-      for (const name of ['content-type', 'user-agent', 'origin']) {
-        if (req.headers[name]) headers[name] = req.headers[name];
-      }
-      const body = Buffer.concat(chunks);
-      try {
-        const answer = await fetch(gateway + req.url, {
-          method: req.method,
-          headers,
-          body: req.method === 'POST' ? body : undefined,
-        });
-        const text = Buffer.from(await answer.arrayBuffer());
-        const out = {};
-        answer.headers.forEach((value, name) => {
-          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)) out[name] = value;
-        });
-        let status = answer.status;
-        seen.statuses[status] = (seen.statuses[status] || 0) + 1;
-        if (req.method === 'POST' && status === 202) {
-          const name = JSON.parse(body.toString('utf8')).n;
-          seen.stored[name] = (seen.stored[name] || 0) + 1;
-          if (seen.forced === 0) {
-            seen.forced += 1;
-            status = 503;
-          }
-        }
-        res.writeHead(status, out);
-        res.end(status === answer.status ? text : JSON.stringify({ error: 'unavailable', reason: 'forced by the test relay' }));
-      } catch (error) {
-        res.writeHead(502);
-        res.end(String(error));
-      } finally {
-        seen.inflight -= 1;
-        seen.last = Date.now();
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
-  });
-}
 
 function site(relayUrl) {
   const page = `<!doctype html><html><head><title>Pricing</title></head><body><h1>Pricing</h1>
@@ -114,7 +65,17 @@ const VISITOR = [
 ];
 
 (async () => {
-  const { server: relayServer, seen, url: relayUrl } = await relay();
+  // The first event the gateway stored (202) is answered 503; stored events counted by name.
+  const stored = {};
+  const { server: relayServer, seen, url: relayUrl } = await relay(gateway, {
+    headers: ['content-type', 'user-agent', 'origin'],
+    force: (req, answer) => (req.method === 'POST' && answer.status === 202 ? UNAVAILABLE : null),
+    observe: (req, body, answer) => {
+      if (req.method !== 'POST' || answer.status !== 202) return;
+      const { n } = JSON.parse(body.toString('utf8'));
+      stored[n] = (stored[n] || 0) + 1;
+    },
+  });
   const { server: siteServer, url: siteUrl } = await site(relayUrl);
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
   const page = await browser.newPage();
@@ -141,7 +102,7 @@ const VISITOR = [
   await browser.close();
   relayServer.close();
   siteServer.close();
-  console.log(JSON.stringify({ version: VERSION, statuses, problems, relay: seen }));
+  console.log(JSON.stringify({ version: VERSION, statuses, problems, relay: { ...seen, stored } }));
   process.exit(0);
 })().catch((error) => {
   console.error(error);

@@ -10,52 +10,16 @@
 // Tally write key). Prints what the SDK and the relay saw, as JSON.
 "use strict";
 
-const http = require("http");
 const path = require("path");
 const [dir, gateway, key] = process.argv.slice(2);
 const { PostHog } = require(path.join(dir, "node_modules", "posthog-node"));
-
-// The relay: forwards every request; the first capture answer becomes a 503.
-function relay() {
-  const seen = { requests: 0, forced: 0, statuses: [] };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", async () => {
-      seen.requests += 1;
-      const headers = {};
-      for (const name of ["content-type", "content-encoding", "user-agent"]) {
-        if (req.headers[name]) headers[name] = req.headers[name];
-      }
-      try {
-        const answer = await fetch(gateway + req.url, {
-          method: req.method,
-          headers,
-          body: req.method === "GET" ? undefined : Buffer.concat(chunks),
-        });
-        const text = await answer.text();
-        seen.statuses.push(answer.status);
-        if (seen.forced === 0 && answer.status === 200 && req.url.startsWith("/batch")) {
-          seen.forced += 1;
-          res.writeHead(503, { "content-type": "application/json" });
-          res.end(JSON.stringify({ error: "unavailable", reason: "forced by the test relay" }));
-          return;
-        }
-        res.writeHead(answer.status, { "content-type": "application/json" });
-        res.end(text);
-      } catch (error) {
-        res.writeHead(502);
-        res.end(String(error));
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
-  });
-}
+const { relay, UNAVAILABLE } = require("./relay.js");
 
 (async () => {
-  const { server, seen, url } = await relay();
+  // The first batch the gateway stored is answered 503.
+  const { server, seen, url } = await relay(gateway, {
+    force: (req, answer) => (answer.status === 200 && req.url.startsWith("/batch") ? UNAVAILABLE : null),
+  });
   const errors = [];
   const client = new PostHog(key, {
     host: url,

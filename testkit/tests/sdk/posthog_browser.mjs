@@ -23,12 +23,14 @@ import { createRequire } from 'node:module';
 
 const [dir, webDir, gateway, key] = process.argv.slice(2);
 const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
+const { relay, UNAVAILABLE } = createRequire(import.meta.url)('./relay.js');
+const CAPTURE = /^\/(e|i\/v0\/e|batch|capture)\/?$/;
 const ARRAY_JS = fs.readFileSync(path.join(dir, 'node_modules/posthog-js/dist/array.js'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules/posthog-js/package.json'))).version;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The events of a capture body, whatever its wrapping. */
-function captureEvents(url, headers, body) {
+function captureEvents(headers, body) {
   let bytes = body;
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = zlib.gunzipSync(bytes);
   let text = bytes.toString('utf8');
@@ -49,58 +51,6 @@ function captureEvents(url, headers, body) {
   const parsed = JSON.parse(text);
   const events = Array.isArray(parsed) ? parsed : parsed.batch || [parsed];
   return { events, encoding: encodings.join('+') };
-}
-
-function relay() {
-  const seen = { requests: 0, forced: 0, paths: {}, encodings: {}, acked: new Map(), statuses: [] };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (chunk) => chunks.push(chunk));
-    req.on('end', async () => {
-      seen.requests += 1;
-      const route = req.url.split('?')[0];
-      seen.paths[route] = (seen.paths[route] || 0) + 1;
-      const headers = {};
-      for (const name of ['content-type', 'content-encoding', 'user-agent', 'origin',
-        'access-control-request-method', 'access-control-request-headers']) {
-        if (req.headers[name]) headers[name] = req.headers[name];
-      }
-      const body = Buffer.concat(chunks);
-      try {
-        const answer = await fetch(gateway + req.url, {
-          method: req.method,
-          headers,
-          body: req.method === 'GET' || req.method === 'OPTIONS' ? undefined : body,
-        });
-        const text = Buffer.from(await answer.arrayBuffer());
-        seen.statuses.push(answer.status);
-        const out = {};
-        answer.headers.forEach((value, name) => {
-          if (!['content-length', 'content-encoding', 'transfer-encoding', 'connection'].includes(name)) out[name] = value;
-        });
-        let status = answer.status;
-        if (req.method === 'POST' && /^\/(e|i\/v0\/e|batch|capture)\/?$/.test(route) && status === 200) {
-          const { events, encoding } = captureEvents(req.url, req.headers, body);
-          seen.encodings[encoding] = (seen.encodings[encoding] || 0) + 1;
-          // The first fetch (never a beacon: beacons are not retried) is answered 503.
-          if (seen.forced === 0 && req.headers['sec-fetch-mode'] === 'cors') {
-            seen.forced += 1;
-            status = 503;
-          } else {
-            for (const event of events) seen.acked.set(event.uuid, event.event);
-          }
-        }
-        res.writeHead(status, out);
-        res.end(status === answer.status ? text : JSON.stringify({ error: 'unavailable', reason: 'forced by the test relay' }));
-      } catch (error) {
-        res.writeHead(502);
-        res.end(String(error));
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
-  });
 }
 
 function site() {
@@ -132,7 +82,21 @@ const VISITOR = [
 ];
 
 (async () => {
-  const { server: relayServer, seen, url: relayUrl } = await relay();
+  // The first capture fetch the gateway stored is answered 503 (never a beacon:
+  // beacons are not retried); every capture body is decoded and its uuids kept.
+  const encodings = {};
+  const acked = new Map();
+  const capture = (req, answer) => req.method === 'POST' && CAPTURE.test(req.url.split('?')[0]) && answer.status === 200;
+  const { server: relayServer, seen, url: relayUrl } = await relay(gateway, {
+    headers: ['content-type', 'content-encoding', 'user-agent', 'origin', 'access-control-request-method', 'access-control-request-headers'],
+    force: (req, answer) => (capture(req, answer) && req.headers['sec-fetch-mode'] === 'cors' ? UNAVAILABLE : null),
+    observe: (req, body, answer, bytes, forced) => {
+      if (!capture(req, answer)) return;
+      const { events, encoding } = captureEvents(req.headers, body);
+      encodings[encoding] = (encodings[encoding] || 0) + 1;
+      if (!forced) for (const event of events) acked.set(event.uuid, event.event);
+    },
+  });
   const { server: siteServer, url: siteUrl } = await site();
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
   const page = await browser.newPage();
@@ -181,23 +145,23 @@ const VISITOR = [
 
   // Every captured uuid acknowledged by the gateway (the forced one after posthog-js's retry).
   const deadline = Date.now() + 60_000;
-  const missing = () => captured.uuids.filter((uuid) => !seen.acked.has(uuid));
+  const missing = () => captured.uuids.filter((uuid) => !acked.has(uuid));
   while (missing().length && Date.now() < deadline) await sleep(200);
   await browser.close();
   relayServer.close();
   siteServer.close();
   const names = {};
-  for (const name of seen.acked.values()) names[name] = (names[name] || 0) + 1;
+  for (const name of acked.values()) names[name] = (names[name] || 0) + 1;
   console.log(JSON.stringify({
     version: VERSION,
     captured: captured.uuids.length,
     missing: missing(),
     compression: captured.compression,
     anonymous_id: captured.anonymous,
-    acked: seen.acked.size,
+    acked: acked.size,
     names,
     problems,
-    relay: { requests: seen.requests, forced: seen.forced, paths: seen.paths, encodings: seen.encodings },
+    relay: { requests: seen.requests, forced: seen.forced, paths: seen.paths, encodings },
   }));
   process.exit(0);
 })().catch((error) => {

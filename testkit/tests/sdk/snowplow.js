@@ -11,58 +11,28 @@
 // `eid`s the gateway acknowledged and what the relay saw, as JSON.
 "use strict";
 
-const http = require("http");
 const path = require("path");
 const [dir, gateway, key] = process.argv.slice(2);
 const snowplow = require(path.join(dir, "node_modules", "@snowplow", "node-tracker"));
+const { relay, UNAVAILABLE } = require("./relay.js");
 
 function eventIds(req, body) {
   if (req.method === "GET") return [new URL(req.url, "http://x").searchParams.get("eid")];
   return (JSON.parse(body.toString("utf8")).data || []).map((event) => event.eid);
 }
 
-function relay() {
-  const seen = { requests: 0, forced: 0, paths: {}, statuses: [], acked: new Set() };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", async () => {
-      seen.requests += 1;
-      const route = `${req.method} ${req.url.split("?")[0]}`;
-      seen.paths[route] = (seen.paths[route] || 0) + 1;
-      const body = Buffer.concat(chunks);
-      try {
-        const answer = await fetch(gateway + req.url, {
-          method: req.method,
-          headers: req.headers["content-type"] ? { "content-type": req.headers["content-type"] } : {},
-          body: req.method === "POST" ? body : undefined,
-        });
-        const bytes = Buffer.from(await answer.arrayBuffer());
-        seen.statuses.push(answer.status);
-        if (answer.status === 200 && seen.forced === 0 && req.method === "POST") {
-          seen.forced += 1;
-          res.writeHead(503, { "content-type": "application/json" });
-          res.end(JSON.stringify({ error: "unavailable", reason: "forced by the test relay" }));
-          return;
-        }
-        if (answer.status === 200) for (const eid of eventIds(req, body)) seen.acked.add(eid);
-        res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") || "text/plain" });
-        res.end(bytes);
-      } catch (error) {
-        res.writeHead(502);
-        res.end(String(error));
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => resolve({ server, seen, port: server.address().port }));
-  });
-}
-
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 (async () => {
-  const { server, seen, port } = await relay();
+  // The first POST the gateway stored is answered 503; the eids acknowledged are kept.
+  const acked = new Set();
+  const { server, seen, port } = await relay(gateway, {
+    headers: ["content-type"],
+    force: (req, answer) => (answer.status === 200 && req.method === "POST" ? UNAVAILABLE : null),
+    observe: (req, body, answer, bytes, forced) => {
+      if (answer.status === 200 && !forced) for (const eid of eventIds(req, body)) acked.add(eid);
+    },
+  });
   const sent = [];
   const emitter = { endpoint: "127.0.0.1", port, protocol: "http", bufferSize: 4 };
   const tracker = snowplow.newTracker({ namespace: "tally", appId: key, encodeBase64: true }, emitter);
@@ -87,7 +57,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   track(pixel, snowplow.buildPageView({ pageUrl: "https://shop.example/landing", pageTitle: "Landing" }));
   // Flush until every event is acknowledged (the forced batch is retried from the tracker's store).
   const deadline = Date.now() + 30000;
-  while (sent.some((eid) => !seen.acked.has(eid)) && Date.now() < deadline) {
+  while (sent.some((eid) => !acked.has(eid)) && Date.now() < deadline) {
     await tracker.flush().catch(() => {});
     await pixel.flush().catch(() => {});
     await sleep(200);
@@ -95,7 +65,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   server.close();
   console.log(JSON.stringify({
     sent,
-    missing: sent.filter((eid) => !seen.acked.has(eid)),
+    missing: sent.filter((eid) => !acked.has(eid)),
     relay: { requests: seen.requests, forced: seen.forced, paths: seen.paths, statuses: seen.statuses },
   }));
   process.exit(0);

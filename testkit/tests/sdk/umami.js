@@ -10,47 +10,13 @@
 // answers' statuses and the relay's view, as JSON.
 "use strict";
 
-const http = require("http");
 const path = require("path");
 const [dir, gateway, key] = process.argv.slice(2);
 const { Umami } = require(path.join(dir, "node_modules", "@umami", "node"));
-
-function relay() {
-  const seen = { requests: 0, forced: 0, statuses: [] };
-  const server = http.createServer((req, res) => {
-    const chunks = [];
-    req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", async () => {
-      seen.requests += 1;
-      try {
-        const answer = await fetch(gateway + req.url, {
-          method: req.method,
-          headers: { "content-type": req.headers["content-type"], "user-agent": req.headers["user-agent"] },
-          body: Buffer.concat(chunks),
-        });
-        const text = await answer.text();
-        seen.statuses.push(answer.status);
-        if (seen.forced === 0 && answer.status === 200) {
-          seen.forced += 1;
-          res.writeHead(503, { "content-type": "application/json" });
-          res.end(JSON.stringify({ error: "unavailable", reason: "forced by the test relay" }));
-          return;
-        }
-        res.writeHead(answer.status, { "content-type": "application/json" });
-        res.end(text);
-      } catch (error) {
-        res.writeHead(502);
-        res.end(String(error));
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => resolve({ server, seen, url: `http://127.0.0.1:${server.address().port}` }));
-  });
-}
+const { relay, UNAVAILABLE } = require("./relay.js");
 
 (async () => {
-  const { server, seen, url } = await relay();
+  const { server, seen, url } = await relay(gateway, { force: (req, answer) => (answer.status === 200 ? UNAVAILABLE : null) });
   const umami = new Umami({ websiteId: key, hostUrl: url });
   const statuses = [];
   const page = { hostname: "shop.example", url: "/pricing?utm_source=news", title: "Pricing", referrer: "https://news.example/", language: "en-US", screen: "1920x1080" };
