@@ -10,6 +10,7 @@
 //! * [`ServiceProcess`] — a Tally service binary on a free port, ready once
 //!   its `/readyz` answers 2xx.
 //! * [`free_port`], [`tcp_listening`], [`http_ok`] — ports and probes.
+//! * [`tansu_command`] — a private tansu broker (the tests' and the bench's).
 //!
 //! Errors are `String`s naming the process; tests turn them into panics.
 //! Nothing here is used by the services themselves.
@@ -36,6 +37,35 @@ pub fn log_file(path: &Path) -> Stdio {
         .open(path)
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null())
+}
+
+/// The tansu binary built by `scripts/stack` (override with `TALLY_TANSU_BIN`).
+pub fn tansu_bin() -> PathBuf {
+    match std::env::var_os("TALLY_TANSU_BIN") {
+        Some(path) => path.into(),
+        None => crate::config::cache_dir().join("tansu-0.6.0/bin/tansu"),
+    }
+}
+
+/// tansu serving the Kafka protocol on `127.0.0.1:port` with `storage`
+/// (`memory://tansu/`, or `sqlite://tansu.db` resolved against `dir`, its
+/// working directory), logging to `log`.
+pub fn tansu_command(dir: &Path, port: u16, storage: &str, log: &Path) -> Command {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut command = Command::new(tansu_bin());
+    command
+        .current_dir(dir)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", storage])
+        .stdout(Stdio::null())
+        .stderr(log_file(log));
+    command
 }
 
 /// Whether something accepts TCP connections on `127.0.0.1:port`.

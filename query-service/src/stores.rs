@@ -13,6 +13,24 @@ use tally_schemas::live::{window_keys, WindowSnapshot, LIVE_SHARDS};
 /// Longest an ad-hoc statement may run on ClickHouse, seconds (over → 400).
 pub const MAX_EXECUTION_SECS: u64 = 10;
 
+/// Longest a read waits for ClickHouse's whole answer: the execution limit
+/// plus time queued and on the wire. A server that takes the request and
+/// never answers (overloaded, a half-dead pooled connection) makes the read
+/// fail as "store unavailable" (503) instead of a request, and the dashboard
+/// panel waiting on it, hanging for ever.
+pub const READ_DEADLINE: std::time::Duration =
+    std::time::Duration::from_secs(3 * MAX_EXECUTION_SECS);
+
+/// `read`, or [`clickhouse::error::Error::TimedOut`] after `limit`.
+async fn within<T>(
+    limit: std::time::Duration,
+    read: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>,
+) -> Result<T, clickhouse::error::Error> {
+    tokio::time::timeout(limit, read)
+        .await
+        .unwrap_or(Err(clickhouse::error::Error::TimedOut))
+}
+
 /// Live windows and stream tokens on Redis (a server or a Redis Cluster).
 #[derive(Clone)]
 pub struct RedisLive {
@@ -156,6 +174,8 @@ impl RedisLive {
 #[derive(Clone)]
 pub struct ClickHouseStore {
     client: clickhouse::Client,
+    /// [`READ_DEADLINE`] (shorter in tests).
+    read_deadline: std::time::Duration,
     /// (cluster, configured database) on a cluster: mutations run on every
     /// shard's local tables (`tally_schemas::cluster::Cluster::mutation`).
     cluster: Option<(String, String)>,
@@ -172,6 +192,7 @@ impl ClickHouseStore {
     pub fn new(client: clickhouse::Client) -> Self {
         ClickHouseStore {
             client,
+            read_deadline: READ_DEADLINE,
             cluster: None,
         }
     }
@@ -180,11 +201,18 @@ impl ClickHouseStore {
     pub fn of(config: &tally_common::clickhouse::ClickHouseConfig) -> Self {
         ClickHouseStore {
             client: config.client(),
+            read_deadline: READ_DEADLINE,
             cluster: config
                 .cluster
                 .clone()
                 .map(|name| (name, config.database.clone())),
         }
+    }
+
+    /// The same store, its reads failing after `limit` instead of [`READ_DEADLINE`].
+    pub fn with_read_deadline(mut self, limit: std::time::Duration) -> Self {
+        self.read_deadline = limit;
+        self
     }
 
     /// `text` as the current database runs it (a mutation's cluster form on a cluster).
@@ -239,7 +267,7 @@ impl ClickHouseStore {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<u64, crate::QueryError> {
-        let count = self
+        let read = self
             .client()
             .query(COUNT_SQL)
             .bind(app_id)
@@ -247,8 +275,8 @@ impl ClickHouseStore {
             .bind(utc_date(to_ms))
             .bind(u64::try_from(from_ms).unwrap_or(0))
             .bind(u64::try_from(to_ms).unwrap_or(0))
-            .fetch_one::<u64>()
-            .await?;
+            .fetch_one::<u64>();
+        let count = within(self.read_deadline, read).await?;
         Ok(count)
     }
 
@@ -259,13 +287,13 @@ impl ClickHouseStore {
         app_id: &str,
         names: &[&str],
     ) -> Result<Vec<String>, crate::QueryError> {
-        let found = self
+        let read = self
             .client()
             .query(PROPERTY_NAMES_SQL)
             .bind(app_id)
             .bind(names)
-            .fetch_all::<String>()
-            .await?;
+            .fetch_all::<String>();
+        let found = within(self.read_deadline, read).await?;
         Ok(found)
     }
 
@@ -284,9 +312,8 @@ impl ClickHouseStore {
                 .with_setting("group_by_overflow_mode", "throw");
         }
         query = bound(query, sql);
-        let bytes = query
-            .fetch_bytes("JSONEachRow")?
-            .collect()
+        let mut cursor = query.fetch_bytes("JSONEachRow")?;
+        let bytes = within(self.read_deadline, cursor.collect())
             .await
             .map_err(|err| query_fault(err, sql.max_groups))?;
         bytes
@@ -307,9 +334,8 @@ impl ClickHouseStore {
 
     /// `Ok` when reachable.
     pub async fn ping(&self) -> Result<(), String> {
-        self.client()
-            .query("SELECT 1")
-            .execute()
+        let read = self.client().query("SELECT 1").execute();
+        within(self.read_deadline, read)
             .await
             .map_err(|err| err.to_string())
     }
@@ -331,9 +357,52 @@ pub fn query_fault(err: clickhouse::error::Error, max_groups: Option<u64>) -> cr
 
 #[cfg(test)]
 mod tests {
-    use super::query_fault;
+    use super::{query_fault, ClickHouseStore};
+    use crate::sql::Sql;
     use crate::QueryError;
     use clickhouse::error::Error;
+    use std::time::{Duration, Instant};
+
+    /// A server that takes connections and requests and never answers.
+    #[tokio::test]
+    async fn a_store_that_never_answers_fails_the_read_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let store = ClickHouseStore::new(clickhouse::Client::default().with_url(url))
+            .with_read_deadline(Duration::from_millis(300));
+        let started = Instant::now();
+        let sql = Sql {
+            text: "SELECT 1 AS m0".into(),
+            binds: Vec::new(),
+            dimensions: Vec::new(),
+            metrics: vec!["m0".into()],
+            max_groups: None,
+        };
+        let err = tokio::time::timeout(Duration::from_secs(10), store.rows(&sql))
+            .await
+            .unwrap_or_else(|_| panic!("the read waited past its deadline"))
+            .unwrap_err();
+        assert!(
+            matches!(err, QueryError::StoreUnavailable(Error::TimedOut)),
+            "{err:?}"
+        );
+        assert_eq!(err.status().as_u16(), 503);
+        assert_eq!(err.reason(), "event_store_unavailable");
+        assert!(store.count("a", 0, 1).await.is_err());
+        assert!(store.ping().await.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        silent.abort();
+    }
 
     fn fault(text: &str, max_groups: Option<u64>) -> QueryError {
         query_fault(Error::BadResponse(text.to_owned()), max_groups)

@@ -105,10 +105,29 @@ impl RawSink for SharedRaw {
 
     async fn sessions_near(
         &self,
-        _lookups: &[SessionLookup],
+        lookups: &[SessionLookup],
     ) -> Result<Vec<SessionRow>, clickhouse::error::Error> {
-        // Only cold sessions are looked up; every event here is minutes old.
-        Ok(Vec::new())
+        // As FINAL does: the highest version of each session, then the filters.
+        let mut latest: BTreeMap<String, SessionRow> = BTreeMap::new();
+        for row in self.sessions.lock().unwrap().iter() {
+            let newer = latest
+                .get(&row.session_id)
+                .is_none_or(|held| held.version <= row.version);
+            if newer {
+                latest.insert(row.session_id.clone(), row.clone());
+            }
+        }
+        Ok(latest
+            .into_values()
+            .filter(|row| {
+                lookups.iter().any(|l| {
+                    l.app_id == row.app_id
+                        && l.distinct_id == row.distinct_id
+                        && row.end_ms as i64 >= l.from_ms
+                        && row.start_ms as i64 <= l.to_ms
+                })
+            })
+            .collect())
     }
 
     async fn insert_arrivals(
@@ -135,20 +154,49 @@ impl RawSink for SharedRaw {
 /// Another writer's work, run at the moment a read is overtaken.
 type Overtake = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A [`LiveStore`] whose first read of window units is overtaken: right after
-/// the real read, before the reader can write, `overtake` runs to completion.
+/// Which read of an [`Overtaken`] store the other writer overtakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// The first read of window units.
+    UnitRead,
+    /// The `n`-th read of visitor states (1-based).
+    VisitorRead(usize),
+}
+
+/// A [`LiveStore`] one of whose reads is overtaken: right after the real
+/// read, before the reader can write, `overtake` runs to completion.
 struct Overtaken {
     inner: RedisLive,
     overtake: Mutex<Option<Overtake>>,
+    at: At,
+    visitor_reads: Mutex<usize>,
+}
+
+impl Overtaken {
+    fn new(inner: RedisLive, overtake: Overtake, at: At) -> Self {
+        Overtaken {
+            inner,
+            overtake: Mutex::new(Some(overtake)),
+            at,
+            visitor_reads: Mutex::new(0),
+        }
+    }
+
+    async fn overtake_if(&self, now: At) {
+        if now != self.at {
+            return;
+        }
+        let overtake = self.overtake.lock().unwrap().take();
+        if let Some(overtake) = overtake {
+            overtake.await;
+        }
+    }
 }
 
 impl LiveStore for Overtaken {
     async fn read(&self, units: &[Unit]) -> Result<Vec<UnitState>, redis::RedisError> {
         let states = self.inner.read(units).await?;
-        let overtake = self.overtake.lock().unwrap().take();
-        if let Some(overtake) = overtake {
-            overtake.await;
-        }
+        self.overtake_if(At::UnitRead).await;
         Ok(states)
     }
 
@@ -160,7 +208,14 @@ impl LiveStore for Overtaken {
         &self,
         keys: &[String],
     ) -> Result<Vec<StoredVisitor>, redis::RedisError> {
-        self.inner.read_visitors(keys).await
+        let states = self.inner.read_visitors(keys).await?;
+        let n = {
+            let mut reads = self.visitor_reads.lock().unwrap();
+            *reads += 1;
+            *reads
+        };
+        self.overtake_if(At::VisitorRead(n)).await;
+        Ok(states)
     }
 
     async fn write_visitors(
@@ -361,10 +416,11 @@ async fn concurrent_writer_is_reported_as_conflict() {
         let outcome = other.apply(&first_five).await.unwrap();
         assert_eq!((outcome.live_written, outcome.raw_written), (5, 5));
     });
-    let live = Overtaken {
-        inner: RedisLive::new(keys.connect().await, 600),
-        overtake: Mutex::new(Some(overtake)),
-    };
+    let live = Overtaken::new(
+        RedisLive::new(keys.connect().await, 600),
+        overtake,
+        At::UnitRead,
+    );
     let mut stale = Processor::new(raw.clone(), live, keys.settings());
     let mut batch = pending(&all);
 
@@ -437,4 +493,88 @@ async fn concurrent_visitor_writer_is_reported_as_conflict() {
     assert_eq!(outcome.raw_written, 0);
     assert_eq!(keys.window_total().await, 6);
     assert_eq!(row_ids(&raw), all_ids(6));
+}
+
+/// A late event of a visitor whose state expired from Redis touches a session
+/// stored long ago: reviving it re-reads the visitor's state, and another
+/// writer (a process that took over the partition) stored that state between
+/// the first read and the re-read. The revival is refused as a conflict; the
+/// retry must read the held states afresh (a retry that kept the stale guard
+/// met the same conflict for ever, with consumption paused), and then stores
+/// each event once, in one session.
+#[tokio::test]
+async fn a_conflict_while_reviving_a_cold_session_is_retried_from_fresh_states() {
+    let keys = Keys::new();
+    let raw = SharedRaw::default();
+    // Three days old: older than the visitor TTL (48 h) plus the 24 h an
+    // event's time may run ahead, so an absent state means "look it up".
+    let old = NOW_MS - 3 * 86_400_000;
+    let mut late = messages(2);
+    for (message, ts) in late.iter_mut().zip([old, old + 60_000]) {
+        message.envelope.distinct_id = "u0".into();
+        message.envelope.timestamp_ms = ts;
+    }
+
+    // Long ago the first event was stored with its session; the visitor's
+    // state has expired from Redis since.
+    let mut earlier = Processor::new(
+        raw.clone(),
+        RedisLive::new(keys.connect().await, 600),
+        keys.settings(),
+    );
+    earlier.apply(&late[..1]).await.unwrap();
+    assert_eq!(raw.sessions.lock().unwrap().len(), 1);
+    let state = visitor_key(&keys.prefix, "a", "u0");
+    let _: () = redis::cmd("DEL")
+        .arg(&state)
+        .query_async(&mut keys.connect().await)
+        .await
+        .unwrap();
+
+    // The other writer handles the second event completely (reviving the
+    // stored session) while this writer is between its two reads.
+    let mut other = Processor::new(
+        raw.clone(),
+        RedisLive::new(keys.connect().await, 600),
+        keys.settings(),
+    );
+    let second = late[1..].to_vec();
+    let overtake: Overtake = Box::pin(async move {
+        let outcome = other.apply(&second).await.unwrap();
+        assert_eq!(outcome.raw_written, 1);
+    });
+    let live = Overtaken::new(
+        RedisLive::new(keys.connect().await, 600),
+        overtake,
+        At::VisitorRead(2),
+    );
+    let mut stale = Processor::new(raw.clone(), live, keys.settings());
+    let mut batch = pending(&late[1..]);
+
+    let err = stale.apply_live(&mut batch).await.unwrap_err();
+    assert!(
+        matches!(&err, AggregatorError::Conflict(key) if *key == state),
+        "{err:?}"
+    );
+    assert_eq!(keys.guard("u0").await.as_deref(), Some("0:1"));
+
+    // The consumer retries the same batch: the states are read afresh, the
+    // event is seen as handled, and nothing is stored twice.
+    stale.apply_live(&mut batch).await.unwrap();
+    let outcome = stale.apply_all(&mut batch).await.unwrap();
+    assert_eq!((outcome.raw_written, outcome.raw_skipped), (0, 1));
+    let mut ids = row_ids(&raw);
+    ids.dedup();
+    assert_eq!(ids, all_ids(2));
+    assert_eq!(row_ids(&raw).len(), 2);
+    // Both events belong to the one revived session.
+    let sessions = raw.sessions.lock().unwrap().clone();
+    let newest = sessions.iter().max_by_key(|row| row.version).unwrap();
+    assert_eq!(
+        (newest.events, newest.start_ms, newest.end_ms),
+        (2, old as u64, old as u64 + 60_000)
+    );
+    assert!(sessions
+        .iter()
+        .all(|row| row.session_id == newest.session_id));
 }

@@ -4,9 +4,8 @@
 
 use crate::servers::{free_port, launch};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tally_common::process::{log_file, tcp_listening, ChildProcess};
+use tally_common::process::{tansu_command, tcp_listening, ChildProcess};
 
 /// Creates `topic` on `brokers` (panics with the reason on failure).
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
@@ -30,13 +29,7 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     }
 }
 
-/// The tansu binary built by `scripts/stack` (override with `TALLY_TANSU_BIN`).
-pub fn tansu_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("TALLY_TANSU_BIN") {
-        return path.into();
-    }
-    tally_common::config::cache_dir().join("tansu-0.6.0/bin/tansu")
-}
+pub use tally_common::process::tansu_bin;
 
 /// A broker process owned by one test.
 #[derive(Debug)]
@@ -85,22 +78,9 @@ impl PrivateBroker {
 
     /// (Re)starts the process on the same port.
     pub async fn resume(&mut self) {
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         // The broker's log stays beside its data (kept when TALLY_KEEP_BROKER_DIR is set).
         let log = self.dir.join("tansu.log");
-        let mut command = Command::new(tansu_bin());
-        command
-            .current_dir(&self.dir)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &self.storage])
-            .stdout(Stdio::null())
-            .stderr(log_file(&log));
+        let mut command = tansu_command(&self.dir, self.port, &self.storage, &log);
         let port = self.port;
         let wait = (Duration::from_secs(20), Duration::from_millis(50));
         let child = launch("private tansu", &mut command, log, wait, || {

@@ -3,7 +3,9 @@
 //!
 //! The services run as child processes (the binaries next to `tally-loadgen`,
 //! or `--bin-dir`), each on a free port, with their own topic, consumer group,
-//! Redis prefix and ClickHouse database, so their peak RSS can be read.
+//! Redis prefix and ClickHouse database, so their peak RSS can be read; all
+//! on the run's own broker ([`broker`]: a tansu process whose data goes with
+//! the run) unless `TALLY_KAFKA_BROKERS` or `--shared-broker` says otherwise.
 //!
 //! * B1 gateway: events/s accepted with batches of 50 vs the same messages
 //!   produced straight to the broker by a plain rdkafka producer (same
@@ -41,6 +43,7 @@ use crate::send::{self, SendConfig, Style};
 use crate::stats::{ms, percentile};
 
 mod b5;
+mod broker;
 mod cluster;
 mod compare;
 mod curves;
@@ -539,7 +542,31 @@ pub async fn history_db(
     Ok((history, generated))
 }
 
-/// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N]
+/// The run's own broker ([`broker`]) unless `TALLY_KAFKA_BROKERS` names
+/// one or `--shared-broker` is given; `config.brokers` points at it.
+async fn own_broker(
+    config: &mut BenchConfig,
+    args: &[String],
+) -> Result<Option<broker::BenchBroker>, String> {
+    if args.iter().any(|a| a == "--shared-broker")
+        || std::env::var_os("TALLY_KAFKA_BROKERS").is_some()
+    {
+        eprintln!("broker: {} (shared)", config.brokers);
+        return Ok(None);
+    }
+    let broker = broker::BenchBroker::start(&unique("run"))
+        .await
+        .map_err(|e| format!("the bench's own broker: {e} (or run with --shared-broker)"))?;
+    eprintln!(
+        "broker: the run's own tansu on {} (data in {}, removed at the end)",
+        broker.brokers,
+        broker.dir.display()
+    );
+    config.brokers.clone_from(&broker.brokers);
+    Ok(Some(broker))
+}
+
+/// `tally-loadgen bench [--quick] [--out FILE] [--bin-dir DIR] [--history-events N] [--shared-broker]
 /// [--compare | --compare-only]` (see [`compare`]); `--curves [--curve-rows
 /// N,N,…] [--runs N]` or `--curves-queries` (the query curve again, the saved
 /// intake curve kept) for the scaling curves ([`curves`]); `--curves-replot`
@@ -586,6 +613,7 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
         .iter()
         .any(|a| a == "--curves" || a == "--curves-queries")
     {
+        let _broker = own_broker(&mut config, args).await?;
         let quick = args.iter().any(|a| a == "--quick");
         let rows: Vec<u64> = match value("--curve-rows") {
             Some(list) => list
@@ -628,7 +656,9 @@ pub async fn main(args: &[String]) -> Result<bool, String> {
         println!("{}", compare::compare(&before, &now));
         return Ok(true);
     }
+    let broker = own_broker(&mut config, args).await?;
     let results = run(&config).await?;
+    drop(broker);
     println!("{}", table(&results));
     if let Some(parent) = config.out.parent() {
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;

@@ -4,7 +4,9 @@
 //! panel's statements run on ClickHouse) and warm (cache on, primed by one
 //! load). The browser part is `loadgen/b7/overview.mjs` (Debian's Chromium
 //! through `playwright-core` from `web/node_modules`); the dashboard must be
-//! built (`web/dist`, which `./tally bench` and `./tally test` build).
+//! built (`web/dist`, which `./tally bench` and `./tally test` build). A load
+//! not rendered within 60 s is reported with its reasons (`stalls`) and done
+//! again; two in a row fail the run.
 
 use super::process::Service;
 use super::BenchConfig;
@@ -110,8 +112,14 @@ pub async fn b7(
             .collect()
     };
     let (cold_ms, warm_ms) = (series("cold_ms"), series("warm_ms"));
+    // Loads that were not rendered within 60 s (each done again), with why.
+    let stalls = result["stalls"].as_array().cloned().unwrap_or_default();
+    for stall in &stalls {
+        eprintln!("B7: stalled: {}", stall.as_str().unwrap_or_default());
+    }
     Ok(json!({
         "loads": loads,
+        "stalled_loads": stalls.len(), "stalls": stalls,
         "cold_p50_ms": ms(percentile(&cold_ms, 0.5)), "cold_p95_ms": ms(percentile(&cold_ms, 0.95)),
         "warm_p50_ms": ms(percentile(&warm_ms, 0.5)), "warm_p95_ms": ms(percentile(&warm_ms, 0.95)),
         "cold_ms": result["cold_ms"], "warm_ms": result["warm_ms"],

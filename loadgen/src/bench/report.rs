@@ -156,8 +156,9 @@ pub fn table(results: &Value) -> String {
     }
     let b7 = &results["b7"];
     out += &format!(
-        "| B7 dashboard | Overview, navigation → every panel rendered, cold (answer cache off), p50 / p95 ms over {} loads | {} / {} | | |\n",
+        "| B7 dashboard | Overview, navigation → every panel rendered, cold (answer cache off), p50 / p95 ms over {} loads ({} stalled > 60 s and done again) | {} / {} | | |\n",
         b7["loads"],
+        b7["stalled_loads"].as_u64().unwrap_or(0),
         f(&b7["cold_p50_ms"]),
         f(&b7["cold_p95_ms"])
     );
