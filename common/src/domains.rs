@@ -41,14 +41,7 @@ pub async fn add(client: &Client, app_id: &str, domain: &str) -> Result<String, 
     if !exists {
         return Err(DomainError::NoApp(app_id.to_owned()));
     }
-    let owner: String = client
-        .query_one(
-            "INSERT INTO app_domains (domain, app_id) VALUES ($1, $2) \
-             ON CONFLICT (domain) DO UPDATE SET domain = EXCLUDED.domain RETURNING app_id",
-            &[&domain, &app_id],
-        )
-        .await?
-        .get(0);
+    let owner = claim(client, app_id, &domain).await?;
     if owner != app_id {
         return Err(DomainError::Taken {
             domain,
@@ -61,6 +54,33 @@ pub async fn add(client: &Client, app_id: &str, domain: &str) -> Result<String, 
 /// Stops `app_id` receiving events naming `domain`; whether it had it.
 pub async fn remove(client: &Client, app_id: &str, domain: &str) -> Result<bool, DomainError> {
     let domain = normalize_domain(domain).ok_or_else(|| DomainError::Invalid(domain.to_owned()))?;
+    Ok(release(client, app_id, &domain).await?)
+}
+
+/// Gives the normalised `domain` to `app_id` unless another app has it;
+/// returns the app that has it now (`app_id`, or the other one). `app_id`
+/// must exist.
+pub async fn claim(
+    client: &Client,
+    app_id: &str,
+    domain: &str,
+) -> Result<String, tokio_postgres::Error> {
+    Ok(client
+        .query_one(
+            "INSERT INTO app_domains (domain, app_id) VALUES ($1, $2) \
+             ON CONFLICT (domain) DO UPDATE SET domain = EXCLUDED.domain RETURNING app_id",
+            &[&domain, &app_id],
+        )
+        .await?
+        .get(0))
+}
+
+/// Takes the normalised `domain` from `app_id`; whether it had it.
+pub async fn release(
+    client: &Client,
+    app_id: &str,
+    domain: &str,
+) -> Result<bool, tokio_postgres::Error> {
     let removed = client
         .execute(
             "DELETE FROM app_domains WHERE domain = $1 AND app_id = $2",

@@ -272,8 +272,9 @@ pub async fn authenticate<S>(
     }
 }
 
-/// The app of the first of `domains` that an app allows (`tally-admin apps
-/// domains`); the others are not used (one request, one app).
+/// The app of the first of `domains` that an app allows (Settings in the
+/// dashboard, or `tally-admin apps domains`); the others are not used (one
+/// request, one app).
 async fn site_owner<S>(state: &AppState<S>, domains: &[String]) -> Result<KeyOwner, GatewayError> {
     let mut unavailable = false;
     for domain in domains {

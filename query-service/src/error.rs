@@ -86,6 +86,9 @@ pub enum QueryError {
     /// A state-changing request with a session from another origin (CSRF).
     #[error("cross-site request refused: the Origin is not this service's")]
     CrossSiteRequest,
+    /// The site domain is another app's (409): a domain maps to one app.
+    #[error("{0} is already a site domain of another app; remove it there first")]
+    DomainTaken(String),
     /// PostgreSQL (users, sessions) is unreachable; retry.
     #[error("accounts unavailable: {0}")]
     AccountsUnavailable(String),
@@ -125,6 +128,7 @@ impl QueryError {
             QueryError::NotAMember => "not_a_member",
             QueryError::NotAnAdmin => "not_an_admin",
             QueryError::CrossSiteRequest => "cross_site_request",
+            QueryError::DomainTaken(_) => "domain_taken",
             QueryError::AccountsUnavailable(_) => "accounts_unavailable",
             QueryError::Internal(_) => "internal",
             QueryError::Startup(_) => "startup",
@@ -153,6 +157,7 @@ impl QueryError {
             | QueryError::CrossSiteRequest => StatusCode::FORBIDDEN,
             QueryError::TooManyLoginAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             QueryError::NotFound => StatusCode::NOT_FOUND,
+            QueryError::DomainTaken(_) => StatusCode::CONFLICT,
             QueryError::LiveUnavailable(_)
             | QueryError::StoreUnavailable(_)
             | QueryError::KeysUnavailable

@@ -47,6 +47,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/apps/{app_id}/keys"),
     ("post", "/api/v1/apps/{app_id}/keys"),
     ("delete", "/api/v1/apps/{app_id}/keys/{id}"),
+    ("get", "/api/v1/apps/{app_id}/domains"),
+    ("post", "/api/v1/apps/{app_id}/domains"),
+    ("delete", "/api/v1/apps/{app_id}/domains/{domain}"),
     ("get", "/api/v1/apps/{app_id}/members"),
     ("post", "/api/v1/apps/{app_id}/members"),
     ("delete", "/api/v1/apps/{app_id}/members/{email}"),
@@ -118,6 +121,14 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route(
             "/api/v1/apps/{app_id}/keys/{id}",
             axum::routing::delete(settings::revoke_key),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/domains",
+            get(settings::domains).post(settings::add_domain),
+        )
+        .route(
+            "/api/v1/apps/{app_id}/domains/{domain}",
+            axum::routing::delete(settings::remove_domain),
         )
         .route(
             "/api/v1/apps/{app_id}/members",

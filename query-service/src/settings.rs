@@ -10,7 +10,12 @@
 //! * `GET /api/v1/apps/{app_id}/members`, `POST …/members` `{"email",
 //!   "role", "password"?}` → 201 (a new user needs a password), `DELETE
 //!   …/members/{email}` → 204. An admin cannot remove or demote themself, so
-//!   an app never loses its last admin through the dashboard.
+//!   an app never loses its last admin through the dashboard;
+//! * `GET /api/v1/apps/{app_id}/domains`, `POST …/domains` `{"domain"}` →
+//!   201 with the stored (normalised) form, 409 `domain_taken` when another
+//!   app has it, `DELETE …/domains/{domain}` → 204: the site domains that
+//!   Plausible's and Umami's trackers name instead of a key
+//!   (`tally_common::domains`; the gateway's key snapshot carries them).
 
 use crate::accounts::StoreError;
 use crate::auth::AdminAccess;
@@ -26,6 +31,7 @@ use std::sync::Arc;
 use tally_common::accounts::{self, Role};
 use tally_common::http::Path;
 use tally_common::postgres::KeyKind;
+use tally_schemas::ids::normalize_domain;
 
 fn unavailable(err: StoreError) -> QueryError {
     QueryError::AccountsUnavailable(err)
@@ -207,5 +213,63 @@ pub async fn remove_member(
         return Err(QueryError::NotFound);
     }
     tracing::info!(app_id, "member removed in the dashboard");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/apps/{app_id}/domains`.
+pub async fn domains(
+    State(state): State<Arc<AppState>>,
+    AdminAccess { app_id }: AdminAccess,
+) -> Result<Response, QueryError> {
+    let domains = state.accounts.domains(&app_id).await.map_err(unavailable)?;
+    Ok(Json(json!({ "domains": domains })).into_response())
+}
+
+/// Body of a new site domain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDomain {
+    /// A host name (`shop.example`; case, a final `.` and `www.` do not matter).
+    pub domain: String,
+}
+
+/// `POST /api/v1/apps/{app_id}/domains`.
+pub async fn add_domain(
+    State(state): State<Arc<AppState>>,
+    AdminAccess { app_id }: AdminAccess,
+    body: Result<Json<NewDomain>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, QueryError> {
+    let Json(body) = body.map_err(|e| QueryError::InvalidParameter("body", e.body_text()))?;
+    let domain = normalize_domain(&body.domain).ok_or_else(|| {
+        QueryError::InvalidParameter("domain", "a host name such as shop.example".into())
+    })?;
+    let owner = state
+        .accounts
+        .claim_domain(&app_id, &domain)
+        .await
+        .map_err(unavailable)?;
+    if owner != app_id {
+        return Err(QueryError::DomainTaken(domain));
+    }
+    tracing::info!(app_id, domain, "site domain added in the dashboard");
+    Ok((StatusCode::CREATED, Json(json!({ "domain": domain }))).into_response())
+}
+
+/// `DELETE /api/v1/apps/{app_id}/domains/{domain}`.
+pub async fn remove_domain(
+    State(state): State<Arc<AppState>>,
+    Path((_, domain)): Path<(String, String)>,
+    AdminAccess { app_id }: AdminAccess,
+) -> Result<Response, QueryError> {
+    let domain = normalize_domain(&domain).ok_or(QueryError::NotFound)?;
+    if !state
+        .accounts
+        .release_domain(&app_id, &domain)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(QueryError::NotFound);
+    }
+    tracing::info!(app_id, domain, "site domain removed in the dashboard");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

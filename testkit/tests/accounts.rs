@@ -1,13 +1,15 @@
 //! Dashboard accounts on the real query service and PostgreSQL: login and its
 //! cookie, the tenant seal for sessions (every analytics route, the stream and
 //! the settings routes), CSRF, the failed-login throttle, logout, idle and
-//! absolute expiry, an admin managing keys and members, and the in-memory
-//! accounts store answering as the PostgreSQL one.
+//! absolute expiry, an admin managing keys, members and site domains, and the
+//! in-memory accounts store answering as the PostgreSQL one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "accounts/client.rs"]
 mod client;
+#[path = "accounts/domains.rs"]
+mod domains;
 #[path = "accounts/parity.rs"]
 mod parity;
 

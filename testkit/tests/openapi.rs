@@ -33,7 +33,8 @@ async fn every_documented_route_answers() {
             .replace("{kind}", "dashboards")
             .replace("{report}", "pages")
             .replace("{id}", "1")
-            .replace("{email}", "someone@example.com");
+            .replace("{email}", "someone@example.com")
+            .replace("{domain}", "shop.example");
         let url = format!("{}{path_here}", query.url());
         for method in methods.as_object().unwrap().keys() {
             let request = |key: Option<&str>| {

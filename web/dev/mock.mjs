@@ -847,7 +847,8 @@ function report(app, name, params) {
 const PASSWORD = 'tally-demo';
 let users;
 let members; // app → Map(email → role)
-let keys; // app → [{id, kind, prefix, created_at, revoked}]
+let keys; // app → [{id, kind, prefix, created_ms, revoked}]
+let domains; // domain → app
 let saved; // `${app}/${kind}` → Map(id → Saved)
 let sessions; // cookie → email
 let failures; // [{match, status, times}]
@@ -864,12 +865,12 @@ function resetState() {
     ['empty-app', new Map([['admin@example.com', 'admin']])],
     ['secret', new Map()],
   ]);
-  const iso = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+  domains = new Map([['my-site.example', 'my-site']]);
   keys = new Map([
     ['my-site', [
-      { id: 1, kind: 'write', prefix: 'tw_Ab3dE', created_at: iso(Date.now() - 40 * DAY), revoked: false },
-      { id: 2, kind: 'read', prefix: 'tr_Q9xYz', created_at: iso(Date.now() - 40 * DAY), revoked: false },
-      { id: 3, kind: 'write', prefix: 'tw_Old01', created_at: iso(Date.now() - 90 * DAY), revoked: true },
+      { id: 1, kind: 'write', prefix: 'tw_Ab3dE', created_ms: Date.now() - 40 * DAY, revoked: false },
+      { id: 2, kind: 'read', prefix: 'tr_Q9xYz', created_ms: Date.now() - 40 * DAY, revoked: false },
+      { id: 3, kind: 'write', prefix: 'tw_Old01', created_ms: Date.now() - 90 * DAY, revoked: true },
     ]],
     ['shop', []],
     ['empty-app', []],
@@ -1039,7 +1040,7 @@ async function api(req, res, url) {
       if (!['write', 'read'].includes(body.kind)) throw new HttpError(400, 'invalid_parameter', 'kind: write or read');
       const secret = `${body.kind === 'write' ? 'tw_' : 'tr_'}${crypto.randomBytes(18).toString('base64url')}`;
       const id = nextId++;
-      keys.get(appId).push({ id, kind: body.kind, prefix: secret.slice(0, 8), created_at: new Date().toISOString().replace(/\.\d+Z$/, 'Z'), revoked: false });
+      keys.get(appId).push({ id, kind: body.kind, prefix: secret.slice(0, 8), created_ms: Date.now(), revoked: false });
       return send(res, 201, { id, kind: body.kind, key: secret });
     }
     m = /^\/keys\/(\d+)$/.exec(rest);
@@ -1047,6 +1048,22 @@ async function api(req, res, url) {
       const k = keys.get(appId).find((x) => x.id === Number(m[1]));
       if (!k) throw new HttpError(404, 'not_found', 'no such key');
       k.revoked = true;
+      return send(res, 204);
+    }
+    if (rest === '/domains' && method === 'GET') return send(res, 200, { domains: [...domains].filter(([, a]) => a === appId).map(([d]) => d).sort() });
+    if (rest === '/domains' && method === 'POST') {
+      const body = json(await readBody(req)) || {};
+      const d = String(body.domain || '').trim().toLowerCase().replace(/\.$/, '').replace(/^www\./, '');
+      if (!/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(d)) throw new HttpError(400, 'invalid_parameter', 'invalid parameter domain: a host name such as shop.example');
+      if (domains.has(d) && domains.get(d) !== appId) throw new HttpError(409, 'domain_taken', `${d} is already a site domain of another app; remove it there first`);
+      domains.set(d, appId);
+      return send(res, 201, { domain: d });
+    }
+    m = /^\/domains\/(.+)$/.exec(rest);
+    if (m && method === 'DELETE') {
+      const d = decodeURIComponent(m[1]).toLowerCase();
+      if (domains.get(d) !== appId) throw new HttpError(404, 'not_found', 'not found');
+      domains.delete(d);
       return send(res, 204);
     }
     if (rest === '/members' && method === 'GET') return send(res, 200, { members: [...members.get(appId)].map(([e, r]) => ({ email: e, role: r })) });

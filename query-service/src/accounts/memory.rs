@@ -18,6 +18,8 @@ struct Data {
     memberships: BTreeMap<(i64, String), Role>,
     apps: BTreeMap<String, String>,
     keys: Vec<(String, KeyRow)>,
+    /// domain → app
+    domains: BTreeMap<String, String>,
 }
 
 /// Accounts kept in a map.
@@ -230,6 +232,32 @@ impl Accounts for MemoryAccounts {
                 return false;
             };
             d.memberships.remove(&(id, app_id)).is_some()
+        })
+    }
+
+    fn domains(&self, app_id: &str) -> Fut<'_, Vec<String>> {
+        let app_id = app_id.to_owned();
+        self.answer(move |d| {
+            d.domains
+                .iter()
+                .filter(|(_, app)| **app == app_id)
+                .map(|(domain, _)| domain.clone())
+                .collect()
+        })
+    }
+
+    fn claim_domain(&self, app_id: &str, domain: &str) -> Fut<'_, String> {
+        let (app_id, domain) = (app_id.to_owned(), domain.to_owned());
+        self.answer(move |d| d.domains.entry(domain).or_insert(app_id).clone())
+    }
+
+    fn release_domain(&self, app_id: &str, domain: &str) -> Fut<'_, bool> {
+        let (app_id, domain) = (app_id.to_owned(), domain.to_owned());
+        self.answer(move |d| {
+            if d.domains.get(&domain) != Some(&app_id) {
+                return false;
+            }
+            d.domains.remove(&domain).is_some()
         })
     }
 }

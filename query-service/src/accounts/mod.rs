@@ -1,5 +1,6 @@
 //! Dashboard accounts as the query service reads and changes them: users,
-//! sessions, memberships, and the keys and members an admin manages. One
+//! sessions, memberships, and the keys, members and site domains an admin
+//! manages. One
 //! small trait, [`Accounts`], with PostgreSQL ([`postgres::PgAccounts`]) and
 //! in-memory ([`memory::MemoryAccounts`], for fast handler tests) versions.
 //!
@@ -137,4 +138,11 @@ pub trait Accounts: Send + Sync + std::fmt::Debug + 'static {
     ) -> Fut<'_, bool>;
     /// Ends a membership; false when there was none.
     fn remove_member(&self, app_id: &str, email: &str) -> Fut<'_, bool>;
+    /// The app's site domains (normalised), sorted.
+    fn domains(&self, app_id: &str) -> Fut<'_, Vec<String>>;
+    /// Gives the normalised `domain` to the app unless another app has it:
+    /// the app that has it afterwards.
+    fn claim_domain(&self, app_id: &str, domain: &str) -> Fut<'_, String>;
+    /// Takes the normalised `domain` from the app; false when it had not it.
+    fn release_domain(&self, app_id: &str, domain: &str) -> Fut<'_, bool>;
 }

@@ -1,10 +1,12 @@
 //! [`Accounts`] on PostgreSQL (tables of migration 0004: `users`,
-//! `memberships`, `sessions`; keys in `api_keys`). Every app-scoped
+//! `memberships`, `sessions`; keys in `api_keys`; site domains in
+//! `app_domains` through `tally_common::domains`). Every app-scoped
 //! statement carries its `app_id`, so an id of another app matches nothing.
 
 use super::{Accounts, Fut, KeyRow, Member, Membership, SessionRow, UserRow};
 use crate::pg::Pg;
 use tally_common::accounts::Role;
+use tally_common::domains;
 use tally_common::postgres::{generate_key, hash_key, KeyKind, PostgresConfig};
 use tokio_postgres::types::ToSql;
 
@@ -227,6 +229,28 @@ impl Accounts for PgAccounts {
             ],
             |rows| !rows.is_empty(),
         )
+    }
+
+    fn domains(&self, app_id: &str) -> Fut<'_, Vec<String>> {
+        let app_id = app_id.to_owned();
+        Box::pin(
+            self.pg
+                .with(move |client| Box::pin(async move { domains::list(client, &app_id).await })),
+        )
+    }
+
+    fn claim_domain(&self, app_id: &str, domain: &str) -> Fut<'_, String> {
+        let (app_id, domain) = (app_id.to_owned(), domain.to_owned());
+        Box::pin(self.pg.with(move |client| {
+            Box::pin(async move { domains::claim(client, &app_id, &domain).await })
+        }))
+    }
+
+    fn release_domain(&self, app_id: &str, domain: &str) -> Fut<'_, bool> {
+        let (app_id, domain) = (app_id.to_owned(), domain.to_owned());
+        Box::pin(self.pg.with(move |client| {
+            Box::pin(async move { domains::release(client, &app_id, &domain).await })
+        }))
     }
 
     fn remove_member(&self, app_id: &str, email: &str) -> Fut<'_, bool> {

@@ -113,6 +113,47 @@ async fn script(store: &dyn Accounts, app: &str, other: &str, tag: &str) -> Vec<
         "remove again",
         format!("{:?}", store.remove_member(app, &email).await),
     );
+    // Site domains: one app each; the answers name the app, so compare roles.
+    let site = format!("{}.example", tag.replace('_', "-"));
+    let whose = |owner: Result<String, String>| match owner {
+        Ok(owner) if owner == app => "app".to_owned(),
+        Ok(owner) if owner == other => "other".to_owned(),
+        other => format!("{other:?}"),
+    };
+    log("claim", whose(store.claim_domain(app, &site).await));
+    log("claim again", whose(store.claim_domain(app, &site).await));
+    log(
+        "claim elsewhere",
+        whose(store.claim_domain(other, &site).await),
+    );
+    log(
+        "domains",
+        format!(
+            "{:?}",
+            store.domains(app).await.map(|d| d == [site.clone()])
+        ),
+    );
+    log(
+        "domains elsewhere",
+        format!("{:?}", store.domains(other).await),
+    );
+    log(
+        "release elsewhere",
+        format!("{:?}", store.release_domain(other, &site).await),
+    );
+    log(
+        "release",
+        format!("{:?}", store.release_domain(app, &site).await),
+    );
+    log(
+        "release again",
+        format!("{:?}", store.release_domain(app, &site).await),
+    );
+    log(
+        "claimed after release",
+        whose(store.claim_domain(other, &site).await),
+    );
+    let _ = store.release_domain(other, &site).await;
     out
 }
 
@@ -135,6 +176,10 @@ async fn the_memory_store_answers_as_postgresql_does() {
     assert_eq!(fake, real);
     assert!(
         real.iter().any(|line| line == "revoke: Ok(true)"),
+        "{real:?}"
+    );
+    assert!(
+        real.iter().any(|line| line == "claim elsewhere: app"),
         "{real:?}"
     );
     memory.set_reachable(false);

@@ -526,18 +526,32 @@ test('screenshots of every page (1280 px) and Overview at 375 px', async ({ page
   }
   await page.goto(`${BASE}${app}/settings`);
   await page.waitForSelector('[data-testid=table-keys]');
+  // Every key shows when it was made (a date, not a dash).
+  for (const created of await page.$$eval('[data-testid=key-created]', (cells) => cells.map((c) => c.textContent))) {
+    assert.match(created, /\d/, `a key's creation time: ${created}`);
+  }
   await take('10-settings', 'Settings: keys and members');
   // A new write key comes with the set-up of every SDK the gateway speaks.
   await page.click('[data-testid=key-create-write]');
   const key = (await page.textContent('[data-testid=new-key-value] code')).trim();
   assert.match(key, /^tw_/);
-  for (const [sdk, needle] of [['posthog', `posthog.init('${key}'`], ['amplitude', '/2/httpapi'], ['plausible', 'apps domains']]) {
+  for (const [sdk, needle] of [['posthog', `posthog.init('${key}'`], ['amplitude', '/2/httpapi'], ['plausible', 'Site domains']]) {
     await page.selectOption('[data-testid=vendor-sdk]', sdk);
     const snippet = await page.textContent(`[data-testid=vendor-snippet-${sdk}] code`);
     assert.ok(snippet.includes(needle), `${sdk} snippet: ${snippet}`);
   }
   await take('10b-settings-new-key', 'Settings: a new write key with the set-up of other SDKs');
   await page.click('[data-testid=new-key-dismiss]');
+  // Site domains: a pasted URL is stored as its host, listed, and removed again.
+  const site = `${APP.toLowerCase().replace(/[^a-z0-9-]/g, '-')}.example`;
+  await page.fill('[data-testid=domain-input]', `https://www.${site}/pricing`);
+  await page.click('[data-testid=domain-add]');
+  await page.waitForSelector(`[data-testid=row-domain][data-key="${site}"]`);
+  assert.match(await page.textContent('[data-testid=domain-status]'), new RegExp(`${site.replace(/\./g, '\\.')} added`));
+  await take('10c-settings-domains', 'Settings: a site domain for Plausible and Umami trackers');
+  await page.click(`[data-testid=row-domain][data-key="${site}"] [data-testid=domain-remove]`);
+  await page.click(`[data-testid=row-domain][data-key="${site}"] [data-testid=domain-remove-confirm]`);
+  await page.waitForSelector(`[data-testid=row-domain][data-key="${site}"]`, { state: 'detached' });
   await page.goto(`${BASE}/app/${env.OTHER_APP}/overview`);
   await page.waitForSelector('[data-testid=forbidden]');
   await take('11-forbidden', `the no-access (403) page for ${env.OTHER_APP}`);

@@ -52,7 +52,7 @@ export const VENDOR_SNIPPETS = [
     'plausible',
     'Plausible (@plausible-analytics/tracker)',
     (gw, _key, app) =>
-      `// Plausible sends no key: allow the site's domain for this app first —\n//   tally-admin apps domains ${app} add your-site.example\ninit({ domain: 'your-site.example', endpoint: '${gw}/api/event' })`,
+      `// Plausible sends no key: add the site's domain to ${app} first\n// (Settings → Site domains, or: tally-admin apps domains ${app} add your-site.example)\ninit({ domain: 'your-site.example', endpoint: '${gw}/api/event' })`,
   ],
 ];
 

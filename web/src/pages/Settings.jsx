@@ -12,6 +12,7 @@ export function Settings({ me, app }) {
         <h1>Settings of {app}</h1>
       </div>
       <Keys app={app} gateway={me.gateway_url} />
+      <Domains app={app} />
       <Members app={app} me={me} />
     </div>
   );
@@ -113,7 +114,7 @@ function Keys({ app, gateway }) {
                       <code>{k.prefix}…</code>
                     </td>
                     <td>{k.kind}</td>
-                    <td>{k.created_at ? fmtDateTime(Date.parse(k.created_at)) : '–'}</td>
+                    <td data-testid="key-created">{k.created_ms ? fmtDateTime(k.created_ms) : '–'}</td>
                     <td data-testid="key-status">{k.revoked ? 'revoked' : 'active'}</td>
                     <td>{k.revoked ? null : <ConfirmButton label="Revoke" confirm={`Revoke ${k.prefix}…`} testid="key-revoke" onConfirm={() => revoke(k.id)} />}</td>
                   </tr>
@@ -217,6 +218,86 @@ function Members({ app, me }) {
           Add member
         </button>
         <span class="ok" role="status" data-testid="member-status">
+          {status}
+        </span>
+      </form>
+    </Panel>
+  );
+}
+
+/** What an admin types as a site: a host name, or a URL whose host is taken. */
+function hostOf(text) {
+  const t = text.trim();
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(t)) return t.split('/')[0];
+  try {
+    return new URL(t).hostname;
+  } catch {
+    return t;
+  }
+}
+
+function Domains({ app }) {
+  const domains = useApi((signal) => api(`${appAdmin(app)}/domains`, { signal }), app);
+  const [text, setText] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const [status, setStatus] = useState('');
+
+  const add = async (e) => {
+    e.preventDefault();
+    if (!text.trim()) return setError('Give the site\'s domain, such as shop.example.');
+    setBusy(true);
+    setError(null);
+    setStatus('');
+    try {
+      const answer = await post(`${appAdmin(app)}/domains`, { domain: hostOf(text) });
+      setStatus(`${answer.domain} added: its events count for this app from now on.`);
+      setText('');
+      domains.reload();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const remove = async (domain) => {
+    setError(null);
+    setStatus('');
+    try {
+      await del(`${appAdmin(app)}/domains/${encodeURIComponent(domain)}`);
+      setStatus(`${domain} removed.`);
+      domains.reload();
+    } catch (err) {
+      setError(err);
+    }
+  };
+
+  return (
+    <Panel id="domains" title="Site domains" wide>
+      <p class="muted">
+        Plausible&apos;s and Umami&apos;s trackers name the site instead of sending a key: events naming one of these domains (with or without <code>www.</code>) are this app&apos;s. A domain belongs to one app.
+      </p>
+      <ErrorText error={error} testid="domains-error" />
+      <Loaded result={domains} isEmpty={(d) => !d.domains.length} empty="No site domains yet.">
+        {(d) => (
+          <ul class="domain-list" data-testid="list-domains">
+            {d.domains.map((domain) => (
+              <li key={domain} data-testid="row-domain" data-key={domain}>
+                <code>{domain}</code> <ConfirmButton label="Remove" confirm={`Remove ${domain}`} testid="domain-remove" onConfirm={() => remove(domain)} />
+              </li>
+            ))}
+          </ul>
+        )}
+      </Loaded>
+      <form class="inline-form" onSubmit={add} data-testid="domain-add-form" aria-label="Add a site domain">
+        <div class="field">
+          <label for="d-domain">Domain</label>
+          <input id="d-domain" type="text" value={text} placeholder="shop.example" data-testid="domain-input" autoComplete="off" onInput={(e) => setText(e.currentTarget.value)} />
+        </div>
+        <button type="submit" class="btn primary" disabled={busy} data-testid="domain-add">
+          Add domain
+        </button>
+        <span class="ok" role="status" data-testid="domain-status">
           {status}
         </span>
       </form>
