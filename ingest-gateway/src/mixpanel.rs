@@ -10,7 +10,7 @@
 //! | Mixpanel | Tally |
 //! |---|---|
 //! | `event` `$mp_web_page_view` | `page_view` (`$current_url` → `url`, `current_url_path` → `path`) |
-//! | `event` `$identify` | `identify`: `$anon_distinct_id` → anonymous id |
+//! | `event` `$identify` | `identify`: `$anon_distinct_id` → anonymous id (`$device:` prefix removed) |
 //! | `event` `$create_alias` | `alias`: `alias` → `previous_id` |
 //! | other `event` | the same name |
 //! | `properties.$user_id`, `$device_id` | user id, anonymous id |
@@ -18,7 +18,7 @@
 //! | `properties.$insert_id` | event id (deduplicated) |
 //! | `properties.time` (seconds, or ms when ≥ 10¹¹) | event time |
 //! | `properties.mp_lib`, `$lib_version` | `library.name`, `library.version` |
-//! | `/engage` `$set` over `$set_once` | an `identify` event of `$distinct_id` with `traits.*` |
+//! | `/engage` `$set` over `$set_once` | an `identify` event of `$distinct_id` (and `$device_id` as anonymous id) with `traits.*` |
 //! | other properties | under their own names, `$`-prefixed ones included |
 //!
 //! Dropped: `token` / `$token` (the project token, a Tally write key, checked
@@ -113,6 +113,19 @@ pub struct Update {
     /// Update time (ms).
     #[serde(default, rename = "$time")]
     pub time: Option<TimestampInput>,
+    /// The browser's device id (mixpanel-browser sends it with every update).
+    #[serde(default, rename = "$device_id")]
+    pub device_id: Option<Value>,
+}
+
+/// An anonymous id as the SDKs write it (`$device:<id>` in `distinct_id` and
+/// `$anon_distinct_id`, bare in `$device_id`): always the bare id, so an
+/// identify links the same visitor the page views were counted under.
+fn device(id: String) -> String {
+    match id.strip_prefix("$device:") {
+        Some(bare) if !bare.is_empty() => bare.to_owned(),
+        _ => id,
+    }
 }
 
 /// Why a Mixpanel record cannot become a Tally event.
@@ -176,7 +189,7 @@ pub fn to_event(message: Message) -> Result<IncomingEvent, MapError> {
         }
         "$identify" => {
             if let Some(anonymous) = id_text(properties.remove("$anon_distinct_id")) {
-                anonymous_id = Some(anonymous);
+                anonymous_id = Some(device(anonymous));
             }
             "identify".to_owned()
         }
@@ -215,7 +228,7 @@ pub fn update_to_event(update: Update) -> Result<IncomingEvent, MapError> {
     Ok(IncomingEvent {
         name: Some("identify".into()),
         user_id: Some(user_id),
-        anonymous_id: None,
+        anonymous_id: id_text(update.device_id).map(device),
         timestamp: update.time,
         event_id: None,
         properties,
@@ -290,6 +303,13 @@ mod tests {
         let prefixed =
             map(json!({"event": "a", "properties": {"distinct_id": "$device:d-2"}})).unwrap();
         assert_eq!(prefixed.anonymous_id.as_deref(), Some("d-2"));
+        // mixpanel-browser's identify names the visitor as `$device:<id>`.
+        let browser = map(
+            json!({"event": "$identify", "properties": {"distinct_id": "u",
+            "$anon_distinct_id": "$device:d-3", "$device_id": "d-3", "$user_id": "u"}}),
+        )
+        .unwrap();
+        assert_eq!(browser.anonymous_id.as_deref(), Some("d-3"));
         let identify = map(json!({"event": "$identify", "properties": {"distinct_id": "u", "$anon_distinct_id": "d-1"}})).unwrap();
         assert_eq!(
             (
@@ -319,6 +339,12 @@ mod tests {
             event.properties["traits"],
             json!({"first": "a", "plan": "pro"})
         );
+        let browser: Update = serde_json::from_value(
+            json!({"$distinct_id": "u", "$device_id": "d-9", "$set": {"plan": "pro"}}),
+        )
+        .unwrap();
+        let event = update_to_event(browser).unwrap();
+        assert_eq!(event.anonymous_id.as_deref(), Some("d-9"));
         let add: Update =
             serde_json::from_value(json!({"$distinct_id": "u", "$add": {"n": 1}})).unwrap();
         assert_eq!(update_to_event(add).err(), Some(MapError::NothingToSet));

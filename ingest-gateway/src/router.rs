@@ -16,8 +16,8 @@
 //! | `GET /sdk.js` | the browser tracker |
 //! | `GET /livez`, `/readyz`, `/metrics` | health and Prometheus metrics |
 //!
-//! Ingest routes allow any origin (write keys are public and no cookie is ever
-//! used), never with credentials. Every refusal, including unknown routes and
+//! Ingest routes allow any origin, with credentials (write keys are public and
+//! the gateway reads no cookie: the request's origin is mirrored). Every refusal, including unknown routes and
 //! methods, answers JSON.
 
 use crate::answers;
@@ -42,8 +42,13 @@ use tally_common::http::Path;
 
 /// The gateway's routes.
 pub fn app<S: EventSink>(state: Arc<AppState<S>>) -> Router {
+    // The request's own origin, with credentials: browser SDKs that send
+    // credentialed requests (mixpanel-browser's XHR, Snowplow's tracker) would
+    // otherwise have every answer blocked and resend for ever. Safe because
+    // the gateway reads no cookie and answers nothing private.
     let cors = tower_http::cors::CorsLayer::new()
-        .allow_origin(tower_http::cors::Any)
+        .allow_origin(tower_http::cors::AllowOrigin::mirror_request())
+        .allow_credentials(true)
         .allow_methods([
             axum::http::Method::GET,
             axum::http::Method::POST,

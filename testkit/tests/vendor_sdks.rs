@@ -4,6 +4,8 @@
 //!
 //! * Plausible's tracker in Chromium (`/api/event`, the app found by its site
 //!   domain);
+//! * Mixpanel's browser SDK in Chromium (batched `/track`, `/engage`, CORS
+//!   with credentials);
 //! * Amplitude's Node SDK (`/2/httpapi`), Mixpanel's (`/track`, `/engage`),
 //!   Umami's Node client (`/api/send`) and Snowplow's Node tracker (`tp2` POST
 //!   and the `/i` pixel).
@@ -258,6 +260,51 @@ async fn mixpanel_node_sdk_works_unmodified_and_a_retried_batch_counts_once() {
         &["library.name=node", "traits.plan=pro", "/pricing "],
     );
     assert!(!facts.contains("203.0.113.9"), "$ip is dropped: {facts}");
+    pipeline.finish(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mixpanel_browser_sdk_in_chromium_works_unmodified_and_its_retries_count_once() {
+    let (web, dir) = (web_dir(), node_clients("mixpanel-browser"));
+    let pipeline = Pipeline::start().await;
+    let app = unique("mixpanel_browser");
+    let key = write_key(&app).await;
+    let args = vec![dir, web, pipeline.gateway.url(), key];
+    let report = run_node("mixpanel_browser.mjs", args).await;
+    assert_eq!(report["problems"], json!([]), "{report}");
+    // The first batch, stored, was answered 503 and sent again by the SDK.
+    assert_eq!(report["relay"]["forced"], 1, "{report}");
+    assert!(
+        report["relay"]["paths"]["POST /track/"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2,
+        "{report}"
+    );
+    let engaged = report["relay"]["engaged"].as_array().unwrap().len() as u64;
+    assert_eq!(report["relay"]["acked"], 14, "{report}");
+    assert_eq!(
+        engaged, 2,
+        "people.set: a $set_once and a $set update: {report}"
+    );
+    pipeline.assert_stored_once(&app, 14 + engaged).await;
+    // One visitor: its device id before and after identify, on the identify
+    // itself (the SDK's `$device:` prefix removed) and on the profile updates.
+    let device = report["anonymous"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("$device:")
+        .unwrap()
+        .to_owned();
+    let want = rows(&[
+        ("after_identify", "mpb-user", &device, 2),
+        ("identify", "mpb-user", &device, 3),
+        ("mpb_event", "", &device, 10),
+        ("page_view", "", &device, 1),
+    ]);
+    assert_eq!(pipeline.rows_by_identity(&app).await, want, "{report}");
+    let facts = pipeline.facts(&app, &["page_view", "identify"]).await;
+    assert_contains_all(&facts, &["/pricing ", "traits.plan=pro"]);
     pipeline.finish(&app).await;
 }
 

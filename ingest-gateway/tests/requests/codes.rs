@@ -343,7 +343,7 @@ async fn segment_single_messages_and_unknown_types() {
 }
 
 #[tokio::test]
-async fn cors_lets_any_origin_post_but_never_with_credentials() {
+async fn cors_lets_any_origin_post_with_or_without_credentials() {
     let gateway = Gateway::start().await;
     let preflight = gateway
         .http
@@ -362,8 +362,16 @@ async fn cors_lets_any_origin_post_but_never_with_credentials() {
         .unwrap();
     assert!(preflight.status().is_success());
     let headers = preflight.headers();
-    assert_eq!(headers["access-control-allow-origin"], "*");
-    assert!(!headers.contains_key("access-control-allow-credentials"));
+    // The origin itself (a credentialed request may not be answered `*`).
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert!(
+        headers["vary"].to_str().unwrap().contains("origin"),
+        "{headers:?}"
+    );
     let allowed = headers["access-control-allow-headers"]
         .to_str()
         .unwrap()
@@ -372,4 +380,20 @@ async fn cors_lets_any_origin_post_but_never_with_credentials() {
         allowed.contains("authorization") && allowed.contains("content-type"),
         "{allowed}"
     );
+    // The answer itself carries them too (a refusal as well), so the browser
+    // lets the SDK read it.
+    let answer = gateway
+        .http
+        .post(format!("{}/api/v1/events/batch", gateway.url))
+        .header("origin", "https://shop.example")
+        .json(&json!({"events": []}))
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_client_error());
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    assert_eq!(answer.headers()["access-control-allow-credentials"], "true");
 }

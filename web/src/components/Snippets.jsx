@@ -47,7 +47,7 @@ export const VENDOR_SNIPPETS = [
   ['amplitude', 'Amplitude (analytics-node, analytics-browser)', (gw, key) => `amplitude.init('${key}', { serverUrl: '${gw}/2/httpapi' })`],
   ['mixpanel', 'Mixpanel (mixpanel-browser)', (gw, key) => `mixpanel.init('${key}', { api_host: '${gw}' })`],
   ['umami', 'Umami (tracker script)', (gw, key) => `<script defer src="/umami/script.js" data-website-id="${key}" data-host-url="${gw}"></script>`],
-  ['snowplow', 'Snowplow (browser tracker)', (gw, key) => `newTracker('sp', '${gw}', { appId: '${key}', withCredentials: false })`],
+  ['snowplow', 'Snowplow (browser tracker)', (gw, key) => `newTracker('sp', '${gw}', { appId: '${key}' })`],
   [
     'plausible',
     'Plausible (@plausible-analytics/tracker)',
