@@ -7,6 +7,7 @@
 //!
 //! | Amplitude | Tally |
 //! |---|---|
+//! | `event_type` `[Amplitude] Page Viewed` (the browser SDK's) | `page_view`: `[Amplitude] Page Location` → `url`, `[Amplitude] Page Path` → `path`, `[Amplitude] Page Title` → `title` |
 //! | `event_type` `$identify` | `identify`: `user_properties` `$set` over `$setOnce` (and plain keys) → `traits.*` |
 //! | `event_type` `$groupidentify` | `group`: the first `groups` entry → `group_type`, `group_id`; `group_properties` `$set` → `traits.*` |
 //! | other `event_type` | the same name |
@@ -150,6 +151,18 @@ const REVENUE_PROPERTIES: [(&str, &str); 6] = [
     ("$currency", "currency"),
 ];
 
+/// The browser SDK's page view (autocapture's `pageViews`).
+const PAGE_VIEWED: &str = "[Amplitude] Page Viewed";
+
+/// A page view's properties as Tally's page views name them.
+/// (Its campaign properties — `referrer`, `utm_source`, … — have Tally's
+/// names already.)
+const PAGE_PROPERTIES: [(&str, &str); 3] = [
+    ("[Amplitude] Page Location", "url"),
+    ("[Amplitude] Page Path", "path"),
+    ("[Amplitude] Page Title", "title"),
+];
+
 fn object(value: Option<Value>) -> Map<String, Value> {
     match value {
         Some(Value::Object(map)) => map,
@@ -200,6 +213,12 @@ pub fn to_event(message: Message) -> Result<IncomingEvent, MapError> {
     }
     let groups = object(message.groups);
     let name = match kind.as_str() {
+        PAGE_VIEWED => {
+            for (from, to) in PAGE_PROPERTIES {
+                crate::vendor::rename(&mut properties, from, to);
+            }
+            "page_view".to_owned()
+        }
         "$identify" => {
             let traits = traits(object(message.user_properties));
             properties.insert("traits".into(), Value::Object(traits));
@@ -307,6 +326,24 @@ mod tests {
 
     #[test]
     fn identify_and_group_identify() {
+        let page = map(json!({"event_type": "[Amplitude] Page Viewed", "device_id": "d",
+            "event_properties": {"[Amplitude] Page Location": "https://s.example/p?utm_source=n",
+            "[Amplitude] Page Path": "/p", "[Amplitude] Page Title": "P", "[Amplitude] Page Counter": 1}}))
+        .unwrap();
+        assert_eq!(page.name.as_deref(), Some("page_view"));
+        assert_eq!(
+            (
+                &page.properties["url"],
+                &page.properties["path"],
+                &page.properties["title"]
+            ),
+            (
+                &json!("https://s.example/p?utm_source=n"),
+                &json!("/p"),
+                &json!("P")
+            )
+        );
+        assert_eq!(page.properties["[Amplitude] Page Counter"], 1);
         let identify = map(json!({"event_type": "$identify", "user_id": "u",
             "user_properties": {"$setOnce": {"first": "a", "plan": "free"}, "$set": {"plan": "pro"}, "$add": {"n": 1}}}))
         .unwrap();

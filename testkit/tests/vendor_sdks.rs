@@ -5,7 +5,7 @@
 //! * Plausible's tracker in Chromium (`/api/event`, the app found by its site
 //!   domain);
 //! * Mixpanel's browser SDK in Chromium (batched `/track`, `/engage`, CORS
-//!   with credentials);
+//!   with credentials) and Amplitude's (`/2/httpapi`, autocapture);
 //! * Amplitude's Node SDK (`/2/httpapi`), Mixpanel's (`/track`, `/engage`),
 //!   Umami's Node client (`/api/send`) and Snowplow's Node tracker (`tp2` POST
 //!   and the `/i` pixel).
@@ -167,6 +167,57 @@ async fn amplitude_node_sdk_works_unmodified_and_its_retries_count_once() {
             "product_id=sku-1",
         ],
     );
+    pipeline.finish(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn amplitude_browser_sdk_in_chromium_works_unmodified_and_its_retries_count_once() {
+    let (web, dir) = (web_dir(), node_clients("@amplitude/analytics-browser"));
+    let pipeline = Pipeline::start().await;
+    let app = unique("amplitude_browser");
+    let key = write_key(&app).await;
+    let args = vec![dir, web, pipeline.gateway.url(), key];
+    let report = run_node("amplitude_browser.mjs", args).await;
+    assert_eq!(report["problems"], json!([]), "{report}");
+    assert_eq!(report["missing"], json!([]), "{report}");
+    assert_eq!(report["codes"], json!(vec![200; 13]), "{report}");
+    // The first upload, stored, was answered 503 and sent again by the SDK.
+    assert_eq!(report["relay"]["forced"], 1, "{report}");
+    let stored: BTreeMap<String, u64> = report["relay"]["stored"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, n)| {
+            let name = match name.as_str() {
+                "$identify" => "identify",
+                "[Amplitude] Page Viewed" => "page_view",
+                other => other,
+            };
+            (name.to_owned(), n.as_u64().unwrap())
+        })
+        .collect();
+    for (name, at_least) in [
+        ("ampb_event", 10),
+        ("after_identify", 2),
+        ("identify", 1),
+        ("page_view", 1),
+    ] {
+        assert!(
+            stored.get(name).copied().unwrap_or(0) >= at_least,
+            "{name}: {report}"
+        );
+    }
+    pipeline
+        .assert_stored_once(&app, report["relay"]["acked"].as_u64().unwrap())
+        .await;
+    assert_eq!(rows_by_name(&pipeline.iso, &app).await, stored, "{report}");
+    // One visitor throughout: the SDK's device id on every row.
+    let device = report["device"].as_str().unwrap();
+    for (name, _, anonymous, _) in pipeline.rows_by_identity(&app).await {
+        assert_eq!(anonymous, device, "{name}: {report}");
+    }
+    let facts = pipeline.facts(&app, &["page_view", "identify"]).await;
+    assert_contains_all(&facts, &["/pricing ", "traits.plan=pro", "utm_source=news"]);
     pipeline.finish(&app).await;
 }
 
