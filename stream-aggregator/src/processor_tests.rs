@@ -121,14 +121,7 @@ impl RawSink for MemRaw {
         let latest = final_sessions(self);
         Ok(latest
             .into_values()
-            .filter(|row| {
-                lookups.iter().any(|l| {
-                    l.app_id == row.app_id
-                        && l.distinct_id == row.distinct_id
-                        && row.end_ms as i64 >= l.from_ms
-                        && row.start_ms as i64 <= l.to_ms
-                })
-            })
+            .filter(|row| lookups.iter().any(|l| l.finds(row)))
             .collect())
     }
 

@@ -42,6 +42,19 @@ pub struct SessionLookup {
     pub to_ms: i64,
 }
 
+impl SessionLookup {
+    /// Whether `row` is one this lookup finds (the rule the statement applies:
+    /// same visitor, ends at or after `from_ms`, starts at or before `to_ms`);
+    /// for in-memory stores.
+    pub fn finds(&self, row: &SessionRow) -> bool {
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.app_id == row.app_id
+            && self.distinct_id == row.distinct_id
+            && ms(row.end_ms) >= self.from_ms
+            && ms(row.start_ms) <= self.to_ms
+    }
+}
+
 /// Lookups per statement (each adds four bound values).
 const LOOKUPS_PER_QUERY: usize = 64;
 

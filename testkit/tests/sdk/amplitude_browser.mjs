@@ -14,47 +14,19 @@
 // the gateway acknowledged by insert_id; the script waits until every event
 // the page tracked is acknowledged and the relay has been idle for 2 s, then
 // prints one JSON report.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
 const [dir, webDir, gateway, key] = process.argv.slice(2);
-const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
-const { relay } = createRequire(import.meta.url)('./relay.js');
+const require = createRequire(import.meta.url);
+const { relay } = require('./relay.js');
+const { site, launch, problems: watch, sleep } = require('./browser.js');
 const SDK_DIR = path.join(dir, 'node_modules/@amplitude/analytics-browser');
 const BUNDLE = fs.readFileSync(path.join(SDK_DIR, 'lib/scripts/amplitude-min.js'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(SDK_DIR, 'package.json'))).version;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const LOCAL = /^(https?:\/\/(localhost|127\.0\.0\.1)[:/]|data:|about:)/;
-
-function site() {
-  const page = '<!doctype html><html><head><title>Pricing</title><script src="/amplitude-min.js"></script></head><body><h1>Pricing</h1></body></html>';
-  const server = http.createServer((req, res) => {
-    if (req.url === '/amplitude-min.js') {
-      res.writeHead(200, { 'content-type': 'application/javascript' });
-      res.end(BUNDLE);
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(page);
-  });
-  return new Promise((resolve) => {
-    // "localhost" rather than 127.0.0.1: the page is another origin than the relay.
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://localhost:${server.address().port}` }));
-  });
-}
-
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-// A visitor's browser, not an automated one (the gateway flags automation as a bot).
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_VERSION = (execFileSync(CHROMIUM, ['--version']).toString().match(/\d+(\.\d+)+/) || ['130.0.0.0'])[0];
-const VISITOR = [
-  `--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${CHROMIUM_VERSION} Safari/537.36`,
-  '--disable-blink-features=AutomationControlled',
-];
+const PAGE = '<!doctype html><html><head><title>Pricing</title><script src="/amplitude-min.js"></script></head><body><h1>Pricing</h1></body></html>';
 
 (async () => {
   const acked = new Map(); // insert_id → event_type
@@ -68,23 +40,16 @@ const VISITOR = [
       for (const event of JSON.parse(body.toString('utf8')).events || []) acked.set(event.insert_id, event.event_type);
     },
   });
-  const { server: siteServer, url: siteUrl } = await site();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
+  const { server: siteServer, url: siteUrl } = await site({ '/amplitude-min.js': ['application/javascript', BUNDLE] }, PAGE);
+  const browser = await launch(webDir);
   const page = await browser.newPage();
-  const problems = [];
   const refused = new Set();
   await page.route((url) => !LOCAL.test(url.href), (route) => {
     refused.add(new URL(route.request().url()).host);
     return route.abort('internetdisconnected');
   });
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // The forced 503 and the refused internet show up as failed loads; nothing else may.
-    const from = message.location().url || '';
-    if (message.type() === 'error' && !/503/.test(message.text()) && LOCAL.test(from) && !/ERR_INTERNET_DISCONNECTED/.test(message.text())) {
-      problems.push(`console error: ${message.text()}`);
-    }
-  });
+  // The forced 503 and the refused internet show up as failed loads; nothing else may.
+  const problems = watch(page, (message) => /503|ERR_INTERNET_DISCONNECTED/.test(message.text()) || !LOCAL.test(message.location().url || ''));
   await page.goto(`${siteUrl}/pricing?utm_source=news`);
   const tracked = await page.evaluate(async ({ key, relayUrl }) => {
     const amplitude = window.amplitude;

@@ -13,20 +13,19 @@
 // acknowledged: track events by `$insert_id`, engage updates by count. The
 // script waits until every tracked event is acknowledged and the relay has
 // been idle for 2 s, then prints one JSON report.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
 const [dir, webDir, gateway, key] = process.argv.slice(2);
-const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
-const { relay, UNAVAILABLE } = createRequire(import.meta.url)('./relay.js');
+const require = createRequire(import.meta.url);
+const { relay, UNAVAILABLE } = require('./relay.js');
+const { site, launch, problems: watch, sleep } = require('./browser.js');
 const SDK_DIR = path.join(dir, 'node_modules/mixpanel-browser');
 const BUNDLE = fs.readFileSync(path.join(SDK_DIR, 'dist/mixpanel.umd.js'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(SDK_DIR, 'package.json'))).version;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const TRACKED = 14; // page view, 10 events, $identify, 2 events
+const PAGE = '<!doctype html><html><head><title>Pricing</title><script src="/mixpanel.umd.js"></script></head><body><h1>Pricing</h1></body></html>';
 
 /** The records of a Mixpanel request: `data` from a form body or the query, base64 or JSON. */
 function records(req, body) {
@@ -37,33 +36,6 @@ function records(req, body) {
   const parsed = JSON.parse(json);
   return Array.isArray(parsed) ? parsed : [parsed];
 }
-
-function site() {
-  const page = '<!doctype html><html><head><title>Pricing</title><script src="/mixpanel.umd.js"></script></head><body><h1>Pricing</h1></body></html>';
-  const server = http.createServer((req, res) => {
-    if (req.url === '/mixpanel.umd.js') {
-      res.writeHead(200, { 'content-type': 'application/javascript' });
-      res.end(BUNDLE);
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(page);
-  });
-  return new Promise((resolve) => {
-    // "localhost" rather than 127.0.0.1: the page is another origin than the relay.
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://localhost:${server.address().port}` }));
-  });
-}
-
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-// A visitor's browser, not an automated one (the gateway flags automation as a bot).
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_VERSION = (execFileSync(CHROMIUM, ['--version']).toString().match(/\d+(\.\d+)+/) || ['130.0.0.0'])[0];
-const VISITOR = [
-  `--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${CHROMIUM_VERSION} Safari/537.36`,
-  '--disable-blink-features=AutomationControlled',
-];
 
 (async () => {
   const acked = new Map(); // $insert_id → event name
@@ -79,15 +51,10 @@ const VISITOR = [
       if (route === '/engage') for (const r of records(req, body)) engaged.push(Object.keys(r).filter((k) => k.startsWith('$') && k !== '$token').sort().join(','));
     },
   });
-  const { server: siteServer, url: siteUrl } = await site();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
+  const { server: siteServer, url: siteUrl } = await site({ '/mixpanel.umd.js': ['application/javascript', BUNDLE] }, PAGE);
+  const browser = await launch(webDir);
   const page = await browser.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // The forced 503 shows up as a failed resource load; nothing else may.
-    if (message.type() === 'error' && !/503/.test(message.text())) problems.push(`console error: ${message.text()}`);
-  });
+  const problems = watch(page);
   await page.goto(`${siteUrl}/pricing?utm_source=news`);
   const anonymous = await page.evaluate(async ({ key, relayUrl }) => {
     const mp = await new Promise((resolve) => {

@@ -12,22 +12,21 @@
 // page is left (engagement for the second). The relay parses every event it
 // forwards and records the gateway's answers; the script waits until the relay
 // has been idle for 2 s, then prints one JSON report.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
 const [dir, webDir, gateway, domain] = process.argv.slice(2);
-const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
-const { relay, UNAVAILABLE } = createRequire(import.meta.url)('./relay.js');
+const require = createRequire(import.meta.url);
+const { relay, UNAVAILABLE } = require('./relay.js');
+const { site, launch, problems: watch, sleep } = require('./browser.js');
 const TRACKER_DIR = path.join(dir, 'node_modules/@plausible-analytics/tracker');
 const TRACKER = fs.readFileSync(path.join(TRACKER_DIR, 'plausible.js'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(TRACKER_DIR, 'package.json'))).version;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function site(relayUrl) {
-  const page = `<!doctype html><html><head><title>Pricing</title></head><body><h1>Pricing</h1>
+/** The site's page: the tracker as an ES module, sending to the relay. */
+function html(relayUrl) {
+  return `<!doctype html><html><head><title>Pricing</title></head><body><h1>Pricing</h1>
 <script type="module">
 import { init, track } from '/plausible.js';
 window.results = [];
@@ -38,31 +37,7 @@ init({ domain: ${JSON.stringify(domain)}, endpoint: ${JSON.stringify(`${relayUrl
   captureOnLocalhost: true, customProperties: { plan: 'pro' } });
 window.ready = true;
 </script></body></html>`;
-  const server = http.createServer((req, res) => {
-    if (req.url === '/plausible.js') {
-      res.writeHead(200, { 'content-type': 'application/javascript' });
-      res.end(TRACKER);
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(page);
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://localhost:${server.address().port}` }));
-  });
 }
-
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-// A visitor's browser, not an automated one: Chromium's user agent without
-// "Headless" and no navigator.webdriver (SDKs drop what looks automated, and
-// the gateway flags it as a bot), for every request, keepalive ones included.
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_VERSION = (execFileSync(CHROMIUM, ['--version']).toString().match(/\d+(\.\d+)+/) || ['130.0.0.0'])[0];
-const VISITOR = [
-  `--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${CHROMIUM_VERSION} Safari/537.36`,
-  '--disable-blink-features=AutomationControlled',
-];
 
 (async () => {
   // The first event the gateway stored (202) is answered 503; stored events counted by name.
@@ -76,15 +51,10 @@ const VISITOR = [
       stored[n] = (stored[n] || 0) + 1;
     },
   });
-  const { server: siteServer, url: siteUrl } = await site(relayUrl);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
+  const { server: siteServer, url: siteUrl } = await site({ '/plausible.js': ['application/javascript', TRACKER] }, html(relayUrl));
+  const browser = await launch(webDir);
   const page = await browser.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // The forced 503 shows up as a failed resource load; nothing else may.
-    if (message.type() === 'error' && !/503/.test(message.text())) problems.push(`console error: ${message.text()}`);
-  });
+  const problems = watch(page);
   await page.goto(`${siteUrl}/pricing?utm_source=news`);
   await page.waitForFunction(() => window.ready === true);
   const statuses = await page.evaluate(async () => {

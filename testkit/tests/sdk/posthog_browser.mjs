@@ -14,20 +14,19 @@
 // The relay decodes every capture body it forwards (gzip, form, base64, JSON)
 // and records the uuids the gateway acknowledged. The script waits until every
 // uuid the page captured is acknowledged, then prints one JSON report.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { createRequire } from 'node:module';
 
 const [dir, webDir, gateway, key] = process.argv.slice(2);
-const { chromium } = createRequire(path.join(webDir, 'package.json'))('playwright-core');
-const { relay, UNAVAILABLE } = createRequire(import.meta.url)('./relay.js');
+const require = createRequire(import.meta.url);
+const { relay, UNAVAILABLE } = require('./relay.js');
+const { site, launch, problems: watch, sleep } = require('./browser.js');
 const CAPTURE = /^\/(e|i\/v0\/e|batch|capture)\/?$/;
 const ARRAY_JS = fs.readFileSync(path.join(dir, 'node_modules/posthog-js/dist/array.js'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules/posthog-js/package.json'))).version;
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const PAGE = '<!doctype html><html><head><title>Pricing</title><script src="/array.js"></script></head><body><h1>Pricing</h1></body></html>';
 
 /** The events of a capture body, whatever its wrapping. */
 function captureEvents(headers, body) {
@@ -53,34 +52,6 @@ function captureEvents(headers, body) {
   return { events, encoding: encodings.join('+') };
 }
 
-function site() {
-  const server = http.createServer((req, res) => {
-    if (req.url === '/array.js') {
-      res.writeHead(200, { 'content-type': 'application/javascript' });
-      res.end(ARRAY_JS);
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end('<!doctype html><html><head><title>Pricing</title><script src="/array.js"></script></head><body><h1>Pricing</h1></body></html>');
-  });
-  return new Promise((resolve) => {
-    // "localhost" rather than 127.0.0.1: the page is another origin than the relay.
-    server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://localhost:${server.address().port}` }));
-  });
-}
-
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run'];
-// A visitor's browser, not an automated one: Chromium's user agent without
-// "Headless" and no navigator.webdriver (SDKs drop what looks automated, and
-// the gateway flags it as a bot), for every request, keepalive ones included.
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_VERSION = (execFileSync(CHROMIUM, ['--version']).toString().match(/\d+(\.\d+)+/) || ['130.0.0.0'])[0];
-const VISITOR = [
-  `--user-agent=Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${CHROMIUM_VERSION} Safari/537.36`,
-  '--disable-blink-features=AutomationControlled',
-];
-
 (async () => {
   // The first capture fetch the gateway stored is answered 503 (never a beacon:
   // beacons are not retried); every capture body is decoded and its uuids kept.
@@ -97,15 +68,10 @@ const VISITOR = [
       if (!forced) for (const event of events) acked.set(event.uuid, event.event);
     },
   });
-  const { server: siteServer, url: siteUrl } = await site();
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...VISITOR] });
+  const { server: siteServer, url: siteUrl } = await site({ '/array.js': ['application/javascript', ARRAY_JS] }, PAGE);
+  const browser = await launch(webDir);
   const page = await browser.newPage();
-  const problems = [];
-  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-  page.on('console', (message) => {
-    // The forced 503 shows up as a failed resource load; nothing else may.
-    if (message.type() === 'error' && !/status of 503/.test(message.text())) problems.push(`console error: ${message.text()}`);
-  });
+  const problems = watch(page, (message) => /status of 503/.test(message.text()));
   page.on('requestfailed', (request) => {
     // A beacon's request may be reported failed though it was sent; the relay's acknowledgements decide.
     if (request.resourceType() !== 'ping') problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`);
