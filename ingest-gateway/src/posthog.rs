@@ -11,6 +11,7 @@
 //! | `$pageview` | `page_view` | `$current_url` → `url`, `$pathname` → `path`, `$referrer` → `referrer`, `title` kept |
 //! | `$screen` | `screen_view` | `$screen_name` → `screen_name` |
 //! | `$identify` | `identify` | `distinct_id` → user id, `$anon_distinct_id` → anonymous id, `$set` (then `$set_once`) → `traits.*` |
+//! | `$set` (posthog-js `setPersonProperties`) | `identify` | identity as sent (no link), `$set` (then `$set_once`) → `traits.*` |
 //! | `$create_alias` | `alias` | `distinct_id` → user id, `properties.alias` → `previous_id` |
 //! | `$groupidentify` | `group` | `$group_key` → `group_id`, `$group_type` kept, `$group_set` → `traits.*` |
 //! | any other | same name | |
@@ -23,7 +24,7 @@
 //! `$raw_user_agent` (posthog-js) → the user agent used for enrichment.
 //! Dropped: `token` (the project key, checked by the gateway), the moved
 //! fields above, and `$set` / `$set_once` of events other than `$identify`
-//! (Tally keeps person properties from identify events only). Every other
+//! and `$set` (Tally keeps person properties from identify events only). Every other
 //! property, `$`-prefixed ones included, is kept under its own name.
 
 use crate::vendor::{id_text, object, rename};
@@ -200,6 +201,14 @@ pub fn to_event(message: Message) -> Result<(IncomingEvent, Option<String>), Map
             properties.insert("traits".into(), Value::Object(traits));
             "identify".to_owned()
         }
+        "$set" => {
+            // posthog-js's setPersonProperties(): the distinct id's person
+            // properties, nothing else (the identity stays as sent).
+            let mut traits = set_once.unwrap_or_default();
+            traits.extend(set.unwrap_or_default());
+            properties.insert("traits".into(), Value::Object(traits));
+            "identify".to_owned()
+        }
         "$create_alias" => {
             user_id = user_id.or(anonymous_id.take());
             if let Some(alias) = id_text(properties.remove("alias")) {
@@ -341,6 +350,22 @@ mod tests {
         assert_eq!(
             Value::Object(group.properties),
             json!({"$group_type": "company", "group_id": "acme", "traits": {"size": 5}})
+        );
+    }
+
+    #[test]
+    fn set_person_properties_becomes_an_identify_of_the_same_visitor() {
+        let (event, _) = map(json!({"event": "$set", "distinct_id": "anon-2",
+            "properties": {"$is_identified": false, "$set": {"plan": "pro"}, "$set_once": {"plan": "free", "first": "x"}}}))
+        .unwrap();
+        assert_eq!(event.name.as_deref(), Some("identify"));
+        assert_eq!(
+            (event.user_id.as_deref(), event.anonymous_id.as_deref()),
+            (None, Some("anon-2"))
+        );
+        assert_eq!(
+            event.properties["traits"],
+            json!({"plan": "pro", "first": "x"})
         );
     }
 

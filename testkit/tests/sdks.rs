@@ -205,17 +205,18 @@ async fn posthog_js_in_chromium_works_unmodified_and_its_retries_count_once() {
         let seen = encodings[encoding].as_u64().unwrap_or(0);
         assert!(seen >= 1, "{encoding}: {report}");
     }
-    // 1 page view + 10 + identify + 2 + 2 beacons (main); 3 + 2 beacons (plain).
-    assert_eq!(report["captured"], 21, "{report}");
+    // 1 page view + 10 + identify + 2 + $set + 2 beacons (main); 3 + 2 beacons (plain).
+    assert_eq!(report["captured"], 22, "{report}");
 
     // The retried request's events once each: rows equal distinct SDK uuids.
-    pipeline.assert_stored_once(&app, 21).await;
+    pipeline.assert_stored_once(&app, 22).await;
     let a = report["anonymous_id"].as_str().unwrap();
     let want = rows(&[
         ("after_identify", "ph-browser-user", "", 2),
         // Both instances' beacons: the second instance shares the first's
         // persisted identity (same project key), so it is identified too.
         ("beacon_event", "ph-browser-user", "", 4),
+        ("identify", "ph-browser-user", "", 1),
         ("identify", "ph-browser-user", a, 1),
         ("page_view", "", a, 1),
         ("ph_browser_event", "", a, 10),
@@ -229,6 +230,8 @@ async fn posthog_js_in_chromium_works_unmodified_and_its_retries_count_once() {
             "/pricing ",
             "library.name=web",
             "traits.plan=pro",
+            "traits.company=acme",
+            "traits.first_page=pricing",
             "utm_source",
         ],
     );

@@ -8,7 +8,8 @@
 // Two instances on one page, as a site may run them:
 //   * "main" (default settings: the gateway's remote config offers gzip-js, so
 //     its batches are gzipped): a $pageview (captured as an SPA router does), 10 custom events,
-//     identify, 2 more events, and 2 events sent with sendBeacon (gzip too);
+//     identify, 2 more events, setPersonProperties (a `$set` event), and 2
+//     events sent with sendBeacon (gzip too);
 //   * "plain" (disable_compression: true): 3 events as plain JSON and 2 by
 //     sendBeacon, which posthog-js then sends form-encoded base64.
 // The relay decodes every capture body it forwards (gzip, form, base64, JSON)
@@ -95,6 +96,7 @@ function captureEvents(headers, body) {
     main.identify('ph-browser-user', { plan: 'pro' });
     main.capture('after_identify', { step: 1 });
     main.capture('after_identify', { step: 2 });
+    main.setPersonProperties({ company: 'acme' }, { first_page: 'pricing' });
     main.capture('beacon_event', { via: 'gzip' }, { transport: 'sendBeacon' });
     main.capture('beacon_event', { via: 'gzip' }, { transport: 'sendBeacon' });
     const plain = await new Promise((resolve) => {
