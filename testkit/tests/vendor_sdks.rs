@@ -5,7 +5,8 @@
 //! * Plausible's tracker in Chromium (`/api/event`, the app found by its site
 //!   domain);
 //! * Mixpanel's browser SDK in Chromium (batched `/track`, `/engage`, CORS
-//!   with credentials) and Amplitude's (`/2/httpapi`, autocapture);
+//!   with credentials), Amplitude's (`/2/httpapi`, autocapture) and
+//!   Snowplow's browser tracker (`tp2` POSTs with credentials);
 //! * Amplitude's Node SDK (`/2/httpapi`), Mixpanel's (`/track`, `/engage`),
 //!   Umami's Node client (`/api/send`) and Snowplow's Node tracker (`tp2` POST
 //!   and the `/i` pixel).
@@ -447,6 +448,46 @@ async fn snowplow_node_tracker_works_unmodified_and_its_retries_count_once() {
             "schema=iglu:com.acme/viewed_product/jsonschema/1-0-0",
             "title=Pricing",
             "session_id=sp-session",
+        ],
+    );
+    pipeline.finish(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snowplow_browser_tracker_in_chromium_works_unmodified_and_its_retries_count_once() {
+    let (web, dir) = (web_dir(), node_clients("@snowplow/browser-tracker"));
+    let pipeline = Pipeline::start().await;
+    let app = unique("snowplow_browser");
+    let key = write_key(&app).await;
+    let args = vec![dir, web, pipeline.gateway.url(), key];
+    let report = run_node("snowplow_browser.mjs", args).await;
+    assert_eq!(report["problems"], json!([]), "{report}");
+    // The first POST, stored, was answered 503 and sent again by the tracker.
+    assert_eq!(report["relay"]["forced"], 1, "{report}");
+    assert_eq!(report["relay"]["acked"], 6, "{report}");
+    pipeline.assert_stored_once(&app, 6).await;
+    let mut eids: Vec<String> = serde_json::from_value(report["eids"].clone()).unwrap();
+    eids.sort();
+    assert_eq!(pipeline.event_ids(&app).await, eids, "{report}");
+    // One visitor: the tracker's domain user id (its first-party cookie) as
+    // the anonymous id on every event, with the user id it was given.
+    let duid = report["duid"].as_str().unwrap();
+    assert!(!duid.is_empty(), "{report}");
+    let want = rows(&[
+        ("add-to-basket", "spb-user", duid, 3),
+        ("checkout", "spb-user", duid, 1),
+        ("page_view", "spb-user", duid, 1),
+        ("viewed_product", "spb-user", duid, 1),
+    ]);
+    assert_eq!(pipeline.rows_by_identity(&app).await, want, "{report}");
+    let facts = pipeline.facts(&app, &["page_view", "viewed_product"]).await;
+    assert_contains_all(
+        &facts,
+        &[
+            "/pricing ",
+            "sku=a-1",
+            "title=Pricing",
+            "schema=iglu:com.acme/viewed_product/jsonschema/1-0-0",
         ],
     );
     pipeline.finish(&app).await;
