@@ -9,7 +9,8 @@
 // "30d" moves every 5 s).
 // "Rendered": the six KPI values, the time chart's canvas and the four top-10
 // tables are on the page, nothing is loading or refreshing, and no panel shows
-// an error (which fails the run). Each load is a new tab of one logged-in
+// an error or loaded empty (either fails the run: the dataset has page views
+// every day). Each load is a new tab of one logged-in
 // browser (assets come from its cache, as for a returning user).
 // A load not rendered within 60 s is a stall: its reasons are kept and the
 // load is done again (twice in a row fails the run).
@@ -37,6 +38,10 @@ const rendered = () => {
   const errors = document.querySelectorAll('[data-testid=error]');
   if (errors.length) return `error: ${errors[0].textContent}`;
   if (document.querySelector('[data-testid=loading], [aria-busy=true]')) return false;
+  // The dataset has page views on every day of the range: a panel loaded
+  // empty shows a wrong answer, not a slow one.
+  const empty = [...document.querySelectorAll('[data-testid=empty]')].map((e) => e.closest('[data-testid^=panel-]')?.dataset.testid || 'a panel');
+  if (empty.length) return `error: ${empty.join(', ')} loaded with no data, on a dataset with page views every day of the range`;
   if (!kpis.every((k) => document.querySelector(`[data-testid=kpi-${k}-value]`))) return false;
   if (!document.querySelector('[data-testid=chart-overview] canvas')) return false;
   return ['pages', 'sources', 'locations', 'devices'].every((t) => document.querySelector(`[data-testid=table-${t}]`));

@@ -68,7 +68,14 @@ pub async fn reset_refresh_state(
 }
 
 /// Derives the dataset's reports once (a full refresher run) unless its
-/// derived positions are recorded already; returns what was done.
+/// derived positions are recorded already and its report table holds rows;
+/// returns what was done.
+///
+/// The refresher's state lives in PostgreSQL under the database's name, the
+/// rows in ClickHouse: a dataset generated again under the same name (its
+/// database dropped, or a ClickHouse whose data went with its checkout while
+/// PostgreSQL stayed) finds the old state. Reused, it would send readers to
+/// empty report tables, so an empty report table means a first run.
 pub async fn refreshed(history: &ClickHouseConfig, config: &BenchConfig) -> Result<Value, String> {
     let scope = history.database.clone();
     let pg = config
@@ -87,10 +94,15 @@ pub async fn refreshed(history: &ClickHouseConfig, config: &BenchConfig) -> Resu
         .await
         .map_err(|e| format!("B5 postgres: {e}"))?
         .get(0);
-    if derived > 0 {
+    let client = history.client();
+    let reported: u64 = client
+        .query("SELECT count() FROM report_pages_hourly")
+        .fetch_one()
+        .await
+        .map_err(|e| format!("B5 reports: {e}"))?;
+    if derived > 0 && reported > 0 {
         return Ok(json!({"refresh": "reused"}));
     }
-    let client = history.client();
     reset_refresh_state(&client, &pg, &scope).await?;
     eprintln!("B5: deriving the reports of {scope} (full refresher run)");
     let kafka = tally_common::kafka::KafkaConfig {
@@ -197,6 +209,17 @@ pub async fn pages(
         }
     }
     query.stop();
+    if !equal {
+        // A faster answer that differs is not a result: the run fails.
+        let (from_reports, from_raw) = (ask("auto").await?.1, ask("raw").await?.1);
+        return Err(format!(
+            "B5 pages: the answer from reports ({} groups, source {}) differs from raw rows' ({} groups) on {}",
+            from_reports["results"].as_array().map_or(0, Vec::len),
+            from_reports["source"],
+            from_raw["results"].as_array().map_or(0, Vec::len),
+            history.database
+        ));
+    }
     let (d95, r95) = (percentile(&derived, 0.95), percentile(&raw, 0.95));
     if let Value::Object(figures) = json!({
         "source": source, "answers_equal": equal,

@@ -87,7 +87,11 @@ pub async fn query_latency(config: &BenchConfig, env: &[(&str, String)]) -> Resu
         Ok(found) => found,
         Err(why) => return Ok(json!({"skipped": why})),
     };
-    let (history, generated) = super::history_db(&template, config.b5_events).await?;
+    // Not B5's name: the query service finds the refresher's state by the
+    // database's name, and B5's state is not this dataset's.
+    let database = format!("tally_bench_history_cluster_{}", config.b5_events);
+    let (history, generated) =
+        super::history_db_named(&template, &database, config.b5_events).await?;
     let timings = super::b5_timings(config, &with(env, clickhouse_env(&history))).await?;
     let mut out = json!({"dataset": generated, "shards": history.shards.len(),
                          "replicas_per_shard": history.shards.first().map_or(0, Vec::len)});

@@ -509,8 +509,18 @@ pub async fn history_db(
     clickhouse: &ClickHouseConfig,
     events: u64,
 ) -> Result<(ClickHouseConfig, String), String> {
+    history_db_named(clickhouse, &format!("tally_bench_history_{events}"), events).await
+}
+
+/// [`history_db`] in `database` (a dataset elsewhere with the name of
+/// another would share its refresher state: PostgreSQL keys it by name).
+pub async fn history_db_named(
+    clickhouse: &ClickHouseConfig,
+    database: &str,
+    events: u64,
+) -> Result<(ClickHouseConfig, String), String> {
     let history = ClickHouseConfig {
-        database: format!("tally_bench_history_{events}"),
+        database: database.to_owned(),
         ..clickhouse.clone()
     };
     let existing: u64 = history
