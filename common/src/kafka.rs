@@ -193,6 +193,32 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<usize, AdminE
     .map_err(|err| AdminError::Join(err.to_string()))?
 }
 
+/// The log end of each partition of `config.topic` (its high watermark: the
+/// offset the next message gets); partitions the broker does not describe
+/// are left out, and a topic it does not know has none.
+pub async fn log_ends(config: &KafkaConfig) -> Result<Vec<(i32, i64)>, AdminError> {
+    let (client, topic) = (config.client_config(), config.topic.clone());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client.create()?;
+        let timeout = Duration::from_secs(5);
+        let metadata = patiently(|| consumer.fetch_metadata(Some(&topic), timeout))?;
+        let mut ends = Vec::new();
+        for t in metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+        {
+            for p in t.partitions() {
+                let (_, high) = patiently(|| consumer.fetch_watermarks(&topic, p.id(), timeout))?;
+                ends.push((p.id(), high));
+            }
+        }
+        Ok(ends)
+    })
+    .await
+    .map_err(|err| AdminError::Join(err.to_string()))?
+}
+
 /// The committed offset of consumer group `group` in each partition of
 /// `topic` (partitions without a commit are left out): every message below it
 /// was fully processed by the group (the aggregator commits after its stores).

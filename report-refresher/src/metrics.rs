@@ -22,6 +22,8 @@ pub struct Metrics {
     pub last_success: IntGauge,
     /// `tally_refresher_new_rows_total`: raw rows derived.
     pub new_rows: prometheus::IntCounter,
+    /// `tally_refresher_forgotten_marks_total`: marks taken on another log.
+    pub forgotten_marks: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -61,7 +63,12 @@ impl Metrics {
         registry.register(Box::new(buckets.clone()))?;
         registry.register(Box::new(drift.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
+        let forgotten_marks = prometheus::IntCounter::new(
+            "tally_refresher_forgotten_marks_total",
+            "Marks found at or past their partition's log end (taken on another log) and forgotten",
+        )?;
         registry.register(Box::new(new_rows.clone()))?;
+        registry.register(Box::new(forgotten_marks.clone()))?;
         Ok(Metrics {
             registry,
             runs,
@@ -70,11 +77,23 @@ impl Metrics {
             drift,
             last_success,
             new_rows,
+            forgotten_marks,
         })
+    }
+
+    /// Marks taken on another log were forgotten before a run.
+    pub fn forgot_marks(&self, forgotten: &[crate::refresh::ForgottenMark]) {
+        for mark in forgotten {
+            self.forgotten_marks.inc();
+            tracing::warn!(topic = %mark.topic, partition = mark.partition, mark = mark.mark,
+                log_end = mark.log_end,
+                "a mark is at or past its partition's log end (the topic was made anew): positions forgotten, full rebuild");
+        }
     }
 
     /// A run committed.
     pub fn committed(&self, report: &Report, seconds: f64) {
+        self.forgot_marks(&report.forgotten);
         let record = &report.record;
         self.runs
             .with_label_values(&[record.kind, "committed"])

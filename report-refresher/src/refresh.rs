@@ -21,6 +21,11 @@
 //!    run;
 //! 5. commits the ends as marks, only if the lease is still held.
 //!
+//! Before step 1, marks at or past their partition's log end on the broker
+//! were taken on another log (the topic was made anew: a fresh broker beside
+//! a PostgreSQL that stayed): the scope's positions are forgotten, and the
+//! run is a first, full one ([`positions`]).
+//!
 //! Recomputing is idempotent; adding is not, which is why a run that never
 //! committed has its added buckets recomputed by the next run. A *full* run
 //! recomputes every bucket within fresh ends; before writing it measures the
@@ -77,10 +82,15 @@ pub struct Report {
     pub reworked: BTreeMap<String, BTreeSet<String>>,
     /// Seconds spent per step, in order (where a run's time goes).
     pub seconds: Vec<(&'static str, f64)>,
+    /// Marks taken on another log, forgotten before the run (which was then
+    /// a first, full one).
+    pub forgotten: Vec<ForgottenMark>,
 }
 
 mod positions;
 mod rework;
+
+pub use positions::{beyond_log_ends, ForgottenMark};
 
 /// Seconds per step of a run.
 struct Laps {
@@ -266,6 +276,9 @@ impl Refresher {
         // next, recomputations from raw rows the highest: where two write a
         // key in one run, the later step (which includes the earlier one's
         // rows) is the row that stays.
+        // Positions taken on another log (the topic made anew) are forgotten
+        // first: this run is then a first, full one.
+        let forgotten = self.forget_another_log().await?;
         let add_version = self.state.next_version().await?;
         let rework_version = self.state.next_version().await?;
         let version = self.state.next_version().await?;
@@ -551,6 +564,7 @@ impl Refresher {
             buckets: recomputed,
             added: added.len() as u64,
             reworked,
+            forgotten,
         }))
     }
 }

@@ -244,6 +244,24 @@ impl PgState {
         Ok(())
     }
 
+    /// Forgets the scope's positions in the log — its marks, what readers
+    /// may take from reports, the pending buckets and the identity marks —
+    /// in one statement, so the next run is a first, full one and readers
+    /// answer from raw rows until it commits. For positions taken on another
+    /// log ([`crate::refresh::Refresher::run`]).
+    pub async fn forget_positions(&self) -> Result<(), RefreshError> {
+        self.client
+            .execute(
+                "WITH marks AS (DELETE FROM refresh_marks WHERE scope = $1), \
+                 derived AS (DELETE FROM refresh_derived WHERE scope = $1), \
+                 pending AS (DELETE FROM refresh_pending WHERE scope = $1) \
+                 DELETE FROM refresh_identity_marks WHERE scope = $1",
+                &[&self.scope],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// When the last full rebuild finished (epoch seconds), if any.
     pub async fn last_full_secs(&self) -> Result<Option<f64>, RefreshError> {
         let row = self

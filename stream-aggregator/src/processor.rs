@@ -43,7 +43,7 @@ use crate::raw_writer::RowWriter;
 use crate::visitors::{Scope, Sessions};
 use crate::windows::Windows;
 pub use crate::windows::{liveness, Liveness};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tally_common::Clock;
 use tally_schemas::person::identity_event;
@@ -203,6 +203,9 @@ pub struct Processor<R, L> {
     token: String,
     /// Recent client event ids per partition (client retries).
     dedup: Dedup,
+    /// Partitions whose raw rows this process has written (see
+    /// [`RowWriter::trusted`]).
+    written_partitions: HashSet<i32>,
 }
 
 impl<R: RawSink, L: LiveStore> Processor<R, L> {
@@ -214,6 +217,7 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             token: uuid::Uuid::new_v4().to_string(),
             dedup: Dedup::new(settings.dedup_window_secs.max(0)),
             settings,
+            written_partitions: HashSet::new(),
         }
     }
 
@@ -327,8 +331,11 @@ impl<R: RawSink, L: LiveStore> Processor<R, L> {
             prefix: &self.settings.prefix,
             token: &self.token,
             guards_off: self.guards_off(),
+            trusted: &self.written_partitions,
         };
         let written = writer.write(&self.raw, &self.live, &fresh).await?;
+        self.written_partitions
+            .extend(fresh.iter().map(|m| m.partition));
         (outcome.raw_written, outcome.raw_skipped) = (written.written, written.skipped);
         outcome.claims_lost.clone_from(&written.claims_lost);
         (outcome.identity_events, outcome.identity_rows) = self.write_identities(&fresh).await?;

@@ -17,7 +17,12 @@
 //! from ClickHouse — and releases the claim with the new watermarks after the
 //! insert. Inserts of one partition are therefore serialized and each starts
 //! from the true watermarks: a zombie writer finds its messages already stored
-//! and skips them. The lease only matters if a holder dies mid-insert; an
+//! and skips them. A process trusts released watermarks only for partitions
+//! it has written once itself ([`RowWriter::trusted`]): the first write of a
+//! partition in a process reads them from ClickHouse, because the Redis
+//! hash outlives the data it describes when Redis stays and ClickHouse and
+//! the broker start anew (a new checkout, a rebuilt cluster) — trusted, an
+//! old log's watermarks would skip every new message below them. The lease only matters if a holder dies mid-insert; an
 //! insert is given [`crate::raw::INSERT_TIMEOUT`], well within the lease.
 //!
 //! On a cluster a slot also names the shard (`crate::shards`): rows go to
@@ -32,7 +37,7 @@ use crate::error::AggregatorError;
 use crate::live::{raw_marks_key, Claimed, LiveStore};
 use crate::message::{debug_assert_offset_order, Message};
 use crate::raw::{slot, slot_shard, RawSink};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use tally_schemas::row::{event_date, ArrivalRow, EventRow};
 
 /// Lease of a partition claim.
@@ -52,6 +57,9 @@ pub struct RowWriter<'a> {
     pub token: &'a str,
     /// Chaos control run: ignore the watermarks.
     pub guards_off: bool,
+    /// Partitions this process has written: their released watermarks are
+    /// of its ClickHouse (the others' are read from ClickHouse).
+    pub trusted: &'a HashSet<i32>,
 }
 
 impl RowWriter<'_> {
@@ -117,7 +125,9 @@ impl RowWriter<'_> {
         let mut marks: HashMap<i32, Marks> = HashMap::new();
         for (partition, claim) in partitions.iter().zip(claims) {
             let stored = match claim {
-                Claimed::Clean(json) => serde_json::from_slice::<Marks>(json).ok(),
+                Claimed::Clean(json) if self.trusted.contains(partition) => {
+                    serde_json::from_slice::<Marks>(json).ok()
+                }
                 _ => None,
             };
             let stored = match stored {

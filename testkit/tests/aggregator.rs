@@ -1,7 +1,8 @@
 //! The stream aggregator against the real broker, Redis and ClickHouse:
 //! client retries counted once (also across a restart), bots and late events
-//! kept out of the live windows but stored, sessions in ClickHouse, and two
-//! aggregator processes sharing one consumer group through rebalances.
+//! kept out of the live windows but stored, sessions in ClickHouse, two
+//! aggregator processes sharing one consumer group through rebalances, and
+//! a new log beside the Redis of an old one (watermarks not trusted).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -242,4 +243,72 @@ async fn two_aggregators_share_partitions_through_rebalances() {
     query.stop().await;
     gateway.stop().await;
     iso.cleanup().await;
+}
+
+/// A new checkout: the broker and ClickHouse start empty while Redis (and
+/// PostgreSQL) stay. The old log's aggregator left its released watermarks
+/// in Redis under the same prefix and topic name; trusted, they would skip
+/// every new message at an offset below them, and acknowledged events would
+/// never reach ClickHouse. The new aggregator must store every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_left_in_redis_by_another_log_do_not_skip_new_rows() {
+    let http = reqwest::Client::new();
+    let app = tally_testkit::unique("newlog");
+    let key = tally_testkit::write_key(&app).await;
+    let batch = |run: &str, n: usize| {
+        let now = now_ms();
+        let events: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"name": "page_view", "event_id": format!("{run}-{i}"),
+                            "user_id": format!("{run}-u{i}"), "timestamp": now})
+            })
+            .collect();
+        json!({ "events": events })
+    };
+    let mut old_broker = broker::PrivateBroker::start().await;
+    let old = Isolation::on_broker(1, &old_broker.brokers).await;
+    let gateway = services::gateway(services::gateway_config(&old)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&old)).await;
+    for round in 0..3 {
+        let (status, answer) = post_batch(
+            &http,
+            &gateway.url(),
+            &key,
+            &batch(&format!("old{round}"), 20),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    eventually("the old log's rows", Duration::from_secs(30), || async {
+        (clickhouse_counts(&old, &app).await == (60, 60)).then_some(())
+    })
+    .await;
+    old.wait_consumed().await;
+    aggregator.stop().await;
+    gateway.stop().await;
+    old_broker.stop();
+
+    // The new checkout: a broker and a database of its own, Redis as it was.
+    let new_broker = broker::PrivateBroker::start().await;
+    let mut new = Isolation::on_broker(1, &new_broker.brokers).await;
+    new.kafka.topic.clone_from(&old.kafka.topic);
+    new.kafka.dlq_topic.clone_from(&old.kafka.dlq_topic);
+    new.redis_prefix.clone_from(&old.redis_prefix);
+    broker::create_topic(&new.kafka.brokers, &new.kafka.topic, 1).await;
+    broker::create_topic(&new.kafka.brokers, &new.kafka.dlq_topic, 1).await;
+    let gateway = services::gateway(services::gateway_config(&new)).await;
+    let aggregator = services::aggregator(services::aggregator_config(&new)).await;
+    let (status, answer) = post_batch(&http, &gateway.url(), &key, &batch("new", 25)).await;
+    assert_eq!(status, 200, "{answer}");
+    new.wait_consumed().await;
+    eventually(
+        "every new row stored (offsets 0–24, below the old log's 59)",
+        Duration::from_secs(30),
+        || async { (clickhouse_counts(&new, &app).await == (25, 25)).then_some(()) },
+    )
+    .await;
+    aggregator.stop().await;
+    gateway.stop().await;
+    old.cleanup().await;
+    new.cleanup().await;
 }

@@ -11,7 +11,8 @@
 //! which must find drift 0 — and find and correct planted drift. A second
 //! refresher stands by while the first holds the lease. Submodules: person
 //! deletion, exact-and-fresh answers, identity rows racing in from two
-//! aggregators, and the data lifecycle (retention by partition).
+//! aggregators, the data lifecycle (retention by partition), and positions
+//! taken on another log (a topic made anew beside a PostgreSQL that stayed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -288,3 +289,6 @@ mod race;
 
 #[path = "refresher/lifecycle.rs"]
 mod lifecycle;
+
+#[path = "refresher/another_log.rs"]
+mod another_log;

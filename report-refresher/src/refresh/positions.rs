@@ -1,12 +1,51 @@
 //! Where a run stands in the log: its ends (the broker's committed offsets,
-//! or the highest rows), and the housekeeping of what is derived (the run's
+//! or the highest rows), positions taken on another log forgotten, and the
+//! housekeeping of what is derived (the run's
 //! table of new rows, the `arrivals` days every row of which is derived).
 
 use super::{Kind, Refresher};
 use crate::error::RefreshError;
+use crate::state::MarkKey;
 use crate::statements::{self, Ends, Stmt};
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+/// A mark taken on another log: at or past its partition's log end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForgottenMark {
+    /// Topic.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: u32,
+    /// The highest offset the scope had derived.
+    pub mark: i64,
+    /// The partition's log end on the broker (the next offset).
+    pub log_end: i64,
+}
+
+/// The marks of `topic` at or past their partition's log end in `ends`
+/// (partitions the broker did not describe are not judged).
+pub fn beyond_log_ends(
+    topic: &str,
+    marks: &HashMap<MarkKey, i64>,
+    ends: &BTreeMap<i32, i64>,
+) -> Vec<ForgottenMark> {
+    let mut out: Vec<ForgottenMark> = marks
+        .iter()
+        .filter(|((t, _), _)| t == topic)
+        .filter_map(|((t, partition), mark)| {
+            let log_end = *ends.get(&i32::try_from(*partition).ok()?)?;
+            (*mark >= log_end).then(|| ForgottenMark {
+                topic: t.clone(),
+                partition: *partition,
+                mark: *mark,
+                log_end,
+            })
+        })
+        .collect();
+    out.sort_by_key(|m| m.partition);
+    out
+}
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct Top {
@@ -95,6 +134,36 @@ impl Refresher {
         }
     }
 
+    /// Forgets the scope's positions when they were taken on another log:
+    /// a mark at or past its partition's log end on the broker (the topic
+    /// was made anew — a fresh broker, or a new checkout whose broker and
+    /// ClickHouse start empty beside a PostgreSQL that stayed). Kept, such
+    /// marks would stop every row below them from being derived and send
+    /// readers to report rows that are not there. Returns the marks
+    /// forgotten (none without a broker, or when it does not answer: only a
+    /// log end the broker reported is evidence).
+    pub(super) async fn forget_another_log(&self) -> Result<Vec<ForgottenMark>, RefreshError> {
+        let Some((kafka, _)) = self.kafka.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let marks = self.state.marks().await?;
+        if !marks.keys().any(|(topic, _)| *topic == kafka.topic) {
+            return Ok(Vec::new());
+        }
+        let ends: BTreeMap<i32, i64> = match tally_common::kafka::log_ends(kafka).await {
+            Ok(ends) => ends.into_iter().collect(),
+            Err(err) => {
+                tracing::debug!(error = %err, "log ends unreadable: positions kept");
+                return Ok(Vec::new());
+            }
+        };
+        let forgotten = beyond_log_ends(&kafka.topic, &marks, &ends);
+        if !forgotten.is_empty() {
+            self.state.forget_positions().await?;
+        }
+        Ok(forgotten)
+    }
+
     /// The run's ends: the committed offsets (else the arrivals'); a full run
     /// adds every other partition of `events` up to its highest row. Never
     /// below `marks`.
@@ -127,5 +196,36 @@ impl Refresher {
             .into_iter()
             .map(|t| ((t.kafka_topic, t.kafka_partition), t.top))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_marks_at_or_past_a_reported_log_end_are_from_another_log() {
+        let marks: HashMap<MarkKey, i64> = [
+            (("events".to_owned(), 0), 99),
+            (("events".to_owned(), 1), 100),
+            (("events".to_owned(), 2), 5_000),
+            (("events".to_owned(), 3), 7),
+            (("history".to_owned(), 0), 1_000_000),
+        ]
+        .into_iter()
+        .collect();
+        // Partition 3 not described by the broker: not judged.
+        let ends: BTreeMap<i32, i64> = [(0, 100), (1, 100), (2, 40)].into_iter().collect();
+        let found = beyond_log_ends("events", &marks, &ends);
+        assert_eq!(
+            found
+                .iter()
+                .map(|m| (m.partition, m.mark, m.log_end))
+                .collect::<Vec<_>>(),
+            vec![(1, 100, 100), (2, 5_000, 40)],
+            "99 < 100 is a position in the log; 100 is where the next message goes"
+        );
+        assert!(beyond_log_ends("events", &marks, &BTreeMap::new()).is_empty());
+        assert!(beyond_log_ends("other", &marks, &ends).is_empty());
     }
 }
