@@ -193,27 +193,61 @@ pub async fn partition_count(brokers: &str, topic: &str) -> Result<usize, AdminE
     .map_err(|err| AdminError::Join(err.to_string()))?
 }
 
-/// The log end of each partition of `config.topic` (its high watermark: the
-/// offset the next message gets); partitions the broker does not describe
-/// are left out, and a topic it does not know has none.
-pub async fn log_ends(config: &KafkaConfig) -> Result<Vec<(i32, i64)>, AdminError> {
-    let (client, topic) = (config.client_config(), config.topic.clone());
+/// Where a consumer group stands in one partition of its topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionPosition {
+    /// Kafka partition.
+    pub partition: i32,
+    /// The group's committed offset (every message below it was processed),
+    /// if it committed one.
+    pub committed: Option<i64>,
+    /// The log end (high watermark: the offset the next message gets).
+    pub log_end: i64,
+}
+
+/// [`PartitionPosition`] of group `group` in each partition of
+/// `config.topic` the broker describes (none for a topic it does not know),
+/// read with one client.
+pub async fn positions(
+    config: &KafkaConfig,
+    group: &str,
+) -> Result<Vec<PartitionPosition>, AdminError> {
+    let (mut client, topic) = (config.client_config(), config.topic.clone());
+    client
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = client.create()?;
         let timeout = Duration::from_secs(5);
         let metadata = patiently(|| consumer.fetch_metadata(Some(&topic), timeout))?;
-        let mut ends = Vec::new();
-        for t in metadata
+        let partitions: Vec<i32> = metadata
             .topics()
             .iter()
             .filter(|t| t.name() == topic && t.error().is_none())
-        {
-            for p in t.partitions() {
-                let (_, high) = patiently(|| consumer.fetch_watermarks(&topic, p.id(), timeout))?;
-                ends.push((p.id(), high));
-            }
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in &partitions {
+            list.add_partition(&topic, *p);
         }
-        Ok(ends)
+        let committed = patiently(|| consumer.committed_offsets(list.clone(), timeout))?;
+        let mut out = Vec::with_capacity(partitions.len());
+        for partition in partitions {
+            let (_, log_end) = patiently(|| consumer.fetch_watermarks(&topic, partition, timeout))?;
+            let committed =
+                committed
+                    .find_partition(&topic, partition)
+                    .and_then(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => Some(o),
+                        _ => None,
+                    });
+            out.push(PartitionPosition {
+                partition,
+                committed,
+                log_end,
+            });
+        }
+        Ok(out)
     })
     .await
     .map_err(|err| AdminError::Join(err.to_string()))?

@@ -90,7 +90,7 @@ pub struct Report {
 mod positions;
 mod rework;
 
-pub use positions::{beyond_log_ends, ForgottenMark};
+pub use positions::ForgottenMark;
 
 /// Seconds per step of a run.
 struct Laps {
@@ -276,23 +276,27 @@ impl Refresher {
         // next, recomputations from raw rows the highest: where two write a
         // key in one run, the later step (which includes the earlier one's
         // rows) is the row that stays.
-        // Positions taken on another log (the topic made anew) are forgotten
-        // first: this run is then a first, full one.
-        let forgotten = self.forget_another_log().await?;
         let add_version = self.state.next_version().await?;
         let rework_version = self.state.next_version().await?;
         let version = self.state.next_version().await?;
-        let marks: Ends = self
-            .state
-            .marks()
-            .await?
+        let mut laps = Laps::start();
+        let broker = self.broker().await;
+        let mut marks = self.state.marks().await?;
+        // Positions taken on another log (the topic made anew) are forgotten
+        // first: this run is then a first, full one.
+        let forgotten = self.forget_another_log(&marks, broker.as_deref()).await?;
+        if !forgotten.is_empty() {
+            marks.clear();
+        }
+        let marks: Ends = marks
             .into_iter()
             .filter_map(|(key, mark)| Some((key, u64::try_from(mark).ok()?)))
             .collect();
         let kind = if marks.is_empty() { Kind::Full } else { kind };
-        let mut laps = Laps::start();
         let since = self.since();
-        let ends = self.ends(kind, &marks).await?;
+        let ends = self
+            .ends(kind, &marks, self.committed(broker.as_deref()))
+            .await?;
         laps.lap("ends");
         // New positions: between the marks and the ends.
         let ranges: Vec<NewRange> = ends

@@ -22,8 +22,9 @@
 //! partition in a process reads them from ClickHouse, because the Redis
 //! hash outlives the data it describes when Redis stays and ClickHouse and
 //! the broker start anew (a new checkout, a rebuilt cluster) — trusted, an
-//! old log's watermarks would skip every new message below them. The lease only matters if a holder dies mid-insert; an
-//! insert is given [`crate::raw::INSERT_TIMEOUT`], well within the lease.
+//! old log's watermarks would skip every new message below them. The lease
+//! only matters if a holder dies mid-insert; an insert is given
+//! [`crate::raw::INSERT_TIMEOUT`], well within the lease.
 //!
 //! On a cluster a slot also names the shard (`crate::shards`): rows go to
 //! their visitor's shard, so the prefix argument holds per (Kafka partition,

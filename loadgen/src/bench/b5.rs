@@ -178,15 +178,17 @@ pub async fn pages(
     ask("auto").await?;
     ask("raw").await?;
     let (mut derived, mut raw) = (Vec::new(), Vec::new());
-    let mut equal = true;
+    let mut differing = None;
     let mut source = Value::Null;
     for _ in 0..config.b5_runs {
         let (took, from_reports) = ask("auto").await?;
         derived.push(took);
         let (took, from_raw) = ask("raw").await?;
         raw.push(took);
-        equal &= results(&from_reports) == results(&from_raw);
         source = from_reports["source"].clone();
+        if results(&from_reports) != results(&from_raw) {
+            differing = Some((from_reports, from_raw));
+        }
     }
     let client = history.client();
     let mut costs = serde_json::Map::new();
@@ -209,9 +211,8 @@ pub async fn pages(
         }
     }
     query.stop();
-    if !equal {
+    if let Some((from_reports, from_raw)) = differing {
         // A faster answer that differs is not a result: the run fails.
-        let (from_reports, from_raw) = (ask("auto").await?.1, ask("raw").await?.1);
         return Err(format!(
             "B5 pages: the answer from reports ({} groups, source {}) differs from raw rows' ({} groups) on {}",
             from_reports["results"].as_array().map_or(0, Vec::len),
@@ -222,7 +223,7 @@ pub async fn pages(
     }
     let (d95, r95) = (percentile(&derived, 0.95), percentile(&raw, 0.95));
     if let Value::Object(figures) = json!({
-        "source": source, "answers_equal": equal,
+        "source": source, "answers_equal": true,
         "derived_p50_ms": ms(percentile(&derived, 0.5)), "derived_p95_ms": ms(d95),
         "raw_p50_ms": ms(percentile(&raw, 0.5)), "raw_p95_ms": ms(r95),
         "speedup_p95": r95.as_secs_f64() / d95.as_secs_f64().max(1e-9),

@@ -9,6 +9,7 @@ use crate::state::MarkKey;
 use crate::statements::{self, Ends, Stmt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
+use tally_common::kafka::PartitionPosition;
 
 /// A mark taken on another log: at or past its partition's log end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub struct ForgottenMark {
 
 /// The marks of `topic` at or past their partition's log end in `ends`
 /// (partitions the broker did not describe are not judged).
-pub fn beyond_log_ends(
+fn beyond_log_ends(
     topic: &str,
     marks: &HashMap<MarkKey, i64>,
     ends: &BTreeMap<i32, i64>,
@@ -112,63 +113,70 @@ impl Refresher {
         Ok(())
     }
 
-    /// The aggregator group's committed offsets less one (every row at or
-    /// below is stored), when the broker is configured and answers.
-    pub(super) async fn committed(&self) -> Option<Ends> {
+    /// What the broker says at the start of a run, per partition of the
+    /// topic: the aggregator group's committed offset and the log end; `None`
+    /// without a broker or when it does not answer (then nothing new is
+    /// derived and no position is forgotten).
+    pub(super) async fn broker(&self) -> Option<Vec<PartitionPosition>> {
         let (kafka, group) = self.kafka.as_ref()?;
-        match tally_common::kafka::committed_offsets(kafka, group).await {
-            Ok(committed) => Some(
-                committed
-                    .into_iter()
-                    .filter_map(|(p, offset)| {
-                        let p = u32::try_from(p).ok()?;
-                        let end = u64::try_from(offset - 1).ok()?;
-                        Some(((kafka.topic.clone(), p), end))
-                    })
-                    .collect(),
-            ),
+        match tally_common::kafka::positions(kafka, group).await {
+            Ok(positions) => Some(positions),
             Err(err) => {
-                tracing::warn!(error = %err, "committed offsets unreadable: nothing new is derived");
+                tracing::warn!(error = %err, "broker positions unreadable: nothing new is derived");
                 None
             }
         }
     }
 
+    /// The aggregator group's committed offsets less one (every row at or
+    /// below is stored), from the broker's `positions`.
+    pub(super) fn committed(&self, positions: Option<&[PartitionPosition]>) -> Option<Ends> {
+        let (kafka, _) = self.kafka.as_ref()?;
+        Some(
+            positions?
+                .iter()
+                .filter_map(|p| {
+                    let partition = u32::try_from(p.partition).ok()?;
+                    let end = u64::try_from(p.committed? - 1).ok()?;
+                    Some(((kafka.topic.clone(), partition), end))
+                })
+                .collect(),
+        )
+    }
+
     /// Forgets the scope's positions when they were taken on another log:
-    /// a mark at or past its partition's log end on the broker (the topic
-    /// was made anew — a fresh broker, or a new checkout whose broker and
-    /// ClickHouse start empty beside a PostgreSQL that stayed). Kept, such
-    /// marks would stop every row below them from being derived and send
-    /// readers to report rows that are not there. Returns the marks
-    /// forgotten (none without a broker, or when it does not answer: only a
-    /// log end the broker reported is evidence).
-    pub(super) async fn forget_another_log(&self) -> Result<Vec<ForgottenMark>, RefreshError> {
-        let Some((kafka, _)) = self.kafka.as_ref() else {
+    /// a mark (of `marks`) at or past its partition's log end in the broker's
+    /// `positions` (the topic was made anew — a fresh broker, or a new
+    /// checkout whose broker and ClickHouse start empty beside a PostgreSQL
+    /// that stayed). Kept, such marks would stop every row below them from
+    /// being derived and send readers to report rows that are not there.
+    /// Returns the marks forgotten (none without the broker's answer: only a
+    /// log end it reported is evidence).
+    pub(super) async fn forget_another_log(
+        &self,
+        marks: &HashMap<MarkKey, i64>,
+        positions: Option<&[PartitionPosition]>,
+    ) -> Result<Vec<ForgottenMark>, RefreshError> {
+        let (Some((kafka, _)), Some(positions)) = (self.kafka.as_ref(), positions) else {
             return Ok(Vec::new());
         };
-        let marks = self.state.marks().await?;
-        if !marks.keys().any(|(topic, _)| *topic == kafka.topic) {
-            return Ok(Vec::new());
-        }
-        let ends: BTreeMap<i32, i64> = match tally_common::kafka::log_ends(kafka).await {
-            Ok(ends) => ends.into_iter().collect(),
-            Err(err) => {
-                tracing::debug!(error = %err, "log ends unreadable: positions kept");
-                return Ok(Vec::new());
-            }
-        };
-        let forgotten = beyond_log_ends(&kafka.topic, &marks, &ends);
+        let ends: BTreeMap<i32, i64> = positions.iter().map(|p| (p.partition, p.log_end)).collect();
+        let forgotten = beyond_log_ends(&kafka.topic, marks, &ends);
         if !forgotten.is_empty() {
             self.state.forget_positions().await?;
         }
         Ok(forgotten)
     }
 
-    /// The run's ends: the committed offsets (else the arrivals'); a full run
-    /// adds every other partition of `events` up to its highest row. Never
-    /// below `marks`.
-    pub(super) async fn ends(&self, kind: Kind, marks: &Ends) -> Result<Ends, RefreshError> {
-        let committed = self.committed().await;
+    /// The run's ends: the `committed` offsets (else the arrivals'); a full
+    /// run adds every other partition of `events` up to its highest row.
+    /// Never below `marks`.
+    pub(super) async fn ends(
+        &self,
+        kind: Kind,
+        marks: &Ends,
+        committed: Option<Ends>,
+    ) -> Result<Ends, RefreshError> {
         let mut ends = match (&committed, &self.kafka) {
             (Some(committed), _) => committed.clone(),
             (None, Some(_)) => Ends::new(),

@@ -71,11 +71,13 @@ async fn marks_past_the_log_end_are_forgotten_and_the_reports_rebuilt() {
         brute_force(&sent),
         "reports rebuilt"
     );
-    let ends: BTreeMap<i32, i64> = tally_common::kafka::log_ends(&pipeline.iso.kafka)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let ends: BTreeMap<i32, i64> =
+        tally_common::kafka::positions(&pipeline.iso.kafka, &pipeline.iso.group_id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.partition, p.log_end))
+            .collect();
     for row in pg
         .query(
             "SELECT kafka_partition, derived FROM refresh_derived WHERE scope = $1 AND kafka_topic = $2",
